@@ -1,0 +1,25 @@
+"""geopix-tiles: pixel-level vision-language answers over whole satellite scenes.
+
+``import geopix_tiles`` stays light (no torch, no geopandas): the heavy modules are loaded
+on first use of what needs them.
+"""
+from __future__ import annotations
+
+from .errors import GeopixError, InputError, OutputError, ReadError
+from .segmenter import Segmenter
+
+__version__ = "0.1.0"
+__all__ = ["GeopixError", "InputError", "OutputError", "ReadError", "Segmenter", "segment", "SpectralSegmenter",
+           "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "segment":
+        from .api import segment
+
+        return segment
+    if name == "SpectralSegmenter":
+        from .spectral import SpectralSegmenter
+
+        return SpectralSegmenter
+    raise AttributeError(f"module 'geopix_tiles' has no attribute {name!r}")

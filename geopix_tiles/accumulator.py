@@ -1,0 +1,50 @@
+"""Float32 strip accumulator for blended tile probabilities.
+
+Only the rows that tiles of the current grid row can touch are held (one tile height of
+the full width): the memory of a run is bounded by the tile size, never by the scene
+height. Weights are accumulated beside the sums so nodata pixels (weight 0) and shifted
+edge tiles (irregular overlap) are handled by the same division.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class StripAccumulator:
+    def __init__(self, n_prompts: int, rows: int, width: int, y0: int = 0) -> None:
+        self.rows = rows
+        self.width = width
+        self.y0 = y0  # raster row of buffer row 0
+        self.sums = np.zeros((n_prompts, rows, width), dtype=np.float32)
+        self.weights = np.zeros((rows, width), dtype=np.float32)
+
+    def add(self, y: int, x: int, probs: np.ndarray, weights: np.ndarray) -> None:
+        """Add ``probs [P, h, w]`` blended by ``weights [h, w]`` at raster position ``(y, x)``."""
+        h, w = weights.shape
+        r = y - self.y0
+        if r < 0 or r + h > self.rows:
+            raise RuntimeError(f"tile rows {y}..{y + h} fall outside the strip {self.y0}..{self.y0 + self.rows}")
+        self.sums[:, r:r + h, x:x + w] += probs * weights
+        self.weights[r:r + h, x:x + w] += weights
+
+    def flush(self, until: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Finish rows ``[y0, until)``: ``(y0, probabilities [P, n, W], valid [n, W])``.
+
+        The remaining rows move to the top of the buffer, which then starts at ``until``.
+        """
+        n = until - self.y0
+        if not 0 <= n <= self.rows:
+            raise RuntimeError(f"cannot flush to row {until} from a strip starting at {self.y0}")
+        w = self.weights[:n]
+        valid = w > 0
+        probs = np.zeros((self.sums.shape[0], n, self.width), dtype=np.float32)
+        np.divide(self.sums[:, :n], w, out=probs, where=valid)
+        start = self.y0
+        keep = self.rows - n
+        if keep:
+            self.sums[:, :keep] = self.sums[:, n:].copy()
+            self.weights[:keep] = self.weights[n:].copy()
+        self.sums[:, keep:] = 0
+        self.weights[keep:] = 0
+        self.y0 = until
+        return start, probs, valid

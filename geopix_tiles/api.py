@@ -1,0 +1,218 @@
+"""``geopix_tiles.segment``: the one entry point the CLI, notebooks and clusters share.
+
+It validates everything that can be validated before touching the destination, runs the
+streaming engine into temporary files next to the outputs, and renames them into place only
+when complete. Errors the user can fix surface as :class:`GeopixError` with a one-line
+message; on any failure the temporary files are removed (a Ctrl-C keeps them for
+``--resume``).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import geopandas as gpd
+from rasterio.errors import RasterioError
+
+from .engine import RunStats, StreamingRun
+from .errors import GeopixError, InputError, OutputError
+from .journal import RunJournal
+from .models import load_segmenter, model_id
+from .raster_sink import RasterSink
+from .scene import compute_statistics, open_scene, parse_band_roles, parse_bands, resolve_bands, select_bands
+from .segmenter import Segmenter, roles_for
+from .tiling import TileGrid
+from .vector_sink import VectorSink
+
+
+def _check_destination(path: Path | None, suffixes: tuple[str, ...], flag: str, overwrite: bool, resume: bool) -> None:
+    if path is None:
+        return
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{flag} '{path}' must end with {' or '.join(suffixes)}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"output folder '{parent}' does not exist; create it or choose another {flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder '{parent}' is not writable; choose another {flag} or fix its permissions")
+    if path.exists() and not overwrite and not resume:
+        raise OutputError(f"'{path}' already exists; pass --overwrite to replace it or choose another {flag}")
+    if path.is_dir():
+        raise OutputError(f"{flag} '{path}' is a directory; pass a file name")
+
+
+def _check_number(name: str, value, low: float | None = None, high: float | None = None, integer: bool = False):
+    if value is None:
+        return None
+    try:
+        v = int(value) if integer else float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} '{value}' is not a number") from None
+    if integer and float(value) != v:
+        raise InputError(f"{name} {value} must be a whole number")
+    if (low is not None and v < low) or (high is not None and v > high):
+        rng = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+        raise InputError(f"{name} {value} is out of range; use a value in {rng}")
+    return v
+
+
+def segment(
+    scene: str | os.PathLike,
+    prompts: str | Sequence[str],
+    model: "str | Segmenter | object" = "spectral",
+    out: str | os.PathLike | None = None,
+    raster_out: str | os.PathLike | None = None,
+    *,
+    bands: str | Sequence[int] | None = None,
+    band_roles: str | Mapping[str, int] | None = None,
+    tile: int | None = None,
+    overlap: int = 64,
+    batch_size: int = 8,
+    device: str = "auto",
+    threshold: float | None = None,
+    min_area: float | None = None,
+    simplify: float | None = None,
+    cog: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_no_georef: bool = False,
+    vectorize: bool = True,
+    checkpoint_seconds: float = 10.0,
+    progress: bool = False,
+    layer: str | None = None,
+    return_stats: bool = False,
+    collect: bool = True,
+) -> gpd.GeoDataFrame:
+    """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
+
+    ``out`` (GeoPackage) and ``raster_out`` (GeoTIFF, one band per prompt) are optional;
+    with neither, polygons are computed in a temporary folder and only returned. Polygons
+    come from probabilities >= ``threshold`` (0.5 when no threshold is given); the raster
+    holds probabilities x 255, or 0/1 when ``threshold`` is set. ``min_area`` is in square
+    metres when the CRS allows it (else CRS units), ``simplify`` in CRS units.
+    ``collect=False`` skips loading the polygons back (batch runs on huge scenes) and
+    returns an empty frame; ``return_stats=True`` returns ``(frame, RunStats)``.
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts:
+        raise InputError("no prompt given; pass at least one --prompt, e.g. --prompt water")
+    for p in prompts:
+        if not isinstance(p, str) or not p.strip():
+            raise InputError("a prompt is empty; pass text such as --prompt water")
+    if len(set(prompts)) != len(prompts):
+        raise InputError("the same prompt is given twice; pass each --prompt once")
+    out = Path(out) if out is not None else None
+    raster_out = Path(raster_out) if raster_out is not None else None
+    threshold = _check_number("--threshold", threshold, 0.0, 1.0)
+    min_area = _check_number("--min-area", min_area, 0.0)
+    simplify = _check_number("--simplify", simplify, 0.0)
+    batch_size = _check_number("--batch-size", batch_size, 1, 4096, integer=True)
+    overlap = _check_number("--overlap", overlap, 0, None, integer=True)
+    tile = _check_number("--tile", tile, 16, 65536, integer=True)
+    if out is not None and raster_out is not None and out.resolve() == raster_out.resolve():
+        raise InputError("--out and --raster must be different files")
+    _check_destination(out, (".gpkg",), "--out", overwrite, resume)
+    _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
+
+    info = open_scene(scene, allow_no_georef=allow_no_georef)
+    seg = load_segmenter(model, device=device)
+    seg.check_prompts(prompts)
+    chosen = resolve_bands(info, roles_for(seg, prompts), parse_bands(bands), parse_band_roles(band_roles))
+    select_bands(info, chosen)
+    tile = tile or int(getattr(seg, "tile_size", 512) or 512)
+    grid = TileGrid(info.height, info.width, tile, overlap)
+
+    primary = out or raster_out
+    scratch = None
+    if primary is None or (out is None and vectorize):
+        scratch = Path(tempfile.mkdtemp(prefix="geopix-"))
+    workdir = (primary.parent / f".{primary.name}.geopix-run") if primary is not None else scratch / "run"
+    raster_tmp = raster_out.parent / f".{raster_out.name}.partial.tif" if raster_out is not None else None
+    journal = RunJournal(workdir)
+    fingerprint = {
+        "scene": str(Path(scene).resolve()), "scene_size": Path(scene).stat().st_size,
+        "scene_mtime": Path(scene).stat().st_mtime_ns, "bands": list(chosen), "prompts": prompts,
+        "model": model_id(model), "tile": tile, "overlap": overlap, "threshold": threshold,
+        "min_area": min_area, "simplify": simplify, "cog": bool(cog), "vectorize": bool(vectorize),
+        "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,
+    }
+    resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
+    data = journal.load(fingerprint) if resuming else None
+    if not resuming:
+        journal.remove()
+        if raster_tmp is not None and raster_tmp.exists():
+            raster_tmp.unlink()
+    if getattr(seg, "scaling", "reflectance") == "unit":
+        compute_statistics(info)
+
+    raster = RasterSink(raster_out, raster_tmp, info, prompts, threshold, cog) if raster_out is not None else None
+    vectors = VectorSink(workdir / "parts", info, prompts, min_area, simplify) if vectorize else None
+    bar = None
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        if raster is not None:
+            raster.open(resume=resuming)
+        run = StreamingRun(
+            info, seg, prompts, grid, batch_size=batch_size,
+            vector_threshold=threshold if threshold is not None else 0.5, raster=raster, vectors=vectors,
+            journal=journal if primary is not None else None, fingerprint=fingerprint,
+            checkpoint_seconds=checkpoint_seconds,
+        )
+        if data is not None:
+            run.restore(data)
+        if progress:
+            from tqdm.auto import tqdm  # noqa: PLC0415
+
+            bar = tqdm(total=len(grid), initial=run.stats.tiles_done, unit="tile", desc=Path(scene).name,
+                       file=sys.stderr, dynamic_ncols=True)
+            run.progress = bar.update
+        stats = run.run()
+        if bar is not None:
+            bar.close()
+        frame = vectors.to_geodataframe() if (vectors is not None and collect) \
+            else VectorSink(workdir, info, prompts).empty_frame()
+        if out is not None:
+            gpkg_tmp = workdir / "result.gpkg"
+            vectors.write_geopackage(gpkg_tmp, layer or out.stem)
+        if raster is not None:
+            raster.finalize()
+        if out is not None:
+            os.replace(gpkg_tmp, out)
+        journal.remove()
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        if raster is not None:
+            raster.close()
+        if primary is None:
+            journal.remove()
+        raise
+    except BaseException as exc:
+        if bar is not None:
+            bar.close()
+        if raster is not None:
+            raster.close()
+            if raster_tmp.exists():
+                raster_tmp.unlink()
+            cog_tmp = raster_tmp.with_name(raster_tmp.stem + ".cog.tif")
+            if cog_tmp.exists():
+                cog_tmp.unlink()
+        journal.remove()
+        if isinstance(exc, GeopixError):
+            raise
+        if isinstance(exc, (OSError, RasterioError)):
+            raise OutputError(f"writing the outputs failed ({' '.join(str(exc).split())[:200]}); "
+                              "check free space and permissions of the output folder") from exc
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts,
+                       out=str(out) if out else None, raster=str(raster_out) if raster_out else None)
+    if return_stats:
+        return frame, stats
+    return frame

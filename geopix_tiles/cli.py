@@ -1,0 +1,92 @@
+"""``geopix-tiles`` command line.
+
+Subcommands register themselves on one parser; user errors (:class:`GeopixError`) print
+one line on stderr and exit non-zero without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import GeopixError
+
+DEFAULT_SCENE = Path(__file__).parent / "data" / "naip_sample.tif"
+
+
+def _add_segment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment a scene for text prompts -> GeoPackage (+ GeoTIFF)",
+                       description="Segment SCENE for each --prompt; write polygons (GeoPackage) and optionally a "
+                                   "probability/mask raster (GeoTIFF/COG) with the scene's georeference.")
+    p.add_argument("scene", help="input raster (GeoTIFF or anything GDAL reads)")
+    p.add_argument("--prompt", "-p", action="append", required=True, help="what to find; repeat for several")
+    p.add_argument("--out", "-o", required=True, help="output GeoPackage (.gpkg)")
+    p.add_argument("--raster", help="optional output GeoTIFF (.tif), one band per prompt")
+    p.add_argument("--model", "-m", default="spectral", help="spectral | default | checkpoint folder (default: spectral)")
+    p.add_argument("--bands", help="1-based bands in the order the model expects, e.g. 1,2,3")
+    p.add_argument("--band-roles", help="band roles, e.g. red=3,green=2,blue=1,nir=4 (default: band descriptions)")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
+    p.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+    p.add_argument("--threshold", type=float, help="write 0/1 masks at this probability (default: probabilities)")
+    p.add_argument("--min-area", type=float, help="drop polygons smaller than this (m^2 when known, else CRS units)")
+    p.add_argument("--simplify", type=float, help="simplify polygons with this tolerance (CRS units)")
+    p.add_argument("--cog", action="store_true", help="write the raster as a Cloud Optimized GeoTIFF")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same arguments")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--allow-no-georef", action="store_true", help="accept rasters without CRS/transform (pixel coords)")
+    p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_segment)
+
+
+def _run_segment(args: argparse.Namespace) -> int:
+    from .api import segment  # noqa: PLC0415 - keeps `--help` fast
+
+    _, stats = segment(
+        args.scene, args.prompt, model=args.model, out=args.out, raster_out=args.raster, bands=args.bands,
+        band_roles=args.band_roles, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+        device=args.device, threshold=args.threshold, min_area=args.min_area, simplify=args.simplify,
+        cog=args.cog, resume=args.resume, overwrite=args.overwrite, allow_no_georef=args.allow_no_georef,
+        checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=False,
+    )
+    outputs = ", ".join(x for x in (stats.extra["out"], stats.extra["raster"]) if x)
+    rate = stats.tiles_total / stats.seconds if stats.seconds else 0.0
+    print(
+        f"segmented {Path(args.scene).name} ({stats.extra['width']}x{stats.extra['height']} px, "
+        f"{stats.tiles_total} tiles, {stats.tiles_skipped} nodata-skipped) for {len(args.prompt)} prompt(s) "
+        f"in {stats.seconds:.1f}s ({rate:.1f} tiles/s): {stats.features} polygons -> {outputs}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geopix-tiles", description="Pixel-level answers from vision-language models over whole satellite scenes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_segment(sub)
+    try:
+        from .training import cli as training_cli  # noqa: PLC0415
+    except ImportError:
+        training_cli = None
+    if training_cli is not None and hasattr(training_cli, "register"):
+        training_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GeopixError as exc:
+        print(f"geopix-tiles: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("geopix-tiles: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The run journal: what an interrupted run had finished, so ``--resume`` can continue.
+
+A run's scratch space is one hidden folder next to its output. The journal inside it is
+rewritten atomically (write, fsync, rename) only after the raster and the vector parts it
+describes are safely on disk, so after a kill at any instant it points at a consistent
+state. It also records a fingerprint of the run's inputs and options: resuming with
+different ones would silently mix two results, so it is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+VERSION = 1
+
+
+class RunJournal:
+    def __init__(self, workdir: str | os.PathLike) -> None:
+        self.workdir = Path(workdir)
+        self.path = self.workdir / "journal.json"
+        self.state_path = self.workdir / "vector_state.npz"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self, fingerprint: dict) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"the resume journal {self.path} is unreadable ({exc}); rerun with --overwrite") from None
+        if data.get("version") != VERSION or data.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+            raise InputError(
+                "the interrupted run next to this output used a different scene, model or options; "
+                "rerun with exactly the same arguments plus --resume, or use --overwrite to start again"
+            )
+        return data
+
+    def save(self, data: dict, fingerprint: dict) -> None:
+        data = {**data, "version": VERSION, "fingerprint": fingerprint}
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def save_state(self, arrays: dict[str, np.ndarray]) -> None:
+        tmp = self.workdir / "vector_state.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.state_path)
+
+    def load_state(self) -> dict[str, np.ndarray]:
+        with np.load(self.state_path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)

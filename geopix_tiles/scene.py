@@ -1,0 +1,289 @@
+"""Opening a scene: validation, band roles, nodata, scene-wide statistics, windowed reads.
+
+Everything that can be wrong with a scene is found here, before any output is created, so
+bad input fails fast with a one-line message and leaves nothing behind. Statistics for
+scaling are computed once per scene from a bounded sample (overviews when present, else an
+even grid of windows), because per-tile stretching makes visible seams and a full pass
+would double the I/O of a huge scene.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.windows import Window
+
+from .errors import InputError, ReadError
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+#: Band-description spellings accepted for each role (matched case-insensitively).
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "coastal": ("coastal", "coastal aerosol", "aerosol", "b01", "b1"),
+    "blue": ("blue", "b", "b02", "b2"),
+    "green": ("green", "g", "b03", "b3"),
+    "red": ("red", "r", "b04", "b4"),
+    "rededge": ("rededge", "red edge", "red-edge", "re", "b05", "b5"),
+    "nir": ("nir", "near infrared", "near-infrared", "nir1", "b08", "b8"),
+    "swir1": ("swir1", "swir 1", "swir-1", "swir", "b11"),
+    "swir2": ("swir2", "swir 2", "swir-2", "b12"),
+}
+_ALIAS_TO_ROLE = {alias: role for role, aliases in ROLE_ALIASES.items() for alias in aliases}
+_COLORINTERP_ROLE = {ColorInterp.red: "red", ColorInterp.green: "green", ColorInterp.blue: "blue"}
+
+
+def parse_band_roles(text: str | Mapping[str, int] | None) -> dict[str, int]:
+    """``"red=3,green=2,nir=4"`` (or a mapping) -> ``{"red": 3, "green": 2, "nir": 4}``."""
+    if text is None or text == "":
+        return {}
+    if isinstance(text, Mapping):
+        items = list(text.items())
+    else:
+        items = []
+        for part in str(text).split(","):
+            role, sep, index = part.partition("=")
+            if not sep or not role.strip() or not index.strip():
+                raise InputError(f"band roles '{text}' are not ROLE=INDEX pairs; write e.g. --band-roles red=3,green=2,blue=1,nir=4")
+            items.append((role, index))
+    roles: dict[str, int] = {}
+    for role, index in items:
+        name = _ALIAS_TO_ROLE.get(str(role).strip().lower(), str(role).strip().lower())
+        try:
+            roles[name] = int(index)
+        except (TypeError, ValueError):
+            raise InputError(f"band index '{index}' for role '{role}' is not an integer; write e.g. --band-roles {role}=4") from None
+    return roles
+
+
+def parse_bands(value: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``"3,2,1"`` or ``[3, 2, 1]`` -> ``(3, 2, 1)`` (1-based, like rasterio)."""
+    if value is None or value == "" or (not isinstance(value, str) and len(value) == 0):
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        return tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise InputError(f"bands '{value}' are not 1-based band numbers; write e.g. --bands 3,2,1") from None
+
+
+@dataclass
+class Scene:
+    """A validated scene and the bands the segmenter will see."""
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: rasterio.crs.CRS | None
+    transform: Affine
+    nodata: float | None
+    descriptions: tuple[str | None, ...]
+    block_height: int
+    band_indexes: tuple[int, ...] = ()
+    has_mask: bool = False
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+
+def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Scene:
+    """Open and validate ``path``; raise :class:`InputError` for anything unusable."""
+    p = Path(path)
+    if not p.exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
+        raise InputError(f"scene '{path}' does not exist; check the path")
+    if p.is_dir():
+        raise InputError(f"scene '{path}' is a directory, not a raster; pass a GeoTIFF file")
+    try:
+        with rasterio.open(path) as src:
+            if src.count < 1:
+                raise InputError(f"'{path}' has no raster bands; pass a GeoTIFF with image bands")
+            dtype = src.dtypes[0]
+            if dtype not in SUPPORTED_DTYPES:
+                raise InputError(f"'{path}' has pixel type {dtype}; convert it to uint8, uint16, int16 or float32 (e.g. gdal_translate -ot Float32)")
+            georef = src.crs is not None and src.transform != Affine.identity()
+            if not georef and not allow_no_georef:
+                raise InputError(
+                    f"'{path}' has no CRS or geotransform, so outputs could not be georeferenced; "
+                    "georeference it (gdal_translate -a_srs/-a_ullr) or pass --allow-no-georef for pixel coordinates"
+                )
+            flags = src.mask_flag_enums
+            return Scene(
+                path=str(path),
+                width=src.width,
+                height=src.height,
+                count=src.count,
+                dtype=dtype,
+                crs=src.crs,
+                transform=src.transform,
+                nodata=src.nodata,
+                descriptions=tuple(src.descriptions),
+                block_height=int(src.block_shapes[0][0]),
+                extra={
+                    "flags": flags,
+                    "colorinterp": tuple(src.colorinterp),
+                    "overviews": src.overviews(1),
+                },
+            )
+    except InputError:
+        raise
+    except RasterioIOError as exc:
+        raise InputError(f"'{path}' is not a raster GDAL can open ({_short(exc)}); pass a GeoTIFF") from None
+    except RasterioError as exc:
+        raise InputError(f"'{path}' could not be opened as a raster ({_short(exc)}); pass a valid GeoTIFF") from None
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def resolve_bands(
+    scene: Scene,
+    needed_roles: Sequence[str] | None,
+    bands: Sequence[int] | None = None,
+    band_roles: Mapping[str, int] | None = None,
+) -> tuple[int, ...]:
+    """Pick the 1-based band indexes the segmenter gets, in its order.
+
+    ``bands`` (``--bands``) is an explicit order and wins; otherwise each needed role is
+    looked up in ``band_roles`` (``--band-roles``), then the band descriptions, then the
+    colour interpretation (red/green/blue only).
+    """
+    for b in list(bands or ()) + list((band_roles or {}).values()):
+        if not 1 <= int(b) <= scene.count:
+            raise InputError(f"band {b} is out of range: '{scene.path}' has bands 1..{scene.count}; fix --bands/--band-roles")
+    if needed_roles is None:
+        return tuple(bands) if bands else tuple(range(1, scene.count + 1))
+    needed = [r.lower() for r in needed_roles]
+    if bands:
+        if len(bands) != len(needed):
+            raise InputError(
+                f"--bands gives {len(bands)} band(s) but the segmenter needs {len(needed)} ({', '.join(needed)}); "
+                f"pass exactly {len(needed)} bands in that order, or use --band-roles"
+            )
+        return tuple(int(b) for b in bands)
+    found: dict[str, int] = {}
+    for i, desc in enumerate(scene.descriptions, start=1):
+        role = _ALIAS_TO_ROLE.get((desc or "").strip().lower())
+        if role and role not in found:
+            found[role] = i
+    for i, ci in enumerate(scene.extra.get("colorinterp", ()), start=1):
+        role = _COLORINTERP_ROLE.get(ci)
+        if role and role not in found:
+            found[role] = i
+    found.update(band_roles or {})
+    missing = [r for r in needed if r not in found]
+    if missing:
+        hint = ",".join(f"{r}={i}" for i, r in enumerate(needed, start=1))
+        raise InputError(
+            f"the segmenter needs band role(s) {', '.join(missing)} but '{Path(scene.path).name}' does not describe them; "
+            f"pass --band-roles {hint} with the right band numbers"
+        )
+    return tuple(found[r] for r in needed)
+
+
+def select_bands(scene: Scene, band_indexes: Sequence[int]) -> Scene:
+    """Record the chosen bands and whether reading needs a validity mask."""
+    flags = scene.extra.get("flags") or [[MaskFlags.all_valid]] * scene.count
+    scene.band_indexes = tuple(band_indexes)
+    scene.has_mask = any(flags[b - 1] != [MaskFlags.all_valid] for b in band_indexes) or scene.dtype.startswith("float")
+    return scene
+
+
+def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.0, max_windows: int = 64) -> Scene:
+    """Scene-wide per-band percentiles, from overviews or an even sample of windows."""
+    samples = []
+    with rasterio.open(scene.path) as src:
+        idx = list(scene.band_indexes)
+        ovr = scene.extra.get("overviews") or []
+        usable = [f for f in ovr if min(scene.height, scene.width) // f >= 256]
+        if usable:
+            f = max(usable)
+            shape = (len(idx), max(1, scene.height // f), max(1, scene.width // f))
+            data = src.read(idx, out_shape=shape)
+            valid = _valid(src, idx, data, None, scene.has_mask, out_shape=shape[1:])
+            samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
+        else:
+            n = max(1, int(math.sqrt(max_windows)))
+            size = max(1, min(256, scene.height // n or 1, scene.width // n or 1))
+            size = min(max(size, 64), scene.height, scene.width)
+            ys = np.linspace(0, scene.height - size, n).astype(int)
+            xs = np.linspace(0, scene.width - size, n).astype(int)
+            for y in sorted(set(ys)):
+                for x in sorted(set(xs)):
+                    w = Window(int(x), int(y), size, size)
+                    data = src.read(idx, window=w)
+                    valid = _valid(src, idx, data, w, scene.has_mask)
+                    samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
+    values = np.concatenate(samples, axis=1).astype(np.float64) if samples else np.zeros((len(scene.band_indexes), 0))
+    if values.shape[1] == 0:
+        low = np.zeros(len(scene.band_indexes))
+        high = np.ones(len(scene.band_indexes))
+    else:
+        low, high = np.percentile(values, [low_pct, high_pct], axis=1)
+    high = np.where(high > low, high, low + 1.0)
+    scene.low = low.astype(np.float32)
+    scene.high = high.astype(np.float32)
+    return scene
+
+
+def _valid(src, idx, data, window, has_mask, out_shape=None) -> np.ndarray | None:
+    """Pixels valid in every selected band (dataset masks, nodata and NaN), or None if all are."""
+    if not has_mask:
+        return None
+    if out_shape is not None:
+        masks = src.read_masks(idx, out_shape=(len(idx),) + tuple(out_shape))
+    else:
+        masks = src.read_masks(idx, window=window)
+    valid = np.all(masks > 0, axis=0)
+    if np.issubdtype(data.dtype, np.floating):
+        valid &= np.all(np.isfinite(data), axis=0)
+    return valid
+
+
+class SceneReader:
+    """Reads full-width row strips of the selected bands; one dataset handle per reader.
+
+    GDAL dataset handles are not thread-safe, so each reader thread owns one.
+    """
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        self._src = rasterio.open(scene.path)
+
+    def read_rows(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(data [C, y1-y0, W] native dtype, valid [y1-y0, W] bool or None if all valid)``."""
+        w = Window(0, y0, self.scene.width, y1 - y0)
+        idx = list(self.scene.band_indexes)
+        try:
+            data = self._src.read(idx, window=w)
+            valid = _valid(self._src, idx, data, w, self.scene.has_mask)
+        except RasterioError as exc:
+            raise ReadError(
+                f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc)}); "
+                "the file is corrupt or truncated: re-download or repair it (gdal_translate)"
+            ) from None
+        if valid is not None and np.issubdtype(data.dtype, np.floating):
+            data = np.where(valid[None], data, 0)
+        return data, valid
+
+    def close(self) -> None:
+        self._src.close()
+
+    def __enter__(self) -> "SceneReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,138 @@
+"""Polygons of closed objects: attributes, then parts on disk, then one GeoPackage.
+
+Closed objects are turned into CRS geometries with ``prompt``, ``score`` (mean probability),
+``pixels``, ``area`` (CRS units) and ``area_m2`` (square metres, geodesic for geographic
+CRSs), filtered and simplified, and spilled to small numbered part files (WKB and plain
+arrays, never pickles). Parts are what a checkpoint commits, so a resumed run can drop the
+uncommitted ones; the GeoPackage is assembled from the parts through pyogrio in batches at
+the end, under a temporary name, and renamed into place.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from pyproj import CRS, Geod
+
+from .scene import Scene
+from .vectorize import ClosedObjects, to_crs_geometry
+
+COLUMNS = ("prompt", "score", "pixels", "area", "area_m2")
+
+
+class VectorSink:
+    def __init__(self, parts_dir: str | os.PathLike, scene: Scene, prompts: Sequence[str],
+                 min_area: float | None = None, simplify: float | None = None, batch: int = 20000) -> None:
+        self.parts_dir = Path(parts_dir)
+        self.scene = scene
+        self.prompts = list(prompts)
+        self.min_area = min_area
+        self.simplify = simplify
+        self.batch = batch
+        self.pending = ClosedObjects()
+        self.n_parts = 0
+        self.n_features = 0
+        crs = CRS.from_user_input(scene.crs) if scene.crs else None
+        self._pixel_area = abs(scene.transform.determinant)
+        self._geod = Geod(ellps="WGS84") if crs is not None and crs.is_geographic else None
+        self._unit_m = None
+        if crs is not None and crs.is_projected:
+            self._unit_m = crs.axis_info[0].unit_conversion_factor
+
+    def add(self, closed: ClosedObjects) -> None:
+        self.pending.extend(closed)
+        if len(self.pending) >= self.batch:
+            self.spill()
+
+    def spill(self) -> None:
+        """Write pending objects as the next part file (atomic rename)."""
+        if not len(self.pending):
+            return
+        p = self.pending
+        self.pending = ClosedObjects()
+        geoms = to_crs_geometry(p.geometry, self.scene.transform)
+        count = np.asarray(p.count, dtype=np.int64)
+        score = np.asarray(p.total, dtype=np.float64) / np.maximum(count, 1)
+        area = count * self._pixel_area
+        if self._unit_m is not None:
+            area_m2 = area * self._unit_m ** 2
+        elif self._geod is not None:
+            area_m2 = np.array([abs(self._geod.geometry_area_perimeter(g)[0]) for g in geoms])
+        else:
+            area_m2 = np.full(len(geoms), np.nan)
+        keep = np.ones(len(geoms), dtype=bool)
+        if self.min_area:
+            keep &= (area_m2 if not np.isnan(area_m2).all() else area) >= self.min_area
+        geoms = geoms[keep]
+        if self.simplify:
+            geoms = shapely.simplify(geoms, self.simplify, preserve_topology=True)
+        wkb = shapely.to_wkb(geoms)
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        path = self.parts_dir / f"part-{self.n_parts:06d}.npz"
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            wkb=np.frombuffer(b"".join(wkb), dtype=np.uint8),
+            wkb_len=np.array([len(w) for w in wkb], dtype=np.int64),
+            prompt=np.asarray(p.prompt_index, dtype=np.int64)[keep],
+            score=score[keep], pixels=count[keep], area=area[keep], area_m2=area_m2[keep],
+        )
+        os.replace(tmp, path)
+        self.n_parts += 1
+        self.n_features += int(keep.sum())
+
+    def drop_uncommitted(self, n_parts: int, n_features: int) -> None:
+        """After a crash: forget parts written after the last checkpoint."""
+        for f in self.parts_dir.glob("part-*"):
+            stem = f.name.split(".")[0]
+            if f.name.endswith(".tmp.npz") or int(stem.split("-")[1]) >= n_parts:
+                f.unlink()
+        self.n_parts, self.n_features = n_parts, n_features
+
+    def read_parts(self):
+        """Yield one GeoDataFrame per committed part, in order."""
+        for i in range(self.n_parts):
+            with np.load(self.parts_dir / f"part-{i:06d}.npz", allow_pickle=False) as z:
+                buf = z["wkb"].tobytes()
+                ends = np.cumsum(z["wkb_len"])
+                geoms = [shapely.from_wkb(buf[a:b]) for a, b in zip((ends - z["wkb_len"]).tolist(), ends.tolist())]
+                yield self._frame(geoms, z["prompt"], z["score"], z["pixels"], z["area"], z["area_m2"])
+
+    def _frame(self, geoms, prompt, score, pixels, area, area_m2) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame(
+            {
+                "prompt": np.array([self.prompts[i] for i in prompt], dtype=object),
+                "score": np.asarray(score, dtype=np.float64),
+                "pixels": np.asarray(pixels, dtype=np.int64),
+                "area": np.asarray(area, dtype=np.float64),
+                "area_m2": np.asarray(area_m2, dtype=np.float64),
+            },
+            geometry=gpd.GeoSeries(list(geoms), crs=self.scene.crs),
+        )
+
+    def empty_frame(self) -> gpd.GeoDataFrame:
+        return self._frame([], [], [], [], [], [])
+
+    def write_geopackage(self, tmp: str | os.PathLike, layer: str) -> None:
+        """Assemble all committed parts into one GeoPackage layer at ``tmp``."""
+        first = True
+        for frame in self.read_parts():
+            if not len(frame):
+                continue
+            pyogrio.write_dataframe(frame, tmp, layer=layer, driver="GPKG", append=not first,
+                                    geometry_type="Polygon", promote_to_multi=False)
+            first = False
+        if first:
+            pyogrio.write_dataframe(self.empty_frame(), tmp, layer=layer, driver="GPKG", geometry_type="Polygon")
+
+    def to_geodataframe(self) -> gpd.GeoDataFrame:
+        frames = [f for f in self.read_parts() if len(f)]
+        if not frames:
+            return self.empty_frame()
+        return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=self.scene.crs)
