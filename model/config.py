@@ -1,0 +1,165 @@
+"""GeoPix model configuration.
+
+One flat, JSON-serialisable dataclass so a checkpoint's ``config.json`` is plain data that can
+be validated key by key before anything is built (no pickles, no code references). Presets:
+
+* :meth:`GeoPixConfig.tiny` - random init, small everything; a forward on a 256 px tile runs
+  on CPU in tens of milliseconds. Used by the tests and for smoke-training.
+* :meth:`GeoPixConfig.base` - open_clip ``convnext_large_d_320`` (Aquila-plus / Osprey's
+  tower) plus any causal LM from a local directory; decoder sizes as in GeoPix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: Keys that would make transformers import code shipped with a checkpoint.
+REMOTE_CODE_KEYS = ("auto_map", "trust_remote_code", "custom_pipelines")
+
+
+@dataclass
+class GeoPixConfig:
+    """Every knob of :class:`~geopix_tiles.model.GeoPixModel`.
+
+    Paths (``vision_weights``, ``llm_path``, ``tokenizer_path``) are only read at build time;
+    a saved checkpoint stores all weights in ``model.safetensors`` and sets them to ``None``.
+    """
+
+    # --- vision tower (open_clip ConvNeXt) ---
+    clip_model: str | None = "convnext_large_d_320"
+    timm_model_name: str | None = None
+    vision_weights: str | None = None
+    freeze_vision: bool = True
+    vision_drop_path: float = 0.0
+    tile_size: int = 512
+    image_mean: tuple[float, ...] = OPENAI_CLIP_MEAN
+    image_std: tuple[float, ...] = OPENAI_CLIP_STD
+    # --- projector / image tokens ---
+    projector_stage: int = 3
+    image_token_grid: int = 16
+    # --- language model ---
+    llm_path: str | None = None
+    llm_config: dict[str, Any] | None = None
+    tokenizer_path: str | None = None
+    tokenizer_vocab_size: int = 1024
+    max_prompt_tokens: int = 48
+    max_new_tokens: int = 64
+    # --- GeoPix segmentation tokens ---
+    num_seg_scales: int = 2
+    seg_tokens_per_scale: int = 3
+    prompt_dim: int = 256
+    # --- mask predictor ---
+    decoder_stages: tuple[int, ...] = (3, 1)
+    decoder_strides: tuple[int, ...] = (16, 8)
+    decoder_dim: int = 256
+    decoder_depth: int = 2
+    decoder_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    decoder_attn_downsample: int = 2
+    # --- class-wise memory ---
+    memory_classes: int = 64
+    memory_slots: int = 16
+    memory_heads: int = 8
+    # --- region path (Aquila-plus) ---
+    region_dim: int = 1024
+    shape_size: int = 112
+    shape_hidden: int = 1024
+    # --- loss weights (LISA / GeoPix) ---
+    ce_weight: float = 1.0
+    bce_weight: float = 2.0
+    dice_weight: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "GeoPixConfig":
+        """Random-init model small enough for CPU unit tests and quick experiments."""
+        cfg = cls(
+            clip_model=None, timm_model_name="convnext_atto", freeze_vision=False, tile_size=256,
+            image_token_grid=8,
+            llm_config={"model_type": "llama", "hidden_size": 128, "intermediate_size": 256,
+                        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                        "max_position_embeddings": 1024, "tie_word_embeddings": True,
+                        "rms_norm_eps": 1e-5},
+            tokenizer_vocab_size=1024, max_new_tokens=24, prompt_dim=64,
+            decoder_dim=64, decoder_depth=1, decoder_heads=2, decoder_mlp_dim=128,
+            memory_classes=8, memory_slots=4, memory_heads=2,
+            region_dim=64, shape_size=28, shape_hidden=64,
+        )
+        return dataclasses.replace(cfg, **overrides)
+
+    @classmethod
+    def base(cls, llm_path: str | None = None, vision_weights: str | None = None,
+             **overrides: Any) -> "GeoPixConfig":
+        """GeoPix/Aquila-plus sizes: ConvNeXt-L/320 CLIP tower and a local causal LM directory."""
+        cfg = cls(clip_model="convnext_large_d_320", llm_path=llm_path, vision_weights=vision_weights)
+        return dataclasses.replace(cfg, **overrides)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def num_seg_tokens(self) -> int:
+        return self.num_seg_scales * self.seg_tokens_per_scale
+
+    @property
+    def num_image_tokens(self) -> int:
+        return self.image_token_grid * self.image_token_grid
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for inconsistent settings (before any weights are built)."""
+        if self.clip_model is None and self.timm_model_name is None:
+            raise ValueError("set clip_model (an open_clip config name) or timm_model_name")
+        if len(self.decoder_stages) != self.num_seg_scales or len(self.decoder_strides) != self.num_seg_scales:
+            raise ValueError("decoder_stages and decoder_strides need one entry per SEG scale")
+        if any(not 0 <= s <= 3 for s in (*self.decoder_stages, self.projector_stage)):
+            raise ValueError("feature stages are 0..3 (strides 4/8/16/32)")
+        if self.llm_path is None and self.llm_config is None:
+            raise ValueError("set llm_path (a local causal-LM directory) or llm_config")
+        for key in REMOTE_CODE_KEYS:
+            if self.llm_config and key in self.llm_config:
+                raise ValueError(f"llm_config key {key!r} asks for remote code, which is refused")
+        if self.decoder_dim % self.decoder_heads or self.decoder_dim % self.memory_heads:
+            raise ValueError("decoder_dim must be divisible by decoder_heads and memory_heads")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3:
+            raise ValueError("image_mean and image_std need 3 values (RGB)")
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GeoPixConfig":
+        """Strict: unknown keys are an error, so typos and foreign configs fail loudly."""
+        if not isinstance(data, dict):
+            raise ValueError("config must be a JSON object")
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        for key in REMOTE_CODE_KEYS:
+            if key in data:
+                raise ValueError(f"config key {key!r} asks for remote code, which is refused")
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}")
+        kwargs = {}
+        for k, v in data.items():
+            if isinstance(v, list) and str(names[k].type).startswith("tuple"):
+                v = tuple(v)
+            kwargs[k] = v
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "GeoPixConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,431 @@
+"""GeoPixModel: the GeoPix (text -> masks) and Aquila-plus (masks -> text) model in one.
+
+Training loop contract (see :mod:`geopix_tiles.model.processor` for the sequence layout)::
+
+    model = GeoPixModel(GeoPixConfig.tiny())
+    batch = model.processor.build_segmentation_batch(
+        images,                           # float [B, 3, H, W] in [0, 1], H, W any size
+        [["buildings", "water"], ["roads"]],   # target phrases per image
+        [masks_0, masks_1],               # [T_b, H, W] bool/float per image, same order
+    )
+    # or build_region_batch(images, answers, region_masks) for mask -> text samples,
+    # or build_batch(images, conversations, gt_masks=..., region_masks=...) for anything mixed
+    out = model(**batch)                  # GeoPixOutput
+    out.loss.backward()                   # = 1.0 ce + 2.0 bce + 0.5 dice (+ class_loss if given)
+
+``forward`` takes ``images, input_ids, attention_mask, labels, gt_masks, region_masks`` and
+optionally ``class_labels`` (list of ``[T_b]`` memory class ids, ``-1`` = unknown) to
+supervise the class-wise memory's head. All tensors may live on any device; lists are
+per-sample so each image can have any number of targets and regions.
+
+Inference paths share one image encoding per tile:
+
+* :meth:`segment` - teacher-forces the known SEG answer for every prompt in one LLM forward
+  on top of a KV cache of the image prefix (computed once per tile, repeated per prompt).
+* :meth:`chat` / :meth:`describe` - greedy KV-cached decoding; ``chat`` turns emitted SEG
+  groups into masks with the hidden states that predicted them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import GeoPixConfig
+from .generation import LogitsProcessor, greedy_decode
+from .llm import build_llm, decoder_forward, llm_config_dict, load_llm
+from .losses import mask_bce, mask_dice, token_ce
+from .mask_decoder import MaskPredictor, Neck
+from .memory import ClassMemory
+from .processor import GeoPixProcessor
+from .projector import ImageProjector
+from .region import MaskAwareExtractor, ShapeEmbedding
+from .seg_head import SegTokenHead
+from .tokenizer import build_tiny_tokenizer, load_local_tokenizer
+from .vision import VisionTower
+
+_ALIGN = 32  # total stride of the ConvNeXt trunk
+
+
+@dataclass
+class GeoPixOutput:
+    """What :meth:`GeoPixModel.forward` returns; every loss term is a finite scalar tensor."""
+
+    loss: torch.Tensor
+    ce_loss: torch.Tensor
+    bce_loss: torch.Tensor
+    dice_loss: torch.Tensor
+    class_loss: torch.Tensor
+    logits: torch.Tensor
+    mask_logits: list[torch.Tensor] = field(default_factory=list)
+    class_weights: torch.Tensor | None = None
+
+
+@dataclass
+class ChatReply:
+    """A chat answer: text plus one mask per emitted ``[SEG0]..[SEG5]`` group."""
+
+    text: str
+    masks: torch.Tensor
+    mask_logits: torch.Tensor
+    token_ids: list[int]
+
+
+@dataclass
+class ImageEncoding:
+    """Per-tile work shared by every prompt: stage features, image tokens, neck outputs."""
+
+    feats: list[torch.Tensor]
+    image_tokens: torch.Tensor
+    scale_feats: list[torch.Tensor]
+    size: tuple[int, int]
+    padded: tuple[int, int]
+
+
+class GeoPixModel(nn.Module):
+    """See the module docstring for the training contract and inference paths."""
+
+    def __init__(self, config: GeoPixConfig, tokenizer: Any = None) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        if tokenizer is None:
+            tok_dir = config.tokenizer_path or config.llm_path
+            tokenizer = (load_local_tokenizer(tok_dir, config.num_seg_scales, config.seg_tokens_per_scale)
+                         if tok_dir else build_tiny_tokenizer(config.tokenizer_vocab_size, config.num_seg_scales,
+                                                              config.seg_tokens_per_scale))
+        if config.llm_path:
+            llm = load_llm(config.llm_path)
+        else:
+            llm = build_llm(config.llm_config or {}, len(tokenizer))
+        if llm.get_input_embeddings().weight.shape[0] < len(tokenizer):
+            llm.resize_token_embeddings(len(tokenizer))
+        self.llm = llm
+        hidden = llm.get_input_embeddings().weight.shape[1]
+        self.vision = VisionTower(config)
+        ch = self.vision.channels
+        self.projector = ImageProjector(ch[config.projector_stage], hidden, config.image_token_grid)
+        self.seg_head = SegTokenHead(hidden, config.prompt_dim, config.num_seg_scales, config.seg_tokens_per_scale)
+        self.necks = nn.ModuleList(Neck(ch[s], config.decoder_dim, st)
+                                   for s, st in zip(config.decoder_stages, config.decoder_strides))
+        memory = ClassMemory(config.memory_classes, config.num_seg_scales, config.memory_slots, config.decoder_dim,
+                             config.memory_heads, config.prompt_dim)
+        self.mask_predictor = MaskPredictor(config.prompt_dim, config.decoder_dim, config.num_seg_scales,
+                                            config.decoder_depth, config.decoder_heads, config.decoder_mlp_dim,
+                                            config.decoder_attn_downsample, memory)
+        self.region_extractor = MaskAwareExtractor(ch, config.region_dim, hidden)
+        self.shape_embed = ShapeEmbedding(config.shape_size, config.shape_hidden, hidden)
+        self.processor = GeoPixProcessor(tokenizer, config)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.mlp[0].weight.device
+
+    def head_parameters(self) -> int:
+        """Trainable parameters outside the vision tower and the LLM (the GeoPix/Aquila heads)."""
+        skip = {id(p) for m in (self.vision, self.llm) for p in m.parameters()}
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+
+    # ------------------------------------------------------------------ encoding
+    def encode_images(self, images: torch.Tensor) -> ImageEncoding:
+        """Vision tower, projector and necks: everything that depends only on the tile."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
+        h, w = images.shape[-2:]
+        ph, pw = -(-h // _ALIGN) * _ALIGN, -(-w // _ALIGN) * _ALIGN
+        x = images.to(self.device, torch.float32)
+        if (ph, pw) != (h, w):
+            x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+        feats = self.vision(x)
+        tokens = self.projector(feats[self.config.projector_stage])
+        scale_feats = [neck(feats[s], (ph, pw)) for neck, s in zip(self.necks, self.config.decoder_stages)]
+        return ImageEncoding(feats, tokens, scale_feats, (h, w), (ph, pw))
+
+    def _pad_masks(self, masks: torch.Tensor, enc: ImageEncoding) -> torch.Tensor:
+        masks = masks.to(self.device, torch.float32)
+        if masks.shape[-2:] != enc.size:
+            raise ValueError(f"region masks are {tuple(masks.shape[-2:])} but images are {enc.size}")
+        (h, w), (ph, pw) = enc.size, enc.padded
+        return F.pad(masks, (0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else masks
+
+    def region_embeddings(self, enc: ImageEncoding, masks: torch.Tensor,
+                          tile_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``<mask>`` and ``<pos>`` embeddings ``[R, hidden]`` for region masks ``[R, H, W]``."""
+        m = self._pad_masks(masks, enc)
+        return self.region_extractor(enc.feats, m, tile_index), self.shape_embed(m)
+
+    def embed_inputs(self, enc: ImageEncoding, input_ids: torch.Tensor,
+                     region_masks: Sequence[torch.Tensor] | None = None,
+                     tile_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with ``<image>``, ``<mask>`` and ``<pos>`` placeholders replaced.
+
+        Row ``i`` of ``input_ids`` belongs to tile ``tile_index[i]`` (default: row i).
+        Regions are consumed in row-major order of the ``<mask>`` placeholders.
+        """
+        ids = self.processor.ids
+        input_ids = input_ids.to(self.device)
+        n = input_ids.shape[0]
+        tile_index = torch.arange(n, device=self.device) if tile_index is None else tile_index.to(self.device)
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        img_sel = input_ids == ids.image
+        if img_sel.any():
+            counts = img_sel.sum(1)
+            if not bool((counts == self.config.num_image_tokens).all()):
+                raise ValueError(f"each sequence needs exactly {self.config.num_image_tokens} <image> tokens")
+            embeds = embeds.clone()
+            embeds[img_sel] = enc.image_tokens.index_select(0, tile_index).reshape(-1, embeds.shape[-1]).to(embeds.dtype)
+        mask_sel, pos_sel = input_ids == ids.mask, input_ids == ids.pos
+        n_mask = int(mask_sel.sum())
+        if n_mask or region_masks is not None:
+            masks = [torch.as_tensor(m) for m in (region_masks or [])]
+            total = sum(int(m.shape[0]) for m in masks)
+            if n_mask != total or int(pos_sel.sum()) != total:
+                raise ValueError(f"{n_mask} <mask> / {int(pos_sel.sum())} <pos> placeholders but {total} region masks")
+            if total:
+                rows = torch.cat([torch.full((int(m.shape[0]),), i, dtype=torch.long) for i, m in enumerate(masks)])
+                rows = rows.to(self.device)
+                if not torch.equal(rows, mask_sel.nonzero()[:, 0]):
+                    raise ValueError("region masks must be given per row in the order of the <mask> placeholders")
+                mask_emb, pos_emb = self.region_embeddings(enc, torch.cat([m.to(self.device) for m in masks]),
+                                                           tile_index.index_select(0, rows))
+                embeds = embeds.clone()
+                embeds[mask_sel] = mask_emb.to(embeds.dtype)
+                embeds[pos_sel] = pos_emb.to(embeds.dtype)
+        return embeds
+
+    def _seg_hidden(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states predicting each SEG token, grouped per target: ``[T, n_seg, D]`` and rows ``[T]``."""
+        seg_ids = self.processor.ids.seg
+        found = [(input_ids == s).nonzero() for s in seg_ids]
+        if any(f.shape != found[0].shape or not torch.equal(f[:, 0], found[0][:, 0]) for f in found):
+            raise ValueError("every target needs the full [SEG0]..[SEG5] group in its answer")
+        if any(bool((f[:, 1] < 1).any()) for f in found):
+            raise ValueError("a SEG token cannot start a sequence")
+        states = torch.stack([hidden[f[:, 0], f[:, 1] - 1] for f in found], 1)
+        return states, found[0][:, 0]
+
+    # ------------------------------------------------------------------ training forward
+    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, gt_masks: Sequence[torch.Tensor] | None = None,
+                region_masks: Sequence[torch.Tensor] | None = None,
+                class_labels: Sequence[torch.Tensor] | None = None) -> GeoPixOutput:
+        enc = self.encode_images(images)
+        input_ids = input_ids.to(self.device)
+        attention_mask = None if attention_mask is None else attention_mask.to(self.device)
+        embeds = self.embed_inputs(enc, input_ids, region_masks)
+        hidden, _ = decoder_forward(self.llm, embeds, attention_mask)
+        logits = self.llm.get_output_embeddings()(hidden)
+        zero = logits.sum() * 0.0
+        ce = zero
+        if labels is not None:
+            ids = self.processor.ids
+            labels = labels.to(self.device).masked_fill(
+                (input_ids == ids.image) | (input_ids == ids.mask) | (input_ids == ids.pos), -100)
+            ce = token_ce(logits, labels)
+        seg_states, rows = self._seg_hidden(input_ids, hidden)
+        bce = dice = cls = zero
+        per_sample: list[torch.Tensor] = []
+        weights = None
+        if rows.numel():
+            prompts = self.seg_head(seg_states)
+            mask_logits, weights = self.mask_predictor(enc.scale_feats, prompts, rows, enc.padded)
+            mask_logits = mask_logits[:, : enc.size[0], : enc.size[1]]
+            counts = torch.bincount(rows, minlength=input_ids.shape[0]).tolist()
+            per_sample = list(mask_logits.split(counts))
+            if gt_masks is not None:
+                target = torch.cat([torch.as_tensor(m).to(self.device) for m in gt_masks])
+                if target.shape != mask_logits.shape:
+                    raise ValueError(f"gt_masks give {tuple(target.shape)} but the text has targets "
+                                     f"{tuple(mask_logits.shape)}")
+                bce = mask_bce(mask_logits, target).mean()
+                dice = mask_dice(mask_logits, target).mean()
+            if class_labels is not None:
+                cl = torch.cat([torch.as_tensor(c).reshape(-1) for c in class_labels]).to(self.device).long()
+                if (cl >= 0).any():
+                    cls = F.cross_entropy(self.mask_predictor.memory.class_logits(prompts).float(), cl,
+                                          ignore_index=-1)
+        c = self.config
+        loss = c.ce_weight * ce + c.bce_weight * bce + c.dice_weight * dice + cls
+        return GeoPixOutput(loss, ce, bce, dice, cls, logits, per_sample, weights)
+
+    # ------------------------------------------------------------------ inference: text -> masks
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        """Raise InputError for prompts the model cannot answer (empty, too long, special tokens)."""
+        from geopix_tiles.errors import InputError
+
+        if isinstance(prompts, str) or not len(prompts):
+            raise InputError("give at least one text prompt as a list, e.g. ['buildings', 'water']")
+        specials = set(self.tokenizer.all_special_tokens) | {"<image>", "<mask>", "<pos>"}
+        for p in prompts:
+            if not isinstance(p, str) or not p.strip():
+                raise InputError(f"prompt {p!r} is empty; give a short phrase such as 'buildings'")
+            hit = next((s for s in specials if s in p), None)
+            if hit:
+                raise InputError(f"prompt {p!r} contains the reserved token {hit}; remove it")
+            n = len(self.processor.encode(p))
+            if n > self.config.max_prompt_tokens:
+                raise InputError(f"prompt {p[:40]!r}... has {n} tokens (max {self.config.max_prompt_tokens}); shorten it")
+
+    def _prefix_cache(self, enc: ImageEncoding) -> tuple[Any, int]:
+        ids = torch.tensor([self.processor.prefix_ids()], device=self.device).expand(enc.image_tokens.shape[0], -1)
+        embeds = self.embed_inputs(enc, ids)
+        _, cache = decoder_forward(self.llm, embeds, None, use_cache=True)
+        return cache, ids.shape[1]
+
+    def segment_encoded(self, enc: ImageEncoding, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits ``[B, P, H, W]`` and class weights ``[B, P, classes]`` from an encoding."""
+        b, p = enc.image_tokens.shape[0], len(prompts)
+        cache, lp = self._prefix_cache(enc)
+        ids, attn, seg_pos = (t.to(self.device) for t in self.processor.segmentation_suffix(list(prompts)))
+        cache.batch_repeat_interleave(p)
+        ids, attn, seg_pos = ids.repeat(b, 1), attn.repeat(b, 1), seg_pos.repeat(b, 1)
+        embeds = self.llm.get_input_embeddings()(ids)
+        full_attn = torch.cat([attn.new_ones((b * p, lp)), attn], 1)
+        hidden, _ = decoder_forward(self.llm, embeds, full_attn, cache)
+        states = hidden.gather(1, seg_pos[..., None].expand(-1, -1, hidden.shape[-1]))
+        prompts_emb = self.seg_head(states)
+        tile_index = torch.arange(b, device=self.device).repeat_interleave(p)
+        logits, weights = self.mask_predictor(enc.scale_feats, prompts_emb, tile_index, enc.padded)
+        logits = logits[:, : enc.size[0], : enc.size[1]].float()
+        return logits.reshape(b, p, *enc.size), weights.reshape(b, p, -1)
+
+    def segment(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """Text -> masks. ``images`` float ``[B, 3, H, W]`` in [0, 1] -> logits ``[B, P, H, W]`` (>0 = foreground).
+
+        Each tile is encoded once; all prompts are answered in one LLM forward that reuses
+        the image-prefix KV cache. Runs without autograd.
+        """
+        self.check_prompts(prompts)
+        with torch.no_grad():
+            return self.segment_encoded(self.encode_images(images), prompts)[0]
+
+    # ------------------------------------------------------------------ inference: masks -> text, chat
+    def describe(self, images: torch.Tensor, region_masks: torch.Tensor,
+                 max_new_tokens: int | None = None) -> list[list[str]]:
+        """Masks -> text. ``region_masks`` bool ``[B, R, H, W]`` -> ``R`` short descriptions per image."""
+        b, r = region_masks.shape[:2]
+        if r == 0:
+            return [[] for _ in range(b)]
+        with torch.no_grad():
+            enc = self.encode_images(images)
+            cache, lp = self._prefix_cache(enc)
+            cache.batch_repeat_interleave(r)
+            q = self.processor.question_ids(self.processor.region_question(1))
+            ids = torch.tensor([q], device=self.device).expand(b * r, -1)
+            tile_index = torch.arange(b, device=self.device).repeat_interleave(r)
+            masks = [m[None] for m in region_masks.reshape(b * r, *region_masks.shape[2:])]
+            embeds = self.embed_inputs(enc, ids, masks, tile_index)
+            attn = torch.ones((b * r, lp + ids.shape[1]), dtype=torch.long, device=self.device)
+            tokens, _ = greedy_decode(self.llm, embeds, attn, cache, max_new_tokens or self.config.max_new_tokens,
+                                      self.processor.ids.eos)
+        texts = [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+        return [texts[i * r:(i + 1) * r] for i in range(b)]
+
+    def chat(self, image: torch.Tensor, text: str, max_new_tokens: int | None = None,
+             logits_processor: LogitsProcessor | None = None) -> ChatReply:
+        """Free-form question about one image ``[3, H, W]``; greedy KV-cached decoding.
+
+        Every complete ``[SEG0]..[SEG5]`` group in the answer becomes a mask, computed from
+        the hidden states that emitted those tokens (the same states :meth:`segment`
+        teacher-forces). ``logits_processor`` can constrain decoding (e.g. force tokens).
+        """
+        if image.ndim == 3:
+            image = image[None]
+        with torch.no_grad():
+            enc = self.encode_images(image)
+            cache, lp = self._prefix_cache(enc)
+            ids = torch.tensor([self.processor.question_ids(text)], device=self.device)
+            embeds = self.embed_inputs(enc, ids)
+            attn = torch.ones((1, lp + ids.shape[1]), dtype=torch.long, device=self.device)
+            tokens, states = greedy_decode(self.llm, embeds, attn, cache,
+                                           max_new_tokens or self.config.max_new_tokens, self.processor.ids.eos,
+                                           logits_processor)
+            out = tokens[0]
+            groups = self._complete_seg_groups(out)
+            h, w = enc.size
+            if groups:
+                sel = torch.tensor(groups, device=self.device)
+                prompts = self.seg_head(states[0][sel])
+                logits, _ = self.mask_predictor(enc.scale_feats, prompts, torch.zeros(len(groups), dtype=torch.long,
+                                                                                      device=self.device), enc.padded)
+                logits = logits[:, :h, :w].float()
+            else:
+                logits = torch.zeros((0, h, w), device=self.device)
+        text_out = self.tokenizer.decode(out, skip_special_tokens=True).strip()
+        return ChatReply(text_out, logits > 0, logits, out)
+
+    def _complete_seg_groups(self, tokens: list[int]) -> list[list[int]]:
+        """Step indices of each complete, in-order SEG group in a generated sequence."""
+        seg = self.processor.ids.seg
+        groups, current = [], []
+        for i, t in enumerate(tokens):
+            if t in seg:
+                k = seg.index(t)
+                if k == len(current):
+                    current.append(i)
+                    if len(current) == len(seg):
+                        groups.append(current)
+                        current = []
+                else:
+                    current = [i] if k == 0 else []
+        return groups
+
+    # ------------------------------------------------------------------ engine adapter
+    def as_segmenter(self, device: str = "cpu", tile_size: int | None = None) -> Any:
+        """Wrap for the engine's :class:`geopix_tiles.segmenter.Segmenter` contract (moves the model)."""
+        from .segmenter import GeoPixSegmenter
+
+        return GeoPixSegmenter(self, device=device, tile_size=tile_size)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and the tokenizer files."""
+        import json
+
+        from safetensors.torch import save_model
+
+        from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, config_for_saving
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        data = config_for_saving(self.config, llm_config_dict(self.llm))
+        (d / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True))
+        save_model(self, str(d / WEIGHTS_NAME))
+        self.tokenizer.save_pretrained(str(d))
+        return d
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "GeoPixModel":
+        """Load a checkpoint directory (or ``"default"``); JSON + safetensors only, never pickles."""
+        from safetensors.torch import load_model
+
+        from geopix_tiles.errors import InputError
+
+        from .checkpoint import WEIGHTS_NAME, read_checkpoint_config, resolve_checkpoint_dir
+
+        d = resolve_checkpoint_dir(path)
+        config = read_checkpoint_config(d)
+        tokenizer = load_local_tokenizer(d, config.num_seg_scales, config.seg_tokens_per_scale) \
+            if (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file() else None
+        if tokenizer is None:
+            raise InputError(f"checkpoint {d} has no tokenizer files; re-save it with GeoPixModel.save_pretrained")
+        model = cls(config, tokenizer=tokenizer)
+        try:
+            missing, unexpected = load_model(model, str(d / WEIGHTS_NAME), strict=False)
+        except Exception as exc:
+            raise InputError(f"{d / WEIGHTS_NAME} is corrupt or unreadable ({type(exc).__name__}: {exc}); "
+                             "re-save the checkpoint") from exc
+        if missing or unexpected:
+            what = f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}"
+            raise InputError(f"{d / WEIGHTS_NAME} does not match its config.json ({what}); re-save the checkpoint")
+        model.eval()
+        return model.to(device)

@@ -1,0 +1,122 @@
+"""GeoPix mask predictor: per-scale SAM-style decoders, coarse-to-fine gating, fusion.
+
+Split into an image-only part (:class:`Neck`, run once per tile) and a per-prompt part
+(:class:`MaskPredictor`), so whole-scene inference pays for the neck once no matter how
+many prompts are asked.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .memory import ClassMemory
+from .two_way import RandomFourierPE, TwoWayTransformer
+
+
+class LayerNorm2d(nn.Module):
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(1, keepdim=True)
+        var = (x - mu).pow(2).mean(1, keepdim=True)
+        x = (x - mu) / torch.sqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class Neck(nn.Module):
+    """conv3x3 + norm + act -> resize to the scale's grid -> conv3x3 to the decoder width."""
+
+    def __init__(self, in_channels: int, dim: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.conv1 = nn.Conv2d(in_channels, dim, 3, padding=1, bias=False)
+        self.norm = LayerNorm2d(dim)
+        self.act = nn.GELU()
+        self.conv2 = nn.Conv2d(dim, dim, 3, padding=1)
+
+    def forward(self, feats: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+        x = self.act(self.norm(self.conv1(feats)))
+        size = (image_hw[0] // self.stride, image_hw[1] // self.stride)
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.conv2(x)
+
+
+class ScaleDecoder(nn.Module):
+    """One scale: (mask token, prompt) x image -> two-way passes with a memory read -> mask.
+
+    Pass 1 refines the image tokens, the class memory is read by cross-attention, pass 2
+    (same weights) decodes the mask from the memory-enriched features.
+    """
+
+    def __init__(self, dim: int, prompt_dim: int, depth: int, heads: int, mlp_dim: int, downsample: int) -> None:
+        super().__init__()
+        self.prompt_proj = nn.Linear(prompt_dim, dim) if prompt_dim != dim else nn.Identity()
+        self.mask_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.no_mask_embed = nn.Parameter(torch.zeros(1, dim, 1, 1))
+        self.pe = RandomFourierPE(dim)
+        self.transformer = TwoWayTransformer(dim, depth, heads, mlp_dim, downsample)
+        self.upscale = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, 2, stride=2), LayerNorm2d(dim // 4), nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, 2, stride=2), nn.GELU(),
+        )
+        self.hyper = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim // 8))
+
+    def forward(self, image: torch.Tensor, prompt: torch.Tensor, memory: ClassMemory, weights: torch.Tensor,
+                level: int) -> torch.Tensor:
+        """``image [N, D, h, w]``, ``prompt [N, prompt_dim]`` -> logits ``[N, 4h, 4w]``."""
+        n, d, h, w = image.shape
+        tokens = torch.cat([self.mask_token.expand(n, -1, -1), self.prompt_proj(prompt)[:, None]], 1)
+        src = (image + self.no_mask_embed).flatten(2).transpose(1, 2)
+        pe = self.pe(h, w).to(src.dtype)[None]
+        _, src = self.transformer(tokens, src, pe)
+        src = memory.read(src, weights, level)
+        out_tokens, src = self.transformer(tokens, src, pe)
+        up = self.upscale(src.transpose(1, 2).reshape(n, d, h, w))
+        hyper = self.hyper(out_tokens[:, 0])
+        return torch.einsum("nc,nchw->nhw", hyper, up)
+
+
+class MaskPredictor(nn.Module):
+    """Per-prompt part of the mask path.
+
+    Scales run coarse to fine; each finer scale's features are gated by the previous mask,
+    ``(sigmoid(mean(prev)) + 1) * feats`` (background keeps its features, likely foreground
+    is amplified up to 2x), and the scale logits are fused with learnable weights.
+    """
+
+    def __init__(self, prompt_dim: int, dim: int, num_scales: int, depth: int, heads: int, mlp_dim: int,
+                 downsample: int, memory: ClassMemory) -> None:
+        super().__init__()
+        self.decoders = nn.ModuleList(ScaleDecoder(dim, prompt_dim, depth, heads, mlp_dim, downsample)
+                                      for _ in range(num_scales))
+        self.memory = memory
+        self.fusion = nn.Parameter(torch.full((num_scales,), 1.0 / num_scales))
+
+    def forward(self, scale_feats: list[torch.Tensor], prompts: torch.Tensor, tile_index: torch.Tensor,
+                out_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``scale_feats``: per-tile neck outputs; ``prompts [N, scales, prompt_dim]``;
+        ``tile_index [N]`` says which tile each prompt belongs to. Returns logits ``[N, H, W]``
+        and the class weights ``[N, classes]``."""
+        weights = self.memory.class_weights(prompts)
+        prev = None
+        logits = []
+        for k, (decoder, feats) in enumerate(zip(self.decoders, scale_feats)):
+            feats = feats.index_select(0, tile_index)
+            if prev is not None:
+                gate = F.interpolate(prev[:, None], size=feats.shape[-2:], mode="bilinear", align_corners=False)
+                feats = (torch.sigmoid(gate.mean(1, keepdim=True)) + 1) * feats
+            prev = decoder(feats, prompts[:, k], self.memory, weights, k)
+            logits.append(prev)
+        fine = logits[-1].shape[-2:]
+        fused = sum(self.fusion[k] * (l if l.shape[-2:] == fine else
+                                      F.interpolate(l[:, None], size=fine, mode="bilinear", align_corners=False)[:, 0])
+                    for k, l in enumerate(logits))
+        if fused.shape[-2:] != tuple(out_hw):
+            fused = F.interpolate(fused[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]
+        return fused, weights

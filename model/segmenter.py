@@ -1,0 +1,50 @@
+"""Engine adapter: GeoPixModel behind the engine's narrow Segmenter contract.
+
+The engine hands numpy tiles scaled scene-wide to [0, 1] ("unit"), in RGB order, and wants
+per-prompt probabilities back. Everything model-specific (device, autocast, inference mode,
+one encoding per tile) stays here so the engine stays model-agnostic.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from geopix_tiles.errors import InputError
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} was requested but CUDA is not available; use device='cpu' or 'auto'")
+    return dev
+
+
+class GeoPixSegmenter:
+    """Implements :class:`geopix_tiles.segmenter.Segmenter` for a :class:`GeoPixModel`."""
+
+    band_roles: tuple[str, ...] | None = ("red", "green", "blue")
+    scaling = "unit"
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", tile_size: int | None = None) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tile_size = int(tile_size or model.config.tile_size)
+
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        self.model.check_prompts(prompts)
+
+    def predict(self, tiles: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+        """float32 ``[B, 3, H, W]`` in [0, 1] -> float32 probabilities ``[B, P, H, W]``."""
+        self.check_prompts(prompts)
+        tiles = np.asarray(tiles)
+        if tiles.ndim != 4 or tiles.shape[1] != 3:
+            raise InputError(f"GeoPix needs RGB tiles [B, 3, H, W], got shape {tiles.shape}; select red/green/blue bands")
+        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
+        use_bf16 = self.device.type == "cuda"
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = self.model.segment_encoded(self.model.encode_images(x), list(prompts))[0]
+        return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float32, copy=False)

@@ -1,0 +1,108 @@
+"""Vision tower: an open_clip ConvNeXt that returns its four stage outputs.
+
+Dense tasks need every stage (strides 4/8/16/32), not CLIP's pooled embedding, so we keep
+only the trunk. It is built through open_clip's own ``TimmModel`` adapter with the tower
+settings from open_clip's model-config registry (e.g. ``convnext_large_d_320``), which means
+the parameter names are exactly open_clip's ``visual.trunk.*`` and a local open_clip
+checkpoint loads 1:1. The CLIP pooling/projection head is dropped (``proj='none'``): it
+would be dead weight that never receives a gradient.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import GeoPixConfig
+
+
+def _vision_cfg(config: GeoPixConfig) -> dict:
+    if config.clip_model is not None:
+        import open_clip
+
+        model_cfg = open_clip.get_model_config(config.clip_model)
+        if model_cfg is None:
+            raise ValueError(f"open_clip has no model config {config.clip_model!r}")
+        vcfg = dict(model_cfg["vision_cfg"])
+        if "timm_model_name" not in vcfg or "convnext" not in str(vcfg["timm_model_name"]):
+            raise ValueError(f"{config.clip_model!r} is not a ConvNeXt CLIP; GeoPix needs a conv tower")
+        vcfg["embed_dim"] = model_cfg["embed_dim"]
+    else:
+        vcfg = {"timm_model_name": config.timm_model_name, "image_size": config.tile_size, "embed_dim": 0}
+    if config.timm_model_name is not None:
+        vcfg["timm_model_name"] = config.timm_model_name
+    return vcfg
+
+
+class VisionTower(nn.Module):
+    """ConvNeXt trunk -> list of four feature maps ``[B, C_i, H/s_i, W/s_i]``, s = 4, 8, 16, 32."""
+
+    strides = (4, 8, 16, 32)
+
+    def __init__(self, config: GeoPixConfig) -> None:
+        super().__init__()
+        from open_clip.timm_model import TimmModel
+
+        vcfg = _vision_cfg(config)
+        self.visual = TimmModel(
+            vcfg["timm_model_name"], embed_dim=max(int(vcfg["embed_dim"]), 1),
+            image_size=vcfg.get("image_size", config.tile_size), pool="", proj="none",
+            drop_path=config.vision_drop_path or None, pretrained=False,
+        )
+        trunk = self.visual.trunk
+        self.channels: list[int] = [int(info["num_chs"]) for info in trunk.feature_info[-4:]]
+        self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+        self.frozen = bool(config.freeze_vision)
+        if config.vision_weights:
+            self.load_local_weights(config.vision_weights)
+        if self.frozen:
+            self.visual.requires_grad_(False)
+
+    def load_local_weights(self, path: str | Path) -> None:
+        """Load trunk weights from a local ``.safetensors`` file (never a pickle).
+
+        Accepts a full open_clip checkpoint (``visual.trunk.*``), a bare TimmModel
+        (``trunk.*``) or a bare timm ConvNeXt state dict.
+        """
+        from geopix_tiles.errors import InputError
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            raise InputError(f"vision weights {path} are not .safetensors; pickled weights are refused "
+                             "(convert with safetensors.torch.save_file)")
+        if not path.is_file():
+            raise InputError(f"vision weights {path} do not exist; pass a local .safetensors file")
+        from safetensors.torch import load_file
+
+        try:
+            raw = load_file(str(path))
+        except Exception as exc:
+            raise InputError(f"vision weights {path} are corrupt ({exc}); re-export them") from exc
+        trunk_sd = {}
+        for key, value in raw.items():
+            for prefix in ("visual.trunk.", "trunk.", ""):
+                if key.startswith(prefix) and (prefix or not key.startswith(("visual.", "text", "transformer"))):
+                    trunk_sd[key[len(prefix):]] = value
+                    break
+        trunk = self.visual.trunk
+        own = trunk.state_dict()
+        trunk_sd = {k: v for k, v in trunk_sd.items() if k in own}
+        missing = [k for k in own if k not in trunk_sd]
+        if missing:
+            raise InputError(f"vision weights {path} do not match the tower ({len(missing)} missing, e.g. "
+                             f"{missing[0]}); check clip_model/timm_model_name")
+        trunk.load_state_dict(trunk_sd, strict=True)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """``images``: float ``[B, 3, H, W]`` in [0, 1] (H, W multiples of 32)."""
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        trunk = self.visual.trunk
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            x = trunk.stem(x)
+            feats = []
+            for stage in trunk.stages:
+                x = stage(x)
+                feats.append(x)
+        return feats
