@@ -62,10 +62,32 @@ def _run_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="segment the shipped NAIP sample scene (the README's main job)")
+    p.add_argument("--out-dir", default="outputs", help="folder for the outputs (default ./outputs)")
+    p.add_argument("--model", "-m", default="spectral", help="spectral | default | checkpoint folder")
+    p.add_argument("--prompt", "-p", action="append", help="prompts (default: water, vegetation)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = DEFAULT_SCENE.stem
+    ns = build_parser().parse_args([
+        "segment", str(DEFAULT_SCENE), "--out", str(out_dir / f"{stem}.gpkg"), "--raster", str(out_dir / f"{stem}.tif"),
+        "--model", args.model, "--device", args.device, "--overwrite", "--min-area", "100",
+        *[a for p in (args.prompt or ["water", "vegetation"]) for a in ("--prompt", p)],
+    ])
+    return _run_segment(ns)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geopix-tiles", description="Pixel-level answers from vision-language models over whole satellite scenes.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_segment(sub)
+    _add_demo(sub)
     try:
         from .training import cli as training_cli  # noqa: PLC0415
     except ImportError:
