@@ -4,9 +4,13 @@ Each tile's prediction is weighted by a separable raised-cosine window that rise
 overlap and is flat (1) in the middle, so neighbouring tiles hand over smoothly instead of
 leaving a seam. On a side that lies on the raster border there is no neighbour to hand over
 to, so the weight stays 1 there; otherwise border pixels would be scaled by a tiny weight and
-amplify noise. On a regular stride the rising and falling ramps sum to exactly one
-(sin^2 + cos^2), and every pixel keeps a strictly positive weight, so dividing the
-accumulated sum by the accumulated weight is always defined.
+amplify noise. The first quarter of the overlap next to an interior tile edge gets weight
+0: a model's output is least reliable where its receptive field is cut by the tile edge,
+and with the margin at least as wide as the receptive radius a translation-equivariant
+model gives exactly the untiled result. On a regular stride the rising and falling ramps
+sum to exactly one (sin^2 + cos^2), and every pixel keeps a strictly positive total weight
+(the neighbour is flat where this tile is zero), so dividing the accumulated sum by the
+accumulated weight is always defined.
 """
 from __future__ import annotations
 
@@ -23,7 +27,11 @@ def ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
     w = np.ones(length, dtype=np.float32)
     n = min(overlap, length // 2)
     if n > 0:
-        up = np.sin(0.5 * np.pi * (np.arange(n, dtype=np.float64) + 0.5) / n) ** 2
+        margin = n // 4
+        span = n - 2 * margin
+        up = np.zeros(n, dtype=np.float64)
+        up[n - margin:] = 1.0
+        up[margin:n - margin] = np.sin(0.5 * np.pi * (np.arange(span, dtype=np.float64) + 0.5) / span) ** 2
         if not at_start:
             w[:n] = up
         if not at_end:

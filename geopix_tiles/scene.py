@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.errors import NodataShadowWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, ReadError
@@ -243,10 +244,13 @@ def _valid(src, idx, data, window, has_mask, out_shape=None) -> np.ndarray | Non
     """Pixels valid in every selected band (dataset masks, nodata and NaN), or None if all are."""
     if not has_mask:
         return None
-    if out_shape is not None:
-        masks = src.read_masks(idx, out_shape=(len(idx),) + tuple(out_shape))
-    else:
-        masks = src.read_masks(idx, window=window)
+    with warnings.catch_warnings():
+        # GDAL calls a 4th uint8 band "alpha" by default; the nodata value is what counts
+        warnings.simplefilter("ignore", NodataShadowWarning)
+        if out_shape is not None:
+            masks = src.read_masks(idx, out_shape=(len(idx),) + tuple(out_shape))
+        else:
+            masks = src.read_masks(idx, window=window)
     valid = np.all(masks > 0, axis=0)
     if np.issubdtype(data.dtype, np.floating):
         valid &= np.all(np.isfinite(data), axis=0)

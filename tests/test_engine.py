@@ -1,0 +1,238 @@
+"""End-to-end engine behaviour on real GeoTIFFs and GeoPackages (synthetic scenes with known objects)."""
+from __future__ import annotations
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from scipy import ndimage
+
+import geopix_tiles
+from geopix_tiles import segment
+from conftest import RGBN, UTM, UTM_TRANSFORM, water_scene, write_scene
+
+
+class BoxFilterSegmenter:
+    """Translation-equivariant test model: 5x5 mean of band 1, scaled to [0, 1]."""
+
+    band_roles = None
+    tile_size = 64
+    scaling = "reflectance"
+
+    def check_prompts(self, prompts):
+        pass
+
+    def predict(self, tiles, prompts):
+        out = ndimage.uniform_filter(tiles[:, 0], size=(1, 5, 5), mode="reflect") / 255.0
+        return np.repeat(out[:, None], len(prompts), axis=1).astype(np.float32)
+
+
+class ThresholdSegmenter:
+    """Band-1 > 0.5 (scene-scaled) per prompt: works for any band count and dtype."""
+
+    band_roles = None
+    tile_size = 64
+    scaling = "unit"
+
+    def check_prompts(self, prompts):
+        pass
+
+    def predict(self, tiles, prompts):
+        return np.repeat((tiles[:, :1] > 0.5).astype(np.float32), len(prompts), axis=1)
+
+
+BOXES = [(10, 30, 10, 50), (40, 140, 100, 130), (150, 170, 20, 220), (5, 15, 200, 210)]
+
+
+def test_polygons_match_known_objects_in_crs(tmp_path):
+    scene = write_scene(tmp_path / "s.tif", water_scene(180, 240, BOXES), descriptions=RGBN)
+    gdf = segment(scene, ["water"], out=tmp_path / "o.gpkg", raster_out=tmp_path / "o.tif", tile=64, overlap=16)
+    assert len(gdf) == len(BOXES)
+    on_disk = pyogrio.read_dataframe(tmp_path / "o.gpkg")
+    assert len(on_disk) == len(BOXES) and on_disk.crs.to_epsg() == 32633
+    assert set(on_disk.columns) >= {"prompt", "score", "area", "area_m2", "pixels", "geometry"}
+    got = sorted(tuple(np.round(g.bounds, 6)) for g in on_disk.geometry)
+    want = []
+    for r0, r1, c0, c1 in BOXES:
+        x0, y1 = UTM_TRANSFORM @ (c0, r0)
+        x1, y0 = UTM_TRANSFORM @ (c1, r1)
+        want.append((x0, y0, x1, y1))
+    assert got == sorted(want)
+    areas = sorted(on_disk["area"])
+    assert areas == pytest.approx(sorted((r1 - r0) * (c1 - c0) * 0.25 for r0, r1, c0, c1 in BOXES))
+    assert np.allclose(on_disk["area"], on_disk.geometry.area)
+    assert np.allclose(on_disk["area_m2"], on_disk["area"])
+    assert (on_disk["score"] > 0.99).all() and (on_disk["prompt"] == "water").all()
+    with rasterio.open(tmp_path / "o.tif") as r, rasterio.open(scene) as s:
+        assert r.crs == s.crs and r.transform == s.transform and r.count == 1
+        assert r.descriptions == ("water",)
+        band = r.read(1)
+        truth = np.zeros((180, 240), bool)
+        for r0, r1, c0, c1 in BOXES:
+            truth[r0:r1, c0:c1] = True
+        assert np.array_equal(band == 255, truth) and np.array_equal(band == 0, ~truth)
+        assert r.profile["tiled"] and r.compression is not None
+
+
+def test_objects_across_tile_seams_are_one_polygon(tmp_path):
+    # tile 64 / overlap 16: seams every 48 px; these objects cross several row and column seams
+    boxes = [(20, 200, 40, 60), (90, 110, 5, 250), (150, 230, 150, 240)]
+    rings = water_scene(256, 256, boxes)
+    scene = write_scene(tmp_path / "s.tif", rings, descriptions=RGBN)
+    gdf = segment(scene, "water", out=tmp_path / "o.gpkg", tile=64, overlap=16)
+    # the first two boxes touch each other -> one object; the third is separate
+    assert len(gdf) == 2
+    labels, n = ndimage.label(rings[1] > rings[3])
+    assert n == 2
+    assert sorted(gdf["pixels"]) == sorted(np.bincount(labels.ravel())[1:].tolist())
+    assert all(g.geom_type == "Polygon" and g.is_valid for g in gdf.geometry)
+
+
+def test_u_shape_merges_across_strips_and_keeps_hole(tmp_path):
+    data = water_scene(200, 200, [(10, 190, 10, 30), (10, 190, 170, 190), (170, 190, 10, 190), (10, 30, 10, 190)])
+    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN)
+    gdf = segment(scene, "water", tile=64, overlap=16)
+    assert len(gdf) == 1
+    poly = gdf.geometry.iloc[0]
+    assert len(poly.interiors) == 1
+    assert poly.area == pytest.approx((200 * 0 + (180 * 180 - 140 * 140)) * 0.25)
+
+
+def test_tiled_equals_untiled_for_translation_equivariant_model(tmp_path):
+    rng = np.random.default_rng(0)
+    img = ndimage.gaussian_filter(rng.random((1, 150, 230)) * 255, 3).astype(np.uint8)
+    img = ((img - img.min()) * (255.0 / max(1, img.max() - img.min()))).astype(np.uint8)
+    scene = write_scene(tmp_path / "s.tif", img)
+    segment(scene, "x", model=BoxFilterSegmenter(), raster_out=tmp_path / "tiled.tif", tile=64, overlap=16, vectorize=False)
+    segment(scene, "x", model=BoxFilterSegmenter(), raster_out=tmp_path / "whole.tif", tile=256, overlap=0, vectorize=False)
+    with rasterio.open(tmp_path / "tiled.tif") as a, rasterio.open(tmp_path / "whole.tif") as b:
+        ta, tb = a.read(1).astype(int), b.read(1).astype(int)
+    assert np.abs(ta - tb).max() <= 1  # identical up to uint8 rounding of float sums
+    expected = np.floor(ndimage.uniform_filter(img[0].astype(np.float32), 5, mode="reflect") / 255 * 255 + 0.5)
+    assert np.abs(tb - expected).max() <= 1
+
+
+@pytest.mark.parametrize("height,width", [(37, 300), (300, 37), (50, 60), (1, 1)])
+def test_non_square_and_smaller_than_tile(tmp_path, height, width):
+    boxes = [(0, max(1, height // 2), 0, max(1, width // 3))]
+    scene = write_scene(tmp_path / "s.tif", water_scene(height, width, boxes), descriptions=RGBN)
+    gdf = segment(scene, "water", raster_out=tmp_path / "o.tif", tile=64, overlap=16)
+    assert len(gdf) == 1
+    assert gdf["pixels"].iloc[0] == max(1, height // 2) * max(1, width // 3)
+    with rasterio.open(tmp_path / "o.tif") as r:
+        assert (r.height, r.width) == (height, width)
+
+
+def test_nodata_regions(tmp_path):
+    data = water_scene(200, 200, [(20, 60, 20, 180)])
+    data[:, 100:, :] = 0  # bottom half nodata (nodata=0)
+    data[:, 20:60, 150:180] = 0  # a hole of nodata inside the water body
+    scene = write_scene(tmp_path / "s.tif", data, nodata=0, descriptions=RGBN)
+    gdf, stats = segment(scene, "water", out=tmp_path / "o.gpkg", raster_out=tmp_path / "o.tif", tile=64,
+                         overlap=16, return_stats=True)
+    assert stats.tiles_skipped >= 3  # all-nodata tiles in the bottom rows are never predicted
+    with rasterio.open(tmp_path / "o.tif") as r:
+        mask = r.read_masks(1)
+        assert (mask[100:] == 0).all() and (mask[:100][data[0, :100] > 0] == 255).all()
+        assert (mask[20:60, 150:180] == 0).all()
+    assert len(gdf) == 1 and gdf["pixels"].iloc[0] == 40 * 130
+
+
+def test_threshold_writes_binary_with_nodata(tmp_path):
+    data = water_scene(100, 100, [(10, 40, 10, 40)])
+    data[:, 80:] = 0
+    scene = write_scene(tmp_path / "s.tif", data, nodata=0, descriptions=RGBN)
+    segment(scene, "water", raster_out=tmp_path / "o.tif", threshold=0.5, vectorize=False, tile=64, overlap=8)
+    with rasterio.open(tmp_path / "o.tif") as r:
+        band = r.read(1)
+        assert r.nodata == 255
+        assert set(np.unique(band)) == {0, 1, 255}
+        assert (band[80:] == 255).all() and band[10:40, 10:40].all() and band[50:70].sum() == 0
+
+
+@pytest.mark.parametrize("count", [1, 3, 4, 13])
+def test_band_counts(tmp_path, count):
+    data = np.full((count, 120, 90), 10, np.uint8)
+    data[0, 30:70, 20:50] = 200
+    scene = write_scene(tmp_path / "s.tif", data)
+    gdf = segment(scene, ["a", "b"], model=ThresholdSegmenter(), out=tmp_path / "o.gpkg", tile=64, overlap=16)
+    assert len(gdf) == 2 and set(gdf["prompt"]) == {"a", "b"}
+    assert (gdf["pixels"] == 40 * 30).all()
+
+
+def test_thirteen_band_spectral_with_band_roles(tmp_path):
+    data = np.full((13, 96, 96), 1000, np.uint16)
+    data[2, 10:50, 10:50] = 3000  # green (B03)
+    data[7] = 1500  # nir (B08)
+    data[7, 10:50, 10:50] = 500
+    scene = write_scene(tmp_path / "s.tif", data)
+    gdf = segment(scene, "water", band_roles="green=3,nir=8", tile=64, overlap=16)
+    assert len(gdf) == 1 and gdf["pixels"].iloc[0] == 1600
+
+
+@pytest.mark.parametrize("dtype,scale", [("uint16", 100), ("float32", 0.01), ("int16", 50)])
+def test_dtypes(tmp_path, dtype, scale):
+    data = (water_scene(100, 100, [(30, 60, 30, 90)]).astype(np.float64) * scale).astype(dtype)
+    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN)
+    gdf = segment(scene, "water", tile=64, overlap=16)
+    assert len(gdf) == 1 and gdf["pixels"].iloc[0] == 30 * 60
+
+
+def test_float_nan_is_nodata(tmp_path):
+    data = water_scene(80, 80, [(0, 80, 0, 80)]).astype(np.float32)
+    data[:, 40:] = np.nan
+    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN)
+    gdf = segment(scene, "water", raster_out=tmp_path / "o.tif", tile=64, overlap=16)
+    assert gdf["pixels"].sum() == 40 * 80
+    with rasterio.open(tmp_path / "o.tif") as r:
+        assert (r.read_masks(1)[40:] == 0).all()
+
+
+def test_geographic_crs_area_is_geodesic(tmp_path):
+    transform = from_origin(10.0, 50.0, 0.0001, 0.0001)  # ~7 x 11 m pixels at 50N
+    scene = write_scene(tmp_path / "s.tif", water_scene(100, 100, [(10, 60, 20, 70)]), crs="EPSG:4326",
+                        transform=transform, descriptions=RGBN)
+    gdf = segment(scene, "water", out=tmp_path / "o.gpkg", tile=64, overlap=16)
+    assert gdf.crs.to_epsg() == 4326 and len(gdf) == 1
+    row = gdf.iloc[0]
+    assert row["area"] == pytest.approx(50 * 50 * 1e-8)
+    utm_area = gdf.to_crs(gdf.estimate_utm_crs()).geometry.area.iloc[0]
+    assert row["area_m2"] == pytest.approx(utm_area, rel=2e-3)
+    assert pyogrio.read_info(tmp_path / "o.gpkg")["crs"] == "EPSG:4326"
+
+
+def test_min_area_and_simplify(tmp_path):
+    scene = write_scene(tmp_path / "s.tif", water_scene(100, 100, [(5, 7, 5, 7), (20, 80, 20, 80)]), descriptions=RGBN)
+    gdf = segment(scene, "water", min_area=2.0, simplify=0.5, tile=64, overlap=16)
+    assert len(gdf) == 1 and gdf["pixels"].iloc[0] == 3600
+
+
+def test_multiple_prompts_one_layer(tmp_path):
+    data = water_scene(100, 100, [(10, 30, 10, 30)])
+    data[0, 50:90, 50:90] = 10  # red low, nir high -> vegetation
+    data[3, 50:90, 50:90] = 200
+    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN)
+    gdf = segment(scene, ["water", "vegetation"], out=tmp_path / "o.gpkg", raster_out=tmp_path / "o.tif", tile=64, overlap=16)
+    assert pyogrio.list_layers(tmp_path / "o.gpkg").shape[0] == 1
+    assert sorted(gdf["prompt"]) == ["vegetation", "water"]
+    with rasterio.open(tmp_path / "o.tif") as r:
+        assert r.count == 2 and r.descriptions == ("water", "vegetation")
+
+
+def test_cog_output(tmp_path):
+    scene = write_scene(tmp_path / "s.tif", water_scene(700, 600, [(100, 400, 100, 300)]), descriptions=RGBN)
+    segment(scene, "water", raster_out=tmp_path / "o.tif", cog=True, vectorize=False, tile=256, overlap=32)
+    with rasterio.open(tmp_path / "o.tif") as r, rasterio.open(scene) as s:
+        assert r.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert r.overviews(1) and r.crs == s.crs and r.transform == s.transform
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, geopix_tiles; print(any(m in sys.modules for m in ('torch', 'geopandas', 'rasterio')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    assert callable(geopix_tiles.segment)
