@@ -406,6 +406,8 @@ SOURCE_TYPES: dict[str, type[Source]] = {
 def build_source(spec: Mapping[str, Any], base: Path | None = None) -> Source:
     """Build a source from a config mapping ``{type: ..., <paths relative to base>, ...}``."""
     spec = dict(spec)
+    if "_base" in spec:
+        base = Path(spec.pop("_base"))
     kind = spec.pop("type", None)
     if kind not in SOURCE_TYPES:
         raise InputError(f"data source type {kind!r} is unknown; use one of {', '.join(SOURCE_TYPES)}")
@@ -415,7 +417,7 @@ def build_source(spec: Mapping[str, Any], base: Path | None = None) -> Source:
             v = spec[k]
             if isinstance(v, (list, tuple)):
                 spec[k] = [str(base / p) for p in v]
-            elif isinstance(v, str):
+            elif isinstance(v, str) and not v.startswith("{parent}"):
                 spec[k] = str(base / v)
     for k in ("weight", "split", "licence"):
         spec.pop(k, None)

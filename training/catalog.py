@@ -4,7 +4,8 @@ Kept in code (not only in a config) because the shared folder's quirks are facts
 the data that every user of it needs: the Dubai colour table differs from its upstream
 ``classes.json``; the Open Cities mask uses 255; the Puerto Rico mask is 1 everywhere except
 one house (checked by eye: the 0 pixels outline a single roof), so 0 is the labelled class;
-xBD is non-commercial.
+xBD is non-commercial. Sentinel-2 is read as true colour (B04, B03, B02) because
+the GeoPix vision tower takes RGB; add ``B08`` to the list for a 4-band model.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def shared_data_specs(root: str | Path) -> dict[str, dict[str, Any]]:
         "open_cities": {"type": "mask", "image": str(r / "open_cities" / "images" / "665946_tile_920.tif"),
                         "mask": str(r / "open_cities" / "masks" / "665946_tile_920_mask.tif"),
                         "classes": {255: "building"}, "name": "open_cities"},
-        "s2_cloud": {"type": "mask", "image": [str(s2 / f"{b}.tif") for b in ("B04", "B03", "B02", "B08")],
+        "s2_cloud": {"type": "mask", "image": [str(s2 / f"{b}.tif") for b in ("B04", "B03", "B02")],
                      "mask": str(r / "s2_cloud" / "labels" / "aeey.tif"), "classes": {1: "cloud"},
                      "stuff": ["cloud"], "name": "s2_cloud"},
         "puerto_rico": {"type": "mask", "image": str(r / "puerto_rico" / "pre.tif"),

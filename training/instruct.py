@@ -40,7 +40,7 @@ Split = Literal["train", "eval"]
 _HELD_OUT = 2
 _TEMPLATES: dict[str, list[str]] = {
     "category_seg": [
-        "Please segment all the {cat_pl} in this image.",
+        "Please segment the {cat_pl} in this image.",
         "Can you segment the {cat_pl}?",
         "Segment every {cat} you can find.",
         "Show me where the {cat_pl} are, as masks.",
@@ -60,13 +60,13 @@ _TEMPLATES: dict[str, list[str]] = {
         "Locate {ref} with a mask, please.",
     ],
     "region_class": [
+        "What is in {regions}? Answer briefly.",
         "What is the category of {regions}? Answer with class names.",
         "Classify {regions}.",
         "Which class does each of {regions} belong to?",
         "Name the object class of {regions}.",
         "Tell me the categories of {regions}.",
         "What type of object is shown in {regions}?",
-        "Identify the land-cover or object class of {regions}.",
         "For {regions}, what are the classes?",
     ],
     "region_caption": [
@@ -344,7 +344,7 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
             c = cats[0]
             t = pick(templates("category_seg", split))
             q = t.format(cat=c, cat_pl=plural(c))
-            a = f"Sure, the {plural(c)} are {SEG}." if not _mass(c) else f"Sure, the {c} is {SEG}."
+            a = f"Sure, {SEG}."  # the answer GeoPixModel.segment teacher-forces at inference
         else:
             t = pick(templates("category_seg", split))
             names = " and ".join(plural(c) for c in cats)
@@ -358,7 +358,7 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
         chosen = rng.sample(refs, k=min(len(refs), rng.randint(1, max_targets)))
         t = pick(templates("referring_seg", split))
         q = t.format(ref=" and ".join(r for _, r in chosen))
-        a = "Sure, " + ", ".join(f"{r}: {SEG}" for _, r in chosen) + "." if len(chosen) > 1 else f"Sure, it is {SEG}."
+        a = "Sure, " + ", ".join(f"{r}: {SEG}" for _, r in chosen) + "." if len(chosen) > 1 else f"Sure, {SEG}."
         return InstructSample(task, f"{IMAGE}\n{q}", a, ri, [i.mask_rle for i, _ in chosen],
                               [i.category for i, _ in chosen], template=t)
     if task in ("region_class", "region_caption"):
@@ -367,6 +367,12 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
         chosen = rng.sample(rec.instances, k=min(len(rec.instances), rng.randint(1, max_targets)))
         t = pick(templates(task, split))
         q = t.format(regions=_regions(len(chosen)))
+        if task == "region_class" and t == templates("region_class", split)[0] and split == "train":
+            chosen = chosen[:1]  # GeoPixModel.describe's prompt: one region, answer = class name
+            q = t.format(regions=_regions(1))
+            return InstructSample(task, f"{IMAGE}\n{q}", chosen[0].category, ri, region_masks=[chosen[0].mask_rle],
+                                  region_categories=[chosen[0].category], region_texts=[chosen[0].category],
+                                  template=t)
         if task == "region_class":
             parts = [i.category for i in chosen]
         else:

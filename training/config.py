@@ -1,0 +1,275 @@
+"""Training configuration: one documented YAML (or JSON) file, validated before anything runs.
+
+Example (every key optional except a data entry)::
+
+    output_dir: runs/buildings          # checkpoints, logs, exported data; relative to this file
+    seed: 0
+    model:
+      preset: tiny                      # tiny | base
+      checkpoint: null                  # start from a GeoPix checkpoint directory instead
+      llm_path: null                    # base preset: local causal-LM directory (safetensors)
+      vision_weights: null              # base preset: local open_clip weights file
+      overrides: {}                     # any GeoPixConfig field, e.g. {tile_size: 256}
+    lora:                               # LoRA adapters (peft) on the LLM
+      enabled: auto                     # auto = LoRA for a real (loaded) LLM, full training for a tiny one
+      r: 8
+      alpha: 16
+      dropout: 0.05
+      target_modules: [q_proj, k_proj, v_proj, o_proj]
+    data:
+      train: data/train.jsonl           # GeoPixInstruct JSONL (paths relative to it)...
+      val: null                         # ...optional; else val_fraction of train images
+      val_fraction: 0.1
+      sources:                          # ...or/and labelled scenes through the adapters
+        - {type: mask, image: scene.tif, mask: labels.tif, classes: {255: building}}
+        - {type: vector, image: scene.tif, vector: roofs.gpkg, category: building}
+      tile: 256                         # window size cut from sources (engine tile grid)
+      sampling: random                  # random | grid  (validation always uses grid)
+      windows_per_scene: 16
+      samples_per_image: 2              # instruction samples generated per image and stage
+      max_targets: 3                    # masks per answer / regions per prompt
+    stages:                             # GeoPix two-stage schedule; what trains is configurable
+      - {name: text, steps: 100, lr: 2.0e-4, train: [projector, region, llm],
+         tasks: [region_class, region_caption, caption, vqa]}
+      - {name: masks, steps: 300, lr: 1.0e-4, train: [seg_head, decoder, memory, llm],
+         tasks: [category_seg, referring_seg, dialogue, region_class, caption, vqa]}
+    batch_size: 2                       # per process
+    grad_accum: 1
+    weight_decay: 0.0
+    warmup_steps: 10
+    grad_clip: 1.0
+    mixed_precision: auto               # auto | no | bf16 | fp16  (auto: bf16/fp16 on CUDA, fp32 on CPU)
+    checkpoint_every: 50                # steps; a checkpoint is also written at the end
+    keep_checkpoints: 2
+    log_every: 10
+    eval_every: 0                       # 0 = only at the end
+
+Trainable groups: ``vision``, ``projector``, ``region``, ``llm`` (LoRA adapters when LoRA is
+on), ``embeddings`` (LLM token embeddings + head), ``seg_head``, ``decoder``, ``memory``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from geopix_tiles.errors import InputError
+
+from .instruct import TASKS
+
+__all__ = ["TrainConfig", "StageConfig", "ModelSpec", "LoraSpec", "DataSpec", "load_config",
+           "quick_config", "GROUPS", "DEFAULT_STAGES"]
+
+GROUPS = ("vision", "projector", "region", "llm", "embeddings", "seg_head", "decoder", "memory")
+TEXT_TASKS = ["region_class", "region_caption", "caption", "vqa"]
+MASK_TASKS = ["category_seg", "referring_seg", "dialogue", "region_class", "caption", "vqa"]
+
+
+@dataclass
+class StageConfig:
+    name: str
+    steps: int
+    train: list[str]
+    tasks: list[str]
+    lr: float = 1e-4
+
+
+DEFAULT_STAGES = [
+    StageConfig("text", 0, ["projector", "region", "llm", "embeddings"], TEXT_TASKS, 2e-4),
+    StageConfig("masks", 0, ["seg_head", "decoder", "memory", "llm", "embeddings", "projector"], MASK_TASKS, 1e-4),
+]
+
+
+@dataclass
+class ModelSpec:
+    preset: str = "tiny"
+    checkpoint: str | None = None
+    llm_path: str | None = None
+    vision_weights: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoraSpec:
+    enabled: bool | str = "auto"
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class DataSpec:
+    train: str | None = None
+    val: str | None = None
+    val_fraction: float = 0.1
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    tile: int = 256
+    sampling: str = "random"
+    windows_per_scene: int = 16
+    samples_per_image: int = 2
+    max_targets: int = 3
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/geopix"
+    seed: int = 0
+    model: ModelSpec = field(default_factory=ModelSpec)
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    stages: list[StageConfig] = field(default_factory=lambda: [dataclasses.replace(s) for s in DEFAULT_STAGES])
+    batch_size: int = 2
+    grad_accum: int = 1
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    mixed_precision: str = "auto"
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    eval_every: int = 0
+    progress: bool = True
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        if not self.data.train and not self.data.sources:
+            raise InputError("the config has no training data; set data.train (a JSONL file) or data.sources")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise InputError("batch_size and grad_accum must be at least 1")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise InputError(f"mixed_precision '{self.mixed_precision}' is not one of auto, no, bf16, fp16")
+        if self.data.sampling not in ("random", "grid"):
+            raise InputError(f"data.sampling '{self.data.sampling}' is not 'random' or 'grid'")
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise InputError("data.val_fraction must be in [0, 1)")
+        if self.model.preset not in ("tiny", "base") and not self.model.checkpoint:
+            raise InputError(f"model.preset '{self.model.preset}' is unknown; use tiny or base, or set model.checkpoint")
+        if not self.stages:
+            raise InputError("the config needs at least one stage")
+        for s in self.stages:
+            if s.steps < 0:
+                raise InputError(f"stage '{s.name}' has negative steps")
+            bad = [g for g in s.train if g not in GROUPS]
+            if bad:
+                raise InputError(f"stage '{s.name}' trains unknown group(s) {bad}; choose from {', '.join(GROUPS)}")
+            bad = [t for t in s.tasks if t not in TASKS]
+            if bad:
+                raise InputError(f"stage '{s.name}' has unknown task(s) {bad}; choose from {', '.join(TASKS)}")
+            if not s.tasks:
+                raise InputError(f"stage '{s.name}' has no tasks")
+        if self.total_steps < 1:
+            raise InputError("the stages add up to 0 steps; give each stage a 'steps' count")
+        return self
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, Mapping):
+        raise InputError(f"config section '{where}' must be a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"config section '{where}' has unknown key(s) {unknown}; known: {', '.join(sorted(names))}")
+    return cls(**dict(data))
+
+
+def config_from_dict(data: Mapping[str, Any], base: Path | None = None) -> TrainConfig:
+    """Strict: unknown keys are errors so typos do not silently fall back to defaults."""
+    if not isinstance(data, Mapping):
+        raise InputError("the config file must hold a mapping of settings")
+    d = dict(data)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise InputError(f"config has unknown key(s) {unknown}; known: {', '.join(sorted(names))}")
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        if k == "model":
+            kwargs[k] = _build(ModelSpec, v, k)
+        elif k == "lora":
+            kwargs[k] = _build(LoraSpec, v, k)
+        elif k == "data":
+            kwargs[k] = _build(DataSpec, v, k)
+        elif k == "stages":
+            if not isinstance(v, list):
+                raise InputError("'stages' must be a list of {name, steps, train, tasks, lr}")
+            stages = []
+            for i, s in enumerate(v):
+                if not isinstance(s, Mapping):
+                    raise InputError(f"stage {i} must be a mapping")
+                default = DEFAULT_STAGES[min(i, len(DEFAULT_STAGES) - 1)]
+                merged = {**dataclasses.asdict(default), **dict(s)}
+                stages.append(_build(StageConfig, merged, f"stages[{i}]"))
+            kwargs[k] = stages
+        else:
+            kwargs[k] = v
+    try:
+        cfg = TrainConfig(**kwargs)
+        for key in ("batch_size", "grad_accum", "seed", "checkpoint_every", "log_every", "warmup_steps"):
+            setattr(cfg, key, int(getattr(cfg, key)))
+        for s in cfg.stages:
+            s.steps = int(s.steps)
+            s.lr = float(s.lr)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"config value has the wrong type ({exc})") from exc
+    if base is not None:
+        _resolve_paths(cfg, base)
+    return cfg.validate()
+
+
+def _resolve_paths(cfg: TrainConfig, base: Path) -> None:
+    def res(p: str | None) -> str | None:
+        if p is None:
+            return None
+        q = Path(p).expanduser()
+        return str(q if q.is_absolute() else (base / q))
+
+    cfg.output_dir = res(cfg.output_dir) or cfg.output_dir
+    cfg.data.train = res(cfg.data.train)
+    cfg.data.val = res(cfg.data.val)
+    cfg.model.checkpoint = res(cfg.model.checkpoint)
+    cfg.model.llm_path = res(cfg.model.llm_path)
+    cfg.model.vision_weights = res(cfg.model.vision_weights)
+    cfg.data.sources = [dict(s, _base=str(base)) for s in cfg.data.sources]
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML (or JSON) config; relative paths are relative to the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"config file {p} does not exist; pass a YAML file (see training/config.py)")
+    text = p.read_text()
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{p} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"{p} is not valid YAML ({str(exc).splitlines()[0]})") from exc
+    return config_from_dict(data or {}, base=p.resolve().parent)
+
+
+def quick_config(data: str, steps: int, out: str, preset: str = "tiny", val: str | None = None,
+                 batch_size: int = 2, seed: int = 0, **extra: Any) -> TrainConfig:
+    """The config-free form: both stages, a quarter of the steps for text alignment."""
+    s1 = max(0, steps // 4) if steps >= 4 else 0
+    stages = [dataclasses.replace(DEFAULT_STAGES[0], steps=s1), dataclasses.replace(DEFAULT_STAGES[1], steps=steps - s1)]
+    stages = [s for s in stages if s.steps > 0]
+    cfg = TrainConfig(output_dir=out, seed=seed, model=ModelSpec(preset=preset),
+                      data=DataSpec(train=data, val=val), stages=stages, batch_size=batch_size, **extra)
+    return cfg.validate()

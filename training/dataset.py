@@ -1,0 +1,114 @@
+"""Instruction samples -> model batches, with a step-indexed, rank-aware sample order.
+
+The order of samples is a pure function of ``(seed, stage, step)``: the global batch of a
+step is a slice of a seeded permutation (one per epoch), and micro-batch ``m`` of it goes to
+rank ``m % world`` at accumulation step ``m // world``. So resuming at step ``s`` needs no
+sampler state, and ``world=2, accum=1`` sees exactly the micro-batches of ``world=1,
+accum=2``: the property that makes DDP gradients equal single-process ones.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from geopix_tiles.errors import InputError
+
+from . import rle
+from .instruct import IMAGE, SEG, InstructSample, expand_seg
+from .records import ImageRecord
+
+__all__ = ["InstructDataset", "step_indices", "collate"]
+
+
+@lru_cache(maxsize=8)
+def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return tuple(torch.randperm(n, generator=g).tolist())
+
+
+def step_indices(n: int, seed: int, step: int, global_batch: int) -> list[int]:
+    """Sample indices of the global batch of ``step`` (epochs of seeded permutations)."""
+    if n <= 0:
+        raise InputError("no training samples: the data has no images or no instances for the stage's tasks")
+    start = step * global_batch
+    return [_permutation(n, seed, pos // n)[pos % n] for pos in range(start, start + global_batch)]
+
+
+def micro_indices(global_idx: Sequence[int], batch: int, world: int, rank: int, micro_step: int) -> list[int]:
+    m = micro_step * world + rank
+    return list(global_idx[m * batch:(m + 1) * batch])
+
+
+class InstructDataset:
+    """Decodes images and masks of instruction samples; images cached (LRU) per record."""
+
+    def __init__(self, records: Sequence[ImageRecord], samples: Sequence[InstructSample], size: int,
+                 channels: int = 3, cache: int = 64, class_names: Sequence[str] = ()) -> None:
+        self.records = list(records)
+        self.samples = list(samples)
+        self.size = int(size)
+        self.channels = channels
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._cache_n = cache
+        self.class_ids = {c: i for i, c in enumerate(class_names)}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def image(self, ri: int) -> torch.Tensor:
+        if ri in self._cache:
+            self._cache.move_to_end(ri)
+            return self._cache[ri]
+        arr = self.records[ri].load()
+        c = arr.shape[0]
+        if c == 1:
+            arr = np.repeat(arr, self.channels, axis=0)
+        elif c > self.channels:
+            arr = arr[: self.channels]
+        elif c < self.channels:
+            raise InputError(f"image {self.records[ri].image_path} has {c} bands; the model needs {self.channels}")
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        if t.shape[-2:] != (self.size, self.size):
+            t = F.interpolate(t[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
+        self._cache[ri] = t
+        if len(self._cache) > self._cache_n:
+            self._cache.popitem(last=False)
+        return t
+
+    def _masks(self, rles: Sequence[dict[str, Any]]) -> torch.Tensor:
+        if not rles:
+            return torch.zeros((0, self.size, self.size), dtype=torch.float32)
+        m = torch.from_numpy(np.stack([rle.decode(r) for r in rles]).astype(np.float32))
+        if m.shape[-2:] != (self.size, self.size):
+            m = F.interpolate(m[None], size=(self.size, self.size), mode="nearest")[0]
+        return m
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s = self.samples[i]
+        q = s.question.replace(IMAGE, "").strip()
+        return {
+            "image": self.image(s.record),
+            "question": q,
+            "answer": s.answer,
+            "gt_masks": self._masks(s.target_masks),
+            "region_masks": self._masks(s.region_masks),
+            "class_labels": torch.tensor([self.class_ids.get(c, -1) for c in s.target_categories], dtype=torch.long),
+            "sample": s,
+        }
+
+
+def collate(items: Sequence[dict[str, Any]], processor: Any) -> dict[str, Any]:
+    """A batch for ``GeoPixModel.forward`` (SEG placeholders expanded to the model's tokens)."""
+    seg_text = processor.seg_text
+    convs = [[(it["question"], expand_seg(it["answer"], [seg_text]) if SEG in it["answer"] else it["answer"])]
+             for it in items]
+    images = torch.stack([it["image"] for it in items])
+    batch = processor.build_batch(images, convs, gt_masks=[it["gt_masks"] for it in items],
+                                  region_masks=[it["region_masks"] for it in items])
+    batch["class_labels"] = [it["class_labels"] for it in items]
+    return batch

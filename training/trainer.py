@@ -1,0 +1,641 @@
+"""Two-stage GeoPix training: seeded, resumable, accumulating, mixed precision, DDP.
+
+Design choices, and why:
+
+* **Steps, not epochs.** The sample order is a function of ``(seed, stage, step)``
+  (:func:`.dataset.step_indices`), so a checkpoint needs no sampler state and ``--resume``
+  continues with exactly the batches an uninterrupted run would have seen.
+* **Checkpoints are safetensors + JSON.** Model and optimizer tensors go to safetensors;
+  scalars, optimizer hyper-parameters and RNG states (as lists) go to JSON. Nothing is
+  pickled, so a checkpoint from elsewhere cannot execute code.
+* **DDP by plain ``torch.distributed``** (``torchrun`` or any launcher that sets
+  ``RANK``/``WORLD_SIZE``; gloo on CPU, NCCL on CUDA). Micro-batch ``m`` of a global batch
+  goes to rank ``m % world`` at accumulation step ``m // world``, so world size and
+  accumulation trade one-for-one without changing the gradient.
+* **What trains is per stage** (parameter groups named in :data:`.config.GROUPS`); the
+  optimizer is rebuilt at a stage change because its parameter set changes.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from geopix_tiles.errors import InputError
+
+from .config import TrainConfig
+from .dataset import InstructDataset, collate, micro_indices, step_indices
+from .instruct import make_samples
+from .records import ImageRecord, read_jsonl, write_jsonl
+
+__all__ = ["Trainer", "DistInfo", "dist_info", "load_records", "build_model", "parameter_groups", "train"]
+
+CKPT_DIR = "checkpoints"
+MODEL_DIR = "model"
+
+
+# --------------------------------------------------------------------------- distributed
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                    int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _init_distributed(info: DistInfo) -> None:
+    import torch.distributed as dist
+
+    if info.world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world)
+
+
+def _barrier(info: DistInfo) -> None:
+    import torch.distributed as dist
+
+    if info.world > 1 and dist.is_initialized():
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------- data
+def _split(records: list[ImageRecord], fraction: float, seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Honour an explicit ``split`` key; otherwise hold out whole source scenes, then images."""
+    tagged_val = [r for r in records if r.meta.get("split") in ("val", "validation", "test")]
+    if tagged_val:
+        return [r for r in records if r not in tagged_val], tagged_val
+    if fraction <= 0 or len(records) < 2:
+        return records, []
+    rng = random.Random(seed)
+    groups: dict[str, list[ImageRecord]] = {}
+    for r in records:
+        groups.setdefault(str(r.meta.get("source", r.image_path)), []).append(r)
+    keys = sorted(groups)
+    if len(keys) >= 4:
+        rng.shuffle(keys)
+        n_val = max(1, round(len(keys) * fraction))
+        val = [r for k in keys[:n_val] for r in groups[k]]
+        train = [r for k in keys[n_val:] for r in groups[k]]
+        return train, val
+    idx = list(range(len(records)))
+    rng.shuffle(idx)
+    n_val = max(1, round(len(records) * fraction))
+    vs = set(idx[:n_val])
+    return [r for i, r in enumerate(records) if i not in vs], [r for i, r in enumerate(records) if i in vs]
+
+
+def load_records(cfg: TrainConfig, info: DistInfo | None = None) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Training and validation records; scenes from adapters are exported to JSONL first.
+
+    Exporting (on rank 0) and reading back keeps every process on identical data and
+    leaves the tiles on disk in the interchange form for inspection or reuse.
+    """
+    from .adapters import build_source
+    from .windows import export_jsonl, sample_records
+
+    info = info or DistInfo()
+    records: list[ImageRecord] = []
+    val: list[ImageRecord] = []
+    if cfg.data.sources:
+        out = Path(cfg.output_dir) / "data"
+        train_jsonl, val_jsonl = out / "sources_train.jsonl", out / "sources_val.jsonl"
+        if info.main and not train_jsonl.exists():
+            sources = [build_source(s) for s in cfg.data.sources]
+            tr = sample_records(sources, cfg.data.tile, mode=cfg.data.sampling, per_scene=cfg.data.windows_per_scene,
+                                seed=cfg.seed)
+            tr, va = _split(tr, cfg.data.val_fraction if not cfg.data.val else 0.0, cfg.seed)
+            export_jsonl(va, val_jsonl, out / "chips_val") if va else None
+            export_jsonl(tr, train_jsonl, out / "chips_train")
+        _barrier(info)
+        records += read_jsonl(train_jsonl)
+        if val_jsonl.exists():
+            val += read_jsonl(val_jsonl)
+    if cfg.data.train:
+        more = read_jsonl(cfg.data.train)
+        if cfg.data.val:
+            records += more
+        else:
+            tr, va = _split(more, cfg.data.val_fraction, cfg.seed)
+            records += tr
+            val += va
+    if cfg.data.val:
+        val += read_jsonl(cfg.data.val)
+    if not records:
+        raise InputError("no training images after the train/validation split; add data or lower data.val_fraction")
+    return records, val
+
+
+# --------------------------------------------------------------------------- model
+def build_model(cfg: TrainConfig, class_names: Sequence[str] = ()) -> Any:
+    """The GeoPix model from a checkpoint, or from the tiny/base preset with overrides."""
+    from geopix_tiles.model import GeoPixConfig, GeoPixModel
+
+    torch.manual_seed(cfg.seed)
+    if cfg.model.checkpoint:
+        model = GeoPixModel.from_pretrained(cfg.model.checkpoint)
+    else:
+        try:
+            if cfg.model.preset == "tiny":
+                mcfg = GeoPixConfig.tiny(**cfg.model.overrides)
+            else:
+                mcfg = GeoPixConfig.base(llm_path=cfg.model.llm_path, vision_weights=cfg.model.vision_weights,
+                                         **cfg.model.overrides)
+        except TypeError as exc:
+            raise InputError(f"model.overrides has a key GeoPixConfig does not know ({exc})") from exc
+        if class_names:
+            mcfg.extra = dict(mcfg.extra, memory_class_names=list(class_names)[: mcfg.memory_classes])
+        try:
+            model = GeoPixModel(mcfg)
+        except ValueError as exc:
+            raise InputError(f"invalid model configuration ({exc})") from exc
+    model.train()
+    return model
+
+
+def use_lora(cfg: TrainConfig, model: Any) -> bool:
+    enabled = cfg.lora.enabled
+    if isinstance(enabled, str):
+        if enabled != "auto":
+            raise InputError(f"lora.enabled must be true, false or auto, not {enabled!r}")
+        return bool(model.config.llm_path)  # a real, loaded LLM: adapters; a tiny random one: full training
+    return bool(enabled)
+
+
+def apply_lora(cfg: TrainConfig, model: Any) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.llm.named_modules()}
+    targets = [t for t in cfg.lora.target_modules if t in names]
+    if not targets:
+        raise InputError(f"none of lora.target_modules {cfg.lora.target_modules} exist in the LLM; "
+                         f"pick from e.g. {sorted(n for n in names if 'proj' in n)[:8]}")
+    lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    model.llm = get_peft_model(model.llm, lcfg)
+
+
+def _is_lora(model: Any) -> bool:
+    return type(model.llm).__name__.startswith("Peft")
+
+
+def parameter_groups(model: Any) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
+    """Named parameters of each trainable group (see :data:`.config.GROUPS`)."""
+    groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {g: [] for g in
+                                                               ("vision", "projector", "region", "llm", "embeddings",
+                                                                "seg_head", "decoder", "memory")}
+    emb_ids = {id(model.llm.get_input_embeddings().weight)}
+    out_emb = model.llm.get_output_embeddings()
+    if out_emb is not None:
+        emb_ids.add(id(out_emb.weight))
+    lora = _is_lora(model)
+    seen: set[int] = set()
+    for name, p in model.named_parameters(remove_duplicate=True):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        top = name.split(".", 1)[0]
+        if top == "vision":
+            g = "vision"
+        elif top == "projector":
+            g = "projector"
+        elif top in ("region_extractor", "shape_embed"):
+            g = "region"
+        elif top == "seg_head":
+            g = "seg_head"
+        elif top == "necks":
+            g = "decoder"
+        elif top == "mask_predictor":
+            g = "memory" if ".memory." in name else "decoder"
+        elif top == "llm":
+            if id(p) in emb_ids:
+                g = "embeddings"
+            elif lora and "lora_" not in name:
+                continue  # frozen base weights under LoRA
+            else:
+                g = "llm"
+        else:
+            g = "decoder"
+        groups[g].append((name, p))
+    return groups
+
+
+def set_trainable(model: Any, train: Sequence[str]) -> list[tuple[str, torch.nn.Parameter]]:
+    groups = parameter_groups(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    chosen: list[tuple[str, torch.nn.Parameter]] = []
+    for g in train:
+        for name, p in groups[g]:
+            p.requires_grad_(True)
+            chosen.append((name, p))
+    if not chosen:
+        raise InputError(f"stage trains {list(train)} but those groups have no parameters in this model")
+    return chosen
+
+
+# --------------------------------------------------------------------------- checkpoint I/O
+def _optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        _, pid, k = key.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    py = random.getstate()
+    npst = np.random.get_state()
+    meta = {"python": [py[0], list(py[1]), py[2]],
+            "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])]}
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
+    v, st, g = meta["python"]
+    random.setstate((v, tuple(st), g))
+    n = meta["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """Owns the model, data, optimizer and the step loop; see the module docstring."""
+
+    def __init__(self, cfg: TrainConfig, info: DistInfo | None = None, device: str | None = None) -> None:
+        self.cfg = cfg
+        self.info = info or dist_info()
+        _init_distributed(self.info)
+        if device is None:
+            device = f"cuda:{self.info.local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.out = Path(cfg.output_dir)
+        if self.info.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        _barrier(self.info)
+        self._seed_all(cfg.seed)
+        self.train_records, self.val_records = load_records(cfg, self.info)
+        self.class_names = sorted({i.category for r in self.train_records for i in r.instances})
+        self.model = build_model(cfg, self.class_names)
+        self.lora = use_lora(cfg, self.model)
+        if self.lora:
+            apply_lora(cfg, self.model)
+        self.model.to(self.device)
+        names = self.model.config.extra.get("memory_class_names") or self.class_names
+        self.memory_classes = list(names)[: self.model.config.memory_classes]
+        self.size = int(self.model.config.tile_size)
+        self._datasets: dict[int, InstructDataset] = {}
+        self.stage_index = -1
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.ddp: Any = None
+        self.step = 0
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    # ---------------------------------------------------------------- setup helpers
+    @staticmethod
+    def _seed_all(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        mp = self.cfg.mixed_precision
+        if mp == "no" or (mp == "auto" and self.device.type != "cuda"):
+            return None
+        if mp == "fp16":
+            return torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        if mp == "bf16" or (self.device.type == "cuda" and torch.cuda.is_bf16_supported()):
+            return torch.bfloat16
+        return torch.float16
+
+    def global_batch(self) -> int:
+        return self.cfg.batch_size * self.cfg.grad_accum * self.info.world
+
+    def stage_of(self, step: int) -> tuple[int, int]:
+        """``(stage index, step within the stage)`` of a global step."""
+        start = 0
+        for i, s in enumerate(self.cfg.stages):
+            if step < start + s.steps:
+                return i, step - start
+            start += s.steps
+        return len(self.cfg.stages) - 1, step - (start - self.cfg.stages[-1].steps)
+
+    def dataset(self, stage_idx: int) -> InstructDataset:
+        if stage_idx not in self._datasets:
+            st = self.cfg.stages[stage_idx]
+            samples = make_samples(self.train_records, tasks=st.tasks, split="train",
+                                   seed=self.cfg.seed + 7919 * stage_idx, per_record=self.cfg.data.samples_per_image,
+                                   max_targets=self.cfg.data.max_targets, vocabulary=self.class_names)
+            if not samples:
+                raise InputError(f"stage '{st.name}' has no samples: its tasks {st.tasks} need labelled instances")
+            self._datasets[stage_idx] = InstructDataset(self.train_records, samples, self.size,
+                                                        class_names=self.memory_classes)
+        return self._datasets[stage_idx]
+
+    def enter_stage(self, stage_idx: int) -> None:
+        """Freeze/unfreeze groups and build a fresh optimizer (and DDP wrapper) for a stage."""
+        st = self.cfg.stages[stage_idx]
+        params = set_trainable(self.model, st.train)
+        decay = [p for n, p in params if p.ndim >= 2]
+        no_decay = [p for n, p in params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=st.lr, betas=(0.9, 0.95), eps=1e-8)
+        if self.info.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DDP(self.model, device_ids=ids, find_unused_parameters=True)
+        else:
+            self.ddp = None
+        self.stage_index = stage_idx
+
+    def lr_at(self, stage_idx: int, step_in_stage: int) -> float:
+        """Linear warm-up, then cosine decay to 10 % of the stage's learning rate."""
+        st = self.cfg.stages[stage_idx]
+        w = min(self.cfg.warmup_steps, max(st.steps - 1, 0))
+        if w and step_in_stage < w:
+            return st.lr * (step_in_stage + 1) / w
+        span = max(st.steps - w, 1)
+        t = min(max(step_in_stage - w, 0) / span, 1.0)
+        return st.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    # ---------------------------------------------------------------- one step
+    def _forward(self, batch: dict[str, Any]) -> Any:
+        module = self.ddp if self.ddp is not None else self.model
+        ctx = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+               else contextlib.nullcontext())
+        with ctx:
+            return module(**batch)
+
+    def accumulate_gradients(self, step: int) -> dict[str, float]:
+        """Forward/backward every micro-batch of ``step`` on this rank (no optimizer step)."""
+        stage_idx, _ = self.stage_of(step)
+        if stage_idx != self.stage_index:
+            self.enter_stage(stage_idx)
+        assert self.optimizer is not None
+        _, step_in_stage = self.stage_of(step)
+        ds = self.dataset(stage_idx)
+        gidx = step_indices(len(ds), self.cfg.seed + 7919 * stage_idx, step_in_stage, self.global_batch())
+        self.optimizer.zero_grad(set_to_none=True)
+        totals = {"loss": 0.0, "ce": 0.0, "bce": 0.0, "dice": 0.0}
+        accum = self.cfg.grad_accum
+        for k in range(accum):
+            items = [ds[i] for i in micro_indices(gidx, self.cfg.batch_size, self.info.world, self.info.rank, k)]
+            batch = collate(items, self.model.processor)
+            sync = self.ddp is None or k == accum - 1
+            ctx = contextlib.nullcontext() if sync else self.ddp.no_sync()
+            with ctx:
+                out = self._forward(batch)
+                loss = out.loss / accum
+                self.scaler.scale(loss).backward()
+            totals["loss"] += float(out.loss.detach()) / accum
+            totals["ce"] += float(out.ce_loss.detach()) / accum
+            totals["bce"] += float(out.bce_loss.detach()) / accum
+            totals["dice"] += float(out.dice_loss.detach()) / accum
+        return totals
+
+    def train_step(self, step: int) -> dict[str, float]:
+        totals = self.accumulate_gradients(step)
+        assert self.optimizer is not None
+        stage_idx, step_in_stage = self.stage_of(step)
+        lr = self.lr_at(stage_idx, step_in_stage)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.cfg.grad_clip and self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        totals["lr"] = lr
+        totals["loss"] = self._mean_across_ranks(totals["loss"])
+        return totals
+
+    def _mean_across_ranks(self, value: float) -> float:
+        if self.info.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t)
+        return float(t.item()) / self.info.world
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.out / CKPT_DIR / f"step-{step:07d}"
+
+    def save_checkpoint(self, step: int) -> Path | None:
+        """Everything needed to continue exactly after ``step`` steps (rank 0 writes)."""
+        from safetensors.torch import save_file
+
+        _barrier(self.info)
+        if not self.info.main:
+            _barrier(self.info)
+            return None
+        d = self.checkpoint_dir(step)
+        tmp = d.with_name(d.name + ".partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(_dedupe(state), str(tmp / "model.safetensors"))
+        assert self.optimizer is not None
+        opt_t, opt_meta = _optimizer_to_files(self.optimizer)
+        rng_t, rng_meta = _rng_state()
+        save_file({**opt_t, **rng_t}, str(tmp / "trainer.safetensors"))
+        meta = {"step": step, "stage": self.stage_index, "optimizer": opt_meta, "rng": rng_meta,
+                "scaler": self.scaler.state_dict(), "world": self.info.world, "lora": self.lora,
+                "config": self.cfg.to_dict(), "time": time.time()}
+        (tmp / "trainer_state.json").write_text(json.dumps(meta))
+        if d.exists():
+            shutil.rmtree(d)
+        os.replace(tmp, d)
+        self._prune_checkpoints()
+        _barrier(self.info)
+        return d
+
+    def _prune_checkpoints(self) -> None:
+        keep = max(1, self.cfg.keep_checkpoints)
+        ckpts = sorted(p for p in (self.out / CKPT_DIR).glob("step-*") if not p.name.endswith(".partial"))
+        for p in ckpts[:-keep]:
+            shutil.rmtree(p, ignore_errors=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        ckpts = sorted(p for p in (self.out / CKPT_DIR).glob("step-*")
+                       if not p.name.endswith(".partial") and (p / "trainer_state.json").exists())
+        return ckpts[-1] if ckpts else None
+
+    def load_checkpoint(self, d: Path) -> int:
+        """Restore model, optimizer, scaler and RNG; return the next step to run."""
+        from safetensors.torch import load_file
+
+        meta = json.loads((d / "trainer_state.json").read_text())
+        if bool(meta.get("lora")) != self.lora:
+            raise InputError(f"checkpoint {d} was trained {'with' if meta.get('lora') else 'without'} LoRA; "
+                             "set lora.enabled to match or start a new output_dir")
+        state = load_file(str(d / "model.safetensors"))
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        tied = {k for k in missing if _tied_alias(k, state)}
+        missing = [k for k in missing if k not in tied]
+        if missing or unexpected:
+            raise InputError(f"checkpoint {d} does not match the model (missing {missing[:2]}, unexpected "
+                             f"{unexpected[:2]}); resume with the same config")
+        step = int(meta["step"])
+        stage_idx, _ = self.stage_of(step)
+        self.enter_stage(stage_idx if step < self.cfg.total_steps else int(meta["stage"]))
+        tensors = load_file(str(d / "trainer.safetensors"))
+        assert self.optimizer is not None
+        if int(meta["stage"]) == self.stage_index:
+            _optimizer_from_files(self.optimizer, {k: v.to(self.device) if v.ndim > 0 else v
+                                                   for k, v in tensors.items() if k.startswith("state.")},
+                                  meta["optimizer"])
+        self.scaler.load_state_dict(meta["scaler"])
+        _set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")}, meta["rng"])
+        return step
+
+    def export_model(self, directory: Path | None = None) -> Path | None:
+        """A plain GeoPix checkpoint (``save_pretrained``), LoRA merged into the LLM."""
+        d = directory or (self.out / MODEL_DIR)
+        if not self.info.main:
+            return None
+        model = self.model
+        if self.lora:
+            model = copy.deepcopy(self.model).cpu()
+            model.llm = model.llm.merge_and_unload()
+        model.save_pretrained(d)
+        (d / "training.json").write_text(json.dumps({"steps": self.step, "classes": self.class_names,
+                                                     "config": self.cfg.to_dict()}, indent=1))
+        return d
+
+    # ---------------------------------------------------------------- loop
+    def run(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to the configured number of steps (or ``stop_after`` steps, for tests)."""
+        start = 0
+        if resume:
+            ck = self.latest_checkpoint()
+            if ck is None:
+                raise InputError(f"--resume: no checkpoint in {self.out / CKPT_DIR}; run without --resume first")
+            start = self.load_checkpoint(ck)
+        total = self.cfg.total_steps
+        end = total if stop_after is None else min(total, stop_after)
+        if self.info.main:
+            (self.out / "train_config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1))
+        log = (self.out / "log.jsonl").open("a") if self.info.main else None
+        bar = _progress(range(start, end), total, start, self.info.main and self.cfg.progress)
+        history: list[dict[str, float]] = []
+        t0 = time.time()
+        samples = 0
+        try:
+            for step in bar:
+                losses = self.train_step(step)
+                self.step = step + 1
+                samples += self.global_batch()
+                rate = samples / max(time.time() - t0, 1e-9)
+                losses.update(step=step + 1, stage=self.stage_index, samples_per_s=rate)
+                history.append(losses)
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{losses['loss']:.4f}", stage=self.cfg.stages[self.stage_index].name,
+                                    rate=f"{rate:.2f}/s")
+                if log is not None and (step + 1) % max(1, self.cfg.log_every) == 0:
+                    log.write(json.dumps(losses) + "\n")
+                    log.flush()
+                if self.cfg.checkpoint_every and (step + 1) % self.cfg.checkpoint_every == 0 and step + 1 < end:
+                    self.save_checkpoint(step + 1)
+        finally:
+            if log is not None:
+                log.close()
+        if end > start:
+            self.save_checkpoint(end)
+        exported = None
+        if end == total:
+            exported = self.export_model()
+        _barrier(self.info)
+        return {"history": history, "model_dir": str(exported) if exported else None, "steps": end}
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        if self.info.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _dedupe(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage (tied embeddings): keep the first name of each."""
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        if key in seen:
+            continue
+        seen[key] = k
+        out[k] = v.clone() if not v.is_contiguous() else v
+    return out
+
+
+def _tied_alias(name: str, state: dict[str, torch.Tensor]) -> bool:
+    return name.endswith("lm_head.weight") and any(k.endswith("embed_tokens.weight") for k in state)
+
+
+def _progress(it: range, total: int, start: int, enabled: bool) -> Any:
+    if not enabled:
+        return it
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return it
+    return tqdm(it, total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train from a config (any process of a ``torchrun`` launch calls this)."""
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run(resume=resume)
+    finally:
+        trainer.close()
