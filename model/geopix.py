@@ -406,6 +406,7 @@ class GeoPixModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "GeoPixModel":
         """Load a checkpoint directory (or ``"default"``); JSON + safetensors only, never pickles."""
+        from safetensors import safe_open
         from safetensors.torch import load_model
 
         from geopix_tiles.errors import InputError
@@ -419,13 +420,25 @@ class GeoPixModel(nn.Module):
         if tokenizer is None:
             raise InputError(f"checkpoint {d} has no tokenizer files; re-save it with GeoPixModel.save_pretrained")
         model = cls(config, tokenizer=tokenizer)
+        weights = d / WEIGHTS_NAME
+        own = model.state_dict()
         try:
-            missing, unexpected = load_model(model, str(d / WEIGHTS_NAME), strict=False)
+            with safe_open(str(weights), "pt") as f:
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         except Exception as exc:
-            raise InputError(f"{d / WEIGHTS_NAME} is corrupt or unreadable ({type(exc).__name__}: {exc}); "
+            raise InputError(f"{weights} is corrupt or unreadable ({type(exc).__name__}: {str(exc)[:120]}); "
+                             "re-save the checkpoint") from exc
+        bad = [k for k, shape in shapes.items() if k in own and tuple(own[k].shape) != shape]
+        if bad:
+            raise InputError(f"{weights} does not match its config.json ({len(bad)} tensors differ in shape, "
+                             f"e.g. {bad[0]}); re-save the checkpoint")
+        try:
+            missing, unexpected = load_model(model, str(weights), strict=False)
+        except Exception as exc:
+            raise InputError(f"{weights} is corrupt or unreadable ({type(exc).__name__}: {str(exc)[:120]}); "
                              "re-save the checkpoint") from exc
         if missing or unexpected:
             what = f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}"
-            raise InputError(f"{d / WEIGHTS_NAME} does not match its config.json ({what}); re-save the checkpoint")
+            raise InputError(f"{weights} does not match its config.json ({what}); re-save the checkpoint")
         model.eval()
         return model.to(device)

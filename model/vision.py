@@ -51,6 +51,9 @@ class VisionTower(nn.Module):
             drop_path=config.vision_drop_path or None, pretrained=False,
         )
         trunk = self.visual.trunk
+        # timm's classifier head (a LayerNorm after global pooling) sits after the last stage;
+        # dense features never pass through it, so it would be a parameter without gradient.
+        trunk.head = nn.Identity()
         self.channels: list[int] = [int(info["num_chs"]) for info in trunk.feature_info[-4:]]
         self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
