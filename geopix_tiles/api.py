@@ -193,6 +193,7 @@ def segment(
         raise
     except BaseException as exc:
         if bar is not None:
+            bar.leave = False  # the error line, not a frozen bar, is the last thing the user sees
             bar.close()
         if raster is not None:
             raster.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # a scene without georeference is refused or explicitly allowed; GDAL's own warning adds nothing
+    warnings.filterwarnings("ignore", message=".*no geotransform.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

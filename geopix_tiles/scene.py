@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import NodataShadowWarning, RasterioError, RasterioIOError
+from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, ReadError
@@ -108,7 +108,10 @@ def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Sce
     if p.is_dir():
         raise InputError(f"scene '{path}' is a directory, not a raster; pass a GeoTIFF file")
     try:
-        with rasterio.open(path) as src:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
             if src.count < 1:
                 raise InputError(f"'{path}' has no raster bands; pass a GeoTIFF with image bands")
             dtype = src.dtypes[0]
@@ -141,7 +144,7 @@ def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Sce
     except InputError:
         raise
     except RasterioIOError as exc:
-        raise InputError(f"'{path}' is not a raster GDAL can open ({_short(exc)}); pass a GeoTIFF") from None
+        raise InputError(f"'{path}' is not a raster GDAL can open, or is corrupt or truncated ({_short(exc)}); pass a valid GeoTIFF") from None
     except RasterioError as exc:
         raise InputError(f"'{path}' could not be opened as a raster ({_short(exc)}); pass a valid GeoTIFF") from None
 
@@ -276,7 +279,7 @@ class SceneReader:
             valid = _valid(self._src, idx, data, w, self.scene.has_mask)
         except RasterioError as exc:
             raise ReadError(
-                f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc)}); "
+                f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc.__cause__ or exc)}); "
                 "the file is corrupt or truncated: re-download or repair it (gdal_translate)"
             ) from None
         if valid is not None and np.issubdtype(data.dtype, np.floating):
