@@ -385,7 +385,7 @@ class Trainer:
         no_decay = [p for n, p in params if p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=st.lr, betas=(0.9, 0.95), eps=1e-8)
+            lr=st.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
         if self.info.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
