@@ -93,9 +93,9 @@ def test_vector_source_reprojects_repairs_and_rasterises(tmp_path):
 
     raster = _scene(tmp_path)
     # a building at pixel rows 10..30, cols 20..50 in UTM, written in EPSG:4326 (CRS mismatch)
-    x0, y0 = T * (20, 10)
-    x1, y1 = T * (50, 30)
-    bowtie = Polygon([(T * (80, 60)), (T * (110, 90)), (T * (110, 60)), (T * (80, 90))])  # self-intersecting
+    x0, y0 = T @ (20, 10)
+    x1, y1 = T @ (50, 30)
+    bowtie = Polygon([(T @ (80, 60)), (T @ (110, 90)), (T @ (110, 60)), (T @ (80, 90))])  # self-intersecting
     gdf = gpd.GeoDataFrame({"cls": ["building", "tank"]}, geometry=[box(x0, y1, x1, y0), bowtie], crs=UTM)
     gdf.to_crs("EPSG:4326").to_file(tmp_path / "labels.gpkg", driver="GPKG")
     src = VectorSource(str(raster), str(tmp_path / "labels.gpkg"), category_field="cls")
@@ -136,8 +136,8 @@ def test_vector_source_shapefile(tmp_path):
     from shapely.geometry import box
 
     raster = _scene(tmp_path)
-    x0, y0 = T * (5, 5)
-    x1, y1 = T * (15, 25)
+    x0, y0 = T @ (5, 5)
+    x1, y1 = T @ (15, 25)
     gpd.GeoDataFrame({"kind": ["pool"]}, geometry=[box(x0, y1, x1, y0)], crs=UTM).to_file(tmp_path / "p.shp")
     (scene,) = list(VectorSource(str(raster), str(tmp_path / "p.shp"), category_field="kind").scenes())
     (inst,) = scene.instances(0, 0, 96, 128)

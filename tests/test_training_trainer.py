@@ -93,12 +93,12 @@ def test_loss_decreases_on_small_real_set(tmp_path):
     spec = shared_data_specs(SHARED)["open_cities"]
     recs = [r for r in sample_records([build_source(spec)], 256, mode="grid") if r.instances][:4]
     data = export_jsonl(recs, tmp_path / "oc" / "data.jsonl")
-    cfg = _cfg(tmp_path / "run", data, [StageConfig("masks", 30, ALL, ["category_seg", "referring_seg"], 5e-4)],
+    cfg = _cfg(tmp_path / "run", data, [StageConfig("masks", 20, ALL, ["category_seg", "referring_seg"], 5e-4)],
                size=128, batch_size=2, seed=3)
     hist = Trainer(cfg).run()["history"]
     mask_losses = [h["bce"] * 2 + h["dice"] * 0.5 for h in hist]
     first, last = np.mean([h["loss"] for h in hist[:5]]), np.mean([h["loss"] for h in hist[-5:]])
-    assert last < 0.7 * first, (first, last)
+    assert last < 0.8 * first, (first, last)
     assert np.mean(mask_losses[-5:]) < np.mean(mask_losses[:5])
 
 

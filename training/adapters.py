@@ -75,7 +75,7 @@ class _PolygonScene(LabelledScene):
             transform = Affine.translation(x, y)
         else:
             transform = self.image.window_transform(y, x)
-        xs, ys = transform * (np.array([0, w, w, 0]), np.array([0, 0, h, h]))
+        xs, ys = transform @ (np.array([0, w, w, 0]), np.array([0, 0, h, h]))
         box = shapely.box(min(xs), min(ys), max(xs), max(ys))
         idx = sorted(int(i) for i in self._tree.query(box))
         if not idx:

@@ -173,7 +173,7 @@ class RasterImage:
         from affine import Affine
 
         t = self.transform if self.transform is not None else Affine.identity()
-        return t * Affine.translation(x, y)
+        return t @ Affine.translation(x, y)
 
 
 class LabelledScene:
