@@ -23,6 +23,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def _fingerprint(model: torch.nn.Module) -> str:
+    """Short digest of the config and a sample of every tensor (cheap even for a 7B LLM)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            flat = t.reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy().tobytes()
+            h.update(name.encode() + str(tuple(t.shape)).encode() + sample)
+    return h.hexdigest()[:16]
+
+
 class GeoPixSegmenter:
     """Implements :class:`geopix_tiles.segmenter.Segmenter` for a :class:`GeoPixModel`."""
 
@@ -33,6 +47,11 @@ class GeoPixSegmenter:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tile_size = int(tile_size or model.config.tile_size)
+        self._fingerprint = _fingerprint(self.model)
+
+    def __repr__(self) -> str:
+        # Stable across processes: the engine's resume journal fingerprints models by repr.
+        return f"GeoPixSegmenter(weights={self._fingerprint}, tile_size={self.tile_size})"
 
     def check_prompts(self, prompts: Sequence[str]) -> None:
         self.model.check_prompts(prompts)

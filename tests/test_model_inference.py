@@ -114,6 +114,7 @@ def test_segmenter_contract(model: GeoPixModel) -> None:
     assert probs.min() >= 0 and probs.max() <= 1
     expected = torch.sigmoid(model.segment(torch.from_numpy(tiles), ["buildings", "water"])).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert repr(seg) == repr(model.as_segmenter(device="cpu"))  # stable: the resume journal keys on it
     for bad in ([], [""], ["   "], ["ok", "<image> roofs"], "buildings"):
         with pytest.raises(InputError):
             seg.check_prompts(bad)
