@@ -380,11 +380,14 @@ class GeoPixModel(nn.Module):
         return groups
 
     # ------------------------------------------------------------------ engine adapter
-    def as_segmenter(self, device: str = "cpu", tile_size: int | None = None) -> Any:
-        """Wrap for the engine's :class:`geopix_tiles.segmenter.Segmenter` contract (moves the model)."""
+    def as_segmenter(self, device: str = "cpu", tile_size: int | None = None, autocast: bool | None = None) -> Any:
+        """Wrap for the engine's :class:`geopix_tiles.segmenter.Segmenter` contract (moves the model).
+
+        ``device`` is ``cpu``, ``cuda[:n]`` or ``auto``; ``autocast`` (bf16) defaults to on for CUDA.
+        """
         from .segmenter import GeoPixSegmenter
 
-        return GeoPixSegmenter(self, device=device, tile_size=tile_size)
+        return GeoPixSegmenter(self, device=device, tile_size=tile_size, autocast=autocast)
 
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | Path) -> Path:

@@ -43,8 +43,11 @@ class GeoPixSegmenter:
     band_roles: tuple[str, ...] | None = ("red", "green", "blue")
     scaling = "unit"
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", tile_size: int | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", tile_size: int | None = None,
+                 autocast: bool | None = None) -> None:
         self.device = resolve_device(device)
+        #: bf16 autocast; on by default on CUDA only (CPU bf16 is slower on most CPUs)
+        self.autocast = self.device.type == "cuda" if autocast is None else bool(autocast)
         self.model = model.to(self.device).eval()
         self.tile_size = int(tile_size or model.config.tile_size)
         self._fingerprint = _fingerprint(self.model)
@@ -63,7 +66,6 @@ class GeoPixSegmenter:
         if tiles.ndim != 4 or tiles.shape[1] != 3:
             raise InputError(f"GeoPix needs RGB tiles [B, 3, H, W], got shape {tiles.shape}; select red/green/blue bands")
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
-        use_bf16 = self.device.type == "cuda"
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.model.segment_encoded(self.model.encode_images(x), list(prompts))[0]
         return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float32, copy=False)

@@ -120,3 +120,12 @@ def test_segmenter_contract(model: GeoPixModel) -> None:
             seg.check_prompts(bad)
     with pytest.raises(InputError):
         seg.predict(tiles[:, :2], ["buildings"])
+
+
+def test_bf16_autocast_path_runs_and_stays_close(model: GeoPixModel) -> None:
+    """The CUDA path uses bf16 autocast; exercise the same dtype mix on CPU."""
+    tiles = np.random.default_rng(1).random((1, 3, 96, 96), dtype=np.float32)
+    fp32 = model.as_segmenter(device="cpu").predict(tiles, ["buildings", "water"])
+    bf16 = model.as_segmenter(device="cpu", autocast=True).predict(tiles, ["buildings", "water"])
+    assert bf16.dtype == np.float32 and bf16.shape == fp32.shape
+    np.testing.assert_allclose(bf16, fp32, atol=0.03)
