@@ -205,3 +205,27 @@ def test_yaml_config_is_validated(tmp_path):
     (tmp_path / "typo.yaml").write_text("data: {train: d.jsonl}\nbatchsize: 3\n")
     with pytest.raises(InputError, match="batchsize"):
         load_config(tmp_path / "typo.yaml")
+
+
+def test_lora_adapters_train_only_adapters_and_merge_on_export(tmp_path):
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.config import LoraSpec
+    from geopix_tiles.training.trainer import Trainer, parameter_groups
+
+    data = _dataset(tmp_path, n=1)
+    cfg = _cfg(tmp_path / "run", data, [StageConfig("masks", 2, ["llm", "seg_head", "decoder"], ["category_seg"], 1e-3)],
+               lora=LoraSpec(enabled=True, r=4))
+    tr = Trainer(cfg)
+    llm_params = parameter_groups(tr.model)["llm"]
+    assert llm_params and all("lora_" in n for n, _ in llm_params)
+    base = {n: p.detach().clone() for n, p in tr.model.llm.named_parameters() if "lora_" not in n}
+    result = tr.run()
+    for n, p in tr.model.llm.named_parameters():
+        if n in base:
+            assert torch.equal(p, base[n]), f"frozen LLM weight {n} changed"
+    reloaded = GeoPixModel.from_pretrained(result["model_dir"])
+    img = torch.from_numpy(tr.train_records[0].load())[None]
+    tr.model.eval()
+    with torch.no_grad():
+        a = tr.model.segment(img, ["buildings"])
+    assert torch.allclose(a, reloaded.segment(img, ["buildings"]), atol=1e-4)
