@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .errors import GeopixError, InputError, OutputError, ReadError
 from .segmenter import Segmenter
+from . import xarray_accessor as _xarray_accessor  # noqa: F401 - registers DataArray.geopix / Dataset.geopix
 
 __version__ = "0.1.0"
 __all__ = ["GeopixError", "InputError", "OutputError", "ReadError", "Segmenter", "segment", "SpectralSegmenter",

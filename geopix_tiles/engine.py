@@ -26,11 +26,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .accumulator import StripAccumulator
-from .blending import tile_weights
 from .journal import RunJournal
 from .raster_sink import RasterSink
 from .scene import Scene, SceneReader
 from .segmenter import Segmenter
+from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
 from .tiling import Tile, TileGrid
 from .vector_sink import VectorSink
 from .vectorize import StripVectorizer
@@ -90,18 +90,6 @@ def _get(q: queue.Queue, stop: threading.Event, worker: _Worker):
         except queue.Empty:
             if worker.error is not None or stop.is_set() or not worker.is_alive():
                 raise worker.error or RuntimeError(f"{worker.name} thread stopped unexpectedly")
-
-
-def scale_tiles(raw: np.ndarray, scene: Scene, scaling: str) -> np.ndarray:
-    """Native-dtype ``[B, C, h, w]`` -> float32 as the segmenter asked (see Segmenter.scaling)."""
-    out = raw.astype(np.float32)
-    if scaling == "unit":
-        low = scene.low.reshape(1, -1, 1, 1)
-        span = (scene.high - scene.low).reshape(1, -1, 1, 1)
-        out -= low
-        out /= span
-        np.clip(out, 0.0, 1.0, out=out)
-    return out
 
 
 class StreamingRun:
@@ -183,19 +171,13 @@ class StreamingRun:
                 pending: list[Tile] = []
                 skipped = 0
                 for i, t in enumerate(tiles):
-                    if vbuf is not None and not vbuf[t.y - buf_y0:t.y - buf_y0 + th, t.x:t.x + tw].any():
+                    if tile_is_empty(vbuf, (buf_y0, 0), t):
                         skipped += 1
                     else:
                         pending.append(t)
                     last = i == len(tiles) - 1
                     if len(pending) == self.batch_size or (last and (pending or skipped)):
-                        raw = np.stack([buf[:, t.y - buf_y0:t.y - buf_y0 + th, t.x:t.x + tw] for t in pending]) \
-                            if pending else np.zeros((0, buf.shape[0], th, tw), buf.dtype)
-                        valid = np.stack([vbuf[t.y - buf_y0:t.y - buf_y0 + th, t.x:t.x + tw] for t in pending]) \
-                            if (vbuf is not None and pending) else None
-                        pixels = scale_tiles(raw, scene, scaling)
-                        if valid is not None:
-                            pixels *= valid[:, None]
+                        pixels, valid = cut_tiles(buf, vbuf, (buf_y0, 0), pending, scaling, scene.low, scene.high)
                         if not _put(out, Batch(r, pending, pixels, valid, skipped, last), stop):
                             return
                         pending, skipped = [], 0
@@ -261,16 +243,9 @@ class StreamingRun:
                 if item is _END:
                     break
                 if item.tiles:
-                    probs = self.segmenter.predict(item.pixels, self.prompts)
-                    probs = np.asarray(probs, dtype=np.float32)
-                    expected = (len(item.tiles), len(self.prompts), grid.tile_height, grid.tile_width)
-                    if probs.shape != expected:
-                        raise RuntimeError(f"segmenter returned {probs.shape}, expected {expected}")
+                    probs = predict(self.segmenter, item.pixels, self.prompts)
                     for i, t in enumerate(item.tiles):
-                        w = tile_weights(grid, t)
-                        if item.valid is not None:
-                            w = w * item.valid[i]
-                        acc.add(t.y, t.x, probs[i], w)
+                        acc.add(t.y, t.x, probs[i], blend_weights(grid, t, None if item.valid is None else item.valid[i]))
                 if item.row != replay_row:
                     self.stats.tiles_done += len(item.tiles) + item.skipped
                     self.stats.tiles_skipped += item.skipped

@@ -6,6 +6,7 @@ Names are resolved here so that the engine stays model-agnostic and importing
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 from .errors import InputError
@@ -51,6 +52,26 @@ def load_segmenter(model: "str | Segmenter | object" = "spectral", *, device: st
     if Path(name).exists():
         raise InputError(f"model '{name}' is a file; pass a checkpoint folder (config.json + model.safetensors)")
     raise InputError(f"unknown model '{name}'; pass one of {', '.join(BUILTIN)} or a checkpoint folder")
+
+
+def model_key(model: "str | Segmenter | object"):
+    """A hashable spec for :func:`cached_segmenter`: names/paths stay strings, objects stay objects."""
+    return str(model) if isinstance(model, Path) else model
+
+
+_CACHE: dict = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def cached_segmenter(model: "str | Segmenter | object", device: str = "auto") -> Segmenter:
+    """Load a named/path model once per process (dask workers reuse it across tasks)."""
+    if not isinstance(model, str):
+        return load_segmenter(model, device=device)
+    key = (model, device)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = load_segmenter(model, device=device)
+        return _CACHE[key]
 
 
 def model_id(model: "str | Segmenter | object") -> str:

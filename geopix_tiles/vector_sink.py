@@ -50,15 +50,11 @@ class VectorSink:
         if len(self.pending) >= self.batch:
             self.spill()
 
-    def spill(self) -> None:
-        """Write pending objects as the next part file (atomic rename)."""
-        if not len(self.pending):
-            return
-        p = self.pending
-        self.pending = ClosedObjects()
-        geoms = to_crs_geometry(p.geometry, self.scene.transform)
-        count = np.asarray(p.count, dtype=np.int64)
-        score = np.asarray(p.total, dtype=np.float64) / np.maximum(count, 1)
+    def attributes(self, closed: ClosedObjects) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """CRS geometries and attribute columns of closed objects, filtered and simplified."""
+        geoms = to_crs_geometry(closed.geometry, self.scene.transform)
+        count = np.asarray(closed.count, dtype=np.int64)
+        score = np.asarray(closed.total, dtype=np.float64) / np.maximum(count, 1)
         area = count * self._pixel_area
         if self._unit_m is not None:
             area_m2 = area * self._unit_m ** 2
@@ -68,24 +64,33 @@ class VectorSink:
             area_m2 = np.full(len(geoms), np.nan)
         keep = np.ones(len(geoms), dtype=bool)
         if self.min_area:
-            keep &= (area_m2 if not np.isnan(area_m2).all() else area) >= self.min_area
+            keep &= (area if np.isnan(area_m2).all() else area_m2) >= self.min_area
         geoms = geoms[keep]
         if self.simplify:
             geoms = shapely.simplify(geoms, self.simplify, preserve_topology=True)
+        columns = dict(prompt=np.asarray(closed.prompt_index, dtype=np.int64)[keep], score=score[keep],
+                       pixels=count[keep], area=area[keep], area_m2=area_m2[keep])
+        return geoms, columns
+
+    def frame(self, closed: ClosedObjects) -> gpd.GeoDataFrame:
+        geoms, c = self.attributes(closed)
+        return self._frame(geoms, c["prompt"], c["score"], c["pixels"], c["area"], c["area_m2"])
+
+    def spill(self) -> None:
+        """Write pending objects as the next part file (atomic rename)."""
+        if not len(self.pending):
+            return
+        closed, self.pending = self.pending, ClosedObjects()
+        geoms, columns = self.attributes(closed)
         wkb = shapely.to_wkb(geoms)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         path = self.parts_dir / f"part-{self.n_parts:06d}.npz"
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
-            wkb=np.frombuffer(b"".join(wkb), dtype=np.uint8),
-            wkb_len=np.array([len(w) for w in wkb], dtype=np.int64),
-            prompt=np.asarray(p.prompt_index, dtype=np.int64)[keep],
-            score=score[keep], pixels=count[keep], area=area[keep], area_m2=area_m2[keep],
-        )
+        np.savez(tmp, wkb=np.frombuffer(b"".join(wkb), dtype=np.uint8),
+                 wkb_len=np.array([len(w) for w in wkb], dtype=np.int64), **columns)
         os.replace(tmp, path)
         self.n_parts += 1
-        self.n_features += int(keep.sum())
+        self.n_features += len(geoms)
 
     def drop_uncommitted(self, n_parts: int, n_features: int) -> None:
         """After a crash: forget parts written after the last checkpoint."""

@@ -1,0 +1,54 @@
+"""One output block from the global tile grid: the unit of work for dask.
+
+A block (any window, aligned to nothing) is computed from every grid tile that touches it,
+read from a window of the source that covers those tiles, and blended exactly as the strip
+engine blends (same weights, same grid order of additions), so a dask array of blocks equals
+the CLI's raster whatever its chunking. Tiles on block edges are computed by each block that
+needs them: the price of independent tasks.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .segmenter import Segmenter
+from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
+from .tiling import Tile, TileGrid
+
+
+def source_window(grid: TileGrid, y0: int, y1: int, x0: int, x1: int) -> tuple[list[Tile], tuple[int, int, int, int]]:
+    """Tiles touching the block ``[y0, y1) x [x0, x1)`` and the source window ``(ya, yb, xa, xb)`` they cover."""
+    tiles = grid.tiles_touching(y0, y1, x0, x1)
+    ya = min(t.y for t in tiles)
+    xa = min(t.x for t in tiles)
+    return tiles, (ya, max(t.y + t.height for t in tiles), xa, max(t.x + t.width for t in tiles))
+
+
+def compute_block(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int], grid: TileGrid,
+                  block: tuple[int, int, int, int], segmenter: Segmenter, prompts: Sequence[str], *,
+                  scaling: str = "reflectance", low=None, high=None, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Blended probabilities ``[P, y1-y0, x1-x0]`` and validity for ``block = (y0, y1, x0, x1)``.
+
+    ``data [C, h, w]`` is the source window whose top-left pixel is ``origin``; it must cover
+    every tile touching the block (see :func:`source_window`).
+    """
+    y0, y1, x0, x1 = block
+    tiles = [t for t in grid.tiles_touching(y0, y1, x0, x1) if not tile_is_empty(valid, origin, t)]
+    sums = np.zeros((len(prompts), y1 - y0, x1 - x0), dtype=np.float32)
+    weights = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+    for start in range(0, len(tiles), max(1, batch_size)):
+        batch = tiles[start:start + batch_size]
+        pixels, vstack = cut_tiles(data, valid, origin, batch, scaling, low, high)
+        probs = predict(segmenter, pixels, prompts)
+        for i, t in enumerate(batch):
+            w = blend_weights(grid, t, None if vstack is None else vstack[i])
+            ys, ye = max(t.y, y0), min(t.y + t.height, y1)
+            xs, xe = max(t.x, x0), min(t.x + t.width, x1)
+            tw = w[ys - t.y:ye - t.y, xs - t.x:xe - t.x]
+            sums[:, ys - y0:ye - y0, xs - x0:xe - x0] += probs[i][:, ys - t.y:ye - t.y, xs - t.x:xe - t.x] * tw
+            weights[ys - y0:ye - y0, xs - x0:xe - x0] += tw
+    ok = weights > 0
+    out = np.zeros_like(sums)
+    np.divide(sums, weights, out=out, where=ok)
+    return out, ok

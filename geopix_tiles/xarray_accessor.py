@@ -1,0 +1,195 @@
+"""``DataArray.geopix`` / ``Dataset.geopix``: the engine for analysts in notebooks.
+
+``segment`` returns a lazy, dask-backed ``(prompt, y, x)`` array with the input's
+coordinates and CRS. Each output chunk is one task of :func:`geopix_tiles.blocks.compute_block`
+over the global tile grid, so the result equals the CLI's raster for the same options
+whatever the chunking, and building the graph reads no pixels (scene statistics, when the
+model needs them, are themselves a task).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+from .errors import InputError
+
+
+def _descriptions(arr: xr.DataArray) -> tuple[str | None, ...]:
+    names = arr.attrs.get("long_name")
+    if isinstance(names, (tuple, list)) and len(names) == arr.sizes["band"]:
+        return tuple(None if n is None else str(n) for n in names)
+    values = arr["band"].values if "band" in arr.coords else []
+    if len(values) and all(isinstance(v, str) for v in values.tolist()):
+        return tuple(values.tolist())
+    return (None,) * arr.sizes["band"]
+
+
+def _as_bands(obj: xr.DataArray) -> xr.DataArray:
+    if "band" not in obj.dims:
+        if obj.ndim != 2:
+            raise InputError(f"array has dims {obj.dims}; pass (band, y, x) or (y, x)")
+        obj = obj.expand_dims(band=[1])
+    missing = {"y", "x"} - set(obj.dims)
+    if missing:
+        raise InputError(f"array has dims {obj.dims}; it needs y and x (rename them, e.g. .rename(lat='y', lon='x'))")
+    return obj.transpose("band", "y", "x")
+
+
+def _scene_of(arr: xr.DataArray):
+    """A :class:`Scene` describing an in-memory or dask array (for band-role resolution)."""
+    from .scene import Scene  # noqa: PLC0415
+
+    rio = arr.rio
+    return Scene(path="<DataArray>", width=arr.sizes["x"], height=arr.sizes["y"], count=arr.sizes["band"],
+                 dtype=str(arr.dtype), crs=rio.crs, transform=rio.transform(recalc=True),
+                 nodata=rio.nodata, descriptions=_descriptions(arr), block_height=256,
+                 extra={"colorinterp": ()})
+
+
+def _valid(data: np.ndarray, nodata) -> np.ndarray | None:
+    valid = None
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        valid = np.all(data != nodata, axis=0)
+    if np.issubdtype(data.dtype, np.floating):
+        finite = np.all(np.isfinite(data), axis=0)
+        valid = finite if valid is None else valid & finite
+    return valid
+
+
+def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size):
+    from .blocks import compute_block  # noqa: PLC0415
+    from .models import cached_segmenter  # noqa: PLC0415
+
+    window = np.asarray(window)
+    valid = _valid(window, nodata)
+    if valid is not None and np.issubdtype(window.dtype, np.floating):
+        window = np.where(valid[None], window, 0)
+    low, high = stats if stats is not None else (None, None)
+    seg = cached_segmenter(model, device)
+    probs, _ = compute_block(window, valid, origin, grid, block, seg, prompts, scaling=scaling, low=low, high=high,
+                             batch_size=batch_size)
+    return probs
+
+
+def _stats_task(sample: np.ndarray, nodata) -> tuple[np.ndarray, np.ndarray]:
+    sample = np.asarray(sample)
+    valid = _valid(sample, nodata)
+    values = sample[:, valid] if valid is not None else sample.reshape(sample.shape[0], -1)
+    if values.shape[1] == 0:
+        return np.zeros(sample.shape[0], np.float32), np.ones(sample.shape[0], np.float32)
+    low, high = np.percentile(values.astype(np.float64), [2.0, 98.0], axis=1)
+    high = np.where(high > low, high, low + 1.0)
+    return low.astype(np.float32), high.astype(np.float32)
+
+
+def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="spectral", *,
+                      bands: str | Sequence[int] | None = None, band_roles: str | Mapping[str, int] | None = None,
+                      tile: int | None = None, overlap: int = 64, batch_size: int = 8, device: str = "auto",
+                      chunks: int | tuple[int, int] | None = None) -> xr.DataArray:
+    """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring."""
+    import dask  # noqa: PLC0415
+    import dask.array as da  # noqa: PLC0415
+    import rioxarray  # noqa: F401, PLC0415 - registers .rio
+
+    from .models import cached_segmenter, model_key  # noqa: PLC0415
+    from .scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
+    from .segmenter import roles_for  # noqa: PLC0415
+    from .tiling import TileGrid  # noqa: PLC0415
+    from .blocks import source_window  # noqa: PLC0415
+
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or any(not str(p).strip() for p in prompts):
+        raise InputError("a prompt is empty; pass text such as 'water'")
+    arr = _as_bands(obj)
+    scene = _scene_of(arr)
+    key = model_key(model)
+    seg = cached_segmenter(key, device)
+    seg.check_prompts(prompts)
+    chosen = resolve_bands(scene, roles_for(seg, prompts), parse_bands(bands), parse_band_roles(band_roles))
+    sel = arr.isel(band=[b - 1 for b in chosen])
+    data = sel.data if isinstance(sel.data, da.Array) else da.from_array(np.asarray(sel.data), chunks=(-1, 1024, 1024))
+    tile = int(tile or getattr(seg, "tile_size", 512) or 512)
+    grid = TileGrid(scene.height, scene.width, tile, overlap)
+    if chunks is not None:
+        cy, cx = (chunks, chunks) if isinstance(chunks, int) else chunks
+        ychunks = tuple(min(cy, scene.height - s) for s in range(0, scene.height, cy))
+        xchunks = tuple(min(cx, scene.width - s) for s in range(0, scene.width, cx))
+    else:
+        ychunks, xchunks = data.chunks[1], data.chunks[2]
+    scaling = getattr(seg, "scaling", "reflectance")
+    nodata = scene.nodata
+    stats = None
+    if scaling == "unit":
+        step = max(1, int(np.ceil(max(scene.height, scene.width) / 1024)))
+        stats = dask.delayed(_stats_task)(data[:, ::step, ::step], nodata)
+    task = dask.delayed(_block_task, pure=True)
+    rows = []
+    y0 = 0
+    for h in ychunks:
+        row = []
+        x0 = 0
+        for w in xchunks:
+            block = (y0, y0 + h, x0, x0 + w)
+            _, (ya, yb, xa, xb) = source_window(grid, *block)
+            window = data[:, ya:yb, xa:xb]
+            value = task(window, (ya, xa), grid, block, key, device, prompts, scaling, stats, nodata, batch_size)
+            row.append(da.from_delayed(value, shape=(len(prompts), h, w), dtype=np.float32))
+            x0 += w
+        rows.append(row)
+        y0 += h
+    result = da.block([rows]) if rows else da.zeros((len(prompts), 0, 0), np.float32)
+    result = result[0] if result.ndim == 4 else result
+    coords = {"prompt": prompts, "y": arr["y"], "x": arr["x"]}
+    if "spatial_ref" in arr.coords:
+        coords["spatial_ref"] = arr.coords["spatial_ref"]
+    out = xr.DataArray(result, dims=("prompt", "y", "x"), coords=coords, name="probability",
+                       attrs={"long_name": tuple(prompts), "model": str(key), "tile": tile, "overlap": overlap})
+    if scene.crs is not None:
+        out = out.rio.write_crs(scene.crs)
+    out = out.rio.write_transform(scene.transform)
+    return out
+
+
+@xr.register_dataarray_accessor("geopix")
+class GeopixDataArrayAccessor:
+    """``da.geopix.segment(...)``, ``probs.geopix.to_polygons(...)``."""
+
+    def __init__(self, obj: xr.DataArray) -> None:
+        self._obj = obj
+
+    def segment(self, prompts: str | Sequence[str], model="spectral", **options) -> xr.DataArray:
+        """Lazy per-prompt probabilities (dims ``prompt, y, x``); options as :func:`geopix_tiles.segment`."""
+        return segment_dataarray(self._obj, prompts, model, **options)
+
+    def to_polygons(self, threshold: float = 0.5, min_area: float | None = None, simplify: float | None = None):
+        """Polygons of a ``(prompt, y, x)`` probability array, streamed strip by strip."""
+        from .polygons import probabilities_to_polygons  # noqa: PLC0415
+
+        return probabilities_to_polygons(self._obj, threshold=threshold, min_area=min_area, simplify=simplify)
+
+
+@xr.register_dataset_accessor("geopix")
+class GeopixDatasetAccessor:
+    """A Dataset of single-band variables (``red``, ``nir``, ...): variable names are band roles."""
+
+    def __init__(self, obj: xr.Dataset) -> None:
+        self._obj = obj
+
+    def to_bands(self) -> xr.DataArray:
+        names = [n for n, v in self._obj.data_vars.items() if {"y", "x"} <= set(v.dims)]
+        if not names:
+            raise InputError("dataset has no (y, x) variables; pass bands as variables named red, green, nir, ...")
+        arr = self._obj[names].to_array("band").transpose("band", "y", "x")
+        arr = arr.assign_coords(band=np.arange(1, len(names) + 1))
+        arr.attrs["long_name"] = tuple(names)
+        first = self._obj[names[0]]
+        if first.rio.crs is not None:
+            arr = arr.rio.write_crs(first.rio.crs)
+        if first.rio.nodata is not None:
+            arr = arr.rio.write_nodata(first.rio.nodata)
+        return arr
+
+    def segment(self, prompts: str | Sequence[str], model="spectral", **options) -> xr.DataArray:
+        return segment_dataarray(self.to_bands(), prompts, model, **options)

@@ -1,0 +1,76 @@
+"""DataArray/Dataset accessors: same pixels as the CLI, lazy, chunking-independent."""
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import rasterio
+import rioxarray
+import xarray as xr
+
+import geopix_tiles
+from geopix_tiles import segment
+from conftest import RGBN, water_scene, write_scene
+
+BOXES = [(10, 60, 20, 140), (70, 150, 90, 110), (120, 125, 0, 200)]
+
+
+@pytest.fixture
+def scene(tmp_path):
+    data = water_scene(160, 210, BOXES)
+    data[:, 0:8, 150:] = 0
+    return write_scene(tmp_path / "s.tif", data, nodata=0, descriptions=RGBN)
+
+
+def _cli_raster(scene, tmp_path, **opts):
+    segment(scene, ["water", "vegetation"], raster_out=tmp_path / "cli.tif", vectorize=False, **opts)
+    with rasterio.open(tmp_path / "cli.tif") as r:
+        return r.read(), r.read_masks(1) > 0
+
+
+@pytest.mark.parametrize("chunks", [{"x": 50, "y": 37}, {"x": 210, "y": 160}, {"x": 64, "y": 100}])
+def test_accessor_equals_cli_raster_for_any_chunking(scene, tmp_path, chunks):
+    opts = dict(tile=64, overlap=16, batch_size=3)
+    cli, valid = _cli_raster(scene, tmp_path, **opts)
+    arr = rioxarray.open_rasterio(scene, chunks=chunks)
+    probs = arr.geopix.segment(["water", "vegetation"], **opts)
+    assert probs.dims == ("prompt", "y", "x") and isinstance(probs.data, da.Array)
+    assert probs.rio.crs == arr.rio.crs and probs.rio.transform() == arr.rio.transform()
+    np.testing.assert_array_equal(probs["x"], arr["x"])
+    got = (probs.values * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+    np.testing.assert_array_equal(got[:, valid], cli[:, valid])
+
+
+def test_in_memory_array_and_dataset(scene, tmp_path):
+    cli, valid = _cli_raster(scene, tmp_path, tile=64, overlap=16)
+    arr = rioxarray.open_rasterio(scene).load()
+    got = arr.geopix.segment(["water", "vegetation"], tile=64, overlap=16).values
+    np.testing.assert_array_equal((got * np.float32(255) + np.float32(0.5)).astype(np.uint8)[:, valid], cli[:, valid])
+    ds = xr.Dataset({name: arr.isel(band=i, drop=True) for i, name in enumerate(RGBN)})
+    ds = ds.rio.write_crs(arr.rio.crs)
+    for v in ds.data_vars:
+        ds[v] = ds[v].rio.write_nodata(0)
+    from_ds = ds.geopix.segment("water", tile=64, overlap=16).values[0]
+    np.testing.assert_array_equal(from_ds, got[0])
+
+
+def test_building_the_graph_reads_no_pixels(scene):
+    arr = rioxarray.open_rasterio(scene, chunks={"x": 64, "y": 64})
+
+    def explode(block):
+        raise AssertionError("pixels were read while building the graph")
+
+    poisoned = arr.copy(data=arr.data.map_blocks(explode, dtype=arr.dtype))
+    probs = poisoned.geopix.segment("water", tile=64, overlap=16)
+    assert isinstance(probs.data, da.Array)
+    with pytest.raises(AssertionError, match="pixels were read"):
+        probs.compute()
+
+
+def test_to_polygons_matches_cli_polygons(scene, tmp_path):
+    cli = segment(scene, "water", tile=64, overlap=16)
+    probs = rioxarray.open_rasterio(scene, chunks={"x": 80, "y": 45}).geopix.segment("water", tile=64, overlap=16)
+    gdf = probs.geopix.to_polygons()
+    assert len(gdf) == len(cli) == 2 and gdf.crs == cli.crs
+    assert sorted(gdf["pixels"]) == sorted(cli["pixels"])
+    assert sorted(np.round(gdf.area, 6)) == sorted(np.round(cli.area, 6))
