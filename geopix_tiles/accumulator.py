@@ -19,12 +19,16 @@ class StripAccumulator:
         self.weights = np.zeros((rows, width), dtype=np.float32)
 
     def add(self, y: int, x: int, probs: np.ndarray, weights: np.ndarray) -> None:
-        """Add ``probs [P, h, w]`` blended by ``weights [h, w]`` at raster position ``(y, x)``."""
+        """Add ``probs [P, h, w]`` blended by ``weights [h, w]`` at raster position ``(y, x)``.
+
+        ``probs`` is overwritten (it becomes ``probs * weights``).
+        """
         h, w = weights.shape
         r = y - self.y0
         if r < 0 or r + h > self.rows:
             raise RuntimeError(f"tile rows {y}..{y + h} fall outside the strip {self.y0}..{self.y0 + self.rows}")
-        self.sums[:, r:r + h, x:x + w] += probs * weights
+        np.multiply(probs, weights, out=probs)  # the caller's buffer: saves a temporary per tile
+        self.sums[:, r:r + h, x:x + w] += probs
         self.weights[r:r + h, x:x + w] += weights
 
     def flush(self, until: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -41,9 +45,9 @@ class StripAccumulator:
         np.divide(self.sums[:, :n], w, out=probs, where=valid)
         start = self.y0
         keep = self.rows - n
-        if keep:
-            self.sums[:, :keep] = self.sums[:, n:].copy()
-            self.weights[:keep] = self.weights[n:].copy()
+        if keep:  # keep < n (overlap < stride), so source and destination never overlap
+            self.sums[:, :keep] = self.sums[:, n:]
+            self.weights[:keep] = self.weights[n:]
         self.sums[:, keep:] = 0
         self.weights[keep:] = 0
         self.y0 = until

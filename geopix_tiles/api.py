@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import geopandas as gpd
+import rasterio
 from rasterio.errors import RasterioError
 
 from .engine import RunStats, StreamingRun
@@ -86,6 +87,7 @@ def segment(
     layer: str | None = None,
     return_stats: bool = False,
     collect: bool = True,
+    gdal_cache_mb: int = 64,
 ) -> gpd.GeoDataFrame:
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -96,6 +98,8 @@ def segment(
     metres when the CRS allows it (else CRS units), ``simplify`` in CRS units.
     ``collect=False`` skips loading the polygons back (batch runs on huge scenes) and
     returns an empty frame; ``return_stats=True`` returns ``(frame, RunStats)``.
+    ``gdal_cache_mb`` bounds GDAL's block cache for the run (its default, 5 % of RAM, is
+    often more than the whole engine needs).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -170,7 +174,8 @@ def segment(
             bar = tqdm(total=len(grid), initial=run.stats.tiles_done, unit="tile", desc=Path(scene).name,
                        file=sys.stderr, dynamic_ncols=True)
             run.progress = bar.update
-        stats = run.run()
+        with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
+            stats = run.run()
         if bar is not None:
             bar.close()
         frame = vectors.to_geodataframe() if (vectors is not None and collect) \

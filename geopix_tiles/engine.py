@@ -28,7 +28,7 @@ import numpy as np
 from .accumulator import StripAccumulator
 from .journal import RunJournal
 from .raster_sink import RasterSink
-from .scene import Scene, SceneReader
+from .scene import RowBuffer, Scene, SceneReader
 from .segmenter import Segmenter
 from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
 from .tiling import Tile, TileGrid
@@ -135,82 +135,77 @@ class StreamingRun:
     # -- threads --------------------------------------------------------------------------
     def _read(self, out: queue.Queue, stop: threading.Event) -> None:
         grid, scene = self.grid, self.scene
-        th, tw = grid.tile_height, grid.tile_width
+        th = grid.tile_height
         block = max(scene.block_height, 1)
         if block < 64:
             block *= -(-64 // block)
         scaling = getattr(self.segmenter, "scaling", "reflectance")
-        buf: np.ndarray | None = None
-        vbuf: np.ndarray | None = None
-        buf_y0 = buf_y1 = 0
         with SceneReader(scene) as reader:
+            rows = RowBuffer(reader, th, block)
             for r in range(self.start_row, grid.n_rows):
+                if stop.is_set():
+                    return
                 y = grid.row_starts[r]
-                need = y + th
-                # keep rows >= y, read the missing ones in block-aligned chunks
-                if buf is None or y >= buf_y1:
-                    buf_y0 = buf_y1 = y
-                    buf, vbuf = None, None
-                else:
-                    buf = buf[:, y - buf_y0:]
-                    vbuf = None if vbuf is None else vbuf[y - buf_y0:]
-                    buf_y0 = y
-                chunks, vchunks = ([buf] if buf is not None else []), ([vbuf] if vbuf is not None else [])
-                while buf_y1 < need:
-                    end = min(scene.height, max(need, (buf_y1 // block + 1) * block))
-                    data, valid = reader.read_rows(buf_y1, end)
-                    chunks.append(data)
-                    if scene.has_mask:
-                        vchunks.append(valid if valid is not None else np.ones(data.shape[1:], bool))
-                    buf_y1 = end
-                    if stop.is_set():
-                        return
-                buf = np.concatenate(chunks, axis=1) if len(chunks) > 1 else chunks[0]
-                vbuf = (np.concatenate(vchunks, axis=0) if len(vchunks) > 1 else vchunks[0]) if scene.has_mask else None
+                rows.ensure(y, y + th)
+                origin = (rows.y0, 0)
                 tiles = grid.row_tiles(r)
                 pending: list[Tile] = []
                 skipped = 0
                 for i, t in enumerate(tiles):
-                    if tile_is_empty(vbuf, (buf_y0, 0), t):
+                    if tile_is_empty(rows.valid, origin, t):
                         skipped += 1
                     else:
                         pending.append(t)
                     last = i == len(tiles) - 1
                     if len(pending) == self.batch_size or (last and (pending or skipped)):
-                        pixels, valid = cut_tiles(buf, vbuf, (buf_y0, 0), pending, scaling, scene.low, scene.high)
+                        pixels, valid = cut_tiles(rows.data, rows.valid, origin, pending, scaling, scene.low, scene.high)
                         if not _put(out, Batch(r, pending, pixels, valid, skipped, last), stop):
                             return
                         pending, skipped = [], 0
         _put(out, _END, stop)
 
-    def _write(self, inbox: queue.Queue, stop: threading.Event) -> None:
-        while True:
-            try:
-                item = inbox.get(timeout=0.1)
-            except queue.Empty:
-                if stop.is_set():
+    def _sink(self, inbox: queue.Queue, stop: threading.Event, kind: str) -> None:
+        """Raster writer or vectorizer thread; both see every strip, in order.
+
+        At a checkpoint the raster thread commits its file first, then both meet at a
+        barrier, then the journal owner (the vectorizer when there is one) commits the vector
+        parts and the journal, so the journal never runs ahead of what is on disk.
+        """
+        owner = kind == ("vector" if self.vectors is not None else "raster")
+        try:
+            while True:
+                try:
+                    item = inbox.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set():
+                        return
+                    continue
+                if item is _END:
+                    if kind == "raster":
+                        self.raster.flush()
                     return
-                continue
-            if item is _END:
-                return
-            kind, payload = item
-            if kind == "rows":
-                y0, probs, valid = payload
-                if self.vectors is not None:
-                    for k, vec in enumerate(self.vectorizers):
-                        fg = probs[k] >= self.vector_threshold
-                        fg &= valid
-                        self.vectors.add(vec.add(y0, fg, probs[k]))
-                if self.raster is not None:
-                    self.raster.write(y0, probs, valid)  # may scale probs in place: keep it last
-            elif kind == "checkpoint":
-                self._checkpoint(payload)
+                what, payload = item
+                if what == "rows":
+                    y0, probs, valid = payload
+                    if kind == "raster":
+                        self.raster.write(y0, probs, valid)
+                    else:
+                        for k, vec in enumerate(self.vectorizers):
+                            fg = probs[k] >= self.vector_threshold
+                            fg &= valid
+                            self.vectors.add(vec.add(y0, fg, probs[k]))
+                elif what == "checkpoint":
+                    if kind == "raster":
+                        self.raster.checkpoint()
+                    self._barrier.wait()
+                    if owner:
+                        self._checkpoint(payload)
+        except BaseException:
+            stop.set()
+            self._barrier.abort()
+            raise
 
     def _checkpoint(self, done_row: int) -> None:
-        if self.journal is None:
-            return
-        if self.raster is not None:
-            self.raster.checkpoint()
         data = {"done_row": done_row, "tiles_done": self._ck_tiles[done_row][0],
                 "tiles_skipped": self._ck_tiles[done_row][1], "parts": 0, "features": 0}
         if self.vectors is not None:
@@ -229,12 +224,17 @@ class StreamingRun:
         acc = StripAccumulator(len(self.prompts), grid.tile_height, scene.width, y0=grid.row_starts[self.start_row])
         stop = threading.Event()
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        rows: queue.Queue = queue.Queue(maxsize=2)
         reader = _Worker(lambda: self._read(batches, stop), "geopix-reader")
-        writer = _Worker(lambda: self._write(rows, stop), "geopix-writer")
+        sinks: list[tuple[_Worker, queue.Queue]] = []
+        for kind, present in (("raster", self.raster is not None), ("vector", self.vectors is not None)):
+            if present:
+                q: queue.Queue = queue.Queue(maxsize=1)
+                sinks.append((_Worker(lambda q=q, kind=kind: self._sink(q, stop, kind), f"geopix-{kind}"), q))
+        self._barrier = threading.Barrier(max(1, len(sinks)))
         self._ck_tiles: dict[int, tuple[int, int]] = {}
         reader.start()
-        writer.start()
+        for w, _ in sinks:
+            w.start()
         last_ck = time.monotonic()
         replay_row = self.start_row if self.write_floor > 0 else -1
         try:
@@ -253,23 +253,27 @@ class StreamingRun:
                 if item.row_end:
                     y0, p, v = acc.flush(grid.final_row(item.row))
                     if y0 >= self.write_floor:
-                        self._send(rows, ("rows", (y0, p, v)), stop, writer)
+                        self._broadcast(sinks, ("rows", (y0, p, v)))
                     self._ck_tiles[item.row] = (self.stats.tiles_done, self.stats.tiles_skipped)
                     last_row = item.row == grid.n_rows - 1
                     if (self.journal is not None and not last_row and item.row != replay_row
                             and time.monotonic() - last_ck >= self.checkpoint_seconds):
-                        self._send(rows, ("checkpoint", item.row), stop, writer)
+                        self._broadcast(sinks, ("checkpoint", item.row))
                         last_ck = time.monotonic()
-            self._send(rows, _END, stop, writer)
-            writer.join()
-            if writer.error:
-                raise writer.error
+            self._broadcast(sinks, _END)
+            for w, _ in sinks:
+                w.join()
+                if w.error:
+                    raise w.error
         except BaseException:
             stop.set()
+            self._barrier.abort()
             reader.join(timeout=30)
-            writer.join(timeout=60)
-            if writer.error is not None and not isinstance(writer.error, (KeyboardInterrupt, SystemExit)):
-                raise writer.error
+            for w, _ in sinks:
+                w.join(timeout=60)
+            for w, _ in sinks:
+                if w.error is not None and not isinstance(w.error, (KeyboardInterrupt, SystemExit, threading.BrokenBarrierError)):
+                    raise w.error
             raise
         reader.join()
         if self.vectors is not None:
@@ -278,8 +282,13 @@ class StreamingRun:
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
 
+    @classmethod
+    def _broadcast(cls, sinks, item) -> None:
+        for worker, q in sinks:
+            cls._send(q, item, worker)
+
     @staticmethod
-    def _send(q: queue.Queue, item, stop: threading.Event, writer: _Worker) -> None:
+    def _send(q: queue.Queue, item, writer: _Worker) -> None:
         while True:
             if writer.error is not None:
                 raise writer.error

@@ -32,6 +32,7 @@ class RasterSink:
         self.threshold = threshold
         self.cog = cog
         self._dst = None
+        self._pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
 
     def profile(self) -> dict:
         small = min(self.scene.width, self.scene.height) < 512
@@ -55,27 +56,65 @@ class RasterSink:
                 self._dst.set_band_description(i, p)
             self._dst.update_tags(source="geopix-tiles", threshold=str(self.threshold))
 
-    def write(self, y0: int, probs: np.ndarray, valid: np.ndarray) -> None:
-        n = probs.shape[1]
-        window = Window(0, y0, self.scene.width, n)
+    def encode(self, probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Float probabilities -> stored bands (and the mask band, only for scenes with nodata)."""
         if self.threshold is None:
             data = np.empty(probs.shape, dtype=np.uint8)
-            np.multiply(probs, 255.0, out=probs)
-            np.add(probs, 0.5, out=probs)
-            np.copyto(data, probs, casting="unsafe")  # probs are in [0, 255.5): truncation rounds
-            self._dst.write(data, window=window)
-            self._dst.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
-        else:
-            data = (probs >= self.threshold).astype(np.uint8)
+            scaled = np.multiply(probs, np.float32(255.0))
+            scaled += np.float32(0.5)
+            np.copyto(data, scaled, casting="unsafe")  # values in [0, 255.5): truncation rounds
+            mask = valid.view(np.uint8) * np.uint8(255) if self.scene.has_mask else None
+            return data, mask
+        data = (probs >= self.threshold).view(np.uint8)
+        if self.scene.has_mask:
             data[:, ~valid] = NODATA_BINARY
-            self._dst.write(data, window=window)
+        return data, None
+
+    def write(self, y0: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        """Queue rows; write whenever whole block rows are complete.
+
+        Writing only whole blocks keeps GDAL from evicting half-filled compressed blocks
+        and decoding them again later (the strips are a tile stride high, not a block).
+        """
+        data, mask = self.encode(probs, valid)
+        self._pending.append((y0, data, mask))
+        end = y0 + data.shape[1]
+        block = self.profile()["blockysize"]
+        ready = self.scene.height if end >= self.scene.height else (end // block) * block
+        if ready > self._pending[0][0]:
+            self._write_until(ready)
+
+    def _write_until(self, until: int) -> None:
+        start = self._pending[0][0]
+        if until <= start:
+            return
+        parts = self._pending
+        data = np.concatenate([d for _, d, _ in parts], axis=1) if len(parts) > 1 else parts[0][1]
+        masks = [m for _, _, m in parts]
+        n = until - start
+        window = Window(0, start, self.scene.width, n)
+        self._dst.write(data[:, :n], window=window)
+        mask = None
+        if masks[0] is not None:
+            mask = np.concatenate(masks, axis=0) if len(masks) > 1 else masks[0]
+            self._dst.write_mask(mask[:n], window=window)
+        rest = data.shape[1] - n
+        self._pending = [(until, data[:, n:], None if mask is None else mask[n:])] if rest else []
+
+    def flush(self) -> None:
+        """Write every queued row (before a checkpoint or at the end)."""
+        if self._pending:
+            end = self._pending[-1][0] + self._pending[-1][1].shape[1]
+            self._write_until(end)
 
     def checkpoint(self) -> None:
+        self.flush()
         self._dst.close()
         self._dst = rasterio.open(self.tmp, "r+")
 
     def close(self) -> None:
         if self._dst is not None:
+            self.flush()
             self._dst.close()
             self._dst = None
 

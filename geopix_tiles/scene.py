@@ -260,6 +260,41 @@ def _valid(src, idx, data, window, has_mask, out_shape=None) -> np.ndarray | Non
     return valid
 
 
+class RowBuffer:
+    """Raster rows ``[y0, y1)`` of the selected bands in preallocated memory.
+
+    Refilled in block-aligned reads so each compressed block is decoded once; rows still
+    needed by the next grid row are moved to the front instead of being read again.
+    """
+
+    def __init__(self, reader: "SceneReader", rows_needed: int, block: int) -> None:
+        scene = reader.scene
+        self.reader = reader
+        self.block = block
+        cap = min(scene.height, rows_needed + block)
+        self.data = np.empty((len(scene.band_indexes), cap, scene.width), dtype=scene.dtype)
+        self.valid = np.empty((cap, scene.width), dtype=bool) if scene.has_mask else None
+        self.y0 = self.y1 = 0
+
+    def ensure(self, y: int, need: int) -> None:
+        """Make rows ``[y, need)`` available (``y`` never decreases)."""
+        height = self.reader.scene.height
+        if y >= self.y1:
+            self.y0 = self.y1 = y
+        elif y > self.y0:
+            keep = self.y1 - y
+            self.data[:, :keep] = self.data[:, y - self.y0:self.y1 - self.y0]
+            if self.valid is not None:
+                self.valid[:keep] = self.valid[y - self.y0:self.y1 - self.y0]
+            self.y0 = y
+        cap = self.data.shape[1]
+        while self.y1 < need:
+            end = min(height, max(need, (self.y1 // self.block + 1) * self.block), self.y0 + cap)
+            a, b = self.y1 - self.y0, end - self.y0
+            self.reader.read_rows_into(self.y1, end, self.data[:, a:b], None if self.valid is None else self.valid[a:b])
+            self.y1 = end
+
+
 class SceneReader:
     """Reads full-width row strips of the selected bands; one dataset handle per reader.
 
@@ -285,6 +320,23 @@ class SceneReader:
         if valid is not None and np.issubdtype(data.dtype, np.floating):
             data = np.where(valid[None], data, 0)
         return data, valid
+
+    def read_rows_into(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None) -> None:
+        """Like :meth:`read_rows`, into preallocated ``out [C, n, W]`` / ``valid_out [n, W]``."""
+        w = Window(0, y0, self.scene.width, y1 - y0)
+        idx = list(self.scene.band_indexes)
+        try:
+            self._src.read(idx, window=w, out=out)
+            if valid_out is not None:
+                valid = _valid(self._src, idx, out, w, True)
+                valid_out[...] = valid
+                if np.issubdtype(out.dtype, np.floating):
+                    out[:, ~valid] = 0
+        except RasterioError as exc:
+            raise ReadError(
+                f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc.__cause__ or exc)}); "
+                "the file is corrupt or truncated: re-download or repair it (gdal_translate)"
+            ) from None
 
     def close(self) -> None:
         self._src.close()

@@ -85,17 +85,22 @@ class StripVectorizer:
         n = foreground.shape[0]
         self.row = y0 + n
         last = self.row >= self.height
-        labels, nlab = ndimage.label(foreground)
+        labels = np.empty(foreground.shape, dtype=np.int32)
+        nlab = ndimage.label(foreground, output=labels)
         new: dict[int, OpenObject] = {}
         ids = np.zeros(nlab + 1, dtype=np.int64)
         if nlab:
-            index = np.arange(1, nlab + 1)
-            totals = ndimage.sum_labels(probs, labels, index)
-            counts = np.bincount(labels.ravel(), minlength=nlab + 1)[1:]
+            flat = labels.ravel()
+            totals = np.bincount(flat, weights=probs.ravel(), minlength=nlab + 1)[1:]
+            counts = np.bincount(flat, minlength=nlab + 1)[1:]
             ids[1:] = np.arange(self.next_id, self.next_id + nlab)
             self.next_id += nlab
-            for geom, value in shapes(labels.astype(np.int32), mask=foreground, connectivity=4,
-                                      transform=Affine.translation(0, y0)):
+            # trace only the columns that hold foreground: sparse masks cost little
+            cols = np.flatnonzero(foreground.any(axis=0))
+            c0, c1 = int(cols[0]), int(cols[-1]) + 1
+            sub = labels[:, c0:c1]
+            for geom, value in shapes(sub, mask=foreground[:, c0:c1], connectivity=4,
+                                      transform=Affine.translation(c0, y0)):
                 k = int(value)
                 poly = shapely.geometry.shape(geom)
                 obj = new.get(int(ids[k]))
