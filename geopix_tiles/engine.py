@@ -245,7 +245,10 @@ class StreamingRun:
                 if item.tiles:
                     probs = predict(self.segmenter, item.pixels, self.prompts)
                     for i, t in enumerate(item.tiles):
-                        acc.add(t.y, t.x, probs[i], blend_weights(grid, t, None if item.valid is None else item.valid[i]))
+                        if item.valid is None:
+                            acc.add(t.y, t.x, probs[i], blend_weights(grid, t, None), grid.exclusive(t))
+                        else:
+                            acc.add(t.y, t.x, probs[i], blend_weights(grid, t, item.valid[i]))
                 if item.row != replay_row:
                     self.stats.tiles_done += len(item.tiles) + item.skipped
                     self.stats.tiles_skipped += item.skipped

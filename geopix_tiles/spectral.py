@@ -30,9 +30,11 @@ def _nd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Normalised difference (a - b) / (a + b), 0 where the sum is 0."""
     num = a - b
     den = a + b
-    out = np.zeros_like(num)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
+    zero = den == 0
+    if zero.any():
+        den[zero] = 1.0
+        num[zero] = 0.0
+    return np.divide(num, den, out=num)
 
 
 INDICES: dict[str, SpectralIndex] = {
@@ -109,8 +111,8 @@ class SpectralSegmenter:
         gain = 0.5 / self.ramp
         for k, index in enumerate(self.indices_for(prompts)):
             value = index.formula(*(channel[r] for r in index.roles))
-            value -= index.threshold
-            value *= index.sign * gain
-            value += 0.5
+            slope = np.float32(index.sign * gain)
+            value *= slope
+            value += np.float32(0.5) - np.float32(index.threshold) * slope
             np.clip(value, 0.0, 1.0, out=out[:, k])
         return out

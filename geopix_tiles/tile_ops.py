@@ -16,8 +16,11 @@ from .tiling import Tile, TileGrid
 
 
 def scale_tiles(raw: np.ndarray, scaling: str, low: np.ndarray | None = None, high: np.ndarray | None = None) -> np.ndarray:
-    """Native-dtype ``[B, C, h, w]`` -> float32 as the segmenter asked (see ``Segmenter.scaling``)."""
-    out = raw.astype(np.float32)
+    """Native-dtype ``[B, C, h, w]`` -> float32 as the segmenter asked (see ``Segmenter.scaling``).
+
+    A float32 input is scaled in place.
+    """
+    out = raw if raw.dtype == np.float32 else raw.astype(np.float32)
     if scaling == "unit":
         lo = np.asarray(low, dtype=np.float32).reshape(1, -1, 1, 1)
         span = (np.asarray(high, dtype=np.float32) - np.asarray(low, dtype=np.float32)).reshape(1, -1, 1, 1)
@@ -36,8 +39,10 @@ def cut_tiles(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int
     oy, ox = origin
     if not tiles:
         return np.zeros((0, data.shape[0], 0, 0), np.float32), None
-    raw = np.stack([data[:, t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width] for t in tiles])
-    pixels = scale_tiles(raw, scaling, low, high)
+    pixels = np.empty((len(tiles), data.shape[0], tiles[0].height, tiles[0].width), dtype=np.float32)
+    for i, t in enumerate(tiles):  # cut and cast in one pass
+        np.copyto(pixels[i], data[:, t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width], casting="unsafe")
+    pixels = scale_tiles(pixels, scaling, low, high)
     vstack = None
     if valid is not None:
         vstack = np.stack([valid[t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width] for t in tiles])

@@ -105,6 +105,21 @@ class TileGrid:
         """
         return self.row_starts[row + 1] if row + 1 < self.n_rows else self.height
 
+    def exclusive(self, tile: Tile) -> tuple[int, int, int, int]:
+        """Tile-local ``(y0, y1, x0, x1)`` of the pixels no other tile covers (maybe empty).
+
+        Blending weights are exactly 1 there (ramps live inside the overlaps), so the
+        engine can copy instead of multiply-add: bit-identical, and much cheaper.
+        """
+        return (*self._exclusive_span(self.row_starts, tile.row, self.tile_height),
+                *self._exclusive_span(self.col_starts, tile.col, self.tile_width))
+
+    @staticmethod
+    def _exclusive_span(starts: tuple[int, ...], i: int, size: int) -> tuple[int, int]:
+        lo = max(0, starts[i - 1] + size - starts[i]) if i > 0 else 0
+        hi = min(size, starts[i + 1] - starts[i]) if i + 1 < len(starts) else size
+        return lo, max(lo, hi)
+
     def tiles_touching(self, y0: int, y1: int, x0: int, x1: int) -> list[Tile]:
         """All tiles that intersect the window ``[y0, y1) x [x0, x1)``, in grid order."""
         th, tw = self.tile_height, self.tile_width
