@@ -90,8 +90,9 @@ class StripVectorizer:
         new: dict[int, OpenObject] = {}
         ids = np.zeros(nlab + 1, dtype=np.int64)
         if nlab:
-            flat = labels.ravel()
-            totals = np.bincount(flat, weights=probs.ravel(), minlength=nlab + 1)[1:]
+            on = np.flatnonzero(foreground)  # sums over foreground pixels only
+            flat = labels.ravel()[on]
+            totals = np.bincount(flat, weights=probs.ravel()[on], minlength=nlab + 1)[1:]
             counts = np.bincount(flat, minlength=nlab + 1)[1:]
             ids[1:] = np.arange(self.next_id, self.next_id + nlab)
             self.next_id += nlab

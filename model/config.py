@@ -123,8 +123,9 @@ class GeoPixConfig:
         for key in REMOTE_CODE_KEYS:
             if self.llm_config and key in self.llm_config:
                 raise ValueError(f"llm_config key {key!r} asks for remote code, which is refused")
-        if self.decoder_dim % self.decoder_heads or self.decoder_dim % self.memory_heads:
-            raise ValueError("decoder_dim must be divisible by decoder_heads and memory_heads")
+        if (self.decoder_dim // self.decoder_attn_downsample) % self.decoder_heads or \
+                (self.decoder_dim // 2) % self.memory_heads or self.decoder_dim % 8:
+            raise ValueError("decoder_dim must be a multiple of 8, and its attention widths divisible by the heads")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ValueError("image_mean and image_std need 3 values (RGB)")
 

@@ -242,7 +242,7 @@ class GeoPixModel(nn.Module):
             counts = torch.bincount(rows, minlength=input_ids.shape[0]).tolist()
             per_sample = list(mask_logits.split(counts))
             if gt_masks is not None:
-                target = torch.cat([torch.as_tensor(m).to(self.device) for m in gt_masks])
+                target = torch.cat([torch.as_tensor(m).to(self.device).reshape(-1, *enc.size) for m in gt_masks])
                 if target.shape != mask_logits.shape:
                     raise ValueError(f"gt_masks give {tuple(target.shape)} but the text has targets "
                                      f"{tuple(mask_logits.shape)}")
@@ -250,9 +250,14 @@ class GeoPixModel(nn.Module):
                 dice = mask_dice(mask_logits, target).mean()
             if class_labels is not None:
                 cl = torch.cat([torch.as_tensor(c).reshape(-1) for c in class_labels]).to(self.device).long()
+                if cl.numel() != rows.numel():
+                    raise ValueError(f"class_labels hold {cl.numel()} ids for {rows.numel()} targets")
                 if (cl >= 0).any():
                     cls = F.cross_entropy(self.mask_predictor.memory.class_logits(prompts).float(), cl,
                                           ignore_index=-1)
+        if gt_masks is not None and sum(len(m) for m in gt_masks) != rows.numel():
+            raise ValueError(f"gt_masks hold {sum(len(m) for m in gt_masks)} masks but the text has "
+                             f"{rows.numel()} [SEG0]..[SEG5] groups")
         c = self.config
         loss = c.ce_weight * ce + c.bce_weight * bce + c.dice_weight * dice + cls
         return GeoPixOutput(loss, ce, bce, dice, cls, logits, per_sample, weights)
@@ -443,5 +448,7 @@ class GeoPixModel(nn.Module):
         if missing or unexpected:
             what = f"missing {missing[:2]}" if missing else f"unexpected {unexpected[:2]}"
             raise InputError(f"{weights} does not match its config.json ({what}); re-save the checkpoint")
+        from .segmenter import resolve_device
+
         model.eval()
-        return model.to(device)
+        return model.to(resolve_device(device))

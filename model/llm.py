@@ -24,7 +24,8 @@ def build_llm(llm_config: dict[str, Any], vocab_size: int) -> PreTrainedModel:
     for key in REMOTE_CODE_KEYS:
         if key in cfg:
             raise ValueError(f"llm_config key {key!r} asks for remote code, which is refused")
-    cfg["vocab_size"] = vocab_size
+    # keep a padded vocabulary (e.g. Qwen's 151936 > len(tokenizer)) so saved weights still fit
+    cfg["vocab_size"] = max(int(cfg.get("vocab_size") or 0), vocab_size)
     hf_cfg = AutoConfig.for_model(model_type, **cfg)
     hf_cfg._attn_implementation = "sdpa"
     return AutoModelForCausalLM.from_config(hf_cfg, trust_remote_code=False)

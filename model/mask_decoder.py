@@ -74,7 +74,8 @@ class ScaleDecoder(nn.Module):
         """``image [N, D, h, w]``, ``prompt [N, prompt_dim]`` -> logits ``[N, 4h, 4w]``."""
         n, d, h, w = image.shape
         tokens = torch.cat([self.mask_token.expand(n, -1, -1), self.prompt_proj(prompt)[:, None]], 1)
-        src = (image + self.no_mask_embed).flatten(2).transpose(1, 2)
+        # contiguous once here, instead of an implicit copy inside every Linear below
+        src = (image + self.no_mask_embed).flatten(2).transpose(1, 2).contiguous()
         pe = self.pe(h, w).to(src.dtype)[None]
         _, src = self.transformer(tokens, src, pe)
         src = memory.read(src, weights, level)

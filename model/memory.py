@@ -19,7 +19,8 @@ class ClassMemory(nn.Module):
         super().__init__()
         self.slots = nn.Parameter(torch.randn(classes, levels, slots, dim) * 0.02)
         self.class_head = nn.Sequential(nn.Linear(prompt_dim, prompt_dim), nn.GELU(), nn.Linear(prompt_dim, classes))
-        self.attn = Attention(dim, heads)
+        # reduced inner width (as SAM's cross-attention): this runs on every pixel token of every prompt
+        self.attn = Attention(dim, heads, downsample=2)
         self.norm = nn.LayerNorm(dim)
 
     def class_weights(self, prompts: torch.Tensor) -> torch.Tensor:

@@ -88,3 +88,6 @@ def test_batch_builder_rejects_mismatched_targets() -> None:
     model = GeoPixModel(GeoPixConfig.tiny())
     with pytest.raises(ValueError):
         model.processor.build_segmentation_batch(torch.rand(1, 3, 32, 32), [["a", "b"]], [torch.zeros(1, 32, 32)])
+    batch = model.processor.build_region_batch(torch.rand(1, 3, 32, 32), [["a tank"]], [torch.ones(1, 32, 32)])
+    with pytest.raises(ValueError, match="SEG"):
+        model(**batch, gt_masks=[torch.zeros(1, 32, 32)])  # masks but no SEG group in the text
