@@ -79,7 +79,12 @@ class GeoPixConfig:
     # ------------------------------------------------------------------ presets
     @classmethod
     def tiny(cls, **overrides: Any) -> "GeoPixConfig":
-        """Random-init model small enough for CPU unit tests and quick experiments."""
+        """Random-init model small enough for CPU unit tests and quick experiments.
+
+        The per-prompt heads (decoder width 32) are sized so that, relative to the tower, they
+        cost about what base's heads cost relative to ConvNeXt-L: prompt-scaling measurements
+        on tiny then say something about base.
+        """
         cfg = cls(
             clip_model=None, timm_model_name="convnext_atto", freeze_vision=False, tile_size=256,
             image_token_grid=8,
@@ -88,7 +93,7 @@ class GeoPixConfig:
                         "max_position_embeddings": 1024, "tie_word_embeddings": True,
                         "rms_norm_eps": 1e-5},
             tokenizer_vocab_size=1024, max_new_tokens=24, prompt_dim=64,
-            decoder_dim=64, decoder_depth=1, decoder_heads=2, decoder_mlp_dim=128,
+            decoder_dim=32, decoder_depth=1, decoder_heads=2, decoder_mlp_dim=128,
             memory_classes=8, memory_slots=4, memory_heads=2,
             region_dim=64, shape_size=28, shape_hidden=64,
         )

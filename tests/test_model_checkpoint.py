@@ -82,7 +82,7 @@ def test_corrupt_weights_are_refused(saved: tuple[GeoPixModel, Path], tmp_path: 
 def test_weights_that_do_not_match_config_are_refused(saved: tuple[GeoPixModel, Path], tmp_path: Path) -> None:
     d = _copy(saved[1], tmp_path)
     cfg = json.loads((d / "config.json").read_text())
-    cfg["decoder_dim"] = 32
+    cfg["decoder_dim"] = 2 * cfg["decoder_dim"]
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InputError, match="does not match"):
         GeoPixModel.from_pretrained(d)
