@@ -42,7 +42,7 @@ _END = object()
 class Batch:
     row: int
     tiles: list[Tile]
-    pixels: np.ndarray  # float32 [B, C, h, w]
+    pixels: np.ndarray  # float32 [B, C, h, w]; replaced by probabilities [B, P, h, w] after predict
     valid: np.ndarray | None  # bool [B, h, w] or None when all valid
     skipped: int = 0
     row_end: bool = False
@@ -164,6 +164,15 @@ class StreamingRun:
                         pending, skipped = [], 0
         _put(out, _END, stop)
 
+    def _predict(self, inbox: queue.Queue, out: queue.Queue, stop: threading.Event, reader: "_Worker") -> None:
+        """Model stage: its own thread so reading, inference and blending overlap."""
+        while True:
+            item = _get(inbox, stop, reader)
+            if item is not _END and item.tiles:
+                item.pixels = predict(self.segmenter, item.pixels, self.prompts)
+            if not _put(out, item, stop) or item is _END:
+                return
+
     def _sink(self, inbox: queue.Queue, stop: threading.Event, kind: str) -> None:
         """Raster writer or vectorizer thread; both see every strip, in order.
 
@@ -224,7 +233,9 @@ class StreamingRun:
         acc = StripAccumulator(len(self.prompts), grid.tile_height, scene.width, y0=grid.row_starts[self.start_row])
         stop = threading.Event()
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        predicted: queue.Queue = queue.Queue(maxsize=self.prefetch)
         reader = _Worker(lambda: self._read(batches, stop), "geopix-reader")
+        predictor = _Worker(lambda: self._predict(batches, predicted, stop, reader), "geopix-predict")
         sinks: list[tuple[_Worker, queue.Queue]] = []
         for kind, present in (("raster", self.raster is not None), ("vector", self.vectors is not None)):
             if present:
@@ -233,17 +244,18 @@ class StreamingRun:
         self._barrier = threading.Barrier(max(1, len(sinks)))
         self._ck_tiles: dict[int, tuple[int, int]] = {}
         reader.start()
+        predictor.start()
         for w, _ in sinks:
             w.start()
         last_ck = time.monotonic()
         replay_row = self.start_row if self.write_floor > 0 else -1
         try:
             while True:
-                item = _get(batches, stop, reader)
+                item = _get(predicted, stop, predictor)
                 if item is _END:
                     break
                 if item.tiles:
-                    probs = predict(self.segmenter, item.pixels, self.prompts)
+                    probs = item.pixels
                     for i, t in enumerate(item.tiles):
                         if item.valid is None:
                             acc.add(t.y, t.x, probs[i], blend_weights(grid, t, None), grid.exclusive(t))
@@ -272,6 +284,7 @@ class StreamingRun:
             stop.set()
             self._barrier.abort()
             reader.join(timeout=30)
+            predictor.join(timeout=60)
             for w, _ in sinks:
                 w.join(timeout=60)
             for w, _ in sinks:
@@ -279,6 +292,7 @@ class StreamingRun:
                     raise w.error
             raise
         reader.join()
+        predictor.join()
         if self.vectors is not None:
             self.vectors.spill()
             self.stats.features = self.vectors.n_features
