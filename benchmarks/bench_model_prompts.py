@@ -115,7 +115,8 @@ def main() -> None:
         f"### {dt.date.today().isoformat()} - {dev}",
         "",
         f"tiny preset, tile {args.tile} px, batch {args.batch} tile(s), median of {args.rounds} interleaved rounds, "
-        f"torch {torch.__version__}, load average at start {os.getloadavg()[0]:.1f}",
+        f"torch {torch.__version__}, load average at start {os.getloadavg()[0]:.1f}; decoder_dim "
+        f"{model.config.decoder_dim}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters",
         "",
         "| variant | prompts | median ms | ratio to shared x1 |",
         "|---|---:|---:|---:|",

@@ -155,8 +155,8 @@ def load_local_tokenizer(path: str | Path, num_scales: int = 2,
             if _supports_replace_flag(tok) else tok.add_special_tokens({"additional_special_tokens": missing})
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token if tok.eos_token is not None else PAD_TOKEN
-    if not getattr(tok, "chat_template", None):
-        tok.chat_template = CHAT_TEMPLATE
+    # GeoPix is tuned on the processor's Vicuna-style layout, whatever the base LLM used
+    tok.chat_template = CHAT_TEMPLATE
     return tok
 
 
