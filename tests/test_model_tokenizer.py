@@ -17,7 +17,7 @@ def test_bpe_training_is_deterministic() -> None:
 def test_special_tokens_are_single_ids_and_in_order() -> None:
     tok = build_tiny_tokenizer()
     ids = [tok.convert_tokens_to_ids(t) for t in special_tokens()]
-    assert len(set(ids)) == len(ids) == 10 and tok.unk_token_id not in ids
+    assert len(set(ids)) == len(ids) == 9 and tok.unk_token_id not in ids
     text = "What is in region1 <mask><pos>? Sure, [SEG0][SEG1][SEG2][SEG3][SEG4][SEG5]."
     enc = tok(text, add_special_tokens=False).input_ids
     for t in ("<mask>", "<pos>", "[SEG0]", "[SEG5]"):
