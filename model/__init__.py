@@ -2,6 +2,14 @@
 
 Importing this package imports torch, transformers and open_clip; the pure-geo parts of
 ``geopix_tiles`` never import it.
+
+Module map (one job each): ``config`` (presets, JSON), ``vision`` (open_clip ConvNeXt stages),
+``projector`` (image tokens), ``llm`` (causal LM build/load), ``tokenizer`` (offline BPE and
+special tokens), ``processor`` (text layout, labels, batches), ``seg_head`` (SEG states ->
+prompts), ``two_way`` (SAM-style transformer), ``memory`` (class-wise memory),
+``mask_decoder`` (necks, per-scale decoders, gating, fusion), ``region`` (mask -> ``<mask>``
+/ ``<pos>`` embeddings), ``losses``, ``generation`` (KV-cached greedy decoding),
+``checkpoint`` (safe loading rules), ``geopix`` (the model), ``segmenter`` (engine adapter).
 """
 from .config import GeoPixConfig
 from .geopix import ChatReply, GeoPixModel, GeoPixOutput, ImageEncoding
