@@ -8,9 +8,10 @@ from __future__ import annotations
 from .errors import GeopixError, InputError, OutputError, ReadError
 from .segmenter import Segmenter
 from . import xarray_accessor as _xarray_accessor  # noqa: F401 - registers DataArray.geopix / Dataset.geopix
+from . import pandas_accessor as _pandas_accessor  # noqa: F401 - registers (Geo)DataFrame.geopix
 
 __version__ = "0.1.0"
-__all__ = ["GeopixError", "InputError", "OutputError", "ReadError", "Segmenter", "segment", "SpectralSegmenter",
+__all__ = ["GeopixError", "InputError", "OutputError", "ReadError", "Segmenter", "segment", "SpectralSegmenter", "plot",
            "__version__"]
 
 
@@ -19,6 +20,10 @@ def __getattr__(name: str):
         from .api import segment
 
         return segment
+    if name == "plot":  # matplotlib only when plotting is asked for
+        import importlib  # noqa: PLC0415
+
+        return importlib.import_module(".plot", __name__)
     if name == "SpectralSegmenter":
         from .spectral import SpectralSegmenter
 

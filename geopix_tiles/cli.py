@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_segment(sub)
     _add_demo(sub)
+    from . import cli_regions  # noqa: PLC0415
+
+    cli_regions.register(sub)
     try:
         from .training import cli as training_cli  # noqa: PLC0415
     except ImportError:

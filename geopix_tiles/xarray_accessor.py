@@ -169,6 +169,18 @@ class GeopixDataArrayAccessor:
 
         return probabilities_to_polygons(self._obj, threshold=threshold, min_area=min_area, simplify=simplify)
 
+    def describe(self, regions, model="default", **options):
+        """``regions`` (GeoDataFrame) plus ``category``/``description`` columns; see :mod:`geopix_tiles.regions`."""
+        from .regions import describe_regions  # noqa: PLC0415
+
+        return describe_regions(regions, self._obj, model, **options)
+
+    def ask(self, question: str, window=None, model="default", **options):
+        """Ask about ``window`` (minx, miny, maxx, maxy in the array's CRS; default all): an ``Answer``."""
+        from .regions import ask_scene  # noqa: PLC0415
+
+        return ask_scene(self._obj, question, model, bbox=window, **options)
+
 
 @xr.register_dataset_accessor("geopix")
 class GeopixDatasetAccessor:
