@@ -88,6 +88,8 @@ def segment(
     return_stats: bool = False,
     collect: bool = True,
     gdal_cache_mb: int = 64,
+    skip_bad_tiles: bool = False,
+    remote=None,
 ) -> gpd.GeoDataFrame:
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -99,7 +101,9 @@ def segment(
     ``collect=False`` skips loading the polygons back (batch runs on huge scenes) and
     returns an empty frame; ``return_stats=True`` returns ``(frame, RunStats)``.
     ``gdal_cache_mb`` bounds GDAL's block cache for the run (its default, 5 % of RAM, is
-    often more than the whole engine needs).
+    often more than the whole engine needs). ``skip_bad_tiles`` turns blocks that fail to
+    decode into nodata (listed in the stats) instead of stopping the run. ``remote`` is a
+    distributed row source (see :mod:`geopix_tiles.distributed`).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -127,6 +131,8 @@ def segment(
     seg.check_prompts(prompts)
     chosen = resolve_bands(info, roles_for(seg, prompts), parse_bands(bands), parse_band_roles(band_roles))
     select_bands(info, chosen)
+    if skip_bad_tiles:
+        info.has_mask = True  # unreadable blocks become nodata, so the outputs carry a mask
     tile = tile or int(getattr(seg, "tile_size", 512) or 512)
     grid = TileGrid(info.height, info.width, tile, overlap)
 
@@ -143,6 +149,7 @@ def segment(
         "model": model_id(model), "tile": tile, "overlap": overlap, "threshold": threshold,
         "min_area": min_area, "simplify": simplify, "cog": bool(cog), "vectorize": bool(vectorize),
         "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,
+        "skip_bad_tiles": bool(skip_bad_tiles),
     }
     resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
     data = journal.load(fingerprint) if resuming else None
@@ -164,7 +171,8 @@ def segment(
             info, seg, prompts, grid, batch_size=batch_size,
             vector_threshold=threshold if threshold is not None else 0.5, raster=raster, vectors=vectors,
             journal=journal if primary is not None else None, fingerprint=fingerprint,
-            checkpoint_seconds=checkpoint_seconds,
+            checkpoint_seconds=checkpoint_seconds, skip_bad_tiles=skip_bad_tiles,
+            remote=remote.for_scene(info, grid, seg, prompts, batch_size, skip_bad_tiles) if remote is not None else None,
         )
         if data is not None:
             run.restore(data)

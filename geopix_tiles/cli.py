@@ -6,12 +6,15 @@ one line on stderr and exit non-zero without a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
 
-from .errors import GeopixError
+from .errors import GeopixError, InputError
 
 DEFAULT_SCENE = Path(__file__).parent / "data" / "naip_sample.tif"
 
@@ -20,10 +23,14 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="segment a scene for text prompts -> GeoPackage (+ GeoTIFF)",
                        description="Segment SCENE for each --prompt; write polygons (GeoPackage) and optionally a "
                                    "probability/mask raster (GeoTIFF/COG) with the scene's georeference.")
-    p.add_argument("scene", help="input raster (GeoTIFF or anything GDAL reads)")
+    p.add_argument("scene", nargs="+", help="input raster(s): paths, glob patterns or a .txt list of paths")
     p.add_argument("--prompt", "-p", action="append", required=True, help="what to find; repeat for several")
-    p.add_argument("--out", "-o", required=True, help="output GeoPackage (.gpkg)")
-    p.add_argument("--raster", help="optional output GeoTIFF (.tif), one band per prompt")
+    p.add_argument("--out", "-o", required=True, help="output GeoPackage (.gpkg); a folder when several scenes")
+    p.add_argument("--raster", help="optional output GeoTIFF (.tif), one band per prompt; a folder when several scenes")
+    p.add_argument("--merge", help="several scenes: also write one GeoPackage of all polygons with a 'scene' column")
+    p.add_argument("--merge-crs", help="CRS of the merged GeoPackage (default: the first scene's), e.g. EPSG:4326")
+    p.add_argument("--scheduler", help="dask.distributed scheduler ADDRESS, or 'local' for a LocalCluster")
+    p.add_argument("--workers", type=int, help="start a LocalCluster with this many worker processes")
     p.add_argument("--model", "-m", default="spectral", help="spectral | default | checkpoint folder (default: spectral)")
     p.add_argument("--bands", help="1-based bands in the order the model expects, e.g. 1,2,3")
     p.add_argument("--band-roles", help="band roles, e.g. red=3,green=2,blue=1,nir=4 (default: band descriptions)")
@@ -38,6 +45,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same arguments")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--allow-no-georef", action="store_true", help="accept rasters without CRS/transform (pixel coords)")
+    p.add_argument("--skip-bad-tiles", action="store_true",
+                   help="turn blocks that fail to decode into nodata (listed in the summary) instead of stopping")
     p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_segment)
@@ -45,22 +54,56 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
 
 def _run_segment(args: argparse.Namespace) -> int:
     from .api import segment  # noqa: PLC0415 - keeps `--help` fast
+    from .batch import expand_scenes  # noqa: PLC0415
 
+    scenes = expand_scenes(args.scene)
+    if len(scenes) > 1 or args.merge or Path(args.out).is_dir() or args.scheduler or args.workers:
+        return _run_many(args, scenes)
     _, stats = segment(
-        args.scene, args.prompt, model=args.model, out=args.out, raster_out=args.raster, bands=args.bands,
+        scenes[0], args.prompt, model=args.model, out=args.out, raster_out=args.raster, bands=args.bands,
         band_roles=args.band_roles, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         device=args.device, threshold=args.threshold, min_area=args.min_area, simplify=args.simplify,
         cog=args.cog, resume=args.resume, overwrite=args.overwrite, allow_no_georef=args.allow_no_georef,
         checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=False,
+        skip_bad_tiles=args.skip_bad_tiles,
     )
+    _summary(stats, args)
+    return 0
+
+
+def _run_many(args: argparse.Namespace, scenes) -> int:
+    from .batch import segment_scenes  # noqa: PLC0415
+
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers {args.workers} must be at least 1")
+    all_stats = segment_scenes(
+        scenes, args.prompt, model=args.model, out_dir=args.out, raster_dir=args.raster, merge=args.merge,
+        merge_crs=args.merge_crs, scheduler=args.scheduler, workers=args.workers, device=args.device,
+        overwrite=args.overwrite, resume=args.resume, progress=not args.quiet, bands=args.bands,
+        band_roles=args.band_roles, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+        threshold=args.threshold, min_area=args.min_area, simplify=args.simplify, cog=args.cog,
+        allow_no_georef=args.allow_no_georef, checkpoint_seconds=args.checkpoint_seconds,
+        skip_bad_tiles=args.skip_bad_tiles,
+    )
+    for stats in all_stats:
+        _summary(stats, args)
+    if args.merge:
+        print(f"merged {sum(s.features for s in all_stats)} polygons from {len(all_stats)} scenes -> {args.merge}")
+    return 0
+
+
+def _summary(stats, args: argparse.Namespace) -> None:
     outputs = ", ".join(x for x in (stats.extra["out"], stats.extra["raster"]) if x)
     rate = stats.tiles_total / stats.seconds if stats.seconds else 0.0
     print(
-        f"segmented {Path(args.scene).name} ({stats.extra['width']}x{stats.extra['height']} px, "
+        f"segmented {Path(stats.extra['scene']).name} ({stats.extra['width']}x{stats.extra['height']} px, "
         f"{stats.tiles_total} tiles, {stats.tiles_skipped} nodata-skipped) for {len(args.prompt)} prompt(s) "
         f"in {stats.seconds:.1f}s ({rate:.1f} tiles/s): {stats.features} polygons -> {outputs}"
     )
-    return 0
+    bad = stats.extra.get("bad_windows") or []
+    if bad:
+        listed = "; ".join(f"col {c} row {r} size {w}x{h}" for c, r, w, h in bad[:20])
+        print(f"skipped {len(bad)} unreadable block(s), written as nodata: {listed}{' ...' if len(bad) > 20 else ''}")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -101,20 +144,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # a scene without georeference is refused or explicitly allowed; GDAL's own warning adds nothing
+def _quiet_libraries() -> None:
+    """Errors reach the user as one line of ours: GDAL/libtiff chatter and library warnings
+    (which GDAL prints from worker threads where rasterio's handler is not installed) are
+    silenced unless GEOPIX_VERBOSE is set."""
+    if os.environ.get("GEOPIX_VERBOSE"):
+        return
+    os.environ.setdefault("CPL_LOG", os.devnull)
     warnings.filterwarnings("ignore", message=".*no geotransform.*")
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")
+    for name in ("rasterio", "distributed", "fiona", "pyogrio"):
+        log = logging.getLogger(name)
+        log.addHandler(logging.NullHandler())
+        log.propagate = False
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """libtiff writes some errors straight to file descriptor 2; point it at /dev/null while
+    Python's own stderr (our messages, progress bars, tracebacks of real bugs) keeps the
+    terminal."""
+    if os.environ.get("GEOPIX_VERBOSE"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    old = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr.close()
+        sys.stderr = old
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except GeopixError as exc:
-        print(f"geopix-tiles: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("geopix-tiles: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
-        return 130
+    with _native_stderr_silenced():
+        try:
+            return int(args.func(args) or 0)
+        except GeopixError as exc:
+            print(f"geopix-tiles: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("geopix-tiles: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

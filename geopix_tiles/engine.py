@@ -92,6 +92,28 @@ def _get(q: queue.Queue, stop: threading.Event, worker: _Worker):
                 raise worker.error or RuntimeError(f"{worker.name} thread stopped unexpectedly")
 
 
+def row_batches(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int], grid: TileGrid, row: int,
+                batch_size: int, scaling: str, low=None, high=None):
+    """Batches of grid row ``row`` cut from a window of rows (all-nodata tiles skipped).
+
+    The batch composition depends only on the grid, so every path (local reader, dask
+    workers) feeds the model identical batches and gets identical probabilities.
+    """
+    tiles = grid.row_tiles(row)
+    pending: list[Tile] = []
+    skipped = 0
+    for i, t in enumerate(tiles):
+        if tile_is_empty(valid, origin, t):
+            skipped += 1
+        else:
+            pending.append(t)
+        last = i == len(tiles) - 1
+        if len(pending) == batch_size or (last and (pending or skipped)):
+            pixels, vstack = cut_tiles(data, valid, origin, pending, scaling, low, high)
+            yield Batch(row, pending, pixels, vstack, skipped, last)
+            pending, skipped = [], 0
+
+
 class StreamingRun:
     """One scene through one segmenter; see the module docstring."""
 
@@ -99,7 +121,8 @@ class StreamingRun:
                  batch_size: int = 8, vector_threshold: float = 0.5, raster: RasterSink | None = None,
                  vectors: VectorSink | None = None, journal: RunJournal | None = None,
                  fingerprint: dict | None = None, checkpoint_seconds: float = 10.0, prefetch: int = 2,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, skip_bad_tiles: bool = False,
+                 remote=None) -> None:
         self.scene = scene
         self.segmenter = segmenter
         self.prompts = list(prompts)
@@ -113,6 +136,9 @@ class StreamingRun:
         self.checkpoint_seconds = checkpoint_seconds
         self.prefetch = max(1, prefetch)
         self.progress = progress or (lambda n: None)
+        self.skip_bad_tiles = skip_bad_tiles
+        self.remote = remote  # a distributed row source (see geopix_tiles.distributed), or None
+        self.bad_windows: list = []
         self.stats = RunStats(tiles_total=len(grid))
         self.vectorizers = [StripVectorizer(k, scene.width, scene.height) for k in range(len(self.prompts))]
         self.start_row = 0  # first grid row to compute
@@ -140,28 +166,18 @@ class StreamingRun:
         if block < 64:
             block *= -(-64 // block)
         scaling = getattr(self.segmenter, "scaling", "reflectance")
-        with SceneReader(scene) as reader:
+        with SceneReader(scene, skip_bad=self.skip_bad_tiles) as reader:
             rows = RowBuffer(reader, th, block)
             for r in range(self.start_row, grid.n_rows):
                 if stop.is_set():
                     return
                 y = grid.row_starts[r]
                 rows.ensure(y, y + th)
-                origin = (rows.y0, 0)
-                tiles = grid.row_tiles(r)
-                pending: list[Tile] = []
-                skipped = 0
-                for i, t in enumerate(tiles):
-                    if tile_is_empty(rows.valid, origin, t):
-                        skipped += 1
-                    else:
-                        pending.append(t)
-                    last = i == len(tiles) - 1
-                    if len(pending) == self.batch_size or (last and (pending or skipped)):
-                        pixels, valid = cut_tiles(rows.data, rows.valid, origin, pending, scaling, scene.low, scene.high)
-                        if not _put(out, Batch(r, pending, pixels, valid, skipped, last), stop):
-                            return
-                        pending, skipped = [], 0
+                for batch in row_batches(rows.data, rows.valid, (rows.y0, 0), grid, r, self.batch_size, scaling,
+                                         scene.low, scene.high):
+                    if not _put(out, batch, stop):
+                        return
+            self.bad_windows = reader.bad_windows
         _put(out, _END, stop)
 
     def _predict(self, inbox: queue.Queue, out: queue.Queue, stop: threading.Event, reader: "_Worker") -> None:
@@ -172,6 +188,13 @@ class StreamingRun:
                 item.pixels = predict(self.segmenter, item.pixels, self.prompts)
             if not _put(out, item, stop) or item is _END:
                 return
+
+    def _remote_rows(self, out: queue.Queue, stop: threading.Event) -> None:
+        for batch in self.remote.batches(self.start_row, self.grid.n_rows, stop):
+            if not _put(out, batch, stop):
+                return
+        self.bad_windows = list(self.remote.bad_windows)
+        _put(out, _END, stop)
 
     def _sink(self, inbox: queue.Queue, stop: threading.Event, kind: str) -> None:
         """Raster writer or vectorizer thread; both see every strip, in order.
@@ -234,8 +257,12 @@ class StreamingRun:
         stop = threading.Event()
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
         predicted: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        reader = _Worker(lambda: self._read(batches, stop), "geopix-reader")
-        predictor = _Worker(lambda: self._predict(batches, predicted, stop, reader), "geopix-predict")
+        if self.remote is None:
+            reader = _Worker(lambda: self._read(batches, stop), "geopix-reader")
+            predictor = _Worker(lambda: self._predict(batches, predicted, stop, reader), "geopix-predict")
+        else:  # tiles are read and predicted on the cluster; results arrive in grid order
+            reader = _Worker(lambda: None, "geopix-reader")
+            predictor = _Worker(lambda: self._remote_rows(predicted, stop), "geopix-remote")
         sinks: list[tuple[_Worker, queue.Queue]] = []
         for kind, present in (("raster", self.raster is not None), ("vector", self.vectors is not None)):
             if present:
@@ -293,6 +320,7 @@ class StreamingRun:
             raise
         reader.join()
         predictor.join()
+        self.stats.extra["bad_windows"] = list(self.bad_windows)
         if self.vectors is not None:
             self.vectors.spill()
             self.stats.features = self.vectors.n_features

@@ -122,13 +122,13 @@ def _pixel_bounds(geom, transform: Affine) -> tuple[float, float, float, float]:
     """Pixel-space bounds of a geometry (exact for rotated transforms too: all four corners)."""
     minx, miny, maxx, maxy = geom.bounds
     inv = ~transform
-    cols, rows = zip(*(inv * (x, y) for x, y in ((minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy))))
+    cols, rows = zip(*(inv @ (x, y) for x, y in ((minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy))))
     return min(cols), min(rows), max(cols), max(rows)
 
 
 def crop_transform(transform: Affine, row0: int, col0: int, rows: int, cols: int, out_h: int, out_w: int) -> Affine:
     """Georeference of a ``rows x cols`` window resampled to ``out_h x out_w`` pixels."""
-    return transform * Affine.translation(col0, row0) * Affine.scale(cols / out_w, rows / out_h)
+    return transform @ Affine.translation(col0, row0) @ Affine.scale(cols / out_w, rows / out_h)
 
 
 def region_mask(geom, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
@@ -505,8 +505,8 @@ def ask_scene(scene: "str | os.PathLike | xr.DataArray", question: str, model: A
         raise RuntimeError(f"model returned masks of shape {masks.shape}, expected [M, {out_h}, {out_w}]")
     text = " ".join(str(reply.text).split())
     frame = masks_to_polygons(masks, t, crs, question.strip(), text)
-    left, top = t * (0, 0)
-    right, bottom = t * (out_w, out_h)
+    left, top = t @ (0, 0)
+    right, bottom = t @ (out_w, out_h)
     bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
     return Answer(question.strip(), text, frame, bounds, t)
 

@@ -273,7 +273,7 @@ class RowBuffer:
         self.block = block
         cap = min(scene.height, rows_needed + block)
         self.data = np.empty((len(scene.band_indexes), cap, scene.width), dtype=scene.dtype)
-        self.valid = np.empty((cap, scene.width), dtype=bool) if scene.has_mask else None
+        self.valid = np.empty((cap, scene.width), dtype=bool) if (scene.has_mask or reader.skip_bad) else None
         self.y0 = self.y1 = 0
 
     def ensure(self, y: int, need: int) -> None:
@@ -301,42 +301,55 @@ class SceneReader:
     GDAL dataset handles are not thread-safe, so each reader thread owns one.
     """
 
-    def __init__(self, scene: Scene) -> None:
+    def __init__(self, scene: Scene, skip_bad: bool = False) -> None:
         self.scene = scene
+        self.skip_bad = skip_bad
+        self.bad_windows: list[tuple[int, int, int, int]] = []  # (col_off, row_off, width, height)
         self._src = rasterio.open(scene.path)
 
-    def read_rows(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(data [C, y1-y0, W] native dtype, valid [y1-y0, W] bool or None if all valid)``."""
-        w = Window(0, y0, self.scene.width, y1 - y0)
-        idx = list(self.scene.band_indexes)
-        try:
-            data = self._src.read(idx, window=w)
-            valid = _valid(self._src, idx, data, w, self.scene.has_mask)
-        except RasterioError as exc:
-            raise ReadError(
-                f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc.__cause__ or exc)}); "
-                "the file is corrupt or truncated: re-download or repair it (gdal_translate)"
-            ) from None
-        if valid is not None and np.issubdtype(data.dtype, np.floating):
-            data = np.where(valid[None], data, 0)
-        return data, valid
-
     def read_rows_into(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None) -> None:
-        """Like :meth:`read_rows`, into preallocated ``out [C, n, W]`` / ``valid_out [n, W]``."""
+        """Rows ``[y0, y1)`` into preallocated ``out [C, n, W]`` and ``valid_out [n, W]`` (if given).
+
+        A failed read raises :class:`ReadError` naming the rows, or with ``skip_bad`` blanks
+        the unreadable blocks as nodata and records them in ``bad_windows``.
+        """
         w = Window(0, y0, self.scene.width, y1 - y0)
-        idx = list(self.scene.band_indexes)
         try:
-            self._src.read(idx, window=w, out=out)
-            if valid_out is not None:
-                valid = _valid(self._src, idx, out, w, True)
-                valid_out[...] = valid
-                if np.issubdtype(out.dtype, np.floating):
-                    out[:, ~valid] = 0
+            self._read_window(w, out, valid_out)
         except RasterioError as exc:
+            if self.skip_bad:
+                return self._read_blockwise(y0, y1, out, valid_out)
             raise ReadError(
                 f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc.__cause__ or exc)}); "
                 "the file is corrupt or truncated: re-download or repair it (gdal_translate)"
             ) from None
+
+    def _read_window(self, w: Window, out: np.ndarray, valid_out: np.ndarray | None) -> None:
+        idx = list(self.scene.band_indexes)
+        self._src.read(idx, window=w, out=out)
+        if valid_out is not None:
+            valid = _valid(self._src, idx, out, w, self.scene.has_mask)
+            valid_out[...] = True if valid is None else valid
+            if valid is not None and np.issubdtype(out.dtype, np.floating):
+                out[:, ~valid] = 0
+
+    def _read_blockwise(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None) -> None:
+        """After a failed strip read: read block by block, blanking (nodata) the blocks that fail."""
+        if valid_out is None:
+            raise RuntimeError("skip_bad needs a validity buffer")
+        bh, bw = self._src.block_shapes[0]
+        for r in range((y0 // bh) * bh, y1, bh):
+            ra, rb = max(r, y0), min(r + bh, y1)
+            for c in range(0, self.scene.width, bw):
+                cb = min(c + bw, self.scene.width)
+                w = Window(c, ra, cb - c, rb - ra)
+                try:
+                    self._read_window(w, out[:, ra - y0:rb - y0, c:cb], valid_out[ra - y0:rb - y0, c:cb])
+                except RasterioError:
+                    out[:, ra - y0:rb - y0, c:cb] = 0
+                    valid_out[ra - y0:rb - y0, c:cb] = False
+                    if (c, ra) not in {(b[0], b[1]) for b in self.bad_windows}:
+                        self.bad_windows.append((c, ra, cb - c, rb - ra))
 
     def close(self) -> None:
         self._src.close()
