@@ -57,6 +57,8 @@ def _run_segment(args: argparse.Namespace) -> int:
     from .batch import expand_scenes  # noqa: PLC0415
 
     scenes = expand_scenes(args.scene)
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers {args.workers} must be at least 1")
     if len(scenes) > 1 or args.merge or Path(args.out).is_dir() or args.scheduler or args.workers:
         return _run_many(args, scenes)
     _, stats = segment(
@@ -74,8 +76,6 @@ def _run_segment(args: argparse.Namespace) -> int:
 def _run_many(args: argparse.Namespace, scenes) -> int:
     from .batch import segment_scenes  # noqa: PLC0415
 
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers {args.workers} must be at least 1")
     all_stats = segment_scenes(
         scenes, args.prompt, model=args.model, out_dir=args.out, raster_dir=args.raster, merge=args.merge,
         merge_crs=args.merge_crs, scheduler=args.scheduler, workers=args.workers, device=args.device,
