@@ -77,7 +77,7 @@ class ScaleDecoder(nn.Module):
         # contiguous once here, instead of an implicit copy inside every Linear below
         src = (image + self.no_mask_embed).flatten(2).transpose(1, 2).contiguous()
         pe = self.pe(h, w).to(src.dtype)[None]
-        _, src = self.transformer(tokens, src, pe)
+        _, src = self.transformer(tokens, src, pe, final=False)
         src = memory.read(src, weights, level)
         out_tokens, src = self.transformer(tokens, src, pe)
         up = self.upscale(src.transpose(1, 2).reshape(n, d, h, w))

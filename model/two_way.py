@@ -76,11 +76,15 @@ class TwoWayTransformer(nn.Module):
         self.final_t2i = Attention(dim, heads, downsample)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, tokens: torch.Tensor, image: torch.Tensor,
-                image_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, image: torch.Tensor, image_pe: torch.Tensor,
+                final: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``final=False`` skips the last token->image attention, for passes whose tokens are
+        discarded (it would project every image token only to throw the result away)."""
         token_pe = tokens
         for block in self.blocks:
             tokens, image = block(tokens, image, token_pe, image_pe)
+        if not final:
+            return tokens, image
         q, k = tokens + token_pe, image + image_pe
         tokens = self.norm(tokens + self.final_t2i(q, k, image))
         return tokens, image

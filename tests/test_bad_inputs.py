@@ -98,7 +98,7 @@ def cli_cases(f):
         "training config not YAML": (["train", f["yaml_bad"]], "not valid YAML"),
         "training config unknown key": (["train", f["yaml_unknown"]], "unknown key"),
         # vectors
-        "regions file not a GeoPackage": (["describe", s, f["regions_empty"], "--out", "OUT"], ""),
+        "regions file not a GeoPackage": (["describe", s, f["regions_empty"], "--out", "OUT"], "vector file"),
     }
 
 
