@@ -90,6 +90,7 @@ def segment(
     gdal_cache_mb: int = 64,
     skip_bad_tiles: bool = False,
     remote=None,
+    panel_width: int | None = 4096,
 ) -> gpd.GeoDataFrame:
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -103,7 +104,8 @@ def segment(
     ``gdal_cache_mb`` bounds GDAL's block cache for the run (its default, 5 % of RAM, is
     often more than the whole engine needs). ``skip_bad_tiles`` turns blocks that fail to
     decode into nodata (listed in the stats) instead of stopping the run. ``remote`` is a
-    distributed row source (see :mod:`geopix_tiles.distributed`).
+    distributed row source (see :mod:`geopix_tiles.distributed`). ``panel_width`` bounds the
+    columns processed at once (memory flat in scene width; ``None`` = whole rows).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -149,7 +151,7 @@ def segment(
         "model": model_id(model), "tile": tile, "overlap": overlap, "threshold": threshold,
         "min_area": min_area, "simplify": simplify, "cog": bool(cog), "vectorize": bool(vectorize),
         "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,
-        "skip_bad_tiles": bool(skip_bad_tiles),
+        "skip_bad_tiles": bool(skip_bad_tiles), "panel_width": panel_width,
     }
     resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
     data = journal.load(fingerprint) if resuming else None
@@ -171,7 +173,7 @@ def segment(
             info, seg, prompts, grid, batch_size=batch_size,
             vector_threshold=threshold if threshold is not None else 0.5, raster=raster, vectors=vectors,
             journal=journal if primary is not None else None, fingerprint=fingerprint,
-            checkpoint_seconds=checkpoint_seconds, skip_bad_tiles=skip_bad_tiles,
+            checkpoint_seconds=checkpoint_seconds, skip_bad_tiles=skip_bad_tiles, panel_width=panel_width,
             remote=remote.for_scene(info, grid, seg, prompts, batch_size, skip_bad_tiles) if remote is not None else None,
         )
         if data is not None:

@@ -36,27 +36,28 @@ def _reader(spec: dict) -> SceneReader:
     return cache[key]
 
 
-def predict_row(spec: dict, row: int) -> dict:
-    """Worker task: read grid row ``row`` and return its predicted batches."""
+def predict_row(spec: dict, row: int, panel: tuple[int, int, int, tuple[int, ...]] | None = None) -> dict:
+    """Worker task: read grid row ``row`` (of ``panel = (index, xa, xb, cols)``) and predict it."""
     from .models import cached_segmenter  # noqa: PLC0415
 
     grid = TileGrid(spec["height"], spec["width"], spec["tile"], spec["overlap"])
     reader = _reader(spec)
     seg = cached_segmenter(spec["model"], spec["device"])
+    index, xa, xb, cols = panel if panel is not None else (0, 0, spec["width"], None)
     y = grid.row_starts[row]
-    rows = RowBuffer(reader, grid.tile_height, grid.tile_height)
+    rows = RowBuffer(reader, grid.tile_height, grid.tile_height, xa, xb)
     before = len(reader.bad_windows)
     rows.ensure(y, y + grid.tile_height)
     out = []
-    for b in row_batches(rows.data, rows.valid, (rows.y0, 0), grid, row, spec["batch_size"], spec["scaling"],
-                         spec["low"], spec["high"]):
+    for b in row_batches(rows.data, rows.valid, (rows.y0, xa), grid, row, spec["batch_size"], spec["scaling"],
+                         spec["low"], spec["high"], cols, index):
         probs = None
         if b.tiles:
             from .tile_ops import predict  # noqa: PLC0415
 
             probs = predict(seg, b.pixels, spec["prompts"])
         out.append(([t.col for t in b.tiles], probs, b.valid, b.skipped, b.row_end))
-    return {"row": row, "batches": out, "bad": reader.bad_windows[before:]}
+    return {"row": row, "panel": index, "batches": out, "bad": reader.bad_windows[before:]}
 
 
 class _SceneRows:
@@ -69,24 +70,27 @@ class _SceneRows:
         self.in_flight = in_flight
         self.bad_windows: list = []
 
-    def batches(self, start: int, stop_row: int, stop: threading.Event) -> Iterator[Batch]:
+    def batches(self, panels, start_panel: int, start_row: int, n_rows: int, stop: threading.Event) -> Iterator[Batch]:
         spec = self.spec
+        jobs = iter([(p, r) for p in panels[start_panel:] for r in range(start_row if p.index == start_panel else 0, n_rows)])
         pending: deque = deque()
-        nxt = start
         try:
-            while nxt < stop_row or pending:
-                while nxt < stop_row and len(pending) < self.in_flight:
-                    pending.append(self.client.submit(predict_row, spec, nxt, key=f"geopix-row-{id(self)}-{nxt}",
-                                                      retries=2, pure=False))
-                    nxt += 1
+            while True:
+                for p, r in jobs:
+                    pending.append(self.client.submit(predict_row, spec, r, (p.index, p.xa, p.xb, p.cols),
+                                                      key=f"geopix-row-{id(self)}-{p.index}-{r}", retries=2, pure=False))
+                    if len(pending) >= self.in_flight:
+                        break
+                if not pending:
+                    return
                 result = pending.popleft().result()
                 if stop.is_set():
                     return
-                self.bad_windows.extend(result["bad"])
+                self.bad_windows.extend(b for b in result["bad"] if b not in self.bad_windows)
                 r = result["row"]
                 for cols, probs, valid, skipped, last in result["batches"]:
                     tiles = [self.grid.tile_at(r, c) for c in cols]
-                    yield Batch(r, tiles, probs, valid, skipped, last)
+                    yield Batch(r, tiles, probs, valid, skipped, last, result["panel"])
         finally:
             for f in pending:
                 f.cancel()

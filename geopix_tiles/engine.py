@@ -31,9 +31,9 @@ from .raster_sink import RasterSink
 from .scene import RowBuffer, Scene, SceneReader
 from .segmenter import Segmenter
 from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
-from .tiling import Tile, TileGrid
+from .tiling import Panel, Tile, TileGrid
 from .vector_sink import VectorSink
-from .vectorize import StripVectorizer
+from .vectorize import StripVectorizer, merge_deferred, objects_from_state, objects_state
 
 _END = object()
 
@@ -46,6 +46,7 @@ class Batch:
     valid: np.ndarray | None  # bool [B, h, w] or None when all valid
     skipped: int = 0
     row_end: bool = False
+    panel: int = 0
 
 
 @dataclass
@@ -93,13 +94,13 @@ def _get(q: queue.Queue, stop: threading.Event, worker: _Worker):
 
 
 def row_batches(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int], grid: TileGrid, row: int,
-                batch_size: int, scaling: str, low=None, high=None):
+                batch_size: int, scaling: str, low=None, high=None, cols: Sequence[int] | None = None, panel: int = 0):
     """Batches of grid row ``row`` cut from a window of rows (all-nodata tiles skipped).
 
     The batch composition depends only on the grid, so every path (local reader, dask
     workers) feeds the model identical batches and gets identical probabilities.
     """
-    tiles = grid.row_tiles(row)
+    tiles = grid.row_tiles(row) if cols is None else [grid.tile_at(row, c) for c in cols]
     pending: list[Tile] = []
     skipped = 0
     for i, t in enumerate(tiles):
@@ -110,19 +111,24 @@ def row_batches(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, i
         last = i == len(tiles) - 1
         if len(pending) == batch_size or (last and (pending or skipped)):
             pixels, vstack = cut_tiles(data, valid, origin, pending, scaling, low, high)
-            yield Batch(row, pending, pixels, vstack, skipped, last)
+            yield Batch(row, pending, pixels, vstack, skipped, last, panel)
             pending, skipped = [], 0
 
 
 class StreamingRun:
-    """One scene through one segmenter; see the module docstring."""
+    """One scene through one segmenter; see the module docstring.
+
+    Wide scenes are processed in panels of ``panel_width`` columns (one after the other,
+    each top to bottom), so buffers scale with the panel, not the scene; objects crossing
+    panel seams are joined at the end (:func:`merge_deferred`).
+    """
 
     def __init__(self, scene: Scene, segmenter: Segmenter, prompts: Sequence[str], grid: TileGrid, *,
                  batch_size: int = 8, vector_threshold: float = 0.5, raster: RasterSink | None = None,
                  vectors: VectorSink | None = None, journal: RunJournal | None = None,
                  fingerprint: dict | None = None, checkpoint_seconds: float = 10.0, prefetch: int = 2,
                  progress: Callable[[int], None] | None = None, skip_bad_tiles: bool = False,
-                 remote=None) -> None:
+                 remote=None, panel_width: int | None = 4096) -> None:
         self.scene = scene
         self.segmenter = segmenter
         self.prompts = list(prompts)
@@ -139,15 +145,23 @@ class StreamingRun:
         self.skip_bad_tiles = skip_bad_tiles
         self.remote = remote  # a distributed row source (see geopix_tiles.distributed), or None
         self.bad_windows: list = []
-        self.stats = RunStats(tiles_total=len(grid))
-        self.vectorizers = [StripVectorizer(k, scene.width, scene.height) for k in range(len(self.prompts))]
-        self.start_row = 0  # first grid row to compute
-        self.write_floor = 0  # raster rows below this are already on disk
+        self.panels = grid.panels(panel_width)
+        self.stats = RunStats(tiles_total=sum(len(p.cols) for p in self.panels) * grid.n_rows)
+        self.deferred: list[list[list]] = [[[] for _ in self.panels] for _ in self.prompts]
+        self.vectorizers = self._vectorizers(self.panels[0])
+        self.start_panel = 0
+        self.start_row = 0  # first grid row to compute (in start_panel)
+        self.write_floor = 0  # raster rows of start_panel below this are already on disk
+
+    def _vectorizers(self, panel: Panel) -> list[StripVectorizer]:
+        return [StripVectorizer(k, panel.x1 - panel.x0, self.scene.height, panel.x0, left_open=panel.x0 > 0,
+                                right_open=panel.x1 < self.scene.width) for k in range(len(self.prompts))]
 
     # -- resume ---------------------------------------------------------------------------
     def restore(self, data: dict) -> None:
         """Continue from a journal written by :meth:`_checkpoint`."""
         done_row = int(data["done_row"])
+        self.start_panel = int(data.get("panel", 0))
         self.start_row = done_row
         self.write_floor = self.grid.final_row(done_row)
         self.stats.tiles_done = int(data["tiles_done"])
@@ -155,8 +169,11 @@ class StreamingRun:
         if self.vectors is not None:
             self.vectors.drop_uncommitted(int(data["parts"]), int(data["features"]))
             state = self.journal.load_state()
+            self.vectorizers = self._vectorizers(self.panels[self.start_panel])
             for k, v in enumerate(self.vectorizers):
                 v.load_state({name[len(f"p{k}_"):]: arr for name, arr in state.items() if name.startswith(f"p{k}_")})
+                for q in range(self.start_panel):
+                    self.deferred[k][q] = objects_from_state(state, f"d{k}_{q}_")
 
     # -- threads --------------------------------------------------------------------------
     def _read(self, out: queue.Queue, stop: threading.Event) -> None:
@@ -167,16 +184,19 @@ class StreamingRun:
             block *= -(-64 // block)
         scaling = getattr(self.segmenter, "scaling", "reflectance")
         with SceneReader(scene, skip_bad=self.skip_bad_tiles) as reader:
-            rows = RowBuffer(reader, th, block)
-            for r in range(self.start_row, grid.n_rows):
-                if stop.is_set():
-                    return
-                y = grid.row_starts[r]
-                rows.ensure(y, y + th)
-                for batch in row_batches(rows.data, rows.valid, (rows.y0, 0), grid, r, self.batch_size, scaling,
-                                         scene.low, scene.high):
-                    if not _put(out, batch, stop):
+            for panel in self.panels[self.start_panel:]:
+                rows = RowBuffer(reader, th, block, panel.xa, panel.xb)
+                first = self.start_row if panel.index == self.start_panel else 0
+                for r in range(first, grid.n_rows):
+                    if stop.is_set():
                         return
+                    y = grid.row_starts[r]
+                    rows.ensure(y, y + th)
+                    for batch in row_batches(rows.data, rows.valid, (rows.y0, panel.xa), grid, r, self.batch_size,
+                                             scaling, scene.low, scene.high, panel.cols, panel.index):
+                        if not _put(out, batch, stop):
+                            return
+                del rows
             self.bad_windows = reader.bad_windows
         _put(out, _END, stop)
 
@@ -190,7 +210,7 @@ class StreamingRun:
                 return
 
     def _remote_rows(self, out: queue.Queue, stop: threading.Event) -> None:
-        for batch in self.remote.batches(self.start_row, self.grid.n_rows, stop):
+        for batch in self.remote.batches(self.panels, self.start_panel, self.start_row, self.grid.n_rows, stop):
             if not _put(out, batch, stop):
                 return
         self.bad_windows = list(self.remote.bad_windows)
@@ -204,6 +224,7 @@ class StreamingRun:
         parts and the journal, so the journal never runs ahead of what is on disk.
         """
         owner = kind == ("vector" if self.vectors is not None else "raster")
+        current = self.start_panel
         try:
             while True:
                 try:
@@ -215,36 +236,48 @@ class StreamingRun:
                 if item is _END:
                     if kind == "raster":
                         self.raster.flush()
+                    else:
+                        self._retire_vectorizers(current)
                     return
                 what, payload = item
                 if what == "rows":
-                    y0, probs, valid = payload
+                    panel, y0, probs, valid = payload
                     if kind == "raster":
-                        self.raster.write(y0, probs, valid)
-                    else:
-                        for k, vec in enumerate(self.vectorizers):
-                            fg = probs[k] >= self.vector_threshold
-                            fg &= valid
-                            self.vectors.add(vec.add(y0, fg, probs[k]))
+                        self.raster.write(y0, probs, valid, self.panels[panel].x0)
+                        continue
+                    if panel != current:
+                        self._retire_vectorizers(current)
+                        current = panel
+                        self.vectorizers = self._vectorizers(self.panels[panel])
+                    for k, vec in enumerate(self.vectorizers):
+                        fg = probs[k] >= self.vector_threshold
+                        fg &= valid
+                        self.vectors.add(vec.add(y0, fg, probs[k]))
                 elif what == "checkpoint":
                     if kind == "raster":
                         self.raster.checkpoint()
                     self._barrier.wait()
                     if owner:
-                        self._checkpoint(payload)
+                        self._checkpoint(*payload)
         except BaseException:
             stop.set()
             self._barrier.abort()
             raise
 
-    def _checkpoint(self, done_row: int) -> None:
-        data = {"done_row": done_row, "tiles_done": self._ck_tiles[done_row][0],
-                "tiles_skipped": self._ck_tiles[done_row][1], "parts": 0, "features": 0}
+    def _retire_vectorizers(self, panel: int) -> None:
+        for k, vec in enumerate(self.vectorizers):
+            self.deferred[k][panel] = vec.deferred
+
+    def _checkpoint(self, panel: int, done_row: int) -> None:
+        data = {"panel": panel, "done_row": done_row, "tiles_done": self._ck_tiles[(panel, done_row)][0],
+                "tiles_skipped": self._ck_tiles[(panel, done_row)][1], "parts": 0, "features": 0}
         if self.vectors is not None:
             self.vectors.spill()
             state = {}
             for k, v in enumerate(self.vectorizers):
                 state.update({f"p{k}_{name}": arr for name, arr in v.state().items()})
+                for q in range(panel):
+                    state.update(objects_state(self.deferred[k][q], f"d{k}_{q}_"))
             self.journal.save_state(state)
             data.update(parts=self.vectors.n_parts, features=self.vectors.n_features)
         self.journal.save(data, self.fingerprint)
@@ -253,7 +286,6 @@ class StreamingRun:
     def run(self) -> RunStats:
         t0 = time.perf_counter()
         grid, scene = self.grid, self.scene
-        acc = StripAccumulator(len(self.prompts), grid.tile_height, scene.width, y0=grid.row_starts[self.start_row])
         stop = threading.Event()
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
         predicted: queue.Queue = queue.Queue(maxsize=self.prefetch)
@@ -269,38 +301,48 @@ class StreamingRun:
                 q: queue.Queue = queue.Queue(maxsize=1)
                 sinks.append((_Worker(lambda q=q, kind=kind: self._sink(q, stop, kind), f"geopix-{kind}"), q))
         self._barrier = threading.Barrier(max(1, len(sinks)))
-        self._ck_tiles: dict[int, tuple[int, int]] = {}
+        self._ck_tiles: dict[tuple[int, int], tuple[int, int]] = {}
         reader.start()
         predictor.start()
         for w, _ in sinks:
             w.start()
         last_ck = time.monotonic()
-        replay_row = self.start_row if self.write_floor > 0 else -1
+        replay = (self.start_panel, self.start_row) if self.write_floor > 0 else None
+        panel = None
+        acc = None
         try:
             while True:
                 item = _get(predicted, stop, predictor)
                 if item is _END:
                     break
+                if panel is None or item.panel != panel.index:
+                    panel = self.panels[item.panel]
+                    first = self.start_row if panel.index == self.start_panel else 0
+                    acc = StripAccumulator(len(self.prompts), grid.tile_height, panel.xb - panel.xa,
+                                           y0=grid.row_starts[first])
                 if item.tiles:
                     probs = item.pixels
                     for i, t in enumerate(item.tiles):
                         if item.valid is None:
-                            acc.add(t.y, t.x, probs[i], blend_weights(grid, t, None), grid.exclusive(t))
+                            acc.add(t.y, t.x - panel.xa, probs[i], blend_weights(grid, t, None), grid.exclusive(t))
                         else:
-                            acc.add(t.y, t.x, probs[i], blend_weights(grid, t, item.valid[i]))
-                if item.row != replay_row:
+                            acc.add(t.y, t.x - panel.xa, probs[i], blend_weights(grid, t, item.valid[i]))
+                replaying = replay == (item.panel, item.row)
+                if not replaying:
                     self.stats.tiles_done += len(item.tiles) + item.skipped
                     self.stats.tiles_skipped += item.skipped
                     self.progress(len(item.tiles) + item.skipped)
                 if item.row_end:
                     y0, p, v = acc.flush(grid.final_row(item.row))
-                    if y0 >= self.write_floor:
-                        self._broadcast(sinks, ("rows", (y0, p, v)))
-                    self._ck_tiles[item.row] = (self.stats.tiles_done, self.stats.tiles_skipped)
+                    floor = self.write_floor if panel.index == self.start_panel else 0
+                    if y0 >= floor:
+                        a, b = panel.x0 - panel.xa, panel.x1 - panel.xa
+                        self._broadcast(sinks, ("rows", (panel.index, y0, p[:, :, a:b], v[:, a:b])))
+                    self._ck_tiles[(panel.index, item.row)] = (self.stats.tiles_done, self.stats.tiles_skipped)
                     last_row = item.row == grid.n_rows - 1
-                    if (self.journal is not None and not last_row and item.row != replay_row
+                    if (self.journal is not None and not last_row and not replaying
                             and time.monotonic() - last_ck >= self.checkpoint_seconds):
-                        self._broadcast(sinks, ("checkpoint", item.row))
+                        self._broadcast(sinks, ("checkpoint", (panel.index, item.row)))
                         last_ck = time.monotonic()
             self._broadcast(sinks, _END)
             for w, _ in sinks:
@@ -322,6 +364,8 @@ class StreamingRun:
         predictor.join()
         self.stats.extra["bad_windows"] = list(self.bad_windows)
         if self.vectors is not None:
+            for k in range(len(self.prompts)):
+                self.vectors.add(merge_deferred(self.deferred[k], scene.height, k))
             self.vectors.spill()
             self.stats.features = self.vectors.n_features
         self.stats.seconds = time.perf_counter() - t0

@@ -33,6 +33,7 @@ class RasterSink:
         self.cog = cog
         self._dst = None
         self._pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+        self._x0 = 0  # first column of the panel being written
 
     def profile(self) -> dict:
         small = min(self.scene.width, self.scene.height) < 512
@@ -70,13 +71,16 @@ class RasterSink:
             data[:, ~valid] = NODATA_BINARY
         return data, None
 
-    def write(self, y0: int, probs: np.ndarray, valid: np.ndarray) -> None:
+    def write(self, y0: int, probs: np.ndarray, valid: np.ndarray, x0: int = 0) -> None:
         """Queue rows; write whenever whole block rows are complete.
 
         Writing only whole blocks keeps GDAL from evicting half-filled compressed blocks
         and decoding them again later (the strips are a tile stride high, not a block).
         """
         data, mask = self.encode(probs, valid)
+        if self._pending and self._x0 != x0:
+            self.flush()  # a new panel
+        self._x0 = x0
         self._pending.append((y0, data, mask))
         end = y0 + data.shape[1]
         block = self.profile()["blockysize"]
@@ -92,7 +96,7 @@ class RasterSink:
         data = np.concatenate([d for _, d, _ in parts], axis=1) if len(parts) > 1 else parts[0][1]
         masks = [m for _, _, m in parts]
         n = until - start
-        window = Window(0, start, self.scene.width, n)
+        window = Window(self._x0, start, data.shape[2], n)
         self._dst.write(data[:, :n], window=window)
         mask = None
         if masks[0] is not None:

@@ -267,13 +267,15 @@ class RowBuffer:
     needed by the next grid row are moved to the front instead of being read again.
     """
 
-    def __init__(self, reader: "SceneReader", rows_needed: int, block: int) -> None:
+    def __init__(self, reader: "SceneReader", rows_needed: int, block: int, x0: int = 0, x1: int | None = None) -> None:
         scene = reader.scene
         self.reader = reader
         self.block = block
+        self.x0 = x0
+        self.x1 = scene.width if x1 is None else x1
         cap = min(scene.height, rows_needed + block)
-        self.data = np.empty((len(scene.band_indexes), cap, scene.width), dtype=scene.dtype)
-        self.valid = np.empty((cap, scene.width), dtype=bool) if (scene.has_mask or reader.skip_bad) else None
+        self.data = np.empty((len(scene.band_indexes), cap, self.x1 - x0), dtype=scene.dtype)
+        self.valid = np.empty((cap, self.x1 - x0), dtype=bool) if (scene.has_mask or reader.skip_bad) else None
         self.y0 = self.y1 = 0
 
     def ensure(self, y: int, need: int) -> None:
@@ -291,7 +293,8 @@ class RowBuffer:
         while self.y1 < need:
             end = min(height, max(need, (self.y1 // self.block + 1) * self.block), self.y0 + cap)
             a, b = self.y1 - self.y0, end - self.y0
-            self.reader.read_rows_into(self.y1, end, self.data[:, a:b], None if self.valid is None else self.valid[a:b])
+            self.reader.read_rows_into(self.y1, end, self.data[:, a:b], None if self.valid is None else self.valid[a:b],
+                                       self.x0, self.x1)
             self.y1 = end
 
 
@@ -307,18 +310,20 @@ class SceneReader:
         self.bad_windows: list[tuple[int, int, int, int]] = []  # (col_off, row_off, width, height)
         self._src = rasterio.open(scene.path)
 
-    def read_rows_into(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None) -> None:
+    def read_rows_into(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None,
+                       x0: int = 0, x1: int | None = None) -> None:
         """Rows ``[y0, y1)`` into preallocated ``out [C, n, W]`` and ``valid_out [n, W]`` (if given).
 
         A failed read raises :class:`ReadError` naming the rows, or with ``skip_bad`` blanks
         the unreadable blocks as nodata and records them in ``bad_windows``.
         """
-        w = Window(0, y0, self.scene.width, y1 - y0)
+        x1 = self.scene.width if x1 is None else x1
+        w = Window(x0, y0, x1 - x0, y1 - y0)
         try:
             self._read_window(w, out, valid_out)
         except RasterioError as exc:
             if self.skip_bad:
-                return self._read_blockwise(y0, y1, out, valid_out)
+                return self._read_blockwise(y0, y1, out, valid_out, x0, x1)
             raise ReadError(
                 f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc.__cause__ or exc)}); "
                 "the file is corrupt or truncated: re-download or repair it (gdal_translate)"
@@ -333,23 +338,26 @@ class SceneReader:
             if valid is not None and np.issubdtype(out.dtype, np.floating):
                 out[:, ~valid] = 0
 
-    def _read_blockwise(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None) -> None:
+    def _read_blockwise(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None,
+                        x0: int, x1: int) -> None:
         """After a failed strip read: read block by block, blanking (nodata) the blocks that fail."""
         if valid_out is None:
             raise RuntimeError("skip_bad needs a validity buffer")
         bh, bw = self._src.block_shapes[0]
         for r in range((y0 // bh) * bh, y1, bh):
             ra, rb = max(r, y0), min(r + bh, y1)
-            for c in range(0, self.scene.width, bw):
-                cb = min(c + bw, self.scene.width)
-                w = Window(c, ra, cb - c, rb - ra)
+            for c in range((x0 // bw) * bw, x1, bw):
+                ca, cb = max(c, x0), min(c + bw, x1)
+                w = Window(ca, ra, cb - ca, rb - ra)
+                rows, cols = slice(ra - y0, rb - y0), slice(ca - x0, cb - x0)
                 try:
-                    self._read_window(w, out[:, ra - y0:rb - y0, c:cb], valid_out[ra - y0:rb - y0, c:cb])
+                    self._read_window(w, out[:, rows, cols], valid_out[rows, cols])
                 except RasterioError:
-                    out[:, ra - y0:rb - y0, c:cb] = 0
-                    valid_out[ra - y0:rb - y0, c:cb] = False
-                    if (c, ra) not in {(b[0], b[1]) for b in self.bad_windows}:
-                        self.bad_windows.append((c, ra, cb - c, rb - ra))
+                    out[:, rows, cols] = 0
+                    valid_out[rows, cols] = False
+                    block = (c, r, min(c + bw, self.scene.width) - c, min(r + bh, self.scene.height) - r)
+                    if block not in self.bad_windows:
+                        self.bad_windows.append(block)
 
     def close(self) -> None:
         self._src.close()

@@ -37,6 +37,23 @@ class Tile:
 
 
 @dataclass(frozen=True)
+class Panel:
+    """A vertical band of output columns ``[x0, x1)`` and the grid columns whose tiles touch it.
+
+    ``[xa, xb)`` is the source window those tiles cover. Processing a wide scene panel by
+    panel bounds memory by the panel width instead of the scene width; tiles straddling a
+    panel edge are computed by both panels (the price of flat memory).
+    """
+
+    index: int
+    x0: int
+    x1: int
+    cols: tuple[int, ...]
+    xa: int
+    xb: int
+
+
+@dataclass(frozen=True)
 class TileGrid:
     """Tiles covering a ``height x width`` raster with ``overlap`` pixels shared by neighbours.
 
@@ -119,6 +136,18 @@ class TileGrid:
         lo = max(0, starts[i - 1] + size - starts[i]) if i > 0 else 0
         hi = min(size, starts[i + 1] - starts[i]) if i + 1 < len(starts) else size
         return lo, max(lo, hi)
+
+    def panels(self, width: int | None) -> list[Panel]:
+        """Split the columns into panels ``width`` wide (one panel when ``width`` is None or wider)."""
+        width = self.width if not width or width >= self.width else int(width)
+        out = []
+        for i, x0 in enumerate(range(0, self.width, width)):
+            x1 = min(self.width, x0 + width)
+            cols = tuple(c for c, x in enumerate(self.col_starts) if x < x1 and x + self.tile_width > x0)
+            xa = self.col_starts[cols[0]]
+            xb = self.col_starts[cols[-1]] + self.tile_width
+            out.append(Panel(i, x0, x1, cols, xa, xb))
+        return out
 
     def tiles_touching(self, y0: int, y1: int, x0: int, x1: int) -> list[Tile]:
         """All tiles that intersect the window ``[y0, y1) x [x0, x1)``, in grid order."""

@@ -21,11 +21,28 @@ from scipy import ndimage
 
 @dataclass
 class OpenObject:
-    """Pieces of one object still touching the strip frontier (pixel coordinates)."""
+    """Pieces of one object still touching the strip frontier (pixel coordinates).
+
+    ``left``/``right`` hold the raster rows where it touches an interior panel edge: such
+    an object can only be finished once the neighbouring panel has been processed.
+    """
 
     pieces: list
     total: float
     count: int
+    left: list = field(default_factory=list)
+    right: list = field(default_factory=list)
+
+    def absorb(self, other: "OpenObject") -> None:
+        self.pieces += other.pieces
+        self.total += other.total
+        self.count += other.count
+        self.left += other.left
+        self.right += other.right
+
+    @property
+    def on_panel_edge(self) -> bool:
+        return bool(self.left or self.right)
 
 
 @dataclass
@@ -36,6 +53,12 @@ class ClosedObjects:
     geometry: list = field(default_factory=list)
     total: list[float] = field(default_factory=list)
     count: list[int] = field(default_factory=list)
+
+    def add(self, prompt_index: int, obj: OpenObject) -> None:
+        self.prompt_index.append(prompt_index)
+        self.geometry.append(obj.pieces[0] if len(obj.pieces) == 1 else shapely.union_all(obj.pieces))
+        self.total.append(obj.total)
+        self.count.append(obj.count)
 
     def extend(self, other: "ClosedObjects") -> None:
         self.prompt_index += other.prompt_index
@@ -66,15 +89,37 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-class StripVectorizer:
-    """Turns consecutive full-width strips of one prompt's mask into closed objects."""
+def _rows_by_label(column: np.ndarray, y0: int) -> dict[int, np.ndarray]:
+    """Raster rows where each label of a one-pixel-wide column occurs."""
+    idx = np.flatnonzero(column)
+    if not len(idx):
+        return {}
+    labs = column[idx]
+    order = np.argsort(labs, kind="stable")
+    labs, idx = labs[order], idx[order]
+    cuts = np.flatnonzero(np.diff(labs)) + 1
+    return {int(g[0]): r + y0 for g, r in zip(np.split(labs, cuts), np.split(idx, cuts))}
 
-    def __init__(self, prompt_index: int, width: int, height: int) -> None:
+
+class StripVectorizer:
+    """Turns consecutive strips of one prompt's mask (one panel wide) into closed objects.
+
+    ``x0`` is the panel's first raster column; ``left_open``/``right_open`` mark panel
+    edges inside the raster. Objects touching them are not emitted but collected in
+    ``deferred`` for :func:`merge_deferred`, which joins them across panels at the end.
+    """
+
+    def __init__(self, prompt_index: int, width: int, height: int, x0: int = 0,
+                 left_open: bool = False, right_open: bool = False) -> None:
         self.prompt_index = prompt_index
         self.width = width
         self.height = height
+        self.x0 = x0
+        self.left_open = left_open
+        self.right_open = right_open
         self.next_id = 1
         self.open: dict[int, OpenObject] = {}
+        self.deferred: list[OpenObject] = []
         self.frontier = np.zeros(width, dtype=np.int64)  # object id per column of the last row seen
         self.row = 0  # raster row the next strip starts at
 
@@ -101,7 +146,7 @@ class StripVectorizer:
             c0, c1 = int(cols[0]), int(cols[-1]) + 1
             sub = labels[:, c0:c1]
             for geom, value in shapes(sub, mask=foreground[:, c0:c1], connectivity=4,
-                                      transform=Affine.translation(c0, y0)):
+                                      transform=Affine.translation(self.x0 + c0, y0)):
                 k = int(value)
                 poly = shapely.geometry.shape(geom)
                 obj = new.get(int(ids[k]))
@@ -109,6 +154,12 @@ class StripVectorizer:
                     new[int(ids[k])] = OpenObject([poly], float(totals[k - 1]), int(counts[k - 1]))
                 else:  # defensive: a label traced in several rings
                     obj.pieces.append(poly)
+        if nlab and self.left_open:
+            for k, rows in _rows_by_label(labels[:, 0], y0).items():
+                new[int(ids[k])].left.append(rows)
+        if nlab and self.right_open:
+            for k, rows in _rows_by_label(labels[:, -1], y0).items():
+                new[int(ids[k])].right.append(rows)
         uf = _UnionFind()
         if nlab:
             first = ids[labels[0]]
@@ -124,23 +175,17 @@ class StripVectorizer:
         still_open: dict[int, OpenObject] = {}
         remap: dict[int, int] = {}
         for root, members in groups.items():
-            pieces: list = []
-            total, count = 0.0, 0
+            obj = OpenObject([], 0.0, 0)
             for m in members:
-                o = everything[m]
-                pieces += o.pieces
-                total += o.total
-                count += o.count
+                obj.absorb(everything[m])
             if bottom.intersection(members):
-                still_open[root] = OpenObject(pieces, total, count)
+                still_open[root] = obj
                 for m in members:
                     remap[m] = root
+            elif obj.on_panel_edge:
+                self.deferred.append(obj)
             else:
-                geom = pieces[0] if len(pieces) == 1 else shapely.union_all(pieces)
-                closed.prompt_index.append(self.prompt_index)
-                closed.geometry.append(geom)
-                closed.total.append(total)
-                closed.count.append(count)
+                closed.add(self.prompt_index, obj)
         self.open = still_open
         if nlab and not last:
             row_ids = ids[labels[-1]]
@@ -153,32 +198,82 @@ class StripVectorizer:
     # -- checkpoint state: plain arrays, never pickles -------------------------------------
     def state(self) -> dict[str, np.ndarray]:
         oids = sorted(self.open)
-        owner = [i for i, o in enumerate(oids) for _ in self.open[o].pieces]
-        wkb = [shapely.to_wkb(p) for o in oids for p in self.open[o].pieces]
-        return {
-            "next_id": np.array([self.next_id, self.row], dtype=np.int64),
-            "frontier": self.frontier,
-            "open_ids": np.array(oids, dtype=np.int64),
-            "open_total": np.array([self.open[o].total for o in oids], dtype=np.float64),
-            "open_count": np.array([self.open[o].count for o in oids], dtype=np.int64),
-            "piece_owner": np.array(owner, dtype=np.int64),
-            "piece_wkb": np.frombuffer(b"".join(wkb), dtype=np.uint8),
-            "piece_wkb_len": np.array([len(w) for w in wkb], dtype=np.int64),
-        }
+        return {"next_id": np.array([self.next_id, self.row], dtype=np.int64), "frontier": self.frontier,
+                "open_ids": np.array(oids, dtype=np.int64),
+                **objects_state([self.open[o] for o in oids], "open_"),
+                **objects_state(self.deferred, "deferred_")}
 
     def load_state(self, s: dict[str, np.ndarray]) -> None:
         self.next_id, self.row = (int(v) for v in s["next_id"])
         self.frontier = s["frontier"].astype(np.int64)
-        buf = s["piece_wkb"].tobytes()
-        ends = np.cumsum(s["piece_wkb_len"])
-        starts = ends - s["piece_wkb_len"]
-        pieces: dict[int, list] = {}
-        for owner, a, b in zip(s["piece_owner"].tolist(), starts.tolist(), ends.tolist()):
-            pieces.setdefault(owner, []).append(shapely.from_wkb(buf[a:b]))
-        self.open = {
-            int(o): OpenObject(pieces.get(i, []), float(t), int(c))
-            for i, (o, t, c) in enumerate(zip(s["open_ids"], s["open_total"], s["open_count"]))
-        }
+        self.open = dict(zip((int(o) for o in s["open_ids"]), objects_from_state(s, "open_")))
+        self.deferred = objects_from_state(s, "deferred_")
+
+
+def objects_state(objs: list[OpenObject], prefix: str) -> dict[str, np.ndarray]:
+    """Plain arrays (WKB bytes, row lists) for a checkpoint: never a pickle."""
+    owner = [i for i, o in enumerate(objs) for _ in o.pieces]
+    wkb = [shapely.to_wkb(p) for o in objs for p in o.pieces]
+    out = {
+        prefix + "total": np.array([o.total for o in objs], dtype=np.float64),
+        prefix + "count": np.array([o.count for o in objs], dtype=np.int64),
+        prefix + "piece_owner": np.array(owner, dtype=np.int64),
+        prefix + "piece_wkb": np.frombuffer(b"".join(wkb), dtype=np.uint8),
+        prefix + "piece_wkb_len": np.array([len(w) for w in wkb], dtype=np.int64),
+    }
+    for side in ("left", "right"):
+        rows = [np.concatenate(getattr(o, side)) if getattr(o, side) else np.zeros(0, np.int64) for o in objs]
+        out[prefix + side + "_rows"] = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
+        out[prefix + side + "_len"] = np.array([len(r) for r in rows], dtype=np.int64)
+    return out
+
+
+def objects_from_state(s: dict[str, np.ndarray], prefix: str) -> list[OpenObject]:
+    buf = s[prefix + "piece_wkb"].tobytes()
+    ends = np.cumsum(s[prefix + "piece_wkb_len"])
+    starts = ends - s[prefix + "piece_wkb_len"]
+    objs = [OpenObject([], float(t), int(c)) for t, c in zip(s[prefix + "total"], s[prefix + "count"])]
+    for owner, a, b in zip(s[prefix + "piece_owner"].tolist(), starts.tolist(), ends.tolist()):
+        objs[owner].pieces.append(shapely.from_wkb(buf[a:b]))
+    for side in ("left", "right"):
+        rows = np.split(s[prefix + side + "_rows"], np.cumsum(s[prefix + side + "_len"])[:-1]) if len(objs) else []
+        for o, r in zip(objs, rows):
+            if len(r):
+                getattr(o, side).append(r)
+    return objs
+
+
+def merge_deferred(deferred: list[list[OpenObject]], height: int, prompt_index: int) -> ClosedObjects:
+    """Join objects that touch panel seams (``deferred[p]`` from panel ``p``) into whole objects.
+
+    Two pieces on either side of a seam belong together when they occupy the same raster row
+    on both sides (4-connectivity across the seam), exactly the rule used across strips.
+    """
+    flat = [(p, o) for p, objs in enumerate(deferred) for o in objs]
+    uf = _UnionFind()
+    for i in range(len(flat)):
+        uf.find(i)
+    for seam in range(len(deferred) - 1):
+        right = np.zeros(height, dtype=np.int64)
+        left = np.zeros(height, dtype=np.int64)
+        for i, (p, o) in enumerate(flat):
+            if p == seam and o.right:
+                right[np.concatenate(o.right)] = i + 1
+            elif p == seam + 1 and o.left:
+                left[np.concatenate(o.left)] = i + 1
+        both = (right > 0) & (left > 0)
+        for a, b in set(zip(right[both].tolist(), left[both].tolist())):
+            uf.union(a - 1, b - 1)
+    groups: dict[int, OpenObject] = {}
+    for i, (_, o) in enumerate(flat):
+        root = uf.find(i)
+        if root not in groups:
+            groups[root] = OpenObject([], 0.0, 0)
+        groups[root].absorb(o)
+    closed = ClosedObjects()
+    for root in sorted(groups):
+        closed.add(prompt_index, groups[root])
+    return closed
 
 
 def to_crs_geometry(geoms: list, transform: Affine) -> np.ndarray:

@@ -236,3 +236,30 @@ def test_import_is_light():
     code = "import sys, geopix_tiles; print(any(m in sys.modules for m in ('torch', 'geopandas', 'rasterio')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     assert callable(geopix_tiles.segment)
+
+
+@pytest.mark.parametrize("panel_width", [64, 96, 200])
+def test_panels_give_the_same_raster_and_polygons(tmp_path, panel_width):
+    rng = np.random.default_rng(1)
+    blobs = ndimage.gaussian_filter(rng.random((230, 310)), 6)
+    water = blobs > np.percentile(blobs, 60)
+    data = water_scene(230, 310, [])
+    data[1][water], data[3][water] = 100, 20
+    data[:, 200:215, 40:90] = 0  # nodata patch crossing a panel seam
+    scene = write_scene(tmp_path / "s.tif", data, nodata=0, descriptions=RGBN)
+    opts = dict(tile=64, overlap=16)
+    whole = segment(scene, ["water", "vegetation"], raster_out=tmp_path / "whole.tif", panel_width=None, **opts)
+    panels = segment(scene, ["water", "vegetation"], raster_out=tmp_path / "panels.tif", panel_width=panel_width, **opts)
+    with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "panels.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        np.testing.assert_array_equal(a.read_masks(), b.read_masks())
+    assert len(whole) == len(panels) > 5
+    def key(g):
+        g = g.assign(minx=g.bounds.minx, miny=g.bounds.miny)
+        return g.sort_values(["prompt", "pixels", "minx", "miny"]).reset_index(drop=True)
+
+    w, p = key(whole), key(panels)
+    np.testing.assert_array_equal(w["pixels"], p["pixels"])
+    np.testing.assert_allclose(w["score"], p["score"], rtol=1e-12)
+    assert all(a.equals(b) for a, b in zip(w.geometry, p.geometry))
+    assert all(g.geom_type == "Polygon" for g in p.geometry)

@@ -133,3 +133,19 @@ def test_sigkill_then_resume(tmp_path, scene, kill_at_row):
     assert all(x.equals_exact(y, 0) for x, y in zip(a[0].geometry, b[0].geometry))
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_array_equal(a[2], b[2])
+
+
+def test_resume_across_panels_equals_uninterrupted(tmp_path, scene):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    ref.mkdir(), run.mkdir()
+    opts = dict(tile=64, overlap=16, batch_size=2, checkpoint_seconds=0, panel_width=96)
+    segment(scene, ["water"], model=Flaky(), out=ref / "o.gpkg", raster_out=ref / "o.tif", **opts)
+    with pytest.raises(KeyboardInterrupt):  # dies in the second panel
+        segment(scene, ["water"], model=Flaky(fail_after=12), out=run / "o.gpkg", raster_out=run / "o.tif", **opts)
+    journal = json.loads((run / ".o.gpkg.geopix-run" / "journal.json").read_text())
+    assert journal["panel"] >= 1
+    segment(scene, ["water"], model=Flaky(), out=run / "o.gpkg", raster_out=run / "o.tif", resume=True, **opts)
+    a, b = _outputs(ref), _outputs(run)
+    assert len(a[0]) == len(b[0]) > 3
+    assert all(x.equals_exact(y, 0) for x, y in zip(a[0].geometry, b[0].geometry))
+    np.testing.assert_array_equal(a[1], b[1])
