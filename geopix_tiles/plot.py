@@ -25,6 +25,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Colours per prompt, in order (colour-blind friendly "tab10" minus grey).
 PALETTE = ("#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+#: Prompts that read better in their natural colour (water blue, vegetation green, ...).
+NATURAL = {"water": "#1f77b4", "open water": "#1f77b4", "vegetation": "#2ca02c", "trees": "#2ca02c",
+           "buildings": "#d62728", "built-up": "#d62728", "urban": "#d62728", "bare soil": "#8c564b",
+           "burned area": "#ff7f0e", "snow": "#17becf", "ice": "#17becf"}
+
+
+def prompt_colours(names: Sequence[str], colors: "Sequence[str] | dict[str, str] | None" = None) -> dict[str, str]:
+    """A colour per prompt: ``colors`` (a mapping, or a list in prompt order) wins, then natural
+    colours for well-known prompts, then unused palette colours in order."""
+    if colors is not None and not isinstance(colors, dict):
+        return {n: list(colors)[k % len(colors)] for k, n in enumerate(names)}
+    chosen = dict(colors or {})
+    for n in names:
+        if n not in chosen and str(n).strip().lower() in NATURAL and NATURAL[str(n).strip().lower()] not in chosen.values():
+            chosen[n] = NATURAL[str(n).strip().lower()]
+    free = [c for c in PALETTE if c not in chosen.values()] or list(PALETTE)
+    for n in names:
+        if n not in chosen:
+            chosen[n] = free.pop(0) if free else PALETTE[len(chosen) % len(PALETTE)]
+    return chosen
 
 
 @dataclass
@@ -214,7 +234,7 @@ def add_scale_bar(ax: "matplotlib.axes.Axes", extent: tuple[float, float, float,
 
 def overlay(scene: "str | os.PathLike | xr.DataArray", masks: Any = None, ax: "matplotlib.axes.Axes | None" = None,
             prompts: Sequence[str] | None = None, alpha: float = 0.45, *, threshold: float = 0.5,
-            max_pixels: int = 1024, colors: Sequence[str] | None = None, outline: bool = True,
+            max_pixels: int = 1024, colors: "Sequence[str] | dict[str, str] | None" = None, outline: bool = True,
             scale_bar: bool = True, legend: bool = True, title: str | None = None) -> "matplotlib.axes.Axes":
     """Draw ``scene`` with ``masks`` on top and return the Axes.
 
@@ -223,7 +243,9 @@ def overlay(scene: "str | os.PathLike | xr.DataArray", masks: Any = None, ax: "m
     ``masks``: a ``(prompt, y, x)`` probability DataArray or GeoTIFF (thresholded at
     ``threshold``; the engine's 0/1 rasters with nodata 255 too), or a GeoDataFrame whose
     polygons are grouped by ``prompt`` (else ``category``) and reprojected to the scene CRS.
-    ``prompts`` selects and orders what is drawn. One legend entry per prompt drawn.
+    ``prompts`` selects and orders what is drawn; ``colors`` is a list (prompt order) or a
+    ``{prompt: colour}`` mapping (default: water blue, vegetation green, ..., then a
+    colour-blind-friendly palette). One legend entry per prompt drawn.
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
     from matplotlib.colors import to_rgba  # noqa: PLC0415
@@ -244,20 +266,20 @@ def overlay(scene: "str | os.PathLike | xr.DataArray", masks: Any = None, ax: "m
         if raster.valid is not None:
             rgba[..., 3] = raster.valid
         ax.imshow(rgba, extent=raster.extent, interpolation="nearest")
-    palette = list(colors or PALETTE)
     handles = []
     if masks is not None:
         names, layers, mraster, frame = _mask_layers(masks, max_pixels, threshold)
         if frame is not None:
-            handles = _draw_frame(ax, frame, raster.crs, prompts, palette, alpha, outline)
+            handles = _draw_frame(ax, frame, raster.crs, prompts, colors, alpha, outline)
         else:
             order = list(prompts) if prompts is not None else names
             unknown = [p for p in order if p not in names]
             if unknown:
                 raise InputError(f"prompt(s) {', '.join(map(str, unknown))} are not in the masks ({', '.join(names)})")
-            for k, name in enumerate(order):
+            palette = prompt_colours(order, colors)
+            for name in order:
                 layer = layers[names.index(name)]
-                colour = palette[k % len(palette)]
+                colour = palette[name]
                 img = np.zeros(layer.shape + (4,), np.float32)
                 img[layer] = to_rgba(colour, alpha)
                 ax.imshow(img, extent=mraster.extent, interpolation="nearest")
@@ -283,7 +305,7 @@ def overlay(scene: "str | os.PathLike | xr.DataArray", masks: Any = None, ax: "m
     return ax
 
 
-def _draw_frame(ax, frame: "gpd.GeoDataFrame", crs: Any, prompts: Sequence[str] | None, palette: Sequence[str],
+def _draw_frame(ax, frame: "gpd.GeoDataFrame", crs: Any, prompts: Sequence[str] | None, colors: Any,
                 alpha: float, outline: bool) -> list:
     from matplotlib.colors import to_rgba  # noqa: PLC0415
     from matplotlib.patches import Patch  # noqa: PLC0415
@@ -293,10 +315,11 @@ def _draw_frame(ax, frame: "gpd.GeoDataFrame", crs: Any, prompts: Sequence[str] 
     column = next((c for c in ("prompt", "category") if c in frame.columns), None)
     groups = [str(v) for v in dict.fromkeys(frame[column].astype(str))] if column else ["regions"]
     order = list(prompts) if prompts is not None else groups
+    palette = prompt_colours(order, colors)
     handles = []
-    for k, name in enumerate(order):
+    for name in order:
         part = frame[frame[column].astype(str) == name] if column else frame
-        colour = palette[k % len(palette)]
+        colour = palette[name]
         if len(part):
             part.plot(ax=ax, facecolor=to_rgba(colour, alpha), edgecolor=colour if outline else "none",
                       linewidth=0.8 if outline else 0)

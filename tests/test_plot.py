@@ -111,3 +111,13 @@ def test_overlay_frame_without_prompt_column_is_one_group(scene):
     gdf = gpd.GeoDataFrame({"name": ["a"]}, geometry=[box(500005, 3999970, 500020, 3999990)], crs=UTM)
     ax = overlay(scene, gdf)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["regions"]
+
+
+def test_prompt_colours_natural_then_palette_and_user_choice():
+    from geopix_tiles.plot import NATURAL, PALETTE, prompt_colours
+
+    c = prompt_colours(["vegetation", "water", "ships", "cars"])
+    assert c["water"] == NATURAL["water"] and c["vegetation"] == NATURAL["vegetation"]
+    assert len(set(c.values())) == 4 and c["ships"] in PALETTE
+    assert prompt_colours(["a", "b"], ["red", "blue"]) == {"a": "red", "b": "blue"}
+    assert prompt_colours(["water"], {"water": "black"}) == {"water": "black"}
