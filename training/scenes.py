@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from geopix_tiles.errors import InputError
+from geopix_tiles.tile_ops import scale_tiles
 
 from .records import Instance
 
@@ -23,16 +24,17 @@ __all__ = ["RasterImage", "LabelledScene", "normalise"]
 
 def normalise(raw: np.ndarray, low: Sequence[float], high: Sequence[float],
               valid: np.ndarray | None = None) -> np.ndarray:
-    """The engine's ``unit`` scaling: per band ``clip((x - low) / (high - low), 0, 1)``."""
-    lo = np.asarray(low, dtype=np.float32)[:, None, None]
-    hi = np.asarray(high, dtype=np.float32)[:, None, None]
-    x = raw.astype(np.float32)
+    """The engine's ``unit`` scaling (the same function the engine calls), nodata -> 0.
+
+    Sharing the function is what guarantees training sees tiles exactly as inference does.
+    """
+    x = np.asarray(raw)
+    if np.issubdtype(x.dtype, np.floating):
+        x = np.nan_to_num(x, nan=0.0)
+    out = scale_tiles(x[None].astype(np.float32), "unit", low, high)[0]
     if valid is not None:
-        x = np.where(valid[None], x, lo)
-    out = np.clip((x - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
-    if valid is not None:
-        out = np.where(valid[None], out, 0.0).astype(np.float32)
-    return np.nan_to_num(out, nan=0.0)
+        out *= valid[None]
+    return out
 
 
 @dataclass
