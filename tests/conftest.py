@@ -54,6 +54,16 @@ def water_scene(height: int, width: int, boxes, dtype="uint8", water=(100, 20), 
 RGBN = ["red", "green", "blue", "nir"]
 
 
+def corrupt_block(path, block=(1, 1)) -> None:
+    """Overwrite the compressed bytes of block ``(row, col)`` of band 1 so it fails to decode."""
+    with rasterio.open(path) as src:
+        off = int(src.get_tag_item(f"BLOCK_OFFSET_{block[1]}_{block[0]}", "TIFF", bidx=1))
+        size = int(src.get_tag_item(f"BLOCK_SIZE_{block[1]}_{block[0]}", "TIFF", bidx=1))
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(b"\xff" * size)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import rasterio.shutil
 
-from conftest import RGBN, water_scene, write_scene
+from conftest import RGBN, corrupt_block, water_scene, write_scene
 
 CLI = [sys.executable, "-m", "geopix_tiles"]
 
@@ -51,21 +51,12 @@ def test_band_roles_flag(tmp_path):
     assert pyogrio.read_dataframe(tmp_path / "o.gpkg")["pixels"].tolist() == [32 * 64]
 
 
-def _corrupt_block(path: Path, block=(1, 1)):
-    with rasterio.open(path) as src:
-        off = int(src.get_tag_item(f"BLOCK_OFFSET_{block[1]}_{block[0]}", "TIFF", bidx=1))
-        size = int(src.get_tag_item(f"BLOCK_SIZE_{block[1]}_{block[0]}", "TIFF", bidx=1))
-    with open(path, "r+b") as f:
-        f.seek(off)
-        f.write(b"\xff" * size)
-
-
 def _bad_inputs(tmp_path, scene):
     nogeo = write_scene(tmp_path / "nogeo.tif", water_scene(32, 32, []), crs=None, descriptions=RGBN)
     notraster = tmp_path / "notes.tif"
     notraster.write_text("this is not a raster")
     corrupt = write_scene(tmp_path / "corrupt.tif", water_scene(256, 256, [(0, 10, 0, 10)]), descriptions=RGBN)
-    _corrupt_block(corrupt, (2, 2))
+    corrupt_block(corrupt, (2, 2))
     plain = write_scene(tmp_path / "plain.tif", water_scene(256, 256, [(0, 10, 0, 10)]), descriptions=RGBN,
                         compress="none")
     truncated = tmp_path / "trunc.tif"  # COG layout: headers first, so it opens and fails mid-run

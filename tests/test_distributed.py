@@ -17,7 +17,7 @@ from rasterio.transform import from_origin
 
 from geopix_tiles import segment
 from geopix_tiles.distributed import DaskRunner, make_client
-from conftest import RGBN, water_scene, write_scene
+from conftest import RGBN, corrupt_block, water_scene, write_scene
 
 BOXES = [(5, 120, 10, 30), (60, 70, 0, 250), (150, 240, 100, 200), (200, 205, 5, 60)]
 
@@ -123,18 +123,9 @@ def test_many_scenes_with_workers_and_merged_output_in_chosen_crs(tmp_path):
     assert res.stdout.count("segmented ") == 2 and "merged 3 polygons" in res.stdout
 
 
-def _corrupt_block(path, block=(1, 1)):
-    with rasterio.open(path) as src:
-        off = int(src.get_tag_item(f"BLOCK_OFFSET_{block[1]}_{block[0]}", "TIFF", bidx=1))
-        size = int(src.get_tag_item(f"BLOCK_SIZE_{block[1]}_{block[0]}", "TIFF", bidx=1))
-    with open(path, "r+b") as f:
-        f.seek(off)
-        f.write(b"\xff" * size)
-
-
 def test_skip_bad_tiles_writes_nodata_and_lists_the_block(tmp_path):
     scene = write_scene(tmp_path / "s.tif", water_scene(256, 256, [(0, 256, 0, 256)]), descriptions=RGBN)
-    _corrupt_block(scene, (2, 1))  # block row 2, column 1: rows 128..191, cols 64..127
+    corrupt_block(scene, (2, 1))  # block row 2, column 1: rows 128..191, cols 64..127
     cmd = [sys.executable, "-m", "geopix_tiles", "segment", str(scene), "-p", "water", "--out", str(tmp_path / "o.gpkg"),
            "--raster", str(tmp_path / "o.tif"), "--tile", "64", "--overlap", "8", "-q"]
     res = subprocess.run(cmd, capture_output=True, text=True)
