@@ -1,19 +1,22 @@
 """The streaming executor: read -> tile -> predict -> blend -> write, as a pipeline.
 
-Three threads keep the device busy and the disk streaming at once:
+Four threads keep the device busy and the disk streaming at once:
 
-* the *reader* reads each grid row's new raster rows once (full-width, block aligned, so
-  every compressed block is decoded once), cuts tiles, scales them with the scene-wide
+* the *reader* reads each grid row's new raster rows once (block aligned, so every
+  compressed block is decoded once), cuts tiles, scales them with the scene-wide
   statistics and queues batches (skipping all-nodata tiles);
-* the caller's thread runs the segmenter on each batch and blends the result into the strip
-  accumulator, flushing rows that no later tile can touch;
-* the *writer* writes flushed rows to the raster, vectorizes them and, at checkpoints,
-  commits raster, vector parts and journal.
+* the *predictor* runs the segmenter on each batch (or, on a cluster, the batches arrive
+  already predicted from dask workers: :mod:`geopix_tiles.distributed`);
+* the caller's thread blends results into the strip accumulator and flushes rows that no
+  later tile can touch;
+* the *raster* and *vector* sinks write flushed rows and vectorize them, and at checkpoints
+  commit raster, vector parts and journal.
 
-Bounded queues between them cap memory at a few batches plus one strip. Rows are processed
-in grid order and the computation is deterministic, so a run resumed from a checkpoint
-re-creates the accumulator exactly (by re-running the last finished grid row) and produces
-the same outputs as an uninterrupted run.
+Wide scenes are processed in panels of columns, so every buffer is bounded by tile size x
+batch x panel width, never by the scene. Bounded queues cap what is in flight. Processing
+is in grid order and deterministic, so a run resumed from a checkpoint re-creates the
+accumulator exactly (by re-running the last finished grid row) and produces the same
+outputs as an uninterrupted run.
 """
 from __future__ import annotations
 
