@@ -106,13 +106,10 @@ def _read_array(arr: "xr.DataArray", max_pixels: int, band_dim: str = "band") ->
     long_name = arr.attrs.get("long_name")
     if band_dim == "band" and isinstance(long_name, (tuple, list)) and len(long_name) == data.shape[0]:
         names = tuple(long_name)
+    from .xarray_accessor import valid_mask  # noqa: PLC0415
+
     nodata = arr.rio.nodata
-    valid = None
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        valid = np.all(data != nodata, axis=0)
-    if np.issubdtype(data.dtype, np.floating):
-        finite = np.all(np.isfinite(data), axis=0)
-        valid = finite if valid is None else valid & finite
+    valid = valid_mask(data, nodata)
     return Raster(data, valid, _extent(transform, width, height), arr.rio.crs, names, nodata)
 
 

@@ -244,11 +244,11 @@ class ArrayPixelSource(PixelSource):
     def read(self, row0: int, col0: int, rows: int, cols: int, out_h: int, out_w: int) -> np.ndarray:
         from scipy.ndimage import zoom  # noqa: PLC0415
 
-        from .xarray_accessor import _valid  # noqa: PLC0415
+        from .xarray_accessor import valid_mask  # noqa: PLC0415
 
         step = max(1, min(rows // out_h, cols // out_w))  # cheap decimation before interpolation
         raw = np.asarray(self.arr.data[:, row0:row0 + rows:step, col0:col0 + cols:step])
-        valid = _valid(raw, self.nodata)
+        valid = valid_mask(raw, self.nodata)
         data = raw.astype(np.float32)
         if valid is not None:
             data[:, ~valid] = 0

@@ -48,7 +48,8 @@ def _scene_of(arr: xr.DataArray):
                  extra={"colorinterp": ()})
 
 
-def _valid(data: np.ndarray, nodata) -> np.ndarray | None:
+def valid_mask(data: np.ndarray, nodata) -> np.ndarray | None:
+    """Pixels valid in every band of ``data [C, H, W]`` (not nodata, finite), or None if all are."""
     valid = None
     if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
         valid = np.all(data != nodata, axis=0)
@@ -63,7 +64,7 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
     from .models import cached_segmenter  # noqa: PLC0415
 
     window = np.asarray(window)
-    valid = _valid(window, nodata)
+    valid = valid_mask(window, nodata)
     if valid is not None and np.issubdtype(window.dtype, np.floating):
         window = np.where(valid[None], window, 0)
     low, high = stats if stats is not None else (None, None)
@@ -75,7 +76,7 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
 
 def _stats_task(sample: np.ndarray, nodata) -> tuple[np.ndarray, np.ndarray]:
     sample = np.asarray(sample)
-    valid = _valid(sample, nodata)
+    valid = valid_mask(sample, nodata)
     values = sample[:, valid] if valid is not None else sample.reshape(sample.shape[0], -1)
     if values.shape[1] == 0:
         return np.zeros(sample.shape[0], np.float32), np.ones(sample.shape[0], np.float32)
