@@ -163,6 +163,11 @@ def segment(
         compute_statistics(info)
 
     raster = RasterSink(raster_out, raster_tmp, info, prompts, threshold, cog) if raster_out is not None else None
+    if raster is not None and panel_width:
+        # whole output blocks per panel: a block shared by two panels would be written twice,
+        # and GDAL may flush a half-written block from another thread (crashes seen)
+        block = raster.profile()["blockxsize"]
+        panel_width = -(-int(panel_width) // block) * block
     vectors = VectorSink(workdir / "parts", info, prompts, min_area, simplify) if vectorize else None
     bar = None
     try:

@@ -17,7 +17,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from .scene import Scene
+from .scene import GDAL_IO_LOCK, Scene
 
 NODATA_BINARY = 255
 
@@ -97,11 +97,13 @@ class RasterSink:
         masks = [m for _, _, m in parts]
         n = until - start
         window = Window(self._x0, start, data.shape[2], n)
-        self._dst.write(data[:, :n], window=window)
         mask = None
         if masks[0] is not None:
             mask = np.concatenate(masks, axis=0) if len(masks) > 1 else masks[0]
-            self._dst.write_mask(mask[:n], window=window)
+        with GDAL_IO_LOCK:
+            self._dst.write(data[:, :n], window=window)
+            if mask is not None:
+                self._dst.write_mask(mask[:n], window=window)
         rest = data.shape[1] - n
         self._pending = [(until, data[:, n:], None if mask is None else mask[n:])] if rest else []
 
@@ -113,13 +115,15 @@ class RasterSink:
 
     def checkpoint(self) -> None:
         self.flush()
-        self._dst.close()
-        self._dst = rasterio.open(self.tmp, "r+")
+        with GDAL_IO_LOCK:
+            self._dst.close()
+            self._dst = rasterio.open(self.tmp, "r+")
 
     def close(self) -> None:
         if self._dst is not None:
             self.flush()
-            self._dst.close()
+            with GDAL_IO_LOCK:
+                self._dst.close()
             self._dst = None
 
     def finalize(self) -> None:

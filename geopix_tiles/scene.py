@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,12 @@ from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, Raster
 from rasterio.windows import Window
 
 from .errors import InputError, ReadError
+
+#: Serialises the engine's own GDAL reads and writes across its threads. GDAL's block cache is
+#: global: a reader thread that needs room may flush a dirty block of the output raster while
+#: the writer thread writes or closes it, which crashed (segfault, "error while writing a
+#: dirty block") under load. Model and numpy work still overlap with I/O.
+GDAL_IO_LOCK = threading.RLock()
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
@@ -331,9 +338,10 @@ class SceneReader:
 
     def _read_window(self, w: Window, out: np.ndarray, valid_out: np.ndarray | None) -> None:
         idx = list(self.scene.band_indexes)
-        self._src.read(idx, window=w, out=out)
+        with GDAL_IO_LOCK:
+            self._src.read(idx, window=w, out=out)
+            valid = _valid(self._src, idx, out, w, self.scene.has_mask) if valid_out is not None else None
         if valid_out is not None:
-            valid = _valid(self._src, idx, out, w, self.scene.has_mask)
             valid_out[...] = True if valid is None else valid
             if valid is not None and np.issubdtype(out.dtype, np.floating):
                 out[:, ~valid] = 0
