@@ -174,7 +174,12 @@ def _native_stderr_silenced():
         yield
         return
     old = sys.stderr
-    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
+    try:
+        swap = old.fileno() == 2  # a stream on fd 2 must follow the terminal, not /dev/null
+    except (AttributeError, OSError, ValueError):
+        swap = False  # e.g. pytest's capsys: unaffected by fd 2
+    if swap:
+        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
@@ -184,8 +189,9 @@ def _native_stderr_silenced():
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
-        sys.stderr.close()
-        sys.stderr = old
+        if swap:
+            sys.stderr.close()
+            sys.stderr = old
 
 
 def main(argv: Sequence[str] | None = None) -> int:

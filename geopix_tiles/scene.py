@@ -315,7 +315,8 @@ class SceneReader:
         self.scene = scene
         self.skip_bad = skip_bad
         self.bad_windows: list[tuple[int, int, int, int]] = []  # (col_off, row_off, width, height)
-        self._src = rasterio.open(scene.path)
+        # decode the blocks of one read on all cores (GDAL >= 3.6): reads are serialised with writes
+        self._src = rasterio.open(scene.path, NUM_THREADS="ALL_CPUS")
 
     def read_rows_into(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None,
                        x0: int = 0, x1: int | None = None) -> None:
