@@ -21,6 +21,7 @@ from rasterio.errors import RasterioError
 
 from .engine import RunStats, StreamingRun
 from .errors import GeopixError, InputError, OutputError
+from .heap import pin_mmap_threshold
 from .journal import RunJournal
 from .models import load_segmenter, model_id
 from .raster_sink import RasterSink
@@ -128,6 +129,7 @@ def segment(
     _check_destination(out, (".gpkg",), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
+    pin_mmap_threshold()
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     seg = load_segmenter(model, device=device)
     seg.check_prompts(prompts)
