@@ -109,8 +109,8 @@ def _summary(stats, args: argparse.Namespace) -> None:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="segment the shipped NAIP sample scene (the README's main job)")
     p.add_argument("--out-dir", default="outputs", help="folder for the outputs (default ./outputs)")
-    p.add_argument("--model", "-m", default="spectral", help="spectral | default | checkpoint folder")
-    p.add_argument("--prompt", "-p", action="append", help="prompts (default: water, vegetation)")
+    p.add_argument("--model", "-m", default="default", help="default (shipped GeoPix checkpoint) | spectral | checkpoint folder")
+    p.add_argument("--prompt", "-p", action="append", help="prompts (default: water, vegetation, buildings, roads)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_run_demo)
 
@@ -122,7 +122,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     ns = build_parser().parse_args([
         "segment", str(DEFAULT_SCENE), "--out", str(out_dir / f"{stem}.gpkg"), "--raster", str(out_dir / f"{stem}.tif"),
         "--model", args.model, "--device", args.device, "--overwrite", "--min-area", "100",
-        *[a for p in (args.prompt or ["water", "vegetation"]) for a in ("--prompt", p)],
+        *[a for p in (args.prompt or ["water", "vegetation", "buildings", "roads"]) for a in ("--prompt", p)],
     ])
     return _run_segment(ns)
 

@@ -1,0 +1,316 @@
+"""Closed-set baseline for the shipped default GeoPix checkpoint: a small U-Net, same data, same split.
+
+    python benchmarks/baseline_unet.py                 # train (same steps x batch as GeoPix), score both
+    python benchmarks/baseline_unet.py --score-only    # re-score a saved U-Net and the default GeoPix
+
+* Data: the chips exported by ``scripts/train_default.py`` (``runs/default_v1/data/{train,val}.jsonl``,
+  fixed split ``training/splits/default_v1.json``); nothing else.
+* Model: a 4-level U-Net (random init, ~ the parameter count of the GeoPix tiny model) with one
+  sigmoid output per class (building, land, road, vegetation, water, cloud). Each source labels only
+  some classes (Open Cities / Puerto Rico: building; Sentinel-2: cloud), so the loss is taken only
+  on the classes its source annotates (2.0 x BCE + 0.5 x DICE, GeoPix's mask-loss weights).
+* Budget: the same optimizer steps and batch size as the GeoPix config
+  (``training/configs/default_v1.yaml``), the same seed, AdamW with a cosine schedule, no augmentation.
+* Scoring (both models, identically): every validation chip x every class its source annotates;
+  the prediction for that class (GeoPix: the text prompt ``plural(class)``, e.g. "buildings") is
+  compared with the union of that class's labelled pixels (empty when the class is absent, so
+  false alarms on absent classes count). Per-class IoU = sum I / sum U; cIoU over all pairs; gIoU =
+  mean per-pair IoU (1.0 when both are empty).
+
+Writes ``benchmarks/results/baseline.json`` and ``benchmarks/results/baseline.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CLASSES = ["building", "land", "road", "vegetation", "water", "cloud"]
+ANNOTATED = {"dubai_aerial": ["building", "land", "road", "vegetation", "water"], "open_cities": ["building"],
+             "puerto_rico": ["building"], "s2_cloud": ["cloud"]}
+DATA = ROOT / "runs" / "default_v1" / "data"
+OUT = ROOT / "runs" / "baseline_unet"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def annotated(record) -> list[str]:
+    return ANNOTATED[str(record.meta.get("source", "")).split("/")[0]]
+
+
+# --------------------------------------------------------------------------- model
+def block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    def __init__(self, classes: int = len(CLASSES), width: int = 24, levels: int = 4) -> None:
+        super().__init__()
+        ch = [width * 2 ** i for i in range(levels + 1)]
+        self.down = nn.ModuleList([block(3, ch[0])] + [block(ch[i], ch[i + 1]) for i in range(levels)])
+        self.up = nn.ModuleList([nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2) for i in reversed(range(levels))])
+        self.dec = nn.ModuleList([block(2 * ch[i], ch[i]) for i in reversed(range(levels))])
+        self.head = nn.Conv2d(ch[0], classes, 1)
+        self.register_buffer("mean", torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        skips = []
+        for i, d in enumerate(self.down):
+            x = d(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.dec):
+            x = dec(torch.cat([up(x), skips.pop()], 1))
+        return self.head(x)
+
+
+class ConvNeXtFPN(nn.Module):
+    """GeoPix's own tower (timm ``convnext_atto``, random init) + a small FPN with one output per class."""
+
+    def __init__(self, classes: int = len(CLASSES), width: int = 64) -> None:
+        super().__init__()
+        import timm
+
+        self.tower = timm.create_model("convnext_atto", pretrained=False, features_only=True)
+        chans = self.tower.feature_info.channels()
+        self.lateral = nn.ModuleList([nn.Conv2d(c, width, 1) for c in chans])
+        self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.GELU())
+        self.head = nn.Conv2d(width, classes, 1)
+        self.register_buffer("mean", torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        feats = self.tower((x - self.mean) / self.std)
+        y = self.lateral[-1](feats[-1])
+        for f, lat in zip(reversed(feats[:-1]), reversed(self.lateral[:-1])):
+            y = lat(f) + F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.head(self.smooth(y)), size=size, mode="bilinear", align_corners=False)
+
+
+ARCHS = {"convnext": ConvNeXtFPN, "unet": UNet}
+ARCH_TEXT = {"convnext": "GeoPix's timm convnext_atto tower, random init, + 64-wide FPN, one sigmoid output per class",
+             "unet": "4-level U-Net, width 24, one sigmoid output per class"}
+
+
+# --------------------------------------------------------------------------- data
+def tensors(records, size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images [N,3,S,S], class targets [N,K,S,S] (uint8) and annotated-class flags [N,K]."""
+    from geopix_tiles.training import rle
+
+    n, k = len(records), len(CLASSES)
+    imgs = torch.zeros((n, 3, size, size))
+    tgt = torch.zeros((n, k, size, size), dtype=torch.uint8)
+    ann = torch.zeros((n, k))
+    for j, r in enumerate(records):
+        a = r.load()[:3]
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        if a.shape[0] == 1:
+            t = t.repeat(3, 1, 1)
+        if t.shape[-2:] != (size, size):
+            t = F.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+        imgs[j] = t
+        for c in annotated(r):
+            ann[j, CLASSES.index(c)] = 1
+        for inst in r.instances:
+            if inst.category not in CLASSES:
+                continue
+            m = torch.from_numpy(rle.decode(inst.mask_rle).astype(np.uint8))
+            if m.shape != (size, size):
+                m = F.interpolate(m[None, None].float(), size=(size, size), mode="nearest")[0, 0].to(torch.uint8)
+            tgt[j, CLASSES.index(inst.category)] |= m
+    return imgs, tgt, ann
+
+
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, ann: torch.Tensor) -> torch.Tensor:
+    t = target.float()
+    w = ann[:, :, None, None].expand_as(logits)
+    bce = (F.binary_cross_entropy_with_logits(logits, t, reduction="none") * w).sum() / w.sum().clamp(min=1)
+    p = torch.sigmoid(logits).flatten(2)
+    tf = t.flatten(2)
+    dice = 1 - (2 * (p * tf).sum(-1) + 1) / (p.sum(-1) + tf.sum(-1) + 1)
+    dice = (dice * ann).sum() / ann.sum().clamp(min=1)
+    return 2.0 * bce + 0.5 * dice
+
+
+def train_unet(steps: int, batch: int, lr: float, seed: int, threads: int | None, arch: str = "convnext"):
+    from geopix_tiles.training.records import read_jsonl
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    recs = read_jsonl(DATA / "train.jsonl")
+    model = ARCHS[arch]()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(recs), generator=g)
+    pos = 0
+    model.train()
+    t0 = time.time()
+    hist = []
+    for step in range(steps):
+        if pos + batch > len(order):
+            order, pos = torch.randperm(len(recs), generator=g), 0
+        idx = order[pos:pos + batch]
+        pos += batch
+        for gr in opt.param_groups:
+            gr["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1))))
+        imgs, tgt, ann = tensors([recs[int(i)] for i in idx])  # same chips, read as GeoPix reads them
+        loss = masked_loss(model(imgs), tgt, ann)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        hist.append(float(loss))
+        if (step + 1) % 50 == 0:
+            print(f"step {step + 1}/{steps} loss {np.mean(hist[-50:]):.4f} {time.time() - t0:.0f}s", flush=True)
+    info = {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "wall_s": time.time() - t0,
+            "final_loss": float(np.mean(hist[-50:])), "threads": torch.get_num_threads(), "arch": arch}
+    OUT.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_model
+
+    save_model(model, str(OUT / "unet.safetensors"))
+    (OUT / "train_info.json").write_text(json.dumps(info, indent=1))
+    return model, info
+
+
+# --------------------------------------------------------------------------- scoring
+def score(predict, records, batch: int = 8) -> dict:
+    """``predict(images [B,3,S,S]) -> logits [B,K,S,S]`` in CLASSES order; see the module docstring."""
+    from geopix_tiles.training.metrics import SegmentationMeter
+
+    meter = SegmentationMeter()
+    for s in range(0, len(records), batch):
+        chunk = records[s:s + batch]
+        imgs, tgt, ann = tensors(chunk)
+        with torch.no_grad():
+            pred = predict(imgs) > 0
+        for j, r in enumerate(chunk):
+            for c in annotated(r):
+                k = CLASSES.index(c)
+                meter.add(pred[j, k].numpy(), tgt[j, k].numpy().astype(bool), c)
+    return {"per_class_iou": meter.per_class_iou(), "ciou": meter.ciou, "giou": meter.giou, "pairs": len(meter)}
+
+
+def geopix_predictor(model):
+    from geopix_tiles.training.instruct import plural
+
+    prompts = [plural(c) for c in CLASSES]
+    return lambda imgs: model.segment(imgs, prompts)
+
+
+def markdown(out: dict) -> str:
+    u, g = out["unet"], out["geopix_default"]
+    um, gm = u["metrics"], g["metrics"]
+
+    def f(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    rows = []
+    for c in CLASSES:
+        a, b = gm["per_class_iou"].get(c), um["per_class_iou"].get(c)
+        d = None if a is None or b is None else a - b
+        rows.append(f"| {c} | {f(a)} | {f(b)} | {'n/a' if d is None else f'{d:+.3f}'} |")
+    gt, ut = g.get("train") or {}, u["train"]
+    return "\n".join([
+        "# Default GeoPix model vs a closed-set baseline (same ConvNeXt tower + per-class head)",
+        "",
+        f"Date {out['date']}; machine: {out['machine']['platform']}, {out['machine']['processor']}, "
+        f"{out['machine']['cpu_threads']} torch threads (2-core CPU VM shared with other jobs), torch "
+        f"{out['machine']['torch']}. Produced by `python benchmarks/baseline_unet.py`.",
+        "",
+        "Same data, same fixed split (`training/splits/default_v1.json`, "
+        f"{out['val_chips']} validation chips of 256 px never seen in training), same seed, same "
+        f"optimizer-step budget: {ut['steps']} steps x batch {ut['batch_size']} for the baseline; "
+        "the GeoPix run used 20 text steps + 500 mask steps x batch 4 "
+        f"({f(gt.get('wall_s', 0) / 60) if gt.get('wall_s') else 'n/a'} min wall-clock). "
+        f"Baseline wall-clock: {ut['wall_s'] / 60:.1f} min (1 thread, run while the GeoPix job was finishing; "
+        "the machine was shared with other jobs, so wall-clock numbers are indicative only).",
+        "",
+        f"Parameters: GeoPix default {g['parameters']:,} (text-prompted, 6 classes by prompt + region path); "
+        f"baseline {u['parameters']:,} ({ARCH_TEXT[ut.get('arch', 'unet')]}).",
+        "",
+        "Scoring (identical for both): every validation chip x every class its source annotates "
+        "(Dubai: 5 classes; Open Cities / Puerto Rico: building; Sentinel-2: cloud); GeoPix answers "
+        "the prompt `plural(class)` (\"buildings\", \"roads\", \"water\", ...). Target = union of "
+        "that class's labelled pixels, empty when absent (false alarms count). IoU = sum I / sum U.",
+        "",
+        "| class | GeoPix default (text prompt) | baseline (closed set) | difference |",
+        "|---|---|---|---|",
+        *rows,
+        f"| **cIoU** (all pairs) | {f(gm['ciou'])} | {f(um['ciou'])} | {gm['ciou'] - um['ciou']:+.3f} |",
+        f"| **gIoU** (mean per pair) | {f(gm['giou'])} | {f(um['giou'])} | {gm['giou'] - um['giou']:+.3f} |",
+        "",
+        f"({gm['pairs']} chip x class pairs.) See MODEL_CARD.md for the discussion.",
+        "",
+    ])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--score-only", action="store_true")
+    ap.add_argument("--train-only", action="store_true", help="train and save the baseline, score later")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="convnext",
+                    help="convnext: GeoPix's tower + FPN per-class head (default); unet: a 4-level U-Net")
+    ap.add_argument("--steps", type=int, default=None, help="default: the GeoPix config's total steps")
+    args = ap.parse_args()
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.config import load_config
+    from geopix_tiles.training.records import read_jsonl
+
+    cfg = load_config(ROOT / "training" / "configs" / "default_v1.yaml")
+    steps = args.steps or cfg.total_steps
+    if args.score_only:
+        from safetensors.torch import load_model
+
+        info = json.loads((OUT / "train_info.json").read_text())
+        unet = ARCHS[info.get("arch", "unet")]()
+        load_model(unet, str(OUT / "unet.safetensors"))
+    else:
+        unet, info = train_unet(steps, cfg.batch_size, cfg.stages[-1].lr, cfg.seed, args.threads, args.arch)
+        if args.train_only:
+            return 0
+    unet.eval()
+    val = read_jsonl(DATA / "val.jsonl")
+    t0 = time.time()
+    res_unet = score(unet, val)
+    res_unet["score_s"] = time.time() - t0
+    gp = GeoPixModel.from_pretrained("default")
+    t0 = time.time()
+    res_gp = score(geopix_predictor(gp), val)
+    res_gp["score_s"] = time.time() - t0
+    rec_path = ROOT / "geopix_tiles" / "data" / "default_model" / "training_record.json"
+    gp_train = json.loads(rec_path.read_text()).get("train", {}) if rec_path.exists() else {}
+    out = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "val_chips": len(val),
+        "unet": {"parameters": sum(p.numel() for p in unet.parameters()), "train": info, "metrics": res_unet},
+        "geopix_default": {"parameters": sum(p.numel() for p in gp.parameters()), "train": gp_train,
+                           "metrics": res_gp},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "baseline.json").write_text(json.dumps(out, indent=1))
+    (RESULTS / "baseline.md").write_text(markdown(out))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,239 @@
+"""Retrain the shipped default GeoPix checkpoint (``geopix_tiles/data/default_model/``).
+
+One command, from the repository root, with ``../shared/data`` present::
+
+    python scripts/train_default.py            # export -> train (resumes) -> evaluate -> ship
+
+Steps (each can be run alone with ``--step``):
+
+1. ``export``  - cut the permissively licensed labelled scenes (``training/catalog.py``) into
+   256 px chips with the fixed split of ``training/splits/default_v1.json`` and write
+   ``runs/default_v1/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
+2. ``train``   - the project's own trainer on ``training/configs/default_v1.yaml``; resumes
+   from the latest checkpoint in ``runs/default_v1/checkpoints`` when one exists.
+3. ``ship``    - evaluate on the validation split (:func:`training.evaluate.evaluate_model`),
+   store the weights as fp16 in ``geopix_tiles/data/default_model/`` and write
+   ``training_record.json`` (seed, config, data manifest with sha256, metrics), plus the
+   few held-out validation chips the tests use (``tests/data/default_val/``).
+
+GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
+autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
+scripts/train_default.py --step train``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPLIT = ROOT / "training" / "splits" / "default_v1.json"
+CONFIG = ROOT / "training" / "configs" / "default_v1.yaml"
+SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
+TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
+PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
+
+
+def _overlaps(win, box) -> bool:
+    y, x, h, w = win
+    y0, x0, y1, x1 = box
+    return y < y1 and y + h > y0 and x < x1 and x + w > x0
+
+
+def export(shared: Path, out: Path, seed: int) -> dict:
+    from geopix_tiles.tiling import TileGrid
+    from geopix_tiles.training.adapters import build_source
+    from geopix_tiles.training.catalog import PERMISSIVE, shared_data_specs
+    from geopix_tiles.training.windows import export_jsonl, records_from_scene
+
+    split = json.loads(SPLIT.read_text())
+    tile = int(split["tile"])
+    specs = shared_data_specs(shared)
+    val_images = {str((shared / p).resolve()) for p in split["val_images"]}
+    rng = random.Random(seed)
+    train, val = [], []
+    for name in split["sources"]:
+        assert name in PERMISSIVE, name
+        src = build_source(specs[name])
+        for scene in src.scenes():
+            paths = [str(Path(p).resolve()) for p in (scene.image.paths if hasattr(scene.image, "paths") else [])]
+            block = split["val_blocks"].get(name, {}).get("yx_box")
+            is_val_image = any(p in val_images for p in paths)
+            if is_val_image or block:
+                y0, x0, y1, x1 = block or (0, 0, scene.height, scene.width)
+                grid = TileGrid(y1 - y0, x1 - x0, tile, 0)
+                wins = [(y0 + t.y, x0 + t.x, t.height, t.width) for t in grid]
+                for r in records_from_scene(scene, wins):
+                    r.meta["split"] = "val"
+                    val.append(r)
+            if is_val_image:
+                continue
+            th, tw = min(tile, scene.height), min(tile, scene.width)
+            mult = split.get("train_window_multiplier", {}).get(name, 1)
+            n = max(4, round(2 * mult * scene.height * scene.width / (tile * tile)))
+            wins, tries = [], 0
+            while len(wins) < n and tries < 100 * n:
+                tries += 1
+                win = (rng.randint(0, scene.height - th), rng.randint(0, scene.width - tw), th, tw)
+                if block and _overlaps(win, block):
+                    continue
+                wins.append(win)
+            for r in records_from_scene(scene, wins):
+                r.meta["split"] = "train"
+                train.append(r)
+    data = out / "data"
+    export_jsonl(train, data / "train.jsonl", data / "chips_train")
+    export_jsonl(val, data / "val.jsonl", data / "chips_val")
+    counts = {"train": len(train), "val": len(val)}
+    print(f"exported {counts}", flush=True)
+    return counts
+
+
+def manifest(shared: Path) -> list[dict]:
+    split = json.loads(SPLIT.read_text())
+    files = []
+    for name in split["sources"]:
+        for p in sorted((shared / name).rglob("*")):
+            if p.is_file() and p.suffix.lower() in (".jpg", ".png", ".tif", ".tiff", ".geojson", ".json"):
+                files.append({"path": str(p.relative_to(shared)), "bytes": p.stat().st_size,
+                              "sha256": hashlib.sha256(p.read_bytes()).hexdigest()})
+    return files
+
+
+def train(resume: bool) -> dict:
+    from geopix_tiles.training.config import load_config
+    from geopix_tiles.training.trainer import train as run
+
+    cfg = load_config(CONFIG)
+    ck = Path(cfg.output_dir) / "checkpoints"
+    resume = resume and ck.is_dir() and any(ck.glob("step-*"))
+    t0 = time.time()
+    res = run(cfg, resume=resume)
+    res["wall_s"] = time.time() - t0
+    (Path(cfg.output_dir) / "train_result.json").write_text(json.dumps(
+        {"steps": res["steps"], "wall_s": res["wall_s"], "model_dir": res["model_dir"],
+         "final": res["history"][-1] if res["history"] else None}, indent=1))
+    return res
+
+
+def ship(shared: Path, out: Path, max_val: int) -> dict:
+    import torch
+
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.config import load_config
+    from geopix_tiles.training.evaluate import evaluate_model
+    from geopix_tiles.training.records import read_jsonl, write_jsonl
+
+    cfg = load_config(CONFIG)
+    exported = Path(cfg.output_dir) / "model"
+    if exported.is_dir():
+        model = GeoPixModel.from_pretrained(exported)
+    else:  # an interrupted run: ship the latest resumable checkpoint (recorded as such)
+        from safetensors.torch import load_file
+
+        from geopix_tiles.training.trainer import build_model
+
+        ck = sorted((Path(cfg.output_dir) / "checkpoints").glob("step-*"))[-1]
+        names = sorted({i.category for r in read_jsonl(out / "data" / "train.jsonl") for i in r.instances})
+        model = build_model(cfg, names)
+        model.load_state_dict(load_file(str(ck / "model.safetensors")), strict=False)
+        model.eval()
+        print(f"shipping interrupted run from {ck}", flush=True)
+    val = read_jsonl(out / "data" / "val.jsonl")
+    rng = random.Random(0)
+    subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))
+    recs = [val[i] for i in subset]
+    t0 = time.time()
+    metrics = evaluate_model(model, recs, seed=0, samples_per_image=4, semantic=False)
+    metrics["eval_wall_s"] = time.time() - t0
+    metrics["val_images_scored"] = len(recs)
+    metrics["val_images_total"] = len(val)
+    print(json.dumps(metrics, indent=1), flush=True)
+    # fp16 storage: from_pretrained loads it back into fp32 parameters
+    if SHIP.exists():
+        shutil.rmtree(SHIP)
+    model.half().save_pretrained(SHIP)
+    model.float()
+    result = json.loads((Path(cfg.output_dir) / "train_result.json").read_text()) \
+        if (Path(cfg.output_dir) / "train_result.json").exists() else {}
+    record = {
+        "name": "geopix-tiles default_v1",
+        "command": "python scripts/train_default.py",
+        "seed": cfg.seed,
+        "config_file": str(CONFIG.relative_to(ROOT)),
+        "config": cfg.to_dict(),
+        "split_file": str(SPLIT.relative_to(ROOT)),
+        "split": json.loads(SPLIT.read_text()),
+        "export_counts": json.loads((out / "data" / "export_counts.json").read_text())
+        if (out / "data" / "export_counts.json").exists() else None,
+        "data_manifest": manifest(shared),
+        "train": result,
+        "validation_metrics": metrics,
+        "storage_dtype": "float16",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "device": "cuda" if torch.cuda.is_available() else "cpu"},
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    for d in (record["config"], ):
+        d["output_dir"] = "runs/default_v1"
+        d["data"]["train"] = "runs/default_v1/data/train.jsonl"
+        d["data"]["val"] = "runs/default_v1/data/val.jsonl"
+    (SHIP / "training_record.json").write_text(json.dumps(record, indent=1))
+    # a few held-out validation chips for the offline quality test (one per class where possible)
+    if TEST_CHIPS.exists():
+        shutil.rmtree(TEST_CHIPS)
+    TEST_CHIPS.mkdir(parents=True)
+    picked, seen = [], set()
+    for r in val:
+        cats = {i.category for i in r.instances}
+        if cats - seen and len(picked) < 8:
+            picked.append(r)
+            seen |= cats
+    chips = []
+    for i, r in enumerate(picked):
+        src = Path(r.image_path)
+        dst = TEST_CHIPS / f"val_{i:02d}_{src.name.split('_', 1)[1]}"
+        shutil.copy(src, dst)
+        r.image_path = str(dst)
+        chips.append(r)
+    write_jsonl(chips, TEST_CHIPS / "val.jsonl")
+    return metrics
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--step", choices=["all", "export", "train", "ship"], default="all")
+    ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
+    ap.add_argument("--no-resume", action="store_true")
+    args = ap.parse_args()
+    shared = Path(args.shared)
+    if not shared.is_dir():
+        print(f"train_default: {shared} does not exist; pass --shared PATH/TO/shared/data", file=sys.stderr)
+        return 2
+    from geopix_tiles.training.config import load_config
+
+    cfg = load_config(CONFIG)
+    out = Path(cfg.output_dir)
+    if args.step in ("all", "export") and not (out / "data" / "train.jsonl").exists():
+        counts = export(shared, out, cfg.seed)
+        (out / "data" / "export_counts.json").write_text(json.dumps(counts))
+    if args.step in ("all", "train"):
+        train(resume=not args.no_resume)
+    if args.step in ("all", "ship"):
+        ship(shared, out, args.max_val)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
