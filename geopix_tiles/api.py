@@ -19,7 +19,7 @@ import geopandas as gpd
 import rasterio
 from rasterio.errors import RasterioError
 
-from .engine import RunStats, StreamingRun
+from .engine import StreamingRun
 from .errors import GeopixError, InputError, OutputError
 from .heap import pin_mmap_threshold
 from .journal import RunJournal

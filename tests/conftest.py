@@ -64,6 +64,21 @@ def corrupt_block(path, block=(1, 1)) -> None:
         f.write(b"\xff" * size)
 
 
+@pytest.fixture(scope="session")
+def tiny_model_factory():
+    """A fresh, seeded, random-init tiny GeoPix model in eval mode (torch imported only here)."""
+
+    def make():
+        import torch
+
+        from geopix_tiles.model import GeoPixConfig, GeoPixModel
+
+        torch.manual_seed(0)
+        return GeoPixModel(GeoPixConfig.tiny()).eval()
+
+    return make
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

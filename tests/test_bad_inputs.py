@@ -61,7 +61,7 @@ def files(tmp_path_factory):
 
 
 def cli_cases(f):
-    s, out = f["scene"], None
+    s = f["scene"]
     return {
         # rasters
         "missing scene": (["segment", f["dir"] / "nope.tif", "-p", "water"], "does not exist"),

@@ -102,8 +102,8 @@ def test_killed_worker_does_not_change_the_result(client, scene, tmp_path):
 
 
 def test_many_scenes_with_workers_and_merged_output_in_chosen_crs(tmp_path):
-    utm = write_scene(tmp_path / "utm.tif", water_scene(96, 96, [(10, 40, 10, 40)]), descriptions=RGBN)
-    geo = write_scene(tmp_path / "geo.tif", water_scene(96, 96, [(50, 90, 50, 90), (5, 10, 5, 10)]), crs="EPSG:4326",
+    write_scene(tmp_path / "utm.tif", water_scene(96, 96, [(10, 40, 10, 40)]), descriptions=RGBN)
+    write_scene(tmp_path / "geo.tif", water_scene(96, 96, [(50, 90, 50, 90), (5, 10, 5, 10)]), crs="EPSG:4326",
                       transform=from_origin(14.9, 36.1, 1e-5, 1e-5), descriptions=RGBN)
     listing = tmp_path / "scenes.txt"
     listing.write_text("utm.tif\n# comment\ngeo.tif\n")

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 import geopix_tiles
 from geopix_tiles import segment
-from conftest import RGBN, UTM, UTM_TRANSFORM, water_scene, write_scene
+from conftest import RGBN, UTM_TRANSFORM, water_scene, write_scene
 
 
 class BoxFilterSegmenter:

@@ -11,14 +11,13 @@ import pytest
 import torch
 
 from geopix_tiles.errors import InputError
-from geopix_tiles.model import GeoPixConfig, GeoPixModel
+from geopix_tiles.model import GeoPixModel
 from geopix_tiles.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")
-def model() -> GeoPixModel:
-    torch.manual_seed(0)
-    return GeoPixModel(GeoPixConfig.tiny()).eval()
+def model(tiny_model_factory) -> GeoPixModel:
+    return tiny_model_factory()
 
 
 def _images(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:

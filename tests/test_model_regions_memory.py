@@ -13,9 +13,8 @@ from geopix_tiles.model import GeoPixConfig, GeoPixModel
 
 
 @pytest.fixture(scope="module")
-def model() -> GeoPixModel:
-    torch.manual_seed(0)
-    return GeoPixModel(GeoPixConfig.tiny()).eval()
+def model(tiny_model_factory) -> GeoPixModel:
+    return tiny_model_factory()
 
 
 def test_region_placeholders_are_replaced_at_exactly_their_positions(model: GeoPixModel) -> None:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pyogrio
-import pytest
 import rasterio
 from rasterio.features import rasterize
 

@@ -15,7 +15,6 @@ import math
 import re
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
