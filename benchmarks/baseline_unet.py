@@ -3,7 +3,7 @@
     python benchmarks/baseline_unet.py                 # train (same steps x batch as GeoPix), score both
     python benchmarks/baseline_unet.py --score-only    # re-score a saved U-Net and the default GeoPix
 
-* Data: the chips exported by ``scripts/train_default.py`` (``runs/default_v1/data/{train,val}.jsonl``,
+* Data: the chips exported by ``training/default_recipe.py`` (``runs/default_v1/data/{train,val}.jsonl``,
   fixed split ``training/splits/default_v1.json``); nothing else.
 * Model: a 4-level U-Net (random init, ~ the parameter count of the GeoPix tiny model) with one
   sigmoid output per class (building, land, road, vegetation, water, cloud). Each source labels only

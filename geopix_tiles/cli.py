@@ -107,7 +107,8 @@ def _summary(stats, args: argparse.Namespace) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="segment the shipped NAIP sample scene (the README's main job)")
+    p = sub.add_parser("demo", help="segment the shipped NAIP sample scene (the README's main job): GeoPackage, "
+                                    "GeoTIFF and a PNG picture")
     p.add_argument("--out-dir", default="outputs", help="folder for the outputs (default ./outputs)")
     p.add_argument("--model", "-m", default="default", help="default (shipped GeoPix checkpoint) | spectral | checkpoint folder")
     p.add_argument("--prompt", "-p", action="append", help="prompts (default: water, vegetation, buildings, roads)")
@@ -124,7 +125,28 @@ def _run_demo(args: argparse.Namespace) -> int:
         "--model", args.model, "--device", args.device, "--overwrite", "--min-area", "100",
         *[a for p in (args.prompt or ["water", "vegetation", "buildings", "roads"]) for a in ("--prompt", p)],
     ])
-    return _run_segment(ns)
+    code = _run_segment(ns)
+    png = out_dir / f"{stem}.png"
+    _demo_picture(out_dir / f"{stem}.tif", png, args.model)
+    print(f"picture -> {png}")
+    return code
+
+
+def _demo_picture(raster: Path, png: Path, model: str) -> None:
+    """The scene beside its masks, drawn with the project's own plotting code."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from .plot import overlay  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    overlay(DEFAULT_SCENE, None, ax=axes[0], legend=False, title="NAIP sample (R,G,B)")
+    overlay(DEFAULT_SCENE, str(raster), ax=axes[1], max_pixels=700, title=f"--model {model}")
+    fig.tight_layout()
+    fig.savefig(png, dpi=60)
+    plt.close(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:

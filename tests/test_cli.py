@@ -121,6 +121,7 @@ def test_allow_no_georef_gives_pixel_coordinates(tmp_path):
 def test_demo_runs_on_shipped_sample(tmp_path):
     res = run("demo", "--out-dir", tmp_path / "outputs")
     assert res.returncode == 0, res.stderr
+    assert (tmp_path / "outputs" / "naip_sample.png").stat().st_size > 10_000
     gdf = pyogrio.read_dataframe(tmp_path / "outputs" / "naip_sample.gpkg")
     assert {"water", "vegetation"} <= set(gdf["prompt"]) and gdf.crs.to_epsg() == 26914
     assert (gdf["area_m2"] >= 100).all()

@@ -2,7 +2,7 @@
 
 One command, from the repository root, with ``../shared/data`` present::
 
-    python scripts/train_default.py            # export -> train (resumes) -> evaluate -> ship
+    python -m geopix_tiles.training.default_recipe            # export -> train (resumes) -> evaluate -> ship
 
 Steps (each can be run alone with ``--step``):
 
@@ -18,7 +18,7 @@ Steps (each can be run alone with ``--step``):
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
-scripts/train_default.py --step train``.
+training/default_recipe.py --step train``.
 """
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         if (Path(cfg.output_dir) / "train_result.json").exists() else {}
     record = {
         "name": "geopix-tiles default_v1",
-        "command": "python scripts/train_default.py",
+        "command": "python -m geopix_tiles.training.default_recipe",
         "seed": cfg.seed,
         "config_file": str(CONFIG.relative_to(ROOT)),
         "config": cfg.to_dict(),
