@@ -263,8 +263,8 @@ def test_cli_describe_bad_input(scene, model_dir, tmp_path, capfd):
     assert "overlaps the scene" in _err(capfd)
     assert main(["describe", str(scene), str(tmp_path / "missing.gpkg"), "--out", str(out)]) == 2
     assert "do not exist" in _err(capfd)
-    assert main(base[:-2] + ["--model", "default"]) == 2
-    assert "default" in _err(capfd)
+    assert main(base[:-2] + ["--model", str(tmp_path / "no_such_checkpoint")]) == 2
+    assert "does not exist" in _err(capfd)
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
     out.write_text("keep me")
     assert main(base) == 3
