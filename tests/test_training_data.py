@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from rasterio.transform import from_origin
 
+from conftest import write_scene
 from geopix_tiles.errors import InputError
 from geopix_tiles.training import rle
 from geopix_tiles.training.adapters import (BoxCSVSource, ColourMaskSource, MaskRasterSource, VectorSource,
                                             XBDSource, build_source)
 from geopix_tiles.training.instruct import REGION, SEG, TASKS, make_samples, templates
-from geopix_tiles.training.records import ImageRecord, Instance, read_jsonl, write_jsonl
+from geopix_tiles.training.records import ImageRecord, Instance, read_jsonl
 from geopix_tiles.training.windows import export_jsonl, grid_windows, sample_records
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
@@ -70,15 +70,7 @@ def test_bbox_is_exclusive_pixel_box():
 
 # --------------------------------------------------------------------------- realistic files
 def _write(path: Path, data: np.ndarray, crs=UTM, transform=T, nodata=None) -> Path:
-    c, h, w = data.shape
-    prof = dict(driver="GTiff", width=w, height=h, count=c, dtype=data.dtype.name)
-    if crs is not None:
-        prof.update(crs=crs, transform=transform)
-    if nodata is not None:
-        prof["nodata"] = nodata
-    with rasterio.open(path, "w", **prof) as ds:
-        ds.write(data)
-    return path
+    return write_scene(path, data, crs=crs, transform=transform, nodata=nodata)
 
 
 def _scene(tmp_path: Path, h: int = 96, w: int = 128) -> Path:
