@@ -230,16 +230,16 @@ def markdown(out: dict) -> str:
         "# Default GeoPix model vs a closed-set baseline (same ConvNeXt tower + per-class head)",
         "",
         f"Date {out['date']}; machine: {out['machine']['platform']}, {out['machine']['processor']}, "
-        f"{out['machine']['cpu_threads']} torch threads (2-core CPU VM shared with other jobs), torch "
+        f"{out['machine']['cpu_threads']} torch threads (2-core CPU VM), torch "
         f"{out['machine']['torch']}. Produced by `python benchmarks/baseline_unet.py`.",
         "",
         "Same data, same fixed split (`training/splits/default_v1.json`, "
         f"{out['val_chips']} validation chips of 256 px never seen in training), same seed, same "
         f"optimizer-step budget: {ut['steps']} steps x batch {ut['batch_size']} for the baseline; "
-        "the GeoPix run used 20 text steps + 500 mask steps x batch 4 "
+        f"the GeoPix run used {out['geopix_schedule']} x batch {ut['batch_size']} "
         f"({f(gt.get('wall_s', 0) / 60) if gt.get('wall_s') else 'n/a'} min wall-clock). "
-        f"Baseline wall-clock: {ut['wall_s'] / 60:.1f} min (1 thread, run while the GeoPix job was finishing; "
-        "the machine was shared with other jobs, so wall-clock numbers are indicative only).",
+        f"Baseline wall-clock: {ut['wall_s'] / 60:.1f} min ({ut.get('threads') or 'all'} torch threads). "
+        "Wall-clock numbers are indicative: the two runs were not taken under identical load.",
         "",
         f"Parameters: GeoPix default {g['parameters']:,} (text-prompted, 6 classes by prompt + region path); "
         f"baseline {u['parameters']:,} ({ARCH_TEXT[ut.get('arch', 'unet')]}).",
@@ -268,6 +268,8 @@ def main() -> int:
     ap.add_argument("--arch", choices=sorted(ARCHS), default="convnext",
                     help="convnext: GeoPix's tower + FPN per-class head (default); unet: a 4-level U-Net")
     ap.add_argument("--steps", type=int, default=None, help="default: the GeoPix config's total steps")
+    ap.add_argument("--geopix", default="default",
+                    help="GeoPix checkpoint to score beside the baseline (default: the shipped one)")
     args = ap.parse_args()
     from geopix_tiles.model import GeoPixModel
     from geopix_tiles.training.config import load_config
@@ -290,7 +292,7 @@ def main() -> int:
     t0 = time.time()
     res_unet = score(unet, val)
     res_unet["score_s"] = time.time() - t0
-    gp = GeoPixModel.from_pretrained("default")
+    gp = GeoPixModel.from_pretrained(args.geopix)
     t0 = time.time()
     res_gp = score(geopix_predictor(gp), val)
     res_gp["score_s"] = time.time() - t0
@@ -301,6 +303,7 @@ def main() -> int:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_threads": torch.get_num_threads(), "torch": torch.__version__},
         "val_chips": len(val),
+        "geopix_schedule": " + ".join(f"{st.steps} {st.name} steps" for st in cfg.stages),
         "unet": {"parameters": sum(p.numel() for p in unet.parameters()), "train": info, "metrics": res_unet},
         "geopix_default": {"parameters": sum(p.numel() for p in gp.parameters()), "train": gp_train,
                            "metrics": res_gp},

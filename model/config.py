@@ -62,6 +62,8 @@ class GeoPixConfig:
     decoder_heads: int = 8
     decoder_mlp_dim: int = 2048
     decoder_attn_downsample: int = 2
+    #: width of the stride-4 FPN pixel decoder (0 = none, the layout of checkpoints before it)
+    pixel_decoder_dim: int = 0
     # --- class-wise memory ---
     memory_classes: int = 64
     memory_slots: int = 16
@@ -94,7 +96,7 @@ class GeoPixConfig:
                         "max_position_embeddings": 1024, "tie_word_embeddings": True,
                         "rms_norm_eps": 1e-5},
             tokenizer_vocab_size=1024, max_new_tokens=24, prompt_dim=64,
-            decoder_dim=48, decoder_depth=1, decoder_heads=2, decoder_mlp_dim=128,
+            decoder_dim=48, decoder_depth=1, decoder_heads=2, decoder_mlp_dim=128, pixel_decoder_dim=48,
             memory_classes=8, memory_slots=4, memory_heads=2,
             region_dim=64, shape_size=28, shape_hidden=64,
         )
@@ -104,7 +106,8 @@ class GeoPixConfig:
     def base(cls, llm_path: str | None = None, vision_weights: str | None = None,
              **overrides: Any) -> "GeoPixConfig":
         """GeoPix/Aquila-plus sizes: ConvNeXt-L/320 CLIP tower and a local causal LM directory."""
-        cfg = cls(clip_model="convnext_large_d_320", llm_path=llm_path, vision_weights=vision_weights)
+        cfg = cls(clip_model="convnext_large_d_320", llm_path=llm_path, vision_weights=vision_weights,
+                  pixel_decoder_dim=256)
         return dataclasses.replace(cfg, **overrides)
 
     # ------------------------------------------------------------------ derived
@@ -132,6 +135,8 @@ class GeoPixConfig:
         if (self.decoder_dim // self.decoder_attn_downsample) % self.decoder_heads or \
                 (self.decoder_dim // 2) % self.memory_heads or self.decoder_dim % 8:
             raise ValueError("decoder_dim must be a multiple of 8, and its attention widths divisible by the heads")
+        if self.pixel_decoder_dim < 0:
+            raise ValueError("pixel_decoder_dim must be 0 (no pixel decoder) or a positive width")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ValueError("image_mean and image_std need 3 values (RGB)")
 

@@ -39,7 +39,7 @@ from .config import GeoPixConfig
 from .generation import LogitsProcessor, greedy_decode
 from .llm import build_llm, decoder_forward, llm_config_dict, load_llm
 from .losses import mask_bce, mask_dice, token_ce
-from .mask_decoder import MaskPredictor, Neck
+from .mask_decoder import MaskPredictor, Neck, PixelDecoder
 from .memory import ClassMemory
 from .processor import GeoPixProcessor
 from .projector import ImageProjector
@@ -84,6 +84,7 @@ class ImageEncoding:
     scale_feats: list[torch.Tensor]
     size: tuple[int, int]
     padded: tuple[int, int]
+    pixel_feats: torch.Tensor | None = None
 
 
 class GeoPixModel(nn.Module):
@@ -116,7 +117,8 @@ class GeoPixModel(nn.Module):
                              config.memory_heads, config.prompt_dim)
         self.mask_predictor = MaskPredictor(config.prompt_dim, config.decoder_dim, config.num_seg_scales,
                                             config.decoder_depth, config.decoder_heads, config.decoder_mlp_dim,
-                                            config.decoder_attn_downsample, memory)
+                                            config.decoder_attn_downsample, memory, config.pixel_decoder_dim)
+        self.pixel_decoder = PixelDecoder(ch, config.pixel_decoder_dim) if config.pixel_decoder_dim else None
         self.region_extractor = MaskAwareExtractor(ch, config.region_dim, hidden)
         self.shape_embed = ShapeEmbedding(config.shape_size, config.shape_hidden, hidden)
         self.processor = GeoPixProcessor(tokenizer, config)
@@ -148,7 +150,8 @@ class GeoPixModel(nn.Module):
         feats = self.vision(x)
         tokens = self.projector(feats[self.config.projector_stage])
         scale_feats = [neck(feats[s], (ph, pw)) for neck, s in zip(self.necks, self.config.decoder_stages)]
-        return ImageEncoding(feats, tokens, scale_feats, (h, w), (ph, pw))
+        pixel = self.pixel_decoder(feats, (ph, pw)) if self.pixel_decoder is not None else None
+        return ImageEncoding(feats, tokens, scale_feats, (h, w), (ph, pw), pixel)
 
     def _pad_masks(self, masks: torch.Tensor, enc: ImageEncoding) -> torch.Tensor:
         masks = masks.to(self.device, torch.float32)
@@ -237,7 +240,7 @@ class GeoPixModel(nn.Module):
         weights = None
         if rows.numel():
             prompts = self.seg_head(seg_states)
-            mask_logits, weights = self.mask_predictor(enc.scale_feats, prompts, rows, enc.padded)
+            mask_logits, weights = self.mask_predictor(enc.scale_feats, prompts, rows, enc.padded, enc.pixel_feats)
             mask_logits = mask_logits[:, : enc.size[0], : enc.size[1]]
             counts = torch.bincount(rows, minlength=input_ids.shape[0]).tolist()
             per_sample = list(mask_logits.split(counts))
@@ -299,7 +302,8 @@ class GeoPixModel(nn.Module):
         states = hidden.gather(1, seg_pos[..., None].expand(-1, -1, hidden.shape[-1]))
         prompts_emb = self.seg_head(states)
         tile_index = torch.arange(b, device=self.device).repeat_interleave(p)
-        logits, weights = self.mask_predictor(enc.scale_feats, prompts_emb, tile_index, enc.padded)
+        logits, weights = self.mask_predictor(enc.scale_feats, prompts_emb, tile_index, enc.padded,
+                                              enc.pixel_feats)
         logits = logits[:, : enc.size[0], : enc.size[1]].float()
         return logits.reshape(b, p, *enc.size), weights.reshape(b, p, -1)
 
@@ -361,7 +365,8 @@ class GeoPixModel(nn.Module):
                 sel = torch.tensor(groups, device=self.device)
                 prompts = self.seg_head(states[0][sel])
                 logits, _ = self.mask_predictor(enc.scale_feats, prompts, torch.zeros(len(groups), dtype=torch.long,
-                                                                                      device=self.device), enc.padded)
+                                                                                      device=self.device), enc.padded,
+                                                enc.pixel_feats)
                 logits = logits[:, :h, :w].float()
             else:
                 logits = torch.zeros((0, h, w), device=self.device)

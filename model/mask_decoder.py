@@ -49,6 +49,31 @@ class Neck(nn.Module):
         return self.conv2(x)
 
 
+class PixelDecoder(nn.Module):
+    """FPN over all four tower stages -> one stride-4 pixel embedding per tile.
+
+    The SAM-style decoders see stride-16/8 features only; 10-30 px roofs and 3-8 px roads need
+    stride 4 and the tower's earliest stage. The embedding is image-only (run once per tile),
+    and each prompt reads it with a single dot product (Mask2Former's "mask embedding x pixel
+    embedding"), so the fine path costs almost nothing per extra prompt.
+    """
+
+    def __init__(self, in_channels: list[int], dim: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in in_channels)
+        self.out = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), LayerNorm2d(dim), nn.GELU(),
+                                 nn.Conv2d(dim, dim, 1))
+
+    def forward(self, feats: list[torch.Tensor], image_hw: tuple[int, int]) -> torch.Tensor:
+        x = self.lateral[-1](feats[-1])
+        for lateral, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
+            x = lateral(f) + F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False)
+        size = (image_hw[0] // 4, image_hw[1] // 4)
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.out(x)
+
+
 class ScaleDecoder(nn.Module):
     """One scale: (mask token, prompt) x image -> two-way passes with a memory read -> mask.
 
@@ -94,18 +119,25 @@ class MaskPredictor(nn.Module):
     """
 
     def __init__(self, prompt_dim: int, dim: int, num_scales: int, depth: int, heads: int, mlp_dim: int,
-                 downsample: int, memory: ClassMemory) -> None:
+                 downsample: int, memory: ClassMemory, pixel_dim: int = 0) -> None:
         super().__init__()
         self.decoders = nn.ModuleList(ScaleDecoder(dim, prompt_dim, depth, heads, mlp_dim, downsample)
                                       for _ in range(num_scales))
         self.memory = memory
         self.fusion = nn.Parameter(torch.full((num_scales,), 1.0 / num_scales))
+        # optional fine path: all SEG prompts -> one vector dotted with the stride-4 pixel embedding
+        self.pixel_embed = (nn.Sequential(nn.Linear(num_scales * prompt_dim, pixel_dim), nn.GELU(),
+                                          nn.Linear(pixel_dim, pixel_dim)) if pixel_dim else None)
 
     def forward(self, scale_feats: list[torch.Tensor], prompts: torch.Tensor, tile_index: torch.Tensor,
-                out_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+                out_hw: tuple[int, int], pixel_feats: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """``scale_feats``: per-tile neck outputs; ``prompts [N, scales, prompt_dim]``;
-        ``tile_index [N]`` says which tile each prompt belongs to. Returns logits ``[N, H, W]``
-        and the class weights ``[N, classes]``."""
+        ``tile_index [N]`` says which tile each prompt belongs to; ``pixel_feats`` is the
+        per-tile stride-4 embedding when the model has a pixel decoder. Returns logits
+        ``[N, H, W]`` and the class weights ``[N, classes]``."""
+        if (pixel_feats is None) != (self.pixel_embed is None):
+            raise ValueError("pixel_feats must be given exactly when the model has a pixel decoder")
         weights = self.memory.class_weights(prompts)
         prev = None
         logits = []
@@ -117,8 +149,12 @@ class MaskPredictor(nn.Module):
             prev = decoder(feats, prompts[:, k], self.memory, weights, k)
             logits.append(prev)
         fine = logits[-1].shape[-2:]
-        fused = sum(self.fusion[k] * (l if l.shape[-2:] == fine else
-                                      F.interpolate(l[:, None], size=fine, mode="bilinear", align_corners=False)[:, 0])
+        if pixel_feats is not None and self.pixel_embed is not None:
+            emb = self.pixel_embed(prompts.flatten(1))
+            logits.append(torch.einsum("nc,nchw->nhw", emb, pixel_feats.index_select(0, tile_index)))
+        fused = sum((self.fusion[k] if k < len(self.fusion) else 1.0) *
+                    (l if l.shape[-2:] == fine else
+                     F.interpolate(l[:, None], size=fine, mode="bilinear", align_corners=False)[:, 0])
                     for k, l in enumerate(logits))
         if fused.shape[-2:] != tuple(out_hw):
             fused = F.interpolate(fused[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]

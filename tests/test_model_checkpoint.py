@@ -146,3 +146,37 @@ def test_vision_weights_load_from_local_safetensors_only(tmp_path: Path) -> None
     pickled.write_bytes(b"\x80\x04.")
     with pytest.raises(InputError, match="pickled"):
         GeoPixModel(GeoPixConfig.tiny(vision_weights=str(pickled)))
+
+
+def test_checkpoints_without_a_pixel_decoder_still_load(tmp_path: Path) -> None:
+    """``pixel_decoder_dim`` 0 is the layout written before the stride-4 path existed."""
+    torch.manual_seed(1)
+    legacy = GeoPixModel(GeoPixConfig.tiny(pixel_decoder_dim=0)).eval()
+    assert legacy.pixel_decoder is None and legacy.mask_predictor.pixel_embed is None
+    legacy.save_pretrained(tmp_path / "legacy")
+    cfg = json.loads((tmp_path / "legacy" / "config.json").read_text())
+    del cfg["pixel_decoder_dim"]  # a config.json from before the key existed
+    (tmp_path / "legacy" / "config.json").write_text(json.dumps(cfg))
+    loaded = GeoPixModel.from_pretrained(tmp_path / "legacy")
+    assert loaded.pixel_decoder is None
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(legacy.segment(x, ["water"]), loaded.segment(x, ["water"]))
+
+
+def test_pixel_decoder_shapes_and_contribution() -> None:
+    torch.manual_seed(0)
+    model = GeoPixModel(GeoPixConfig.tiny()).eval()
+    assert model.config.pixel_decoder_dim == 48
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    enc = model.encode_images(x)
+    assert enc.pixel_feats is not None and tuple(enc.pixel_feats.shape) == (2, 48, 24, 32)  # stride 4
+    with torch.no_grad():
+        full = model.segment(x, ["buildings"])
+        # the stride-4 path changes the answer: zero its prompt projection and the logits move
+        model.mask_predictor.pixel_embed[-1].weight.zero_()
+        model.mask_predictor.pixel_embed[-1].bias.zero_()
+        without = model.segment(x, ["buildings"])
+    assert full.shape == without.shape == (2, 1, 96, 128)
+    assert not torch.allclose(full, without)
+    with pytest.raises(ValueError, match="pixel_feats"):
+        model.mask_predictor(enc.scale_feats, torch.zeros(1, 2, 64), torch.zeros(1, dtype=torch.long), enc.padded)

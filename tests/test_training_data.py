@@ -16,7 +16,7 @@ from geopix_tiles.training.adapters import (BoxCSVSource, ColourMaskSource, Mask
                                             XBDSource, build_source)
 from geopix_tiles.training.instruct import REGION, SEG, TASKS, make_samples, templates
 from geopix_tiles.training.records import ImageRecord, Instance, read_jsonl
-from geopix_tiles.training.windows import export_jsonl, grid_windows, sample_records
+from geopix_tiles.training.windows import export_jsonl, grid_windows, records_from_scene, sample_records
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data"
 UTM = "EPSG:32633"
@@ -268,6 +268,56 @@ def test_instruction_samples_cover_tasks_and_hold_out_templates():
     # deterministic for a seed
     again = make_samples([_record() for _ in range(6)], seed=1, per_record=len(TASKS))
     assert [(s.question, s.answer) for s in again] == [(s.question, s.answer) for s in samples]
+
+
+
+def test_negative_prompts_ask_for_annotated_absent_classes_with_empty_masks():
+    """Absent classes a source labels exhaustively come back as empty targets; others never do."""
+    recs = [_record() for _ in range(40)]
+    for r in recs[:20]:
+        r.meta["classes"] = ["building", "road", "water"]  # road: annotated everywhere, absent here
+    empty_chip = ImageRecord(image_path=None, instances=[], meta={"classes": ["cloud"], "window": [0, 0, 32, 48]})
+    samples = make_samples(recs + [empty_chip], tasks=["category_seg"], seed=3, per_record=3, negatives=0.5)
+    negatives = [(s, c, m) for s in samples for c, m in zip(s.target_categories, s.target_masks)
+                 if rle.area(m) == 0]
+    assert negatives, "negative prompts are generated"
+    for s, c, m in negatives:
+        s.check()
+        assert (c, s.record < 20 or s.record == 40) in (("road", True), ("cloud", True))
+        assert (c == "cloud") == (s.record == 40)
+        assert tuple(m["size"]) == ((32, 48) if c == "cloud" else (64, 64))
+        assert c + "s" in s.question or c in s.question  # the prompt names the absent class
+    # every present class still gets its full union mask
+    for s in samples:
+        for c, m in zip(s.target_categories, s.target_masks):
+            if c in ("building", "water"):
+                expect = sum(i.area for i in recs[s.record].instances if i.category == c)
+                assert rle.area(m) == expect
+    # a chip without meta["classes"] (labels of unknown extent) never gets a negative
+    plain = make_samples(recs[20:], tasks=["category_seg"], seed=3, per_record=3, negatives=1.0)
+    assert all(rle.area(m) > 0 for s in plain for m in s.target_masks)
+    # negatives=0 keeps the samples of earlier versions exactly (same RNG draws)
+    assert [(s.question, s.answer) for s in make_samples(recs, seed=1, per_record=2)] == \
+        [(s.question, s.answer) for s in make_samples(recs, seed=1, per_record=2, negatives=0.0)]
+    with pytest.raises(ValueError, match="negatives"):
+        make_samples(recs, negatives=1.5)
+
+
+def test_class_raster_sources_report_exhaustive_classes(tmp_path):
+    raster = _scene(tmp_path)
+    m = np.zeros((1, 96, 128), np.uint8)
+    m[0, 10:20, 10:20] = 255
+    _write(tmp_path / "mask.tif", m)
+    (scene,) = MaskRasterSource(str(raster), str(tmp_path / "mask.tif"), {255: "building", 7: "water"}).scenes()
+    assert scene.annotated_classes() == ["building", "water"]
+    recs = list(records_from_scene(scene, [(0, 0, 48, 64), (50, 60, 40, 60)]))
+    assert [r.meta["classes"] for r in recs] == [["building", "water"]] * 2
+    assert [r.categories() for r in recs] == [["building"], []]
+    assert recs[1].size == (40, 60)
+    (partial,) = MaskRasterSource(str(raster), str(tmp_path / "mask.tif"), {255: "building"},
+                                  exhaustive=False).scenes()
+    assert partial.annotated_classes() is None
+    assert "classes" not in next(records_from_scene(partial, [(0, 0, 48, 64)])).meta
 
 
 # --------------------------------------------------------------------------- shared real data

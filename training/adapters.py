@@ -165,8 +165,10 @@ class VectorSource(Source):
 # --------------------------------------------------------------------------- raster masks
 class _ClassRasterScene(LabelledScene):
     def __init__(self, name: str, image: RasterImage, classes_of_window, class_names: Mapping[int, str],
-                 ignore: Sequence[int], stuff: Sequence[str], min_pixels: int, report: dict[str, Any]) -> None:
+                 ignore: Sequence[int], stuff: Sequence[str], min_pixels: int, report: dict[str, Any],
+                 exhaustive: bool = True) -> None:
         self.name = name
+        self.exhaustive = exhaustive
         self.image = image
         self._classes_of_window = classes_of_window
         self.class_names = dict(class_names)
@@ -179,6 +181,11 @@ class _ClassRasterScene(LabelledScene):
         classes = self._classes_of_window(y, x, h, w)
         return instances_from_class_raster(classes, self.class_names, ignore=self.ignore,
                                            min_pixels=self.min_pixels, stuff=self.stuff)
+
+    def annotated_classes(self) -> list[str] | None:
+        if not self.exhaustive:
+            return None
+        return sorted({n for v, n in self.class_names.items() if v not in self.ignore})
 
 
 def _parse_classes(classes: Mapping[Any, str] | None, where: str) -> dict[int, str]:
@@ -195,8 +202,9 @@ class MaskRasterSource(Source):
 
     def __init__(self, image: str | Sequence[str], mask: str, classes: Mapping[Any, str],
                  ignore: Sequence[int] = (), stuff: Sequence[str] = (), bands: Sequence[int] | None = None,
-                 name: str | None = None, min_pixels: int = 16) -> None:
+                 name: str | None = None, min_pixels: int = 16, exhaustive: bool = True) -> None:
         self.image = image
+        self.exhaustive = exhaustive
         self.mask = mask
         self.classes = _parse_classes(classes, f"mask source {mask}")
         self.ignore = list(ignore)
@@ -240,7 +248,7 @@ class MaskRasterSource(Source):
                     return ds.read(1, window=Window(x, y, w, h))
 
         yield _ClassRasterScene(self.name, img, classes_of_window, self.classes, ignore, self.stuff,
-                                self.min_pixels, report)
+                                self.min_pixels, report, self.exhaustive)
 
 
 class ColourMaskSource(Source):
@@ -248,8 +256,9 @@ class ColourMaskSource(Source):
 
     def __init__(self, images: str, masks: str, colours: Mapping[str, Sequence[int]],
                  ignore: Sequence[str] = (), stuff: Sequence[str] = (), name: str = "chips",
-                 min_pixels: int = 64, mask_suffix: str = ".png") -> None:
+                 min_pixels: int = 64, mask_suffix: str = ".png", exhaustive: bool = True) -> None:
         self.images = images
+        self.exhaustive = exhaustive
         self.masks = masks
         if not colours:
             raise InputError("colour-mask source: give 'colours', a map of class name -> [r, g, b]")
@@ -304,7 +313,8 @@ class ColourMaskSource(Source):
                 return ids[y:y + h, x:x + w]
 
             scene = _ClassRasterScene(f"{self.name}/{im.parent.parent.name}/{im.stem}", img, classes_of_window,
-                                      class_names, ignore_ids, self.stuff, self.min_pixels, report)
+                                      class_names, ignore_ids, self.stuff, self.min_pixels, report,
+                                      self.exhaustive)
             yield scene
 
 

@@ -3,7 +3,8 @@
 Kept in code (not only in a config) because the shared folder's quirks are facts about
 the data that every user of it needs: the Dubai colour table differs from its upstream
 ``classes.json``; the Open Cities mask uses 255; the Puerto Rico mask is 1 everywhere except
-one house (checked by eye: the 0 pixels outline a single roof), so 0 is the labelled class;
+one house (checked by eye: the 0 pixels outline a single roof), so 0 is the labelled class and
+its labels are not exhaustive (other roofs are unlabelled, so no window is a negative for buildings);
 xBD is non-commercial. Sentinel-2 is read as true colour (B04, B03, B02) because
 the GeoPix vision tower takes RGB; add ``B08`` to the list for a 4-band model.
 """
@@ -43,7 +44,7 @@ def shared_data_specs(root: str | Path) -> dict[str, dict[str, Any]]:
                      "stuff": ["cloud"], "name": "s2_cloud"},
         "puerto_rico": {"type": "mask", "image": str(r / "puerto_rico" / "pre.tif"),
                         "mask": str(r / "puerto_rico" / "pre_mask.tif"), "classes": {0: "building"},
-                        "name": "puerto_rico"},
+                        "exhaustive": False, "name": "puerto_rico"},
         "elevation": {"type": "vector", "image": [str(r / "elevation" / f) for f in ("dsm.tif", "dtm.tif", "hag.tif")],
                       "vector": str(r / "elevation" / "buildings.geojson"), "category": "building",
                       "name": "elevation"},

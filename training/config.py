@@ -28,6 +28,7 @@ Example (every key optional except a data entry)::
       windows_per_scene: 16
       samples_per_image: 2              # instruction samples generated per image and stage
       max_targets: 3                    # masks per answer / regions per prompt
+      negatives: 0.25                   # chance a category prompt also asks for an absent (annotated) class
     stages:                             # GeoPix two-stage schedule; what trains is configurable
       - {name: text, steps: 100, lr: 2.0e-4, train: [projector, region, llm],
          tasks: [region_class, region_caption, caption, vqa]}
@@ -111,6 +112,7 @@ class DataSpec:
     windows_per_scene: int = 16
     samples_per_image: int = 2
     max_targets: int = 3
+    negatives: float = 0.25
 
 
 @dataclass
@@ -151,6 +153,8 @@ class TrainConfig:
             raise InputError(f"data.sampling '{self.data.sampling}' is not 'random' or 'grid'")
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise InputError("data.val_fraction must be in [0, 1)")
+        if not 0 <= self.data.negatives <= 1:
+            raise InputError(f"data.negatives is a probability; got {self.data.negatives}, use a value in [0, 1]")
         if self.model.preset not in ("tiny", "base") and not self.model.checkpoint:
             raise InputError(f"model.preset '{self.model.preset}' is unknown; use tiny or base, or set model.checkpoint")
         if not self.stages:

@@ -301,13 +301,21 @@ def _count_words(n: int) -> str:
 
 
 def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, split: Split = "train",
-                 seed: int = 0, per_record: int = 2, max_targets: int = 3, vocabulary: Sequence[str] | None = None
-                 ) -> list[InstructSample]:
+                 seed: int = 0, per_record: int = 2, max_targets: int = 3, vocabulary: Sequence[str] | None = None,
+                 negatives: float = 0.0) -> list[InstructSample]:
     """Instruction samples for every record; deterministic for a seed.
 
     ``vocabulary`` is the class list used for presence questions with a "no" answer (the
     classes of the whole data set); it defaults to the classes seen in ``records``.
+
+    ``negatives`` is the chance that a category-segmentation sample also asks for a class the
+    record's source annotates exhaustively (``meta["classes"]``) but the tile lacks, with an
+    empty target mask. Without such samples a model only ever sees prompts whose answer is
+    non-empty and learns to paint something for every prompt, which is exactly the false
+    alarm a scene-wide run cannot afford; records without ``meta["classes"]`` never get one.
     """
+    if not 0.0 <= negatives <= 1.0:
+        raise ValueError(f"negatives is a probability in [0, 1], got {negatives}")
     for t in tasks:
         if t not in TASKS:
             raise ValueError(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
@@ -325,7 +333,7 @@ def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, s
         for task in options:
             if made >= per_record:
                 break
-            s = _make_one(task, ri, rec, by_cat, vocab, split, rng, max_targets)
+            s = _make_one(task, ri, rec, by_cat, vocab, split, rng, max_targets, negatives)
             if s is not None:
                 s.check()
                 out.append(s)
@@ -333,13 +341,26 @@ def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, s
     return out
 
 
+def _absent_classes(rec: ImageRecord, by_cat: dict[str, list[Instance]]) -> list[str]:
+    return sorted(set(rec.meta.get("classes") or ()) - set(by_cat))
+
+
 def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Instance]], vocab: list[str],
-              split: Split, rng: random.Random, max_targets: int) -> InstructSample | None:
+              split: Split, rng: random.Random, max_targets: int, negatives: float = 0.0) -> InstructSample | None:
     pick = rng.choice
     if task == "category_seg":
-        if not by_cat:
+        absent = _absent_classes(rec, by_cat) if negatives > 0 and rec.size is not None else []
+        negative = bool(absent) and (not by_cat or rng.random() < negatives)
+        if not by_cat and not negative:
             return None
-        cats = rng.sample(sorted(by_cat), k=min(len(by_cat), rng.randint(1, max_targets)))
+        k = rng.randint(1, max_targets)
+        cats = rng.sample(sorted(by_cat), k=min(len(by_cat), k - 1 if negative else k)) if by_cat else []
+        masks = [_union_rle(by_cat[c]) for c in cats]
+        if negative:
+            c = pick(absent)
+            at = rng.randint(0, len(cats))
+            cats.insert(at, c)
+            masks.insert(at, rle.encode(np.zeros(rec.size, dtype=np.uint8)))
         if len(cats) == 1:
             c = cats[0]
             t = pick(templates("category_seg", split))
@@ -350,7 +371,7 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
             names = " and ".join(plural(c) for c in cats)
             q = t.format(cat=names, cat_pl=names)
             a = "Sure, " + ", ".join(f"{plural(c)}: {SEG}" for c in cats) + "."
-        return InstructSample(task, f"{IMAGE}\n{q}", a, ri, [_union_rle(by_cat[c]) for c in cats], cats, template=t)
+        return InstructSample(task, f"{IMAGE}\n{q}", a, ri, masks, cats, template=t)
     if task == "referring_seg":
         refs = _unique_refs(rec)
         if not refs:

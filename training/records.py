@@ -95,6 +95,9 @@ class ImageRecord:
         if self.instances:
             h, w = self.instances[0].mask_rle["size"]
             return int(h), int(w)
+        window = self.meta.get("window")
+        if window is not None and len(window) == 4:  # an exported chip with no instances
+            return int(window[2]), int(window[3])
         return None
 
     def load(self) -> np.ndarray:

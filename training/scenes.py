@@ -190,6 +190,15 @@ class LabelledScene:
     def instances(self, y: int, x: int, h: int, w: int) -> list[Instance]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def annotated_classes(self) -> list[str] | None:
+        """Classes labelled *everywhere* in the scene, or ``None`` when unknown.
+
+        A class listed here but absent from a window is a true negative, which is what lets
+        training ask for it and expect an empty mask. Sources whose labels cover only some
+        objects (one roof of many) say ``exhaustive: false`` and return ``None``.
+        """
+        return None
+
     @property
     def height(self) -> int:
         return self.image.height

@@ -221,7 +221,7 @@ def parameter_groups(model: Any) -> dict[str, list[tuple[str, torch.nn.Parameter
             g = "region"
         elif top == "seg_head":
             g = "seg_head"
-        elif top == "necks":
+        elif top in ("necks", "pixel_decoder"):
             g = "decoder"
         elif top == "mask_predictor":
             g = "memory" if ".memory." in name else "decoder"
@@ -370,7 +370,8 @@ class Trainer:
             st = self.cfg.stages[stage_idx]
             samples = make_samples(self.train_records, tasks=st.tasks, split="train",
                                    seed=self.cfg.seed + 7919 * stage_idx, per_record=self.cfg.data.samples_per_image,
-                                   max_targets=self.cfg.data.max_targets, vocabulary=self.class_names)
+                                   max_targets=self.cfg.data.max_targets, vocabulary=self.class_names,
+                                   negatives=self.cfg.data.negatives)
             if not samples:
                 raise InputError(f"stage '{st.name}' has no samples: its tasks {st.tasks} need labelled instances")
             self._datasets[stage_idx] = InstructDataset(self.train_records, samples, self.size,

@@ -49,10 +49,13 @@ def records_from_scene(scene: LabelledScene, windows: Iterable[Window], min_vali
         insts = scene.instances(y, x, h, w)
         if not insts and not keep_empty:
             continue
+        meta: dict[str, Any] = {"source": scene.name, "window": [int(y), int(x), int(h), int(w)]}
+        annotated = scene.annotated_classes()
+        if annotated is not None:
+            meta["classes"] = annotated
         yield ImageRecord(image_path=None, instances=insts, image=image,
                           norm={"low": list(scene.image.low), "high": list(scene.image.high)},
-                          meta={"source": scene.name, "window": [int(y), int(x), int(h), int(w)]},
-                          origin=(scene, (y, x, h, w)))
+                          meta=meta, origin=(scene, (y, x, h, w)))
 
 
 def sample_records(sources: Sequence[Source], tile: int, mode: Literal["grid", "random"] = "grid",
