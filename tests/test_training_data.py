@@ -332,8 +332,6 @@ def test_every_labelled_shared_sample_loads_through_an_adapter(tmp_path):
         src = build_source(spec)
         scene = next(iter(src.scenes()))
         wins = grid_windows(scene, 256)[:16]
-        from geopix_tiles.training.windows import records_from_scene
-
         recs = list(records_from_scene(scene, wins))
         assert recs, name
         assert any(r.instances for r in recs), f"{name}: no instances in the first windows"

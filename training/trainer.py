@@ -27,7 +27,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from geopix_tiles.errors import InputError
 from .config import TrainConfig
 from .dataset import InstructDataset, collate, micro_indices, step_indices
 from .instruct import make_samples
-from .records import ImageRecord, read_jsonl, write_jsonl
+from .records import ImageRecord, read_jsonl
 
 __all__ = ["Trainer", "DistInfo", "dist_info", "load_records", "build_model", "parameter_groups", "train"]
 
