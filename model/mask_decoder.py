@@ -149,13 +149,15 @@ class MaskPredictor(nn.Module):
             prev = decoder(feats, prompts[:, k], self.memory, weights, k)
             logits.append(prev)
         fine = logits[-1].shape[-2:]
-        if pixel_feats is not None and self.pixel_embed is not None:
+
+        def at_fine(l: torch.Tensor) -> torch.Tensor:
+            return l if l.shape[-2:] == fine else F.interpolate(l[:, None], size=fine, mode="bilinear",
+                                                                 align_corners=False)[:, 0]
+
+        fused = sum(self.fusion[k] * at_fine(l) for k, l in enumerate(logits))
+        if pixel_feats is not None and self.pixel_embed is not None:  # the stride-4 path, added unweighted
             emb = self.pixel_embed(prompts.flatten(1))
-            logits.append(torch.einsum("nc,nchw->nhw", emb, pixel_feats.index_select(0, tile_index)))
-        fused = sum((self.fusion[k] if k < len(self.fusion) else 1.0) *
-                    (l if l.shape[-2:] == fine else
-                     F.interpolate(l[:, None], size=fine, mode="bilinear", align_corners=False)[:, 0])
-                    for k, l in enumerate(logits))
+            fused = fused + at_fine(torch.einsum("nc,nchw->nhw", emb, pixel_feats.index_select(0, tile_index)))
         if fused.shape[-2:] != tuple(out_hw):
             fused = F.interpolate(fused[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]
         return fused, weights
