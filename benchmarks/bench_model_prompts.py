@@ -71,7 +71,7 @@ def main() -> None:
 
             hidden, _ = decoder_forward(model.llm, emb, batch["attention_mask"].to(device))
             states, rows = model._seg_hidden(ids, hidden)
-            model.mask_predictor(enc.scale_feats, model.seg_head(states), tile_index[rows], enc.padded)
+            model.mask_predictor(enc.scale_feats, model.seg_head(states), tile_index[rows], enc.padded, enc.pixel_feats)
 
     def per_prompt(p: int) -> None:
         for q in PROMPTS[:p]:
