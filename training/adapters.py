@@ -8,6 +8,8 @@
 * :class:`XBDSource` - xBD-style JSON with pixel ``xy`` WKT polygons (damage subtype kept).
 * :class:`BoxCSVSource` - ``image_path,xmin,ymin,xmax,ymax,label`` boxes (DeepForest style);
   a box is the only shape such labels give, so the box is the mask.
+* :class:`SpectralIndexSource` - *weak* water / vegetation labels from NDWI / NDVI on a scene
+  with a NIR band; the model still sees only the RGB bands. Records say ``weak_labels``.
 
 Every adapter yields scenes; :mod:`.windows` cuts them into tiles and records, and
 :func:`.windows.export_jsonl` writes the GeoPixInstruct JSONL interchange form.
@@ -36,6 +38,7 @@ __all__ = [
     "ColourMaskSource",
     "XBDSource",
     "BoxCSVSource",
+    "SpectralIndexSource",
     "build_source",
     "SOURCE_TYPES",
 ]
@@ -404,12 +407,73 @@ class BoxCSVSource(Source):
                                 pixel_space=True)
 
 
+# --------------------------------------------------------------------------- weak spectral labels
+class SpectralIndexSource(Source):
+    """Weak labels from spectral indices: water where NDWI > ``ndwi``, vegetation where NDVI > ``ndvi``.
+
+    McFeeters' NDWI ``(G - NIR) / (G + NIR)`` and NDVI ``(NIR - R) / (NIR + R)`` on the raw
+    digital numbers; water wins where both fire. Pixels that are nodata in any band are
+    ignored. The labels are exhaustive for those two classes, so a window without water is a
+    true negative for "water" - as far as an index threshold can say; they are weak labels and
+    every record carries ``meta["weak_labels"] = True``.
+    """
+
+    def __init__(self, images: str | Sequence[str], rgb: Sequence[int], red: int, green: int, nir: int,
+                 ndwi: float = 0.2, ndvi: float = 0.3, name: str = "spectral_index", min_pixels: int = 16) -> None:
+        paths = sorted(glob.glob(images)) if isinstance(images, str) else [str(p) for p in images]
+        if not paths:
+            raise InputError(f"spectral-index source: no image matches {images!r}; check the path or glob")
+        self.paths = paths
+        self.rgb = list(rgb)
+        self.red, self.green, self.nir = int(red), int(green), int(nir)
+        self.ndwi, self.ndvi = float(ndwi), float(ndvi)
+        self.name = name
+        self.min_pixels = min_pixels
+
+    def classes_of_window(self, path: str, y: int, x: int, h: int, w: int) -> np.ndarray:
+        import rasterio
+        from rasterio.windows import Window
+
+        with rasterio.open(path) as ds:
+            r, g, n = (ds.read(b, window=Window(x, y, w, h)).astype(np.float32)
+                       for b in (self.red, self.green, self.nir))
+            valid = ds.read_masks(1, window=Window(x, y, w, h)) > 0
+        return spectral_classes(r, g, n, self.ndwi, self.ndvi, valid)
+
+    def scenes(self) -> Iterator[LabelledScene]:
+        for path in self.paths:
+            img = RasterImage.open(path, self.rgb)
+
+            def classes(y: int, x: int, h: int, w: int, path: str = path) -> np.ndarray:
+                return self.classes_of_window(path, y, x, h, w)
+
+            scene = _ClassRasterScene(f"{self.name}/{Path(path).stem}", img, classes, {1: "water", 2: "vegetation"},
+                                      [255], ["water", "vegetation"], self.min_pixels, {"weak_labels": True})
+            scene.weak_labels = True
+            yield scene
+
+
+def spectral_classes(red: np.ndarray, green: np.ndarray, nir: np.ndarray, ndwi: float = 0.2, ndvi: float = 0.3,
+                     valid: np.ndarray | None = None) -> np.ndarray:
+    """uint8 class raster: 1 water (NDWI > ndwi), 2 vegetation (NDVI > ndvi), 0 other, 255 invalid."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wi = np.where(green + nir > 0, (green - nir) / (green + nir), 0.0)
+        vi = np.where(nir + red > 0, (nir - red) / (nir + red), 0.0)
+    out = np.zeros(red.shape, dtype=np.uint8)
+    out[vi > ndvi] = 2
+    out[wi > ndwi] = 1
+    if valid is not None:
+        out[~valid] = 255
+    return out
+
+
 SOURCE_TYPES: dict[str, type[Source]] = {
     "vector": VectorSource,
     "mask": MaskRasterSource,
     "colour_mask": ColourMaskSource,
     "xbd": XBDSource,
     "boxes": BoxCSVSource,
+    "spectral_index": SpectralIndexSource,
 }
 
 

@@ -25,7 +25,7 @@ DUBAI_COLOURS: dict[str, list[int]] = {
 }
 
 #: Sources whose licence allows training weights we ship (CC0, CC BY, MIT); xBD is not.
-PERMISSIVE = {"dubai_aerial", "open_cities", "s2_cloud", "puerto_rico", "elevation", "neon_trees", "neon_trees_yell"}
+PERMISSIVE = {"naip_weak", "dubai_aerial", "open_cities", "s2_cloud", "puerto_rico", "elevation", "neon_trees", "neon_trees_yell"}
 
 
 def shared_data_specs(root: str | Path) -> dict[str, dict[str, Any]]:
@@ -48,6 +48,9 @@ def shared_data_specs(root: str | Path) -> dict[str, dict[str, Any]]:
         "elevation": {"type": "vector", "image": [str(r / "elevation" / f) for f in ("dsm.tif", "dtm.tif", "hag.tif")],
                       "vector": str(r / "elevation" / "buildings.geojson"), "category": "building",
                       "name": "elevation"},
+        # weak labels (NDWI / NDVI) on the ten NAIP dates (R, G, B, NIR); the model sees bands 1-3
+        "naip_weak": {"type": "spectral_index", "images": str(r / "naip" / "*.tif"), "rgb": [1, 2, 3], "red": 1,
+                      "green": 2, "nir": 4, "ndwi": 0.2, "ndvi": 0.3, "name": "naip_weak"},
         "xbd_joplin": {"type": "xbd", "images": str(r / "xbd_joplin" / "images"),
                        "labels": str(r / "xbd_joplin" / "labels"), "name": "xbd_joplin"},
         "neon_trees": {"type": "boxes", "csv_path": str(r / "neon_trees" / "OSBS_029.csv"),

@@ -63,6 +63,7 @@ from .instruct import TASKS
 __all__ = ["TrainConfig", "StageConfig", "ModelSpec", "LoraSpec", "DataSpec", "load_config",
            "quick_config", "GROUPS", "DEFAULT_STAGES"]
 
+PRESETS = ("tiny", "small", "base")
 GROUPS = ("vision", "projector", "region", "llm", "embeddings", "seg_head", "decoder", "memory")
 TEXT_TASKS = ["region_class", "region_caption", "caption", "vqa"]
 MASK_TASKS = ["category_seg", "referring_seg", "dialogue", "region_class", "caption", "vqa"]
@@ -75,6 +76,8 @@ class StageConfig:
     train: list[str]
     tasks: list[str]
     lr: float = 1e-4
+    #: learning-rate factor for the pretrained vision tower (fine-tune it gently, or not at all)
+    vision_lr_scale: float = 1.0
 
 
 DEFAULT_STAGES = [
@@ -113,6 +116,13 @@ class DataSpec:
     samples_per_image: int = 2
     max_targets: int = 3
     negatives: float = 0.25
+    #: chance a category target is asked for by a synonym / free text (teaches prompt meaning)
+    paraphrases: float = 0.0
+    #: chance a category sample also asks for an absent, unrelated concept (empty mask)
+    unrelated: float = 0.0
+    #: geometric (zoom 0.25-3x as a ground-sampling-distance change, flips, 90 degree turns) and
+    #: photometric (grey, colour, brightness, contrast) augmentation of training images
+    augment: bool = False
 
 
 @dataclass
@@ -153,10 +163,13 @@ class TrainConfig:
             raise InputError(f"data.sampling '{self.data.sampling}' is not 'random' or 'grid'")
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise InputError("data.val_fraction must be in [0, 1)")
-        if not 0 <= self.data.negatives <= 1:
-            raise InputError(f"data.negatives is a probability; got {self.data.negatives}, use a value in [0, 1]")
-        if self.model.preset not in ("tiny", "base") and not self.model.checkpoint:
-            raise InputError(f"model.preset '{self.model.preset}' is unknown; use tiny or base, or set model.checkpoint")
+        for key in ("negatives", "paraphrases", "unrelated"):
+            v = getattr(self.data, key)
+            if not 0 <= v <= 1:
+                raise InputError(f"data.{key} is a probability; got {v}, use a value in [0, 1]")
+        if self.model.preset not in PRESETS and not self.model.checkpoint:
+            raise InputError(f"model.preset '{self.model.preset}' is unknown; use {', '.join(PRESETS)}, "
+                             "or set model.checkpoint")
         if not self.stages:
             raise InputError("the config needs at least one stage")
         for s in self.stages:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from geopix_tiles.errors import InputError
 
 from . import rle
+from .augment import augment_sample
 from .instruct import IMAGE, SEG, InstructSample, expand_seg
 from .records import ImageRecord
 
@@ -48,7 +49,8 @@ class InstructDataset:
     """Decodes images and masks of instruction samples; images cached (LRU) per record."""
 
     def __init__(self, records: Sequence[ImageRecord], samples: Sequence[InstructSample], size: int,
-                 channels: int = 3, cache: int = 64, class_names: Sequence[str] = ()) -> None:
+                 channels: int = 3, cache: int = 64, class_names: Sequence[str] = (), augment: bool = False,
+                 seed: int = 0) -> None:
         self.records = list(records)
         self.samples = list(samples)
         self.size = int(size)
@@ -56,6 +58,8 @@ class InstructDataset:
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._cache_n = cache
         self.class_ids = {c: i for i, c in enumerate(class_names)}
+        self.augment = augment
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -91,11 +95,15 @@ class InstructDataset:
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = self.samples[i]
         q = s.question.replace(IMAGE, "").strip()
+        image, masks = self.image(s.record), self._masks(s.target_masks)
+        if self.augment:
+            image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i)
         return {
-            "image": self.image(s.record),
+            "image": image,
             "question": q,
             "answer": s.answer,
-            "gt_masks": self._masks(s.target_masks),
+            "target_texts": s.texts(),
+            "gt_masks": masks,
             "region_masks": self._masks(s.region_masks),
             "class_labels": torch.tensor([self.class_ids.get(c, -1) for c in s.target_categories], dtype=torch.long),
             "sample": s,
@@ -111,4 +119,5 @@ def collate(items: Sequence[dict[str, Any]], processor: Any) -> dict[str, Any]:
     batch = processor.build_batch(images, convs, gt_masks=[it["gt_masks"] for it in items],
                                   region_masks=[it["region_masks"] for it in items])
     batch["class_labels"] = [it["class_labels"] for it in items]
+    batch["target_texts"] = [it["target_texts"] for it in items]
     return batch

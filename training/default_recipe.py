@@ -7,10 +7,10 @@ One command, from the repository root, with ``../shared/data`` present::
 Steps (each can be run alone with ``--step``):
 
 1. ``export``  - cut the permissively licensed labelled scenes (``training/catalog.py``) into
-   256 px chips with the fixed split of ``training/splits/default_v1.json`` and write
-   ``runs/default_v1/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
-2. ``train``   - the project's own trainer on ``training/configs/default_v1.yaml``; resumes
-   from the latest checkpoint in ``runs/default_v1/checkpoints`` when one exists.
+   256 px chips with the fixed split of ``training/splits/default_v2.json`` and write
+   ``runs/default_v2/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
+2. ``train``   - the project's own trainer on ``training/configs/default_v2.yaml``; resumes
+   from the latest checkpoint in ``runs/default_v2/checkpoints`` when one exists.
 3. ``ship``    - evaluate on the validation split (:func:`training.evaluate.evaluate_model`),
    store the weights as fp16 in ``geopix_tiles/data/default_model/`` and write
    ``training_record.json`` (seed, config, data manifest with sha256, metrics), plus the
@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SPLIT = ROOT / "training" / "splits" / "default_v1.json"
-CONFIG = ROOT / "training" / "configs" / "default_v1.yaml"
+SPLIT = ROOT / "training" / "splits" / "default_v2.json"
+CONFIG = ROOT / "training" / "configs" / "default_v2.yaml"
 SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
@@ -63,6 +63,7 @@ def export(shared: Path, out: Path, seed: int) -> dict:
     for name in split["sources"]:
         assert name in PERMISSIVE, name
         src = build_source(specs[name])
+        weak = name in split.get("weak_sources", {})
         for scene in src.scenes():
             paths = [str(Path(p).resolve()) for p in (scene.image.paths if hasattr(scene.image, "paths") else [])]
             block = split["val_blocks"].get(name, {}).get("yx_box")
@@ -73,6 +74,7 @@ def export(shared: Path, out: Path, seed: int) -> dict:
                 wins = [(y0 + t.y, x0 + t.x, t.height, t.width) for t in grid]
                 for r in records_from_scene(scene, wins):
                     r.meta["split"] = "val"
+                    r.meta["weak_labels"] = weak
                     val.append(r)
             if is_val_image:
                 continue
@@ -165,7 +167,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     result = json.loads((Path(cfg.output_dir) / "train_result.json").read_text()) \
         if (Path(cfg.output_dir) / "train_result.json").exists() else {}
     record = {
-        "name": "geopix-tiles default_v1",
+        "name": "geopix-tiles default_v2",
         "command": "python -m geopix_tiles.training.default_recipe",
         "seed": cfg.seed,
         "config_file": str(CONFIG.relative_to(ROOT)),
@@ -185,9 +187,9 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         "date": time.strftime("%Y-%m-%d"),
     }
     for d in (record["config"], ):
-        d["output_dir"] = "runs/default_v1"
-        d["data"]["train"] = "runs/default_v1/data/train.jsonl"
-        d["data"]["val"] = "runs/default_v1/data/val.jsonl"
+        d["output_dir"] = "runs/default_v2"
+        d["data"]["train"] = "runs/default_v2/data/train.jsonl"
+        d["data"]["val"] = "runs/default_v2/data/val.jsonl"
     (SHIP / "training_record.json").write_text(json.dumps(record, indent=1))
     # a few held-out validation chips for the offline quality test (one per class where possible)
     if TEST_CHIPS.exists():

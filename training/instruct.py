@@ -253,6 +253,13 @@ class InstructSample:
     region_categories: list[str] = field(default_factory=list)
     region_texts: list[str] = field(default_factory=list)
     template: str = ""
+    #: the words that asked for each target (a class name, a synonym, free text); defaults to the categories
+    target_texts: list[str] = field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        if self.target_texts:
+            return list(self.target_texts)
+        return [plural(c) for c in self.target_categories]
 
     def check(self) -> None:
         if self.answer.count(SEG) != len(self.target_masks):
@@ -302,7 +309,7 @@ def _count_words(n: int) -> str:
 
 def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, split: Split = "train",
                  seed: int = 0, per_record: int = 2, max_targets: int = 3, vocabulary: Sequence[str] | None = None,
-                 negatives: float = 0.0) -> list[InstructSample]:
+                 negatives: float = 0.0, paraphrases: float = 0.0, unrelated: float = 0.0) -> list[InstructSample]:
     """Instruction samples for every record; deterministic for a seed.
 
     ``vocabulary`` is the class list used for presence questions with a "no" answer (the
@@ -313,9 +320,16 @@ def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, s
     empty target mask. Without such samples a model only ever sees prompts whose answer is
     non-empty and learns to paint something for every prompt, which is exactly the false
     alarm a scene-wide run cannot afford; records without ``meta["classes"]`` never get one.
+
+    ``paraphrases`` is the chance that a category target is asked for by a training synonym
+    (or, one time in four, by a free-text phrase naming another class as context) instead of
+    its class name; ``unrelated`` the chance that a category sample also asks for a concept no
+    source contains (``vocabulary.TRAIN_UNRELATED``) with an empty mask. Both only apply to
+    ``category_seg`` samples and leave the others (and 0.0 the old samples) exactly as they were.
     """
-    if not 0.0 <= negatives <= 1.0:
-        raise ValueError(f"negatives is a probability in [0, 1], got {negatives}")
+    for name, value in (("negatives", negatives), ("paraphrases", paraphrases), ("unrelated", unrelated)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} is a probability in [0, 1], got {value}")
     for t in tasks:
         if t not in TASKS:
             raise ValueError(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
@@ -333,7 +347,7 @@ def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, s
         for task in options:
             if made >= per_record:
                 break
-            s = _make_one(task, ri, rec, by_cat, vocab, split, rng, max_targets, negatives)
+            s = _make_one(task, ri, rec, by_cat, vocab, split, rng, max_targets, negatives, paraphrases, unrelated)
             if s is not None:
                 s.check()
                 out.append(s)
@@ -346,8 +360,11 @@ def _absent_classes(rec: ImageRecord, by_cat: dict[str, list[Instance]]) -> list
 
 
 def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Instance]], vocab: list[str],
-              split: Split, rng: random.Random, max_targets: int, negatives: float = 0.0) -> InstructSample | None:
+              split: Split, rng: random.Random, max_targets: int, negatives: float = 0.0, paraphrases: float = 0.0,
+              unrelated: float = 0.0) -> InstructSample | None:
     pick = rng.choice
+    if task == "category_seg" and (paraphrases > 0 or unrelated > 0):
+        return _open_vocab_category(ri, rec, by_cat, split, rng, max_targets, negatives, paraphrases, unrelated)
     if task == "category_seg":
         absent = _absent_classes(rec, by_cat) if negatives > 0 and rec.size is not None else []
         negative = bool(absent) and (not by_cat or rng.random() < negatives)
@@ -381,7 +398,7 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
         q = t.format(ref=" and ".join(r for _, r in chosen))
         a = "Sure, " + ", ".join(f"{r}: {SEG}" for _, r in chosen) + "." if len(chosen) > 1 else f"Sure, {SEG}."
         return InstructSample(task, f"{IMAGE}\n{q}", a, ri, [i.mask_rle for i, _ in chosen],
-                              [i.category for i, _ in chosen], template=t)
+                              [i.category for i, _ in chosen], template=t, target_texts=[r for _, r in chosen])
     if task in ("region_class", "region_caption"):
         if not rec.instances:
             return None
@@ -432,8 +449,61 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
                 + (f"; the largest {len(insts)} are" if n > len(insts) else ":"))
         body = "; ".join(f"{i.description.rstrip('.').lower()} {SEG}" for i in insts)
         return InstructSample(task, f"{IMAGE}\n{t.format(cat=c, cat_pl=plural(c))}", f"{head} {body}.", ri,
-                              [i.mask_rle for i in insts], [c] * len(insts), template=t)
+                              [i.mask_rle for i in insts], [c] * len(insts), template=t,
+                              target_texts=[i.description.rstrip(".").lower() for i in insts])
     raise ValueError(task)
+
+
+def _open_vocab_category(ri: int, rec: ImageRecord, by_cat: dict[str, list[Instance]], split: Split,
+                         rng: random.Random, max_targets: int, negatives: float, paraphrases: float,
+                         unrelated: float) -> InstructSample | None:
+    """Category segmentation whose targets are named in varied words, plus unrelated-concept negatives."""
+    from .vocabulary import TRAIN_UNRELATED, context_phrase, surface_phrase
+
+    absent = _absent_classes(rec, by_cat) if negatives > 0 and rec.size is not None else []
+    negative = bool(absent) and (not by_cat or rng.random() < negatives)
+    foreign = rec.size is not None and rng.random() < unrelated
+    if not by_cat and not negative and not foreign:
+        return None
+    k = rng.randint(1, max_targets)
+    n_present = max(0, min(len(by_cat), k - int(negative) - int(foreign)))
+    cats = rng.sample(sorted(by_cat), k=n_present) if by_cat else []
+    masks = [_union_rle(by_cat[c]) for c in cats]
+    texts = []
+    for c in cats:
+        t = surface_phrase(c, rng, plural(c)) if rng.random() < paraphrases else plural(c)
+        others = [o for o in by_cat if o != c]
+        if others and rng.random() < paraphrases / 4:
+            t = context_phrase(t, plural(pick_other(others, rng)), rng)
+        texts.append(t)
+    empty = rle.encode(np.zeros(rec.size, dtype=np.uint8)) if rec.size is not None else None
+    for extra, make in ((negative, lambda: rng.choice(absent)), (foreign, None)):
+        if not extra:
+            continue
+        at = rng.randint(0, len(cats))
+        if make is not None:
+            c = make()
+            t = surface_phrase(c, rng, plural(c)) if rng.random() < paraphrases else plural(c)
+        else:
+            c, t = "unrelated", rng.choice(TRAIN_UNRELATED)
+        cats.insert(at, c)
+        texts.insert(at, t)
+        masks.insert(at, empty)
+    if not cats:
+        return None
+    tmpl = rng.choice(templates("category_seg", split))
+    if len(cats) == 1:
+        q = tmpl.format(cat=texts[0], cat_pl=texts[0])
+        a = f"Sure, {SEG}."
+    else:
+        names = " and ".join(texts)
+        q = tmpl.format(cat=names, cat_pl=names)
+        a = "Sure, " + ", ".join(f"{t}: {SEG}" for t in texts) + "."
+    return InstructSample("category_seg", f"{IMAGE}\n{q}", a, ri, masks, cats, template=tmpl, target_texts=texts)
+
+
+def pick_other(others: Sequence[str], rng: random.Random) -> str:
+    return rng.choice(sorted(others))
 
 
 def _caption(rec: ImageRecord, by_cat: dict[str, list[Instance]]) -> str:

@@ -154,8 +154,8 @@ def build_model(cfg: TrainConfig, class_names: Sequence[str] = ()) -> Any:
         model = GeoPixModel.from_pretrained(cfg.model.checkpoint)
     else:
         try:
-            if cfg.model.preset == "tiny":
-                mcfg = GeoPixConfig.tiny(**cfg.model.overrides)
+            if cfg.model.preset in ("tiny", "small"):
+                mcfg = getattr(GeoPixConfig, cfg.model.preset)(**cfg.model.overrides)
             else:
                 mcfg = GeoPixConfig.base(llm_path=cfg.model.llm_path, vision_weights=cfg.model.vision_weights,
                                          **cfg.model.overrides)
@@ -214,12 +214,14 @@ def parameter_groups(model: Any) -> dict[str, list[tuple[str, torch.nn.Parameter
         seen.add(id(p))
         top = name.split(".", 1)[0]
         if top == "vision":
+            if not model.vision.trainable_parameter(name.split(".", 1)[1]):
+                continue  # frozen by the tower itself (e.g. the stem and first levels of EfficientNet)
             g = "vision"
         elif top == "projector":
             g = "projector"
         elif top in ("region_extractor", "shape_embed"):
             g = "region"
-        elif top == "seg_head":
+        elif top in ("seg_head", "text_head"):
             g = "seg_head"
         elif top in ("necks", "pixel_decoder"):
             g = "decoder"
@@ -371,22 +373,30 @@ class Trainer:
             samples = make_samples(self.train_records, tasks=st.tasks, split="train",
                                    seed=self.cfg.seed + 7919 * stage_idx, per_record=self.cfg.data.samples_per_image,
                                    max_targets=self.cfg.data.max_targets, vocabulary=self.class_names,
-                                   negatives=self.cfg.data.negatives)
+                                   negatives=self.cfg.data.negatives, paraphrases=self.cfg.data.paraphrases,
+                                   unrelated=self.cfg.data.unrelated)
             if not samples:
                 raise InputError(f"stage '{st.name}' has no samples: its tasks {st.tasks} need labelled instances")
             self._datasets[stage_idx] = InstructDataset(self.train_records, samples, self.size,
-                                                        class_names=self.memory_classes)
+                                                        class_names=self.memory_classes,
+                                                        augment=self.cfg.data.augment,
+                                                        seed=self.cfg.seed + 7919 * stage_idx)
         return self._datasets[stage_idx]
 
     def enter_stage(self, stage_idx: int) -> None:
         """Freeze/unfreeze groups and build a fresh optimizer (and DDP wrapper) for a stage."""
         st = self.cfg.stages[stage_idx]
         params = set_trainable(self.model, st.train)
-        decay = [p for n, p in params if p.ndim >= 2]
-        no_decay = [p for n, p in params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=st.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+        groups = []
+        for is_vision in (False, True):
+            scale = st.vision_lr_scale if is_vision else 1.0
+            chosen = [(n, p) for n, p in params if n.startswith("vision.") == is_vision]
+            for decay in (True, False):
+                ps = [p for n, p in chosen if (p.ndim >= 2) == decay]
+                if ps:
+                    groups.append({"params": ps, "weight_decay": self.cfg.weight_decay if decay else 0.0,
+                                   "lr_scale": scale})
+        self.optimizer = torch.optim.AdamW(groups, lr=st.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
         if self.info.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -447,7 +457,7 @@ class Trainer:
         stage_idx, step_in_stage = self.stage_of(step)
         lr = self.lr_at(stage_idx, step_in_stage)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.cfg.grad_clip and self.cfg.grad_clip > 0:

@@ -50,6 +50,8 @@ def records_from_scene(scene: LabelledScene, windows: Iterable[Window], min_vali
         if not insts and not keep_empty:
             continue
         meta: dict[str, Any] = {"source": scene.name, "window": [int(y), int(x), int(h), int(w)]}
+        if getattr(scene, "weak_labels", False):
+            meta["weak_labels"] = True
         annotated = scene.annotated_classes()
         if annotated is not None:
             meta["classes"] = annotated

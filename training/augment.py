@@ -1,0 +1,90 @@
+"""Training-time augmentation for the domain gaps users hit: scale, sensor colour, grey input.
+
+* **Ground sampling distance**: a zoom of 0.3-3x. Zooming in crops and upsamples (a finer
+  GSD: objects larger than the source shows them); zooming out downsamples and fills the
+  tile with mirrored copies (a coarser GSD: objects smaller), so a model trained on 0.3 m
+  Dubai chips also meets buildings of a few pixels, as on 2-10 m imagery.
+* **Flips and 90 degree turns**: nadir imagery has no up.
+* **Photometric**: brightness, contrast, per-band gain (another sensor's colour balance),
+  gamma, and grey (panchromatic) input with the grey value in all three bands.
+
+Geometry changes positions, so it is only applied to samples whose text says nothing about
+position (category segmentation); photometric changes apply to every sample. Every draw is
+a pure function of ``(seed, sample index)``, so a resumed run augments exactly as before.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["augment_sample", "mirror_tile"]
+
+
+def mirror_tile(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Fill ``size`` with mirrored copies of ``x`` (``[..., h, w]``): seamless at every edge."""
+    def idx(n: int, m: int) -> torch.Tensor:
+        i = torch.arange(m) % (2 * n)
+        return torch.where(i < n, i, 2 * n - 1 - i)
+
+    h, w = x.shape[-2:]
+    return x.index_select(-2, idx(h, size[0])).index_select(-1, idx(w, size[1]))
+
+
+def _zoom(image: torch.Tensor, masks: torch.Tensor, z: float, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w = image.shape[-2:]
+    if z >= 1.0:
+        ch, cw = max(8, round(h / z)), max(8, round(w / z))
+        y, x = rng.randint(0, h - ch), rng.randint(0, w - cw)
+        image = image[:, y:y + ch, x:x + cw]
+        masks = masks[:, y:y + ch, x:x + cw]
+        image = F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        if masks.shape[0]:
+            masks = F.interpolate(masks[None], size=(h, w), mode="nearest")[0]
+        return image, masks
+    sh, sw = max(8, round(h * z)), max(8, round(w * z))
+    small = F.interpolate(image[None], size=(sh, sw), mode="area")[0]
+    image = mirror_tile(small, (h, w))
+    if masks.shape[0]:
+        # area-average then threshold: a building that shrinks below a pixel disappears from the label too
+        m = F.interpolate(masks[None], size=(sh, sw), mode="area")[0]
+        masks = mirror_tile((m >= 0.5).to(masks.dtype), (h, w))
+    return image, masks
+
+
+def _photometric(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    x = image
+    if rng.random() < 0.8:
+        x = x * rng.uniform(0.7, 1.3)
+    if rng.random() < 0.5:
+        mean = x.mean()
+        x = (x - mean) * rng.uniform(0.7, 1.4) + mean
+    if rng.random() < 0.5:
+        gain = torch.tensor([rng.uniform(0.85, 1.15) for _ in range(x.shape[0])], dtype=x.dtype).view(-1, 1, 1)
+        x = x * gain
+    x = x.clamp(0.0, 1.0)
+    if rng.random() < 0.3:
+        x = x ** rng.uniform(0.7, 1.4)
+    if rng.random() < 0.15:
+        grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]) if x.shape[0] >= 3 else x.mean(0)
+        x = grey.expand_as(x).clone()
+    return x
+
+
+def augment_sample(image: torch.Tensor, masks: torch.Tensor, geometric: bool, seed: int,
+                   index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented ``image [C, H, W]`` in [0, 1] and target ``masks [T, H, W]`` for sample ``index``."""
+    rng = random.Random(seed * 1_000_003 + index)
+    if geometric:
+        if rng.random() < 0.6:
+            z = math.exp(rng.uniform(math.log(0.3), math.log(3.0)))
+            image, masks = _zoom(image, masks, z, rng)
+        k = rng.randint(0, 3)
+        if k:
+            image, masks = torch.rot90(image, k, (1, 2)), torch.rot90(masks, k, (1, 2))
+        if rng.random() < 0.5:
+            image, masks = image.flip(-1), masks.flip(-1)
+    image = _photometric(image, rng)
+    return image.contiguous(), masks.contiguous()
