@@ -1,16 +1,18 @@
-"""Closed-set baseline for the shipped default GeoPix checkpoint: a small U-Net, same data, same split.
+"""Closed-set baseline for the shipped default GeoPix checkpoint: same tower, same data, same split.
 
     python benchmarks/baseline_unet.py                 # train (same steps x batch as GeoPix), score both
     python benchmarks/baseline_unet.py --score-only    # re-score a saved U-Net and the default GeoPix
 
-* Data: the chips exported by ``training/default_recipe.py`` (``runs/default_v1/data/{train,val}.jsonl``,
-  fixed split ``training/splits/default_v1.json``); nothing else.
-* Model: a 4-level U-Net (random init, ~ the parameter count of the GeoPix tiny model) with one
+* Data: the chips exported by ``training/default_recipe.py`` (``runs/default_v2/data/{train,val}.jsonl``,
+  fixed split ``training/splits/default_v2.json``, weak NAIP labels included); nothing else.
+* Model (default ``--arch lite0``): GeoPix's own tower - the ImageNet EfficientNet-Lite0 of the
+  ``small`` preset, built by the model code itself, with the same frozen stem / stride-4/8 levels,
+  frozen BatchNorm statistics and a 0.1x learning rate on the rest - plus a small FPN with one
   sigmoid output per class (building, land, road, vegetation, water, cloud). Each source labels only
-  some classes (Open Cities / Puerto Rico: building; Sentinel-2: cloud), so the loss is taken only
-  on the classes its source annotates (2.0 x BCE + 0.5 x DICE, GeoPix's mask-loss weights).
-* Budget: the same optimizer steps and batch size as the GeoPix config
-  (``training/configs/default_v1.yaml``), the same seed, AdamW with a cosine schedule, no augmentation.
+  some classes, so the loss is taken only on the classes its source annotates (2.0 x BCE + 0.5 x
+  DICE, GeoPix's mask-loss weights). ``--arch convnext`` / ``unet`` are the earlier random-init ones.
+* Budget: the same optimizer steps, batch size, seed and augmentation (``training/augment.py``) as
+  the GeoPix config (``training/configs/default_v2.yaml``), AdamW with a cosine schedule.
 * Scoring (both models, identically): every validation chip x every class its source annotates;
   the prediction for that class (GeoPix: the text prompt ``plural(class)``, e.g. "buildings") is
   compared with the union of that class's labelled pixels (empty when the class is absent, so
@@ -39,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 CLASSES = ["building", "land", "road", "vegetation", "water", "cloud"]
 ANNOTATED = {"dubai_aerial": ["building", "land", "road", "vegetation", "water"], "open_cities": ["building"],
-             "puerto_rico": ["building"], "s2_cloud": ["cloud"]}
-DATA = ROOT / "runs" / "default_v1" / "data"
+             "puerto_rico": ["building"], "s2_cloud": ["cloud"], "naip_weak": ["vegetation", "water"]}
+DATA = ROOT / "runs" / "default_v2" / "data"
 OUT = ROOT / "runs" / "baseline_unet"
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -102,8 +104,33 @@ class ConvNeXtFPN(nn.Module):
         return F.interpolate(self.head(self.smooth(y)), size=size, mode="bilinear", align_corners=False)
 
 
-ARCHS = {"convnext": ConvNeXtFPN, "unet": UNet}
-ARCH_TEXT = {"convnext": "GeoPix's timm convnext_atto tower, random init, + 64-wide FPN, one sigmoid output per class",
+class LiteFPN(nn.Module):
+    """The GeoPix ``small`` preset's tower (ImageNet EfficientNet-Lite0, built by model/vision.py) + FPN head."""
+
+    def __init__(self, classes: int = len(CLASSES), width: int = 64) -> None:
+        super().__init__()
+        from geopix_tiles.model import GeoPixConfig
+        from geopix_tiles.model.vision import build_vision_tower
+
+        self.tower = build_vision_tower(GeoPixConfig.small())
+        chans = self.tower.channels
+        self.lateral = nn.ModuleList([nn.Conv2d(c, width, 1) for c in chans])
+        self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.GELU())
+        self.head = nn.Conv2d(width, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        feats = self.tower(x)  # normalises with the tower's ImageNet constants itself
+        y = self.lateral[-1](feats[-1])
+        for f, lat in zip(reversed(feats[:-1]), reversed(self.lateral[:-1])):
+            y = lat(f) + F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(self.head(self.smooth(y)), size=size, mode="bilinear", align_corners=False)
+
+
+ARCHS = {"lite0": LiteFPN, "convnext": ConvNeXtFPN, "unet": UNet}
+ARCH_TEXT = {"lite0": "GeoPix's ImageNet EfficientNet-Lite0 tower (same frozen levels, BN and 0.1x lr) + 64-wide "
+                      "FPN, one sigmoid output per class",
+             "convnext": "GeoPix's timm convnext_atto tower, random init, + 64-wide FPN, one sigmoid output per class",
              "unet": "4-level U-Net, width 24, one sigmoid output per class"}
 
 
@@ -147,7 +174,8 @@ def masked_loss(logits: torch.Tensor, target: torch.Tensor, ann: torch.Tensor) -
     return 2.0 * bce + 0.5 * dice
 
 
-def train_unet(steps: int, batch: int, lr: float, seed: int, threads: int | None, arch: str = "convnext"):
+def train_unet(steps: int, batch: int, lr: float, seed: int, threads: int | None, arch: str = "lite0",
+               vision_lr_scale: float = 1.0, augment: bool = False):
     from geopix_tiles.training.records import read_jsonl
 
     if threads:
@@ -155,7 +183,12 @@ def train_unet(steps: int, batch: int, lr: float, seed: int, threads: int | None
     torch.manual_seed(seed)
     recs = read_jsonl(DATA / "train.jsonl")
     model = ARCHS[arch]()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    tower = [p for n, p in model.named_parameters() if n.startswith("tower.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("tower.") and p.requires_grad]
+    scale = vision_lr_scale if arch == "lite0" else 1.0
+    opt = torch.optim.AdamW([{"params": rest, "lr_scale": 1.0}, {"params": tower, "lr_scale": scale}], lr=lr,
+                            betas=(0.9, 0.95), weight_decay=0.01)
+    params = rest + tower
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(recs), generator=g)
     pos = 0
@@ -168,18 +201,25 @@ def train_unet(steps: int, batch: int, lr: float, seed: int, threads: int | None
         idx = order[pos:pos + batch]
         pos += batch
         for gr in opt.param_groups:
-            gr["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1))))
+            gr["lr"] = gr["lr_scale"] * lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(steps, 1))))
         imgs, tgt, ann = tensors([recs[int(i)] for i in idx])  # same chips, read as GeoPix reads them
+        if augment:
+            from geopix_tiles.training.augment import augment_sample
+
+            for j, i in enumerate(idx.tolist()):
+                im, m = augment_sample(imgs[j], tgt[j].float(), True, seed, step * batch + j)
+                imgs[j], tgt[j] = im, m.to(torch.uint8)
         loss = masked_loss(model(imgs), tgt, ann)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         hist.append(float(loss))
         if (step + 1) % 50 == 0:
             print(f"step {step + 1}/{steps} loss {np.mean(hist[-50:]):.4f} {time.time() - t0:.0f}s", flush=True)
     info = {"steps": steps, "batch_size": batch, "lr": lr, "seed": seed, "wall_s": time.time() - t0,
-            "final_loss": float(np.mean(hist[-50:])), "threads": torch.get_num_threads(), "arch": arch}
+            "final_loss": float(np.mean(hist[-50:])), "threads": torch.get_num_threads(), "arch": arch,
+            "vision_lr_scale": scale, "augment": augment}
     OUT.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_model
 
@@ -194,16 +234,21 @@ def score(predict, records, batch: int = 8) -> dict:
     from geopix_tiles.training.metrics import SegmentationMeter
 
     meter = SegmentationMeter()
+    by_source: dict[str, SegmentationMeter] = {}
     for s in range(0, len(records), batch):
         chunk = records[s:s + batch]
         imgs, tgt, ann = tensors(chunk)
         with torch.no_grad():
             pred = predict(imgs) > 0
         for j, r in enumerate(chunk):
+            src = str(r.meta.get("source", "")).split("/")[0]
             for c in annotated(r):
                 k = CLASSES.index(c)
-                meter.add(pred[j, k].numpy(), tgt[j, k].numpy().astype(bool), c)
-    return {"per_class_iou": meter.per_class_iou(), "ciou": meter.ciou, "giou": meter.giou, "pairs": len(meter)}
+                p, t = pred[j, k].numpy(), tgt[j, k].numpy().astype(bool)
+                meter.add(p, t, c)
+                by_source.setdefault(src, SegmentationMeter()).add(p, t, c)
+    return {"per_class_iou": meter.per_class_iou(), "ciou": meter.ciou, "giou": meter.giou, "pairs": len(meter),
+            "per_source_iou": {k: m.per_class_iou() for k, m in sorted(by_source.items())}}
 
 
 def geopix_predictor(model):
@@ -227,13 +272,13 @@ def markdown(out: dict) -> str:
         rows.append(f"| {c} | {f(a)} | {f(b)} | {'n/a' if d is None else f'{d:+.3f}'} |")
     gt, ut = g.get("train") or {}, u["train"]
     return "\n".join([
-        "# Default GeoPix model vs a closed-set baseline (same ConvNeXt tower + per-class head)",
+        "# Default GeoPix model vs a closed-set baseline (same tower + per-class head)",
         "",
         f"Date {out['date']}; machine: {out['machine']['platform']}, {out['machine']['processor']}, "
         f"{out['machine']['cpu_threads']} torch threads (2-core CPU VM), torch "
         f"{out['machine']['torch']}. Produced by `python benchmarks/baseline_unet.py`.",
         "",
-        "Same data, same fixed split (`training/splits/default_v1.json`, "
+        "Same data, same fixed split (`training/splits/default_v2.json`, "
         f"{out['val_chips']} validation chips of 256 px never seen in training), same seed, same "
         f"optimizer-step budget: {ut['steps']} steps x batch {ut['batch_size']} for the baseline; "
         f"the GeoPix run used {out['geopix_schedule']} x batch {ut['batch_size']} "
@@ -245,7 +290,8 @@ def markdown(out: dict) -> str:
         f"baseline {u['parameters']:,} ({ARCH_TEXT[ut.get('arch', 'unet')]}).",
         "",
         "Scoring (identical for both): every validation chip x every class its source annotates "
-        "(Dubai: 5 classes; Open Cities / Puerto Rico: building; Sentinel-2: cloud); GeoPix answers "
+        "(Dubai: 5 classes; Open Cities / Puerto Rico: building; Sentinel-2: cloud; NAIP: weak water and "
+        "vegetation); GeoPix answers "
         "the prompt `plural(class)` (\"buildings\", \"roads\", \"water\", ...). Target = union of "
         "that class's labelled pixels, empty when absent (false alarms count). IoU = sum I / sum U.",
         "",
@@ -255,7 +301,17 @@ def markdown(out: dict) -> str:
         f"| **cIoU** (all pairs) | {f(gm['ciou'])} | {f(um['ciou'])} | {gm['ciou'] - um['ciou']:+.3f} |",
         f"| **gIoU** (mean per pair) | {f(gm['giou'])} | {f(um['giou'])} | {gm['giou'] - um['giou']:+.3f} |",
         "",
-        f"({gm['pairs']} chip x class pairs.) See MODEL_CARD.md for the discussion.",
+        f"({gm['pairs']} chip x class pairs.)",
+        "",
+        "Per source (IoU per class, GeoPix / baseline):",
+        "",
+        "| source | " + " | ".join(CLASSES) + " |",
+        "|---|" + "---|" * len(CLASSES),
+        *[f"| {src} | " + " | ".join(
+            f"{f(gm['per_source_iou'][src].get(c))} / {f(um['per_source_iou'].get(src, {}).get(c))}"
+            if c in gm["per_source_iou"][src] else "" for c in CLASSES) + " |" for src in gm["per_source_iou"]],
+        "",
+        "See MODEL_CARD.md for the discussion.",
         "",
     ])
 
@@ -265,8 +321,9 @@ def main() -> int:
     ap.add_argument("--score-only", action="store_true")
     ap.add_argument("--train-only", action="store_true", help="train and save the baseline, score later")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--arch", choices=sorted(ARCHS), default="convnext",
-                    help="convnext: GeoPix's tower + FPN per-class head (default); unet: a 4-level U-Net")
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="lite0",
+                    help="lite0: the default GeoPix tower + FPN per-class head (default); convnext: the earlier "
+                         "random-init convnext_atto; unet: a 4-level U-Net")
     ap.add_argument("--steps", type=int, default=None, help="default: the GeoPix config's total steps")
     ap.add_argument("--geopix", default="default",
                     help="GeoPix checkpoint to score beside the baseline (default: the shipped one)")
@@ -275,7 +332,7 @@ def main() -> int:
     from geopix_tiles.training.config import load_config
     from geopix_tiles.training.records import read_jsonl
 
-    cfg = load_config(ROOT / "training" / "configs" / "default_v1.yaml")
+    cfg = load_config(ROOT / "training" / "configs" / "default_v2.yaml")
     steps = args.steps or cfg.total_steps
     if args.score_only:
         from safetensors.torch import load_model
@@ -284,7 +341,8 @@ def main() -> int:
         unet = ARCHS[info.get("arch", "unet")]()
         load_model(unet, str(OUT / "unet.safetensors"))
     else:
-        unet, info = train_unet(steps, cfg.batch_size, cfg.stages[-1].lr, cfg.seed, args.threads, args.arch)
+        unet, info = train_unet(steps, cfg.batch_size, cfg.stages[-1].lr, cfg.seed, args.threads, args.arch,
+                                cfg.stages[-1].vision_lr_scale, cfg.data.augment)
         if args.train_only:
             return 0
     unet.eval()

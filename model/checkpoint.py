@@ -42,6 +42,8 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
         raise InputError(f"{p} is a file; pass the checkpoint directory that contains {CONFIG_NAME} and {WEIGHTS_NAME}")
     if not p.is_dir():
         raise InputError(f"checkpoint directory {p} does not exist; pass a directory written by save_pretrained")
+    if not (p / CONFIG_NAME).is_file() and (p / "model" / CONFIG_NAME).is_file():
+        return p / "model"  # a training run folder: its exported model
     return p
 
 

@@ -28,7 +28,9 @@ def register(subparsers: Any) -> None:
     t.add_argument("config", nargs="?", help="YAML (or JSON) training config")
     t.add_argument("--data", help="GeoPixInstruct JSONL for the config-free form")
     t.add_argument("--val", help="validation JSONL (default: a held-out fraction of --data)")
-    t.add_argument("--preset", default="tiny", choices=["tiny", "base"], help="model preset (config-free form)")
+    t.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"],
+                   help="model preset (config-free form): tiny (random init), small (ImageNet tower + MiniLM, "
+                        "the default model's), base (ConvNeXt-L CLIP + a local LLM)")
     t.add_argument("--steps", type=int, help="total optimizer steps (config-free form; overrides a config's stage split)")
     t.add_argument("--out", help="output directory (overrides the config's output_dir)")
     t.add_argument("--batch-size", type=int, help="per-process batch size")
@@ -43,7 +45,8 @@ def register(subparsers: Any) -> None:
     e = subparsers.add_parser(
         "evaluate", help="score a checkpoint: cIoU, gIoU, per-class IoU, region accuracy, semantic similarity",
         description="Evaluate a GeoPix checkpoint directory on a GeoPixInstruct JSONL with held-out prompt templates.")
-    e.add_argument("checkpoint", help="checkpoint directory (config.json + model.safetensors)")
+    e.add_argument("checkpoint", help="checkpoint directory (config.json + model.safetensors), a training run "
+                                      "folder (its model/ is used) or 'default'")
     e.add_argument("--data", required=True, help="GeoPixInstruct JSONL to evaluate on")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--samples-per-image", type=int, default=4)

@@ -281,12 +281,30 @@ def load_config(path: str | Path) -> TrainConfig:
     return config_from_dict(data or {}, base=p.resolve().parent)
 
 
+def quick_stages(steps: int, preset: str) -> list[StageConfig]:
+    """Stages of the config-free form, fitted to the preset.
+
+    A tenth of the steps aligns text (projector, region path, LLM), the rest trains masks with
+    everything that must learn: tiny's random-init tower trains at the full rate (a frozen random
+    tower cannot fit anything), a pretrained tower (small, base) at a tenth of it. The tiny and
+    small presets carry a from-scratch LLM and heads that need 1e-3; base (a real LLM under LoRA)
+    keeps 1e-4.
+    """
+    scratch = preset in ("tiny", "small")
+    lr = 1e-3 if scratch else 1e-4
+    s1 = steps // 10 if steps >= 10 else 0
+    text = StageConfig("text", s1, ["projector", "region", "llm", "embeddings"], TEXT_TASKS, lr)
+    masks = StageConfig("masks", steps - s1, list(GROUPS),
+                        ["category_seg", "category_seg", "referring_seg", "region_class", "caption", "vqa"], lr,
+                        vision_lr_scale=1.0 if preset == "tiny" else 0.1)
+    return [s for s in (text, masks) if s.steps > 0]
+
+
 def quick_config(data: str, steps: int, out: str, preset: str = "tiny", val: str | None = None,
                  batch_size: int = 2, seed: int = 0, **extra: Any) -> TrainConfig:
-    """The config-free form: both stages, a quarter of the steps for text alignment."""
-    s1 = max(0, steps // 4) if steps >= 4 else 0
-    stages = [dataclasses.replace(DEFAULT_STAGES[0], steps=s1), dataclasses.replace(DEFAULT_STAGES[1], steps=steps - s1)]
-    stages = [s for s in stages if s.steps > 0]
+    """The config-free form: :func:`quick_stages`, short warm-up, the checkpoint at the end."""
+    extra.setdefault("warmup_steps", min(10, steps // 10))
     cfg = TrainConfig(output_dir=out, seed=seed, model=ModelSpec(preset=preset),
-                      data=DataSpec(train=data, val=val), stages=stages, batch_size=batch_size, **extra)
+                      data=DataSpec(train=data, val=val), stages=quick_stages(steps, preset), batch_size=batch_size,
+                      **extra)
     return cfg.validate()

@@ -99,6 +99,20 @@ def export(shared: Path, out: Path, seed: int) -> dict:
     return counts
 
 
+def prompt_eval_records(val: list, dubai: int = 160, seed: int = 0) -> list:
+    """Every validation chip of the small sources and a seeded sample of the large Dubai tile.
+
+    Scoring ~20 prompts on all 650 Dubai chips would take a quarter of an hour on 2 cores; a
+    fixed sample of 160 chips spread over the held-out tile keeps it to a few minutes.
+    """
+    from geopix_tiles.training.prompt_eval import source_of
+
+    big = [r for r in val if source_of(r) == "dubai_aerial"]
+    rest = [r for r in val if source_of(r) != "dubai_aerial"]
+    rng = random.Random(seed)
+    return rest + [big[i] for i in sorted(rng.sample(range(len(big)), min(dubai, len(big))))]
+
+
 def manifest(shared: Path) -> list[dict]:
     split = json.loads(SPLIT.read_text())
     files = []
@@ -132,6 +146,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     from geopix_tiles.model import GeoPixModel
     from geopix_tiles.training.config import load_config
     from geopix_tiles.training.evaluate import evaluate_model
+    from geopix_tiles.training.prompt_eval import evaluate_prompts, source_of
     from geopix_tiles.training.records import read_jsonl, write_jsonl
 
     cfg = load_config(CONFIG)
@@ -159,6 +174,10 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     metrics["val_images_scored"] = len(recs)
     metrics["val_images_total"] = len(val)
     print(json.dumps(metrics, indent=1), flush=True)
+    t0 = time.time()
+    prompt_metrics = evaluate_prompts(model, prompt_eval_records(val))
+    prompt_metrics["eval_wall_s"] = time.time() - t0
+    print(json.dumps(prompt_metrics, indent=1), flush=True)
     # fp16 storage: from_pretrained loads it back into fp32 parameters
     if SHIP.exists():
         shutil.rmtree(SHIP)
@@ -179,6 +198,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         "data_manifest": manifest(shared),
         "train": result,
         "validation_metrics": metrics,
+        "prompt_metrics": prompt_metrics,
         "storage_dtype": "float16",
         "parameters": sum(p.numel() for p in model.parameters()),
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -195,10 +215,16 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     if TEST_CHIPS.exists():
         shutil.rmtree(TEST_CHIPS)
     TEST_CHIPS.mkdir(parents=True)
-    picked, seen = [], set()
+    picked, seen, sources = [], set(), set()
+    for r in val:  # one chip per source first, then chips that add a class
+        src = source_of(r)
+        if r.instances and src not in sources:
+            picked.append(r)
+            sources.add(src)
+            seen |= {i.category for i in r.instances}
     for r in val:
         cats = {i.category for i in r.instances}
-        if cats - seen and len(picked) < 8:
+        if cats - seen and len(picked) < 10 and r not in picked:
             picked.append(r)
             seen |= cats
     chips = []

@@ -1,0 +1,127 @@
+"""Augmentation for domain gaps, weak spectral labels, and open-vocabulary training prompts."""
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import write_scene  # noqa: E402
+
+
+def _scene_with_square(size: int = 128, half: int = 16):
+    img = torch.zeros(3, size, size)
+    img[0] = 0.2
+    mask = torch.zeros(1, size, size)
+    c = size // 2
+    img[:, c - half:c + half, c - half:c + half] = torch.tensor([0.9, 0.1, 0.1]).view(3, 1, 1)
+    mask[:, c - half:c + half, c - half:c + half] = 1
+    return img, mask
+
+
+def test_mirror_tile_is_seamless_and_fills_the_target():
+    from geopix_tiles.training.augment import mirror_tile
+
+    x = torch.arange(12.0).view(1, 3, 4)
+    y = mirror_tile(x, (7, 10))
+    assert y.shape == (1, 7, 10)
+    assert torch.equal(y[:, :3, :4], x)
+    assert torch.equal(y[:, 3:6, :4], x.flip(-2))  # mirrored, so no seam at the edge
+    assert torch.equal(y[:, :3, 4:8], x.flip(-1))
+
+
+def test_zoom_changes_object_size_like_a_gsd_change_and_masks_follow_the_pixels():
+    from geopix_tiles.training.augment import _zoom
+
+    img, mask = _scene_with_square()
+    area = float(mask.sum())
+    zin, min_ = _zoom(img, mask, 2.0, random.Random(0))
+    zout, mout = _zoom(img, mask, 0.5, random.Random(0))
+    assert zin.shape == img.shape and mout.shape == mask.shape
+    # zoom-out: each mirrored copy holds the square at a quarter of its area, the tile holds four copies
+    assert float(mout.sum()) == pytest.approx(area, rel=0.05)
+    assert float(mout[:, :64, :64].sum()) == pytest.approx(area / 4, rel=0.05)
+    # masks stay on the red pixels after the geometry change
+    for im, m in ((zin, min_), (zout, mout)):
+        red = im[0] > 0.6
+        inside = m[0] > 0.5
+        assert inside.any() and float((red & inside).sum()) / float(inside.sum()) > 0.9
+
+
+def test_augment_sample_is_deterministic_per_index_and_keeps_range():
+    from geopix_tiles.training.augment import augment_sample
+
+    img, mask = _scene_with_square()
+    a = augment_sample(img, mask, True, seed=3, index=7)
+    b = augment_sample(img, mask, True, seed=3, index=7)
+    c = augment_sample(img, mask, True, seed=3, index=8)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    outs = [augment_sample(img, mask, False, seed=0, index=i)[0] for i in range(40)]
+    assert all(0.0 <= float(o.min()) and float(o.max()) <= 1.0 for o in outs)
+    assert any(torch.equal(o[0], o[1]) and torch.equal(o[1], o[2]) for o in outs)  # some grey (panchromatic)
+    # photometric only: geometry (and so the mask) untouched
+    _, m = augment_sample(img, mask, False, seed=0, index=5)
+    assert torch.equal(m, mask)
+
+
+def test_spectral_index_source_gives_weak_water_and_vegetation(tmp_path):
+    from geopix_tiles.training.adapters import build_source
+    from geopix_tiles.training.windows import records_from_scene
+
+    h = w = 96
+    data = np.zeros((4, h, w), dtype=np.uint8)
+    data[:] = np.array([90, 90, 90, 95], dtype=np.uint8).reshape(4, 1, 1)  # bare: NDVI ~0.03
+    data[:, :32, :] = np.array([60, 80, 70, 20], dtype=np.uint8).reshape(4, 1, 1)  # water: NDWI 0.6
+    data[:, 64:, :] = np.array([30, 60, 30, 120], dtype=np.uint8).reshape(4, 1, 1)  # vegetation: NDVI 0.6
+    data[:, 40:44, 0:4] = 0  # nodata
+    write_scene(tmp_path / "s.tif", data, nodata=0)
+    src = build_source({"type": "spectral_index", "images": str(tmp_path / "*.tif"), "rgb": [1, 2, 3], "red": 1,
+                        "green": 2, "nir": 4, "name": "weak"})
+    scene = next(iter(src.scenes()))
+    assert scene.annotated_classes() == ["vegetation", "water"]
+    (rec,) = records_from_scene(scene, [(0, 0, h, w)])
+    assert rec.meta["weak_labels"] is True and rec.meta["classes"] == ["vegetation", "water"]
+    areas = {i.category: i.area for i in rec.instances}
+    assert areas == {"water": 32 * w, "vegetation": 32 * w}
+    assert rec.image.shape[0] == 3  # the model reads RGB only
+
+
+def test_open_vocabulary_samples_use_training_words_only():
+    from geopix_tiles.training.instruct import make_samples
+    from geopix_tiles.training.records import ImageRecord, Instance
+    from geopix_tiles.training import rle
+    from geopix_tiles.training.vocabulary import (HELD_OUT_PARAPHRASES, HELD_OUT_UNRELATED, TRAIN_SYNONYMS,
+                                                  TRAIN_UNRELATED)
+
+    m1 = np.zeros((32, 32), np.uint8)
+    m1[:8, :8] = 1
+    m2 = np.zeros((32, 32), np.uint8)
+    m2[20:, 20:] = 1
+    rec = ImageRecord(image_path=None, image=np.zeros((3, 32, 32), np.float32),
+                      instances=[Instance.from_mask("building", m1), Instance.from_mask("water", m2)],
+                      meta={"classes": ["building", "road", "water"]})
+    samples = make_samples([rec] * 60, tasks=["category_seg"], per_record=1, max_targets=4, negatives=0.5,
+                           paraphrases=1.0, unrelated=1.0, seed=1)
+    held = {p for ps in HELD_OUT_PARAPHRASES.values() for p in ps} | set(HELD_OUT_UNRELATED)
+    train_words = {p for ps in TRAIN_SYNONYMS.values() for p in ps} | set(TRAIN_UNRELATED)
+    seen_unrelated = 0
+    for s in samples:
+        assert len(s.target_texts) == len(s.target_masks) == len(s.target_categories)
+        for text, cat, m in zip(s.texts(), s.target_categories, s.target_masks):
+            assert text not in held and not any(re.search(rf"\b{re.escape(h)}\b", text) for h in held), text
+            assert text in train_words or any(w in text for w in train_words), text
+            assert text in s.question
+            if cat == "unrelated":
+                seen_unrelated += 1
+                assert rle.decode(m).sum() == 0
+            if cat == "road":  # annotated but absent: an empty mask
+                assert rle.decode(m).sum() == 0
+    assert seen_unrelated >= 40
+    # off by default: the old samples exactly
+    old = make_samples([rec] * 5, tasks=["category_seg"], per_record=1, seed=2)
+    again = make_samples([rec] * 5, tasks=["category_seg"], per_record=1, seed=2, paraphrases=0.0, unrelated=0.0)
+    assert [(s.question, s.answer) for s in old] == [(s.question, s.answer) for s in again]
