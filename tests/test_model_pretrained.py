@@ -113,3 +113,29 @@ def test_checkpoint_round_trip_does_not_need_the_tower_wheel_twice(tmp_path):
     back = GeoPixModel.from_pretrained(tmp_path)  # a run folder resolves to its model/
     torch.testing.assert_close(back.segment(x, ["roads", "trees"]), ref)
     assert not any("minilm" in k.lower() or "bert" in k.lower() for k in back.state_dict())  # MiniLM not copied
+
+
+def test_text_bank_grounds_new_words_in_the_trained_vocabulary(tmp_path):
+    from geopix_tiles.model import GeoPixConfig, GeoPixModel
+    from geopix_tiles.model.text_encoder import prompt_encoder
+    from geopix_tiles.training.vocabulary import HELD_OUT_PARAPHRASES, TRAIN_SYNONYMS, training_phrases
+
+    torch.manual_seed(0)
+    model = GeoPixModel(GeoPixConfig.small(text_bank_temperature=0.02)).eval()
+    bank = training_phrases()
+    assert not set(bank) & {p for ps in HELD_OUT_PARAPHRASES.values() for p in ps}
+    model.set_text_bank(bank)
+    enc = prompt_encoder()
+    raw = torch.from_numpy(enc.encode(["roads", "streets"]))
+    grounded = model.ground_in_vocabulary(raw)
+    assert float(grounded[0] @ raw[0]) > 0.97  # a trained phrase stays itself
+    # "streets" (never trained) is read as the road vocabulary, not as e.g. water
+    roads = torch.from_numpy(enc.encode(TRAIN_SYNONYMS["road"])).mean(0)
+    water = torch.from_numpy(enc.encode(TRAIN_SYNONYMS["water"])).mean(0)
+    assert float(grounded[1] @ roads) > float(grounded[1] @ water) + 0.2
+    x = torch.rand(1, 3, 64, 64)
+    ref = model.segment(x, ["streets"])
+    model.save_pretrained(tmp_path)
+    back = GeoPixModel.from_pretrained(tmp_path)
+    assert back.config.text_bank_size == len(bank)
+    torch.testing.assert_close(back.segment(x, ["streets"]), ref)

@@ -164,6 +164,13 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         model.load_state_dict(load_file(str(ck / "model.safetensors")), strict=False)
         model.eval()
         print(f"shipping interrupted run from {ck}", flush=True)
+    # the text bank: the model reads a prompt as its mix of the phrases it was trained on
+    from geopix_tiles.training.vocabulary import training_phrases
+
+    for key in ("text_bank_temperature", "text_bank_unknown"):  # inference settings, chosen on the dev lists
+        if key in cfg.model.overrides:
+            setattr(model.config, key, cfg.model.overrides[key])
+    model.set_text_bank(training_phrases())
     val = read_jsonl(out / "data" / "val.jsonl")
     rng = random.Random(0)
     subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))

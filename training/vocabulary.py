@@ -69,3 +69,36 @@ _CONTEXT = ["the {x} near the {y}", "all {x} next to the {y}", "the {x} beside t
 def context_phrase(target: str, other: str, rng: random.Random) -> str:
     """Free text that names the target first and another class as context ("the roofs near the roads")."""
     return rng.choice(_CONTEXT).format(x=target, y=other)
+
+
+#: a third list, for choosing inference settings (bank on/off, its temperature) without looking at
+#: the held-out lists: neither trained on nor used for the reported paraphrase results
+DEV_PARAPHRASES: dict[str, list[str]] = {
+    "building": ["apartment blocks", "villas", "warehouses"],
+    "road": ["avenues", "boulevards", "paved streets and roads"],
+    "water": ["lagoons", "the sea surface"],
+    "vegetation": ["foliage", "shrubbery", "palm trees"],
+    "land": ["barren sand", "dirt ground"],
+    "cloud": ["cloudiness", "clouded sky"],
+}
+DEV_UNRELATED = ["submarines", "pandas", "trumpets", "windmills in a field", "oil tankers"]
+
+
+def training_phrases() -> list[str]:
+    """Every phrase the recipe's category prompts can name a target by (the model's text bank).
+
+    Class names, training synonyms, unrelated concepts and the context phrases built from them
+    (first two context templates, each synonym against each other class name).
+    """
+    from .instruct import plural
+
+    out = [plural(c) for c in TRAIN_SYNONYMS]
+    out += [p for ps in TRAIN_SYNONYMS.values() for p in ps]
+    out += list(TRAIN_UNRELATED)
+    for c, ps in TRAIN_SYNONYMS.items():
+        for o in TRAIN_SYNONYMS:
+            if o == c:
+                continue
+            for t in _CONTEXT[:2]:
+                out += [t.format(x=p, y=plural(o)) for p in ps]
+    return list(dict.fromkeys(out))
