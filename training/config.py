@@ -282,7 +282,7 @@ def load_config(path: str | Path) -> TrainConfig:
 
 
 def quick_stages(steps: int, preset: str) -> list[StageConfig]:
-    """Stages of the config-free form, fitted to the preset.
+    """Stages of the config-free form, fitted to the preset (mask stage: mostly category prompts).
 
     A tenth of the steps aligns text (projector, region path, LLM), the rest trains masks with
     everything that must learn: tiny's random-init tower trains at the full rate (a frozen random
@@ -295,7 +295,7 @@ def quick_stages(steps: int, preset: str) -> list[StageConfig]:
     s1 = steps // 10 if steps >= 10 else 0
     text = StageConfig("text", s1, ["projector", "region", "llm", "embeddings"], TEXT_TASKS, lr)
     masks = StageConfig("masks", steps - s1, list(GROUPS),
-                        ["category_seg", "category_seg", "referring_seg", "region_class", "caption", "vqa"], lr,
+                        ["category_seg"] * 4 + ["referring_seg", "region_class", "caption", "vqa"], lr,
                         vision_lr_scale=1.0 if preset == "tiny" else 0.1)
     return [s for s in (text, masks) if s.steps > 0]
 
@@ -304,7 +304,10 @@ def quick_config(data: str, steps: int, out: str, preset: str = "tiny", val: str
                  batch_size: int = 2, seed: int = 0, **extra: Any) -> TrainConfig:
     """The config-free form: :func:`quick_stages`, short warm-up, the checkpoint at the end."""
     extra.setdefault("warmup_steps", min(10, steps // 10))
+    # make_samples draws each task at most once per image and sample set: listing category
+    # segmentation four times and asking for 8 samples per image is what lets a handful of chips
+    # teach every class they hold (2 samples per image taught 2 chips one class, "buildings")
     cfg = TrainConfig(output_dir=out, seed=seed, model=ModelSpec(preset=preset),
-                      data=DataSpec(train=data, val=val), stages=quick_stages(steps, preset), batch_size=batch_size,
-                      **extra)
+                      data=DataSpec(train=data, val=val, samples_per_image=8), stages=quick_stages(steps, preset),
+                      batch_size=batch_size, **extra)
     return cfg.validate()
