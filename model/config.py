@@ -5,6 +5,8 @@ be validated key by key before anything is built (no pickles, no code references
 
 * :meth:`GeoPixConfig.tiny` - random init, small everything; a forward on a 256 px tile runs
   on CPU in tens of milliseconds. Used by the tests and for smoke-training.
+* :meth:`GeoPixConfig.small` - the shipped default: ImageNet EfficientNet-Lite0 tower from an
+  installed wheel, MiniLM prompt meaning, tiny LLM and heads.
 * :meth:`GeoPixConfig.base` - open_clip ``convnext_large_d_320`` (Aquila-plus / Osprey's
   tower) plus any causal LM from a local directory; decoder sizes as in GeoPix.
 """
