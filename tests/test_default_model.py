@@ -32,9 +32,9 @@ PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
 CLASSES = ["building", "road", "water", "vegetation", "land", "cloud"]
 #: floors well below the measured values in training_record.json / MODEL_CARD.md (a broken or
 #: untrained checkpoint scores near 0 on these; the shipped one is far above)
-FLOOR_SHIPPED_CHIPS_CIOU = 0.60  # measured 0.78 (v4); v1 0.75
-FLOOR_SHARED_CIOU = 0.60  # measured 0.78
-FLOOR_OPEN_CITIES_BUILDING_IOU = 0.55  # measured 0.80 on the held-out Open Cities block; v1 scored 0.00
+FLOOR_SHIPPED_CHIPS_CIOU = 0.60  # measured 0.66 (default_v2, 4 chips of split v2: Dubai tile_7, Open Cities, S2, NAIP 2020)
+FLOOR_SHARED_CIOU = 0.60  # measured 0.85 (default_v2 on Dubai tile_7 image_part_005)
+FLOOR_OPEN_CITIES_BUILDING_IOU = 0.55  # measured 0.80 (default_v2) on the held-out Open Cities block
 
 
 @pytest.fixture(scope="module")
