@@ -64,7 +64,7 @@ def main() -> int:
     from geopix_tiles.plot import overlay
 
     out = Path(args.out)
-    work = out / "work"
+    work = ROOT / "runs" / "unseen_work"  # intermediate rasters, not committed
     work.mkdir(parents=True, exist_ok=True)
     scenes = {
         "naip_2020": SHARED / "naip" / "m_4709963_se_14_1_20200831.tif",
