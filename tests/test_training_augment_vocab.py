@@ -125,3 +125,23 @@ def test_open_vocabulary_samples_use_training_words_only():
     old = make_samples([rec] * 5, tasks=["category_seg"], per_record=1, seed=2)
     again = make_samples([rec] * 5, tasks=["category_seg"], per_record=1, seed=2, paraphrases=0.0, unrelated=0.0)
     assert [(s.question, s.answer) for s in old] == [(s.question, s.answer) for s in again]
+
+
+def test_per_class_adds_one_single_class_question_per_class():
+    from geopix_tiles.training.instruct import make_samples, templates
+    from geopix_tiles.training.records import ImageRecord, Instance
+
+    m1 = np.zeros((32, 32), np.uint8)
+    m1[:8, :8] = 1
+    m2 = np.zeros((32, 32), np.uint8)
+    m2[20:, 20:] = 1
+    rec = ImageRecord(image_path=None, image=np.zeros((3, 32, 32), np.float32),
+                      instances=[Instance.from_mask("building", m1), Instance.from_mask("water", m2)])
+    base = make_samples([rec], tasks=["category_seg", "caption"], per_record=2, seed=4)
+    more = make_samples([rec], tasks=["category_seg", "caption"], per_record=2, seed=4, per_class=True)
+    assert [(s.question, s.answer) for s in more[:len(base)]] == [(s.question, s.answer) for s in base]
+    extra = more[len(base):]
+    assert [s.target_categories for s in extra] == [["building"], ["water"]]
+    first = templates("category_seg")[0]
+    assert all(s.template == first and s.answer == "Sure, [SEG]." for s in extra)
+    assert make_samples([rec], tasks=["caption"], per_record=1, per_class=True)[0].task == "caption"

@@ -123,6 +123,8 @@ class DataSpec:
     #: geometric (zoom 0.25-3x as a ground-sampling-distance change, flips, 90 degree turns) and
     #: photometric (grey, colour, brightness, contrast) augmentation of training images
     augment: bool = False
+    #: one single-class category sample per class of every image, besides the random draws
+    per_class: bool = False
 
 
 @dataclass
@@ -308,6 +310,7 @@ def quick_config(data: str, steps: int, out: str, preset: str = "tiny", val: str
     # segmentation four times and asking for 8 samples per image is what lets a handful of chips
     # teach every class they hold (2 samples per image taught 2 chips one class, "buildings")
     cfg = TrainConfig(output_dir=out, seed=seed, model=ModelSpec(preset=preset),
-                      data=DataSpec(train=data, val=val, samples_per_image=8), stages=quick_stages(steps, preset),
+                      data=DataSpec(train=data, val=val, samples_per_image=8, per_class=True),
+                      stages=quick_stages(steps, preset),
                       batch_size=batch_size, **extra)
     return cfg.validate()

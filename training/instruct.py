@@ -309,7 +309,8 @@ def _count_words(n: int) -> str:
 
 def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, split: Split = "train",
                  seed: int = 0, per_record: int = 2, max_targets: int = 3, vocabulary: Sequence[str] | None = None,
-                 negatives: float = 0.0, paraphrases: float = 0.0, unrelated: float = 0.0) -> list[InstructSample]:
+                 negatives: float = 0.0, paraphrases: float = 0.0, unrelated: float = 0.0,
+                 per_class: bool = False) -> list[InstructSample]:
     """Instruction samples for every record; deterministic for a seed.
 
     ``vocabulary`` is the class list used for presence questions with a "no" answer (the
@@ -326,6 +327,10 @@ def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, s
     its class name; ``unrelated`` the chance that a category sample also asks for a concept no
     source contains (``vocabulary.TRAIN_UNRELATED``) with an empty mask. Both only apply to
     ``category_seg`` samples and leave the others (and 0.0 the old samples) exactly as they were.
+
+    ``per_class`` adds, when ``category_seg`` is among the tasks, one single-class category
+    sample for every class of every record (the question :meth:`GeoPixModel.segment` asks):
+    with a handful of chips the random draws above may never ask for a class on its own.
     """
     for name, value in (("negatives", negatives), ("paraphrases", paraphrases), ("unrelated", unrelated)):
         if not 0.0 <= value <= 1.0:
@@ -352,6 +357,14 @@ def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, s
                 s.check()
                 out.append(s)
                 made += 1
+        if per_class and "category_seg" in tasks:
+            for c in sorted(by_cat):
+                t = templates("category_seg", split)[0]
+                q = t.format(cat=c, cat_pl=plural(c))
+                s = InstructSample("category_seg", f"{IMAGE}\n{q}", f"Sure, {SEG}.", ri, [_union_rle(by_cat[c])], [c],
+                                   template=t)
+                s.check()
+                out.append(s)
     return out
 
 

@@ -374,7 +374,7 @@ class Trainer:
                                    seed=self.cfg.seed + 7919 * stage_idx, per_record=self.cfg.data.samples_per_image,
                                    max_targets=self.cfg.data.max_targets, vocabulary=self.class_names,
                                    negatives=self.cfg.data.negatives, paraphrases=self.cfg.data.paraphrases,
-                                   unrelated=self.cfg.data.unrelated)
+                                   unrelated=self.cfg.data.unrelated, per_class=self.cfg.data.per_class)
             if not samples:
                 raise InputError(f"stage '{st.name}' has no samples: its tasks {st.tasks} need labelled instances")
             self._datasets[stage_idx] = InstructDataset(self.train_records, samples, self.size,
