@@ -149,42 +149,47 @@ class GeoPixModel(nn.Module):
 
         return torch.from_numpy(prompt_encoder().encode(list(texts))).to(self.device)
 
+    def prompt_meaning(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """MiniLM embeddings of ``texts`` read through the text bank, and each one's known share.
+
+        **Grounding.** The text head has only ever seen the embeddings of its training phrases
+        (class names, synonyms, context phrases, unrelated concepts). A new phrase ("streets") can
+        fall where the head was never fitted and land anywhere; its softmax mix over the bank
+        (cosine / temperature) lies on what was trained: mostly "roads" for "streets", mostly
+        unrelated concepts (empty masks) for "wind turbines". Known phrases map to themselves.
+
+        **Known share** (``None`` without a bank or without ``text_bank_unknown``): the share of
+        the mix that falls on trained phrases rather than the "none of these" entry. With one
+        dominant neighbour at similarity s it is ``sigmoid((s - text_bank_unknown) / T)``: ~1 for
+        "streets" (0.76 to "roads"), small for a phrase far from everything trained.
+
+        Without a bank the raw embeddings come back. Both outputs come from one similarity matrix.
+        """
+        emb = self._prompt_embeddings(texts)
+        c = self.config
+        if not c.text_bank_size:
+            return emb, None
+        bank = self.text_bank.to(emb.dtype)
+        sims = emb @ bank.T
+        grounded = F.normalize(torch.softmax(sims / c.text_bank_temperature, dim=-1) @ bank, dim=-1)
+        if c.text_bank_unknown is None:
+            return grounded, None
+        with_none = torch.cat([sims, sims.new_full((sims.shape[0], 1), float(c.text_bank_unknown))], 1)
+        return grounded, 1.0 - torch.softmax(with_none / c.text_bank_temperature, dim=-1)[:, -1]
+
     def text_prompts(self, texts: Sequence[str]) -> torch.Tensor | None:
-        """``[N, scales, prompt_dim]`` from the sentence embeddings of ``texts`` (None without an encoder)."""
+        """``[N, scales, prompt_dim]`` from the meaning of ``texts`` (None without an encoder)."""
         if self.text_head is None:
             return None
-        emb = self._prompt_embeddings(texts)
-        if self.config.text_bank_size:
-            emb = self.ground_in_vocabulary(emb)
+        emb, _ = self.prompt_meaning(texts)
         w = self.text_head[0].weight
         return self.text_head(emb.to(w.dtype)).view(len(texts), self.config.num_seg_scales, -1)
 
     def known_share(self, texts: Sequence[str]) -> torch.Tensor | None:
-        """Per prompt, the share of its bank mix that falls on trained phrases rather than "none".
-
-        ``None`` when the model has no bank or no "none" entry (``text_bank_unknown``). With one
-        dominant neighbour at similarity s this is ``sigmoid((s - text_bank_unknown) / T)``:
-        ~1 for "streets" (0.76 to "roads"), small for a phrase far from everything trained.
-        """
-        c = self.config
-        if self.text_head is None or not c.text_bank_size or c.text_bank_unknown is None:
+        """See :meth:`prompt_meaning`; ``None`` when the model has no "none of these" entry."""
+        if self.text_head is None:
             return None
-        sims = self._prompt_embeddings(texts) @ self.text_bank.float().T
-        logits = torch.cat([sims, sims.new_full((sims.shape[0], 1), float(c.text_bank_unknown))], 1)
-        return 1.0 - torch.softmax(logits / c.text_bank_temperature, dim=-1)[:, -1]
-
-    def ground_in_vocabulary(self, emb: torch.Tensor) -> torch.Tensor:
-        """Read a prompt as the similarity-weighted mix of the trained phrases it is nearest to.
-
-        The text head has only ever seen the embeddings of its training phrases (class names,
-        synonyms, context phrases, unrelated concepts). A new phrase ("streets") can fall where
-        the head was never fitted and land anywhere; its softmax mix over the bank (cosine /
-        temperature) lies on what was trained: mostly "roads" for "streets", mostly unrelated
-        concepts (empty masks) for "wind turbines". Known phrases map to themselves.
-        """
-        bank = self.text_bank.to(emb.dtype)
-        w = torch.softmax(emb @ bank.T / self.config.text_bank_temperature, dim=-1)
-        return F.normalize(w @ bank, dim=-1)
+        return self.prompt_meaning(texts)[1]
 
     def set_text_bank(self, phrases: Sequence[str]) -> None:
         """Store the MiniLM embeddings of ``phrases`` (the training vocabulary) as the bank."""
@@ -205,7 +210,9 @@ class GeoPixModel(nn.Module):
             if texts is None or len(texts) != prompts.shape[0]:
                 raise ValueError(f"this model reads each target's text; give {prompts.shape[0]} target texts "
                                  f"(got {None if texts is None else len(texts)})")
-            prompts = prompts + self.text_prompts(texts).to(prompts.dtype)
+            distinct = list(dict.fromkeys(texts))  # e.g. P prompts repeated for B tiles: P rows
+            rows = torch.tensor([distinct.index(t) for t in texts], device=prompts.device)
+            prompts = prompts + self.text_prompts(distinct).to(prompts.dtype).index_select(0, rows)
         return prompts
 
     # ------------------------------------------------------------------ encoding

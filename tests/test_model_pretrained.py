@@ -127,7 +127,7 @@ def test_text_bank_grounds_new_words_in_the_trained_vocabulary(tmp_path):
     model.set_text_bank(bank)
     enc = prompt_encoder()
     raw = torch.from_numpy(enc.encode(["roads", "streets"]))
-    grounded = model.ground_in_vocabulary(raw)
+    grounded, _ = model.prompt_meaning(["roads", "streets"])
     assert float(grounded[0] @ raw[0]) > 0.97  # a trained phrase stays itself
     # "streets" (never trained) is read as the road vocabulary, not as e.g. water
     roads = torch.from_numpy(enc.encode(TRAIN_SYNONYMS["road"])).mean(0)
