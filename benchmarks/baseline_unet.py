@@ -80,32 +80,44 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-class ConvNeXtFPN(nn.Module):
-    """GeoPix's own tower (timm ``convnext_atto``, random init) + a small FPN with one output per class."""
+class _TowerFPN(nn.Module):
+    """A tower's four feature levels + a small FPN with one output per class (shared by both towers)."""
 
-    def __init__(self, classes: int = len(CLASSES), width: int = 64) -> None:
-        super().__init__()
-        import timm
-
-        self.tower = timm.create_model("convnext_atto", pretrained=False, features_only=True)
-        chans = self.tower.feature_info.channels()
+    def _build_head(self, chans, classes: int, width: int) -> None:
         self.lateral = nn.ModuleList([nn.Conv2d(c, width, 1) for c in chans])
         self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.GELU())
         self.head = nn.Conv2d(width, classes, 1)
-        self.register_buffer("mean", torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        feats = self.tower((x - self.mean) / self.std)
+        feats = self.features(x)
         y = self.lateral[-1](feats[-1])
         for f, lat in zip(reversed(feats[:-1]), reversed(self.lateral[:-1])):
             y = lat(f) + F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False)
         return F.interpolate(self.head(self.smooth(y)), size=size, mode="bilinear", align_corners=False)
 
 
-class LiteFPN(nn.Module):
-    """The GeoPix ``small`` preset's tower (ImageNet EfficientNet-Lite0, built by model/vision.py) + FPN head."""
+class ConvNeXtFPN(_TowerFPN):
+    """GeoPix's earlier tower (timm ``convnext_atto``, random init) + the FPN head."""
+
+    def __init__(self, classes: int = len(CLASSES), width: int = 64) -> None:
+        super().__init__()
+        import timm
+
+        self.tower = timm.create_model("convnext_atto", pretrained=False, features_only=True)
+        self._build_head(self.tower.feature_info.channels(), classes, width)
+        self.register_buffer("mean", torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1))
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.tower((x - self.mean) / self.std)
+
+
+class LiteFPN(_TowerFPN):
+    """The GeoPix ``small`` preset's tower (ImageNet EfficientNet-Lite0, built by model/vision.py) + the FPN head."""
 
     def __init__(self, classes: int = len(CLASSES), width: int = 64) -> None:
         super().__init__()
@@ -113,18 +125,10 @@ class LiteFPN(nn.Module):
         from geopix_tiles.model.vision import build_vision_tower
 
         self.tower = build_vision_tower(GeoPixConfig.small())
-        chans = self.tower.channels
-        self.lateral = nn.ModuleList([nn.Conv2d(c, width, 1) for c in chans])
-        self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.GELU())
-        self.head = nn.Conv2d(width, classes, 1)
+        self._build_head(self.tower.channels, classes, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        feats = self.tower(x)  # normalises with the tower's ImageNet constants itself
-        y = self.lateral[-1](feats[-1])
-        for f, lat in zip(reversed(feats[:-1]), reversed(self.lateral[:-1])):
-            y = lat(f) + F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False)
-        return F.interpolate(self.head(self.smooth(y)), size=size, mode="bilinear", align_corners=False)
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.tower(x)  # normalises with the tower's ImageNet constants itself
 
 
 ARCHS = {"lite0": LiteFPN, "convnext": ConvNeXtFPN, "unet": UNet}
