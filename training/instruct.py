@@ -487,7 +487,7 @@ def _open_vocab_category(ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
         t = surface_phrase(c, rng, plural(c)) if rng.random() < paraphrases else plural(c)
         others = [o for o in by_cat if o != c]
         if others and rng.random() < paraphrases / 4:
-            t = context_phrase(t, plural(pick_other(others, rng)), rng)
+            t = context_phrase(t, plural(rng.choice(sorted(others))), rng)
         texts.append(t)
     empty = rle.encode(np.zeros(rec.size, dtype=np.uint8)) if rec.size is not None else None
     for extra, make in ((negative, lambda: rng.choice(absent)), (foreign, None)):
@@ -513,10 +513,6 @@ def _open_vocab_category(ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
         q = tmpl.format(cat=names, cat_pl=names)
         a = "Sure, " + ", ".join(f"{t}: {SEG}" for t in texts) + "."
     return InstructSample("category_seg", f"{IMAGE}\n{q}", a, ri, masks, cats, template=tmpl, target_texts=texts)
-
-
-def pick_other(others: Sequence[str], rng: random.Random) -> str:
-    return rng.choice(sorted(others))
 
 
 def _caption(rec: ImageRecord, by_cat: dict[str, list[Instance]]) -> str:
