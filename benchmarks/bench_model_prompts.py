@@ -8,7 +8,7 @@ alike), the wall time of answering P prompts on a batch of tiles:
 * ``no_kv``    - same, but every (tile, prompt) sequence runs the full prompt incl. the image
                  tokens through the LLM (training-style forward), i.e. no prefix reuse;
 * ``per_prompt`` - one segment() call per prompt: the tile is re-encoded for every prompt;
-* ``decode``   - KV-cached greedy decoding of the SEG answer (chat path) for one prompt,
+* ``decode``   - KV-cached greedy decoding of the SEG answer (generate path) for one prompt,
                  i.e. what sampling token by token would cost instead of teacher forcing.
 
 Results are ratios to ``shared`` with one prompt, measured in the same run. Usage::
@@ -87,7 +87,7 @@ def main() -> None:
     def decode(p: int) -> None:
         for b in range(args.batch):
             for q in PROMPTS[:p]:
-                model.chat(x[b], proc.segmentation_question(q), logits_processor=force)
+                model.generate(x[b:b + 1], [proc.segmentation_question(q)], logits_processor=force)
 
     variants = {("shared", 1): lambda: shared(1), ("shared", 8): lambda: shared(8),
                 ("no_kv", 8): lambda: no_kv(8), ("per_prompt", 8): lambda: per_prompt(8),

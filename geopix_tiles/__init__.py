@@ -11,7 +11,7 @@ from . import xarray_accessor as _xarray_accessor  # noqa: F401 - registers Data
 from . import pandas_accessor as _pandas_accessor  # noqa: F401 - registers (Geo)DataFrame.geopix
 
 __version__ = "0.1.0"
-__all__ = ["GeopixError", "InputError", "OutputError", "ReadError", "Segmenter", "segment", "SpectralSegmenter", "plot",
+__all__ = ["GeopixError", "InputError", "OutputError", "ReadError", "Segmenter", "segment", "chat", "SpectralSegmenter", "plot",
            "__version__"]
 
 
@@ -20,6 +20,10 @@ def __getattr__(name: str):
         from .api import segment
 
         return segment
+    if name == "chat":
+        from .conversation import Conversation
+
+        return Conversation
     if name == "plot":  # matplotlib only when plotting is asked for
         import importlib  # noqa: PLC0415
 

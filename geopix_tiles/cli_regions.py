@@ -1,8 +1,8 @@
 """``geopix-tiles describe`` and ``geopix-tiles ask``: the region/chat paths on the command line.
 
-Both call the same functions as the Python API (:mod:`geopix_tiles.regions`), so the CLI,
-``GeoDataFrame.geopix.describe`` and ``DataArray.geopix.describe/ask`` give the same
-answers. Everything is validated before the model is loaded, and outputs are written to a
+Both call the same functions as the Python API (:mod:`geopix_tiles.regions`,
+:mod:`geopix_tiles.conversation`), so the CLI, ``GeoDataFrame.geopix.describe`` and
+``DataArray.geopix.describe/ask/chat`` give the same answers. Everything is validated before the model is loaded, and outputs are written to a
 temporary file and renamed, so bad input leaves nothing behind.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["register", "read_regions", "run_describe", "run_ask"]
+__all__ = ["register", "read_regions", "read_questions", "parse_window", "run_describe", "run_ask"]
 
 
 def register(subparsers: Any) -> None:
@@ -34,13 +34,17 @@ def register(subparsers: Any) -> None:
     d.set_defaults(func=run_describe)
 
     a = subparsers.add_parser(
-        "ask", help="ask a free-form question about a scene (or a bbox of it); optional masks -> GeoPackage",
-        description="Ask the GeoPix model a question about SCENE, or the --bbox part of it; prints the answer and "
-                    "optionally writes the masks in the answer as polygons in the scene CRS.")
+        "ask", help="ask questions about a scene (or a window of it); masks of the replies -> GeoPackage",
+        description="A conversation with the GeoPix model about SCENE, or the --bbox/--window part of it: each "
+                    "QUESTION in order (follow-ups such as 'and the roads next to them?' refer to the previous "
+                    "reply). Prints each reply and optionally writes every reply's masks as polygons in the "
+                    "scene CRS.")
     a.add_argument("scene", help="input raster (GeoTIFF)")
-    a.add_argument("question", help="the question, quoted")
+    a.add_argument("question", nargs="*", help="one or more questions, each quoted, asked in order")
+    a.add_argument("--conversation", "-c", help="a text file with one question per line (# starts a comment)")
     a.add_argument("--bbox", help="minx,miny,maxx,maxy in the scene CRS (default: the whole scene)")
-    a.add_argument("--out", "-o", help="output GeoPackage (.gpkg) for the masks in the answer")
+    a.add_argument("--window", help="col_off,row_off,width,height in pixels (a rasterio Window)")
+    a.add_argument("--out", "-o", help="output GeoPackage (.gpkg) for the masks of the replies")
     _common(a)
     a.set_defaults(func=run_ask)
 
@@ -103,19 +107,69 @@ def run_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_questions(args: argparse.Namespace) -> list[str]:
+    """The questions of ``ask`` in order: the positional ones, then the conversation file's lines."""
+    questions = [q for q in args.question]
+    if args.conversation:
+        p = Path(args.conversation)
+        if not p.is_file():
+            raise InputError(f"conversation file '{p}' does not exist; give a text file with one question per line")
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"conversation file '{p}' could not be read as UTF-8 text ({exc})") from None
+        questions += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not questions:
+        raise InputError("no question: pass one or more quoted questions or --conversation FILE")
+    empty = [i + 1 for i, q in enumerate(questions) if not q.strip()]
+    if empty:
+        raise InputError(f"question {empty[0]} is empty; ask something such as 'where is the water?'")
+    return questions
+
+
+def parse_window(value: str | None):
+    """``"col_off,row_off,width,height"`` -> a rasterio ``Window``."""
+    if not value:
+        return None
+    from rasterio.windows import Window  # noqa: PLC0415
+
+    try:
+        c, r, w, h = (int(v) for v in value.split(","))
+    except ValueError:
+        raise InputError(f"--window '{value}' is not four whole numbers; write col_off,row_off,width,height") from None
+    if w <= 0 or h <= 0 or c < 0 or r < 0:
+        raise InputError(f"--window '{value}' needs offsets >= 0 and a positive width and height")
+    return Window(c, r, w, h)
+
+
 def run_ask(args: argparse.Namespace) -> int:
-    from .regions import ask_scene, parse_bbox, write_gpkg_atomic  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    from .conversation import Conversation, parse_bbox  # noqa: PLC0415
+    from .regions import write_gpkg_atomic  # noqa: PLC0415
 
     out = Path(args.out) if args.out else None
     if out is not None:
         from .api import _check_destination  # noqa: PLC0415
 
         _check_destination(out, (".gpkg",), "--out", args.overwrite, False)
-    parse_bbox(args.bbox)  # fail on a malformed bbox before loading the model
-    answer = ask_scene(args.scene, args.question, args.model, bbox=args.bbox, device=args.device, bands=args.bands,
-                       band_roles=args.band_roles)
-    print(answer.text)
+    questions = read_questions(args)
+    if args.bbox and args.window:
+        raise InputError("give either --bbox or --window, not both")
+    window = parse_window(args.window) if args.window else parse_bbox(args.bbox)  # fail before loading the model
+    chat = Conversation(args.scene, args.model, window=window, device=args.device, bands=args.bands,
+                        band_roles=args.band_roles)
+    frames = []
+    for i, q in enumerate(questions, start=1):
+        reply = chat.ask(q)
+        print(reply.text if len(questions) == 1 else f"Q{i}: {q}\nA{i}: {reply.text}")
+        frame = reply.masks.copy()
+        frame.insert(0, "turn", i)
+        frames.append(frame)
     if out is not None:
-        write_gpkg_atomic(answer.masks, out, layer=out.stem, geometry_type="MultiPolygon", promote_to_multi=True)
-        print(f"{len(answer.masks)} mask(s) -> {out}")
+        import geopandas as gpd  # noqa: PLC0415
+
+        merged = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=chat.crs)
+        write_gpkg_atomic(merged, out, layer=out.stem, geometry_type="MultiPolygon", promote_to_multi=True)
+        print(f"{len(merged)} mask(s) from {len(questions)} repl{'y' if len(questions) == 1 else 'ies'} -> {out}")
     return 0

@@ -1,4 +1,4 @@
-"""Masks -> text over whole scenes: describe polygons, ask free-form questions.
+"""Masks -> text over whole scenes: describe polygons (questions about windows: :mod:`.chat`).
 
 The model sees tiles of ``tile_size`` pixels scaled scene-wide to [0, 1] (the engine's
 ``scaling="unit"``), so a region is described from a *context window* cut around it, not
@@ -13,22 +13,23 @@ from the whole scene and not at an arbitrary resolution:
   the file has them), so a polygon the size of a county costs one tile of memory;
 * the polygon is rasterized into the same ``tile_size`` grid as the region mask.
 
-Two answers per polygon, both from the model's own trained prompts:
+Three columns per polygon:
 
-* ``category``: :meth:`GeoPixModel.describe` - its prompt ("What is in region1 <mask><pos>?
-  Answer briefly.") is the region-classification template whose training answer is the
-  bare class name (``training/instruct.py``), so its output *is* the class;
-* ``description``: the region-caption template "Give a short description of region1
-  <mask><pos>." (answers are trained as ``region1: <caption>.``; the prefix is stripped).
+* ``category`` and ``confidence``: :meth:`GeoPixModel.classify_regions` scores every class
+  name as the answer to the model's trained region question ("What is in region1
+  <mask><pos>? Answer briefly.") and keeps the most likely one with its softmax share;
+* ``description``: one sentence written from pixels, not decoded: the class, the polygon's
+  own area, and the class the model segments around it ("A building of about 450 m² next to
+  a road."). The tiny LLM's free captions were template fragments; these are true of the
+  polygon and of the model's masks.
 
-Polygons are batched (``batch_size`` crops per model call); the image encoding of a batch is
-shared by both prompts. Everything torch-related is imported lazily.
+Polygons are batched (``batch_size`` crops per model call). Everything torch-related is
+imported lazily.
 """
 from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -46,9 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Padding on each side of a polygon, as a fraction of its larger extent.
 DEFAULT_CONTEXT = 0.5
-#: The region-caption template the model is trained with (first training template).
-CAPTION_QUESTION = "Give a short description of region1 {region}."
-_REGION_PREFIX = re.compile(r"^\s*region\s*\d+\s*:\s*", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- model
@@ -176,12 +174,13 @@ def _rgb_roles() -> tuple[str, ...]:
 class FilePixelSource(PixelSource):
     """Windowed, decimated reads of a GeoTIFF with the engine's scene-wide statistics."""
 
-    def __init__(self, path: str | os.PathLike, bands: Any = None, band_roles: Any = None) -> None:
+    def __init__(self, path: str | os.PathLike, bands: Any = None, band_roles: Any = None,
+                 allow_no_georef: bool = False) -> None:
         import rasterio  # noqa: PLC0415
 
         from .scene import compute_statistics, open_scene, parse_band_roles, parse_bands, resolve_bands, select_bands  # noqa: PLC0415
 
-        scene = open_scene(path)
+        scene = open_scene(path, allow_no_georef=allow_no_georef)
         chosen = resolve_bands(scene, _rgb_roles(), parse_bands(bands), parse_band_roles(band_roles))
         select_bands(scene, chosen)
         compute_statistics(scene)
@@ -291,6 +290,7 @@ class RegionCrop:
     image: np.ndarray  # float32 [3, T, T]
     mask: np.ndarray  # bool [T, T]
     transform: Affine
+    area_m2: float | None = None  # of the polygon itself, when the scene CRS is projected
 
 
 def _check_regions(regions: Any) -> "gpd.GeoDataFrame":
@@ -326,47 +326,88 @@ def iter_crops(regions: "gpd.GeoDataFrame", pixels: PixelSource, tile: int,
         if not mask.any():
             yield i
             continue
-        yield RegionCrop(i, pixels.read(row0, col0, rows, cols, tile, tile), mask, t)
+        yield RegionCrop(i, pixels.read(row0, col0, rows, cols, tile, tile), mask, t, _area_m2(geom, pixels.crs))
 
 
-def _clean(text: str) -> str:
-    return _REGION_PREFIX.sub("", " ".join(str(text).split())).strip().rstrip(".").strip()
+def _area_m2(geom, crs: Any) -> float | None:
+    try:
+        if crs is None or crs.is_geographic:
+            return None
+        return float(geom.area) * float(crs.linear_units_factor[1]) ** 2
+    except Exception:  # a CRS without linear units
+        return None
 
 
-def _captions(model: Any, images, masks) -> list[str]:
-    """Batched greedy answers to :data:`CAPTION_QUESTION`, one region per image."""
+#: how a region of each default class is named in a sentence
+_NOUNS = {"building": "a building", "road": "a stretch of road", "water": "a water body",
+          "vegetation": "an area of vegetation", "land": "an area of bare land", "cloud": "a cloud"}
+#: how a neighbouring class is named after "next to" / "surrounded by"
+_NEIGHBOURS = {"building": "buildings", "road": "a road", "water": "water", "vegetation": "vegetation",
+               "land": "bare land", "cloud": "clouds"}
+
+
+def _noun(category: str) -> str:
+    return _NOUNS.get(category) or f"{'an' if category[:1] in 'aeiou' else 'a'} {category}"
+
+
+def region_sentence(category: str, area_m2: float | None, pixels: int, context: str | None,
+                    surrounded: bool = False) -> str:
+    """One sentence about a region: "A building of about 450 m² next to a road."."""
+    from .model.answer import area_phrase  # noqa: PLC0415
+
+    text = f"{_noun(category)} of {area_phrase(area_m2, pixels)}"
+    if context:
+        text += f" {'surrounded by' if surrounded else 'next to'} {_NEIGHBOURS.get(context, context)}"
+    return text[0].upper() + text[1:] + "."
+
+
+def _context(mask: np.ndarray, category: str, class_masks: dict[str, np.ndarray], ring_px: int) -> tuple[str | None, bool]:
+    """The other class that covers most of a ring around the region (None below a third of it)."""
+    from scipy import ndimage  # noqa: PLC0415
+
+    ring = ndimage.binary_dilation(mask, iterations=max(1, ring_px)) & ~mask
+    if not ring.any():
+        return None, False
+    shares = {c: float(m[ring].mean()) for c, m in class_masks.items() if c != category}
+    if not shares:
+        return None, False
+    best = max(shares, key=shares.get)
+    if shares[best] < 1 / 3:
+        return None, False
+    return best, shares[best] >= 0.75
+
+
+def describe_batch(model: Any, crops: Sequence[RegionCrop], crs: Any = None) -> list[tuple[str, float, str]]:
+    """``(category, confidence, sentence)`` for each crop: class by the LLM's scores, words from the masks."""
     import torch  # noqa: PLC0415
 
-    from .model.generation import greedy_decode  # noqa: PLC0415
-    from .model.tokenizer import MASK_TOKEN, POS_TOKEN  # noqa: PLC0415
-
-    proc = model.processor
-    question = CAPTION_QUESTION.format(region=f"{MASK_TOKEN}{POS_TOKEN}")
-    with torch.no_grad():
-        enc = model.encode_images(images)
-        row = proc.prefix_ids() + proc.question_ids(question)
-        ids = torch.tensor([row], device=model.device).expand(images.shape[0], -1)
-        embeds = model.embed_inputs(enc, ids, [m for m in masks])
-        attn = torch.ones(ids.shape, dtype=torch.long, device=model.device)
-        tokens, _ = greedy_decode(model.llm, embeds, attn, None, model.config.max_new_tokens, proc.ids.eos)
-    return [model.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
-
-
-def describe_batch(model: Any, crops: Sequence[RegionCrop]) -> list[tuple[str, str]]:
-    """``(category, description)`` for each crop, in one model call per prompt."""
-    import torch  # noqa: PLC0415
+    from .conversation import pixel_area_m2  # noqa: PLC0415
 
     images = torch.from_numpy(np.stack([c.image for c in crops])).to(model.device)
     masks = torch.from_numpy(np.stack([c.mask for c in crops])[:, None]).to(model.device)
-    categories = [_clean(r[0]) if r else "" for r in model.describe(images, masks)]
-    captions = [_clean(t) for t in _captions(model, images, masks)]
-    return list(zip(categories, captions))
+    names, confs = model.classify_regions(images, masks)
+    classes = model.class_names()
+    with torch.no_grad():
+        seg = (model.segment(images, classes) > 0).cpu().numpy()
+    out = []
+    for k, crop in enumerate(crops):
+        cat, conf = names[k][0], confs[k][0]
+        px_area = pixel_area_m2(crop.transform, crs)
+        ring = 8 if not px_area else max(2, int(round(10.0 / px_area ** 0.5)))  # ~10 m around the region
+        context, surrounded = _context(crop.mask, cat, dict(zip(classes, seg[k])), ring)
+        area = crop.area_m2 if crop.area_m2 is not None else (px_area * int(crop.mask.sum()) if px_area else None)
+        out.append((cat, float(conf), region_sentence(cat, area, int(crop.mask.sum()), context, surrounded)))
+    return out
 
 
 def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr.DataArray", model: Any = "default",
                      *, batch_size: int = 8, context: float = DEFAULT_CONTEXT, device: str = "auto",
                      bands: Any = None, band_roles: Any = None) -> "gpd.GeoDataFrame":
-    """A copy of ``regions`` (same rows, attributes, order and CRS) plus ``category`` and ``description``.
+    """A copy of ``regions`` (same rows, attributes, order and CRS) plus ``category``, ``confidence``, ``description``.
+
+    ``category`` is one of the model's classes (the LLM's likelihood of each class name as the
+    answer to its region question), ``confidence`` the softmax share of that class, and
+    ``description`` one sentence with the polygon's area and the class that surrounds it.
 
     Polygons that do not overlap the scene (or are empty) get empty values and one warning;
     if none overlaps, :class:`InputError` is raised, since the user most likely passed the
@@ -378,6 +419,7 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
     if not context >= 0:
         raise InputError(f"context {context!r} must be >= 0 (a fraction of the polygon size)")
     categories: list[str | None] = [None] * len(regions)
+    confidences: list[float] = [float("nan")] * len(regions)
     descriptions: list[str | None] = [None] * len(regions)
     outside: list[int] = []
     with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
@@ -386,8 +428,8 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
         batch: list[RegionCrop] = []
 
         def flush() -> None:
-            for crop, (cat, desc) in zip(batch, describe_batch(net, batch)):
-                categories[crop.row], descriptions[crop.row] = cat, desc
+            for crop, (cat, conf, desc) in zip(batch, describe_batch(net, batch, pixels.crs)):
+                categories[crop.row], confidences[crop.row], descriptions[crop.row] = cat, conf, desc
             batch.clear()
 
         for item in iter_crops(regions, pixels, tile, context):
@@ -407,108 +449,9 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
                       "description are left empty", stacklevel=2)
     out = regions.copy()
     out["category"] = categories
+    out["confidence"] = confidences
     out["description"] = descriptions
     return out
-
-
-# --------------------------------------------------------------------------- ask
-@dataclass
-class Answer:
-    """A reply to :func:`ask_scene`: text, georeferenced masks and where the model looked."""
-
-    question: str
-    text: str
-    masks: "gpd.GeoDataFrame"  # one row per emitted mask (polygon parts dissolved), scene CRS
-    bounds: tuple[float, float, float, float]  # the window the model saw, scene CRS
-    transform: Affine  # of the model's input grid
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def parse_bbox(value: "str | Sequence[float] | None") -> tuple[float, float, float, float] | None:
-    """``"minx,miny,maxx,maxy"`` or a 4-sequence -> floats (validated)."""
-    if value is None or value == "":
-        return None
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        box = tuple(float(p) for p in parts)
-    except (TypeError, ValueError):
-        raise InputError(f"bbox '{value}' is not four numbers; write minx,miny,maxx,maxy in the scene CRS") from None
-    if len(box) != 4 or not all(math.isfinite(v) for v in box):
-        raise InputError(f"bbox '{value}' is not four finite numbers; write minx,miny,maxx,maxy in the scene CRS")
-    if box[0] >= box[2] or box[1] >= box[3]:
-        raise InputError(f"bbox '{value}' is empty: minx must be < maxx and miny < maxy")
-    return box  # type: ignore[return-value]
-
-
-def bbox_window(bbox: tuple[float, float, float, float] | None, pixels: PixelSource) -> tuple[int, int, int, int]:
-    """Pixel window ``(row0, col0, rows, cols)`` of a CRS bbox, clipped to the scene."""
-    if bbox is None:
-        return 0, 0, pixels.height, pixels.width
-    from shapely.geometry import box  # noqa: PLC0415
-
-    c0, r0, c1, r1 = _pixel_bounds(box(*bbox), pixels.transform)
-    c0, r0 = max(0, int(math.floor(c0))), max(0, int(math.floor(r0)))
-    c1, r1 = min(pixels.width, int(math.ceil(c1))), min(pixels.height, int(math.ceil(r1)))
-    if c1 <= c0 or r1 <= r0:
-        raise InputError(f"bbox {','.join(f'{v:g}' for v in bbox)} does not overlap the scene; give it in the scene "
-                         "CRS, inside the scene's bounds")
-    return r0, c0, r1 - r0, c1 - c0
-
-
-def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: str, text: str) -> "gpd.GeoDataFrame":
-    """Boolean ``[M, h, w]`` masks -> one (multi)polygon per mask, georeferenced by ``transform``."""
-    import geopandas as gpd  # noqa: PLC0415
-    from rasterio.features import shapes  # noqa: PLC0415
-    from shapely.geometry import shape  # noqa: PLC0415
-    from shapely.ops import unary_union  # noqa: PLC0415
-
-    ids, geoms = [], []
-    for k, m in enumerate(np.asarray(masks, dtype=bool), start=1):
-        if not m.any():
-            continue
-        parts = [shape(g) for g, v in shapes(m.astype(np.uint8), mask=m, transform=transform) if v == 1]
-        ids.append(k)
-        geoms.append(unary_union(parts))
-    return gpd.GeoDataFrame({"mask": np.asarray(ids, dtype=np.int64), "question": [question] * len(ids),
-                             "answer": [text] * len(ids)}, geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
-
-
-def ask_scene(scene: "str | os.PathLike | xr.DataArray", question: str, model: Any = "default", *,
-              bbox: "str | Sequence[float] | None" = None, device: str = "auto", bands: Any = None,
-              band_roles: Any = None) -> Answer:
-    """Ask one free-form question about ``bbox`` of the scene (the whole scene by default).
-
-    The window is resampled so that its longer side is the model's tile size (aspect kept),
-    as one image; the reply's masks are mapped back through that grid's transform, so they
-    land on the scene in its CRS whatever the resampling.
-    """
-    if not isinstance(question, str) or not question.strip():
-        raise InputError("the question is empty; ask something such as 'where is the water?'")
-    box = parse_bbox(bbox)
-    with open_pixels(scene, bands, band_roles) as pixels:
-        row0, col0, rows, cols = bbox_window(box, pixels)
-        net = load_region_model(model, device)
-        tile = model_tile_size(net)
-        scale = tile / max(rows, cols)
-        out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
-        image = pixels.read(row0, col0, rows, cols, out_h, out_w)
-        t = crop_transform(pixels.transform, row0, col0, rows, cols, out_h, out_w)
-        crs = pixels.crs
-    import torch  # noqa: PLC0415
-
-    device_of = getattr(net, "device", "cpu")
-    reply = net.chat(torch.from_numpy(image).to(device_of), question.strip())
-    masks = reply.masks.detach().cpu().numpy() if hasattr(reply.masks, "detach") else np.asarray(reply.masks)
-    if masks.ndim != 3 or (len(masks) and masks.shape[1:] != (out_h, out_w)):
-        raise RuntimeError(f"model returned masks of shape {masks.shape}, expected [M, {out_h}, {out_w}]")
-    text = " ".join(str(reply.text).split())
-    frame = masks_to_polygons(masks, t, crs, question.strip(), text)
-    left, top = t @ (0, 0)
-    right, bottom = t @ (out_w, out_h)
-    bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
-    return Answer(question.strip(), text, frame, bounds, t)
 
 
 def write_gpkg_atomic(frame: "gpd.GeoDataFrame", out: str | os.PathLike, layer: str | None = None,

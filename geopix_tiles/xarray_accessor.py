@@ -176,11 +176,15 @@ class GeopixDataArrayAccessor:
 
         return describe_regions(regions, self._obj, model, **options)
 
-    def ask(self, question: str, window=None, model="default", **options):
-        """Ask about ``window`` (minx, miny, maxx, maxy in the array's CRS; default all): an ``Answer``."""
-        from .regions import ask_scene  # noqa: PLC0415
+    def chat(self, window=None, model="default", **options):
+        """A :class:`~geopix_tiles.conversation.Conversation` about ``window`` (a rasterio ``Window`` or a bbox)."""
+        from .conversation import Conversation  # noqa: PLC0415
 
-        return ask_scene(self._obj, question, model, bbox=window, **options)
+        return Conversation(self._obj, model, window=window, **options)
+
+    def ask(self, question: str, window=None, model="default", **options):
+        """One question about ``window`` (a rasterio ``Window`` or a bbox; default all): a ``Reply``."""
+        return self.chat(window, model, **options).ask(question)
 
 
 @xr.register_dataset_accessor("geopix")

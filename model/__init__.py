@@ -10,13 +10,15 @@ prompt meaning),
 special tokens), ``processor`` (text layout, labels, batches), ``seg_head`` (SEG states ->
 prompts), ``two_way`` (SAM-style transformer), ``memory`` (class-wise memory),
 ``mask_decoder`` (necks, per-scale decoders, gating, fusion), ``region`` (mask -> ``<mask>``
-/ ``<pos>`` embeddings), ``losses``, ``generation`` (KV-cached greedy decoding),
+/ ``<pos>`` embeddings), ``losses``, ``generation`` (KV-cached greedy decoding), ``dialogue`` (question reading, scene/intent
+heads, grounded replies), ``answer`` (numbers and phrases from masks),
 ``checkpoint`` (safe loading rules), ``geopix`` (the model), ``segmenter`` (engine adapter).
 """
 from .config import GeoPixConfig
-from .geopix import ChatReply, GeoPixModel, GeoPixOutput, ImageEncoding
+from .dialogue import ChatReply, Turn
+from .geopix import Generation, GeoPixModel, GeoPixOutput, ImageEncoding
 from .processor import GeoPixProcessor
 from .segmenter import GeoPixSegmenter
 
-__all__ = ["GeoPixConfig", "GeoPixModel", "GeoPixOutput", "ChatReply", "ImageEncoding", "GeoPixProcessor",
+__all__ = ["GeoPixConfig", "GeoPixModel", "GeoPixOutput", "ChatReply", "Turn", "Generation", "ImageEncoding", "GeoPixProcessor",
            "GeoPixSegmenter"]

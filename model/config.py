@@ -91,6 +91,15 @@ class GeoPixConfig:
     region_dim: int = 1024
     shape_size: int = 112
     shape_hidden: int = 1024
+    # --- dialogue heads (see model/dialogue.py) ---
+    #: scene classes of the image-level head on pooled tower features (e.g. UC Merced's 21); () = no head
+    scene_classes: tuple[str, ...] = ()
+    #: question intents of the head on the MiniLM embedding of a question; () = no head
+    intent_tasks: tuple[str, ...] = ()
+    #: what a question may name, per segmentation class: its display phrase first, then synonyms
+    concepts: dict[str, list[str]] = field(default_factory=dict)
+    #: things the model was taught are *not* any of its classes (so a question about them is refused)
+    unrelated_concepts: tuple[str, ...] = ()
     # --- loss weights (LISA / GeoPix) ---
     ce_weight: float = 1.0
     bce_weight: float = 2.0
@@ -180,6 +189,8 @@ class GeoPixConfig:
             raise ValueError("text_bank_temperature must be positive")
         if self.vision_frozen_levels not in (0, 1, 2, 3, 4):
             raise ValueError("vision_frozen_levels is 0..4 (feature levels at strides 4/8/16/32)")
+        if self.intent_tasks and not self.text_encoder:
+            raise ValueError("intent_tasks need a text_encoder (the intent head reads MiniLM embeddings)")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ValueError("image_mean and image_std need 3 values (RGB)")
 

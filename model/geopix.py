@@ -22,11 +22,16 @@ Inference paths share one image encoding per tile:
 
 * :meth:`segment` - teacher-forces the known SEG answer for every prompt in one LLM forward
   on top of a KV cache of the image prefix (computed once per tile, repeated per prompt).
-* :meth:`chat` / :meth:`describe` - greedy KV-cached decoding; ``chat`` turns emitted SEG
-  groups into masks with the hidden states that predicted them.
+* :meth:`generate` - the one LLM decoding path (greedy, KV-cached, batched, optional
+  ``<mask><pos>`` regions); emitted SEG groups become masks from the hidden states that
+  predicted them. :meth:`describe` and every caller that wants the LLM's own words use it.
+* :meth:`classify_regions` - region class and confidence by scoring each class name.
+* :meth:`chat` - a grounded reply to a question (see :mod:`.dialogue`): trained heads read
+  the question, masks come from :meth:`segment_encoded`, the words from those masks.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import GeoPixConfig
+from .dialogue import ChatReply, IntentHead, SceneHead, Turn, View, parse_question, reply_to
 from .generation import LogitsProcessor, greedy_decode
 from .llm import build_llm, decoder_forward, llm_config_dict, load_llm
 from .losses import mask_bce, mask_dice, token_ce
@@ -66,13 +72,13 @@ class GeoPixOutput:
 
 
 @dataclass
-class ChatReply:
-    """A chat answer: text plus one mask per emitted ``[SEG0]..[SEG5]`` group."""
+class Generation:
+    """The LLM's own answer: text, its token ids, and one mask per emitted ``[SEG0]..[SEG5]`` group."""
 
     text: str
+    token_ids: list[int]
     masks: torch.Tensor
     mask_logits: torch.Tensor
-    token_ids: list[int]
 
 
 @dataclass
@@ -127,6 +133,8 @@ class GeoPixModel(nn.Module):
                           if config.text_encoder else None)
         if config.text_bank_size:
             self.register_buffer("text_bank", torch.zeros(config.text_bank_size, config.text_dim))
+        self.scene_head = SceneHead(ch, len(config.scene_classes)) if config.scene_classes else None
+        self.intent_head = IntentHead(config.text_dim, len(config.intent_tasks)) if config.intent_tasks else None
         self.processor = GeoPixProcessor(tokenizer, config)
 
     # ------------------------------------------------------------------ basics
@@ -403,60 +411,156 @@ class GeoPixModel(nn.Module):
             return self.segment_encoded(self.encode_images(images), prompts)[0]
 
     # ------------------------------------------------------------------ inference: masks -> text, chat
+    def generate(self, images: torch.Tensor, questions: Sequence[str], region_masks: torch.Tensor | None = None,
+                 max_new_tokens: int | None = None, logits_processor: LogitsProcessor | None = None,
+                 encoding: ImageEncoding | None = None) -> list[Generation]:
+        """The LLM's greedy answers to ``questions`` about ``images`` ``[B, 3, H, W]``.
+
+        ``len(questions)`` is a multiple ``k`` of B: question ``i`` is about image ``i // k``
+        (each tile is encoded once). ``region_masks`` ``[len(questions), R, H, W]`` fill the
+        ``<mask><pos>`` placeholders of each question. Every complete ``[SEG0]..[SEG5]`` group
+        in an answer becomes a mask from the hidden states that emitted it (the states
+        :meth:`segment` teacher-forces).
+        """
+        with torch.no_grad():
+            enc = encoding if encoding is not None else self.encode_images(images[None] if images.ndim == 3
+                                                                           else images)
+            b, n = enc.image_tokens.shape[0], len(questions)
+            if n == 0 or n % b:
+                raise ValueError(f"{n} questions for {b} images; give k questions per image (k >= 1)")
+            tile = torch.arange(b, device=self.device).repeat_interleave(n // b)
+            rows = [self.processor.question_ids(q) for q in questions]
+            base, lp = self._prefix_cache(enc)
+            out: list[Generation | None] = [None] * n
+            by_len: dict[int, list[int]] = {}
+            for i, r in enumerate(rows):  # lockstep decoding needs equal lengths: one group per length
+                by_len.setdefault(len(r), []).append(i)
+            groups = list(by_len.values())
+            for gi, idx in enumerate(groups):
+                cache = base if len(groups) == 1 else copy.deepcopy(base)
+                sel = tile[idx]
+                cache.batch_select_indices(sel)
+                ids = torch.tensor([rows[i] for i in idx], device=self.device)
+                regions = None
+                if region_masks is not None and region_masks.shape[1]:
+                    regions = [region_masks[i].to(self.device) for i in idx]
+                embeds = self.embed_inputs(enc, ids, regions, sel)
+                attn = torch.ones((len(idx), lp + ids.shape[1]), dtype=torch.long, device=self.device)
+                tokens, states = greedy_decode(self.llm, embeds, attn, cache,
+                                               max_new_tokens or self.config.max_new_tokens, self.processor.ids.eos,
+                                               logits_processor)
+                for j, i in enumerate(idx):
+                    out[i] = self._generation(enc, tokens[j], states[j], questions[i], int(sel[j]))
+        return out  # type: ignore[return-value]
+
+    def _generation(self, enc: ImageEncoding, toks: list[int], states: torch.Tensor, question: str,
+                    tile: int) -> Generation:
+        h, w = enc.size
+        groups = self._complete_seg_groups(toks)
+        if groups:
+            sel = torch.tensor(groups, device=self.device)
+            prompts = self.seg_prompts(states[sel], [question] * len(groups))
+            index = torch.full((len(groups),), tile, dtype=torch.long, device=self.device)
+            logits, _ = self.mask_predictor(enc.scale_feats, prompts, index, enc.padded, enc.pixel_feats)
+            logits = logits[:, :h, :w].float()
+        else:
+            logits = torch.zeros((0, h, w), device=self.device)
+        text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
+        return Generation(text, toks, logits > 0, logits)
+
     def describe(self, images: torch.Tensor, region_masks: torch.Tensor,
                  max_new_tokens: int | None = None) -> list[list[str]]:
-        """Masks -> text. ``region_masks`` bool ``[B, R, H, W]`` -> ``R`` short descriptions per image."""
+        """Masks -> the LLM's short answer (its trained region-class prompt) per region.
+
+        ``region_masks`` bool ``[B, R, H, W]`` -> ``R`` texts per image. For a class with a
+        confidence use :meth:`classify_regions`.
+        """
         b, r = region_masks.shape[:2]
         if r == 0:
             return [[] for _ in range(b)]
-        with torch.no_grad():
-            enc = self.encode_images(images)
-            cache, lp = self._prefix_cache(enc)
-            cache.batch_repeat_interleave(r)
-            q = self.processor.question_ids(self.processor.region_question(1))
-            ids = torch.tensor([q], device=self.device).expand(b * r, -1)
-            tile_index = torch.arange(b, device=self.device).repeat_interleave(r)
-            masks = [m[None] for m in region_masks.reshape(b * r, *region_masks.shape[2:])]
-            embeds = self.embed_inputs(enc, ids, masks, tile_index)
-            attn = torch.ones((b * r, lp + ids.shape[1]), dtype=torch.long, device=self.device)
-            tokens, _ = greedy_decode(self.llm, embeds, attn, cache, max_new_tokens or self.config.max_new_tokens,
-                                      self.processor.ids.eos)
-        texts = [self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+        flat = region_masks.reshape(b * r, 1, *region_masks.shape[2:])
+        gens = self.generate(images, [self.processor.region_question(1)] * (b * r), flat, max_new_tokens)
+        texts = [g.text for g in gens]
         return [texts[i * r:(i + 1) * r] for i in range(b)]
 
-    def chat(self, image: torch.Tensor, text: str, max_new_tokens: int | None = None,
-             logits_processor: LogitsProcessor | None = None) -> ChatReply:
-        """Free-form question about one image ``[3, H, W]``; greedy KV-cached decoding.
+    def class_names(self) -> list[str]:
+        """The segmentation classes the model was trained on (its class-wise memory's names)."""
+        names = self.config.extra.get("memory_class_names") or list(self.config.concepts)
+        return [str(n) for n in names]
 
-        Every complete ``[SEG0]..[SEG5]`` group in the answer becomes a mask, computed from
-        the hidden states that emitted those tokens (the same states :meth:`segment`
-        teacher-forces). ``logits_processor`` can constrain decoding (e.g. force tokens).
+    def classify_regions(self, images: torch.Tensor, region_masks: torch.Tensor,
+                         classes: Sequence[str] | None = None) -> tuple[list[list[str]], list[list[float]]]:
+        """Class and confidence of each region: the LLM's likelihood of each class name as the answer.
+
+        Scoring every class (rather than reading one greedy answer) gives a confidence (a
+        softmax over the classes' answer log-likelihoods) and can only answer with a class.
         """
-        if image.ndim == 3:
-            image = image[None]
+        classes = list(classes or self.class_names())
+        if not classes:
+            raise ValueError("this model has no class names; pass classes=[...]")
+        b, r = region_masks.shape[:2]
+        if r == 0:
+            return [[] for _ in range(b)], [[] for _ in range(b)]
+        proc = self.processor
+        head = proc.prefix_ids() + proc.question_ids(proc.region_question(1))
+        answers = [proc.answer_ids(c) for c in classes]
+        length = len(head) + max(len(a) for a in answers)
+        n = b * r * len(classes)
+        ids = torch.full((n, length), proc.ids.pad, dtype=torch.long)
+        attn = torch.zeros((n, length), dtype=torch.long)
+        for k in range(n):
+            row = head + answers[k % len(classes)]
+            ids[k, :len(row)] = torch.tensor(row)
+            attn[k, :len(row)] = 1
         with torch.no_grad():
-            enc = self.encode_images(image)
-            cache, lp = self._prefix_cache(enc)
-            ids = torch.tensor([self.processor.question_ids(text)], device=self.device)
-            embeds = self.embed_inputs(enc, ids)
-            attn = torch.ones((1, lp + ids.shape[1]), dtype=torch.long, device=self.device)
-            tokens, states = greedy_decode(self.llm, embeds, attn, cache,
-                                           max_new_tokens or self.config.max_new_tokens, self.processor.ids.eos,
-                                           logits_processor)
-            out = tokens[0]
-            groups = self._complete_seg_groups(out)
-            h, w = enc.size
-            if groups:
-                sel = torch.tensor(groups, device=self.device)
-                prompts = self.seg_prompts(states[0][sel], [text] * len(groups))
-                logits, _ = self.mask_predictor(enc.scale_feats, prompts, torch.zeros(len(groups), dtype=torch.long,
-                                                                                      device=self.device), enc.padded,
-                                                enc.pixel_feats)
-                logits = logits[:, :h, :w].float()
+            enc = self.encode_images(images)
+            masks = region_masks.reshape(b * r, *region_masks.shape[2:]).to(self.device)
+            per_row = masks.repeat_interleave(len(classes), 0)
+            tile = torch.arange(b, device=self.device).repeat_interleave(r * len(classes))
+            ids, attn = ids.to(self.device), attn.to(self.device)
+            embeds = self.embed_inputs(enc, ids, [m[None] for m in per_row], tile)
+            hidden, _ = decoder_forward(self.llm, embeds, attn)
+            logp = torch.log_softmax(self.llm.get_output_embeddings()(hidden[:, len(head) - 1:-1]).float(), -1)
+            target = ids[:, len(head):]
+            tok = logp.gather(-1, target[..., None])[..., 0] * attn[:, len(head):]
+            score = tok.sum(1).view(b * r, len(classes))
+            prob = torch.softmax(score, -1)
+        conf, best = prob.max(-1)
+        names = [classes[int(k)] for k in best]
+        confs = [float(c) for c in conf]
+        return [names[i * r:(i + 1) * r] for i in range(b)], [confs[i * r:(i + 1) * r] for i in range(b)]
+
+    def scene_probabilities(self, images: torch.Tensor | None = None,
+                            encoding: ImageEncoding | None = None) -> torch.Tensor | None:
+        """``[B, scene classes]`` probabilities of the scene head (None when the model has none)."""
+        if self.scene_head is None:
+            return None
+        with torch.no_grad():
+            enc = encoding if encoding is not None else self.encode_images(images)
+            return torch.softmax(self.scene_head(enc.feats).float(), -1)
+
+    def chat(self, image: "torch.Tensor | ImageEncoding | View", question: str, history: Sequence[Turn] = (),
+             pixel_area_m2: float | None = None) -> ChatReply:
+        """A grounded reply to ``question`` about one image ``[3, H, W]``, its encoding, or a :class:`View`.
+
+        ``history`` holds the earlier turns of the conversation (for "them", "and the roads
+        next to them?"); ``pixel_area_m2`` lets replies speak in m² rather than pixels. Pass
+        the same :class:`View` on every turn to segment each phrase once. See
+        :mod:`.dialogue` for how the reply is built (and ``geopix_tiles.conversation`` for
+        georeferenced conversations over scene windows).
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("the question is empty; ask something such as 'where is the water?'")
+        with torch.no_grad():
+            if isinstance(image, View):
+                view = image
             else:
-                logits = torch.zeros((0, h, w), device=self.device)
-        text_out = self.tokenizer.decode(out, skip_special_tokens=True).strip()
-        return ChatReply(text_out, logits > 0, logits, out)
+                enc = image if isinstance(image, ImageEncoding) else \
+                    self.encode_images(image[None] if image.ndim == 3 else image)
+                view = View(self, enc)
+            previous = history[-1] if history else None
+            q = parse_question(self, question.strip(), previous)
+            return reply_to(self, view, q, previous, pixel_area_m2)
 
     def _complete_seg_groups(self, tokens: list[int]) -> list[list[int]]:
         """Step indices of each complete, in-order SEG group in a generated sequence."""

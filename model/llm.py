@@ -6,6 +6,7 @@ neither Python code nor pickles from a download are ever executed.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,15 @@ def decoder_forward(llm: PreTrainedModel, inputs_embeds: torch.Tensor, attention
     head is the largest matmul of a short forward.
     """
     body = llm.get_decoder()
-    out = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, past_key_values=past_key_values,
-               use_cache=use_cache, return_dict=True)
-    return out.last_hidden_state, out.past_key_values
+    name = _cache_argument(type(body))
+    out = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=use_cache, return_dict=True,
+               **{name: past_key_values})
+    return out.last_hidden_state, getattr(out, name)
+
+
+@functools.lru_cache(maxsize=16)
+def _cache_argument(body_type: type) -> str:
+    """``cache`` (transformers >= 5.2x) or ``past_key_values`` (older): the name the decoder takes."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(body_type.forward).parameters else "past_key_values"

@@ -49,7 +49,7 @@ def test_batched_prompts_match_single_prompts(model: GeoPixModel) -> None:
 
 
 def test_teacher_forced_segment_equals_kv_cached_decode(model: GeoPixModel) -> None:
-    """When the generator emits the SEG template, chat() and segment() give the same masks."""
+    """When the generator emits the SEG template, generate() and segment() give the same masks."""
     proc = model.processor
     forced = proc.answer_ids(proc.segmentation_answer(), eos=True)
 
@@ -59,7 +59,7 @@ def test_teacher_forced_segment_equals_kv_cached_decode(model: GeoPixModel) -> N
         return out
 
     x = _images(1, 160, 160, seed=2)
-    reply = model.chat(x[0], proc.segmentation_question("storage tanks"), logits_processor=force_template)
+    reply = model.generate(x, [proc.segmentation_question("storage tanks")], logits_processor=force_template)[0]
     assert reply.token_ids == forced
     assert reply.mask_logits.shape == (1, 160, 160)
     seg = model.segment(x, ["storage tanks"])[0]
@@ -91,9 +91,23 @@ def test_describe_and_chat_outputs(model: GeoPixModel) -> None:
     assert len(texts) == 2 and all(len(t) == 3 for t in texts)
     assert all(isinstance(s, str) for t in texts for s in t)
     assert model.describe(x, regions[:, :0]) == [[], []]
-    reply = model.chat(x[0], "Where are the storage tanks?", max_new_tokens=6)
-    assert isinstance(reply.text, str) and len(reply.token_ids) <= 6
-    assert reply.masks.dtype == torch.bool and reply.masks.shape[1:] == (96, 96)
+    gen = model.generate(x, ["Where are the storage tanks?", "What is here?"], max_new_tokens=6)
+    assert len(gen) == 2 and all(isinstance(g.text, str) and len(g.token_ids) <= 6 for g in gen)
+    assert all(g.masks.dtype == torch.bool and g.masks.shape[1:] == (96, 96) for g in gen)
+    # questions of different lengths about one image each: same answers as asked one by one
+    alone = model.generate(x[1:], ["What is here?"], max_new_tokens=6)[0]
+    assert alone.token_ids == gen[1].token_ids
+    # describe is generate() with the region question: one region per row, same tile encoding
+    one = model.generate(x[:1], [model.processor.region_question(1)], regions[:1, :1], max_new_tokens=5)[0]
+    assert one.text == texts[0][0]
+
+
+def test_chat_without_concepts_refuses_in_a_sentence(model: GeoPixModel) -> None:
+    """A model with no concept list cannot know what a question names: it says so, with no masks."""
+    x = _images(1, 96, 96, seed=5)
+    reply = model.chat(x[0], "Where are the storage tanks?")
+    assert reply.text.startswith("I can't tell") and reply.text.endswith(".")
+    assert reply.masks.shape == (0, 96, 96)
 
 
 def test_seg_groups_are_parsed_in_order(model: GeoPixModel) -> None:

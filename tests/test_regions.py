@@ -31,7 +31,8 @@ def model_dir(tmp_path_factory):
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("tiny_model")
     # small tiles and short answers keep the suite fast; the plumbing is the same at any size
-    GeoPixModel(GeoPixConfig.tiny(tile_size=128, max_new_tokens=6)).save_pretrained(d)
+    # a concept list lets questions name "water"; the random heads answer with random (but real) masks
+    GeoPixModel(GeoPixConfig.tiny(tile_size=128, max_new_tokens=6, concepts={"water": ["water"]})).save_pretrained(d)
     return d
 
 
@@ -97,21 +98,26 @@ def test_describe_one_row_per_polygon_attributes_and_crs_preserved(scene, model_
     assert out.crs.to_epsg() == 4326
     assert list(out["name"]) == ["pond", "field", "all"] and list(out["code"]) == [7, 8, 9]
     assert out.geometry.geom_equals_exact(gdf.geometry, 1e-12).all()
-    assert {"category", "description"} <= set(out.columns)
-    assert all(isinstance(v, str) for v in out["category"]) and all(isinstance(v, str) for v in out["description"])
+    assert {"category", "confidence", "description"} <= set(out.columns)
+    model = regions.load_region_model(str(model_dir), "cpu")
+    assert set(out["category"]) <= set(model.class_names())  # a class of the model, never free text
+    assert ((out["confidence"] > 0) & (out["confidence"] <= 1)).all()
+    # one sentence each, with the polygon's own area (pond 80 x 50 m = 4,000 m²)
+    assert all(d[0].isupper() and d.endswith(".") and ";" not in d for d in out["description"])
+    assert "about 4,000 m²" in out["description"][0]
     assert "category" not in gdf.columns  # the input is not modified
 
 
 def test_describe_batches_polygons(scene, model_dir, monkeypatch):
     model = regions.load_region_model(str(model_dir), "cpu")
     calls = []
-    original = model.describe
+    original = model.classify_regions
 
     def spy(images, masks, *a, **k):
         calls.append((tuple(images.shape), tuple(masks.shape)))
         return original(images, masks, *a, **k)
 
-    monkeypatch.setattr(model, "describe", spy)
+    monkeypatch.setattr(model, "classify_regions", spy)
     regions.describe_regions(utm_regions(), scene, model, batch_size=2)
     assert calls == [((2, 3, 128, 128), (2, 1, 128, 128)), ((1, 3, 128, 128), (1, 1, 128, 128))]
 
@@ -149,78 +155,74 @@ def test_describe_bad_input(scene, model_dir):
         utm_regions().drop(columns="geometry").geopix.describe(scene, model=str(model_dir))
 
 
-# --------------------------------------------------------------------------- ask
-class SquareModel:
-    """Answers every question with one fixed square mask on its input grid (exact georeferencing check)."""
-
-    config = type("C", (), {"tile_size": 64})()
-    device = "cpu"
-
-    def __init__(self):
-        self.seen = None
-
-    def chat(self, image, text):
-        from geopix_tiles.model import ChatReply
-
-        self.seen = tuple(image.shape)
-        masks = torch.zeros((1,) + tuple(image.shape[1:]), dtype=torch.bool)
-        masks[0, 8:16, 4:12] = True
-        return ChatReply(f"a square ({text})", masks, masks.float(), [])
+# --------------------------------------------------------------------------- ask / chat
+def _water_reply(scene, model_dir, window):
+    chat = geopix_tiles.chat(scene, str(model_dir), window=window, device="cpu")
+    return chat, chat.ask("Please segment the water.")
 
 
-def test_ask_bbox_masks_are_georeferenced_through_the_crop(scene):
-    fake = SquareModel()
-    answer = regions.ask_scene(scene, "where?", fake, bbox="500050,3999900,500150,3999950")
-    # bbox = cols 100..300, rows 100..200 (200 x 100 px) -> model grid 64 x 32, 3.125 px per cell
-    assert fake.seen == (3, 32, 64)
-    assert answer.bounds == pytest.approx((500050, 3999900, 500150, 3999950))
-    (geom,) = answer.masks.geometry
-    cell = 0.5 * 200 / 64
-    assert geom.bounds == pytest.approx((500050 + 4 * cell, 3999950 - 16 * cell, 500050 + 12 * cell, 3999950 - 8 * cell))
-    assert answer.masks.crs == UTM and answer.text.startswith("a square")
+def test_chat_masks_are_the_models_masks_georeferenced_through_the_window(scene, model_dir):
+    """A window read at native resolution: reply masks = segment() on the same pixels, polygons on the grid."""
+    from rasterio.features import rasterize
+    from rasterio.windows import Window
 
-
-def test_ask_real_model_with_forced_mask(scene, model_dir):
-    """The tiny model, made to emit one [SEG0]..[SEG5] group: its mask lands inside the bbox."""
+    chat, reply = _water_reply(scene, model_dir, Window(100, 100, 128, 96))
+    with rasterio.open(scene) as src:
+        assert reply.transform == src.transform * Affine.translation(100, 100)
+    assert reply.arrays.shape == (1, 96, 128) and reply.prompts == ["water"]
+    # one tile: the mask is exactly the model's own segmentation of the window's pixels
     model = regions.load_region_model(str(model_dir), "cpu")
-    seg, eos = model.processor.ids.seg, model.processor.ids.eos
-
-    def force(generated, logits):
-        step = generated.shape[1]
-        want = seg[step] if step < len(seg) else eos
-        out = torch.full_like(logits, -1e9)
-        out[:, want] = 0
-        return out
-
-    class Forced:
-        config, device, processor = model.config, model.device, model.processor
-
-        def chat(self, image, text):
-            reply = model.chat(image, text, logits_processor=force)
-            reply.masks[:] = True  # a random head's mask can be empty; the full grid still tests the mapping
-            return reply
-
-    bbox = (500010.0, 3999880.0, 500110.0, 3999990.0)
-    answer = regions.ask_scene(scene, "segment the water", Forced(), bbox=bbox)
-    assert len(answer.masks) == 1
-    minx, miny, maxx, maxy = answer.masks.total_bounds
-    assert bbox[0] - 1e-6 <= minx and miny >= bbox[1] - 1e-6 and maxx <= bbox[2] + 1e-6 and maxy <= bbox[3] + 1e-6
-    assert (minx, miny, maxx, maxy) == pytest.approx(bbox)  # the full grid covers exactly the bbox
+    want = (model.segment(torch.from_numpy(chat.image)[None], ["water"])[0, 0] > 0).numpy()
+    assert want.any() and np.array_equal(reply.arrays[0], want)
+    # the polygons rasterize back to the mask on the reply's transform, in the scene CRS
+    (geom,) = reply.masks.geometry
+    back = rasterize([(geom, 1)], out_shape=(96, 128), transform=reply.transform).astype(bool)
+    assert np.array_equal(back, reply.arrays[0]) and reply.masks.crs == UTM
+    assert int(reply.masks["pixels"][0]) == int(want.sum())
+    assert reply.masks["area_m2"][0] == pytest.approx(want.sum() * 0.25)  # 0.5 m pixels
+    assert reply.bounds == pytest.approx((500050, 3999902, 500114, 3999950))
 
 
-def test_ask_dataarray_accessor_and_bad_bbox(scene, model_dir):
+def test_chat_bbox_and_window_agree_and_history_is_kept(scene, model_dir):
+    from rasterio.windows import Window
+
+    _, by_bbox = _water_reply(scene, model_dir, (500050, 3999902, 500114, 3999950))
+    chat, by_window = _water_reply(scene, model_dir, Window(100, 100, 128, 96))
+    assert np.array_equal(by_bbox.arrays, by_window.arrays) and by_bbox.transform == by_window.transform
+    second = chat.ask("Where is the water?")
+    assert len(chat.history) == 2 and chat.history[0] == (by_window.question, by_window.text)
+    assert np.array_equal(second.arrays, by_window.arrays)  # the same phrase on the same view: same mask
+
+
+def test_chat_large_window_is_tiled_like_segment(scene, model_dir):
+    """A window wider than a tile: blended tiles, and no tile seams (equal to one big tile where no overlap)."""
+    chat = geopix_tiles.chat(scene, str(model_dir), device="cpu")  # 300 x 400 px, tile 128
+    reply = chat.ask("Please segment the water.")
+    assert reply.arrays.shape == (1, H, W)
+    assert reply.bounds == pytest.approx((500000, 3999850, 500200, 4000000))
+    # a window downsampled to max_size: the transform carries the scale
+    small = geopix_tiles.chat(scene, str(model_dir), device="cpu", max_size=100).ask("Please segment the water.")
+    assert small.arrays.shape == (1, 75, 100) and small.transform.a == pytest.approx(2.0)
+
+
+def test_ask_dataarray_accessor_and_bad_windows(scene, model_dir):
+    from geopix_tiles.conversation import ask_scene, parse_bbox
+
     da = rioxarray.open_rasterio(scene)
     answer = da.geopix.ask("what is here?", window=(500000, 3999850, 500200, 4000000), model=str(model_dir))
-    assert isinstance(answer.text, str) and answer.masks.crs == UTM
+    assert answer.text.endswith(".") and answer.masks.crs == UTM
     assert answer.bounds == pytest.approx((500000, 3999850, 500200, 4000000))
+    chat = da.geopix.chat(window=(500050, 3999902, 500114, 3999950), model=str(model_dir))
+    file_chat, _ = _water_reply(scene, model_dir, (500050, 3999902, 500114, 3999950))
+    assert np.array_equal(chat.ask("Please segment the water.").arrays, file_chat.replies[0].arrays)
     with pytest.raises(InputError, match="does not overlap"):
-        regions.ask_scene(scene, "q", str(model_dir), bbox=(0, 0, 10, 10))
+        ask_scene(scene, "q", str(model_dir), bbox=(0, 0, 10, 10))
     with pytest.raises(InputError, match="four"):
-        regions.parse_bbox("1,2,3")
+        parse_bbox("1,2,3")
     with pytest.raises(InputError, match="empty"):
-        regions.parse_bbox("5,2,3,4")
+        parse_bbox("5,2,3,4")
     with pytest.raises(InputError, match="question is empty"):
-        regions.ask_scene(scene, "  ", str(model_dir))
+        ask_scene(scene, "  ", str(model_dir))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -274,16 +276,19 @@ def test_cli_describe_bad_input(scene, model_dir, tmp_path, capfd):
 
 def test_cli_ask_bbox_writes_georeferenced_masks(scene, model_dir, tmp_path, capfd):
     out = tmp_path / "masks.gpkg"
-    rc = main(["ask", str(scene), "where is the water?", "--bbox", "500010,3999880,500110,3999990", "--out", str(out),
-               "--model", str(model_dir)])
+    rc = main(["ask", str(scene), "Please segment the water.", "--bbox", "500010,3999880,500110,3999990", "--out",
+               str(out), "--model", str(model_dir)])
     assert rc == 0, capfd.readouterr().err
     printed = capfd.readouterr().out
-    assert "mask(s) ->" in printed
+    assert "mask(s) from 1 reply ->" in printed
     back = gpd.read_file(out)
-    assert back.crs == UTM and list(back.columns) == ["mask", "question", "answer", "geometry"]
-    if len(back):
-        minx, miny, maxx, maxy = back.total_bounds
-        assert minx >= 500010 and miny >= 3999880 and maxx <= 500110 and maxy <= 3999990
+    assert back.crs == UTM
+    assert list(back.columns) == ["turn", "mask", "prompt", "question", "answer", "pixels", "area_m2", "count",
+                                  "geometry"]
+    assert len(back) == 1 and back["prompt"][0] == "water"
+    minx, miny, maxx, maxy = back.total_bounds
+    assert minx >= 500010 and miny >= 3999880 and maxx <= 500110 and maxy <= 3999990
+    assert back.geometry.area[0] == pytest.approx(back["area_m2"][0])  # polygons and the reported area agree
     assert main(["ask", str(scene), "q", "--bbox", "1,2,3", "--model", str(model_dir)]) == 2
     assert "four" in _err(capfd)
     assert main(["ask", str(scene), "q", "--bbox", "0,0,1,1", "--model", str(model_dir), "--out", str(tmp_path / "x.gpkg")]) == 2
@@ -291,6 +296,26 @@ def test_cli_ask_bbox_writes_georeferenced_masks(scene, model_dir, tmp_path, cap
     assert not (tmp_path / "x.gpkg").exists()
     assert main(["ask", str(scene), "q", "--out", str(out), "--model", str(model_dir)]) == 3
     assert "already exists" in _err(capfd)
+
+
+def test_cli_ask_several_questions_and_a_conversation_file(scene, model_dir, tmp_path, capfd):
+    talk = tmp_path / "talk.txt"
+    talk.write_text("# a short dialogue\nPlease segment the water.\n\nWhere is the water?\n", encoding="utf-8")
+    out = tmp_path / "turns.gpkg"
+    rc = main(["ask", str(scene), "What is here?", "--conversation", str(talk), "--window", "100,100,128,96",
+               "--out", str(out), "--model", str(model_dir)])
+    assert rc == 0, capfd.readouterr().err
+    printed = capfd.readouterr().out
+    assert "Q1: What is here?" in printed and "Q3: Where is the water?" in printed and "A3: " in printed
+    back = gpd.read_file(out)
+    assert sorted(set(back["turn"])) == [2, 3] and set(back["question"]) == {"Please segment the water.",
+                                                                            "Where is the water?"}
+    assert main(["ask", str(scene), "--model", str(model_dir)]) == 2
+    assert "no question" in _err(capfd)
+    assert main(["ask", str(scene), "--conversation", str(tmp_path / "none.txt"), "--model", str(model_dir)]) == 2
+    assert "does not exist" in _err(capfd)
+    assert main(["ask", str(scene), "q", "--window", "1,2,x,4", "--model", str(model_dir)]) == 2
+    assert "four whole numbers" in _err(capfd)
 
 
 def test_import_stays_light_with_accessors():

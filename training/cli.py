@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from geopix_tiles.errors import InputError
@@ -43,7 +44,8 @@ def register(subparsers: Any) -> None:
     t.set_defaults(func=run_train)
 
     e = subparsers.add_parser(
-        "evaluate", help="score a checkpoint: cIoU, gIoU, per-class IoU, region accuracy, semantic similarity",
+        "evaluate", help="score a checkpoint: cIoU, gIoU, per-class IoU, region accuracy, semantic similarity "
+                         "(--dialogue: presence, counts, captions, segment-on-request, scenes)",
         description="Evaluate a GeoPix checkpoint directory on a GeoPixInstruct JSONL with held-out prompt templates.")
     e.add_argument("checkpoint", help="checkpoint directory (config.json + model.safetensors), a training run "
                                       "folder (its model/ is used) or 'default'")
@@ -55,6 +57,10 @@ def register(subparsers: Any) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-semantic", action="store_true", help="skip the MiniLM semantic similarity")
     e.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    e.add_argument("--dialogue", action="store_true",
+                   help="also score the answers in words: presence, counts, captions, segment-on-request, regions")
+    e.add_argument("--uc-merced", help="UC Merced folder (class subfolders): adds held-out scene accuracy and "
+                                       "scene-class presence to --dialogue")
     e.set_defaults(func=run_evaluate)
 
 
@@ -127,9 +133,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     records = read_jsonl(args.data)
     if args.max_images:
         records = records[: args.max_images]
+    if args.uc_merced and not Path(args.uc_merced).is_dir():
+        raise InputError(f"--uc-merced '{args.uc_merced}' is not a folder; pass the UC Merced root with its class "
+                         "subfolders")
     model = GeoPixModel.from_pretrained(args.checkpoint, device=device)
     res = evaluate_model(model, records, seed=args.seed, samples_per_image=args.samples_per_image,
-                         batch_size=args.batch_size, semantic=not args.no_semantic, progress=not args.json)
+                         batch_size=args.batch_size, semantic=not args.no_semantic, progress=not args.json,
+                         dialogue=args.dialogue or bool(args.uc_merced), uc_merced=args.uc_merced)
     if args.json:
         print(json.dumps(res))
         return 0
@@ -146,4 +156,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"semantic IoU         {f(res['semantic_iou'])}")
     c = res["counts"]
     print(f"({c['images']} images, {c['masks']} masks, {c['regions']} regions, {c['captions']} captions)")
+    d = res.get("dialogue")
+    if d:
+        print("dialogue")
+        for key in ("presence_accuracy", "count_mean_abs_error", "count_relative_error", "region_accuracy",
+                    "caption_semantic_similarity", "segment_request_iou_vs_segment", "segment_request_iou_vs_label",
+                    "short_reply_share", "distinct_caption_share", "scene_accuracy", "scene_presence_accuracy"):
+            if key in d:
+                print(f"  {key:<32} {f(d[key])}")
     return 0

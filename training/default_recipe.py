@@ -15,6 +15,10 @@ Steps (each can be run alone with ``--step``):
    store the weights as fp16 in ``geopix_tiles/data/default_model/`` and write
    ``training_record.json`` (seed, config, data manifest with sha256, metrics), plus the
    few held-out validation chips the tests use (``tests/data/default_val/``).
+4. ``dialogue`` - train the scene head (UC Merced) and the intent head on the shipped
+   checkpoint (:mod:`training.dialogue_heads`; the segmentation weights do not move), score
+   the answers in words on the validation split (:mod:`training.dialogue_eval`), re-ship,
+   and add both to ``training_record.json``.
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
@@ -245,10 +249,41 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     return metrics
 
 
+def dialogue(shared: Path, out: Path, max_val: int = 200) -> dict:
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.dialogue_eval import evaluate_dialogue
+    from geopix_tiles.training.dialogue_heads import add_dialogue_heads
+    from geopix_tiles.training.records import read_jsonl
+
+    model = GeoPixModel.from_pretrained(SHIP)
+    uc = shared / "uc_merced"
+    heads = add_dialogue_heads(model, uc)
+    print(json.dumps({k: v for k, v in heads.items() if k != "scene_per_class"}, indent=1), flush=True)
+    val = read_jsonl(out / "data" / "val.jsonl")
+    rng = random.Random(0)
+    subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))
+    t0 = time.time()
+    scores = evaluate_dialogue(model, [val[i] for i in subset], uc_merced=uc)
+    scores["eval_wall_s"] = round(time.time() - t0, 1)
+    scores["val_images_scored"] = len(subset)
+    print(json.dumps(scores, indent=1), flush=True)
+    record = json.loads((SHIP / "training_record.json").read_text())
+    record["dialogue_heads"] = heads
+    record["dialogue_metrics"] = scores
+    tmp = SHIP.with_name(SHIP.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.half().save_pretrained(tmp)
+    (tmp / "training_record.json").write_text(json.dumps(record, indent=1))
+    shutil.rmtree(SHIP)
+    tmp.rename(SHIP)
+    return scores
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--step", choices=["all", "export", "train", "ship"], default="all")
+    ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue"], default="all")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
     args = ap.parse_args()
@@ -267,6 +302,8 @@ def main() -> int:
         train(resume=not args.no_resume)
     if args.step in ("all", "ship"):
         ship(shared, out, args.max_val)
+    if args.step in ("all", "dialogue"):
+        dialogue(shared, out, args.max_val or 200)
     return 0
 
 

@@ -3,11 +3,14 @@
 * Segmentation (category and referring prompts): the answer template is teacher-forced,
   exactly as :meth:`GeoPixModel.segment` does at inference, and the masks are read at the
   SEG tokens; logits are resized to the label's resolution before thresholding at 0.
-* Region classification: :meth:`GeoPixModel.describe` (the public masks -> text path) on
-  each labelled region; accuracy of the class name.
-* Region captions: greedy decoding of the held-out caption prompts; Osprey's semantic
+* Region classification: :meth:`GeoPixModel.classify_regions` (what ``describe`` writes as
+  ``category``) on each labelled region; accuracy of the class name.
+* Region captions: the LLM's own greedy answers (:meth:`GeoPixModel.generate`) to the held-out
+  caption prompts; Osprey's semantic
   similarity (all-MiniLM-L6-v2 cosine) and semantic IoU of words against the generated
   descriptions.
+* Dialogue (``dialogue=True``): :func:`geopix_tiles.training.dialogue_eval.evaluate_dialogue`
+  (presence, counts, captions, segment-on-request, scenes) under ``"dialogue"``.
 """
 from __future__ import annotations
 
@@ -40,21 +43,13 @@ def parse_regions(text: str, n: int) -> list[str]:
     return [found.get(i + 1, "") for i in range(n)]
 
 
-@torch.no_grad()
 def generate_text(model: Any, image: torch.Tensor, question: str, region_masks: torch.Tensor | None = None,
                   max_new_tokens: int | None = None) -> str:
-    """Greedy answer to one question about one image, with optional ``<mask><pos>`` regions."""
-    from geopix_tiles.model.generation import greedy_decode
-
-    proc = model.processor
-    enc = model.encode_images(image[None].to(model.device))
-    ids = torch.tensor([proc.prefix_ids() + proc.question_ids(question)], device=model.device)
-    regions = [region_masks.to(model.device)] if region_masks is not None and len(region_masks) else None
-    embeds = model.embed_inputs(enc, ids, regions)
-    attn = torch.ones(ids.shape, dtype=torch.long, device=model.device)
-    tokens, _ = greedy_decode(model.llm, embeds, attn, None, max_new_tokens or model.config.max_new_tokens,
-                              proc.ids.eos)
-    return model.tokenizer.decode(tokens[0], skip_special_tokens=True).strip()
+    """The LLM's greedy answer to one question about one image (:meth:`GeoPixModel.generate`)."""
+    regions = None
+    if region_masks is not None and len(region_masks):
+        regions = region_masks[None].bool()
+    return model.generate(image[None], [question], regions, max_new_tokens)[0].text
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -64,7 +59,7 @@ def _nan_to_none(x: float) -> float | None:
 @torch.no_grad()
 def evaluate_model(model: Any, records: Sequence[ImageRecord], seed: int = 0, samples_per_image: int = 4,
                    max_targets: int = 3, batch_size: int = 4, semantic: bool = True, split: str = "eval",
-                   progress: bool = False) -> dict[str, Any]:
+                   progress: bool = False, dialogue: bool = False, uc_merced: Any = None) -> dict[str, Any]:
     """All metrics on ``records``; returns a JSON-ready dict (``None`` for metrics with no data)."""
     model.eval()
     size = int(model.config.tile_size)
@@ -95,8 +90,8 @@ def evaluate_model(model: Any, records: Sequence[ImageRecord], seed: int = 0, sa
     for i in cls_samples:
         it = ds[i]
         s = it["sample"]
-        texts = model.describe(it["image"][None].to(model.device), it["region_masks"][None].bool())[0]
-        predicted += texts
+        names, _ = model.classify_regions(it["image"][None].to(model.device), it["region_masks"][None].bool())
+        predicted += names[0]
         labels += s.region_categories
         bar.update(1)
     cap_pred: list[str] = []
@@ -116,7 +111,7 @@ def evaluate_model(model: Any, records: Sequence[ImageRecord], seed: int = 0, sa
         siou = semantic_iou(cap_pred, cap_ref)
         if semantic:
             sim = semantic_similarity(cap_pred, cap_ref)
-    return {
+    result = {
         "ciou": _nan_to_none(meter.ciou) if len(meter) else None,
         "giou": _nan_to_none(meter.giou) if len(meter) else None,
         "per_class_iou": meter.per_class_iou(),
@@ -125,6 +120,11 @@ def evaluate_model(model: Any, records: Sequence[ImageRecord], seed: int = 0, sa
         "semantic_iou": _nan_to_none(siou),
         "counts": {"images": len(records), "masks": len(meter), "regions": len(labels), "captions": len(cap_ref)},
     }
+    if dialogue:
+        from .dialogue_eval import evaluate_dialogue
+
+        result["dialogue"] = evaluate_dialogue(model, records, uc_merced=uc_merced, seed=seed)
+    return result
 
 
 class _NoBar:

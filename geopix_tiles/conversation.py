@@ -1,0 +1,255 @@
+"""Multi-turn pixel dialogue about a window of a scene, with georeferenced masks in every reply.
+
+A :class:`Conversation` reads its window once, at native resolution (resampled down only when
+its longer side exceeds ``max_size``), cuts it into the same tiles with the same overlap
+and raised-cosine blending as ``segment``, encodes each tile once, and keeps those
+encodings and every phrase's stitched masks for the turns that follow. The words of each
+reply are the model's (:meth:`GeoPixModel.chat`); this module adds the geography: masks
+as polygons in the scene CRS, areas in m² from the window's transform.
+
+    chat = geopix_tiles.chat("scene.tif", window=Window(0, 0, 512, 512))
+    chat.ask("Where are the buildings?")
+    chat.ask("And the roads next to them?")   # "them" = the buildings of the last reply
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+from affine import Affine
+
+from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import geopandas as gpd
+    import xarray as xr
+    from rasterio.windows import Window
+
+__all__ = ["Reply", "Conversation", "ask_scene", "parse_bbox", "pixel_area_m2", "masks_to_polygons"]
+
+#: the longest side (pixels) a conversation reads at native resolution
+DEFAULT_MAX_SIZE = 1024
+#: tile overlap, as ``segment``'s default
+DEFAULT_OVERLAP = 64
+
+
+@dataclass
+class Reply:
+    """One answer: its text, its masks (polygons in the scene CRS and rasters on ``transform``)."""
+
+    question: str
+    text: str
+    task: str
+    masks: "gpd.GeoDataFrame"  # one row per mask: prompt, pixels, area_m2, count, geometry
+    arrays: np.ndarray  # bool [M, h, w] on ``transform``
+    prompts: list[str]
+    facts: list[Any]
+    transform: Affine
+    crs: Any
+    bounds: tuple[float, float, float, float]
+    scene_class: tuple[str, float] | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# --------------------------------------------------------------------------- windows
+def parse_bbox(value: "str | Sequence[float] | None") -> tuple[float, float, float, float] | None:
+    """``"minx,miny,maxx,maxy"`` or a 4-sequence -> floats (validated)."""
+    if value is None or value == "":
+        return None
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        box = tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        raise InputError(f"bbox '{value}' is not four numbers; write minx,miny,maxx,maxy in the scene CRS") from None
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        raise InputError(f"bbox '{value}' is not four finite numbers; write minx,miny,maxx,maxy in the scene CRS")
+    if box[0] >= box[2] or box[1] >= box[3]:
+        raise InputError(f"bbox '{value}' is empty: minx must be < maxx and miny < maxy")
+    return box  # type: ignore[return-value]
+
+
+def resolve_window(window: Any, height: int, width: int, transform: Affine) -> "Window":
+    """A rasterio ``Window`` from a ``Window``, a CRS bbox (tuple or ``"minx,miny,maxx,maxy"``) or None."""
+    from rasterio.windows import Window, from_bounds  # noqa: PLC0415
+
+    full = Window(0, 0, width, height)
+    if window is None:
+        return full
+    if isinstance(window, Window):
+        win = window
+    else:
+        box = parse_bbox(window)
+        win = from_bounds(*box, transform=transform)
+    try:
+        c0 = max(0, int(math.floor(win.col_off)))
+        r0 = max(0, int(math.floor(win.row_off)))
+        c1 = min(width, int(math.ceil(win.col_off + win.width)))
+        r1 = min(height, int(math.ceil(win.row_off + win.height)))
+    except (TypeError, ValueError):
+        raise InputError(f"window {window!r} is not a rasterio Window or a bbox") from None
+    if c1 <= c0 or r1 <= r0:
+        raise InputError(f"window {window!r} does not overlap the scene ({width} x {height} pixels); give a bbox in "
+                         "the scene CRS inside its bounds, or a rasterio Window inside the raster")
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def pixel_area_m2(transform: Affine, crs: Any, centre_y: float | None = None) -> float | None:
+    """Ground area of one pixel: from the CRS's linear unit, or at the window's latitude for degrees."""
+    if crs is None:
+        return None
+    a = abs(transform.a * transform.e - transform.b * transform.d)
+    try:
+        if crs.is_geographic:
+            lat = math.radians(centre_y if centre_y is not None else transform.f)
+            return a * (111_320.0 * math.cos(lat)) * 110_574.0
+        factor = float(crs.linear_units_factor[1])
+    except Exception:  # an exotic CRS without units: speak in pixels
+        return None
+    return a * factor * factor
+
+
+def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: str, text: str,
+                      prompts: Sequence[str] = (), facts: Sequence[Any] = ()) -> "gpd.GeoDataFrame":
+    """Boolean ``[M, h, w]`` masks -> one (multi)polygon per non-empty mask, georeferenced by ``transform``."""
+    import geopandas as gpd  # noqa: PLC0415
+    from rasterio.features import shapes  # noqa: PLC0415
+    from shapely.geometry import shape  # noqa: PLC0415
+    from shapely.ops import unary_union  # noqa: PLC0415
+
+    rows: dict[str, list] = {"mask": [], "prompt": [], "pixels": [], "area_m2": [], "count": []}
+    geoms = []
+    for k, m in enumerate(np.asarray(masks, dtype=bool), start=1):
+        if not m.any():
+            continue
+        parts = [shape(g) for g, v in shapes(m.astype(np.uint8), mask=m, transform=transform) if v == 1]
+        f = facts[k - 1] if k - 1 < len(facts) else None
+        rows["mask"].append(k)
+        rows["prompt"].append(prompts[k - 1] if k - 1 < len(prompts) else "")
+        rows["pixels"].append(int(m.sum()))
+        rows["area_m2"].append(float(f.area_m2) if f is not None and f.area_m2 is not None else float("nan"))
+        rows["count"].append(int(f.count) if f is not None else 0)
+        geoms.append(unary_union(parts))
+    n = len(geoms)
+    frame = gpd.GeoDataFrame({"mask": np.asarray(rows["mask"], dtype=np.int64), "prompt": rows["prompt"],
+                              "question": [question] * n, "answer": [text] * n,
+                              "pixels": np.asarray(rows["pixels"], dtype=np.int64),
+                              "area_m2": np.asarray(rows["area_m2"], dtype=float),
+                              "count": np.asarray(rows["count"], dtype=np.int64)},
+                             geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
+    return frame
+
+
+# --------------------------------------------------------------------------- the tiled view
+def _tiled_view(model: Any, image: np.ndarray, overlap: int, batch: int = 8):
+    """A :class:`~geopix_tiles.model.dialogue.View` whose logits are stitched like ``segment``'s."""
+    import torch  # noqa: PLC0415
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    from .blending import tile_weights  # noqa: PLC0415
+    from .model.dialogue import View  # noqa: PLC0415
+    from .tiling import TileGrid  # noqa: PLC0415
+
+    tile = int(model.config.tile_size)
+    _, h, w = image.shape
+    grid = TileGrid(h, w, tile, min(overlap, tile // 4))
+    tiles = list(grid)
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(model.device)
+    with torch.no_grad():
+        encodings = [model.encode_images(torch.stack([x[:, t.y:t.y + t.height, t.x:t.x + t.width]
+                                                      for t in tiles[i:i + batch]]))
+                     for i in range(0, len(tiles), batch)]
+        whole = x if (h, w) == (tile, tile) else F.interpolate(x[None], size=(tile, tile), mode="bilinear",
+                                                               antialias=True, align_corners=False)[0]
+        scene_enc = encodings[0] if len(tiles) == 1 and (h, w) == (tile, tile) else model.encode_images(whole[None])
+
+    class TiledView(View):
+        def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
+            acc = np.zeros((len(phrases), h, w), np.float64)
+            wsum = np.zeros((h, w), np.float64)
+            with torch.no_grad():
+                for i, enc in enumerate(encodings):
+                    probs = torch.sigmoid(model.segment_encoded(enc, list(phrases))[0].float()).cpu().numpy()
+                    for t, p in zip(tiles[i * batch:(i + 1) * batch], probs):
+                        wt = tile_weights(grid, t)
+                        acc[:, t.y:t.y + t.height, t.x:t.x + t.width] += p * wt
+                        wsum[t.y:t.y + t.height, t.x:t.x + t.width] += wt
+            prob = np.clip(acc / np.maximum(wsum, 1e-12), 1e-7, 1 - 1e-7)
+            return list(np.log(prob / (1 - prob)).astype(np.float32))
+
+    return TiledView(model, scene_enc, (h, w))
+
+
+# --------------------------------------------------------------------------- conversation
+class Conversation:
+    """A dialogue about one window of a scene (see the module docstring).
+
+    ``window`` is a rasterio ``Window`` (pixels) or a bbox ``(minx, miny, maxx, maxy)`` /
+    ``"minx,miny,maxx,maxy"`` in the scene CRS; the whole scene by default.
+    """
+
+    def __init__(self, scene: "str | os.PathLike | xr.DataArray", model: Any = "default", *, window: Any = None,
+                 device: str = "auto", bands: Any = None, band_roles: Any = None,
+                 max_size: int = DEFAULT_MAX_SIZE, overlap: int = DEFAULT_OVERLAP) -> None:
+        from .regions import load_region_model, open_pixels  # noqa: PLC0415
+
+        if not isinstance(max_size, int) or max_size < 32:
+            raise InputError(f"max_size {max_size!r} must be a whole number of pixels >= 32")
+        with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
+            win = resolve_window(window, pixels.height, pixels.width, pixels.transform)
+            rows, cols = int(win.height), int(win.width)
+            scale = min(1.0, max_size / max(rows, cols))
+            out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
+            self.model = load_region_model(model, device)
+            image = pixels.read(int(win.row_off), int(win.col_off), rows, cols, out_h, out_w)
+            self.crs = pixels.crs
+            self.transform = (pixels.transform @ Affine.translation(win.col_off, win.row_off)
+                              @ Affine.scale(cols / out_w, rows / out_h))
+        self.window = win
+        self.image = image
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (out_w, out_h)
+        self.bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+        self.pixel_area_m2 = pixel_area_m2(self.transform, self.crs, (top + bottom) / 2)
+        self.view = _tiled_view(self.model, image, overlap)
+        self.turns: list[Any] = []
+        self.replies: list[Reply] = []
+
+    def ask(self, question: str) -> Reply:
+        """Answer ``question`` in the context of the earlier turns."""
+        from .model.dialogue import Turn  # noqa: PLC0415
+
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("the question is empty; ask something such as 'where is the water?'")
+        q = question.strip()
+        r = self.model.chat(self.view, q, self.turns, self.pixel_area_m2)
+        arrays = r.masks.cpu().numpy().astype(bool)
+        union = arrays.any(0) if len(arrays) else None
+        self.turns.append(Turn(r.question, r.task, r.question.target if r.question else None, union))
+        text = " ".join(str(r.text).split())
+        frame = masks_to_polygons(arrays, self.transform, self.crs, q, text, r.prompts, r.facts)
+        reply = Reply(q, text, r.task, frame, arrays, list(r.prompts), list(r.facts), self.transform, self.crs,
+                      self.bounds, r.scene)
+        self.replies.append(reply)
+        return reply
+
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        """``(question, answer)`` of every turn so far."""
+        return [(r.question, r.text) for r in self.replies]
+
+
+def ask_scene(scene: "str | os.PathLike | xr.DataArray", question: str, model: Any = "default", *,
+              bbox: Any = None, window: Any = None, device: str = "auto", bands: Any = None,
+              band_roles: Any = None) -> Reply:
+    """One question about a window of the scene (the whole scene by default): a one-turn conversation."""
+    if not isinstance(question, str) or not question.strip():
+        raise InputError("the question is empty; ask something such as 'where is the water?'")
+    if bbox is not None and window is not None:
+        raise InputError("give either bbox or window, not both")
+    return Conversation(scene, model, window=window if window is not None else parse_bbox(bbox), device=device,
+                        bands=bands, band_roles=band_roles).ask(question)

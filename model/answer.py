@@ -1,0 +1,153 @@
+"""Replies written from the masks the model predicted, so their numbers are true of those masks.
+
+A 2-layer LLM trained on a CPU cannot count forty buildings or measure a lake; asked to
+write "there are 12 buildings" it writes whatever number its templates held most often.
+So the words of a reply are composed here from the reply's own masks: a count is the number
+of connected components the reply returns, an area is their pixel count times the pixel
+area, a location is where their mass lies. Anyone can recompute each number from the masks
+(the tests do).
+
+Everything is numpy/scipy on boolean masks in the model's input grid; ``pixel_area_m2`` (from
+the window's transform) turns pixels into square metres when the caller knows it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "present", "location_phrase", "area_phrase",
+           "share_phrase", "is_plural", "near_components", "join_words"]
+
+#: objects smaller than this (m²) are not counted: single speckle pixels are not buildings
+MIN_OBJECT_M2 = 4.0
+#: a class is "present" when it covers at least this share of the view (and MIN_PRESENT_PIXELS)
+MIN_PRESENT_SHARE = 0.0025
+MIN_PRESENT_PIXELS = 16
+
+_CELLS = (("north-west", "north", "north-east"), ("west", "centre", "east"), ("south-west", "south", "south-east"))
+
+
+@dataclass(frozen=True)
+class MaskFacts:
+    """What a reply may say about one mask; every field is computed from the mask itself."""
+
+    pixels: int
+    share: float  # of the view's pixels
+    area_m2: float | None
+    count: int  # connected components of at least min_object_pixels
+    location: str  # "in the north-east", "across the whole view", "" when empty
+
+    @property
+    def present(self) -> bool:
+        return present(self.pixels, self.share)
+
+
+def present(pixels: int, share: float) -> bool:
+    """The presence rule shared by replies and by the presence score of ``evaluate``."""
+    return pixels >= MIN_PRESENT_PIXELS and share >= MIN_PRESENT_SHARE
+
+
+def min_object_pixels(pixel_area_m2: float | None) -> int:
+    if not pixel_area_m2:
+        return 4
+    return max(4, int(math.ceil(MIN_OBJECT_M2 / pixel_area_m2)))
+
+
+def _components(mask: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return labels, 0
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(sizes >= min_pixels) + 1
+    return labels, int(keep.size)
+
+
+def mask_facts(mask: np.ndarray, pixel_area_m2: float | None = None) -> MaskFacts:
+    mask = np.asarray(mask, dtype=bool)
+    pixels = int(mask.sum())
+    share = pixels / max(1, mask.size)
+    _, count = _components(mask, min_object_pixels(pixel_area_m2))
+    area = pixels * pixel_area_m2 if pixel_area_m2 else None
+    return MaskFacts(pixels, share, area, count, location_phrase(mask))
+
+
+def location_phrase(mask: np.ndarray) -> str:
+    """Where a mask's pixels lie in a 3 x 3 grid of the view (north up for north-up grids)."""
+    mask = np.asarray(mask, dtype=bool)
+    total = int(mask.sum())
+    if total == 0:
+        return ""
+    h, w = mask.shape
+    rows = np.array_split(np.arange(h), 3)
+    cols = np.array_split(np.arange(w), 3)
+    cells = np.array([[mask[r[0]:r[-1] + 1, c[0]:c[-1] + 1].sum() for c in cols] for r in rows], float) / total
+    if (cells >= 0.05).sum() >= 7:
+        return "across the whole view"
+    yy, xx = np.nonzero(mask)
+    r = min(2, int(3 * yy.mean() / h))
+    c = min(2, int(3 * xx.mean() / w))
+    if cells[r, c] < 0.25 and (cells >= 0.05).sum() >= 4:
+        return f"spread over the view, mostly {_at(_CELLS[r][c])}"
+    return _at(_CELLS[r][c])
+
+
+def _at(cell: str) -> str:
+    return "in the centre" if cell == "centre" else f"in the {cell}"
+
+
+def area_phrase(area_m2: float | None, pixels: int) -> str:
+    if area_m2 is None:
+        return f"{pixels:,} pixels"
+    if area_m2 < 10_000:
+        v = _round_sig(area_m2)
+        return f"about {v:,.0f} m²"
+    if area_m2 < 1_000_000:
+        return f"about {area_m2 / 10_000:.1f} ha"
+    return f"about {area_m2 / 1_000_000:.2f} km²"
+
+
+def _round_sig(x: float, digits: int = 2) -> float:
+    if x <= 0:
+        return 0.0
+    return round(x, -int(math.floor(math.log10(x))) + digits - 1)
+
+
+def share_phrase(share: float) -> str:
+    pct = 100.0 * share
+    if pct >= 10:
+        return f"{pct:.0f} %"
+    if pct >= 1:
+        return f"{pct:.1f} %"
+    return f"{pct:.2f} %"
+
+
+def is_plural(phrase: str) -> bool:
+    last = phrase.split()[-1].lower() if phrase.split() else ""
+    return last.endswith("s") and not last.endswith(("ss", "us", "is"))
+
+
+def join_words(items: Sequence[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def near_components(mask: np.ndarray, other: np.ndarray, distance_px: int) -> np.ndarray:
+    """The connected parts of ``mask`` that come within ``distance_px`` of ``other``."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, dtype=bool)
+    other = np.asarray(other, dtype=bool)
+    if not mask.any() or not other.any():
+        return np.zeros_like(mask)
+    grown = ndimage.binary_dilation(other, structure=np.ones((3, 3), bool), iterations=max(1, int(distance_px)))
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    touching = np.unique(labels[grown & mask])
+    touching = touching[touching > 0]
+    return np.isin(labels, touching)

@@ -1,0 +1,504 @@
+"""Pixel dialogue: what a question asks (trained heads) and a reply written from the masks.
+
+How a question is answered (the design the README states):
+
+1. **What is asked about.** Spans of content words ("tennis court", "water bodies") are
+   matched by MiniLM cosine against the model's concepts: its segmentation classes with
+   their training synonyms, its scene classes (UC Merced's 21), and the unrelated concepts it
+   was taught to leave empty. A pronoun ("them", "it") refers to the previous turn's target;
+   "next to them" / "near the road" adds a relation to another mask.
+2. **What kind of answer.** A trained intent head reads the question with its target words
+   masked out (so "How many X" is a count whatever X is): presence, count, area, location,
+   segment, caption, scene, or a follow-up that keeps the previous turn's kind.
+3. **Masks** come from :meth:`GeoPixModel.segment_encoded` with the user's own phrase (the
+   same call as ``segment``, on the same encoding), relations filter their connected parts.
+4. **Words** are composed by :mod:`.answer` from those masks (counts, areas, locations) and
+   the trained scene head; a question about something the model never learned, or with
+   nothing to answer, gets a refusal that says why.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import answer as A
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .geopix import GeoPixModel, ImageEncoding
+
+__all__ = ["INTENTS", "SceneHead", "IntentHead", "Target", "Question", "Turn", "ChatReply", "View", "caption_from_masks", "class_phrases", "parse_question", "question_parts",
+           "words_of", "masked_question", "reply_to"]
+
+INTENTS = ("presence", "count", "area", "location", "segment", "caption", "scene", "follow_up")
+#: cosine similarity a span needs to a concept phrase to be read as that concept
+MATCH = 0.6
+#: scene-head probability needed to name a scene class in a reply
+SCENE_SURE = 0.5
+
+_STOP = set("""a an the is are was were be been there here any some this that these those of in on at to for from
+with and or but not no do does did can could would should will shall may might must i you me my your we us our it
+its they them their please show tell give find what which where how many much who whom whose why when whether
+image images scene scenes tile tiles photo picture view area areas part parts region map see seen visible
+segment segmentation outline highlight mask masks locate located location count number share fraction percent
+percentage cover covered covers covering large big size total describe description caption summarise summarize
+kind type sort class category land-use contain contains containing also about all every each mostly just only
+now then next close near beside around along adjacent bordering by what's where's there's let look looks
+into out up down one ones""".split())
+# "land" is both a class and an English word: keep it out of the stop list (it is not in it)
+_PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
+_RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("beside",), ("around",),
+              ("along",), ("bordering",), ("nearby",), ("by",))
+
+
+# --------------------------------------------------------------------------- heads
+class SceneHead(nn.Module):
+    """Scene class from mean-pooled stride-16 and stride-32 tower features (a linear probe).
+
+    A probe on the tower the segmentation heads already use costs nothing at inference (the
+    features exist) and needs only scene labels to train, which is what UC Merced has.
+    """
+
+    def __init__(self, channels: Sequence[int], classes: int) -> None:
+        super().__init__()
+        dim = int(channels[-2]) + int(channels[-1])
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, classes)
+
+    @staticmethod
+    def pooled(feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([feats[-2].float().mean((2, 3)), feats[-1].float().mean((2, 3))], 1)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = self.pooled(feats).to(self.fc.weight.dtype)
+        return self.fc(self.norm(x))
+
+
+class IntentHead(nn.Module):
+    """Intent of a question from the MiniLM embedding of its target-masked text."""
+
+    def __init__(self, text_dim: int, intents: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, intents))
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))
+
+
+# --------------------------------------------------------------------------- questions
+@dataclass(frozen=True)
+class Target:
+    """A thing a question names: ``kind`` is "class", "scene" or "unknown"."""
+
+    phrase: str
+    kind: str
+    name: str | None
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    task: str
+    target: Target | None
+    relation: Target | None = None  # the other thing of "next to the roads"
+    relation_to_previous: bool = False  # "next to them"
+    refers_back: bool = False  # target is a pronoun: the previous turn's target
+
+
+@dataclass
+class Turn:
+    """One answered question, kept so that follow-ups can refer back."""
+
+    question: Question
+    task: str
+    target: Target | None
+    mask: np.ndarray | None  # union of the reply's masks
+
+
+@dataclass
+class ChatReply:
+    """A reply: a sentence or more, and one mask per thing the sentence is about.
+
+    ``facts[i]`` are the numbers of ``masks[i]`` the text reports; ``prompts[i]`` is the phrase
+    that mask was segmented with.
+    """
+
+    text: str
+    masks: torch.Tensor  # bool [M, H, W]
+    mask_logits: torch.Tensor  # float [M, H, W]
+    task: str = ""
+    prompts: list[str] = field(default_factory=list)
+    facts: list[A.MaskFacts] = field(default_factory=list)
+    scene: tuple[str, float] | None = None
+    question: Question | None = None
+
+
+def words_of(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9][a-z0-9'\-]*", text.lower().replace("’", "'"))
+
+
+def _relation_at(words: Sequence[str]) -> tuple[int, int] | None:
+    for i in range(len(words)):
+        for cue in _RELATIONS:
+            if tuple(words[i:i + len(cue)]) == cue:
+                return i, i + len(cue)
+    return None
+
+
+def _spans(words: Sequence[str], lo: int, hi: int, longest: int = 3) -> list[tuple[int, int]]:
+    """All runs of up to ``longest`` consecutive content words within ``words[lo:hi]``."""
+    out = []
+    i = lo
+    while i < hi:
+        if words[i] in _STOP or words[i] in _PRONOUNS or words[i].isdigit():
+            i += 1
+            continue
+        j = i
+        while j < hi and words[j] not in _STOP and words[j] not in _PRONOUNS:
+            j += 1
+        for a in range(i, j):
+            for b in range(a + 1, min(j, a + longest) + 1):
+                out.append((a, b))
+        i = j
+    return out
+
+
+class ConceptIndex:
+    """MiniLM embeddings of every phrase the model can be asked about, built once per model."""
+
+    def __init__(self, model: "GeoPixModel") -> None:
+        from .text_encoder import prompt_encoder
+
+        c = model.config
+        phrases, kinds, names = [], [], []
+        for name, ps in c.concepts.items():
+            for p in ps:
+                phrases.append(p), kinds.append("class"), names.append(name)
+        self.encoder = prompt_encoder()
+        class_emb = self.encoder.encode(phrases) if phrases else np.zeros((0, 384), np.float32)
+        for s in c.scene_classes:
+            # a scene class a segmentation class already covers ("forest", "buildings") is asked of the masks
+            if len(phrases) and float((self.encoder.encode([s, _plural(s)]) @ class_emb.T).max()) >= 0.8:
+                continue
+            for p in (s, _plural(s)):
+                phrases.append(p), kinds.append("scene"), names.append(s)
+        for u in c.unrelated_concepts:
+            phrases.append(u), kinds.append("unknown"), names.append(None)
+        self.phrases, self.kinds, self.names = phrases, kinds, names
+        self.emb = self.encoder.encode(phrases) if phrases else np.zeros((0, 384), np.float32)
+
+    def match(self, spans: Sequence[str]) -> Target | None:
+        """The span most similar to any concept (ties go to the longer span)."""
+        if not spans or not len(self.phrases):
+            return None
+        sims = self.encoder.encode(list(spans)) @ self.emb.T  # [S, P]
+        best = sims.max(1)
+        order = sorted(range(len(spans)), key=lambda i: (round(float(best[i]), 2), len(spans[i])), reverse=True)
+        i = order[0]
+        j = int(sims[i].argmax())
+        s = float(best[i])
+        if s < MATCH:  # name the unknown thing by its longest span ("wind turbines", not "wind")
+            longest = max(spans, key=len)
+            return Target(longest, "unknown", None, float(best[spans.index(longest)]))
+        return Target(spans[i], self.kinds[j], self.names[j], s)
+
+
+def _plural(s: str) -> str:
+    return s if A.is_plural(s) else s + "s"
+
+
+def _concepts(model: "GeoPixModel") -> ConceptIndex:
+    idx = getattr(model, "_concept_index", None)
+    if idx is None:
+        idx = ConceptIndex(model)
+        object.__setattr__(model, "_concept_index", idx)
+    return idx
+
+
+def masked_question(words: Sequence[str], spans: Sequence[tuple[int, int]]) -> str:
+    """The question with the target (and relation) words replaced by X: what the intent head reads."""
+    out = list(words)
+    for a, b in sorted(spans, reverse=True):
+        out[a:b] = ["x"]
+    return " ".join(out)
+
+
+def _locate(words: Sequence[str], phrase: str, lo: int, hi: int) -> tuple[int, int] | None:
+    n = len(phrase.split())
+    for a in range(lo, hi - n + 1):
+        if " ".join(words[a:a + n]) == phrase:
+            return a, a + n
+    return None
+
+
+@dataclass(frozen=True)
+class _Parts:
+    target: Target | None
+    relation: Target | None
+    relation_to_previous: bool
+    refers_back: bool
+    masked: str
+
+
+def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None) -> _Parts:
+    """Target, relation and the masked text the intent head reads (steps 1-2 of the module docstring)."""
+    words = words_of(text)
+    idx = _concepts(model)
+    rel = _relation_at(words)
+    head_end = rel[0] if rel else len(words)
+    target = idx.match([" ".join(words[a:b]) for a, b in _spans(words, 0, head_end)])
+    masked_spans = []
+    if target is not None:
+        loc = _locate(words, target.phrase, 0, head_end)
+        if loc:
+            masked_spans.append(loc)
+    refers_back = False
+    if target is None and previous is not None and previous.target is not None \
+            and any(w in _PRONOUNS for w in words[:head_end]):
+        target, refers_back = previous.target, True
+    relation, to_previous = None, False
+    if rel:
+        tail = words[rel[1]:]
+        relation = idx.match([" ".join(tail[a:b]) for a, b in _spans(tail, 0, len(tail))])
+        if relation is not None:
+            loc = _locate(words, relation.phrase, rel[1], len(words))
+            if loc:
+                masked_spans.append(loc)
+        elif previous is not None and previous.mask is not None and any(w in _PRONOUNS for w in tail):
+            to_previous = True
+    return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans))
+
+
+def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None) -> Question:
+    """What ``text`` asks, about what (see the module docstring)."""
+    p = question_parts(model, text, previous)
+    task = _intent(model, p.masked)
+    if task == "follow_up":
+        task = previous.task if previous is not None and previous.task not in ("caption", "scene") else "location"
+    return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back)
+
+
+def _intent(model: "GeoPixModel", masked: str) -> str:
+    head = getattr(model, "intent_head", None)
+    if head is None:
+        return "location"
+    from .text_encoder import prompt_encoder
+
+    emb = torch.from_numpy(prompt_encoder().encode([masked])).to(model.device)
+    with torch.no_grad():
+        k = int(head(emb).argmax(-1))
+    return model.config.intent_tasks[k]
+
+
+# --------------------------------------------------------------------------- replies
+def class_phrases(model: "GeoPixModel") -> list[tuple[str, str]]:
+    """``(class, display phrase)`` for every segmentation class, in the model's order."""
+    c = model.config
+    names = list(c.extra.get("memory_class_names") or c.concepts)
+    return [(n, (c.concepts.get(n) or [n])[0]) for n in names]
+
+
+class View:
+    """What a reply is computed on: per-phrase mask logits of the view, and one encoding for the scene head.
+
+    :meth:`GeoPixModel.chat` builds one from a single image; a conversation over a larger
+    window (``geopix_tiles.conversation``) supplies logits stitched from tiles exactly as ``segment``
+    blends them. Logits are computed once per phrase and kept for the next turns.
+    """
+
+    def __init__(self, model: "GeoPixModel", encoding: "ImageEncoding", size: tuple[int, int] | None = None) -> None:
+        self.model, self.encoding = model, encoding
+        self.size = tuple(size or encoding.size)
+        self.cache: dict[str, np.ndarray] = {}
+
+    def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
+        with torch.no_grad():
+            lg, _ = self.model.segment_encoded(self.encoding, list(phrases))
+        return list(lg[0].float().cpu().numpy())
+
+    def logits(self, phrases: Sequence[str]) -> list[np.ndarray]:
+        todo = [p for p in dict.fromkeys(phrases) if p not in self.cache]
+        if todo:
+            self.cache.update(zip(todo, self._compute(todo)))
+        return [self.cache[p] for p in phrases]
+
+
+def _scene(model: "GeoPixModel", view: View) -> tuple[str, float, np.ndarray] | None:
+    probs = model.scene_probabilities(encoding=view.encoding)
+    if probs is None:
+        return None
+    p = probs[0].cpu().numpy()
+    k = int(p.argmax())
+    return model.config.scene_classes[k], float(p[k]), p
+
+
+def _verb(phrase: str) -> str:
+    return "are" if A.is_plural(phrase) else "is"
+
+
+def _known_list(model: "GeoPixModel") -> str:
+    return A.join_words([d for _, d in class_phrases(model)])
+
+
+def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Turn | None = None,
+             pixel_area_m2: float | None = None) -> ChatReply:
+    """The reply to a parsed question about ``view``."""
+    masks = view
+    h, w = view.size
+    task, target = question.task, question.target
+
+    def out(text: str, prompts: Sequence[str] = (), arrays: Sequence[np.ndarray] = (),
+            logits: Sequence[np.ndarray] = (), scene: tuple[str, float] | None = None) -> ChatReply:
+        m = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros((0, h, w), dtype=torch.bool)
+        lg = torch.from_numpy(np.stack(logits)) if logits else torch.zeros((0, h, w))
+        facts = [A.mask_facts(a, pixel_area_m2) for a in arrays]
+        return ChatReply(text, m, lg, task, list(prompts), facts, scene, question)
+
+    if task == "caption":
+        return _caption(model, view, pixel_area_m2, out)
+    if task == "scene":
+        s = _scene(model, view)
+        if s is None:
+            return out("I can't tell which kind of scene this is: this model has no scene classes. "
+                       f"I can describe it by its {_known_list(model)}.")
+        name, p, _ = s
+        if p >= SCENE_SURE:
+            return out(f"This looks like an aerial view of {_a(name)} ({p:.0%} sure).", scene=(name, p))
+        return out(f"I can't tell which kind of scene this is; my best guess is {_a(name)}, at only {p:.0%}.",
+                   scene=(name, p))
+    if target is None:
+        return out("I can't tell what you are asking about. Ask me about the "
+                   f"{_known_list(model)}, or ask me to describe the image.")
+    if target.kind == "unknown":
+        return out(f"I can't tell: I have not learned to recognise {target.phrase}. I can find the "
+                   f"{_known_list(model)}.")
+    if target.kind == "scene":
+        return _scene_presence(model, view, target, task, out)
+    phrase = target.phrase
+    logit = masks.logits([phrase])[0]
+    mask = logit > 0
+    if question.relation is not None and question.relation.kind == "class":
+        other = masks.logits([question.relation.phrase])[0] > 0
+        mask, rel_words = _near(mask, other, pixel_area_m2), f" next to the {question.relation.phrase}"
+    elif question.relation_to_previous and previous is not None and previous.mask is not None:
+        prev = previous.target.phrase if previous.target is not None else "them"
+        mask, rel_words = _near(mask, previous.mask, pixel_area_m2), f" next to the {prev}"
+    else:
+        rel_words = ""
+    logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
+    f = A.mask_facts(mask, pixel_area_m2)
+    what = f"{phrase}{rel_words}"
+    area = A.area_phrase(f.area_m2, f.pixels)
+    share = A.share_phrase(f.share)
+    if not f.present:
+        text = {"presence": f"No, I see no {what} in this view.",
+                "count": f"I count no {what} in this view.",
+                "area": f"I find no {what} in this view, so it covers 0 % of it.",
+                }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
+        return out(text, [phrase], [mask], [logit])
+    unit = "separate patch" if not A.is_plural(phrase) or question.target.name in _MASS else "separate object"
+    count = f"{f.count} {unit}{'es' if unit.endswith('patch') and f.count != 1 else ('s' if f.count != 1 else '')}"
+    if task == "presence":
+        text = f"Yes, there {_verb(phrase)} {what} {f.location}: {count}, about {share} of the view ({area})."
+    elif task == "count":
+        text = (f"I count {count} of {what} (each at least {_min_size(pixel_area_m2)}), covering {area}, "
+                f"{f.location}.")
+    elif task == "area":
+        text = f"The {what} cover{'' if A.is_plural(phrase) else 's'} about {share} of the view, {area}, {f.location}."
+    elif task == "location":
+        text = f"The {what} {_verb(phrase)} {f.location}: {count} covering about {share} of the view."
+    else:  # segment
+        text = f"Here is the mask of the {what}: {count} covering about {share} of the view, {f.location}."
+    return out(text, [phrase], [mask], [logit])
+
+
+_MASS = {"water", "vegetation", "land", "cloud"}
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _a(name: str) -> str:
+    """``name`` with its indefinite article ("a harbor", "an airplane", "storage tanks")."""
+    return name if A.is_plural(name) else f"{_article(name)} {name}"
+
+
+def _min_size(pixel_area_m2: float | None) -> str:
+    if pixel_area_m2:
+        return f"{A.MIN_OBJECT_M2:g} m²"
+    return f"{A.min_object_pixels(None)} pixels"
+
+
+def _near(mask: np.ndarray, other: np.ndarray, pixel_area_m2: float | None) -> np.ndarray:
+    # "next to": within 10 m, and at least 3 pixels (the masks' edges are uncertain by about that)
+    px = 3 if not pixel_area_m2 else max(3, int(round(10.0 / pixel_area_m2 ** 0.5)))
+    return A.near_components(mask, other, px)
+
+
+def _scene_presence(model: "GeoPixModel", view: View, target: Target, task: str, out) -> ChatReply:
+    s = _scene(model, view)
+    if s is None:
+        return out(f"I can't tell: I have not learned to recognise {target.phrase}.")
+    best, pbest, probs = s
+    p = float(probs[list(model.config.scene_classes).index(target.name)])
+    if task in ("count", "area", "location", "segment"):
+        lead = (f"I can't outline or count {_plural(target.name)}: I only know them as a kind of scene, "
+                f"not pixel by pixel.")
+    else:
+        lead = ""
+    if p >= SCENE_SURE:
+        yes = f"Yes, this looks like an aerial view of {_a(target.name)} ({p:.0%} sure)."
+    else:
+        yes = (f"No, this does not look like {_a(target.name)} (only {p:.0%}); it looks most like "
+               f"{_a(best)} ({pbest:.0%}).")
+    return out((lead + " " + yes).strip(), scene=(best, pbest))
+
+
+def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], scene: tuple[str, float] | None,
+                       pixel_area_m2: float | None = None) -> tuple[str, list[int]]:
+    """The caption of a view whose class masks (in :func:`class_phrases` order) are ``class_masks``.
+
+    Returns the text and the indices of the classes it names, largest first. ``evaluate``
+    writes its reference captions with this same function from the label masks.
+    """
+    classes = class_phrases(model)
+    items = []
+    for k, ((name, disp), m) in enumerate(zip(classes, class_masks)):
+        f = A.mask_facts(m, pixel_area_m2)
+        if f.present:
+            items.append((f.share, k, name, disp, f))
+    items.sort(key=lambda t: -t[0])
+    if scene is not None and scene[1] >= SCENE_SURE:
+        opening = f"An aerial view of {_a(scene[0])}"
+    else:
+        opening = "An aerial view"
+    if not items:
+        return (f"{opening}. I can't tell what it shows: none of the {_known_list(model)} covers more than "
+                f"{A.share_phrase(A.MIN_PRESENT_SHARE)} of it."), []
+    parts = []
+    for share, _, name, disp, f in items[:4]:
+        extra = f", {f.count} separate objects" if name not in _MASS and f.count > 1 else ""
+        parts.append(f"{disp} ({A.share_phrase(share)}{extra})")
+    top = items[0]
+    where = top[4].location
+    if where in ("", "across the whole view"):
+        tail = f"The {top[3]} {'extend' if A.is_plural(top[3]) else 'extends'} across the whole view."
+    else:
+        tail = f"Most of the {top[3]} lies {where}."
+    return f"{opening} with {A.join_words(parts)}. {tail}", [i[1] for i in items]
+
+
+def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out) -> ChatReply:
+    classes = class_phrases(model)
+    logits = view.logits([d for _, d in classes])
+    s = _scene(model, view)
+    scene = (s[0], s[1]) if s is not None else None
+    text, named = caption_from_masks(model, [lg > 0 for lg in logits], scene, pixel_area_m2)
+    return out(text, [classes[k][1] for k in named], [logits[k] > 0 for k in named], [logits[k] for k in named],
+               scene)
