@@ -1,9 +1,11 @@
 """Multi-turn pixel dialogue about a window of a scene, with georeferenced masks in every reply.
 
-A :class:`Conversation` reads its window once, at native resolution (resampled down only when
-its longer side exceeds ``max_size``), cuts it into the same tiles with the same overlap
-and raised-cosine blending as ``segment``, encodes each tile once, and keeps those
-encodings and every phrase's stitched masks for the turns that follow. The words of each
+A :class:`Conversation` reads its window once, at native resolution, on the scene's own tile
+grid (the tiles of ``segment`` that touch the window, with the same overlap and raised-cosine
+blending, so a mask asked for in a conversation is ``segment``'s mask on that window), encodes
+each tile once, and keeps those encodings and every phrase's stitched masks for the turns
+that follow. A window whose longer side exceeds ``max_size`` is resampled down to it and tiled
+on its own grid. The words of each
 reply are the model's (:meth:`GeoPixModel.chat`); this module adds the geography: masks
 as polygons in the scene CRS, areas in m² from the window's transform.
 
@@ -145,27 +147,34 @@ def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: 
 
 
 # --------------------------------------------------------------------------- the tiled view
-def _tiled_view(model: Any, image: np.ndarray, overlap: int, batch: int = 8):
-    """A :class:`~geopix_tiles.model.dialogue.View` whose logits are stitched like ``segment``'s."""
+def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], origin: tuple[int, int],
+                crop: tuple[int, int, int, int], batch: int = 8):
+    """A :class:`~geopix_tiles.model.dialogue.View` whose logits are stitched like ``segment``'s.
+
+    ``image`` holds the pixels of every tile in ``tiles`` (tiles of ``grid``, the scene's own
+    grid when the window is read at native resolution), with its top-left pixel at grid
+    position ``origin``; ``crop`` = ``(row0, col0, rows, cols)`` of the window inside ``image``.
+    Tiles are encoded once; each phrase's probabilities are blended with the engine's weights.
+    """
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
 
     from .blending import tile_weights  # noqa: PLC0415
     from .model.dialogue import View  # noqa: PLC0415
-    from .tiling import TileGrid  # noqa: PLC0415
 
     tile = int(model.config.tile_size)
-    _, h, w = image.shape
-    grid = TileGrid(h, w, tile, min(overlap, tile // 4))
-    tiles = list(grid)
+    oy, ox = origin
+    r0, c0, rows, cols = crop
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(model.device)
     with torch.no_grad():
-        encodings = [model.encode_images(torch.stack([x[:, t.y:t.y + t.height, t.x:t.x + t.width]
+        encodings = [model.encode_images(torch.stack([x[:, t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width]
                                                       for t in tiles[i:i + batch]]))
                      for i in range(0, len(tiles), batch)]
-        whole = x if (h, w) == (tile, tile) else F.interpolate(x[None], size=(tile, tile), mode="bilinear",
-                                                               antialias=True, align_corners=False)[0]
-        scene_enc = encodings[0] if len(tiles) == 1 and (h, w) == (tile, tile) else model.encode_images(whole[None])
+        win = x[:, r0:r0 + rows, c0:c0 + cols]
+        whole = win if (rows, cols) == (tile, tile) else F.interpolate(
+            win[None], size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)[0]
+        scene_enc = model.encode_images(whole[None])
+    _, h, w = image.shape
 
     class TiledView(View):
         def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
@@ -176,12 +185,13 @@ def _tiled_view(model: Any, image: np.ndarray, overlap: int, batch: int = 8):
                     probs = torch.sigmoid(model.segment_encoded(enc, list(phrases))[0].float()).cpu().numpy()
                     for t, p in zip(tiles[i * batch:(i + 1) * batch], probs):
                         wt = tile_weights(grid, t)
-                        acc[:, t.y:t.y + t.height, t.x:t.x + t.width] += p * wt
-                        wsum[t.y:t.y + t.height, t.x:t.x + t.width] += wt
-            prob = np.clip(acc / np.maximum(wsum, 1e-12), 1e-7, 1 - 1e-7)
+                        ys, xs = slice(t.y - oy, t.y - oy + t.height), slice(t.x - ox, t.x - ox + t.width)
+                        acc[:, ys, xs] += p * wt
+                        wsum[ys, xs] += wt
+            prob = np.clip(acc / np.maximum(wsum, 1e-12), 1e-7, 1 - 1e-7)[:, r0:r0 + rows, c0:c0 + cols]
             return list(np.log(prob / (1 - prob)).astype(np.float32))
 
-    return TiledView(model, scene_enc, (h, w))
+    return TiledView(model, scene_enc, (rows, cols))
 
 
 # --------------------------------------------------------------------------- conversation
@@ -199,23 +209,40 @@ class Conversation:
 
         if not isinstance(max_size, int) or max_size < 32:
             raise InputError(f"max_size {max_size!r} must be a whole number of pixels >= 32")
+        from .tiling import TileGrid  # noqa: PLC0415
+
         with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
             win = resolve_window(window, pixels.height, pixels.width, pixels.transform)
             rows, cols = int(win.height), int(win.width)
+            row0, col0 = int(win.row_off), int(win.col_off)
             scale = min(1.0, max_size / max(rows, cols))
             out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
             self.model = load_region_model(model, device)
-            image = pixels.read(int(win.row_off), int(win.col_off), rows, cols, out_h, out_w)
+            tile = int(self.model.config.tile_size)
+            ov = min(overlap, tile // 4)
+            if scale == 1.0:
+                # native resolution: the scene's own tile grid, so masks are segment's masks on this window
+                grid = TileGrid(pixels.height, pixels.width, tile, ov)
+                tiles = grid.tiles_touching(row0, row0 + rows, col0, col0 + cols)
+                ey0, ex0 = min(t.y for t in tiles), min(t.x for t in tiles)
+                ey1, ex1 = max(t.y + t.height for t in tiles), max(t.x + t.width for t in tiles)
+                image = pixels.read(ey0, ex0, ey1 - ey0, ex1 - ex0, ey1 - ey0, ex1 - ex0)
+                origin, crop = (ey0, ex0), (row0 - ey0, col0 - ex0, rows, cols)
+            else:  # resampled: a grid of its own over the resampled window
+                image = pixels.read(row0, col0, rows, cols, out_h, out_w)
+                grid = TileGrid(out_h, out_w, tile, ov)
+                tiles, origin, crop = list(grid), (0, 0), (0, 0, out_h, out_w)
             self.crs = pixels.crs
-            self.transform = (pixels.transform @ Affine.translation(win.col_off, win.row_off)
+            self.transform = (pixels.transform @ Affine.translation(col0, row0)
                               @ Affine.scale(cols / out_w, rows / out_h))
         self.window = win
-        self.image = image
+        r, c, hh, ww = crop
+        self.image = image[:, r:r + hh, c:c + ww]
         left, top = self.transform @ (0, 0)
         right, bottom = self.transform @ (out_w, out_h)
         self.bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
         self.pixel_area_m2 = pixel_area_m2(self.transform, self.crs, (top + bottom) / 2)
-        self.view = _tiled_view(self.model, image, overlap)
+        self.view = _tiled_view(self.model, image, grid, tiles, origin, crop)
         self.turns: list[Any] = []
         self.replies: list[Reply] = []
 

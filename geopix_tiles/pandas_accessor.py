@@ -22,7 +22,7 @@ class GeopixFrameAccessor:
         self._obj = obj
 
     def describe(self, scene: "str | os.PathLike | Any", model: Any = "default", **options: Any):
-        """A copy with ``category`` and ``description`` for each polygon (one row out per row in).
+        """A copy with ``category``, ``confidence`` and ``description`` per polygon (one row out per row in).
 
         ``scene`` is a GeoTIFF path or a ``(band, y, x)`` DataArray; ``model`` is
         ``"default"``, a checkpoint folder or a loaded ``GeoPixModel``; ``options`` are

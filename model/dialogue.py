@@ -401,23 +401,38 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 "area": f"I find no {what} in this view, so it covers 0 % of it.",
                 }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
         return out(text, [phrase], [mask], [logit])
-    unit = "separate patch" if not A.is_plural(phrase) or question.target.name in _MASS else "separate object"
-    count = f"{f.count} {unit}{'es' if unit.endswith('patch') and f.count != 1 else ('s' if f.count != 1 else '')}"
+    n = _count_phrase(f.count, phrase, question.target.name in _MASS)
+    if f.count == 0:  # present, but every part is below the counting size
+        n = f"only small parts (none of at least {_min_size(pixel_area_m2)})"
+    size = f"about {share} of the view ({area})"
     if task == "presence":
-        text = f"Yes, there {_verb(phrase)} {what} {f.location}: {count}, about {share} of the view ({area})."
+        text = f"Yes, there {_verb(phrase)} {what} {f.location}: {n}, {size}."
     elif task == "count":
-        text = (f"I count {count} of {what} (each at least {_min_size(pixel_area_m2)}), covering {area}, "
-                f"{f.location}.")
+        text = (f"I count {n} (each at least {_min_size(pixel_area_m2)}), covering {size}, {f.location}."
+                if f.count else f"I count no {what} of at least {_min_size(pixel_area_m2)}; smaller parts cover "
+                                f"{size}, {f.location}.")
     elif task == "area":
-        text = f"The {what} cover{'' if A.is_plural(phrase) else 's'} about {share} of the view, {area}, {f.location}."
+        text = f"The {what} cover{'' if A.is_plural(phrase) else 's'} {size}, {f.location}."
     elif task == "location":
-        text = f"The {what} {_verb(phrase)} {f.location}: {count} covering about {share} of the view."
+        text = f"The {what} {_verb(phrase)} {f.location}: {n} covering {size}."
     else:  # segment
-        text = f"Here is the mask of the {what}: {count} covering about {share} of the view, {f.location}."
+        text = f"Here is the mask of the {what}: {n} covering {size}, {f.location}."
     return out(text, [phrase], [mask], [logit])
 
 
 _MASS = {"water", "vegetation", "land", "cloud"}
+
+
+def _count_phrase(n: int, phrase: str, mass: bool) -> str:
+    """ "4 buildings", "1 building", "3 separate patches of water"."""
+    if mass:
+        return f"{n} separate patch{'es' if n != 1 else ''} of {phrase}"
+    words = phrase.split()
+    if n == 1 and A.is_plural(phrase):
+        words[-1] = words[-1][:-1]
+    elif n != 1 and not A.is_plural(phrase):
+        words[-1] = words[-1] + "s"
+    return f"{n} {' '.join(words)}"
 
 
 def _article(word: str) -> str:
@@ -491,7 +506,7 @@ def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], 
         tail = f"The {top[3]} {'extend' if A.is_plural(top[3]) else 'extends'} across the whole view."
     else:
         tail = f"Most of the {top[3]} lies {where}."
-    return f"{opening} with {A.join_words(parts)}. {tail}", [i[1] for i in items]
+    return f"{opening} with {A.join_words(parts)}. {tail}", [i[1] for i in items[:4]]
 
 
 def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out) -> ChatReply:
@@ -499,6 +514,13 @@ def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out)
     logits = view.logits([d for _, d in classes])
     s = _scene(model, view)
     scene = (s[0], s[1]) if s is not None else None
-    text, named = caption_from_masks(model, [lg > 0 for lg in logits], scene, pixel_area_m2)
-    return out(text, [classes[k][1] for k in named], [logits[k] > 0 for k in named], [logits[k] for k in named],
+    # a caption describes a partition of the view: each pixel goes to its most likely class (if any
+    # is > 0.5), so shares add up to at most 100 % and a bright field is not both clouds and vegetation
+    stack = np.stack(logits)
+    best = stack.argmax(0)
+    fg = stack.max(0) > 0
+    parts = [(best == k) & fg for k in range(len(classes))]
+    text, named = caption_from_masks(model, parts, scene, pixel_area_m2)
+    return out(text, [classes[k][1] for k in named], [parts[k] for k in named],
+               [np.where(parts[k], logits[k], np.minimum(logits[k], -1e-3)).astype(np.float32) for k in named],
                scene)

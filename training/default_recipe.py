@@ -249,7 +249,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     return metrics
 
 
-def dialogue(shared: Path, out: Path, max_val: int = 200) -> dict:
+def dialogue(shared: Path, out: Path, max_val: int = 0) -> dict:
     from geopix_tiles.model import GeoPixModel
     from geopix_tiles.training.dialogue_eval import evaluate_dialogue
     from geopix_tiles.training.dialogue_heads import add_dialogue_heads
@@ -303,7 +303,7 @@ def main() -> int:
     if args.step in ("all", "ship"):
         ship(shared, out, args.max_val)
     if args.step in ("all", "dialogue"):
-        dialogue(shared, out, args.max_val or 200)
+        dialogue(shared, out, args.max_val)
     return 0
 
 
