@@ -150,7 +150,10 @@ def _demo_picture(raster: Path, png: Path, model: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(prog="geopix-tiles", description="Pixel-level answers from vision-language models over whole satellite scenes.")
+    parser.add_argument("--version", action="version", version=f"geopix-tiles {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_segment(sub)
     _add_demo(sub)

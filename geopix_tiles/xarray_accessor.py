@@ -45,7 +45,31 @@ def _scene_of(arr: xr.DataArray):
     return Scene(path="<DataArray>", width=arr.sizes["x"], height=arr.sizes["y"], count=arr.sizes["band"],
                  dtype=str(arr.dtype), crs=rio.crs, transform=rio.transform(recalc=True),
                  nodata=rio.nodata, descriptions=_descriptions(arr), block_height=256,
-                 extra={"colorinterp": ()})
+                 extra={"colorinterp": _colorinterp(arr)})
+
+
+def _colorinterp(arr: xr.DataArray) -> tuple:
+    """The GDAL colour interpretation of the bands of the file the array was opened from.
+
+    rioxarray keeps band descriptions but not colour interpretation, so an RGB GeoTIFF whose
+    bands are only tagged red/green/blue (rasterio's ``RGB.byte.tif``) would lose its band
+    roles in a notebook while the CLI finds them. The band coordinate maps a subset or
+    reordering of the file's bands back to their tags; anything else gives no tags.
+    """
+    source = arr.encoding.get("source")
+    if not isinstance(source, str) or not source:
+        return ()
+    try:
+        import rasterio  # noqa: PLC0415
+
+        with rasterio.open(source) as src:
+            tags = tuple(src.colorinterp)
+    except Exception:  # a source that moved or is not a raster: no tags, as before
+        return ()
+    bands = arr["band"].values.tolist() if "band" in arr.coords else []
+    if len(bands) != arr.sizes["band"] or not all(isinstance(b, int) and 1 <= b <= len(tags) for b in bands):
+        return ()
+    return tuple(tags[b - 1] for b in bands)
 
 
 def valid_mask(data: np.ndarray, nodata) -> np.ndarray | None:

@@ -48,7 +48,15 @@ class SentenceEncoder:
 
         p = str(path or minilm_path())
         self.tokenizer = AutoTokenizer.from_pretrained(p, local_files_only=True)
-        self.model = AutoModel.from_pretrained(p, local_files_only=True, use_safetensors=None).to(device).eval()
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a 'Loading weights' bar per run is noise in a CLI's output
+        try:
+            self.model = AutoModel.from_pretrained(p, local_files_only=True, use_safetensors=None).to(device).eval()
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         self.device = device
         self.max_length = max_length
         self._torch = torch

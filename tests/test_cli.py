@@ -135,3 +135,14 @@ def test_demo_runs_on_shipped_sample(tmp_path):
             rasterio.open(REPO / "geopix_tiles" / "data" / "naip_sample.tif") as src:
         assert ds.descriptions == ("water", "vegetation", "buildings", "roads")
         assert ds.crs == src.crs and ds.transform == src.transform and ds.shape == src.shape
+
+
+def test_version_flag_and_python_m(capfd):
+    import subprocess
+    import sys
+
+    import geopix_tiles
+
+    out = subprocess.run([sys.executable, "-m", "geopix_tiles", "--version"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == f"geopix-tiles {geopix_tiles.__version__}"

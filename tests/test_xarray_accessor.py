@@ -74,3 +74,27 @@ def test_to_polygons_matches_cli_polygons(scene, tmp_path):
     assert len(gdf) == len(cli) == 2 and gdf.crs == cli.crs
     assert sorted(gdf["pixels"]) == sorted(cli["pixels"])
     assert sorted(np.round(gdf.area, 6)) == sorted(np.round(cli.area, 6))
+
+
+def test_rgb_tagged_only_by_colour_interpretation_works_in_the_accessor(tmp_path):
+    """Issue 13: an RGB GeoTIFF with colour interpretation but no band descriptions (like rasterio's
+    RGB.byte.tif) gives the accessor the same band roles as the CLI, also for a reordered subset."""
+    pytest.importorskip("torch")
+    from rasterio.enums import ColorInterp
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 255, (3, 96, 120), dtype=np.uint8)
+    path = write_scene(tmp_path / "rgb.tif", data)
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    arr = rioxarray.open_rasterio(path, chunks={"x": 50, "y": 40})
+    assert arr.attrs.get("long_name") is None  # nothing but the colour tags says which band is which
+    from geopix_tiles.xarray_accessor import _colorinterp
+
+    assert _colorinterp(arr) == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    assert _colorinterp(arr.isel(band=[2, 0])) == (ColorInterp.blue, ColorInterp.red)
+    probs = arr.geopix.segment(["water"], model="default", tile=64, overlap=16).values
+    assert probs.shape == (1, 96, 120) and np.isfinite(probs).all()
+    # reordered bands still resolve to red/green/blue by their tags: the same answer
+    again = arr.isel(band=[2, 1, 0]).geopix.segment(["water"], model="default", tile=64, overlap=16).values
+    np.testing.assert_allclose(again, probs, atol=1e-6)
