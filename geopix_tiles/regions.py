@@ -219,13 +219,13 @@ class FilePixelSource(PixelSource):
 
 
 class ArrayPixelSource(PixelSource):
-    """Crops of a ``(band, y, x)`` DataArray (numpy or dask), statistics from a decimated sample."""
+    """Crops of a ``(band, y, x)`` DataArray (numpy or dask), scaled with the engine's scene statistics."""
 
     def __init__(self, obj: "xr.DataArray", bands: Any = None, band_roles: Any = None) -> None:
         import rioxarray  # noqa: F401, PLC0415
 
         from .scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
-        from .xarray_accessor import _as_bands, _scene_of, _stats_task  # noqa: PLC0415
+        from .xarray_accessor import _as_bands, _scene_of, scene_statistics  # noqa: PLC0415
 
         arr = _as_bands(obj)
         scene = _scene_of(arr)
@@ -236,9 +236,7 @@ class ArrayPixelSource(PixelSource):
         self.nodata = scene.nodata
         self.height, self.width = scene.height, scene.width
         self.crs, self.transform = scene.crs, scene.transform
-        step = max(1, int(np.ceil(max(self.height, self.width) / 1024)))
-        sample = np.asarray(self.arr.data[:, ::step, ::step])
-        self.low, self.high = _stats_task(sample, self.nodata)
+        self.low, self.high = scene_statistics(arr, chosen).compute()  # the same numbers as segment's
 
     def read(self, row0: int, col0: int, rows: int, cols: int, out_h: int, out_w: int) -> np.ndarray:
         from scipy.ndimage import zoom  # noqa: PLC0415

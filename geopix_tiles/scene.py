@@ -218,6 +218,32 @@ def select_bands(scene: Scene, band_indexes: Sequence[int]) -> Scene:
     return scene
 
 
+def statistics_windows(height: int, width: int, max_windows: int = 64) -> list[Window]:
+    """The even grid of windows scene-wide statistics are sampled from (when there are no overviews).
+
+    One plan for files and arrays alike, so ``segment`` and ``DataArray.geopix.segment`` scale
+    a scene with the same numbers.
+    """
+    n = max(1, int(math.sqrt(max_windows)))
+    size = max(1, min(256, height // n or 1, width // n or 1))
+    size = min(max(size, 64), height, width)
+    ys = np.linspace(0, height - size, n).astype(int)
+    xs = np.linspace(0, width - size, n).astype(int)
+    return [Window(int(x), int(y), size, size) for y in sorted(set(ys)) for x in sorted(set(xs))]
+
+
+def percentile_stats(samples: Sequence[np.ndarray], bands: int, low_pct: float = 2.0,
+                     high_pct: float = 98.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band ``(low, high)`` percentiles of valid ``[C, N]`` samples (0/1 when there are none)."""
+    values = np.concatenate(samples, axis=1).astype(np.float64) if samples else np.zeros((bands, 0))
+    if values.shape[1] == 0:
+        low, high = np.zeros(bands), np.ones(bands)
+    else:
+        low, high = np.percentile(values, [low_pct, high_pct], axis=1)
+    high = np.where(high > low, high, low + 1.0)
+    return low.astype(np.float32), high.astype(np.float32)
+
+
 def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.0, max_windows: int = 64) -> Scene:
     """Scene-wide per-band percentiles, from overviews or an even sample of windows."""
     samples = []
@@ -232,26 +258,11 @@ def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.
             valid = _valid(src, idx, data, None, scene.has_mask, out_shape=shape[1:])
             samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
         else:
-            n = max(1, int(math.sqrt(max_windows)))
-            size = max(1, min(256, scene.height // n or 1, scene.width // n or 1))
-            size = min(max(size, 64), scene.height, scene.width)
-            ys = np.linspace(0, scene.height - size, n).astype(int)
-            xs = np.linspace(0, scene.width - size, n).astype(int)
-            for y in sorted(set(ys)):
-                for x in sorted(set(xs)):
-                    w = Window(int(x), int(y), size, size)
-                    data = src.read(idx, window=w)
-                    valid = _valid(src, idx, data, w, scene.has_mask)
-                    samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
-    values = np.concatenate(samples, axis=1).astype(np.float64) if samples else np.zeros((len(scene.band_indexes), 0))
-    if values.shape[1] == 0:
-        low = np.zeros(len(scene.band_indexes))
-        high = np.ones(len(scene.band_indexes))
-    else:
-        low, high = np.percentile(values, [low_pct, high_pct], axis=1)
-    high = np.where(high > low, high, low + 1.0)
-    scene.low = low.astype(np.float32)
-    scene.high = high.astype(np.float32)
+            for w in statistics_windows(scene.height, scene.width, max_windows):
+                data = src.read(idx, window=w)
+                valid = _valid(src, idx, data, w, scene.has_mask)
+                samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
+    scene.low, scene.high = percentile_stats(samples, len(scene.band_indexes), low_pct, high_pct)
     return scene
 
 

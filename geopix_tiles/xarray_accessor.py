@@ -4,7 +4,8 @@
 coordinates and CRS. Each output chunk is one task of :func:`geopix_tiles.blocks.compute_block`
 over the global tile grid, so the result equals the CLI's raster for the same options
 whatever the chunking, and building the graph reads no pixels (scene statistics, when the
-model needs them, are themselves a task).
+model needs them, are themselves a task: the CLI's own for a file-backed array, the same
+window plan for any other; see :func:`scene_statistics`).
 """
 from __future__ import annotations
 
@@ -98,15 +99,67 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
     return probs
 
 
-def _stats_task(sample: np.ndarray, nodata) -> tuple[np.ndarray, np.ndarray]:
-    sample = np.asarray(sample)
-    valid = valid_mask(sample, nodata)
-    values = sample[:, valid] if valid is not None else sample.reshape(sample.shape[0], -1)
-    if values.shape[1] == 0:
-        return np.zeros(sample.shape[0], np.float32), np.ones(sample.shape[0], np.float32)
-    low, high = np.percentile(values.astype(np.float64), [2.0, 98.0], axis=1)
-    high = np.where(high > low, high, low + 1.0)
-    return low.astype(np.float32), high.astype(np.float32)
+def _file_source(arr: xr.DataArray) -> str | None:
+    """The GeoTIFF ``arr`` was opened from, when it still is that file's grid (else None).
+
+    Then the scene statistics are the CLI's own (:func:`geopix_tiles.scene.compute_statistics`:
+    overviews when the file has them, GDAL's masks for validity), not an estimate from the array.
+    """
+    source = arr.encoding.get("source")
+    if not isinstance(source, str) or not source:
+        return None
+    try:
+        import rasterio  # noqa: PLC0415
+
+        with rasterio.open(source) as src:
+            same = (src.width == arr.sizes["x"] and src.height == arr.sizes["y"]
+                    and src.transform.almost_equals(arr.rio.transform(recalc=True)))
+            count = src.count
+    except Exception:  # moved, remote or not a raster: estimate from the array
+        return None
+    bands = arr["band"].values.tolist() if "band" in arr.coords else []
+    if not same or not all(isinstance(b, int) and 1 <= b <= count for b in bands):
+        return None
+    return source
+
+
+def _file_stats(source: str, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    from .scene import compute_statistics, open_scene, select_bands  # noqa: PLC0415
+
+    scene = select_bands(open_scene(source, allow_no_georef=True), bands)
+    compute_statistics(scene)
+    return scene.low, scene.high
+
+
+def _array_stats(pieces: Sequence[np.ndarray], nodata) -> tuple[np.ndarray, np.ndarray]:
+    from .scene import percentile_stats  # noqa: PLC0415
+
+    samples = []
+    for piece in pieces:
+        piece = np.asarray(piece)
+        valid = valid_mask(piece, nodata)
+        samples.append(piece[:, valid] if valid is not None else piece.reshape(piece.shape[0], -1))
+    return percentile_stats(samples, pieces[0].shape[0] if len(pieces) else 0)
+
+
+def scene_statistics(arr: xr.DataArray, chosen: Sequence[int]):
+    """Delayed ``(low, high)`` of the bands ``chosen`` (1-based in ``arr``): the one statistics path.
+
+    A file-backed array gets exactly the CLI's statistics; any other array is sampled on the
+    same window plan (:func:`geopix_tiles.scene.statistics_windows`). Building it reads no pixels.
+    """
+    import dask  # noqa: PLC0415
+
+    from .scene import statistics_windows  # noqa: PLC0415
+
+    source = _file_source(arr)
+    if source is not None:
+        bands = tuple(int(arr["band"].values[b - 1]) for b in chosen)
+        return dask.delayed(_file_stats, pure=True)(source, bands)
+    sel = arr.isel(band=[b - 1 for b in chosen]).data
+    pieces = [sel[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
+              for w in statistics_windows(arr.sizes["y"], arr.sizes["x"])]
+    return dask.delayed(_array_stats, pure=True)(pieces, arr.rio.nodata)
 
 
 def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="spectral", *,
@@ -145,10 +198,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
         ychunks, xchunks = data.chunks[1], data.chunks[2]
     scaling = getattr(seg, "scaling", "reflectance")
     nodata = scene.nodata
-    stats = None
-    if scaling == "unit":
-        step = max(1, int(np.ceil(max(scene.height, scene.width) / 1024)))
-        stats = dask.delayed(_stats_task)(data[:, ::step, ::step], nodata)
+    stats = scene_statistics(arr, chosen) if scaling == "unit" else None
     task = dask.delayed(_block_task, pure=True)
     rows = []
     y0 = 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dask.array as da
+from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
@@ -98,3 +99,29 @@ def test_rgb_tagged_only_by_colour_interpretation_works_in_the_accessor(tmp_path
     # reordered bands still resolve to red/green/blue by their tags: the same answer
     again = arr.isel(band=[2, 1, 0]).geopix.segment(["water"], model="default", tile=64, overlap=16).values
     np.testing.assert_allclose(again, probs, atol=1e-6)
+
+
+def test_default_model_accessor_equals_cli_on_a_real_scene_with_misaligned_chunks(tmp_path):
+    """Issue 13: with scene-wide unit scaling (the default model) the accessor uses the CLI's own
+    statistics, so a real scene chunked across tile boundaries gives the CLI's raster pixel for pixel."""
+    pytest.importorskip("torch")
+    scene = Path(geopix_tiles.__file__).parent / "data" / "naip_sample.tif"
+    segment(scene, ["water", "vegetation"], model="default", raster_out=tmp_path / "cli.tif", vectorize=False,
+            collect=False, device="cpu")
+    with rasterio.open(tmp_path / "cli.tif") as r:
+        cli, valid = r.read(), r.read_masks(1) > 0
+    arr = rioxarray.open_rasterio(scene, chunks={"x": 333, "y": 250})  # crosses the 256 px tiles
+    probs = arr.geopix.segment(["water", "vegetation"], model="default", device="cpu").values
+    got = (probs * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+    assert valid.mean() > 0.9
+    # equal up to float rounding: a tile's float32 logits depend slightly on the batch it ran in
+    # (BLAS blocking), and the blocks batch tiles differently from the CLI's rows
+    diff = np.abs(got[:, valid].astype(int) - cli[:, valid].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, ((diff > 0).sum(), diff.max())
+    # the same statistics as the CLI's, not an estimate from a strided sample
+    from geopix_tiles.scene import compute_statistics, open_scene, select_bands
+    from geopix_tiles.xarray_accessor import scene_statistics
+
+    ref = compute_statistics(select_bands(open_scene(scene), (1, 2, 3)))
+    low, high = scene_statistics(arr, (1, 2, 3)).compute()
+    np.testing.assert_array_equal(low, ref.low) and np.testing.assert_array_equal(high, ref.high)
