@@ -126,7 +126,9 @@ def segment(
     tile = _check_number("--tile", tile, 16, 65536, integer=True)
     if out is not None and raster_out is not None and out.resolve() == raster_out.resolve():
         raise InputError("--out and --raster must be different files")
-    _check_destination(out, (".gpkg",), "--out", overwrite, resume)
+    from .vector_formats import FORMATS  # noqa: PLC0415
+
+    _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
     pin_mmap_threshold()
@@ -198,8 +200,10 @@ def segment(
         frame = vectors.to_geodataframe() if (vectors is not None and collect) \
             else VectorSink(workdir, info, prompts).empty_frame()
         if out is not None:
-            gpkg_tmp = workdir / "result.gpkg"
-            vectors.write_geopackage(gpkg_tmp, layer or out.stem)
+            gpkg_tmp = workdir / f"result{out.suffix.lower()}"
+            if gpkg_tmp.exists():
+                gpkg_tmp.unlink()
+            vectors.write(gpkg_tmp, layer or out.stem)
         if raster is not None:
             raster.finalize()
         if out is not None:

@@ -59,8 +59,9 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
             raise InputError(f"with several scenes {flag} must be a folder, and '{d}' is a file")
     merge = Path(merge) if merge is not None else None
     if merge is not None:
-        if merge.suffix.lower() != ".gpkg":
-            raise InputError(f"--merge '{merge}' must end with .gpkg")
+        from .vector_formats import vector_format  # noqa: PLC0415
+
+        vector_format(merge, "--merge")
         if merge.exists() and not overwrite:
             raise OutputError(f"'{merge}' already exists; pass --overwrite to replace it")
     if merge_crs is not None:
@@ -107,27 +108,27 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
 
 
 def merge_outputs(parts: Sequence[Path], merge: Path, crs: str | None = None) -> None:
-    """Concatenate per-scene GeoPackages into one layer in ``crs`` with a ``scene`` column."""
+    """Concatenate per-scene outputs into one layer in ``crs`` with a ``scene`` column (format by extension)."""
     import pyogrio  # noqa: PLC0415
 
-    tmp = merge.parent / f".{merge.name}.partial.gpkg"
+    from .vector_formats import write_frames  # noqa: PLC0415
+
+    tmp = merge.parent / f".{merge.name}.partial{merge.suffix.lower()}"
     if tmp.exists():
         tmp.unlink()
-    target = crs
-    wrote = False
-    try:
+    state = {"target": crs}
+
+    def frames():
         for part in parts:
             frame = pyogrio.read_dataframe(part)
-            if target is None:
-                target = frame.crs
+            target = state["target"] = state["target"] or frame.crs
             if frame.crs is not None and target is not None and frame.crs != target:
                 frame = frame.to_crs(target)
             frame.insert(0, "scene", part.stem)
-            if len(frame) or not wrote:
-                pyogrio.write_dataframe(frame.set_crs(target, allow_override=True) if target else frame, tmp,
-                                        layer=merge.stem, driver="GPKG", append=wrote, geometry_type="Polygon",
-                                        promote_to_multi=False)
-                wrote = True
+            yield frame.set_crs(target, allow_override=True) if target else frame
+
+    try:
+        write_frames(frames(), tmp, merge.stem)
         os.replace(tmp, merge)
     except BaseException:
         if tmp.exists():

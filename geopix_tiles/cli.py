@@ -25,10 +25,12 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
                                    "probability/mask raster (GeoTIFF/COG) with the scene's georeference.")
     p.add_argument("scene", nargs="+", help="input raster(s): paths, glob patterns or a .txt list of paths")
     p.add_argument("--prompt", "-p", action="append", required=True, help="what to find; repeat for several")
-    p.add_argument("--out", "-o", required=True, help="output GeoPackage (.gpkg); a folder when several scenes")
+    p.add_argument("--out", "-o", required=True, help="output polygons: .gpkg, .parquet (GeoParquet), .fgb (FlatGeobuf) or "
+                                                              ".geojson; a folder (of .gpkg) when several scenes")
     p.add_argument("--raster", help="optional output GeoTIFF (.tif), one band per prompt; a folder when several scenes")
-    p.add_argument("--merge", help="several scenes: also write one GeoPackage of all polygons with a 'scene' column")
-    p.add_argument("--merge-crs", help="CRS of the merged GeoPackage (default: the first scene's), e.g. EPSG:4326")
+    p.add_argument("--merge", help="several scenes: also write all polygons with a 'scene' column to one "
+                                       "file (.gpkg, .parquet, .fgb or .geojson)")
+    p.add_argument("--merge-crs", help="CRS of the merged file (default: the first scene's), e.g. EPSG:4326")
     p.add_argument("--scheduler", help="dask.distributed scheduler ADDRESS, or 'local' for a LocalCluster")
     p.add_argument("--workers", type=int, help="start a LocalCluster with this many worker processes")
     p.add_argument("--model", "-m", default="spectral", help="spectral | default | checkpoint folder (default: spectral)")

@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
                     "'category' and 'description'.")
     d.add_argument("scene", help="input raster (GeoTIFF)")
     d.add_argument("regions", help="polygons (GeoPackage, GeoJSON, Shapefile, ...)")
-    d.add_argument("--out", "-o", required=True, help="output GeoPackage (.gpkg)")
+    d.add_argument("--out", "-o", required=True, help="output polygons: .gpkg, .parquet, .fgb or .geojson")
     d.add_argument("--layer", help="layer of REGIONS to read (needed when it has several)")
     _common(d)
     d.add_argument("--batch-size", type=int, default=8, help="polygons per model call (default 8)")
@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     a.add_argument("--conversation", "-c", help="a text file with one question per line (# starts a comment)")
     a.add_argument("--bbox", help="minx,miny,maxx,maxy in the scene CRS (default: the whole scene)")
     a.add_argument("--window", help="col_off,row_off,width,height in pixels (a rasterio Window)")
-    a.add_argument("--out", "-o", help="output GeoPackage (.gpkg) for the masks of the replies")
+    a.add_argument("--out", "-o", help="output file (.gpkg, .parquet, .fgb or .geojson) for the replies' masks")
     _common(a)
     a.set_defaults(func=run_ask)
 
@@ -91,16 +91,17 @@ def read_regions(path: str | Path, layer: str | None = None):
 
 def run_describe(args: argparse.Namespace) -> int:
     from .api import _check_destination  # noqa: PLC0415 - same destination rules as `segment`
-    from .regions import describe_regions, write_gpkg_atomic  # noqa: PLC0415
+    from .regions import describe_regions  # noqa: PLC0415
+    from .vector_formats import FORMATS, write_atomic  # noqa: PLC0415
 
     out = Path(args.out)
-    _check_destination(out, (".gpkg",), "--out", args.overwrite, False)
+    _check_destination(out, tuple(FORMATS), "--out", args.overwrite, False)
     if out.exists() and Path(args.regions).exists() and out.resolve() == Path(args.regions).resolve():
         raise InputError("--out is the regions file itself; write the descriptions to another file")
     frame = read_regions(args.regions, args.layer)
     result = describe_regions(frame, args.scene, args.model, batch_size=args.batch_size, context=args.context,
                               device=args.device, bands=args.bands, band_roles=args.band_roles)
-    write_gpkg_atomic(result, out, layer=out.stem)
+    write_atomic(result, out, layer=out.stem)
     described = int(result["category"].notna().sum())
     print(f"described {described} of {len(result)} region(s) of {Path(args.regions).name} on "
           f"{Path(args.scene).name} -> {out}")
@@ -146,13 +147,13 @@ def run_ask(args: argparse.Namespace) -> int:
     import pandas as pd  # noqa: PLC0415
 
     from .conversation import Conversation, parse_bbox  # noqa: PLC0415
-    from .regions import write_gpkg_atomic  # noqa: PLC0415
+    from .vector_formats import FORMATS, write_atomic  # noqa: PLC0415
 
     out = Path(args.out) if args.out else None
     if out is not None:
         from .api import _check_destination  # noqa: PLC0415
 
-        _check_destination(out, (".gpkg",), "--out", args.overwrite, False)
+        _check_destination(out, tuple(FORMATS), "--out", args.overwrite, False)
     questions = read_questions(args)
     if args.bbox and args.window:
         raise InputError("give either --bbox or --window, not both")
@@ -170,6 +171,6 @@ def run_ask(args: argparse.Namespace) -> int:
         import geopandas as gpd  # noqa: PLC0415
 
         merged = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=chat.crs)
-        write_gpkg_atomic(merged, out, layer=out.stem, geometry_type="MultiPolygon", promote_to_multi=True)
+        write_atomic(merged, out, layer=out.stem, geometry_type="MultiPolygon", promote_to_multi=True)
         print(f"{len(merged)} mask(s) from {len(questions)} repl{'y' if len(questions) == 1 else 'ies'} -> {out}")
     return 0

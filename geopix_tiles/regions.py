@@ -450,32 +450,3 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
     out["confidence"] = confidences
     out["description"] = descriptions
     return out
-
-
-def write_gpkg_atomic(frame: "gpd.GeoDataFrame", out: str | os.PathLike, layer: str | None = None,
-                      geometry_type: str | None = None, promote_to_multi: bool | None = None) -> Path:
-    """Write ``frame`` to a temporary GeoPackage next to ``out`` and rename it into place."""
-    import pyogrio  # noqa: PLC0415
-
-    from .errors import OutputError  # noqa: PLC0415
-
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.partial.gpkg")
-    try:
-        if tmp.exists():
-            tmp.unlink()
-        kwargs: dict[str, Any] = {"layer": layer or out.stem, "driver": "GPKG"}
-        if geometry_type:
-            kwargs["geometry_type"] = geometry_type
-        if promote_to_multi is not None:
-            kwargs["promote_to_multi"] = promote_to_multi
-        pyogrio.write_dataframe(frame, tmp, **kwargs)
-        os.replace(tmp, out)
-    except BaseException as exc:
-        if tmp.exists():
-            tmp.unlink()
-        if isinstance(exc, OSError) or type(exc).__module__.startswith("pyogrio"):
-            raise OutputError(f"writing '{out}' failed ({' '.join(str(exc).split())[:160]}); check free space and "
-                              "permissions of the output folder") from exc
-        raise
-    return out

@@ -1,11 +1,12 @@
-"""Polygons of closed objects: attributes, then parts on disk, then one GeoPackage.
+"""Polygons of closed objects: attributes, then parts on disk, then one vector file.
 
 Closed objects are turned into CRS geometries with ``prompt``, ``score`` (mean probability),
 ``pixels``, ``area`` (CRS units) and ``area_m2`` (square metres, geodesic for geographic
 CRSs), filtered and simplified, and spilled to small numbered part files (WKB and plain
 arrays, never pickles). Parts are what a checkpoint commits, so a resumed run can drop the
-uncommitted ones; the GeoPackage is assembled from the parts through pyogrio in batches at
-the end, under a temporary name, and renamed into place.
+uncommitted ones; the output (GeoPackage, GeoParquet, FlatGeobuf or GeoJSON, by extension:
+:mod:`.vector_formats`) is assembled from the parts in batches at the end, under a temporary
+name, and renamed into place.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from typing import Sequence
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio
 import shapely
 from pyproj import CRS, Geod
 
@@ -124,17 +124,11 @@ class VectorSink:
     def empty_frame(self) -> gpd.GeoDataFrame:
         return self._frame([], [], [], [], [], [])
 
-    def write_geopackage(self, tmp: str | os.PathLike, layer: str) -> None:
-        """Assemble all committed parts into one GeoPackage layer at ``tmp``."""
-        first = True
-        for frame in self.read_parts():
-            if not len(frame):
-                continue
-            pyogrio.write_dataframe(frame, tmp, layer=layer, driver="GPKG", append=not first,
-                                    geometry_type="Polygon", promote_to_multi=False)
-            first = False
-        if first:
-            pyogrio.write_dataframe(self.empty_frame(), tmp, layer=layer, driver="GPKG", geometry_type="Polygon")
+    def write(self, tmp: str | os.PathLike, layer: str) -> None:
+        """Assemble all committed parts into one layer at ``tmp``, in the format its extension names."""
+        from .vector_formats import write_frames  # noqa: PLC0415
+
+        write_frames(self.read_parts(), tmp, layer, self.empty_frame())
 
     def to_geodataframe(self) -> gpd.GeoDataFrame:
         frames = [f for f in self.read_parts() if len(f)]

@@ -497,7 +497,11 @@ class GeoPixModel(nn.Module):
         """
         classes = list(classes or self.class_names())
         if not classes:
-            raise ValueError("this model has no class names; pass classes=[...]")
+            from geopix_tiles.errors import InputError
+
+            raise InputError("this checkpoint names no classes (config extra.memory_class_names or concepts), so it "
+                             "cannot classify regions; use a checkpoint trained with geopix-tiles train, or pass "
+                             "classes=[...]")
         b, r = region_masks.shape[:2]
         if r == 0:
             return [[] for _ in range(b)], [[] for _ in range(b)]
