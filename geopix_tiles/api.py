@@ -149,9 +149,15 @@ def segment(
     workdir = (primary.parent / f".{primary.name}.geopix-run") if primary is not None else scratch / "run"
     raster_tmp = raster_out.parent / f".{raster_out.name}.partial.tif" if raster_out is not None else None
     journal = RunJournal(workdir)
+    from .remote import is_remote, remote_fingerprint  # noqa: PLC0415
+
+    if is_remote(scene):  # the server's size and validators: a changed file does not resume
+        source = {"scene": str(scene), "remote": remote_fingerprint(info.path)}
+    else:
+        source = {"scene": str(Path(scene).resolve()), "scene_size": Path(scene).stat().st_size,
+                  "scene_mtime": Path(scene).stat().st_mtime_ns}
     fingerprint = {
-        "scene": str(Path(scene).resolve()), "scene_size": Path(scene).stat().st_size,
-        "scene_mtime": Path(scene).stat().st_mtime_ns, "bands": list(chosen), "prompts": prompts,
+        **source, "bands": list(chosen), "prompts": prompts,
         "model": model_id(model), "tile": tile, "overlap": overlap, "threshold": threshold,
         "min_area": min_area, "simplify": simplify, "cog": bool(cog), "vectorize": bool(vectorize),
         "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,

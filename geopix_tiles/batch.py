@@ -15,12 +15,20 @@ from typing import Sequence
 from .errors import InputError, OutputError
 
 
-def expand_scenes(items: Sequence[str]) -> list[Path]:
-    """Paths, glob patterns and ``.txt`` files listing paths (one per line, ``#`` comments)."""
-    out: list[Path] = []
+def expand_scenes(items: Sequence[str]) -> list:
+    """Paths, URLs, glob patterns and ``.txt`` files listing them (one per line, ``#`` comments).
+
+    Local scenes come back as ``Path``; URLs and ``/vsi`` paths as ``str`` (a ``Path`` would
+    fold the ``//`` of ``https://``).
+    """
+    from .remote import is_remote  # noqa: PLC0415
+
+    out: list = []
     for item in items:
         s = str(item)
-        if any(ch in s for ch in "*?["):
+        if is_remote(s):
+            out.append(s)
+        elif any(ch in s for ch in "*?["):
             hits = sorted(glob.glob(s, recursive=True))
             if not hits:
                 raise InputError(f"the pattern '{s}' matches no file; check the path or quote it for the shell")
@@ -29,14 +37,16 @@ def expand_scenes(items: Sequence[str]) -> list[Path]:
             base = Path(s).parent
             for line in Path(s).read_text().splitlines():
                 line = line.split("#", 1)[0].strip()
-                if line:
+                if line and is_remote(line):
+                    out.append(line)
+                elif line:
                     p = Path(line)
                     out.append(p if p.is_absolute() else base / p)
         else:
             out.append(Path(s))
     if not out:
         raise InputError("no scene given; pass paths, a glob pattern or a .txt list of paths")
-    stems = [p.stem for p in out]
+    stems = [Path(str(p)).stem for p in out]
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise InputError(f"several scenes are named {dup[0]}; per-scene outputs would collide, rename or split the run")
@@ -72,8 +82,10 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
             CRS.from_user_input(merge_crs)
         except CRSError:
             raise InputError(f"--merge-crs '{merge_crs}' is not a CRS; pass e.g. EPSG:4326") from None
+    from .remote import is_remote  # noqa: PLC0415
+
     for p in paths:
-        if not p.exists():
+        if not is_remote(p) and not Path(p).exists():
             raise InputError(f"scene '{p}' does not exist; check the path or the list file")
     out_dir.mkdir(parents=True, exist_ok=True)
     if raster_dir is not None:
@@ -87,11 +99,12 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
     results = []
     try:
         for p in paths:
-            out = out_dir / f"{p.stem}.gpkg"
+            stem = Path(str(p)).stem
+            out = out_dir / f"{stem}.gpkg"
             if resume and out.exists() and not (out_dir / f".{out.name}.geopix-run").exists():
                 continue  # finished before the interruption
-            _, stats = segment(p, prompts, model=model, out=out_dir / f"{p.stem}.gpkg",
-                               raster_out=(raster_dir / f"{p.stem}.tif") if raster_dir is not None else None,
+            _, stats = segment(p, prompts, model=model, out=out,
+                               raster_out=(raster_dir / f"{stem}.tif") if raster_dir is not None else None,
                                device=device, overwrite=overwrite, resume=resume, progress=progress, remote=remote,
                                return_stats=True, collect=False, **options)
             stats.extra["scene"] = str(p)
@@ -103,7 +116,7 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
             if cluster is not None:
                 cluster.close()
     if merge is not None:
-        merge_outputs([out_dir / f"{p.stem}.gpkg" for p in paths], merge, merge_crs)
+        merge_outputs([out_dir / f"{Path(str(p)).stem}.gpkg" for p in paths], merge, merge_crs)
     return results
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,16 +109,27 @@ class Scene:
 
 
 def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Scene:
-    """Open and validate ``path``; raise :class:`InputError` for anything unusable."""
+    """Open and validate ``path`` (a file, a URL or a ``/vsi`` path); raise :class:`InputError` for anything unusable."""
+    from .remote import configure_gdal_http, gdal_path, is_remote, remote_error  # noqa: PLC0415
+
+    remote = is_remote(path)
+    if remote:
+        configure_gdal_http()
+        path = gdal_path(path)
     p = Path(path)
-    if not p.exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
+    if not remote and not p.exists() and "://" not in str(path):
         raise InputError(f"scene '{path}' does not exist; check the path")
-    if p.is_dir():
+    if not remote and p.is_dir():
         raise InputError(f"scene '{path}' is a directory, not a raster; pass a GeoTIFF file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            src = rasterio.open(path)
+            try:
+                src = rasterio.open(path)
+            except RasterioError as exc:
+                if remote:
+                    raise InputError(remote_error(str(path), exc)) from None
+                raise
         with src:
             if src.count < 1:
                 raise InputError(f"'{path}' has no raster bands; pass a GeoTIFF with image bands")
@@ -332,7 +344,12 @@ class SceneReader:
         self.skip_bad = skip_bad
         self.bad_windows: list[tuple[int, int, int, int]] = []  # (col_off, row_off, width, height)
         # decode the blocks of one read on all cores (GDAL >= 3.6): reads are serialised with writes
-        self._src = rasterio.open(scene.path, NUM_THREADS="ALL_CPUS")
+        from .remote import is_remote  # noqa: PLC0415
+
+        # multi-threaded decoding prefetches remote ranges in worker threads whose HTTP errors can
+        # come back as blank blocks instead of an error: remote scenes decode in the calling thread
+        self._src = rasterio.open(scene.path) if is_remote(scene.path) else rasterio.open(scene.path,
+                                                                                        NUM_THREADS="ALL_CPUS")
 
     def read_rows_into(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None,
                        x0: int = 0, x1: int | None = None) -> None:
@@ -344,14 +361,39 @@ class SceneReader:
         x1 = self.scene.width if x1 is None else x1
         w = Window(x0, y0, x1 - x0, y1 - y0)
         try:
-            self._read_window(w, out, valid_out)
+            self._read_window_retrying(w, out, valid_out)
         except RasterioError as exc:
             if self.skip_bad:
                 return self._read_blockwise(y0, y1, out, valid_out, x0, x1)
+            from .remote import is_remote, remote_error  # noqa: PLC0415
+
+            if is_remote(self.scene.path):
+                raise ReadError(f"rows {y0}..{y1}: {remote_error(self.scene.path, exc.__cause__ or exc, True)}") from None
             raise ReadError(
                 f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc.__cause__ or exc)}); "
                 "the file is corrupt or truncated: re-download or repair it (gdal_translate)"
             ) from None
+
+    #: remote scenes: attempts per window, and the first back-off (doubled each time), seconds
+    REMOTE_ATTEMPTS = 5
+    REMOTE_BACKOFF = 0.2
+
+    def _read_window_retrying(self, w: Window, out: np.ndarray, valid_out: np.ndarray | None) -> None:
+        """A remote read that fails is retried on a fresh handle with back-off (a 503, a reset, a
+        timeout are usually transient), on top of GDAL's own HTTP retries; local reads are not."""
+        from .remote import is_remote  # noqa: PLC0415
+
+        attempts = self.REMOTE_ATTEMPTS if is_remote(self.scene.path) else 1
+        for k in range(attempts):
+            try:
+                return self._read_window(w, out, valid_out)
+            except RasterioError:
+                if k + 1 == attempts:
+                    raise
+                time.sleep(self.REMOTE_BACKOFF * 2 ** k)
+                with GDAL_IO_LOCK:
+                    self._src.close()
+                    self._src = rasterio.open(self.scene.path)
 
     def _read_window(self, w: Window, out: np.ndarray, valid_out: np.ndarray | None) -> None:
         idx = list(self.scene.band_indexes)
