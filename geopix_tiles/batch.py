@@ -23,10 +23,15 @@ def expand_scenes(items: Sequence[str]) -> list:
     """
     from .remote import is_remote  # noqa: PLC0415
 
+    from .stac import is_stac, split_collection  # noqa: PLC0415
+
     out: list = []
     for item in items:
         s = str(item)
-        if is_remote(s):
+        items_of = split_collection(s) if is_stac(s) else None  # an ItemCollection: one scene per Item
+        if items_of is not None:
+            out += items_of
+        elif is_remote(s):
             out.append(s)
         elif any(ch in s for ch in "*?["):
             hits = sorted(glob.glob(s, recursive=True))

@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="geopix-tiles", description="Pixel-level answers from vision-language models over whole satellite scenes.")
     parser.add_argument("--version", action="version", version=f"geopix-tiles {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show GDAL, transformers and library messages (same as GEOPIX_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_segment(sub)
     _add_demo(sub)
@@ -222,9 +224,11 @@ def _native_stderr_silenced():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        os.environ["GEOPIX_VERBOSE"] = "1"
+    _quiet_libraries()
     with _native_stderr_silenced():
         try:
             return int(args.func(args) or 0)

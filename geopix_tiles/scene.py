@@ -112,7 +112,16 @@ def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Sce
     """Open and validate ``path`` (a file, a URL or a ``/vsi`` path); raise :class:`InputError` for anything unusable."""
     from .remote import configure_gdal_http, gdal_path, is_remote, remote_error  # noqa: PLC0415
 
+    from .stac import is_stac, item_vrt  # noqa: PLC0415
+
     remote = is_remote(path)
+    stac_item = None
+    if is_stac(path):  # a STAC Item: its role-named assets stacked as one VRT on their grid
+        backed_by_remote = remote
+        path, stac_item = item_vrt(str(path))
+        remote = False
+    else:
+        backed_by_remote = remote
     if remote:
         configure_gdal_http()
         path = gdal_path(path)
@@ -158,6 +167,8 @@ def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Sce
                     "flags": flags,
                     "colorinterp": tuple(src.colorinterp),
                     "overviews": src.overviews(1),
+                    "remote": bool(backed_by_remote or "/vsicurl/" in _vrt_text(path)),
+                    "stac_item": stac_item,
                 },
             )
     except InputError:
@@ -166,6 +177,23 @@ def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Sce
         raise InputError(f"'{path}' is not a raster GDAL can open, or is corrupt or truncated ({_short(exc)}); pass a valid GeoTIFF") from None
     except RasterioError as exc:
         raise InputError(f"'{path}' could not be opened as a raster ({_short(exc)}); pass a valid GeoTIFF") from None
+
+
+def _vrt_text(path: str) -> str:
+    """The XML of a local VRT (whose sources may be remote), else ''."""
+    if not str(path).lower().endswith(".vrt") or not Path(path).is_file():
+        return ""
+    try:
+        return Path(path).read_text(errors="ignore")[:1_000_000]
+    except OSError:
+        return ""
+
+
+def is_remote_scene(scene: "Scene") -> bool:
+    """A scene whose bytes come over the network (a URL, or a VRT of remote assets)."""
+    from .remote import is_remote  # noqa: PLC0415
+
+    return is_remote(scene.path) or bool(scene.extra.get("remote"))
 
 
 def _short(exc: BaseException) -> str:
@@ -344,12 +372,10 @@ class SceneReader:
         self.skip_bad = skip_bad
         self.bad_windows: list[tuple[int, int, int, int]] = []  # (col_off, row_off, width, height)
         # decode the blocks of one read on all cores (GDAL >= 3.6): reads are serialised with writes
-        from .remote import is_remote  # noqa: PLC0415
-
         # multi-threaded decoding prefetches remote ranges in worker threads whose HTTP errors can
         # come back as blank blocks instead of an error: remote scenes decode in the calling thread
-        self._src = rasterio.open(scene.path) if is_remote(scene.path) else rasterio.open(scene.path,
-                                                                                        NUM_THREADS="ALL_CPUS")
+        self._src = rasterio.open(scene.path) if is_remote_scene(scene) else rasterio.open(scene.path,
+                                                                                         NUM_THREADS="ALL_CPUS")
 
     def read_rows_into(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None,
                        x0: int = 0, x1: int | None = None) -> None:
@@ -365,9 +391,9 @@ class SceneReader:
         except RasterioError as exc:
             if self.skip_bad:
                 return self._read_blockwise(y0, y1, out, valid_out, x0, x1)
-            from .remote import is_remote, remote_error  # noqa: PLC0415
+            from .remote import remote_error  # noqa: PLC0415
 
-            if is_remote(self.scene.path):
+            if is_remote_scene(self.scene):
                 raise ReadError(f"rows {y0}..{y1}: {remote_error(self.scene.path, exc.__cause__ or exc, True)}") from None
             raise ReadError(
                 f"reading rows {y0}..{y1} of '{self.scene.path}' failed ({_short(exc.__cause__ or exc)}); "
@@ -381,9 +407,7 @@ class SceneReader:
     def _read_window_retrying(self, w: Window, out: np.ndarray, valid_out: np.ndarray | None) -> None:
         """A remote read that fails is retried on a fresh handle with back-off (a 503, a reset, a
         timeout are usually transient), on top of GDAL's own HTTP retries; local reads are not."""
-        from .remote import is_remote  # noqa: PLC0415
-
-        attempts = self.REMOTE_ATTEMPTS if is_remote(self.scene.path) else 1
+        attempts = self.REMOTE_ATTEMPTS if is_remote_scene(self.scene) else 1
         for k in range(attempts):
             try:
                 return self._read_window(w, out, valid_out)

@@ -146,3 +146,13 @@ def test_version_flag_and_python_m(capfd):
     out = subprocess.run([sys.executable, "-m", "geopix_tiles", "--version"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == f"geopix-tiles {geopix_tiles.__version__}"
+
+
+def test_verbose_flag_is_accepted_before_the_command(tmp_path, capfd, monkeypatch):
+    import os
+
+    from geopix_tiles.cli import main
+
+    monkeypatch.delenv("GEOPIX_VERBOSE", raising=False)
+    assert main(["-v", "segment", str(tmp_path / "none.tif"), "-p", "water", "--out", str(tmp_path / "o.gpkg")]) == 2
+    assert os.environ.get("GEOPIX_VERBOSE") == "1" and "does not exist" in capfd.readouterr().err
