@@ -20,6 +20,14 @@ from .errors import InputError
 VERSION = 1
 
 
+#: fingerprint keys as the user knows them
+_OPTION_NAMES = {"scene": "scene", "scene_size": "scene file (size)", "scene_mtime": "scene file (modified)",
+                 "remote": "remote scene (size/ETag)", "bands": "--bands", "prompts": "--prompt", "model": "--model",
+                 "tile": "--tile", "overlap": "--overlap", "threshold": "--threshold", "min_area": "--min-area",
+                 "simplify": "--simplify", "cog": "--cog", "vectorize": "outputs", "out": "--out",
+                 "raster": "--raster", "skip_bad_tiles": "--skip-bad-tiles", "panel_width": "panel width"}
+
+
 class RunJournal:
     def __init__(self, workdir: str | os.PathLike) -> None:
         self.workdir = Path(workdir)
@@ -34,9 +42,15 @@ class RunJournal:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"the resume journal {self.path} is unreadable ({exc}); rerun with --overwrite") from None
-        if data.get("version") != VERSION or data.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+        now = json.loads(json.dumps(fingerprint))
+        before = data.get("fingerprint") or {}
+        if data.get("version") != VERSION or before != now:
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            what = (f"its {', '.join(_OPTION_NAMES.get(k, k) for k in changed[:3])} "
+                    f"differ{'s' if len(changed) == 1 else ''} from this command's"
+                    if changed and data.get("version") == VERSION else "it was written by another version")
             raise InputError(
-                "the interrupted run next to this output used a different scene, model or options; "
+                f"the interrupted run next to this output cannot be resumed: {what}; "
                 "rerun with exactly the same arguments plus --resume, or use --overwrite to start again"
             )
         return data

@@ -87,7 +87,7 @@ def test_resume_with_other_options_is_refused(tmp_path, scene):
     opts = dict(tile=64, overlap=16, batch_size=2, checkpoint_seconds=0)
     with pytest.raises(KeyboardInterrupt):
         segment(scene, "water", model=Flaky(fail_after=8), out=tmp_path / "o.gpkg", **opts)
-    with pytest.raises(InputError, match="different scene, model or options"):
+    with pytest.raises(InputError, match="cannot be resumed: its --overlap differs from this command"):
         segment(scene, "water", model=Flaky(), out=tmp_path / "o.gpkg", resume=True, tile=64, overlap=8)
 
 
