@@ -20,12 +20,13 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from .engine import StreamingRun
-from .errors import GeopixError, InputError, OutputError
+from .errors import GeopixError, InputError, OutputError, ReadError
 from .heap import pin_mmap_threshold
-from .journal import RunJournal
+from .journal import RunJournal, RunLock
 from .models import load_segmenter, model_id
 from .raster_sink import RasterSink
-from .scene import compute_statistics, open_scene, parse_band_roles, parse_bands, resolve_bands, select_bands
+from .scene import (compute_statistics, is_remote_scene, open_scene, parse_band_roles, parse_bands, resolve_bands,
+                    select_bands)
 from .segmenter import Segmenter, roles_for
 from .tiling import TileGrid
 from .vector_sink import VectorSink
@@ -149,37 +150,45 @@ def segment(
     workdir = (primary.parent / f".{primary.name}.geopix-run") if primary is not None else scratch / "run"
     raster_tmp = raster_out.parent / f".{raster_out.name}.partial.tif" if raster_out is not None else None
     journal = RunJournal(workdir)
-    from .remote import is_remote, remote_fingerprint  # noqa: PLC0415
+    lock = RunLock(primary.parent / f".{primary.name}.lock", primary) if primary is not None else None
+    if lock is not None:
+        lock.acquire()  # a second run to the same destination refuses before touching the first one's files
+    try:
+        from .remote import is_remote, remote_fingerprint  # noqa: PLC0415
 
-    if is_remote(scene):  # the server's size and validators: a changed file does not resume
-        source = {"scene": str(scene), "remote": remote_fingerprint(info.path)}
-    else:
-        source = {"scene": str(Path(scene).resolve()), "scene_size": Path(scene).stat().st_size,
-                  "scene_mtime": Path(scene).stat().st_mtime_ns}
-    fingerprint = {
-        **source, "bands": list(chosen), "prompts": prompts,
-        "model": model_id(model), "tile": tile, "overlap": overlap, "threshold": threshold,
-        "min_area": min_area, "simplify": simplify, "cog": bool(cog), "vectorize": bool(vectorize),
-        "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,
-        "skip_bad_tiles": bool(skip_bad_tiles), "panel_width": panel_width,
-    }
-    resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
-    data = journal.load(fingerprint) if resuming else None
-    if not resuming:
-        journal.remove()
-        if raster_tmp is not None and raster_tmp.exists():
-            raster_tmp.unlink()
-    if getattr(seg, "scaling", "reflectance") == "unit":
-        compute_statistics(info)
+        if is_remote(scene):  # the server's size and validators: a changed file does not resume
+            source = {"scene": str(scene), "remote": remote_fingerprint(info.path)}
+        else:
+            source = {"scene": str(Path(scene).resolve()), "scene_size": Path(scene).stat().st_size,
+                      "scene_mtime": Path(scene).stat().st_mtime_ns}
+        fingerprint = {
+            **source, "bands": list(chosen), "prompts": prompts,
+            "model": model_id(model), "tile": tile, "overlap": overlap, "threshold": threshold,
+            "min_area": min_area, "simplify": simplify, "cog": bool(cog), "vectorize": bool(vectorize),
+            "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,
+            "skip_bad_tiles": bool(skip_bad_tiles), "panel_width": panel_width,
+        }
+        resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
+        data = journal.load(fingerprint) if resuming else None
+        if not resuming:
+            journal.remove()
+            if raster_tmp is not None and raster_tmp.exists():
+                raster_tmp.unlink()
+        if getattr(seg, "scaling", "reflectance") == "unit":
+            compute_statistics(info)
 
-    raster = RasterSink(raster_out, raster_tmp, info, prompts, threshold, cog) if raster_out is not None else None
-    if raster is not None and panel_width:
-        # whole output blocks per panel: a block shared by two panels would be written twice,
-        # and GDAL may flush a half-written block from another thread (crashes seen)
-        block = raster.profile()["blockxsize"]
-        panel_width = -(-int(panel_width) // block) * block
-    vectors = VectorSink(workdir / "parts", info, prompts, min_area, simplify) if vectorize else None
-    bar = None
+        raster = RasterSink(raster_out, raster_tmp, info, prompts, threshold, cog) if raster_out is not None else None
+        if raster is not None and panel_width:
+            # whole output blocks per panel: a block shared by two panels would be written twice,
+            # and GDAL may flush a half-written block from another thread (crashes seen)
+            block = raster.profile()["blockxsize"]
+            panel_width = -(-int(panel_width) // block) * block
+        vectors = VectorSink(workdir / "parts", info, prompts, min_area, simplify) if vectorize else None
+        bar = None
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         if raster is not None:
@@ -227,6 +236,12 @@ def segment(
         if bar is not None:
             bar.leave = False  # the error line, not a frozen bar, is the last thing the user sees
             bar.close()
+        if isinstance(exc, ReadError) and is_remote_scene(info) and primary is not None:
+            # a server that stopped answering: keep the journal and partial files (hidden, as after
+            # Ctrl-C) so that --resume continues where the run stopped
+            if raster is not None:
+                raster.close()
+            raise
         if raster is not None:
             raster.close()
             if raster_tmp.exists():
@@ -242,6 +257,8 @@ def segment(
                               "check free space and permissions of the output folder") from exc
         raise
     finally:
+        if lock is not None:
+            lock.release()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts,

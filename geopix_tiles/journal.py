@@ -75,3 +75,63 @@ class RunJournal:
 
     def remove(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class RunLock:
+    """One run per destination: a hidden lock file next to it that holds the owner's pid.
+
+    A second run to the same output would otherwise start by deleting the first one's journal
+    and partial files. The lock of a process that no longer exists (killed, power loss) is
+    taken over, so ``--resume`` after a crash never needs a manual cleanup.
+    """
+
+    def __init__(self, path: Path, destination: Path) -> None:
+        self.path = Path(path)
+        self.destination = destination
+        self.owned = False
+
+    def acquire(self) -> None:
+        from .errors import OutputError  # noqa: PLC0415
+
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = self._owner()
+                if pid is not None and _alive(pid):
+                    raise OutputError(f"another geopix-tiles run (pid {pid}) is writing '{self.destination}'; wait "
+                                      "for it to finish or choose another output") from None
+                try:  # a stale lock: its process is gone
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.owned = True
+            return
+        raise OutputError(f"could not lock '{self.destination}' for writing; remove {self.path} if no run is active")
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self.owned:
+            self.owned = False
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

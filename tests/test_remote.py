@@ -88,6 +88,9 @@ def test_server_dying_mid_run_then_resume(served, tmp_path, capfd, monkeypatch):
     err = capfd.readouterr().err.strip()
     assert rc == 4 and err.count("\n") == 0 and "scene.tif" in err and "--resume" in err, err
     assert not out.exists() and not ras.exists()  # nothing half-written at the destination
+    journal = tmp_path / ".r.gpkg.geopix-run"
+    assert journal.is_dir()  # kept (hidden, as after Ctrl-C) so --resume continues
     server.revive()
     assert main(args + ["--resume"]) == 0, capfd.readouterr().err
+    assert not journal.exists()
     assert np.array_equal(_raster(ras)[0], _raster(tmp_path / "local.tif")[0])

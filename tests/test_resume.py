@@ -70,7 +70,7 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path, scene):
     assert not (run / "o.gpkg").exists() and not (run / "o.tif").exists()
     journal = json.loads((run / ".o.gpkg.geopix-run" / "journal.json").read_text())
     assert 0 < journal["done_row"] < 5
-    with pytest.raises(Exception, match="already exists|different"):
+    with pytest.raises(Exception, match="already exists|cannot be resumed"):
         segment(scene, ["water"], model=Flaky(), out=run / "o.gpkg", raster_out=run / "o.tif", resume=True, **opts)
     segment(scene, ["water", "w2"], model=Flaky(), out=run / "o.gpkg", raster_out=run / "o.tif", resume=True, **opts)
     a, b = _outputs(ref), _outputs(run)
@@ -152,3 +152,21 @@ def test_resume_across_panels_equals_uninterrupted(tmp_path):
     assert len(a[0]) == len(b[0]) > 3
     assert all(x.equals_exact(y, 0) for x, y in zip(a[0].geometry, b[0].geometry))
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_a_second_run_to_the_same_destination_is_refused(tmp_path, scene):
+    """Issue 15: two runs writing one output; the second refuses and touches nothing of the first."""
+    from geopix_tiles.errors import OutputError
+
+    out = tmp_path / "o.gpkg"
+    lock = tmp_path / ".o.gpkg.lock"
+    run = tmp_path / ".o.gpkg.geopix-run"
+    run.mkdir()
+    (run / "journal.json").write_text("{}")  # the first run's state
+    lock.write_text(str(os.getppid()))  # a live process holds the destination
+    with pytest.raises(OutputError, match=r"another geopix-tiles run \(pid \d+\) is writing"):
+        segment(scene, "water", out=out, tile=64, overlap=16)
+    assert (run / "journal.json").read_text() == "{}" and lock.exists() and not out.exists()
+    lock.write_text("999999999")  # its process is gone: the lock is stale and taken over
+    segment(scene, "water", out=out, tile=64, overlap=16)
+    assert out.exists() and not lock.exists()
