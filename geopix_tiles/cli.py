@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from .errors import GeopixError, InputError
+from .errors import OutputError, GeopixError, InputError
 
 DEFAULT_SCENE = Path(__file__).parent / "data" / "naip_sample.tif"
 
@@ -28,6 +28,7 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", required=True, help="output polygons: .gpkg, .parquet (GeoParquet), .fgb (FlatGeobuf) or "
                                                               ".geojson; a folder (of .gpkg) when several scenes")
     p.add_argument("--raster", help="optional output GeoTIFF (.tif), one band per prompt; a folder when several scenes")
+    p.add_argument("--html", help="one scene: also save an interactive map (scene + polygons) as this .html file")
     p.add_argument("--merge", help="several scenes: also write all polygons with a 'scene' column to one "
                                        "file (.gpkg, .parquet, .fgb or .geojson)")
     p.add_argument("--merge-crs", help="CRS of the merged file (default: the first scene's), e.g. EPSG:4326")
@@ -63,6 +64,15 @@ def _run_segment(args: argparse.Namespace) -> int:
         raise InputError(f"--workers {args.workers} must be at least 1")
     if len(scenes) > 1 or args.merge or Path(args.out).is_dir() or args.scheduler or args.workers:
         return _run_many(args, scenes)
+    html = Path(args.html) if args.html else None
+    if html is not None:
+        if html.suffix.lower() != ".html":
+            raise InputError(f"--html '{html}' must end with .html")
+        if html.exists() and not args.overwrite:
+            raise OutputError(f"'{html}' already exists; pass --overwrite to replace it or choose another --html")
+        from .explore import _folium  # noqa: PLC0415
+
+        _folium()  # fail before the run when folium is missing
     _, stats = segment(
         scenes[0], args.prompt, model=args.model, out=args.out, raster_out=args.raster, bands=args.bands,
         band_roles=args.band_roles, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
@@ -72,6 +82,15 @@ def _run_segment(args: argparse.Namespace) -> int:
         skip_bad_tiles=args.skip_bad_tiles,
     )
     _summary(stats, args)
+    if html is not None:
+        from .explore import explore, save_html  # noqa: PLC0415
+        from .vector_formats import read_vectors  # noqa: PLC0415
+
+        from .scene import open_scene  # noqa: PLC0415
+
+        shown = open_scene(scenes[0], allow_no_georef=args.allow_no_georef).path  # URLs and STAC Items too
+        save_html(explore(shown, read_vectors(args.out)), html)
+        print(f"map -> {html}")
     return 0
 
 

@@ -38,3 +38,9 @@ class GeopixFrameAccessor:
             raise InputError("geopix.describe needs a GeoDataFrame (polygons with a CRS); "
                              "build one with geopandas.GeoDataFrame(df, geometry=..., crs=...)")
         return describe_regions(self._obj, scene, model, **options)
+
+    def explore(self, scene: Any = None, **options: Any):
+        """These polygons (and ``scene`` under them) on an interactive folium map."""
+        from .explore import explore  # noqa: PLC0415
+
+        return explore(scene, self._obj, **options)

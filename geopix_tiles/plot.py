@@ -152,7 +152,7 @@ def _scene_raster(scene: Any, max_pixels: int) -> tuple[Raster, list[int]]:
     if isinstance(scene, (str, os.PathLike)):
         import rasterio  # noqa: PLC0415
 
-        if not os.path.exists(scene):
+        if not os.path.exists(scene) and not str(scene).startswith("/vsi"):
             raise InputError(f"scene '{scene}' does not exist; check the path")
         try:
             with rasterio.open(scene) as src:
@@ -322,3 +322,10 @@ def _draw_frame(ax, frame: "gpd.GeoDataFrame", crs: Any, prompts: Sequence[str] 
                       linewidth=0.8 if outline else 0)
         handles.append(Patch(facecolor=to_rgba(colour, alpha), edgecolor=colour, label=name))
     return handles
+
+
+def explore(scene: Any = None, polygons: "gpd.GeoDataFrame | None" = None, **options: Any):
+    """An interactive folium map of a scene and/or polygons; see :func:`geopix_tiles.explore.explore`."""
+    from .explore import explore as _explore  # noqa: PLC0415
+
+    return _explore(scene, polygons, **options)

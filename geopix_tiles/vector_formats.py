@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: extension -> driver name
 FORMATS = {".gpkg": "GPKG", ".parquet": "Parquet", ".fgb": "FlatGeobuf", ".geojson": "GeoJSON"}
 
-__all__ = ["FORMATS", "vector_format", "write_frames", "write_atomic"]
+__all__ = ["FORMATS", "vector_format", "write_frames", "write_atomic", "read_vectors"]
 
 
 def vector_format(path: str | os.PathLike, flag: str = "--out") -> str:
@@ -165,3 +165,12 @@ def write_atomic(frame: "gpd.GeoDataFrame", out: str | os.PathLike, layer: str |
                               "permissions of the output folder") from exc
         raise
     return out
+
+
+def read_vectors(path: str | os.PathLike) -> "gpd.GeoDataFrame":
+    """Read back any of :data:`FORMATS`."""
+    import geopandas as gpd  # noqa: PLC0415
+
+    if vector_format(path) == "Parquet":
+        return gpd.read_parquet(path)
+    return gpd.read_file(path, engine="pyogrio")
