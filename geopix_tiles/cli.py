@@ -195,9 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     """Errors reach the user as one line of ours: GDAL/libtiff chatter and library warnings
     (which GDAL prints from worker threads where rasterio's handler is not installed) are
-    silenced unless GEOPIX_VERBOSE is set."""
-    if os.environ.get("GEOPIX_VERBOSE"):
-        return
+    silenced unless ``-v`` or GEOPIX_VERBOSE asks for them."""
     os.environ.setdefault("CPL_LOG", os.devnull)
     warnings.filterwarnings("ignore", message=".*no geotransform.*")
     warnings.filterwarnings("ignore", category=UserWarning, module="rasterio")
@@ -208,11 +206,11 @@ def _quiet_libraries() -> None:
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def _native_stderr_silenced(verbose: bool = False):
     """libtiff writes some errors straight to file descriptor 2; point it at /dev/null while
     Python's own stderr (our messages, progress bars, tracebacks of real bugs) keeps the
     terminal."""
-    if os.environ.get("GEOPIX_VERBOSE"):
+    if verbose:
         yield
         return
     try:
@@ -245,10 +243,10 @@ def _native_stderr_silenced():
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.verbose:
-        os.environ["GEOPIX_VERBOSE"] = "1"
-    _quiet_libraries()
-    with _native_stderr_silenced():
+    verbose = bool(args.verbose or os.environ.get("GEOPIX_VERBOSE"))
+    if not verbose:
+        _quiet_libraries()
+    with _native_stderr_silenced(verbose):
         try:
             return int(args.func(args) or 0)
         except GeopixError as exc:
