@@ -383,10 +383,11 @@ def describe_batch(model: Any, crops: Sequence[RegionCrop], crs: Any = None) -> 
 
     images = torch.from_numpy(np.stack([c.image for c in crops])).to(model.device)
     masks = torch.from_numpy(np.stack([c.mask for c in crops])[:, None]).to(model.device)
-    names, confs = model.classify_regions(images, masks)
     classes = model.class_names()
-    with torch.no_grad():
-        seg = (model.segment(images, classes) > 0).cpu().numpy()
+    with torch.no_grad():  # one tower pass per batch serves both the class scores and the context masks
+        enc = model.encode_images(images)
+        names, confs = model.classify_regions(images, masks, encoding=enc)
+        seg = (model.segment_encoded(enc, classes)[0] > 0).cpu().numpy()
     out = []
     for k, crop in enumerate(crops):
         cat, conf = names[k][0], confs[k][0]

@@ -489,7 +489,8 @@ class GeoPixModel(nn.Module):
         return [str(n) for n in names]
 
     def classify_regions(self, images: torch.Tensor, region_masks: torch.Tensor,
-                         classes: Sequence[str] | None = None) -> tuple[list[list[str]], list[list[float]]]:
+                         classes: Sequence[str] | None = None,
+                         encoding: ImageEncoding | None = None) -> tuple[list[list[str]], list[list[float]]]:
         """Class and confidence of each region: the LLM's likelihood of each class name as the answer.
 
         Scoring every class (rather than reading one greedy answer) gives a confidence (a
@@ -517,7 +518,7 @@ class GeoPixModel(nn.Module):
             ids[k, :len(row)] = torch.tensor(row)
             attn[k, :len(row)] = 1
         with torch.no_grad():
-            enc = self.encode_images(images)
+            enc = encoding if encoding is not None else self.encode_images(images)
             masks = region_masks.reshape(b * r, *region_masks.shape[2:]).to(self.device)
             per_row = masks.repeat_interleave(len(classes), 0)
             tile = torch.arange(b, device=self.device).repeat_interleave(r * len(classes))
