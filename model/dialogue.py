@@ -348,7 +348,6 @@ def _known_list(model: "GeoPixModel") -> str:
 def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Turn | None = None,
              pixel_area_m2: float | None = None) -> ChatReply:
     """The reply to a parsed question about ``view``."""
-    masks = view
     h, w = view.size
     task, target = question.task, question.target
 
@@ -380,10 +379,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if target.kind == "scene":
         return _scene_presence(model, view, target, task, out)
     phrase = target.phrase
-    logit = masks.logits([phrase])[0]
+    logit = view.logits([phrase])[0]
     mask = logit > 0
     if question.relation is not None and question.relation.kind == "class":
-        other = masks.logits([question.relation.phrase])[0] > 0
+        other = view.logits([question.relation.phrase])[0] > 0
         mask, rel_words = _near(mask, other, pixel_area_m2), f" next to the {question.relation.phrase}"
     elif question.relation_to_previous and previous is not None and previous.mask is not None:
         prev = previous.target.phrase if previous.target is not None else "them"
