@@ -35,20 +35,42 @@ def compute_block(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int,
     """
     y0, y1, x0, x1 = block
     tiles = [t for t in grid.tiles_touching(y0, y1, x0, x1) if not tile_is_empty(valid, origin, t)]
-    sums = np.zeros((len(prompts), y1 - y0, x1 - x0), dtype=np.float32)
-    weights = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+    acc = BlockBlend(grid, block, len(prompts))
     for start in range(0, len(tiles), max(1, batch_size)):
         batch = tiles[start:start + batch_size]
         pixels, vstack = cut_tiles(data, valid, origin, batch, scaling, low, high)
         probs = predict(segmenter, pixels, prompts)
         for i, t in enumerate(batch):
-            w = blend_weights(grid, t, None if vstack is None else vstack[i])
-            ys, ye = max(t.y, y0), min(t.y + t.height, y1)
-            xs, xe = max(t.x, x0), min(t.x + t.width, x1)
-            tw = w[ys - t.y:ye - t.y, xs - t.x:xe - t.x]
-            sums[:, ys - y0:ye - y0, xs - x0:xe - x0] += probs[i][:, ys - t.y:ye - t.y, xs - t.x:xe - t.x] * tw
-            weights[ys - y0:ye - y0, xs - x0:xe - x0] += tw
-    ok = weights > 0
-    out = np.zeros_like(sums)
-    np.divide(sums, weights, out=out, where=ok)
-    return out, ok
+            acc.add(t, probs[i], None if vstack is None else vstack[i])
+    return acc.result()
+
+
+class BlockBlend:
+    """Weighted sums of tile probabilities over one block, in the engine's weights and grid order.
+
+    The one place a block (any window of the grid) is blended from the tiles that touch it:
+    dask blocks and conversation windows both use it, so both equal the CLI's raster.
+    """
+
+    def __init__(self, grid: TileGrid, block: tuple[int, int, int, int], prompts: int) -> None:
+        self.grid, self.block = grid, block
+        y0, y1, x0, x1 = block
+        self.sums = np.zeros((prompts, y1 - y0, x1 - x0), dtype=np.float32)
+        self.weights = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+
+    def add(self, t: Tile, probs: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Blend ``probs [P, th, tw]`` of tile ``t`` (``valid`` zeroes its weight where invalid)."""
+        y0, y1, x0, x1 = self.block
+        w = blend_weights(self.grid, t, valid)
+        ys, ye = max(t.y, y0), min(t.y + t.height, y1)
+        xs, xe = max(t.x, x0), min(t.x + t.width, x1)
+        tw = w[ys - t.y:ye - t.y, xs - t.x:xe - t.x]
+        self.sums[:, ys - y0:ye - y0, xs - x0:xe - x0] += probs[:, ys - t.y:ye - t.y, xs - t.x:xe - t.x] * tw
+        self.weights[ys - y0:ye - y0, xs - x0:xe - x0] += tw
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Blended probabilities ``[P, h, w]`` and where any tile contributed."""
+        ok = self.weights > 0
+        out = np.zeros_like(self.sums)
+        np.divide(self.sums, self.weights, out=out, where=ok)
+        return out, ok

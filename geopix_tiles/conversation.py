@@ -149,22 +149,24 @@ def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: 
 # --------------------------------------------------------------------------- the tiled view
 def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], origin: tuple[int, int],
                 crop: tuple[int, int, int, int], batch: int = 8):
-    """A :class:`~geopix_tiles.model.dialogue.View` whose logits are stitched like ``segment``'s.
+    """A :class:`~geopix_tiles.model.dialogue.View` whose logits are blended like ``segment``'s.
 
     ``image`` holds the pixels of every tile in ``tiles`` (tiles of ``grid``, the scene's own
     grid when the window is read at native resolution), with its top-left pixel at grid
     position ``origin``; ``crop`` = ``(row0, col0, rows, cols)`` of the window inside ``image``.
-    Tiles are encoded once; each phrase's probabilities are blended with the engine's weights.
+    Tiles are encoded once; each phrase's probabilities are blended by
+    :class:`~geopix_tiles.blocks.BlockBlend`, as dask blocks are.
     """
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
 
-    from .blending import tile_weights  # noqa: PLC0415
+    from .blocks import BlockBlend  # noqa: PLC0415
     from .model.dialogue import View  # noqa: PLC0415
 
     tile = int(model.config.tile_size)
     oy, ox = origin
     r0, c0, rows, cols = crop
+    block = (oy + r0, oy + r0 + rows, ox + c0, ox + c0 + cols)  # the window in grid coordinates
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(model.device)
     with torch.no_grad():
         encodings = [model.encode_images(torch.stack([x[:, t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width]
@@ -174,21 +176,16 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
         whole = win if (rows, cols) == (tile, tile) else F.interpolate(
             win[None], size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)[0]
         scene_enc = model.encode_images(whole[None])
-    _, h, w = image.shape
 
     class TiledView(View):
         def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
-            acc = np.zeros((len(phrases), h, w), np.float64)
-            wsum = np.zeros((h, w), np.float64)
+            acc = BlockBlend(grid, block, len(phrases))
             with torch.no_grad():
                 for i, enc in enumerate(encodings):
                     probs = torch.sigmoid(model.segment_encoded(enc, list(phrases))[0].float()).cpu().numpy()
                     for t, p in zip(tiles[i * batch:(i + 1) * batch], probs):
-                        wt = tile_weights(grid, t)
-                        ys, xs = slice(t.y - oy, t.y - oy + t.height), slice(t.x - ox, t.x - ox + t.width)
-                        acc[:, ys, xs] += p * wt
-                        wsum[ys, xs] += wt
-            prob = np.clip(acc / np.maximum(wsum, 1e-12), 1e-7, 1 - 1e-7)[:, r0:r0 + rows, c0:c0 + cols]
+                        acc.add(t, p)
+            prob = np.clip(acc.result()[0], 1e-7, 1 - 1e-7)
             return list(np.log(prob / (1 - prob)).astype(np.float32))
 
     return TiledView(model, scene_enc, (rows, cols))
