@@ -345,7 +345,9 @@ _NEIGHBOURS = {"building": "buildings", "road": "a road", "water": "water", "veg
 
 
 def _noun(category: str) -> str:
-    return _NOUNS.get(category) or f"{'an' if category[:1] in 'aeiou' else 'a'} {category}"
+    from .model.answer import article  # noqa: PLC0415
+
+    return _NOUNS.get(category) or f"{article(category)} {category}"
 
 
 def region_sentence(category: str, area_m2: float | None, pixels: int, context: str | None,

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "present", "location_phrase", "area_phrase",
-           "share_phrase", "is_plural", "near_components", "join_words"]
+           "share_phrase", "is_plural", "near_components", "join_words", "article"]
 
 #: objects smaller than this (m²) are not counted: single speckle pixels are not buildings
 MIN_OBJECT_M2 = 4.0
@@ -129,6 +129,11 @@ def share_phrase(share: float) -> str:
 def is_plural(phrase: str) -> bool:
     last = phrase.split()[-1].lower() if phrase.split() else ""
     return last.endswith("s") and not last.endswith(("ss", "us", "is"))
+
+
+def article(word: str) -> str:
+    """ "a" or "an" before ``word`` (by its first letter: good enough for class and scene names)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def join_words(items: Sequence[str]) -> str:

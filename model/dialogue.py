@@ -434,13 +434,9 @@ def _count_phrase(n: int, phrase: str, mass: bool) -> str:
     return f"{n} {' '.join(words)}"
 
 
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
 def _a(name: str) -> str:
     """``name`` with its indefinite article ("a harbor", "an airplane", "storage tanks")."""
-    return name if A.is_plural(name) else f"{_article(name)} {name}"
+    return name if A.is_plural(name) else f"{A.article(name)} {name}"
 
 
 def _min_size(pixel_area_m2: float | None) -> str:

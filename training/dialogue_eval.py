@@ -40,19 +40,6 @@ def is_sentence(text: str) -> bool:
     return len(text.split()) >= 4 and text.rstrip()[-1:] in ".?!"
 
 
-def _image(model: Any, rec: ImageRecord) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    arr = rec.load()
-    if arr.shape[0] == 1:
-        arr = np.repeat(arr, 3, 0)
-    x = torch.from_numpy(np.ascontiguousarray(arr[:3], dtype=np.float32))
-    size = int(model.config.tile_size)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False)[0]
-    return x
-
-
 def _label_masks(rec: ImageRecord, size: int) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for inst in rec.instances:
@@ -81,6 +68,7 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
     from geopix_tiles.model.answer import mask_facts, present
     from geopix_tiles.model.dialogue import View, caption_from_masks, class_phrases
 
+    from .dataset import InstructDataset
     from .semantic import semantic_similarity
 
     model.eval()
@@ -89,8 +77,9 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
     presence, counts, seg_vs_segment, seg_vs_label, cap_pred, cap_ref, short = [], [], [], [], [], [], []
     per_class: dict[str, list[bool]] = {}
     n_replies = 0
-    for rec in records:
-        img = _image(model, rec)
+    images = InstructDataset(records, [], size, cache=1)  # pixels exactly as training and evaluate see them
+    for ri, rec in enumerate(records):
+        img = images.image(ri)
         view = View(model, model.encode_images(img[None].to(model.device)))
         labels = _label_masks(rec, size)
         labelled = [c for c in (rec.meta.get("classes") or sorted(labels)) if c in phrases]
@@ -164,6 +153,7 @@ def _regions(model: Any, records: Sequence[ImageRecord], limit: int, seed: int) 
 
 
 def _scenes(model: Any, root: str | Path, seed: int) -> dict[str, Any]:
+    from geopix_tiles.model.answer import article
     from geopix_tiles.model.dialogue import View
 
     from .dialogue_heads import chip_pixels, scene_split
@@ -181,11 +171,7 @@ def _scenes(model: Any, root: str | Path, seed: int) -> dict[str, Any]:
         right.append(int(probs.argmax()) == k)
         other = rng.choice([j for j in range(len(classes)) if j != k])
         for j, truth in ((k, True), (other, False)):
-            r = model.chat(view, f"Is there {_article(classes[j])} {classes[j]} in this image?")
+            r = model.chat(view, f"Is there {article(classes[j])} {classes[j]} in this image?")
             pres.append(r.text.startswith("Yes") == truth)
     return {"scene_accuracy": float(np.mean(right)), "scene_presence_accuracy": float(np.mean(pres)),
             "scene_chips": len(chips)}
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
