@@ -129,11 +129,9 @@ def merge_outputs(parts: Sequence[Path], merge: Path, crs: str | None = None) ->
     """Concatenate per-scene outputs into one layer in ``crs`` with a ``scene`` column (format by extension)."""
     import pyogrio  # noqa: PLC0415
 
+    from .atomic import replacing  # noqa: PLC0415
     from .vector_formats import write_frames  # noqa: PLC0415
 
-    tmp = merge.parent / f".{merge.name}.partial{merge.suffix.lower()}"
-    if tmp.exists():
-        tmp.unlink()
     state = {"target": crs}
 
     def frames():
@@ -145,10 +143,5 @@ def merge_outputs(parts: Sequence[Path], merge: Path, crs: str | None = None) ->
             frame.insert(0, "scene", part.stem)
             yield frame.set_crs(target, allow_override=True) if target else frame
 
-    try:
+    with replacing(merge) as tmp:
         write_frames(frames(), tmp, merge.stem)
-        os.replace(tmp, merge)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise

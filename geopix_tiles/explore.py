@@ -120,12 +120,8 @@ def explore(scene: Any = None, polygons: "gpd.GeoDataFrame | None" = None, *, ma
 
 def save_html(m: "folium.Map", path: str | os.PathLike) -> Path:
     """Write the map as one self-contained HTML file (temporary name, then renamed into place)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial.html")
-    try:
+    from .atomic import replacing  # noqa: PLC0415
+
+    with replacing(path) as tmp:
         m.save(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)

@@ -149,17 +149,14 @@ def write_atomic(frame: "gpd.GeoDataFrame", out: str | os.PathLike, layer: str |
     """Write ``frame`` to a temporary file next to ``out`` (format by extension) and rename it into place."""
     from .errors import OutputError  # noqa: PLC0415
 
+    from .atomic import replacing  # noqa: PLC0415
+
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.partial{out.suffix.lower()}")
     try:
-        if tmp.exists():
-            tmp.unlink()
-        write_frames([frame], tmp, layer or out.stem, empty=frame, geometry_type=geometry_type,
-                     promote_to_multi=promote_to_multi)
-        os.replace(tmp, out)
+        with replacing(out) as tmp:
+            write_frames([frame], tmp, layer or out.stem, empty=frame, geometry_type=geometry_type,
+                         promote_to_multi=promote_to_multi)
     except BaseException as exc:
-        if tmp.exists():
-            tmp.unlink()
         if isinstance(exc, OSError) or type(exc).__module__.startswith(("pyogrio", "pyarrow")):
             raise OutputError(f"writing '{out}' failed ({' '.join(str(exc).split())[:160]}); check free space and "
                               "permissions of the output folder") from exc
