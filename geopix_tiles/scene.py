@@ -114,14 +114,11 @@ def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Sce
 
     from .stac import is_stac, item_vrt  # noqa: PLC0415
 
-    remote = is_remote(path)
+    remote = backed_by_remote = is_remote(path)
     stac_item = None
-    if is_stac(path):  # a STAC Item: its role-named assets stacked as one VRT on their grid
-        backed_by_remote = remote
+    if is_stac(path):  # a STAC Item: its role-named assets stacked as one (local) VRT on their grid
         path, stac_item = item_vrt(str(path))
         remote = False
-    else:
-        backed_by_remote = remote
     if remote:
         configure_gdal_http()
         path = gdal_path(path)
