@@ -7,8 +7,20 @@ from __future__ import annotations
 
 from .errors import GeopixError, InputError, OutputError, ReadError
 from .segmenter import Segmenter
-from . import xarray_accessor as _xarray_accessor  # noqa: F401 - registers DataArray.geopix / Dataset.geopix
-from . import pandas_accessor as _pandas_accessor  # noqa: F401 - registers (Geo)DataFrame.geopix
+from .post_import import when_imported as _when_imported
+
+
+def _register_xarray() -> None:
+    from . import xarray_accessor  # noqa: F401, PLC0415 - registers DataArray.geopix / Dataset.geopix
+
+
+def _register_pandas() -> None:
+    from . import pandas_accessor  # noqa: F401, PLC0415 - registers (Geo)DataFrame.geopix
+
+
+# registered as soon as xarray / pandas are imported, before or after geopix_tiles (see post_import)
+_when_imported("xarray", _register_xarray)
+_when_imported("pandas", _register_pandas)
 
 __version__ = "0.1.0"
 __all__ = ["GeopixError", "InputError", "OutputError", "ReadError", "Segmenter", "segment", "chat", "SpectralSegmenter", "plot",

@@ -48,7 +48,8 @@ def load_segmenter(model: "str | Segmenter | object" = "spectral", *, device: st
             raise InputError(
                 f"the learned model needs the 'model' extra ({exc}); install it with pip install 'geopix-tiles[model]'"
             ) from None
-        return GeoPixModel.from_pretrained(name).as_segmenter(device=device)
+        # the inference build: native tower and LLM (no timm / transformers model import), folded
+        return GeoPixModel.from_pretrained(name, native=True).fuse_for_inference().as_segmenter(device=device)
     if Path(name).exists():
         raise InputError(f"model '{name}' is a file; pass a checkpoint folder (config.json + model.safetensors)")
     raise InputError(f"unknown model '{name}'; pass one of {', '.join(BUILTIN)} or a checkpoint folder")

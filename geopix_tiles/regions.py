@@ -83,7 +83,7 @@ def load_region_model(model: Any = "default", device: str = "auto") -> Any:
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS.clear()  # one checkpoint at a time: models can be large
-            _MODELS[key] = GeoPixModel.from_pretrained(name, device=dev).eval()
+            _MODELS[key] = GeoPixModel.from_pretrained(name, device=dev, native=True).fuse_for_inference()
         return _MODELS[key]
 
 

@@ -63,6 +63,9 @@ class GeoPixConfig:
     #: size of the vocabulary bank: MiniLM embeddings of the phrases the model was trained on,
     #: stored in the checkpoint; a prompt is read as their similarity-weighted mix (0 = off)
     text_bank_size: int = 0
+    #: the bank's phrases, row by row: a prompt that is one of them reuses its stored embedding,
+    #: so a run with trained prompts never loads MiniLM (() = unknown, always encode)
+    text_bank_phrases: tuple[str, ...] = ()
     #: softmax temperature of that mix over cosine similarities
     text_bank_temperature: float = 0.05
     #: cosine similarity of the bank's "none of these" entry: a prompt whose nearest trained
@@ -185,6 +188,9 @@ class GeoPixConfig:
             raise ValueError(f"text_encoder {self.text_encoder!r} is unknown; use 'all-MiniLM-L6-v2' or null")
         if self.text_bank_size and not self.text_encoder:
             raise ValueError("text_bank_size needs a text_encoder")
+        if self.text_bank_phrases and len(self.text_bank_phrases) != self.text_bank_size:
+            raise ValueError(f"text_bank_phrases lists {len(self.text_bank_phrases)} phrases for a bank of "
+                             f"{self.text_bank_size}")
         if self.text_bank_temperature <= 0:
             raise ValueError("text_bank_temperature must be positive")
         if self.vision_frozen_levels not in (0, 1, 2, 3, 4):

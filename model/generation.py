@@ -6,18 +6,20 @@ exactly those states is simpler and lets the image prefix cache be passed in rea
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from transformers import PreTrainedModel
 
 from .llm import decoder_forward
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 #: ``(generated_ids [N, t], logits [N, V]) -> logits``; e.g. to force or ban tokens.
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def greedy_decode(llm: PreTrainedModel, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+def greedy_decode(llm: "PreTrainedModel", inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
                   past_key_values: Any, max_new_tokens: int, eos_id: int,
                   logits_processor: LogitsProcessor | None = None) -> tuple[list[list[int]], torch.Tensor]:
     """Decode ``N`` unpadded sequences in lockstep.

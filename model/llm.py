@@ -10,15 +10,28 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from .config import REMOTE_CODE_KEYS
+from .llama_native import NativeLlama
+from .llama_native import supports as native_supports
+
+if TYPE_CHECKING:  # transformers' model stack is imported only when a reference LLM is built
+    from transformers import PreTrainedModel
 
 
-def build_llm(llm_config: dict[str, Any], vocab_size: int) -> PreTrainedModel:
-    """Random-init causal LM of a built-in ``model_type`` (llama, qwen2, ...)."""
+def build_llm(llm_config: dict[str, Any], vocab_size: int, native: bool = False) -> "PreTrainedModel | NativeLlama":
+    """Random-init causal LM of a built-in ``model_type`` (llama, qwen2, ...).
+
+    ``native=True`` builds :class:`~.llama_native.NativeLlama` instead when the config is a plain
+    Llama (inference: no transformers import); anything else is built by transformers.
+    """
     cfg = dict(llm_config)
+    if native and native_supports(cfg):
+        cfg["vocab_size"] = max(int(cfg.get("vocab_size") or 0), vocab_size)
+        return NativeLlama(cfg)
     model_type = cfg.pop("model_type", None)
     if not model_type:
         raise ValueError("llm_config needs a model_type such as 'llama' or 'qwen2'")
@@ -27,13 +40,17 @@ def build_llm(llm_config: dict[str, Any], vocab_size: int) -> PreTrainedModel:
             raise ValueError(f"llm_config key {key!r} asks for remote code, which is refused")
     # keep a padded vocabulary (e.g. Qwen's 151936 > len(tokenizer)) so saved weights still fit
     cfg["vocab_size"] = max(int(cfg.get("vocab_size") or 0), vocab_size)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     hf_cfg = AutoConfig.for_model(model_type, **cfg)
     hf_cfg._attn_implementation = "sdpa"
     return AutoModelForCausalLM.from_config(hf_cfg, trust_remote_code=False)
 
 
-def load_llm(path: str | Path) -> PreTrainedModel:
+def load_llm(path: str | Path) -> "PreTrainedModel":
     """Load a causal LM from a local directory (safetensors weights only)."""
+    from transformers import AutoModelForCausalLM
+
     from geopix_tiles.errors import InputError
 
     path = Path(path)
@@ -53,8 +70,10 @@ def load_llm(path: str | Path) -> PreTrainedModel:
                          "config.json and *.safetensors weights") from exc
 
 
-def llm_config_dict(llm: PreTrainedModel) -> dict[str, Any]:
+def llm_config_dict(llm: "PreTrainedModel | NativeLlama") -> dict[str, Any]:
     """The LLM's architecture as plain JSON (for a self-contained checkpoint config)."""
+    if isinstance(llm, NativeLlama):
+        return dict(llm.llm_config, vocab_size=llm.get_input_embeddings().weight.shape[0])
     d = llm.config.to_diff_dict()
     d["model_type"] = llm.config.model_type
     for key in (*REMOTE_CODE_KEYS, "_name_or_path", "architectures", "transformers_version", "torch_dtype",
@@ -64,7 +83,7 @@ def llm_config_dict(llm: PreTrainedModel) -> dict[str, Any]:
     return d
 
 
-def decoder_forward(llm: PreTrainedModel, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+def decoder_forward(llm: "PreTrainedModel | NativeLlama", inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
                     past_key_values: Any = None, use_cache: bool = False) -> tuple[torch.Tensor, Any]:
     """Run the transformer body only: last-layer (final-norm) hidden states and the cache.
 
@@ -72,6 +91,8 @@ def decoder_forward(llm: PreTrainedModel, inputs_embeds: torch.Tensor, attention
     head is the largest matmul of a short forward.
     """
     body = llm.get_decoder()
+    if isinstance(llm, NativeLlama):
+        return body(inputs_embeds, attention_mask, past_key_values, use_cache)
     name = _cache_argument(type(body))
     out = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=use_cache, return_dict=True,
                **{name: past_key_values})

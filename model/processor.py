@@ -22,13 +22,15 @@ path, KV-cached decoding and training all see identical ids for the same text.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from .config import GeoPixConfig
 from .tokenizer import IMAGE_TOKEN, MASK_TOKEN, POS_TOKEN, seg_tokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 Conversation = Sequence[tuple[str, str]]
 
@@ -47,7 +49,7 @@ class SpecialIds:
 class GeoPixProcessor:
     """Builds model inputs from text; owns no weights."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: GeoPixConfig) -> None:
+    def __init__(self, tokenizer: "PreTrainedTokenizerBase", config: GeoPixConfig) -> None:
         self.tokenizer = tokenizer
         self.config = config
         seg = seg_tokens(config.num_seg_scales, config.seg_tokens_per_scale)

@@ -46,6 +46,10 @@ class GeoPixSegmenter:
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", tile_size: int | None = None,
                  autocast: bool | None = None) -> None:
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            from geopix_tiles.allocator import keep_freed_memory
+
+            keep_freed_memory()
         #: bf16 autocast; on by default on CUDA only (CPU bf16 is slower on most CPUs)
         self.autocast = self.device.type == "cuda" if autocast is None else bool(autocast)
         self.model = model.to(self.device).eval()

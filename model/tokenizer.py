@@ -18,8 +18,10 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+if TYPE_CHECKING:  # transformers' tokenizer stack is imported only when one is built
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 IMAGE_TOKEN = "<image>"
 MASK_TOKEN = "<mask>"
@@ -109,10 +111,11 @@ def _train_bpe_json(vocab_size: int, specials: tuple[str, ...]) -> str:
 
 
 def build_tiny_tokenizer(vocab_size: int = 1024, num_scales: int = 2,
-                         tokens_per_scale: int = 3) -> PreTrainedTokenizerFast:
+                         tokens_per_scale: int = 3) -> "PreTrainedTokenizerFast":
     """Train (or fetch from the in-process cache) the built-in byte-level BPE."""
     specials = tuple(special_tokens(num_scales, tokens_per_scale))
     from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer.from_str(_train_bpe_json(vocab_size, specials))
     tok = PreTrainedTokenizerFast(
@@ -124,7 +127,7 @@ def build_tiny_tokenizer(vocab_size: int = 1024, num_scales: int = 2,
 
 
 def load_local_tokenizer(path: str | Path, num_scales: int = 2,
-                         tokens_per_scale: int = 3) -> PreTrainedTokenizerBase:
+                         tokens_per_scale: int = 3) -> "PreTrainedTokenizerBase":
     """Load a tokenizer directory from disk only and make sure the special tokens exist.
 
     Refuses directories whose ``tokenizer_config.json`` asks for custom code: loading it
@@ -160,7 +163,7 @@ def load_local_tokenizer(path: str | Path, num_scales: int = 2,
     return tok
 
 
-def _supports_replace_flag(tok: PreTrainedTokenizerBase) -> bool:
+def _supports_replace_flag(tok: "PreTrainedTokenizerBase") -> bool:
     import inspect
 
     return "replace_extra_special_tokens" in inspect.signature(tok.add_special_tokens).parameters

@@ -50,25 +50,42 @@ def is_efficientnet(config: GeoPixConfig) -> bool:
     return config.clip_model is None and str(config.timm_model_name or "").startswith("tf_efficientnet")
 
 
-def build_vision_tower(config: GeoPixConfig, load_pretrained: bool = True) -> nn.Module:
-    """The tower the config names; ``load_pretrained=False`` when a checkpoint will overwrite it."""
+def build_vision_tower(config: GeoPixConfig, load_pretrained: bool = True, native: bool = False) -> nn.Module:
+    """The tower the config names; ``load_pretrained=False`` when a checkpoint will overwrite it.
+
+    ``native=True`` (inference) builds EfficientNet-Lite0/1/2 with :mod:`.efficientnet_lite`
+    instead of timm: same parameters, no timm import, foldable BatchNorm.
+    """
     if is_efficientnet(config):
-        return EfficientNetTower(config, load_pretrained)
+        return EfficientNetTower(config, load_pretrained, native=native)
     return VisionTower(config)
 
 
 class EfficientNetTower(nn.Module):
-    """timm ``tf_efficientnet_lite*`` trunk (features_only) -> four maps at strides 4/8/16/32."""
+    """``tf_efficientnet_lite*`` trunk (features_only) -> four maps at strides 4/8/16/32.
+
+    The trunk is timm's (the reference, used for training) or, with ``native=True`` and a
+    lite0/1/2 config, :class:`~.efficientnet_lite.EfficientNetLiteFeatures` with the same
+    parameter names.
+    """
 
     strides = (4, 8, 16, 32)
 
-    def __init__(self, config: GeoPixConfig, load_pretrained: bool = True) -> None:
+    def __init__(self, config: GeoPixConfig, load_pretrained: bool = True, native: bool = False) -> None:
         super().__init__()
-        import timm
+        from . import efficientnet_lite
 
-        self.trunk = timm.create_model(config.timm_model_name, pretrained=False, features_only=True,
-                                       out_indices=(1, 2, 3, 4), drop_path_rate=config.vision_drop_path)
-        self.channels: list[int] = list(self.trunk.feature_info.channels())
+        if native and efficientnet_lite.supports(config.timm_model_name):
+            self.trunk = efficientnet_lite.EfficientNetLiteFeatures(config.timm_model_name)
+            self.channels: list[int] = list(self.trunk.channels)
+            modules = list(efficientnet_lite.LEVEL_MODULES)
+        else:
+            import timm
+
+            self.trunk = timm.create_model(config.timm_model_name, pretrained=False, features_only=True,
+                                           out_indices=(1, 2, 3, 4), drop_path_rate=config.vision_drop_path)
+            self.channels = list(self.trunk.feature_info.channels())
+            modules = [m["module"] for m in self.trunk.feature_info.info]  # blocks.k per level, stride 2 first
         self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
         if config.vision_pretrained and load_pretrained:
@@ -83,7 +100,6 @@ class EfficientNetTower(nn.Module):
             raise ValueError("vision_weights (a local open_clip file) applies to ConvNeXt towers; "
                              "EfficientNet-Lite weights come from vision_pretrained")
         self.frozen = bool(config.freeze_vision)
-        modules = [m["module"] for m in self.trunk.feature_info.info]  # blocks.k per level, stride 2 first
         k = int(config.vision_frozen_levels)
         last = int(modules[k].split(".")[1]) if k > 0 else -1  # level k-1 of (4, 8, 16, 32) is modules[k]
         self.frozen_prefixes = ("conv_stem.", "bn1.") + tuple(f"blocks.{i}." for i in range(last + 1)) \
@@ -105,9 +121,20 @@ class EfficientNetTower(nn.Module):
                 m.eval()
         return self
 
+    def fuse(self) -> None:
+        """Inference: fold BatchNorm and go channels-last (native trunk only; timm's stays as it is)."""
+        from .efficientnet_lite import EfficientNetLiteFeatures, fold_batchnorm
+
+        if isinstance(self.trunk, EfficientNetLiteFeatures):
+            fold_batchnorm(self.trunk)
+            self.trunk.to(memory_format=torch.channels_last)
+            self.channels_last = True
+
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """``images``: float ``[B, 3, H, W]`` in [0, 1] (H, W multiples of 32)."""
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        if getattr(self, "channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             return list(self.trunk(x))
 
