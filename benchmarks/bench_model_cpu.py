@@ -1,15 +1,15 @@
 """Default model speed on CPU: the reference build against the inference build, one script.
 
 Issue 14 asks for >= 2x the default model's own tiles/s with outputs within 1/255. Each
-configuration runs in its own subprocess (the allocator setting is process-wide, so they
+configuration runs in its own subprocess (the heap policy is process-wide, so they
 cannot share one), in interleaved rounds so background load hits all alike:
 
-* ``reference``            timm tower + transformers LLM, eager, glibc's default allocator
-                           (the model as shipped before issue 14);
-* ``reference+allocator``  the same with freed memory kept in the process (``allocator.py``);
-* ``native``               native tower/LLM/tokenizer, BatchNorm folded + ReLU6 fused,
-                           channels-last, default allocator;
-* ``native+allocator``     what ``--model default`` runs now.
+* ``reference``       timm tower + transformers LLM, eager, glibc's default heap settings
+                      (the model as shipped before issue 14);
+* ``reference+heap``  the same with the run's heap policy (``geopix_tiles/heap.py``);
+* ``native``          native tower/LLM/tokenizer, BatchNorm folded + ReLU6 fused,
+                      channels-last, tower four tiles at a time, glibc defaults;
+* ``native+heap``     what ``--model default`` runs now.
 
 Every configuration times ``GeoPixSegmenter.predict`` (what the engine calls: float tiles in,
 probabilities out) on the same batch of real tiles (the shipped NAIP sample, 2-98 % scaled),
@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("reference", "reference+allocator", "native", "native+allocator")
+CONFIGS = ("reference", "reference+heap", "native", "native+heap")
 PROMPTS = ["water", "vegetation", "buildings", "roads"]
 
 CHILD = r"""
@@ -84,7 +84,7 @@ def main() -> int:
         order = CONFIGS if r % 2 == 0 else tuple(reversed(CONFIGS))
         for c in order:
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                   "GEOPIX_TILES_KEEP_MEMORY": "1" if c.endswith("+allocator") else "0",
+                   "GEOPIX_TILES_HEAP": "1" if c.endswith("+heap") else "0",
                    "OMP_NUM_THREADS": str(args.threads)}
             out = subprocess.run([sys.executable, "-c", CHILD, c, str(args.calls), str(args.threads), str(args.batch),
                                   str(work / f"{c}.npy"), args.scene, json.dumps(PROMPTS)],

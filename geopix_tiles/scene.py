@@ -271,14 +271,35 @@ def statistics_windows(height: int, width: int, max_windows: int = 64) -> list[W
 
 def percentile_stats(samples: Sequence[np.ndarray], bands: int, low_pct: float = 2.0,
                      high_pct: float = 98.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band ``(low, high)`` percentiles of valid ``[C, N]`` samples (0/1 when there are none)."""
-    values = np.concatenate(samples, axis=1).astype(np.float64) if samples else np.zeros((bands, 0))
-    if values.shape[1] == 0:
-        low, high = np.zeros(bands), np.ones(bands)
-    else:
-        low, high = np.percentile(values, [low_pct, high_pct], axis=1)
+    """Per-band ``(low, high)`` percentiles of valid ``[C, N]`` samples (0/1 when there are none).
+
+    Same numbers as ``np.percentile(..., method="linear")``, but band by band in the samples'
+    own dtype, and for 8/16-bit integers from a histogram: a scene's 12 M sampled values no
+    longer become a 100 MB float64 copy plus a sorted one (the largest allocation of a run).
+    """
+    low, high = np.zeros(bands), np.ones(bands)
+    if samples and sum(a.shape[1] for a in samples):
+        for b in range(bands):
+            values = np.concatenate([a[b] for a in samples])
+            low[b], high[b] = _percentiles(values, (low_pct, high_pct))
     high = np.where(high > low, high, low + 1.0)
     return low.astype(np.float32), high.astype(np.float32)
+
+
+def _percentiles(values: np.ndarray, pcts: tuple[float, float]) -> tuple[float, float]:
+    if values.dtype.kind in "ui" and values.dtype.itemsize <= 2:
+        lo = int(values.min())
+        counts = np.cumsum(np.bincount((values.astype(np.int64) - lo) if lo else values, minlength=1))
+        n = int(counts[-1])
+        out = []
+        for q in pcts:  # np.percentile's linear rule on the sorted values, read from the histogram
+            pos = q / 100.0 * (n - 1)
+            k = int(math.floor(pos))
+            a = int(np.searchsorted(counts, k, side="right")) + lo
+            b = int(np.searchsorted(counts, min(k + 1, n - 1), side="right")) + lo
+            out.append(a + (pos - k) * (b - a))
+        return out[0], out[1]
+    return tuple(float(v) for v in np.percentile(values.astype(np.float64), pcts))
 
 
 def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.0, max_windows: int = 64) -> Scene:

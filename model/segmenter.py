@@ -46,10 +46,10 @@ class GeoPixSegmenter:
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", tile_size: int | None = None,
                  autocast: bool | None = None) -> None:
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            from geopix_tiles.allocator import keep_freed_memory
+        if self.device.type == "cpu":  # pages of the per-batch temporaries reused (see geopix_tiles.heap)
+            from geopix_tiles.heap import tune_heap
 
-            keep_freed_memory()
+            tune_heap()
         #: bf16 autocast; on by default on CUDA only (CPU bf16 is slower on most CPUs)
         self.autocast = self.device.type == "cuda" if autocast is None else bool(autocast)
         self.model = model.to(self.device).eval()

@@ -28,6 +28,10 @@ from torch import nn
 from .config import GeoPixConfig
 
 
+#: tiles per tower call in the fused inference build (measured fastest on the 2-core CPU)
+_FUSED_CHUNK = 4
+
+
 def _vision_cfg(config: GeoPixConfig) -> dict:
     if config.clip_model is not None:
         import open_clip
@@ -135,6 +139,11 @@ class EfficientNetTower(nn.Module):
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         if getattr(self, "channels_last", False):
             x = x.contiguous(memory_format=torch.channels_last)
+            if x.shape[0] > _FUSED_CHUNK and not torch.is_grad_enabled():
+                # a few tiles at a time: the stride-2 expansions of 8 tiles are 50 MB each, of 4
+                # they stay in cache-friendlier, reusable allocations (faster, ~100 MB less peak)
+                parts = [self.trunk(x[i:i + _FUSED_CHUNK]) for i in range(0, x.shape[0], _FUSED_CHUNK)]
+                return [torch.cat(level) for level in zip(*parts)]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             return list(self.trunk(x))
 

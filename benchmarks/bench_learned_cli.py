@@ -1,0 +1,147 @@
+"""The learned model end to end: `geopix-tiles segment --model default` against the model's own rate.
+
+Issue 14 asks that the CLI's tiles/s on a 5k scene reach >= 0.85 of the model's own tiles/s
+(same tile size, batch, prompts), with peak RSS <= 1 GB and flat in scene size. Per scene and
+repeat, in alternating order:
+
+* ``model``  a subprocess that loads the segmenter exactly as the CLI does
+             (``load_segmenter("default")``), cuts the scene's first ``--model-tiles`` tiles
+             of the engine's grid (256 px, overlap 64), scales them with the scene's
+             statistics, and times ``predict`` on batches of 8 (no engine, no outputs);
+* ``cli``    ``geopix-tiles segment SCENE -o x.gpkg --raster x.tif --model default -p ...``
+             under ``/usr/bin/time -v``: its own tiles/s (engine time), the end-to-end rate
+             (tiles / process wall, start-up included), peak RSS.
+
+Scenes: ``benchmarks/make_mosaic.py`` (real NAIP imagery tiled to 2048 and 5000 px).
+
+    python benchmarks/bench_learned_cli.py [--scenes /tmp/geopix-bench/naip_mosaic_2048.tif,...]
+        [--repeats 2] [--write benchmarks/results/learned_cli.md]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = ["water", "vegetation", "buildings", "roads"]
+CLI = [sys.executable, "-m", "geopix_tiles"]
+
+MODEL_CHILD = r"""
+import json, sys, time
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from geopix_tiles.models import load_segmenter
+from geopix_tiles.heap import tune_heap
+from geopix_tiles.scene import compute_statistics, open_scene, select_bands
+from geopix_tiles.tiling import TileGrid
+path, n_tiles, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+tune_heap()  # as api.segment does
+seg = load_segmenter("default", device="cpu")
+scene = open_scene(path)
+select_bands(scene, (1, 2, 3))
+compute_statistics(scene)
+grid = TileGrid(scene.height, scene.width, 256, 64)
+tiles = []
+with rasterio.open(path) as src:
+    for t in (t for r in range(grid.n_rows) for t in grid.row_tiles(r)):
+        if len(tiles) == n_tiles:
+            break
+        a = src.read([1, 2, 3], window=Window(t.x, t.y, 256, 256), boundless=True).astype(np.float32)
+        lo, hi = scene.low[:, None, None], scene.high[:, None, None]
+        tiles.append(np.clip((a - lo) / (hi - lo), 0, 1))
+batches = [np.stack(tiles[i:i + 8]) for i in range(0, len(tiles), 8)]
+seg.predict(batches[0], prompts)
+t0 = time.perf_counter()
+for b in batches:
+    seg.predict(b, prompts)
+print(json.dumps({"tiles_per_s": len(tiles) / (time.perf_counter() - t0)}))
+"""
+
+
+def _model_rate(scene: str, n_tiles: int, env: dict) -> float:
+    out = subprocess.run([sys.executable, "-c", MODEL_CHILD, scene, str(n_tiles), json.dumps(PROMPTS)],
+                         capture_output=True, text=True, env=env, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])["tiles_per_s"]
+
+
+def _cli(scene: str, work: Path, env: dict) -> dict:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    cmd = ["/usr/bin/time", "-v", *CLI, "segment", scene, "-o", str(work / "x.gpkg"), "--raster", str(work / "x.tif"),
+           "--model", "default", "--quiet"]
+    for p in PROMPTS:
+        cmd += ["-p", p]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    m = re.search(r"\((\d+)x(\d+) px, (\d+) tiles.*in ([\d.]+)s \(([\d.]+) tiles/s\): (\d+) polygons", out.stdout)
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", out.stderr)
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
+    h, mnt, sec = wall.groups()
+    wall_s = int(h or 0) * 3600 + int(mnt) * 60 + float(sec)
+    tiles = int(m.group(3))
+    return {"tiles": tiles, "engine_s": float(m.group(4)), "engine_rate": float(m.group(5)),
+            "polygons": int(m.group(6)), "wall_s": wall_s, "e2e_rate": tiles / wall_s, "rss_mb": rss / 1024}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenes", default="/tmp/geopix-bench/naip_mosaic_2048.tif,/tmp/geopix-bench/naip_mosaic_5000.tif")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--model-tiles", type=int, default=96)
+    ap.add_argument("--write")
+    args = ap.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    load0 = os.getloadavg()[0]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for scene in args.scenes.split(","):
+            model, cli = [], []
+            for r in range(args.repeats):
+                steps = ("model", "cli") if r % 2 == 0 else ("cli", "model")
+                for s in steps:
+                    if s == "model":
+                        model.append(_model_rate(scene, args.model_tiles, env))
+                    else:
+                        cli.append(_cli(scene, Path(tmp) / "out", env))
+                    print(Path(scene).name, s, model[-1] if s == "model" else cli[-1], flush=True)
+            mr = statistics.median(model)
+            er = statistics.median(c["engine_rate"] for c in cli)
+            e2e = statistics.median(c["e2e_rate"] for c in cli)
+            results.append({"scene": Path(scene).name, "model_rate": mr, "cli": cli, "engine_rate": er, "e2e_rate": e2e,
+                            "rss_mb": max(c["rss_mb"] for c in cli)})
+    lines = [
+        f"### {dt.datetime.now():%Y-%m-%d %H:%M} - {platform.machine()}, {os.cpu_count()} cores, load {load0:.2f} at start",
+        f"256 px tiles, overlap 64, batch 8, prompts {', '.join(PROMPTS)}; GeoPackage + probability raster; "
+        f"medians of {args.repeats} alternating repeats",
+        "", "| scene | tiles | polygons | model's own tiles/s | CLI engine tiles/s | ratio | CLI end-to-end tiles/s (wall) "
+        "| ratio | wall s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        c = r["cli"][0]
+        lines.append(f"| {r['scene']} | {c['tiles']} | {c['polygons']} | {r['model_rate']:.1f} | {r['engine_rate']:.1f} | "
+                     f"{r['engine_rate'] / r['model_rate']:.2f} | {r['e2e_rate']:.1f} | {r['e2e_rate'] / r['model_rate']:.2f} | "
+                     f"{statistics.median(x['wall_s'] for x in r['cli']):.1f} | {r['rss_mb']:.0f} |")
+    if len(results) > 1:
+        lines.append(f"\nRSS {results[-1]['scene']} / {results[0]['scene']}: {results[-1]['rss_mb'] / results[0]['rss_mb']:.2f}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        with open(args.write, "a") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
