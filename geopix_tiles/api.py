@@ -21,7 +21,6 @@ from rasterio.errors import RasterioError
 
 from .engine import StreamingRun
 from .errors import GeopixError, InputError, OutputError, ReadError
-from .heap import tune_heap
 from .journal import RunJournal, RunLock
 from .models import load_segmenter, model_id
 from .raster_sink import RasterSink
@@ -132,7 +131,6 @@ def segment(
     _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
-    tune_heap()
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     seg = load_segmenter(model, device=device)
     seg.check_prompts(prompts)

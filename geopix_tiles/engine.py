@@ -329,18 +329,19 @@ class StreamingRun:
             w.start()
         blender.start()
         try:
+            failed = None
             if self.remote is None:
                 try:
                     self._predict(batches, predicted, stop, reader)
-                except BaseException as exc:
-                    source.error = exc
-                    raise
+                except BaseException as exc:  # noqa: BLE001 - re-raised once the blender has drained
+                    source.error = failed = exc
                 finally:
                     source.done = True
+            # the blender finishes what was predicted before a failure (and checkpoints it), then stops
             while blender.is_alive():
                 blender.join(timeout=0.1)
-                if reader.error is not None and self.remote is not None:
-                    break
+            if failed is not None:
+                raise failed
             if blender.error is not None:
                 raise blender.error
             if reader.error is not None:

@@ -101,6 +101,38 @@ def _rows_by_label(column: np.ndarray, y0: int) -> dict[int, np.ndarray]:
     return {int(g[0]): r + y0 for g, r in zip(np.split(labs, cuts), np.split(idx, cuts))}
 
 
+#: column blocks a strip is cut into when looking for foreground (GDAL's polygonize costs
+#: ~15-40 ns per pixel it scans, foreground or not)
+_TRACE_BLOCK = 256
+
+
+def _foreground_boxes(foreground: np.ndarray) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Row/column ranges to trace: runs of column blocks that hold foreground, each cut to its rows.
+
+    Runs are separated by at least one all-background block, so no 4-connected object spans
+    two of them and tracing them apart gives exactly the polygons of tracing the whole strip.
+    """
+    h, w = foreground.shape
+    nb = -(-w // _TRACE_BLOCK)
+    padded = np.zeros((h, nb * _TRACE_BLOCK), dtype=bool)
+    padded[:, :w] = foreground
+    blocks = padded.reshape(h, nb, _TRACE_BLOCK).any(axis=2)  # [rows, blocks]
+    has = blocks.any(axis=0)
+    boxes = []
+    b = 0
+    while b < nb:
+        if not has[b]:
+            b += 1
+            continue
+        e = b
+        while e + 1 < nb and has[e + 1]:
+            e += 1
+        rows = np.flatnonzero(blocks[:, b:e + 1].any(axis=1))
+        boxes.append(((int(rows[0]), int(rows[-1]) + 1), (b * _TRACE_BLOCK, min(w, (e + 1) * _TRACE_BLOCK))))
+        b = e + 1
+    return boxes
+
+
 class StripVectorizer:
     """Turns consecutive strips of one prompt's mask (one panel wide) into closed objects.
 
@@ -141,19 +173,16 @@ class StripVectorizer:
             counts = np.bincount(flat, minlength=nlab + 1)[1:]
             ids[1:] = np.arange(self.next_id, self.next_id + nlab)
             self.next_id += nlab
-            # trace only the columns that hold foreground: sparse masks cost little
-            cols = np.flatnonzero(foreground.any(axis=0))
-            c0, c1 = int(cols[0]), int(cols[-1]) + 1
-            sub = labels[:, c0:c1]
-            for geom, value in shapes(sub, mask=foreground[:, c0:c1], connectivity=4,
-                                      transform=Affine.translation(self.x0 + c0, y0)):
-                k = int(value)
-                poly = shapely.geometry.shape(geom)
-                obj = new.get(int(ids[k]))
-                if obj is None:
-                    new[int(ids[k])] = OpenObject([poly], float(totals[k - 1]), int(counts[k - 1]))
-                else:  # defensive: a label traced in several rings
-                    obj.pieces.append(poly)
+            for (r0, r1), (c0, c1) in _foreground_boxes(foreground):
+                for geom, value in shapes(labels[r0:r1, c0:c1], mask=foreground[r0:r1, c0:c1], connectivity=4,
+                                          transform=Affine.translation(self.x0 + c0, y0 + r0)):
+                    k = int(value)
+                    poly = shapely.geometry.shape(geom)
+                    obj = new.get(int(ids[k]))
+                    if obj is None:
+                        new[int(ids[k])] = OpenObject([poly], float(totals[k - 1]), int(counts[k - 1]))
+                    else:  # defensive: a label traced in several rings
+                        obj.pieces.append(poly)
         if nlab and self.left_open:
             for k, rows in _rows_by_label(labels[:, 0], y0).items():
                 new[int(ids[k])].left.append(rows)
