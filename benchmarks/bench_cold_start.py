@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from report import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["water", "vegetation", "buildings", "roads"]
 
@@ -91,11 +93,7 @@ def main() -> int:
         lines.append(f"| `{name}` | {w:.2f} | {', '.join(f'{v[0]:.2f}' for v in vals)} | {w / floor:.2f} | "
                      f"{statistics.median(v[1] for v in vals):.0f} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write(text + "\n")
-    return 0
+    return publish(text, args.write)
 
 
 if __name__ == "__main__":

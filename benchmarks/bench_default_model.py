@@ -25,6 +25,8 @@ import torch
 
 from geopix_tiles.model import GeoPixModel
 
+from report import publish
+
 PROMPTS = ["water", "vegetation", "buildings", "roads"]
 
 
@@ -59,11 +61,7 @@ def main() -> int:
         f"`segment`, batch {args.batch} x {args.tile} px, {len(PROMPTS)} prompts, median of {args.rounds} "
         "interleaved rounds",
         "", "| checkpoint | tower | parameters | tiles/s | vs first |", "|---|---|---|---|---|", *rows, ""])
-    print(text)
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write(text + "\n")
-    return 0
+    return publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from report import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["water", "vegetation", "buildings", "roads"]
 CLI = [sys.executable, "-m", "geopix_tiles"]
@@ -136,11 +138,7 @@ def main() -> int:
     if len(results) > 1:
         lines.append(f"\nRSS {results[-1]['scene']} / {results[0]['scene']}: {results[-1]['rss_mb'] / results[0]['rss_mb']:.2f}")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write(text + "\n")
-    return 0
+    return publish(text, args.write)
 
 
 if __name__ == "__main__":

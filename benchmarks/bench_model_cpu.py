@@ -31,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from report import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("reference", "reference+heap", "native", "native+heap")
 PROMPTS = ["water", "vegetation", "buildings", "roads"]
@@ -105,11 +107,7 @@ def main() -> int:
         f"median of {args.calls} calls per run, {args.rounds} interleaved runs per configuration",
         "", "| configuration | tiles/s (median) | runs | vs reference | max abs prob. diff vs reference |",
         "|---|---|---|---|---|", *rows, ""])
-    print(text)
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write(text + "\n")
-    return 0
+    return publish(text, args.write)
 
 
 if __name__ == "__main__":
