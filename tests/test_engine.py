@@ -139,6 +139,21 @@ def test_nodata_regions(tmp_path):
     assert len(gdf) == 1 and gdf["pixels"].iloc[0] == 40 * 130
 
 
+def test_nodata_zero_in_one_band_masks_the_pixel_as_documented(tmp_path):
+    """README "Outputs": with nodata 0 a pixel is missing when ANY selected band is 0, even where 0
+    is real data (here: green 0 inside the water body); without a nodata value it is data."""
+    data = water_scene(96, 96, [(20, 60, 20, 60)])
+    data[1, 30:34, 30:34] = 0  # green 0: real data (dark), read by the water index
+    with_nodata = write_scene(tmp_path / "a.tif", data, nodata=0, descriptions=RGBN)
+    without = write_scene(tmp_path / "b.tif", data, descriptions=RGBN)
+    segment(with_nodata, "water", raster_out=tmp_path / "a_o.tif", tile=64, overlap=16)
+    segment(without, "water", raster_out=tmp_path / "b_o.tif", tile=64, overlap=16)
+    with rasterio.open(tmp_path / "a_o.tif") as a, rasterio.open(tmp_path / "b_o.tif") as b:
+        assert (a.read_masks(1)[30:34, 30:34] == 0).all() and a.read_masks(1)[25, 25] == 255
+        assert (b.read_masks(1)[30:34, 30:34] == 255).all()
+        assert (b.read(1)[30:34, 30:34] == 0).all()  # valid, and not water (NDWI -1)
+
+
 def test_threshold_writes_binary_with_nodata(tmp_path):
     data = water_scene(100, 100, [(10, 40, 10, 40)])
     data[:, 80:] = 0
@@ -187,6 +202,22 @@ def test_float_nan_is_nodata(tmp_path):
     assert gdf["pixels"].sum() == 40 * 80
     with rasterio.open(tmp_path / "o.tif") as r:
         assert (r.read_masks(1)[40:] == 0).all()
+
+
+def test_float_scene_with_nan_blocks_skips_them_and_masks_single_band_nans(tmp_path):
+    """Whole NaN tiles are skipped (not fed to the model) and written as nodata; a NaN in one band
+    only makes that pixel invalid; the water object beside them keeps every one of its pixels."""
+    data = water_scene(128, 128, [(70, 110, 70, 110)]).astype(np.float32)
+    data[:, :64, :64] = np.nan  # covers the first tile of the 64 px grid (overlap 16) entirely
+    data[1, 80:84, 20:24] = np.nan  # green only
+    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN)
+    gdf, stats = segment(scene, "water", raster_out=tmp_path / "o.tif", tile=64, overlap=16, return_stats=True)
+    assert stats.tiles_skipped >= 1
+    assert gdf["pixels"].sum() == 40 * 40
+    with rasterio.open(tmp_path / "o.tif") as r:
+        valid = r.read_masks(1) > 0
+    assert not valid[:64, :64].any() and not valid[80:84, 20:24].any()
+    assert valid[64:, 64:].all() and valid.sum() == 128 * 128 - 64 * 64 - 16
 
 
 def test_geographic_crs_area_is_geodesic(tmp_path):
