@@ -12,7 +12,9 @@ prompts), ``two_way`` (SAM-style transformer), ``memory`` (class-wise memory),
 ``mask_decoder`` (necks, per-scale decoders, gating, fusion), ``region`` (mask -> ``<mask>``
 / ``<pos>`` embeddings), ``losses``, ``generation`` (KV-cached greedy decoding), ``dialogue`` (question reading, scene/intent
 heads, grounded replies), ``answer`` (numbers and phrases from masks),
-``checkpoint`` (safe loading rules), ``geopix`` (the model), ``segmenter`` (engine adapter).
+``checkpoint`` (safe loading rules), ``geopix`` (the model), ``segmenter`` (engine adapter);
+the inference build's plain-PyTorch parts: ``efficientnet_lite`` (tower, BatchNorm folding),
+``llama_native`` (decoder + KV cache), ``plain_tokenizer`` (tokenizer.json via ``tokenizers``).
 """
 from .config import GeoPixConfig
 from .dialogue import ChatReply, Turn

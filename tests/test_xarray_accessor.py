@@ -125,3 +125,27 @@ def test_default_model_accessor_equals_cli_on_a_real_scene_with_misaligned_chunk
     ref = compute_statistics(select_bands(open_scene(scene), (1, 2, 3)))
     low, high = scene_statistics(arr, (1, 2, 3)).compute()
     np.testing.assert_array_equal(low, ref.low) and np.testing.assert_array_equal(high, ref.high)
+
+
+@pytest.mark.parametrize("first", ["geopix_tiles", "xarray"])
+def test_accessors_register_whichever_is_imported_first(first):
+    """`import geopix_tiles` no longer imports xarray/pandas (0.6 s of a CLI run), yet DataArray.geopix,
+    Dataset.geopix and DataFrame.geopix exist as soon as both are imported, in either order."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        if {first!r} == "geopix_tiles":
+            import geopix_tiles
+            assert "xarray" not in sys.modules and "pandas" not in sys.modules
+        import numpy as np, pandas, xarray
+        import geopix_tiles
+        a = xarray.DataArray(np.zeros((3, 4, 4)), dims=("band", "y", "x"))
+        print(type(a.geopix).__name__, type(a.to_dataset(dim="band").geopix).__name__,
+              type(pandas.DataFrame({{"a": [1]}}).geopix).__name__)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.split() == ["GeopixDataArrayAccessor", "GeopixDatasetAccessor", "GeopixFrameAccessor"]
