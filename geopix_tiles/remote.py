@@ -14,7 +14,8 @@ import os
 import re
 from typing import Any
 
-__all__ = ["is_remote", "gdal_path", "configure_gdal_http", "remote_fingerprint", "remote_error", "HTTP_OPTIONS"]
+__all__ = ["is_remote", "gdal_path", "configure_gdal_http", "remote_fingerprint", "remote_change", "remote_error",
+           "HTTP_OPTIONS"]
 
 _SCHEMES = {"http://": "/vsicurl/", "https://": "/vsicurl/", "s3://": "/vsis3/", "gs://": "/vsigs/",
             "az://": "/vsiaz/"}
@@ -82,6 +83,28 @@ def remote_fingerprint(path: Any, timeout: float = 10.0) -> dict[str, Any]:
                     "last_modified": headers.get("Last-Modified")}
     except Exception as exc:  # urllib raises HTTPError, URLError, timeouts, resets
         raise InputError(remote_error(url, exc)) from None
+
+
+def remote_change(path: Any, expected: dict[str, Any], timeout: float = 10.0) -> str | None:
+    """A one-line error if the server's file is no longer the one ``expected`` describes, else None.
+
+    Checked by the reader after every strip (before its pixels are used), so a file replaced on
+    the server mid-run stops the run instead of mixing two versions in one output. A HEAD that
+    fails says nothing (the range reads' own retries deal with outages); only a definite change
+    of size, ETag or Last-Modified counts.
+    """
+    if expected.get("size") is None and expected.get("etag") is None and expected.get("last_modified") is None:
+        return None
+    try:
+        now = remote_fingerprint(path, timeout)
+    except Exception:  # noqa: BLE001 - unreachable now: not evidence of a change
+        return None
+    diffs = [f"{k} {expected.get(k)} -> {now.get(k)}" for k in ("size", "etag", "last_modified")
+             if expected.get(k) is not None and now.get(k) != expected.get(k)]
+    if not diffs:
+        return None
+    return (f"scene '{now.get('path', path)}' changed on the server during the run ({'; '.join(diffs)}); the "
+            "outputs would mix two versions of it: nothing was written, rerun the command (without --resume)")
 
 
 def remote_error(path: str, exc: BaseException, during_run: bool = False) -> str:

@@ -394,6 +394,14 @@ class SceneReader:
         # come back as blank blocks instead of an error: remote scenes decode in the calling thread
         self._src = rasterio.open(scene.path) if is_remote_scene(scene) else rasterio.open(scene.path,
                                                                                          NUM_THREADS="ALL_CPUS")
+        self._identity = None  # what the server said the file was when the run started (HTTP only)
+        if is_remote_scene(scene):
+            from .remote import remote_fingerprint  # noqa: PLC0415
+
+            try:
+                self._identity = remote_fingerprint(scene.path)
+            except InputError:
+                self._identity = None  # object stores / VRTs of remote assets: nothing to compare
 
     def read_rows_into(self, y0: int, y1: int, out: np.ndarray, valid_out: np.ndarray | None,
                        x0: int = 0, x1: int | None = None) -> None:
@@ -406,6 +414,12 @@ class SceneReader:
         w = Window(x0, y0, x1 - x0, y1 - y0)
         try:
             self._read_window_retrying(w, out, valid_out)
+            if self._identity is not None:
+                from .remote import remote_change  # noqa: PLC0415
+
+                changed = remote_change(self.scene.path, self._identity)
+                if changed:
+                    raise ReadError(changed)
         except RasterioError as exc:
             if self.skip_bad:
                 return self._read_blockwise(y0, y1, out, valid_out, x0, x1)

@@ -94,3 +94,28 @@ def test_server_dying_mid_run_then_resume(served, tmp_path, capfd, monkeypatch):
     assert main(args + ["--resume"]) == 0, capfd.readouterr().err
     assert not journal.exists()
     assert np.array_equal(_raster(ras)[0], _raster(tmp_path / "local.tif")[0])
+
+
+def test_remote_file_replaced_mid_run_stops_cleanly(served, tmp_path):
+    """The server's file changes between strips (new ETag): the run stops with one line naming the
+    change, before any pixel of the new version is used, and nothing is written at the destination."""
+    from geopix_tiles.errors import ReadError
+    from geopix_tiles.spectral import SpectralSegmenter
+
+    server, local = served
+
+    class ReplacesTheFile(SpectralSegmenter):
+        calls = 0
+
+        def predict(self, tiles, prompts):
+            ReplacesTheFile.calls += 1
+            if ReplacesTheFile.calls == 1:  # after the first strip: someone uploads a new version
+                write_scene(local, water_scene(H, W, BOXES[:1]), descriptions=RGBN, compress="none")
+            return super().predict(tiles, prompts)
+
+    out, ras = tmp_path / "r.gpkg", tmp_path / "r.tif"
+    with pytest.raises(ReadError, match=r"changed on the server during the run \(etag .* -> .*\).*rerun"):
+        segment(f"{server.url}/scene.tif", ["water"], model=ReplacesTheFile(), out=out, raster_out=ras, tile=128,
+                overlap=32, batch_size=2)
+    assert not out.exists() and not ras.exists()
+    assert ReplacesTheFile.calls <= 8  # stopped within a strip or two (of 21 batches), not at the end
