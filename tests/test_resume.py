@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pyogrio
@@ -170,3 +171,28 @@ def test_a_second_run_to_the_same_destination_is_refused(tmp_path, scene):
     lock.write_text("999999999")  # its process is gone: the lock is stale and taken over
     segment(scene, "water", out=out, tile=64, overlap=16)
     assert out.exists() and not lock.exists()
+
+
+def test_input_folder_is_never_written(tmp_path, scene):
+    """Inputs may sit in read-only folders (archives, mounted buckets): a run, an interrupted run
+    and its resume leave the scene's folder byte for byte as it was (journal, temporaries and
+    locks live beside the outputs). Root ignores chmod here, so the folder's state is compared."""
+    import shutil
+
+    src_dir = tmp_path / "archive"
+    src_dir.mkdir()
+    src = Path(shutil.copy(scene, src_dir / "scene.tif"))
+
+    def state():
+        return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in src_dir.iterdir())
+
+    before = state()
+    out = tmp_path / "out"
+    out.mkdir()
+    opts = dict(tile=64, overlap=16, batch_size=2, checkpoint_seconds=0)
+    with pytest.raises(KeyboardInterrupt):
+        segment(src, "water", model=Flaky(fail_after=6), out=out / "o.gpkg", raster_out=out / "o.tif", **opts)
+    assert state() == before
+    segment(src, "water", model=Flaky(), out=out / "o.gpkg", raster_out=out / "o.tif", resume=True, **opts)
+    assert state() == before
+    assert sorted(p.name for p in out.iterdir()) == ["o.gpkg", "o.tif"]
