@@ -70,12 +70,18 @@ def test_native_segment_matches_the_reference_on_real_chips(models):
     assert float((a > 0.5).float().mean()) > 0.01  # not two empty answers agreeing
 
 
-@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
-def test_native_tower_equals_timm_before_and_after_folding(name):
-    """Unfolded: bit-identical to timm (random BN statistics, odd sizes); folded: float rounding only."""
+@pytest.mark.parametrize("name, fused_op", [("tf_efficientnet_lite0", True), ("tf_efficientnet_lite2", True),
+                                             ("tf_efficientnet_lite0", False)])
+def test_native_tower_equals_timm_before_and_after_folding(name, fused_op, monkeypatch):
+    """Unfolded: bit-identical to timm (random BN statistics, odd sizes); folded: float rounding only,
+    through oneDNN's fused conv + ReLU6 and through the eager conv-then-clamp fallback (what CUDA runs)."""
     import copy
 
+    from geopix_tiles.model import efficientnet_lite
     from geopix_tiles.model.efficientnet_lite import EfficientNetLiteFeatures, fold_batchnorm
+
+    if not fused_op:
+        monkeypatch.setattr(efficientnet_lite, "_FUSED", None)
 
     torch.manual_seed(0)
     ref = timm.create_model(name, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4)).eval()
