@@ -123,11 +123,16 @@ class Block(nn.Module):
             self.bn2 = BNAct(cout, False)
         self.skip = stride == 1 and cin == cout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def conv_bn_pairs(self) -> list[tuple[SameConv, BNAct]]:
+        """The block's convolutions with the BatchNorm after each, in order (run and folded alike)."""
         if self.inverted:
-            y = self.bn3(self.conv_pwl(self.bn2(self.conv_dw(self.bn1(self.conv_pw(x))))))
-        else:
-            y = self.bn2(self.conv_pw(self.bn1(self.conv_dw(x))))
+            return [(self.conv_pw, self.bn1), (self.conv_dw, self.bn2), (self.conv_pwl, self.bn3)]
+        return [(self.conv_dw, self.bn1), (self.conv_pw, self.bn2)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for conv, bn in self.conv_bn_pairs():
+            y = bn(conv(y))
         return x + y if self.skip else y
 
 
@@ -151,6 +156,9 @@ class EfficientNetLiteFeatures(nn.Module):
         self.blocks = nn.Sequential(*stages)
         self.channels = [chs[i] for i in _OUT_STAGES]
 
+    def conv_bn_pairs(self) -> list[tuple[SameConv, BNAct]]:
+        return [(self.conv_stem, self.bn1)]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.bn1(self.conv_stem(x))
         feats = []
@@ -170,14 +178,9 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     (the BatchNorm and the ReLU6, which the convolution now applies).
     """
     for m in module.modules():
-        if isinstance(m, Block):
-            pairs = ([(m.conv_pw, m.bn1), (m.conv_dw, m.bn2), (m.conv_pwl, m.bn3)] if m.inverted
-                     else [(m.conv_dw, m.bn1), (m.conv_pw, m.bn2)])
-        elif isinstance(m, EfficientNetLiteFeatures):
-            pairs = [(m.conv_stem, m.bn1)]
-        else:
+        if not isinstance(m, (Block, EfficientNetLiteFeatures)):
             continue
-        for conv, bn in pairs:
+        for conv, bn in m.conv_bn_pairs():
             if bn.folded:
                 continue
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
