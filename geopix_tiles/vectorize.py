@@ -112,24 +112,13 @@ def _foreground_boxes(foreground: np.ndarray) -> list[tuple[tuple[int, int], tup
     Runs are separated by at least one all-background block, so no 4-connected object spans
     two of them and tracing them apart gives exactly the polygons of tracing the whole strip.
     """
-    h, w = foreground.shape
-    nb = -(-w // _TRACE_BLOCK)
-    padded = np.zeros((h, nb * _TRACE_BLOCK), dtype=bool)
-    padded[:, :w] = foreground
-    blocks = padded.reshape(h, nb, _TRACE_BLOCK).any(axis=2)  # [rows, blocks]
-    has = blocks.any(axis=0)
+    w = foreground.shape[1]
+    blocks = np.logical_or.reduceat(foreground, np.arange(0, w, _TRACE_BLOCK), axis=1)  # [rows, blocks]
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], blocks.any(axis=0), [False]]).astype(np.int8)))
     boxes = []
-    b = 0
-    while b < nb:
-        if not has[b]:
-            b += 1
-            continue
-        e = b
-        while e + 1 < nb and has[e + 1]:
-            e += 1
-        rows = np.flatnonzero(blocks[:, b:e + 1].any(axis=1))
-        boxes.append(((int(rows[0]), int(rows[-1]) + 1), (b * _TRACE_BLOCK, min(w, (e + 1) * _TRACE_BLOCK))))
-        b = e + 1
+    for b, e in zip(edges[::2].tolist(), edges[1::2].tolist()):  # runs [b, e) of blocks with foreground
+        rows = np.flatnonzero(blocks[:, b:e].any(axis=1))
+        boxes.append(((int(rows[0]), int(rows[-1]) + 1), (b * _TRACE_BLOCK, min(w, e * _TRACE_BLOCK))))
     return boxes
 
 
