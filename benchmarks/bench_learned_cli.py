@@ -44,12 +44,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 from geopix_tiles.models import load_segmenter
-from geopix_tiles.heap import tune_heap
 from geopix_tiles.scene import compute_statistics, open_scene, select_bands
 from geopix_tiles.tiling import TileGrid
 path, n_tiles, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-tune_heap()  # as api.segment does
-seg = load_segmenter("default", device="cpu")
+seg = load_segmenter("default", device="cpu")  # applies the run's heap policy, as in the CLI
 scene = open_scene(path)
 select_bands(scene, (1, 2, 3))
 compute_statistics(scene)
