@@ -48,6 +48,7 @@ from .losses import mask_bce, mask_dice, token_ce
 from .mask_decoder import MaskPredictor, Neck, PixelDecoder
 from .memory import ClassMemory
 from .processor import GeoPixProcessor
+from .prompt_subject import subject_phrase
 from .projector import ImageProjector
 from .region import MaskAwareExtractor, ShapeEmbedding
 from .seg_head import SegTokenHead
@@ -156,9 +157,16 @@ class GeoPixModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)
 
     # ------------------------------------------------------------------ prompt meaning
+    def _bank_rows(self) -> dict[str, int]:
+        """phrase -> row of the text bank (built once per bank, not per batch)."""
+        phrases = self.config.text_bank_phrases
+        if getattr(self, "_rows_of", (None,))[0] is not phrases:
+            self._rows_of = (phrases, {p: i for i, p in enumerate(phrases)})
+        return self._rows_of[1]
+
     def _prompt_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
         """MiniLM embeddings; phrases of the text bank reuse their stored row (no MiniLM load)."""
-        rows = {p: i for i, p in enumerate(self.config.text_bank_phrases)}
+        rows = self._bank_rows()
         todo = [t for t in dict.fromkeys(texts) if t not in rows]
         computed: dict[str, torch.Tensor] = {}
         if todo:
@@ -184,8 +192,11 @@ class GeoPixModel(nn.Module):
 
         Without a bank the raw embeddings come back. Both outputs come from one similarity matrix.
         """
-        emb = self._prompt_embeddings(texts)
         c = self.config
+        if c.text_bank_size:  # trained phrases stay as trained; new free text is read by its subject
+            known = self._bank_rows()
+            texts = [t if t in known else subject_phrase(t) for t in texts]
+        emb = self._prompt_embeddings(texts)
         if not c.text_bank_size:
             return emb, None
         bank = self.text_bank.to(emb.dtype)

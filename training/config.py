@@ -27,6 +27,7 @@ Example (every key optional except a data entry)::
       sampling: random                  # random | grid  (validation always uses grid)
       windows_per_scene: 16
       samples_per_image: 2              # instruction samples generated per image and stage
+      sample_draws: 1                   # independent draws of those questions per stage (0 = auto, for a few chips)
       max_targets: 3                    # masks per answer / regions per prompt
       negatives: 0.25                   # chance a category prompt also asks for an absent (annotated) class
     stages:                             # GeoPix two-stage schedule; what trains is configurable
@@ -125,6 +126,11 @@ class DataSpec:
     augment: bool = False
     #: one single-class category sample per class of every image, besides the random draws
     per_class: bool = False
+    #: independent draws of the questions per stage (templates, targets, synonyms); 0 = enough draws
+    #: that a stage sees each question about once. One draw is plenty for thousands of chips; for a
+    #: handful it means the same dozen sentences for every step, which the model learns by heart
+    #: (it then fails on any other phrasing)
+    sample_draws: int = 1
 
 
 @dataclass
@@ -165,6 +171,8 @@ class TrainConfig:
             raise InputError(f"data.sampling '{self.data.sampling}' is not 'random' or 'grid'")
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise InputError("data.val_fraction must be in [0, 1)")
+        if not isinstance(self.data.sample_draws, int) or self.data.sample_draws < 0:
+            raise InputError(f"data.sample_draws is a count (0 = automatic); got {self.data.sample_draws!r}")
         for key in ("negatives", "paraphrases", "unrelated"):
             v = getattr(self.data, key)
             if not 0 <= v <= 1:
@@ -311,7 +319,7 @@ def quick_config(data: str, steps: int, out: str, preset: str = "tiny", val: str
     # segmentation listed four times and one single-class question per class (per_class) ask for
     # every class they hold. (Two chips still do not reach cIoU 0.7 in 400 steps: issue 11, item 8.)
     cfg = TrainConfig(output_dir=out, seed=seed, model=ModelSpec(preset=preset),
-                      data=DataSpec(train=data, val=val, samples_per_image=8, per_class=True),
+                      data=DataSpec(train=data, val=val, samples_per_image=8, per_class=True, sample_draws=0),
                       stages=quick_stages(steps, preset),
                       batch_size=batch_size, **extra)
     return cfg.validate()

@@ -43,6 +43,8 @@ __all__ = ["Trainer", "DistInfo", "dist_info", "load_records", "build_model", "p
 
 CKPT_DIR = "checkpoints"
 MODEL_DIR = "model"
+#: cap of the automatic question draws (sample_draws: 0): 64 draws of a handful of chips is ~1,000 questions
+_MAX_AUTO_DRAWS = 64
 
 
 # --------------------------------------------------------------------------- distributed
@@ -370,11 +372,19 @@ class Trainer:
     def dataset(self, stage_idx: int) -> InstructDataset:
         if stage_idx not in self._datasets:
             st = self.cfg.stages[stage_idx]
-            samples = make_samples(self.train_records, tasks=st.tasks, split="train",
-                                   seed=self.cfg.seed + 7919 * stage_idx, per_record=self.cfg.data.samples_per_image,
-                                   max_targets=self.cfg.data.max_targets, vocabulary=self.class_names,
-                                   negatives=self.cfg.data.negatives, paraphrases=self.cfg.data.paraphrases,
-                                   unrelated=self.cfg.data.unrelated, per_class=self.cfg.data.per_class)
+            d = self.cfg.data
+
+            def draw(k: int) -> list:
+                return make_samples(self.train_records, tasks=st.tasks, split="train",
+                                    seed=self.cfg.seed + 7919 * stage_idx + 104729 * k,
+                                    per_record=d.samples_per_image, max_targets=d.max_targets,
+                                    vocabulary=self.class_names, negatives=d.negatives, paraphrases=d.paraphrases,
+                                    unrelated=d.unrelated, per_class=d.per_class)
+
+            samples = draw(0)
+            draws = d.sample_draws or min(_MAX_AUTO_DRAWS, -(-st.steps * self.cfg.batch_size // max(len(samples), 1)))
+            for k in range(1, draws):
+                samples += draw(k)
             if not samples:
                 raise InputError(f"stage '{st.name}' has no samples: its tasks {st.tasks} need labelled instances")
             self._datasets[stage_idx] = InstructDataset(self.train_records, samples, self.size,

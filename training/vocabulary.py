@@ -81,6 +81,15 @@ DEV_PARAPHRASES: dict[str, list[str]] = {
     "land": ["barren sand", "dirt ground"],
     "cloud": ["cloudiness", "clouded sky"],
 }
+#: dev free text (a class named first, another as context), added to choose how free text is read
+#: (:mod:`geopix_tiles.model.prompt_subject`) before the held-out free text was scored
+DEV_FREE_TEXT: dict[str, list[str]] = {
+    "building": ["the apartment blocks along the avenue", "villas with a garden"],
+    "road": ["the avenues between the villas"],
+    "water": ["the lagoons next to the warehouses"],
+    "vegetation": ["palm trees beside the boulevards"],
+    "land": ["barren sand around the apartment blocks"],
+}
 DEV_UNRELATED = ["submarines", "pandas", "trumpets", "windmills in a field", "oil tankers"]
 
 
