@@ -69,10 +69,23 @@ def test_loads_offline_in_a_fresh_process(tmp_path):
 
 
 def test_answers_every_required_prompt(model):
-    images = torch.rand(2, 3, 256, 256)
+    """Every class prompt answers, and on each real chip the prompt of its largest labelled class is
+    the most confident one over that class's pixels (the words choose the mask)."""
+    from geopix_tiles.training.records import read_jsonl
+
+    records = [r for r in read_jsonl(VAL_CHIPS) if r.instances]
+    images = torch.stack([torch.from_numpy(np.ascontiguousarray(r.load()[:3], dtype=np.float32)) for r in records])
     logits = model.segment(images, PROMPTS)
-    assert logits.shape == (2, len(PROMPTS), 256, 256)
-    assert torch.isfinite(logits).all()
+    assert logits.shape == (len(records), len(PROMPTS), 256, 256) and torch.isfinite(logits).all()
+    for r, lg in zip(records, logits):
+        areas: dict[str, np.ndarray] = {}
+        for inst in r.instances:
+            m = inst.mask().astype(bool)
+            areas[inst.category] = areas.get(inst.category, np.zeros_like(m)) | m
+        largest = max(areas, key=lambda c: areas[c].sum())
+        inside = torch.from_numpy(areas[largest])
+        conf = torch.sigmoid(lg)[:, inside].mean(1)
+        assert int(conf.argmax()) == CLASSES.index(largest), (r.image_path, largest, conf.tolist())
 
 
 def test_region_classification_returns_a_known_class(model):

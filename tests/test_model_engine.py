@@ -39,12 +39,26 @@ def test_segmenter_runs_through_the_engine(tmp_path: Path) -> None:
     gdf = geopix_tiles.segment(scene, ["buildings", "water"], model=seg, out=tmp_path / "out.gpkg",
                                raster_out=raster, tile=128, overlap=32, batch_size=3)
     assert gdf.crs is not None and gdf.crs.to_epsg() == 32633
+    with rasterio.open(scene) as src:
+        transform = src.transform
     with rasterio.open(raster) as src:
         assert src.count == 2 and (src.height, src.width) == (200, 168)
+        assert src.crs.to_epsg() == 32633 and src.transform == transform
         probs = src.read()
+        scale = 255.0 if src.dtypes[0] == "uint8" else 1.0
     assert probs.std() > 0  # not constant
     assert not np.array_equal(probs[0], probs[1])  # one band per prompt, different answers
-    assert (tmp_path / "out.gpkg").is_file()
+    # the polygons of each prompt, burnt back through the scene's transform, are its raster's
+    # pixels at p >= 0.5 (same georeferencing, same threshold, nothing lost between the two sinks)
+    from rasterio.features import rasterize
+
+    for band, prompt in enumerate(["buildings", "water"]):
+        fg = probs[band] / scale >= 0.5
+        shapes = gdf[gdf.prompt == prompt].geometry
+        burnt = rasterize(shapes, out_shape=fg.shape, transform=transform) > 0 if len(shapes) else np.zeros_like(fg)
+        union = (burnt | fg).sum()
+        assert (burnt & fg).sum() / union > 0.97, (prompt, (burnt & fg).sum(), union)
+        assert fg.sum() > 1000, prompt  # (the seeded random model paints most of the scene)
 
 
 def test_checkpoint_folder_runs_through_the_engine(tmp_path: Path) -> None:

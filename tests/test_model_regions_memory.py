@@ -79,9 +79,17 @@ def test_memory_class_weights_follow_the_prompt(model: GeoPixModel) -> None:
 
 
 def test_memory_is_compact(model: GeoPixModel) -> None:
+    """GeoPix's dense memory is 75 x 2 x 64 x 64 x 32 x 32 (~629 M values); ours, built at base size, is
+    the whole module (slots, class head, attention) and must stay well under a million parameters."""
+    from geopix_tiles.model.memory import ClassMemory
+
     base = GeoPixConfig.base()
-    n_base = base.memory_classes * base.num_seg_scales * base.memory_slots * base.decoder_dim
-    assert n_base < 1_000_000 < 629_000_000
+    mem = ClassMemory(base.memory_classes, base.num_seg_scales, base.memory_slots, base.decoder_dim,
+                      base.memory_heads, base.prompt_dim)
+    n_base = sum(p.numel() for p in mem.parameters())
+    assert mem.slots.numel() == base.memory_classes * base.num_seg_scales * base.memory_slots * base.decoder_dim
+    assert n_base < 1_000_000, n_base
+    assert n_base * 600 < 75 * 2 * 64 * 64 * 32 * 32
     assert model.mask_predictor.memory.slots.numel() == (
         model.config.memory_classes * model.config.num_seg_scales * model.config.memory_slots
         * model.config.decoder_dim)

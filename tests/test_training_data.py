@@ -55,6 +55,28 @@ def test_rle_round_trip_random(shape):
         assert rle.decode({"size": list(shape), "counts": rle.counts_from_mask(m)}).tolist() == m.tolist()
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (64, 48), (300, 17), (256, 256)])
+def test_rle_is_byte_compatible_with_pycocotools(shape):
+    """Our codec against the reference C implementation, both ways (strings, areas, boxes)."""
+    coco = pytest.importorskip("pycocotools.mask")
+    rng = np.random.default_rng(sum(shape) + 1)
+    for density in (0.0, 0.02, 0.5, 1.0):
+        m = (rng.random(shape) < density).astype(np.uint8)
+        if shape == (256, 256) and density == 0.5:  # blobs, long runs: counts well over 2**10
+            m = np.zeros(shape, np.uint8)
+            m[30:200, 10:90] = 1
+            m[100:250, 150:240] = 1
+        ref = coco.encode(np.asfortranarray(m))
+        ours = rle.encode(m)
+        assert ours["counts"] == ref["counts"].decode("ascii") and ours["size"] == list(ref["size"])
+        assert np.array_equal(coco.decode({"size": ours["size"], "counts": ours["counts"].encode()}), m)
+        assert np.array_equal(rle.decode({"size": list(ref["size"]), "counts": ref["counts"].decode()}), m)
+        assert rle.area(ours) == int(coco.area(ref))
+        if m.any():  # ours is [x0, y0, x1, y1] (exclusive ends), COCO's [x, y, w, h]
+            x, y, w, h = (float(v) for v in coco.toBbox(ref))
+            assert rle.bbox(m) == [x, y, x + w, y + h]
+
+
 def test_rle_rejects_inconsistent_counts():
     with pytest.raises(ValueError):
         rle.decode({"size": [2, 2], "counts": [1, 2]})

@@ -493,7 +493,7 @@ class Trainer:
 
     def save_checkpoint(self, step: int) -> Path | None:
         """Everything needed to continue exactly after ``step`` steps (rank 0 writes)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save_file, save_model
 
         _barrier(self.info)
         if not self.info.main:
@@ -504,8 +504,7 @@ class Trainer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(_dedupe(state), str(tmp / "model.safetensors"))
+        save_model(self.model, str(tmp / "model.safetensors"), force_contiguous=True)  # tied weights stored once
         assert self.optimizer is not None
         opt_t, opt_meta = _optimizer_to_files(self.optimizer)
         rng_t, rng_meta = _rng_state()
@@ -534,16 +533,13 @@ class Trainer:
 
     def load_checkpoint(self, d: Path) -> int:
         """Restore model, optimizer, scaler and RNG; return the next step to run."""
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file, load_model
 
         meta = json.loads((d / "trainer_state.json").read_text())
         if bool(meta.get("lora")) != self.lora:
             raise InputError(f"checkpoint {d} was trained {'with' if meta.get('lora') else 'without'} LoRA; "
                              "set lora.enabled to match or start a new output_dir")
-        state = load_file(str(d / "model.safetensors"))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        tied = {k for k in missing if _tied_alias(k, state)}
-        missing = [k for k in missing if k not in tied]
+        missing, unexpected = load_model(self.model, str(d / "model.safetensors"), strict=False)
         if missing or unexpected:
             raise InputError(f"checkpoint {d} does not match the model (missing {missing[:2]}, unexpected "
                              f"{unexpected[:2]}); resume with the same config")
@@ -624,23 +620,6 @@ class Trainer:
 
         if self.info.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _dedupe(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses shared storage (tied embeddings): keep the first name of each."""
-    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
-    out: dict[str, torch.Tensor] = {}
-    for k, v in state.items():
-        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
-        if key in seen:
-            continue
-        seen[key] = k
-        out[k] = v.clone() if not v.is_contiguous() else v
-    return out
-
-
-def _tied_alias(name: str, state: dict[str, torch.Tensor]) -> bool:
-    return name.endswith("lm_head.weight") and any(k.endswith("embed_tokens.weight") for k in state)
 
 
 def _progress(it: range, total: int, start: int, enabled: bool) -> Any:
