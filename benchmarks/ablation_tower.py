@@ -73,13 +73,15 @@ def main() -> int:
              "Same data, split, seed and recipe as the shipped model, "
              f"{args.steps} steps x batch {base.batch_size} for each variant (the shipped model: "
              f"{base.total_steps}); IoU with the class name as prompt on the held-out chips.", "",
-             "| tower | " + " | ".join(classes) + " | mean | paraphrase ratio (mean) | unknown concepts (max share) |",
-             "|---|" + "---|" * (len(classes) + 3)]
+             "| tower | " + " | ".join(classes) + " | mean | paraphrase ratio (mean) | unknown concepts (max share) "
+             "| run on | train s |",
+             "|---|" + "---|" * (len(classes) + 5)]
     for name, r in results.items():
         ratios = [p["ratio"] for p in r["paraphrases"].values() if p["ratio"] is not None]
         lines.append(f"| {name} | " + " | ".join(f"{(r['per_class_iou'][c] or 0):.3f}" for c in classes)
                      + f" | {r['mean_iou']:.3f} | {sum(ratios) / max(len(ratios), 1):.2f} | "
-                     f"{max(r['unknown_concept_coverage'].values()):.4f} |")
+                     f"{max(r['unknown_concept_coverage'].values()):.4f} | {r.get('date', '2026-12-01')} | "
+                     f"{r['train_wall_s']:.0f} |")
     (out / "ablation_tower.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

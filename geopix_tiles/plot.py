@@ -106,7 +106,7 @@ def _read_array(arr: "xr.DataArray", max_pixels: int, band_dim: str = "band") ->
     long_name = arr.attrs.get("long_name")
     if band_dim == "band" and isinstance(long_name, (tuple, list)) and len(long_name) == data.shape[0]:
         names = tuple(long_name)
-    from .xarray_accessor import valid_mask  # noqa: PLC0415
+    from .arrays import valid_mask  # noqa: PLC0415
 
     nodata = arr.rio.nodata
     valid = valid_mask(data, nodata)
@@ -162,10 +162,10 @@ def _scene_raster(scene: Any, max_pixels: int) -> tuple[Raster, list[int]]:
         order = _rgb_bands(names, count, ci)
         return _read_file(scene, max_pixels, [i + 1 for i in order]), order
     if isinstance(scene, xr.DataArray):
-        from .xarray_accessor import _as_bands, _descriptions  # noqa: PLC0415
+        from .arrays import as_bands, descriptions  # noqa: PLC0415
 
-        arr = _as_bands(scene)
-        order = _rgb_bands(_descriptions(arr), arr.sizes["band"])
+        arr = as_bands(scene)
+        order = _rgb_bands(descriptions(arr), arr.sizes["band"])
         return _read_array(arr.isel(band=order), max_pixels), order
     raise InputError(f"scene of type {type(scene).__name__} is not supported; pass a GeoTIFF path or a DataArray")
 

@@ -225,10 +225,10 @@ class ArrayPixelSource(PixelSource):
         import rioxarray  # noqa: F401, PLC0415
 
         from .scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
-        from .xarray_accessor import _as_bands, _scene_of, scene_statistics  # noqa: PLC0415
+        from .arrays import as_bands, scene_of, scene_statistics  # noqa: PLC0415
 
-        arr = _as_bands(obj)
-        scene = _scene_of(arr)
+        arr = as_bands(obj)
+        scene = scene_of(arr)
         if scene.crs is None:
             raise InputError("the array has no CRS; set one with .rio.write_crs(...) so regions can be placed on it")
         chosen = resolve_bands(scene, _rgb_roles(), parse_bands(bands), parse_band_roles(band_roles))
@@ -241,7 +241,7 @@ class ArrayPixelSource(PixelSource):
     def read(self, row0: int, col0: int, rows: int, cols: int, out_h: int, out_w: int) -> np.ndarray:
         from scipy.ndimage import zoom  # noqa: PLC0415
 
-        from .xarray_accessor import valid_mask  # noqa: PLC0415
+        from .arrays import valid_mask  # noqa: PLC0415
 
         step = max(1, min(rows // out_h, cols // out_w))  # cheap decimation before interpolation
         raw = np.asarray(self.arr.data[:, row0:row0 + rows:step, col0:col0 + cols:step])

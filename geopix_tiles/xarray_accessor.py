@@ -14,74 +14,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from .arrays import as_bands, scene_of, scene_statistics, valid_mask
 from .errors import InputError
-
-
-def _descriptions(arr: xr.DataArray) -> tuple[str | None, ...]:
-    names = arr.attrs.get("long_name")
-    if isinstance(names, (tuple, list)) and len(names) == arr.sizes["band"]:
-        return tuple(None if n is None else str(n) for n in names)
-    values = arr["band"].values if "band" in arr.coords else []
-    if len(values) and all(isinstance(v, str) for v in values.tolist()):
-        return tuple(values.tolist())
-    return (None,) * arr.sizes["band"]
-
-
-def _as_bands(obj: xr.DataArray) -> xr.DataArray:
-    if "band" not in obj.dims:
-        if obj.ndim != 2:
-            raise InputError(f"array has dims {obj.dims}; pass (band, y, x) or (y, x)")
-        obj = obj.expand_dims(band=[1])
-    missing = {"y", "x"} - set(obj.dims)
-    if missing:
-        raise InputError(f"array has dims {obj.dims}; it needs y and x (rename them, e.g. .rename(lat='y', lon='x'))")
-    return obj.transpose("band", "y", "x")
-
-
-def _scene_of(arr: xr.DataArray):
-    """A :class:`Scene` describing an in-memory or dask array (for band-role resolution)."""
-    from .scene import Scene  # noqa: PLC0415
-
-    rio = arr.rio
-    return Scene(path="<DataArray>", width=arr.sizes["x"], height=arr.sizes["y"], count=arr.sizes["band"],
-                 dtype=str(arr.dtype), crs=rio.crs, transform=rio.transform(recalc=True),
-                 nodata=rio.nodata, descriptions=_descriptions(arr), block_height=256,
-                 extra={"colorinterp": _colorinterp(arr)})
-
-
-def _colorinterp(arr: xr.DataArray) -> tuple:
-    """The GDAL colour interpretation of the bands of the file the array was opened from.
-
-    rioxarray keeps band descriptions but not colour interpretation, so an RGB GeoTIFF whose
-    bands are only tagged red/green/blue (rasterio's ``RGB.byte.tif``) would lose its band
-    roles in a notebook while the CLI finds them. The band coordinate maps a subset or
-    reordering of the file's bands back to their tags; anything else gives no tags.
-    """
-    source = arr.encoding.get("source")
-    if not isinstance(source, str) or not source:
-        return ()
-    try:
-        import rasterio  # noqa: PLC0415
-
-        with rasterio.open(source) as src:
-            tags = tuple(src.colorinterp)
-    except Exception:  # a source that moved or is not a raster: no tags, as before
-        return ()
-    bands = arr["band"].values.tolist() if "band" in arr.coords else []
-    if len(bands) != arr.sizes["band"] or not all(isinstance(b, int) and 1 <= b <= len(tags) for b in bands):
-        return ()
-    return tuple(tags[b - 1] for b in bands)
-
-
-def valid_mask(data: np.ndarray, nodata) -> np.ndarray | None:
-    """Pixels valid in every band of ``data [C, H, W]`` (not nodata, finite), or None if all are."""
-    valid = None
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        valid = np.all(data != nodata, axis=0)
-    if np.issubdtype(data.dtype, np.floating):
-        finite = np.all(np.isfinite(data), axis=0)
-        valid = finite if valid is None else valid & finite
-    return valid
 
 
 def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size):
@@ -97,69 +31,6 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
     probs, _ = compute_block(window, valid, origin, grid, block, seg, prompts, scaling=scaling, low=low, high=high,
                              batch_size=batch_size)
     return probs
-
-
-def _file_source(arr: xr.DataArray) -> str | None:
-    """The GeoTIFF ``arr`` was opened from, when it still is that file's grid (else None).
-
-    Then the scene statistics are the CLI's own (:func:`geopix_tiles.scene.compute_statistics`:
-    overviews when the file has them, GDAL's masks for validity), not an estimate from the array.
-    """
-    source = arr.encoding.get("source")
-    if not isinstance(source, str) or not source:
-        return None
-    try:
-        import rasterio  # noqa: PLC0415
-
-        with rasterio.open(source) as src:
-            same = (src.width == arr.sizes["x"] and src.height == arr.sizes["y"]
-                    and src.transform.almost_equals(arr.rio.transform(recalc=True)))
-            count = src.count
-    except Exception:  # moved, remote or not a raster: estimate from the array
-        return None
-    bands = arr["band"].values.tolist() if "band" in arr.coords else []
-    if not same or not all(isinstance(b, int) and 1 <= b <= count for b in bands):
-        return None
-    return source
-
-
-def _file_stats(source: str, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    from .scene import compute_statistics, open_scene, select_bands  # noqa: PLC0415
-
-    scene = select_bands(open_scene(source, allow_no_georef=True), bands)
-    compute_statistics(scene)
-    return scene.low, scene.high
-
-
-def _array_stats(pieces: Sequence[np.ndarray], nodata) -> tuple[np.ndarray, np.ndarray]:
-    from .scene import percentile_stats  # noqa: PLC0415
-
-    samples = []
-    for piece in pieces:
-        piece = np.asarray(piece)
-        valid = valid_mask(piece, nodata)
-        samples.append(piece[:, valid] if valid is not None else piece.reshape(piece.shape[0], -1))
-    return percentile_stats(samples, pieces[0].shape[0] if len(pieces) else 0)
-
-
-def scene_statistics(arr: xr.DataArray, chosen: Sequence[int]):
-    """Delayed ``(low, high)`` of the bands ``chosen`` (1-based in ``arr``): the one statistics path.
-
-    A file-backed array gets exactly the CLI's statistics; any other array is sampled on the
-    same window plan (:func:`geopix_tiles.scene.statistics_windows`). Building it reads no pixels.
-    """
-    import dask  # noqa: PLC0415
-
-    from .scene import statistics_windows  # noqa: PLC0415
-
-    source = _file_source(arr)
-    if source is not None:
-        bands = tuple(int(arr["band"].values[b - 1]) for b in chosen)
-        return dask.delayed(_file_stats, pure=True)(source, bands)
-    sel = arr.isel(band=[b - 1 for b in chosen]).data
-    pieces = [sel[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
-              for w in statistics_windows(arr.sizes["y"], arr.sizes["x"])]
-    return dask.delayed(_array_stats, pure=True)(pieces, arr.rio.nodata)
 
 
 def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="spectral", *,
@@ -180,8 +51,8 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or any(not str(p).strip() for p in prompts):
         raise InputError("a prompt is empty; pass text such as 'water'")
-    arr = _as_bands(obj)
-    scene = _scene_of(arr)
+    arr = as_bands(obj)
+    scene = scene_of(arr)
     key = model_key(model)
     seg = cached_segmenter(key, device)
     seg.check_prompts(prompts)

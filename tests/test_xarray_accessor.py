@@ -90,10 +90,10 @@ def test_rgb_tagged_only_by_colour_interpretation_works_in_the_accessor(tmp_path
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
     arr = rioxarray.open_rasterio(path, chunks={"x": 50, "y": 40})
     assert arr.attrs.get("long_name") is None  # nothing but the colour tags says which band is which
-    from geopix_tiles.xarray_accessor import _colorinterp
+    from geopix_tiles.arrays import colorinterp
 
-    assert _colorinterp(arr) == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
-    assert _colorinterp(arr.isel(band=[2, 0])) == (ColorInterp.blue, ColorInterp.red)
+    assert colorinterp(arr) == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    assert colorinterp(arr.isel(band=[2, 0])) == (ColorInterp.blue, ColorInterp.red)
     probs = arr.geopix.segment(["water"], model="default", tile=64, overlap=16).values
     assert probs.shape == (1, 96, 120) and np.isfinite(probs).all()
     # reordered bands still resolve to red/green/blue by their tags: the same answer
@@ -120,7 +120,7 @@ def test_default_model_accessor_equals_cli_on_a_real_scene_with_misaligned_chunk
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, ((diff > 0).sum(), diff.max())
     # the same statistics as the CLI's, not an estimate from a strided sample
     from geopix_tiles.scene import compute_statistics, open_scene, select_bands
-    from geopix_tiles.xarray_accessor import scene_statistics
+    from geopix_tiles.arrays import scene_statistics
 
     ref = compute_statistics(select_bands(open_scene(scene), (1, 2, 3)))
     low, high = scene_statistics(arr, (1, 2, 3)).compute()

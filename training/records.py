@@ -149,7 +149,7 @@ def load_image(path: str | os.PathLike[str], norm: dict[str, list[float]] | None
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-    from .scenes import normalise
+    from .pixels import normalise
 
     try:
         with warnings.catch_warnings():
