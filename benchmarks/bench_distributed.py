@@ -25,7 +25,7 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 import geopix_tiles
-from geopix_tiles.distributed import DaskRunner, make_client
+from geopix_tiles.scale.distributed import DaskRunner, make_client
 
 
 class BusyNDWI:

@@ -43,9 +43,9 @@ import json, sys, time
 import numpy as np
 import rasterio
 from rasterio.windows import Window
-from geopix_tiles.models import load_segmenter
-from geopix_tiles.scene import compute_statistics, open_scene, select_bands
-from geopix_tiles.tiling import TileGrid
+from geopix_tiles.segmenters.registry import load_segmenter
+from geopix_tiles.io.scene import compute_statistics, open_scene, select_bands
+from geopix_tiles.core.tiling import TileGrid
 path, n_tiles, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 seg = load_segmenter("default", device="cpu")  # applies the run's heap policy, as in the CLI
 scene = open_scene(path)

@@ -6,7 +6,7 @@ cannot share one), in interleaved rounds so background load hits all alike:
 
 * ``reference``       timm tower + transformers LLM, eager, glibc's default heap settings
                       (the model as shipped before issue 14);
-* ``reference+heap``  the same with the run's heap policy (``geopix_tiles/heap.py``);
+* ``reference+heap``  the same with the run's heap policy (``geopix_tiles/core/heap.py``);
 * ``native``          native tower/LLM/tokenizer, BatchNorm folded + ReLU6 fused,
                       channels-last, tower four tiles at a time, glibc defaults;
 * ``native+heap``     what ``--model default`` runs now.

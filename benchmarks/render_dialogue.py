@@ -29,9 +29,9 @@ COLOURS = {"water": (0.1, 0.4, 1.0), "vegetation": (0.1, 0.8, 0.2), "building": 
 
 
 def _colour(prompt: str) -> tuple[float, float, float]:
-    from geopix_tiles.regions import load_region_model
+    from geopix_tiles.segmenters.registry import load_answer_model
 
-    model = load_region_model("default", "cpu")
+    model = load_answer_model("default", "cpu")
     for name, phrases in model.config.concepts.items():
         if prompt in phrases:
             return COLOURS.get(name, (1.0, 1.0, 1.0))
@@ -90,10 +90,10 @@ def render_chip(name: str, path: Path, questions) -> Path:
     import torch
 
     from geopix_tiles.model.dialogue import Turn, View
-    from geopix_tiles.regions import load_region_model
+    from geopix_tiles.segmenters.registry import load_answer_model
     from geopix_tiles.training.records import read_jsonl
 
-    model = load_region_model("default", "cpu")
+    model = load_answer_model("default", "cpu")
     rec = next(r for r in read_jsonl(VAL / "val.jsonl") if Path(r.image_path).name == path.name)
     image = np.ascontiguousarray(rec.load()[:3], dtype=np.float32)  # the scene-wide stretch it was cut with
     view = View(model, model.encode_images(torch.from_numpy(image)[None]))

@@ -6,16 +6,16 @@ on first use of what needs them.
 from __future__ import annotations
 
 from .errors import GeopixError, InputError, OutputError, ReadError
-from .segmenter import Segmenter
-from .post_import import when_imported as _when_imported
+from .segmenters.protocol import Segmenter
+from .interfaces.post_import import when_imported as _when_imported
 
 
 def _register_xarray() -> None:
-    from . import xarray_accessor  # noqa: F401, PLC0415 - registers DataArray.geopix / Dataset.geopix
+    from .interfaces import xarray_accessor  # noqa: F401, PLC0415 - registers DataArray.geopix / Dataset.geopix
 
 
 def _register_pandas() -> None:
-    from . import pandas_accessor  # noqa: F401, PLC0415 - registers (Geo)DataFrame.geopix
+    from .interfaces import pandas_accessor  # noqa: F401, PLC0415 - registers (Geo)DataFrame.geopix
 
 
 # registered as soon as xarray / pandas are imported, before or after geopix_tiles (see post_import)
@@ -33,7 +33,7 @@ def __getattr__(name: str):
 
         return segment
     if name == "chat":
-        from .conversation import Conversation
+        from .answers.conversation import Conversation
 
         return Conversation
     if name == "plot":  # matplotlib only when plotting is asked for
@@ -41,7 +41,7 @@ def __getattr__(name: str):
 
         return importlib.import_module(".plot", __name__)
     if name == "SpectralSegmenter":
-        from .spectral import SpectralSegmenter
+        from .segmenters.spectral import SpectralSegmenter
 
         return SpectralSegmenter
     raise AttributeError(f"module 'geopix_tiles' has no attribute {name!r}")

@@ -19,16 +19,16 @@ import geopandas as gpd
 import rasterio
 from rasterio.errors import RasterioError
 
-from .engine import StreamingRun
+from .core.engine import StreamingRun
 from .errors import GeopixError, InputError, OutputError, ReadError
-from .journal import RunJournal, RunLock
-from .models import load_segmenter, model_id
-from .raster_sink import RasterSink
-from .scene import (compute_statistics, is_remote_scene, open_scene, parse_band_roles, parse_bands, resolve_bands,
+from .core.journal import RunJournal, RunLock
+from .segmenters.registry import load_segmenter, model_id
+from .outputs.raster_sink import RasterSink
+from .io.scene import (compute_statistics, is_remote_scene, open_scene, parse_band_roles, parse_bands, resolve_bands,
                     select_bands)
-from .segmenter import Segmenter, roles_for
-from .tiling import TileGrid
-from .vector_sink import VectorSink
+from .segmenters.protocol import Segmenter, roles_for
+from .core.tiling import TileGrid
+from .outputs.vector_sink import VectorSink
 
 
 def _check_destination(path: Path | None, suffixes: tuple[str, ...], flag: str, overwrite: bool, resume: bool) -> None:
@@ -105,7 +105,7 @@ def segment(
     ``gdal_cache_mb`` bounds GDAL's block cache for the run (its default, 5 % of RAM, is
     often more than the whole engine needs). ``skip_bad_tiles`` turns blocks that fail to
     decode into nodata (listed in the stats) instead of stopping the run. ``remote`` is a
-    distributed row source (see :mod:`geopix_tiles.distributed`). ``panel_width`` bounds the
+    distributed row source (see :mod:`geopix_tiles.scale.distributed`). ``panel_width`` bounds the
     columns processed at once (memory flat in scene width; ``None`` = whole rows).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -126,7 +126,7 @@ def segment(
     tile = _check_number("--tile", tile, 16, 65536, integer=True)
     if out is not None and raster_out is not None and out.resolve() == raster_out.resolve():
         raise InputError("--out and --raster must be different files")
-    from .vector_formats import FORMATS  # noqa: PLC0415
+    from .outputs.vector_formats import FORMATS  # noqa: PLC0415
 
     _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
@@ -152,7 +152,7 @@ def segment(
     if lock is not None:
         lock.acquire()  # a second run to the same destination refuses before touching the first one's files
     try:
-        from .remote import is_remote, remote_fingerprint  # noqa: PLC0415
+        from .io.remote import is_remote, remote_fingerprint  # noqa: PLC0415
 
         if is_remote(scene):  # the server's size and validators: a changed file does not resume
             source = {"scene": str(scene), "remote": remote_fingerprint(info.path)}

@@ -307,7 +307,7 @@ class View:
     """What a reply is computed on: per-phrase mask logits of the view, and one encoding for the scene head.
 
     :meth:`GeoPixModel.chat` builds one from a single image; a conversation over a larger
-    window (``geopix_tiles.conversation``) supplies logits stitched from tiles exactly as ``segment``
+    window (``geopix_tiles.answers.conversation``) supplies logits stitched from tiles exactly as ``segment``
     blends them. Logits are computed once per phrase and kept for the next turns.
     """
 

@@ -574,7 +574,7 @@ class GeoPixModel(nn.Module):
         ``history`` holds the earlier turns of the conversation (for "them", "and the roads
         next to them?"); ``pixel_area_m2`` lets replies speak in m² rather than pixels. Pass
         the same :class:`View` on every turn to segment each phrase once. See
-        :mod:`.dialogue` for how the reply is built (and ``geopix_tiles.conversation`` for
+        :mod:`.dialogue` for how the reply is built (and ``geopix_tiles.answers.conversation`` for
         georeferenced conversations over scene windows).
         """
         if not isinstance(question, str) or not question.strip():
@@ -608,7 +608,7 @@ class GeoPixModel(nn.Module):
 
     # ------------------------------------------------------------------ engine adapter
     def as_segmenter(self, device: str = "cpu", tile_size: int | None = None, autocast: bool | None = None) -> Any:
-        """Wrap for the engine's :class:`geopix_tiles.segmenter.Segmenter` contract (moves the model).
+        """Wrap for the engine's :class:`geopix_tiles.segmenters.protocol.Segmenter` contract (moves the model).
 
         ``device`` is ``cpu``, ``cuda[:n]`` or ``auto``; ``autocast`` (bf16) defaults to on for CUDA.
         """

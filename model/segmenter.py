@@ -38,7 +38,7 @@ def _fingerprint(model: torch.nn.Module) -> str:
 
 
 class GeoPixSegmenter:
-    """Implements :class:`geopix_tiles.segmenter.Segmenter` for a :class:`GeoPixModel`."""
+    """Implements :class:`geopix_tiles.segmenters.protocol.Segmenter` for a :class:`GeoPixModel`."""
 
     band_roles: tuple[str, ...] | None = ("red", "green", "blue")
     scaling = "unit"
@@ -46,8 +46,8 @@ class GeoPixSegmenter:
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", tile_size: int | None = None,
                  autocast: bool | None = None) -> None:
         self.device = resolve_device(device)
-        if self.device.type == "cpu":  # pages of the per-batch temporaries reused (see geopix_tiles.heap)
-            from geopix_tiles.heap import tune_heap
+        if self.device.type == "cpu":  # pages of the per-batch temporaries reused (see geopix_tiles.core.heap)
+            from geopix_tiles.core.heap import tune_heap
 
             tune_heap()
         #: bf16 autocast; on by default on CUDA only (CPU bf16 is slower on most CPUs)

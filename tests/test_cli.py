@@ -151,7 +151,7 @@ def test_version_flag_and_python_m(capfd):
 def test_verbose_flag_is_accepted_before_the_command(tmp_path, capfd, monkeypatch):
     import os
 
-    from geopix_tiles.cli import main
+    from geopix_tiles.interfaces.cli import main
 
     monkeypatch.delenv("GEOPIX_VERBOSE", raising=False)
     assert main(["-v", "segment", str(tmp_path / "none.tif"), "-p", "water", "--out", str(tmp_path / "o.gpkg")]) == 2

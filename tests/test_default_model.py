@@ -153,7 +153,7 @@ def test_demo_is_right_water_and_vegetation_agree_with_ndwi_and_ndvi(tmp_path):
     import geopandas as gpd
     import rasterio
 
-    from geopix_tiles.cli import DEFAULT_SCENE, main
+    from geopix_tiles.interfaces.cli import DEFAULT_SCENE, main
 
     rc = main(["demo", "--out-dir", str(tmp_path), "--model", "default", "--device", "cpu"])
     assert rc in (0, None)
@@ -220,7 +220,7 @@ def test_unknown_concepts_return_next_to_nothing(model):
 @pytest.mark.skipif(not (SHARED / "open_cities").is_dir(), reason="../shared/data is absent")
 def test_buildings_on_the_held_out_open_cities_block(model):
     """The `buildings` prompt on the validation block of the split (never trained on)."""
-    from geopix_tiles.tiling import TileGrid
+    from geopix_tiles.core.tiling import TileGrid
     from geopix_tiles.training.adapters import build_source
     from geopix_tiles.training.catalog import shared_data_specs
     from geopix_tiles.training.windows import records_from_scene
@@ -240,7 +240,7 @@ def test_a_panchromatic_scene_runs_as_grey_rgb(tmp_path):
     import rasterio
 
     import geopix_tiles
-    from geopix_tiles.cli import DEFAULT_SCENE
+    from geopix_tiles.interfaces.cli import DEFAULT_SCENE
 
     with rasterio.open(DEFAULT_SCENE) as src:
         r, g, b, n = src.read().astype(np.float32)

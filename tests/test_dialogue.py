@@ -27,9 +27,9 @@ DEMO = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sam
 
 @pytest.fixture(scope="module")
 def model() -> GeoPixModel:
-    from geopix_tiles.regions import load_region_model
+    from geopix_tiles.segmenters.registry import load_answer_model
 
-    return load_region_model("default", "cpu")
+    return load_answer_model("default", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_describe_sentences_categories_and_confidence(model, chips):
     from rasterio.features import shapes
     from shapely.geometry import shape
 
-    from geopix_tiles.regions import describe_regions
+    from geopix_tiles.answers.regions import describe_regions
     from geopix_tiles.training import rle
 
     rec = chips[1]
@@ -205,7 +205,7 @@ def test_describe_sentences_categories_and_confidence(model, chips):
 def test_cli_dialogue_on_the_demo_scene(tmp_path, capfd):
     import geopandas as gpd
 
-    from geopix_tiles.cli import main
+    from geopix_tiles.interfaces.cli import main
 
     out = tmp_path / "talk.gpkg"
     rc = main(["ask", str(DEMO), "Is there any water?", "How much of the image is water?",
@@ -223,7 +223,7 @@ def test_evaluate_dialogue_scores_on_held_out_chips(capfd):
     """`geopix-tiles evaluate --dialogue`: the answer metrics of issue 12 on the shipped held-out chips."""
     import json
 
-    from geopix_tiles.cli import main
+    from geopix_tiles.interfaces.cli import main
 
     assert main(["evaluate", "default", "--data", str(VAL), "--json", "--dialogue", "--device", "cpu"]) == 0
     res = json.loads(capfd.readouterr().out.strip().splitlines()[-1])

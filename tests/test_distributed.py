@@ -16,7 +16,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from geopix_tiles import segment
-from geopix_tiles.distributed import DaskRunner, make_client
+from geopix_tiles.scale.distributed import DaskRunner, make_client
 from conftest import RGBN, corrupt_block, water_scene, write_scene
 
 BOXES = [(5, 120, 10, 30), (60, 70, 0, 250), (150, 240, 100, 200), (200, 205, 5, 60)]
@@ -145,7 +145,7 @@ DISK_FULL = textwrap.dedent("""
     import resource, signal, sys
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG, like a full disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
-    from geopix_tiles.cli import main
+    from geopix_tiles.interfaces.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
 

@@ -11,7 +11,7 @@ import pytest
 folium = pytest.importorskip("folium")
 
 from geopix_tiles import plot, segment  # noqa: E402
-from geopix_tiles.cli import main  # noqa: E402
+from geopix_tiles.interfaces.cli import main  # noqa: E402
 from conftest import RGBN, water_scene, write_scene  # noqa: E402
 
 BOXES = [(10, 60, 20, 140), (70, 150, 90, 110)]
@@ -45,7 +45,7 @@ def test_map_has_the_scene_overlay_and_polygons_per_prompt(scene, tmp_path):
     assert all(f in html for f in ('"prompt"', '"score"', '"area_m2"'))
     assert len(polys) >= 3 and _n_features(html) == len(polys)  # every polygon, none twice
     out = tmp_path / "map.html"
-    from geopix_tiles.explore import save_html
+    from geopix_tiles.interfaces.explore import save_html
 
     save_html(m, out)
     assert out.read_text().count("data:image/png;base64,") == 1
@@ -74,7 +74,7 @@ def test_saved_map_draws_in_a_real_browser(scene, tmp_path):
 
     polys = segment(scene, ["water"], tile=64, overlap=16)
     page = tmp_path / "map.html"
-    from geopix_tiles.explore import save_html
+    from geopix_tiles.interfaces.explore import save_html
 
     save_html(plot.explore(scene, polys, tiles=None, colors={"water": "#ff00ff"}), page)
     shot = tmp_path / "shot.png"

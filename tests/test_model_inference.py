@@ -12,7 +12,7 @@ import torch
 
 from geopix_tiles.errors import InputError
 from geopix_tiles.model import GeoPixModel
-from geopix_tiles.segmenter import Segmenter
+from geopix_tiles.segmenters.protocol import Segmenter
 
 
 @pytest.fixture(scope="module")

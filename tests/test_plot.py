@@ -1,4 +1,4 @@
-"""geopix_tiles.plot.overlay: images, legend entries, stretch, decimation, bad input."""
+"""geopix_tiles.interfaces.plot.overlay: images, legend entries, stretch, decimation, bad input."""
 from __future__ import annotations
 
 import matplotlib
@@ -14,7 +14,7 @@ from shapely.geometry import box  # noqa: E402
 
 import geopix_tiles  # noqa: E402
 from geopix_tiles.errors import InputError  # noqa: E402
-from geopix_tiles.plot import _rgb_bands, overlay, stretch  # noqa: E402
+from geopix_tiles.interfaces.plot import _rgb_bands, overlay, stretch  # noqa: E402
 
 from conftest import RGBN, UTM, water_scene, write_scene  # noqa: E402
 
@@ -114,7 +114,7 @@ def test_overlay_frame_without_prompt_column_is_one_group(scene):
 
 
 def test_prompt_colours_natural_then_palette_and_user_choice():
-    from geopix_tiles.plot import NATURAL, PALETTE, prompt_colours
+    from geopix_tiles.interfaces.plot import NATURAL, PALETTE, prompt_colours
 
     c = prompt_colours(["vegetation", "water", "ships", "cars"])
     assert c["water"] == NATURAL["water"] and c["vegetation"] == NATURAL["vegetation"]

@@ -15,8 +15,9 @@ from affine import Affine
 from shapely.geometry import Point, box
 
 import geopix_tiles  # noqa: F401 - registers the accessors
-from geopix_tiles import regions
-from geopix_tiles.cli import main
+from geopix_tiles.answers import regions
+from geopix_tiles.segmenters.registry import load_answer_model
+from geopix_tiles.interfaces.cli import main
 from geopix_tiles.errors import InputError
 
 from conftest import RGBN, UTM, water_scene, write_scene
@@ -99,7 +100,7 @@ def test_describe_one_row_per_polygon_attributes_and_crs_preserved(scene, model_
     assert list(out["name"]) == ["pond", "field", "all"] and list(out["code"]) == [7, 8, 9]
     assert out.geometry.geom_equals_exact(gdf.geometry, 1e-12).all()
     assert {"category", "confidence", "description"} <= set(out.columns)
-    model = regions.load_region_model(str(model_dir), "cpu")
+    model = load_answer_model(str(model_dir), "cpu")
     assert set(out["category"]) <= set(model.class_names())  # a class of the model, never free text
     assert ((out["confidence"] > 0) & (out["confidence"] <= 1)).all()
     # one sentence each, with the polygon's own area (pond 80 x 50 m = 4,000 m²)
@@ -109,7 +110,7 @@ def test_describe_one_row_per_polygon_attributes_and_crs_preserved(scene, model_
 
 
 def test_describe_batches_polygons(scene, model_dir, monkeypatch):
-    model = regions.load_region_model(str(model_dir), "cpu")
+    model = load_answer_model(str(model_dir), "cpu")
     calls = []
     original = model.classify_regions
 
@@ -218,7 +219,7 @@ def test_chat_large_window_is_tiled_like_segment(scene, model_dir):
 
 
 def test_ask_dataarray_accessor_and_bad_windows(scene, model_dir):
-    from geopix_tiles.conversation import ask_scene, parse_bbox
+    from geopix_tiles.answers.conversation import ask_scene, parse_bbox
 
     da = rioxarray.open_rasterio(scene)
     answer = da.geopix.ask("what is here?", window=(500000, 3999850, 500200, 4000000), model=str(model_dir))
@@ -334,14 +335,14 @@ def test_import_stays_light_with_accessors():
     import subprocess
     import sys
 
-    code = ("import sys, geopix_tiles, pandas as pd; import geopix_tiles.regions, geopix_tiles.cli_regions; "
+    code = ("import sys, geopix_tiles, pandas as pd; import geopix_tiles.answers.regions, geopix_tiles.interfaces.cli_regions; "
             "bad = [m for m in ('torch', 'geopandas', 'rasterio', 'matplotlib') if m in sys.modules]; "
             "assert not bad, bad; assert hasattr(pd.DataFrame, 'geopix')")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_read_regions_needs_a_layer_when_there_are_several(tmp_path):
-    from geopix_tiles.cli_regions import read_regions
+    from geopix_tiles.interfaces.cli_regions import read_regions
 
     p = tmp_path / "two.gpkg"
     utm_regions().to_file(p, layer="a")

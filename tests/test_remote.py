@@ -8,8 +8,8 @@ import pytest
 import rasterio
 
 from geopix_tiles import segment
-from geopix_tiles.cli import main
-from geopix_tiles.remote import gdal_path, is_remote
+from geopix_tiles.interfaces.cli import main
+from geopix_tiles.io.remote import gdal_path, is_remote
 from conftest import RGBN, water_scene, write_scene
 from http_range_server import RangeServer
 
@@ -100,7 +100,7 @@ def test_remote_file_replaced_mid_run_stops_cleanly(served, tmp_path):
     """The server's file changes between strips (new ETag): the run stops with one line naming the
     change, before any pixel of the new version is used, and nothing is written at the destination."""
     from geopix_tiles.errors import ReadError
-    from geopix_tiles.spectral import SpectralSegmenter
+    from geopix_tiles.segmenters.spectral import SpectralSegmenter
 
     server, local = served
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write_scene
 from geopix_tiles.errors import InputError
-from geopix_tiles.scene import open_scene, resolve_bands
+from geopix_tiles.io.scene import open_scene, resolve_bands
 
 
 def test_a_single_grey_band_serves_as_red_green_and_blue(tmp_path):

@@ -10,7 +10,7 @@ import rasterio
 pytest.importorskip("pystac")
 
 from geopix_tiles import segment  # noqa: E402
-from geopix_tiles.cli import main  # noqa: E402
+from geopix_tiles.interfaces.cli import main  # noqa: E402
 from geopix_tiles.errors import InputError  # noqa: E402
 from conftest import RGBN, UTM, UTM_TRANSFORM, water_scene, write_scene  # noqa: E402
 from http_range_server import RangeServer  # noqa: E402

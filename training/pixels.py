@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from geopix_tiles.tile_ops import scale_tiles
+from geopix_tiles.core.tile_ops import scale_tiles
 
 __all__ = ["normalise"]
 

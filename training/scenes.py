@@ -2,7 +2,7 @@
 
 Adapters differ only in where labels come from; reading pixels, scene-wide statistics and
 the window geometry are shared here so that every source produces tiles the way the
-inference engine (``geopix_tiles.scene``) produces them: the same band order, the same
+inference engine (``geopix_tiles.io.scene``) produces them: the same band order, the same
 scene-wide 2-98 percentile stretch computed once per scene, nodata set to zero.
 """
 from __future__ import annotations
@@ -96,7 +96,7 @@ class RasterImage:
 
     def _compute_stats(self) -> None:
         """Scene-wide percentiles through the engine so training and inference agree."""
-        from geopix_tiles import scene as engine_scene
+        from geopix_tiles.io import scene as engine_scene
 
         low: list[float] = []
         high: list[float] = []

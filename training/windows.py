@@ -1,9 +1,9 @@
 """Cutting labelled scenes into training tiles, and exporting them as GeoPixInstruct JSONL.
 
-Grid sampling uses the engine's global tile grid (:class:`geopix_tiles.tiling.TileGrid`),
+Grid sampling uses the engine's global tile grid (:class:`geopix_tiles.core.tiling.TileGrid`),
 so validation tiles are exactly the tiles inference will see; random sampling adds
 windows at arbitrary offsets for training variety. Pixels are scaled with the scene-wide
-statistics of :mod:`geopix_tiles.scene`, never per tile.
+statistics of :mod:`geopix_tiles.io.scene`, never per tile.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ Window = tuple[int, int, int, int]  # y, x, h, w
 
 def grid_windows(scene: LabelledScene, tile: int, overlap: int = 0) -> list[Window]:
     """The engine's tile grid over the scene (last row/column shifted inward)."""
-    from geopix_tiles.tiling import TileGrid
+    from geopix_tiles.core.tiling import TileGrid
 
     grid = TileGrid(scene.height, scene.width, tile, overlap)
     return [(t.y, t.x, t.height, t.width) for t in grid]

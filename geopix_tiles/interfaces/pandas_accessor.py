@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import InputError
+from ..errors import InputError
 
 
 @pd.api.extensions.register_dataframe_accessor("geopix")
@@ -27,12 +27,12 @@ class GeopixFrameAccessor:
         ``scene`` is a GeoTIFF path or a ``(band, y, x)`` DataArray; ``model`` is
         ``"default"``, a checkpoint folder or a loaded ``GeoPixModel``; ``options`` are
         ``batch_size``, ``context``, ``device``, ``bands``, ``band_roles`` (see
-        :func:`geopix_tiles.regions.describe_regions`). Rows, attributes, order and CRS are
+        :func:`geopix_tiles.answers.regions.describe_regions`). Rows, attributes, order and CRS are
         kept; polygons are reprojected to the scene only to cut their windows.
         """
         import geopandas as gpd  # noqa: PLC0415
 
-        from .regions import describe_regions  # noqa: PLC0415
+        from ..answers.regions import describe_regions  # noqa: PLC0415
 
         if not isinstance(self._obj, gpd.GeoDataFrame):
             raise InputError("geopix.describe needs a GeoDataFrame (polygons with a CRS); "

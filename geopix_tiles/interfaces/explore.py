@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import folium
@@ -120,7 +120,7 @@ def explore(scene: Any = None, polygons: "gpd.GeoDataFrame | None" = None, *, ma
 
 def save_html(m: "folium.Map", path: str | os.PathLike) -> Path:
     """Write the map as one self-contained HTML file (temporary name, then renamed into place)."""
-    from .atomic import replacing  # noqa: PLC0415
+    from ..io.atomic import replacing  # noqa: PLC0415
 
     with replacing(path) as tmp:
         m.save(str(tmp))

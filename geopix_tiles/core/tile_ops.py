@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from .blending import tile_weights
-from .segmenter import Segmenter
+from ..segmenters.protocol import Segmenter
 from .tiling import Tile, TileGrid
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Geod
 
-from .scene import Scene
+from ..io.scene import Scene
 from .vectorize import ClosedObjects, to_crs_geometry
 
 COLUMNS = ("prompt", "score", "pixels", "area", "area_m2")

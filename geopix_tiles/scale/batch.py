@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .errors import InputError, OutputError
+from ..errors import InputError, OutputError
 
 
 def expand_scenes(items: Sequence[str]) -> list:
@@ -21,9 +21,9 @@ def expand_scenes(items: Sequence[str]) -> list:
     Local scenes come back as ``Path``; URLs and ``/vsi`` paths as ``str`` (a ``Path`` would
     fold the ``//`` of ``https://``).
     """
-    from .remote import is_remote  # noqa: PLC0415
+    from ..io.remote import is_remote  # noqa: PLC0415
 
-    from .stac import is_stac, split_collection  # noqa: PLC0415
+    from ..io.stac import is_stac, split_collection  # noqa: PLC0415
 
     out: list = []
     for item in items:
@@ -64,7 +64,7 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
                    scheduler: str | None = None, workers: int | None = None, device: str = "auto",
                    overwrite: bool = False, resume: bool = False, progress: bool = False, **options) -> list:
     """Segment every scene; returns one :class:`RunStats` per scene (``extra['scene']`` set)."""
-    from .api import segment  # noqa: PLC0415
+    from ..api import segment  # noqa: PLC0415
 
     paths = expand_scenes([str(s) for s in scenes])
     out_dir = Path(out_dir)
@@ -74,7 +74,7 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
             raise InputError(f"with several scenes {flag} must be a folder, and '{d}' is a file")
     merge = Path(merge) if merge is not None else None
     if merge is not None:
-        from .vector_formats import vector_format  # noqa: PLC0415
+        from ..outputs.vector_formats import vector_format  # noqa: PLC0415
 
         vector_format(merge, "--merge")
         if merge.exists() and not overwrite:
@@ -87,7 +87,7 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
             CRS.from_user_input(merge_crs)
         except CRSError:
             raise InputError(f"--merge-crs '{merge_crs}' is not a CRS; pass e.g. EPSG:4326") from None
-    from .remote import is_remote  # noqa: PLC0415
+    from ..io.remote import is_remote  # noqa: PLC0415
 
     for p in paths:
         if not is_remote(p) and not Path(p).exists():
@@ -129,8 +129,8 @@ def merge_outputs(parts: Sequence[Path], merge: Path, crs: str | None = None) ->
     """Concatenate per-scene outputs into one layer in ``crs`` with a ``scene`` column (format by extension)."""
     import pyogrio  # noqa: PLC0415
 
-    from .atomic import replacing  # noqa: PLC0415
-    from .vector_formats import write_frames  # noqa: PLC0415
+    from ..io.atomic import replacing  # noqa: PLC0415
+    from ..outputs.vector_formats import write_frames  # noqa: PLC0415
 
     state = {"target": crs}
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -147,9 +147,9 @@ def _without_bbox(schema):
 def write_atomic(frame: "gpd.GeoDataFrame", out: str | os.PathLike, layer: str | None = None,
                  geometry_type: str | None = None, promote_to_multi: bool | None = None) -> Path:
     """Write ``frame`` to a temporary file next to ``out`` (format by extension) and rename it into place."""
-    from .errors import OutputError  # noqa: PLC0415
+    from ..errors import OutputError  # noqa: PLC0415
 
-    from .atomic import replacing  # noqa: PLC0415
+    from ..io.atomic import replacing  # noqa: PLC0415
 
     out = Path(out)
     try:

@@ -14,9 +14,9 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from .errors import OutputError, GeopixError, InputError
+from ..errors import OutputError, GeopixError, InputError
 
-DEFAULT_SCENE = Path(__file__).parent / "data" / "naip_sample.tif"
+DEFAULT_SCENE = Path(__file__).resolve().parents[1] / "data" / "naip_sample.tif"
 
 
 def _add_segment(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +56,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_segment(args: argparse.Namespace) -> int:
-    from .api import segment  # noqa: PLC0415 - keeps `--help` fast
-    from .batch import expand_scenes  # noqa: PLC0415
+    from ..api import segment  # noqa: PLC0415 - keeps `--help` fast
+    from ..scale.batch import expand_scenes  # noqa: PLC0415
 
     scenes = expand_scenes(args.scene)
     if args.workers is not None and args.workers < 1:
@@ -84,9 +84,9 @@ def _run_segment(args: argparse.Namespace) -> int:
     _summary(stats, args)
     if html is not None:
         from .explore import explore, save_html  # noqa: PLC0415
-        from .vector_formats import read_vectors  # noqa: PLC0415
+        from ..outputs.vector_formats import read_vectors  # noqa: PLC0415
 
-        from .scene import open_scene  # noqa: PLC0415
+        from ..io.scene import open_scene  # noqa: PLC0415
 
         shown = open_scene(scenes[0], allow_no_georef=args.allow_no_georef).path  # URLs and STAC Items too
         save_html(explore(shown, read_vectors(args.out)), html)
@@ -95,7 +95,7 @@ def _run_segment(args: argparse.Namespace) -> int:
 
 
 def _run_many(args: argparse.Namespace, scenes) -> int:
-    from .batch import segment_scenes  # noqa: PLC0415
+    from ..scale.batch import segment_scenes  # noqa: PLC0415
 
     all_stats = segment_scenes(
         scenes, args.prompt, model=args.model, out_dir=args.out, raster_dir=args.raster, merge=args.merge,
@@ -171,7 +171,7 @@ def _demo_picture(raster: Path, png: Path, model: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__  # noqa: PLC0415
+    from .. import __version__  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="geopix-tiles", description="Pixel-level answers from vision-language models over whole satellite scenes.")
     parser.add_argument("--version", action="version", version=f"geopix-tiles {__version__}")
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_regions.register(sub)
     try:
-        from .training import cli as training_cli  # noqa: PLC0415
+        from ..training import cli as training_cli  # noqa: PLC0415
     except ImportError:
         training_cli = None
     if training_cli is not None and hasattr(training_cli, "register"):

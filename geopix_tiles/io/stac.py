@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["is_stac", "item_vrt", "split_collection", "COMMON_TO_ROLE"]
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["descriptions", "as_bands", "scene_of", "colorinterp", "valid_mask", "scene_statistics"]
 
@@ -88,7 +88,7 @@ def valid_mask(data: np.ndarray, nodata) -> np.ndarray | None:
 def _file_source(arr: xr.DataArray) -> str | None:
     """The GeoTIFF ``arr`` was opened from, when it still is that file's grid (else None).
 
-    Then the scene statistics are the CLI's own (:func:`geopix_tiles.scene.compute_statistics`:
+    Then the scene statistics are the CLI's own (:func:`geopix_tiles.io.scene.compute_statistics`:
     overviews when the file has them, GDAL's masks for validity), not an estimate from the array.
     """
     source = arr.encoding.get("source")
@@ -132,7 +132,7 @@ def scene_statistics(arr: xr.DataArray, chosen: Sequence[int]):
     """Delayed ``(low, high)`` of the bands ``chosen`` (1-based in ``arr``): the one statistics path.
 
     A file-backed array gets exactly the CLI's statistics; any other array is sampled on the
-    same window plan (:func:`geopix_tiles.scene.statistics_windows`). Building it reads no pixels.
+    same window plan (:func:`geopix_tiles.io.scene.statistics_windows`). Building it reads no pixels.
     """
     import dask  # noqa: PLC0415
 

@@ -24,7 +24,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NodataShadowWarning, NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from .errors import InputError, ReadError
+from ..errors import InputError, ReadError
 
 #: Serialises the engine's own GDAL reads and writes across its threads. GDAL's block cache is
 #: global: a reader thread that needs room may flush a dirty block of the output raster while

@@ -14,9 +14,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .engine import Batch, row_batches
-from .scene import RowBuffer, Scene, SceneReader
-from .tiling import TileGrid
+from ..core.engine import Batch, row_batches
+from ..io.scene import RowBuffer, Scene, SceneReader
+from ..core.tiling import TileGrid
 
 _local = threading.local()
 
@@ -38,7 +38,7 @@ def _reader(spec: dict) -> SceneReader:
 
 def predict_row(spec: dict, row: int, panel: tuple[int, int, int, tuple[int, ...]] | None = None) -> dict:
     """Worker task: read grid row ``row`` (of ``panel = (index, xa, xb, cols)``) and predict it."""
-    from .models import cached_segmenter  # noqa: PLC0415
+    from ..segmenters.registry import cached_segmenter  # noqa: PLC0415
 
     grid = TileGrid(spec["height"], spec["width"], spec["tile"], spec["overlap"])
     reader = _reader(spec)
@@ -53,7 +53,7 @@ def predict_row(spec: dict, row: int, panel: tuple[int, int, int, tuple[int, ...
                          spec["low"], spec["high"], cols, index):
         probs = None
         if b.tiles:
-            from .tile_ops import predict  # noqa: PLC0415
+            from ..core.tile_ops import predict  # noqa: PLC0415
 
             probs = predict(seg, b.pixels, spec["prompts"])
         out.append(([t.col for t in b.tiles], probs, b.valid, b.skipped, b.row_end))
@@ -100,7 +100,7 @@ class DaskRunner:
     """Binds the engine to a dask.distributed ``Client``; pass as ``segment(..., remote=...)``."""
 
     def __init__(self, client, model, device: str = "auto", in_flight: int | None = None) -> None:
-        from .models import model_key  # noqa: PLC0415
+        from ..segmenters.registry import model_key  # noqa: PLC0415
 
         self.client = client
         self.model = model_key(model)

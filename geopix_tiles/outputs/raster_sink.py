@@ -17,7 +17,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from .scene import GDAL_IO_LOCK, Scene
+from ..io.scene import GDAL_IO_LOCK, Scene
 
 NODATA_BINARY = 255
 

@@ -6,7 +6,7 @@ Four threads keep the device busy and the disk streaming at once:
   compressed block is decoded once), cuts tiles, scales them with the scene-wide
   statistics and queues batches (skipping all-nodata tiles);
 * the *predictor* runs the segmenter on each batch (or, on a cluster, the batches arrive
-  already predicted from dask workers: :mod:`geopix_tiles.distributed`);
+  already predicted from dask workers: :mod:`geopix_tiles.scale.distributed`);
 * the caller's thread blends results into the strip accumulator and flushes rows that no
   later tile can touch;
 * the *raster* and *vector* sinks write flushed rows and vectorize them, and at checkpoints
@@ -30,13 +30,13 @@ import numpy as np
 
 from .accumulator import StripAccumulator
 from .journal import RunJournal
-from .raster_sink import RasterSink
-from .scene import RowBuffer, Scene, SceneReader
-from .segmenter import Segmenter
+from ..outputs.raster_sink import RasterSink
+from ..io.scene import RowBuffer, Scene, SceneReader
+from ..segmenters.protocol import Segmenter
 from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
 from .tiling import Panel, Tile, TileGrid
-from .vector_sink import VectorSink
-from .vectorize import StripVectorizer, merge_deferred, objects_from_state, objects_state
+from ..outputs.vector_sink import VectorSink
+from ..outputs.vectorize import StripVectorizer, merge_deferred, objects_from_state, objects_state
 
 _END = object()
 
@@ -158,7 +158,7 @@ class StreamingRun:
         self.prefetch = max(1, prefetch)
         self.progress = progress or (lambda n: None)
         self.skip_bad_tiles = skip_bad_tiles
-        self.remote = remote  # a distributed row source (see geopix_tiles.distributed), or None
+        self.remote = remote  # a distributed row source (see geopix_tiles.scale.distributed), or None
         self.bad_windows: list = []
         self.panels = grid.panels(panel_width)
         self.stats = RunStats(tiles_total=sum(len(p.cols) for p in self.panels) * grid.n_rows)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def probabilities_to_polygons(probs: xr.DataArray, threshold: float = 0.5, min_area: float | None = None,
@@ -18,7 +18,7 @@ def probabilities_to_polygons(probs: xr.DataArray, threshold: float = 0.5, min_a
     import pandas as pd  # noqa: PLC0415
     import rioxarray  # noqa: F401, PLC0415
 
-    from .scene import Scene  # noqa: PLC0415
+    from ..io.scene import Scene  # noqa: PLC0415
     from .vector_sink import VectorSink  # noqa: PLC0415
     from .vectorize import ClosedObjects, StripVectorizer  # noqa: PLC0415
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from affine import Affine
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -155,13 +155,13 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
     grid when the window is read at native resolution), with its top-left pixel at grid
     position ``origin``; ``crop`` = ``(row0, col0, rows, cols)`` of the window inside ``image``.
     Tiles are encoded once; each phrase's probabilities are blended by
-    :class:`~geopix_tiles.blocks.BlockBlend`, as dask blocks are.
+    :class:`~geopix_tiles.core.blocks.BlockBlend`, as dask blocks are.
     """
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
 
-    from .blocks import BlockBlend  # noqa: PLC0415
-    from .model.dialogue import View  # noqa: PLC0415
+    from ..core.blocks import BlockBlend  # noqa: PLC0415
+    from ..model.dialogue import View  # noqa: PLC0415
 
     tile = int(model.config.tile_size)
     oy, ox = origin
@@ -202,11 +202,12 @@ class Conversation:
     def __init__(self, scene: "str | os.PathLike | xr.DataArray", model: Any = "default", *, window: Any = None,
                  device: str = "auto", bands: Any = None, band_roles: Any = None,
                  max_size: int = DEFAULT_MAX_SIZE, overlap: int = DEFAULT_OVERLAP) -> None:
-        from .regions import load_region_model, open_pixels  # noqa: PLC0415
+        from ..segmenters.registry import load_answer_model  # noqa: PLC0415
+        from .regions import open_pixels  # noqa: PLC0415
 
         if not isinstance(max_size, int) or max_size < 32:
             raise InputError(f"max_size {max_size!r} must be a whole number of pixels >= 32")
-        from .tiling import TileGrid  # noqa: PLC0415
+        from ..core.tiling import TileGrid  # noqa: PLC0415
 
         with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
             win = resolve_window(window, pixels.height, pixels.width, pixels.transform)
@@ -214,7 +215,7 @@ class Conversation:
             row0, col0 = int(win.row_off), int(win.col_off)
             scale = min(1.0, max_size / max(rows, cols))
             out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
-            self.model = load_region_model(model, device)
+            self.model = load_answer_model(model, device)
             tile = int(self.model.config.tile_size)
             ov = min(overlap, tile // 4)
             if scale == 1.0:
@@ -245,7 +246,7 @@ class Conversation:
 
     def ask(self, question: str) -> Reply:
         """Answer ``question`` in the context of the earlier turns."""
-        from .model.dialogue import Turn  # noqa: PLC0415
+        from ..model.dialogue import Turn  # noqa: PLC0415
 
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty; ask something such as 'where is the water?'")

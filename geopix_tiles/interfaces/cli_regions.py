@@ -1,7 +1,7 @@
 """``geopix-tiles describe`` and ``geopix-tiles ask``: the region/chat paths on the command line.
 
-Both call the same functions as the Python API (:mod:`geopix_tiles.regions`,
-:mod:`geopix_tiles.conversation`), so the CLI, ``GeoDataFrame.geopix.describe`` and
+Both call the same functions as the Python API (:mod:`geopix_tiles.answers.regions`,
+:mod:`geopix_tiles.answers.conversation`), so the CLI, ``GeoDataFrame.geopix.describe`` and
 ``DataArray.geopix.describe/ask/chat`` give the same answers. Everything is validated before the model is loaded, and outputs are written to a
 temporary file and renamed, so bad input leaves nothing behind.
 """
@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["register", "read_regions", "read_questions", "parse_window", "run_describe", "run_ask"]
 
@@ -90,9 +90,9 @@ def read_regions(path: str | Path, layer: str | None = None):
 
 
 def run_describe(args: argparse.Namespace) -> int:
-    from .api import _check_destination  # noqa: PLC0415 - same destination rules as `segment`
-    from .regions import describe_regions  # noqa: PLC0415
-    from .vector_formats import FORMATS, write_atomic  # noqa: PLC0415
+    from ..api import _check_destination  # noqa: PLC0415 - same destination rules as `segment`
+    from ..answers.regions import describe_regions  # noqa: PLC0415
+    from ..outputs.vector_formats import FORMATS, write_atomic  # noqa: PLC0415
 
     out = Path(args.out)
     _check_destination(out, tuple(FORMATS), "--out", args.overwrite, False)
@@ -146,12 +146,12 @@ def parse_window(value: str | None):
 def run_ask(args: argparse.Namespace) -> int:
     import pandas as pd  # noqa: PLC0415
 
-    from .conversation import Conversation, parse_bbox  # noqa: PLC0415
-    from .vector_formats import FORMATS, write_atomic  # noqa: PLC0415
+    from ..answers.conversation import Conversation, parse_bbox  # noqa: PLC0415
+    from ..outputs.vector_formats import FORMATS, write_atomic  # noqa: PLC0415
 
     out = Path(args.out) if args.out else None
     if out is not None:
-        from .api import _check_destination  # noqa: PLC0415
+        from ..api import _check_destination  # noqa: PLC0415
 
         _check_destination(out, tuple(FORMATS), "--out", args.overwrite, False)
     questions = read_questions(args)

@@ -1,7 +1,7 @@
 """``DataArray.geopix`` / ``Dataset.geopix``: the engine for analysts in notebooks.
 
 ``segment`` returns a lazy, dask-backed ``(prompt, y, x)`` array with the input's
-coordinates and CRS. Each output chunk is one task of :func:`geopix_tiles.blocks.compute_block`
+coordinates and CRS. Each output chunk is one task of :func:`geopix_tiles.core.blocks.compute_block`
 over the global tile grid, so the result equals the CLI's raster for the same options
 whatever the chunking, and building the graph reads no pixels (scene statistics, when the
 model needs them, are themselves a task: the CLI's own for a file-backed array, the same
@@ -14,13 +14,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from .arrays import as_bands, scene_of, scene_statistics, valid_mask
-from .errors import InputError
+from ..io.arrays import as_bands, scene_of, scene_statistics, valid_mask
+from ..errors import InputError
 
 
 def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size):
-    from .blocks import compute_block  # noqa: PLC0415
-    from .models import cached_segmenter  # noqa: PLC0415
+    from ..core.blocks import compute_block  # noqa: PLC0415
+    from ..segmenters.registry import cached_segmenter  # noqa: PLC0415
 
     window = np.asarray(window)
     valid = valid_mask(window, nodata)
@@ -42,11 +42,11 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     import dask.array as da  # noqa: PLC0415
     import rioxarray  # noqa: F401, PLC0415 - registers .rio
 
-    from .models import cached_segmenter, model_key  # noqa: PLC0415
-    from .scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
-    from .segmenter import roles_for  # noqa: PLC0415
-    from .tiling import TileGrid  # noqa: PLC0415
-    from .blocks import source_window  # noqa: PLC0415
+    from ..segmenters.registry import cached_segmenter, model_key  # noqa: PLC0415
+    from ..io.scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
+    from ..segmenters.protocol import roles_for  # noqa: PLC0415
+    from ..core.tiling import TileGrid  # noqa: PLC0415
+    from ..core.blocks import source_window  # noqa: PLC0415
 
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or any(not str(p).strip() for p in prompts):
@@ -111,19 +111,19 @@ class GeopixDataArrayAccessor:
 
     def to_polygons(self, threshold: float = 0.5, min_area: float | None = None, simplify: float | None = None):
         """Polygons of a ``(prompt, y, x)`` probability array, streamed strip by strip."""
-        from .polygons import probabilities_to_polygons  # noqa: PLC0415
+        from ..outputs.polygons import probabilities_to_polygons  # noqa: PLC0415
 
         return probabilities_to_polygons(self._obj, threshold=threshold, min_area=min_area, simplify=simplify)
 
     def describe(self, regions, model="default", **options):
-        """``regions`` (GeoDataFrame) plus ``category``/``description`` columns; see :mod:`geopix_tiles.regions`."""
-        from .regions import describe_regions  # noqa: PLC0415
+        """``regions`` (GeoDataFrame) plus ``category``/``description`` columns; see :mod:`geopix_tiles.answers.regions`."""
+        from ..answers.regions import describe_regions  # noqa: PLC0415
 
         return describe_regions(regions, self._obj, model, **options)
 
     def chat(self, window=None, model="default", **options):
-        """A :class:`~geopix_tiles.conversation.Conversation` about ``window`` (a rasterio ``Window`` or a bbox)."""
-        from .conversation import Conversation  # noqa: PLC0415
+        """A :class:`~geopix_tiles.answers.conversation.Conversation` about ``window`` (a rasterio ``Window`` or a bbox)."""
+        from ..answers.conversation import Conversation  # noqa: PLC0415
 
         return Conversation(self._obj, model, window=window, **options)
 

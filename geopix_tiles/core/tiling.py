@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def axis_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:

@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 from affine import Affine
 
-from .errors import InputError
+from ..errors import InputError
+from ..segmenters.registry import load_answer_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -50,43 +49,6 @@ DEFAULT_CONTEXT = 0.5
 
 
 # --------------------------------------------------------------------------- model
-_MODELS: dict = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def load_region_model(model: Any = "default", device: str = "auto") -> Any:
-    """A GeoPix model for the region/chat paths from ``"default"``, a checkpoint folder or an object.
-
-    Objects that already have ``describe``/``chat`` (a loaded ``GeoPixModel``) are used as
-    they are. Loaded checkpoints are cached per folder and modification time, so notebook
-    loops do not reload them.
-    """
-    if not isinstance(model, (str, Path)):
-        if callable(getattr(model, "describe", None)) or callable(getattr(model, "chat", None)):
-            return model
-        raise InputError(f"model {type(model).__name__} cannot describe regions; pass a GeoPixModel, "
-                         "'default' or a checkpoint folder")
-    name = str(model).strip()
-    if name.lower() == "spectral":
-        raise InputError("the spectral model only segments; describing regions and asking questions needs a GeoPix "
-                         "checkpoint: pass --model default or a checkpoint folder")
-    try:
-        from .model import GeoPixModel  # noqa: PLC0415 - torch only when a learned model is asked for
-        from .model.segmenter import resolve_device  # noqa: PLC0415
-    except ImportError as exc:
-        raise InputError(f"describing regions needs the 'model' extra ({exc}); "
-                         "install it with pip install 'geopix-tiles[model]'") from None
-    dev = str(resolve_device(device))
-    weights = Path(name) / "model.safetensors"
-    stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
-    key = (str(Path(name).resolve()) if name != "default" else name, stamp, dev)
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS.clear()  # one checkpoint at a time: models can be large
-            _MODELS[key] = GeoPixModel.from_pretrained(name, device=dev, native=True).fuse_for_inference()
-        return _MODELS[key]
-
-
 def model_tile_size(model: Any) -> int:
     return int(getattr(getattr(model, "config", None), "tile_size", 0) or 512)
 
@@ -178,7 +140,7 @@ class FilePixelSource(PixelSource):
                  allow_no_georef: bool = False) -> None:
         import rasterio  # noqa: PLC0415
 
-        from .scene import compute_statistics, open_scene, parse_band_roles, parse_bands, resolve_bands, select_bands  # noqa: PLC0415
+        from ..io.scene import compute_statistics, open_scene, parse_band_roles, parse_bands, resolve_bands, select_bands  # noqa: PLC0415
 
         scene = open_scene(path, allow_no_georef=allow_no_georef)
         chosen = resolve_bands(scene, _rgb_roles(), parse_bands(bands), parse_band_roles(band_roles))
@@ -194,7 +156,7 @@ class FilePixelSource(PixelSource):
         from rasterio.errors import RasterioError  # noqa: PLC0415
         from rasterio.windows import Window  # noqa: PLC0415
 
-        from .errors import ReadError  # noqa: PLC0415
+        from ..errors import ReadError  # noqa: PLC0415
 
         idx = list(self.scene.band_indexes)
         window = Window(col0, row0, cols, rows)
@@ -224,8 +186,8 @@ class ArrayPixelSource(PixelSource):
     def __init__(self, obj: "xr.DataArray", bands: Any = None, band_roles: Any = None) -> None:
         import rioxarray  # noqa: F401, PLC0415
 
-        from .scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
-        from .arrays import as_bands, scene_of, scene_statistics  # noqa: PLC0415
+        from ..io.scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
+        from ..io.arrays import as_bands, scene_of, scene_statistics  # noqa: PLC0415
 
         arr = as_bands(obj)
         scene = scene_of(arr)
@@ -241,7 +203,7 @@ class ArrayPixelSource(PixelSource):
     def read(self, row0: int, col0: int, rows: int, cols: int, out_h: int, out_w: int) -> np.ndarray:
         from scipy.ndimage import zoom  # noqa: PLC0415
 
-        from .arrays import valid_mask  # noqa: PLC0415
+        from ..io.arrays import valid_mask  # noqa: PLC0415
 
         step = max(1, min(rows // out_h, cols // out_w))  # cheap decimation before interpolation
         raw = np.asarray(self.arr.data[:, row0:row0 + rows:step, col0:col0 + cols:step])
@@ -258,7 +220,7 @@ class ArrayPixelSource(PixelSource):
 
 def _finish(raw: np.ndarray, valid: np.ndarray | None, low, high) -> np.ndarray:
     """Scene-wide unit stretch exactly as the engine scales tiles; zero where invalid."""
-    from .tile_ops import scale_tiles  # noqa: PLC0415
+    from ..core.tile_ops import scale_tiles  # noqa: PLC0415
 
     pixels = scale_tiles(raw[None].astype(np.float32), "unit", low, high)[0]
     if valid is not None:
@@ -345,7 +307,7 @@ _NEIGHBOURS = {"building": "buildings", "road": "a road", "water": "water", "veg
 
 
 def _noun(category: str) -> str:
-    from .model.answer import article  # noqa: PLC0415
+    from ..model.answer import article  # noqa: PLC0415
 
     return _NOUNS.get(category) or f"{article(category)} {category}"
 
@@ -353,7 +315,7 @@ def _noun(category: str) -> str:
 def region_sentence(category: str, area_m2: float | None, pixels: int, context: str | None,
                     surrounded: bool = False) -> str:
     """One sentence about a region: "A building of about 450 m² next to a road."."""
-    from .model.answer import area_phrase  # noqa: PLC0415
+    from ..model.answer import area_phrase  # noqa: PLC0415
 
     text = f"{_noun(category)} of {area_phrase(area_m2, pixels)}"
     if context:
@@ -424,7 +386,7 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
     descriptions: list[str | None] = [None] * len(regions)
     outside: list[int] = []
     with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
-        net = load_region_model(model, device)
+        net = load_answer_model(model, device)
         tile = model_tile_size(net)
         batch: list[RegionCrop] = []
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .segmenter import Segmenter
+from ..segmenters.protocol import Segmenter
 from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
 from .tiling import Tile, TileGrid
 

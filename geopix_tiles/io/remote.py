@@ -74,7 +74,7 @@ def remote_fingerprint(path: Any, timeout: float = 10.0) -> dict[str, Any]:
         return {"path": str(path)}
     import urllib.request  # noqa: PLC0415
 
-    from .errors import InputError  # noqa: PLC0415
+    from ..errors import InputError  # noqa: PLC0415
 
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as resp:

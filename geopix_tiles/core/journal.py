@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 VERSION = 1
 
@@ -91,7 +91,7 @@ class RunLock:
         self.owned = False
 
     def acquire(self) -> None:
-        from .errors import OutputError  # noqa: PLC0415
+        from ..errors import OutputError  # noqa: PLC0415
 
         for _ in range(3):
             try:

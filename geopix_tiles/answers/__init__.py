@@ -1,0 +1,1 @@
+"""Words over a scene: region description and chat/ask over windows."""

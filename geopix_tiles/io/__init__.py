@@ -1,0 +1,1 @@
+"""Reading pixels: scenes (local, remote, STAC), DataArrays as scenes, atomic writes."""

@@ -1,0 +1,1 @@
+"""Probabilities to files: GeoTIFF/COG rasters, vectorised polygons, vector formats."""

@@ -1,0 +1,1 @@
+"""Many scenes and many machines: batch runs and the distributed runner."""

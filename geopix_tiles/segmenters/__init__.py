@@ -1,0 +1,1 @@
+"""What the engine calls per batch of tiles: the Segmenter protocol, spectral models, the model registry."""
