@@ -1,4 +1,7 @@
-"""Two-stage GeoPix training: seeded, resumable, accumulating, mixed precision, DDP.
+"""Two-stage GeoPix training: seeded, resumable, accumulating, mixed precision, DDP (the loop).
+
+Its parts live beside it: :mod:`.distributed` (process setup), :mod:`.loading` (records),
+:mod:`.model_setup` (model, LoRA, parameter groups), :mod:`.state_files` (optimizer / RNG state).
 
 Design choices, and why:
 
@@ -25,9 +28,8 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,8 +38,11 @@ from geopix_tiles.errors import InputError
 
 from .config import TrainConfig
 from .dataset import InstructDataset, collate, micro_indices, step_indices
+from .distributed import DistInfo, barrier, dist_info, init_distributed
 from .instruct import make_samples
-from .records import ImageRecord, read_jsonl
+from .loading import load_records
+from .model_setup import apply_lora, build_model, parameter_groups, set_trainable, use_lora
+from .state_files import optimizer_from_files, optimizer_to_files, rng_state, set_rng_state
 
 __all__ = ["Trainer", "DistInfo", "dist_info", "load_records", "build_model", "parameter_groups", "train"]
 
@@ -47,263 +52,6 @@ MODEL_DIR = "model"
 _MAX_AUTO_DRAWS = 64
 
 
-# --------------------------------------------------------------------------- distributed
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def dist_info() -> DistInfo:
-    return DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                    int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def _init_distributed(info: DistInfo) -> None:
-    import torch.distributed as dist
-
-    if info.world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world)
-
-
-def _barrier(info: DistInfo) -> None:
-    import torch.distributed as dist
-
-    if info.world > 1 and dist.is_initialized():
-        dist.barrier()
-
-
-# --------------------------------------------------------------------------- data
-def _split(records: list[ImageRecord], fraction: float, seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Honour an explicit ``split`` key; otherwise hold out whole source scenes, then images."""
-    tagged_val = [r for r in records if r.meta.get("split") in ("val", "validation", "test")]
-    if tagged_val:
-        return [r for r in records if r not in tagged_val], tagged_val
-    if fraction <= 0 or len(records) < 2:
-        return records, []
-    rng = random.Random(seed)
-    groups: dict[str, list[ImageRecord]] = {}
-    for r in records:
-        groups.setdefault(str(r.meta.get("source", r.image_path)), []).append(r)
-    keys = sorted(groups)
-    if len(keys) >= 4:
-        rng.shuffle(keys)
-        n_val = max(1, round(len(keys) * fraction))
-        val = [r for k in keys[:n_val] for r in groups[k]]
-        train = [r for k in keys[n_val:] for r in groups[k]]
-        return train, val
-    idx = list(range(len(records)))
-    rng.shuffle(idx)
-    n_val = max(1, round(len(records) * fraction))
-    vs = set(idx[:n_val])
-    return [r for i, r in enumerate(records) if i not in vs], [r for i, r in enumerate(records) if i in vs]
-
-
-def load_records(cfg: TrainConfig, info: DistInfo | None = None) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Training and validation records; scenes from adapters are exported to JSONL first.
-
-    Exporting (on rank 0) and reading back keeps every process on identical data and
-    leaves the tiles on disk in the interchange form for inspection or reuse.
-    """
-    from .adapters import build_source
-    from .windows import export_jsonl, sample_records
-
-    info = info or DistInfo()
-    records: list[ImageRecord] = []
-    val: list[ImageRecord] = []
-    if cfg.data.sources:
-        out = Path(cfg.output_dir) / "data"
-        train_jsonl, val_jsonl = out / "sources_train.jsonl", out / "sources_val.jsonl"
-        if info.main and not train_jsonl.exists():
-            sources = [build_source(s) for s in cfg.data.sources]
-            tr = sample_records(sources, cfg.data.tile, mode=cfg.data.sampling, per_scene=cfg.data.windows_per_scene,
-                                seed=cfg.seed)
-            tr, va = _split(tr, cfg.data.val_fraction if not cfg.data.val else 0.0, cfg.seed)
-            export_jsonl(va, val_jsonl, out / "chips_val") if va else None
-            export_jsonl(tr, train_jsonl, out / "chips_train")
-        _barrier(info)
-        records += read_jsonl(train_jsonl)
-        if val_jsonl.exists():
-            val += read_jsonl(val_jsonl)
-    if cfg.data.train:
-        more = read_jsonl(cfg.data.train)
-        if cfg.data.val:
-            records += more
-        else:
-            tr, va = _split(more, cfg.data.val_fraction, cfg.seed)
-            records += tr
-            val += va
-    if cfg.data.val:
-        val += read_jsonl(cfg.data.val)
-    if not records:
-        raise InputError("no training images after the train/validation split; add data or lower data.val_fraction")
-    return records, val
-
-
-# --------------------------------------------------------------------------- model
-def build_model(cfg: TrainConfig, class_names: Sequence[str] = ()) -> Any:
-    """The GeoPix model from a checkpoint, or from the tiny/base preset with overrides."""
-    from geopix_tiles.model import GeoPixConfig, GeoPixModel
-
-    torch.manual_seed(cfg.seed)
-    if cfg.model.checkpoint:
-        model = GeoPixModel.from_pretrained(cfg.model.checkpoint)
-    else:
-        try:
-            if cfg.model.preset in ("tiny", "small"):
-                mcfg = getattr(GeoPixConfig, cfg.model.preset)(**cfg.model.overrides)
-            else:
-                mcfg = GeoPixConfig.base(llm_path=cfg.model.llm_path, vision_weights=cfg.model.vision_weights,
-                                         **cfg.model.overrides)
-        except TypeError as exc:
-            raise InputError(f"model.overrides has a key GeoPixConfig does not know ({exc})") from exc
-        if class_names:
-            mcfg.extra = dict(mcfg.extra, memory_class_names=list(class_names)[: mcfg.memory_classes])
-        try:
-            model = GeoPixModel(mcfg)
-        except ValueError as exc:
-            raise InputError(f"invalid model configuration ({exc})") from exc
-    model.train()
-    return model
-
-
-def use_lora(cfg: TrainConfig, model: Any) -> bool:
-    enabled = cfg.lora.enabled
-    if isinstance(enabled, str):
-        if enabled != "auto":
-            raise InputError(f"lora.enabled must be true, false or auto, not {enabled!r}")
-        return bool(model.config.llm_path)  # a real, loaded LLM: adapters; a tiny random one: full training
-    return bool(enabled)
-
-
-def apply_lora(cfg: TrainConfig, model: Any) -> None:
-    from peft import LoraConfig, get_peft_model
-
-    names = {n.rsplit(".", 1)[-1] for n, _ in model.llm.named_modules()}
-    targets = [t for t in cfg.lora.target_modules if t in names]
-    if not targets:
-        raise InputError(f"none of lora.target_modules {cfg.lora.target_modules} exist in the LLM; "
-                         f"pick from e.g. {sorted(n for n in names if 'proj' in n)[:8]}")
-    lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
-    model.llm = get_peft_model(model.llm, lcfg)
-
-
-def _is_lora(model: Any) -> bool:
-    return type(model.llm).__name__.startswith("Peft")
-
-
-def parameter_groups(model: Any) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
-    """Named parameters of each trainable group (see :data:`.config.GROUPS`)."""
-    groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {g: [] for g in
-                                                               ("vision", "projector", "region", "llm", "embeddings",
-                                                                "seg_head", "decoder", "memory")}
-    emb_ids = {id(model.llm.get_input_embeddings().weight)}
-    out_emb = model.llm.get_output_embeddings()
-    if out_emb is not None:
-        emb_ids.add(id(out_emb.weight))
-    lora = _is_lora(model)
-    seen: set[int] = set()
-    for name, p in model.named_parameters(remove_duplicate=True):
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        top = name.split(".", 1)[0]
-        if top == "vision":
-            if not model.vision.trainable_parameter(name.split(".", 1)[1]):
-                continue  # frozen by the tower itself (e.g. the stem and first levels of EfficientNet)
-            g = "vision"
-        elif top == "projector":
-            g = "projector"
-        elif top in ("region_extractor", "shape_embed"):
-            g = "region"
-        elif top in ("seg_head", "text_head"):
-            g = "seg_head"
-        elif top in ("necks", "pixel_decoder"):
-            g = "decoder"
-        elif top == "mask_predictor":
-            g = "memory" if ".memory." in name else "decoder"
-        elif top == "llm":
-            if id(p) in emb_ids:
-                g = "embeddings"
-            elif lora and "lora_" not in name:
-                continue  # frozen base weights under LoRA
-            else:
-                g = "llm"
-        else:
-            g = "decoder"
-        groups[g].append((name, p))
-    return groups
-
-
-def set_trainable(model: Any, train: Sequence[str]) -> list[tuple[str, torch.nn.Parameter]]:
-    groups = parameter_groups(model)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    chosen: list[tuple[str, torch.nn.Parameter]] = []
-    for g in train:
-        for name, p in groups[g]:
-            p.requires_grad_(True)
-            chosen.append((name, p))
-    if not chosen:
-        raise InputError(f"stage trains {list(train)} but those groups have no parameters in this model")
-    return chosen
-
-
-# --------------------------------------------------------------------------- checkpoint I/O
-def _optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"state.{pid}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        _, pid, k = key.split(".", 2)
-        state.setdefault(int(pid), {})[k] = v
-    for key, v in meta["scalars"].items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    py = random.getstate()
-    npst = np.random.get_state()
-    meta = {"python": [py[0], list(py[1]), py[2]],
-            "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])]}
-    return tensors, meta
-
-
-def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([tensors[k] for k in cuda])
-    v, st, g = meta["python"]
-    random.setstate((v, tuple(st), g))
-    n = meta["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-
-
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """Owns the model, data, optimizer and the step loop; see the module docstring."""
@@ -311,7 +59,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, info: DistInfo | None = None, device: str | None = None) -> None:
         self.cfg = cfg
         self.info = info or dist_info()
-        _init_distributed(self.info)
+        init_distributed(self.info)
         if device is None:
             device = f"cuda:{self.info.local_rank}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -320,7 +68,7 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         if self.info.main:
             self.out.mkdir(parents=True, exist_ok=True)
-        _barrier(self.info)
+        barrier(self.info)
         self._seed_all(cfg.seed)
         self.train_records, self.val_records = load_records(cfg, self.info)
         self.class_names = sorted({i.category for r in self.train_records for i in r.instances})
@@ -495,9 +243,9 @@ class Trainer:
         """Everything needed to continue exactly after ``step`` steps (rank 0 writes)."""
         from safetensors.torch import save_file, save_model
 
-        _barrier(self.info)
+        barrier(self.info)
         if not self.info.main:
-            _barrier(self.info)
+            barrier(self.info)
             return None
         d = self.checkpoint_dir(step)
         tmp = d.with_name(d.name + ".partial")
@@ -506,8 +254,8 @@ class Trainer:
         tmp.mkdir(parents=True)
         save_model(self.model, str(tmp / "model.safetensors"), force_contiguous=True)  # tied weights stored once
         assert self.optimizer is not None
-        opt_t, opt_meta = _optimizer_to_files(self.optimizer)
-        rng_t, rng_meta = _rng_state()
+        opt_t, opt_meta = optimizer_to_files(self.optimizer)
+        rng_t, rng_meta = rng_state()
         save_file({**opt_t, **rng_t}, str(tmp / "trainer.safetensors"))
         meta = {"step": step, "stage": self.stage_index, "optimizer": opt_meta, "rng": rng_meta,
                 "scaler": self.scaler.state_dict(), "world": self.info.world, "lora": self.lora,
@@ -517,7 +265,7 @@ class Trainer:
             shutil.rmtree(d)
         os.replace(tmp, d)
         self._prune_checkpoints()
-        _barrier(self.info)
+        barrier(self.info)
         return d
 
     def _prune_checkpoints(self) -> None:
@@ -549,11 +297,11 @@ class Trainer:
         tensors = load_file(str(d / "trainer.safetensors"))
         assert self.optimizer is not None
         if int(meta["stage"]) == self.stage_index:
-            _optimizer_from_files(self.optimizer, {k: v.to(self.device) if v.ndim > 0 else v
+            optimizer_from_files(self.optimizer, {k: v.to(self.device) if v.ndim > 0 else v
                                                    for k, v in tensors.items() if k.startswith("state.")},
                                   meta["optimizer"])
         self.scaler.load_state_dict(meta["scaler"])
-        _set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")}, meta["rng"])
+        set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")}, meta["rng"])
         return step
 
     def export_model(self, directory: Path | None = None) -> Path | None:
@@ -612,7 +360,7 @@ class Trainer:
         exported = None
         if end == total:
             exported = self.export_model()
-        _barrier(self.info)
+        barrier(self.info)
         return {"history": history, "model_dir": str(exported) if exported else None, "steps": end}
 
     def close(self) -> None:
