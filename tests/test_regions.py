@@ -12,10 +12,12 @@ import rasterio
 import rioxarray
 import torch
 from affine import Affine
+from rasterio.windows import Window
 from shapely.geometry import Point, box
 
 import geopix_tiles  # noqa: F401 - registers the accessors
-from geopix_tiles.answers import regions
+from geopix_tiles.answers import crops, regions
+from geopix_tiles.answers.pixels import open_pixels
 from geopix_tiles.segmenters.registry import load_answer_model
 from geopix_tiles.interfaces.cli import main
 from geopix_tiles.errors import InputError
@@ -53,39 +55,41 @@ def utm_regions() -> gpd.GeoDataFrame:
 
 # --------------------------------------------------------------------------- windows and crops
 def test_context_window_is_square_padded_at_least_a_tile_and_inside():
-    # small polygon in the middle: one tile, centred
-    assert regions.context_window((500, 500, 510, 520), 1000, 1000, 256) == (510 - 128, 505 - 128, 256, 256)
-    assert regions.context_window((100, 100, 110, 120), 1000, 1000, 256) == (0, 0, 256, 256)  # shifted inward
+    cw = crops.context_window
+    # small polygon in the middle: one tile, centred (a rasterio Window: col_off, row_off, width, height)
+    assert cw((500, 500, 510, 520), 1000, 1000, 256) == Window(505 - 128, 510 - 128, 256, 256)
+    assert cw((100, 100, 110, 120), 1000, 1000, 256) == Window(0, 0, 256, 256)  # shifted inward
     # big polygon: padded by half its extent on each side
-    r0, c0, rows, cols = regions.context_window((100, 100, 500, 300), 1000, 1000, 256, context=0.5)
-    assert rows == cols == 800 and (r0, c0) == (0, 0)  # shifted inward at the top-left edge
-    # scene smaller than the window: clipped to the scene
-    assert regions.context_window((5, 5, 20, 20), 100, 80, 256) == (0, 0, 100, 80)
+    big = cw((100, 100, 500, 300), 1000, 1000, 256, context=0.5)
+    assert big.height == big.width == 800 and (big.row_off, big.col_off) == (0, 0)  # shifted inward at the edge
+    # scene smaller than the window: clipped to the scene (100 rows, 80 columns)
+    assert cw((5, 5, 20, 20), 100, 80, 256) == Window(0, 0, 80, 100)
     # no overlap
-    assert regions.context_window((-50, -50, -10, -10), 100, 100, 256) is None
+    assert cw((-50, -50, -10, -10), 100, 100, 256) is None
 
 
 def test_crop_pixels_and_mask_match_the_scene(scene):
     """No resampling when the window is exactly one tile: the crop is the scene scaled scene-wide."""
     gdf = gpd.GeoDataFrame(geometry=[box(500050, 3999930, 500060, 3999940)], crs=UTM)  # rows 120..140, cols 100..120
-    with regions.open_pixels(scene) as px:
-        (crop,) = list(regions.iter_crops(gdf, px, tile=256))
+    with open_pixels(scene) as px:
+        (crop,) = list(crops.iter_crops(gdf, px, tile=256))
         low, high = px.scene.low, px.scene.high
-    r0, c0, rows, cols = regions.context_window((100, 120, 120, 140), H, W, 256)
+    win = crops.context_window((100, 120, 120, 140), H, W, 256)
     with rasterio.open(scene) as src:
-        raw = src.read([1, 2, 3]).astype(np.float32)[:, r0:r0 + rows, c0:c0 + cols]
+        raw = src.read([1, 2, 3], window=win).astype(np.float32)
+        assert crop.transform == src.window_transform(win)  # one tile, no resampling: the window's own transform
     expected = np.clip((raw - low[:, None, None]) / (high - low)[:, None, None], 0, 1)
     np.testing.assert_allclose(crop.image, expected, atol=1e-6)
     ys, xs = np.nonzero(crop.mask)
     assert crop.mask.sum() == 20 * 20
-    assert (ys.min() + r0, xs.min() + c0) == (120, 100)
-    assert crop.transform == Affine(0.5, 0, 500000 + 0.5 * c0, 0, -0.5, 4000000 - 0.5 * r0)
+    assert (ys.min() + win.row_off, xs.min() + win.col_off) == (120, 100)
+    assert crop.transform == Affine(0.5, 0, 500000 + 0.5 * win.col_off, 0, -0.5, 4000000 - 0.5 * win.row_off)
 
 
 def test_large_polygon_crop_is_decimated_to_the_tile(scene):
     gdf = gpd.GeoDataFrame(geometry=[box(500001, 3999851, 500199, 3999999)], crs=UTM)
-    with regions.open_pixels(scene) as px:
-        (crop,) = list(regions.iter_crops(gdf, px, tile=64))
+    with open_pixels(scene) as px:
+        (crop,) = list(crops.iter_crops(gdf, px, tile=64))
     assert crop.image.shape == (3, 64, 64) and crop.mask.shape == (64, 64)
     assert crop.transform.a == pytest.approx(0.5 * W / 64)  # the whole width (clipped) in 64 pixels
     assert crop.mask.mean() > 0.95  # the polygon covers the scene but for a 1 m margin

@@ -7,7 +7,7 @@ and never move its weights: masks stay bit-identical.
 * **Scene head** - UC Merced Land Use (public domain, 21 classes x 80 chips at 0.3 m). Chips
   ``00``-``59`` of each class train, ``60``-``79`` are held out (the dataset has no locations,
   so no spatial split is possible; the held-out numbers are in-domain). Chips are read with
-  the same scene-wide stretch the chat path uses (:class:`geopix_tiles.answers.regions.FilePixelSource`),
+  the same scene-wide stretch the chat path uses (:class:`geopix_tiles.answers.pixels.FilePixelSource`),
   with the four flips/rotations as augmentation.
 * **Intent head** - questions written from templates x targets (class synonyms, scene
   classes, unrelated concepts) with optional relations ("next to them"), read through the
@@ -166,10 +166,12 @@ def scene_split(root: str | Path) -> dict[str, list[tuple[Path, int]]]:
 
 def chip_pixels(path: str | Path, size: int) -> np.ndarray:
     """A chip as the chat path sees it: the scene-wide stretch, resampled to ``size`` x ``size``."""
-    from geopix_tiles.answers.regions import FilePixelSource
+    from rasterio.windows import Window
+
+    from geopix_tiles.answers.pixels import FilePixelSource
 
     with FilePixelSource(path, allow_no_georef=True) as src:  # UC Merced JPEGs carry no georeference
-        return src.read(0, 0, src.height, src.width, size, size)
+        return src.read(Window(0, 0, src.width, src.height), (size, size))
 
 
 def _features(model: Any, paths: Sequence[tuple[Path, int]], augment: bool, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

@@ -202,8 +202,11 @@ class Conversation:
     def __init__(self, scene: "str | os.PathLike | xr.DataArray", model: Any = "default", *, window: Any = None,
                  device: str = "auto", bands: Any = None, band_roles: Any = None,
                  max_size: int = DEFAULT_MAX_SIZE, overlap: int = DEFAULT_OVERLAP) -> None:
+        from rasterio.windows import Window  # noqa: PLC0415
+
         from ..segmenters.registry import load_answer_model  # noqa: PLC0415
-        from .regions import open_pixels  # noqa: PLC0415
+        from .crops import crop_transform  # noqa: PLC0415
+        from .pixels import open_pixels  # noqa: PLC0415
 
         if not isinstance(max_size, int) or max_size < 32:
             raise InputError(f"max_size {max_size!r} must be a whole number of pixels >= 32")
@@ -224,15 +227,14 @@ class Conversation:
                 tiles = grid.tiles_touching(row0, row0 + rows, col0, col0 + cols)
                 ey0, ex0 = min(t.y for t in tiles), min(t.x for t in tiles)
                 ey1, ex1 = max(t.y + t.height for t in tiles), max(t.x + t.width for t in tiles)
-                image = pixels.read(ey0, ex0, ey1 - ey0, ex1 - ex0, ey1 - ey0, ex1 - ex0)
+                image = pixels.read(Window(ex0, ey0, ex1 - ex0, ey1 - ey0), (ey1 - ey0, ex1 - ex0))
                 origin, crop = (ey0, ex0), (row0 - ey0, col0 - ex0, rows, cols)
             else:  # resampled: a grid of its own over the resampled window
-                image = pixels.read(row0, col0, rows, cols, out_h, out_w)
+                image = pixels.read(win, (out_h, out_w))
                 grid = TileGrid(out_h, out_w, tile, ov)
                 tiles, origin, crop = list(grid), (0, 0), (0, 0, out_h, out_w)
             self.crs = pixels.crs
-            self.transform = (pixels.transform @ Affine.translation(col0, row0)
-                              @ Affine.scale(cols / out_w, rows / out_h))
+            self.transform = crop_transform(pixels.transform, win, (out_h, out_w))
         self.window = win
         r, c, hh, ww = crop
         self.image = image[:, r:r + hh, c:c + ww]
