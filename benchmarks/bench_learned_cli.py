@@ -49,8 +49,7 @@ from geopix_tiles.core.tiling import TileGrid
 path, n_tiles, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 seg = load_segmenter("default", device="cpu")  # applies the run's heap policy, as in the CLI
 scene = open_scene(path)
-select_bands(scene, (1, 2, 3))
-compute_statistics(scene)
+scene = compute_statistics(select_bands(scene, (1, 2, 3)))
 grid = TileGrid(scene.height, scene.width, 256, 64)
 tiles = []
 with rasterio.open(path) as src:

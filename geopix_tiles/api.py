@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,8 +25,7 @@ from .errors import GeopixError, InputError, OutputError, ReadError
 from .core.journal import RunJournal, RunLock
 from .segmenters.registry import load_segmenter, model_id
 from .outputs.raster_sink import RasterSink
-from .io.scene import (compute_statistics, is_remote_scene, open_scene, parse_band_roles, parse_bands, resolve_bands,
-                    select_bands)
+from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_scene
 from .segmenters.protocol import Segmenter, roles_for
 from .core.tiling import TileGrid
 from .outputs.vector_sink import VectorSink
@@ -134,10 +134,10 @@ def segment(
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     seg = load_segmenter(model, device=device)
     seg.check_prompts(prompts)
-    chosen = resolve_bands(info, roles_for(seg, prompts), parse_bands(bands), parse_band_roles(band_roles))
-    select_bands(info, chosen)
+    info = prepare_scene(info, roles_for(seg, prompts), bands, band_roles)  # statistics later, if the model scales
+    chosen = info.band_indexes
     if skip_bad_tiles:
-        info.has_mask = True  # unreadable blocks become nodata, so the outputs carry a mask
+        info = replace(info, has_mask=True)  # unreadable blocks become nodata, so the outputs carry a mask
     tile = tile or int(getattr(seg, "tile_size", 512) or 512)
     grid = TileGrid(info.height, info.width, tile, overlap)
 
@@ -173,7 +173,7 @@ def segment(
             if raster_tmp is not None and raster_tmp.exists():
                 raster_tmp.unlink()
         if getattr(seg, "scaling", "reflectance") == "unit":
-            compute_statistics(info)
+            info = compute_statistics(info)
 
         raster = RasterSink(raster_out, raster_tmp, info, prompts, threshold, cog) if raster_out is not None else None
         if raster is not None and panel_width:

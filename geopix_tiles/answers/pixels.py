@@ -59,12 +59,9 @@ class FilePixelSource(PixelSource):
                  allow_no_georef: bool = False) -> None:
         import rasterio  # noqa: PLC0415
 
-        from ..io.scene import compute_statistics, open_scene, parse_band_roles, parse_bands, resolve_bands, select_bands  # noqa: PLC0415
+        from ..io.scene import prepare_scene  # noqa: PLC0415
 
-        scene = open_scene(path, allow_no_georef=allow_no_georef)
-        chosen = resolve_bands(scene, _rgb_roles(), parse_bands(bands), parse_band_roles(band_roles))
-        select_bands(scene, chosen)
-        compute_statistics(scene)
+        scene = prepare_scene(path, _rgb_roles(), bands, band_roles, allow_no_georef=allow_no_georef, statistics=True)
         self.scene = scene
         self.height, self.width = scene.height, scene.width
         self.crs, self.transform = scene.crs, scene.transform

@@ -112,8 +112,7 @@ def _file_source(arr: xr.DataArray) -> str | None:
 def _file_stats(source: str, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     from .scene import compute_statistics, open_scene, select_bands  # noqa: PLC0415
 
-    scene = select_bands(open_scene(source, allow_no_georef=True), bands)
-    compute_statistics(scene)
+    scene = compute_statistics(select_bands(open_scene(source, allow_no_georef=True), bands))
     return scene.low, scene.high
 
 

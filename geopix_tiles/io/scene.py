@@ -13,9 +13,9 @@ import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import rasterio
@@ -83,9 +83,14 @@ def parse_bands(value: str | Sequence[int] | None) -> tuple[int, ...] | None:
         raise InputError(f"bands '{value}' are not 1-based band numbers; write e.g. --bands 3,2,1") from None
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Scene:
-    """A validated scene and the bands the segmenter will see."""
+    """A validated scene and the bands the segmenter will see.
+
+    Immutable: choosing bands or computing statistics gives a new Scene
+    (:func:`select_bands`, :func:`compute_statistics`, or both at once with :func:`prepare_scene`),
+    so a Scene handed to a reader thread or a dask task cannot change under it.
+    """
 
     path: str
     width: int
@@ -250,9 +255,8 @@ def resolve_bands(
 def select_bands(scene: Scene, band_indexes: Sequence[int]) -> Scene:
     """Record the chosen bands and whether reading needs a validity mask."""
     flags = scene.extra.get("flags") or [[MaskFlags.all_valid]] * scene.count
-    scene.band_indexes = tuple(band_indexes)
-    scene.has_mask = any(flags[b - 1] != [MaskFlags.all_valid] for b in band_indexes) or scene.dtype.startswith("float")
-    return scene
+    has_mask = any(flags[b - 1] != [MaskFlags.all_valid] for b in band_indexes) or scene.dtype.startswith("float")
+    return replace(scene, band_indexes=tuple(band_indexes), has_mask=has_mask)
 
 
 def statistics_windows(height: int, width: int, max_windows: int = 64) -> list[Window]:
@@ -320,8 +324,21 @@ def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.
                 data = src.read(idx, window=w)
                 valid = _valid(src, idx, data, w, scene.has_mask)
                 samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
-    scene.low, scene.high = percentile_stats(samples, len(scene.band_indexes), low_pct, high_pct)
-    return scene
+    low, high = percentile_stats(samples, len(scene.band_indexes), low_pct, high_pct)
+    return replace(scene, low=low, high=high)
+
+
+def prepare_scene(scene: "Scene | str | os.PathLike", roles: Sequence[str] | None, bands: Any = None,
+                  band_roles: Any = None, *, allow_no_georef: bool = False, statistics: bool = False) -> Scene:
+    """A scene ready for a segmenter: opened (unless a Scene is given), bands chosen for ``roles``.
+
+    ``bands`` / ``band_roles`` are the user's ``--bands`` / ``--band-roles`` (strings or
+    values); ``statistics=True`` also computes the scene-wide 2-98 % stretch. Every path that
+    reads a scene for a model (segment, describe, chat, training chips) comes through here.
+    """
+    sc = scene if isinstance(scene, Scene) else open_scene(scene, allow_no_georef=allow_no_georef)
+    sc = select_bands(sc, resolve_bands(sc, roles, parse_bands(bands), parse_band_roles(band_roles)))
+    return compute_statistics(sc) if statistics else sc
 
 
 def _valid(src, idx, data, window, has_mask, out_shape=None) -> np.ndarray | None:
