@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Iterator, Sequence
-
-import numpy as np
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 from ..core.engine import Batch, row_batches
 from ..io.scene import RowBuffer, Scene, SceneReader
@@ -21,41 +20,58 @@ from ..core.tiling import TileGrid
 _local = threading.local()
 
 
-def _reader(spec: dict) -> SceneReader:
+@dataclass(frozen=True, eq=False)
+class RowJob:
+    """Everything a worker needs to predict rows of one scene (pickled once per task).
+
+    The scene itself (immutable, with its chosen bands and statistics) travels, not a copy of
+    some of its fields, so workers read exactly what the caller validated.
+    """
+
+    scene: Scene
+    tile: int
+    overlap: int
+    scaling: str
+    model: Any
+    device: str
+    prompts: tuple[str, ...]
+    batch_size: int
+    skip_bad: bool
+
+
+def _reader(job: RowJob) -> SceneReader:
     """One dataset handle per worker thread and scene, reused across tasks."""
     cache = getattr(_local, "readers", None)
     if cache is None:
         cache = _local.readers = {}
-    key = (spec["path"], spec["bands"], spec["skip_bad"])
+    key = (job.scene.path, job.scene.band_indexes, job.skip_bad)
     if key not in cache:
-        scene = Scene(path=spec["path"], width=spec["width"], height=spec["height"], count=len(spec["bands"]),
-                      dtype=spec["dtype"], crs=None, transform=None, nodata=None, descriptions=(),
-                      block_height=spec["block_height"], band_indexes=tuple(spec["bands"]), has_mask=spec["has_mask"])
         cache.clear()  # one scene at a time per thread: keep memory flat
-        cache[key] = SceneReader(scene, skip_bad=spec["skip_bad"])
+        cache[key] = SceneReader(job.scene, skip_bad=job.skip_bad)
     return cache[key]
 
 
-def predict_row(spec: dict, row: int, panel: tuple[int, int, int, tuple[int, ...]] | None = None) -> dict:
+def predict_row(job: RowJob, row: int, panel: tuple[int, int, int, tuple[int, ...]] | None = None) -> dict:
     """Worker task: read grid row ``row`` (of ``panel = (index, xa, xb, cols)``) and predict it."""
     from ..segmenters.registry import cached_segmenter  # noqa: PLC0415
 
-    grid = TileGrid(spec["height"], spec["width"], spec["tile"], spec["overlap"])
-    reader = _reader(spec)
-    seg = cached_segmenter(spec["model"], spec["device"])
-    index, xa, xb, cols = panel if panel is not None else (0, 0, spec["width"], None)
+    scene = job.scene
+    grid = TileGrid(scene.height, scene.width, job.tile, job.overlap)
+    reader = _reader(job)
+    seg = cached_segmenter(job.model, job.device)
+    index, xa, xb, cols = panel if panel is not None else (0, 0, scene.width, None)
     y = grid.row_starts[row]
     rows = RowBuffer(reader, grid.tile_height, grid.tile_height, xa, xb)
     before = len(reader.bad_windows)
     rows.ensure(y, y + grid.tile_height)
     out = []
-    for b in row_batches(rows.data, rows.valid, (rows.y0, xa), grid, row, spec["batch_size"], spec["scaling"],
-                         spec["low"], spec["high"], cols, index):
+    for b in row_batches(rows.data, rows.valid, (rows.y0, xa), grid, row, job.batch_size, job.scaling,
+                         scene.low, scene.high, cols, index):
         probs = None
         if b.tiles:
             from ..core.tile_ops import predict  # noqa: PLC0415
 
-            probs = predict(seg, b.pixels, spec["prompts"])
+            probs = predict(seg, b.pixels, list(job.prompts))
         out.append(([t.col for t in b.tiles], probs, b.valid, b.skipped, b.row_end))
     return {"row": row, "panel": index, "batches": out, "bad": reader.bad_windows[before:]}
 
@@ -63,21 +79,21 @@ def predict_row(spec: dict, row: int, panel: tuple[int, int, int, tuple[int, ...
 class _SceneRows:
     """Ordered stream of one scene's predicted batches from the cluster."""
 
-    def __init__(self, client, spec: dict, grid: TileGrid, in_flight: int) -> None:
+    def __init__(self, client, job: RowJob, grid: TileGrid, in_flight: int) -> None:
         self.client = client
-        self.spec = spec
+        self.job = job
         self.grid = grid
         self.in_flight = in_flight
         self.bad_windows: list = []
 
     def batches(self, panels, start_panel: int, start_row: int, n_rows: int, stop: threading.Event) -> Iterator[Batch]:
-        spec = self.spec
+        job = self.job
         jobs = iter([(p, r) for p in panels[start_panel:] for r in range(start_row if p.index == start_panel else 0, n_rows)])
         pending: deque = deque()
         try:
             while True:
                 for p, r in jobs:
-                    pending.append(self.client.submit(predict_row, spec, r, (p.index, p.xa, p.xb, p.cols),
+                    pending.append(self.client.submit(predict_row, job, r, (p.index, p.xa, p.xb, p.cols),
                                                       key=f"geopix-row-{id(self)}-{p.index}-{r}", retries=2, pure=False))
                     if len(pending) >= self.in_flight:
                         break
@@ -110,15 +126,9 @@ class DaskRunner:
 
     def for_scene(self, scene: Scene, grid: TileGrid, segmenter, prompts: Sequence[str], batch_size: int,
                   skip_bad: bool) -> _SceneRows:
-        spec = {
-            "path": scene.path, "bands": tuple(scene.band_indexes), "dtype": scene.dtype, "width": scene.width,
-            "height": scene.height, "block_height": scene.block_height, "has_mask": scene.has_mask,
-            "skip_bad": skip_bad, "low": None if scene.low is None else np.asarray(scene.low),
-            "high": None if scene.high is None else np.asarray(scene.high), "tile": grid.tile,
-            "overlap": grid.overlap, "scaling": getattr(segmenter, "scaling", "reflectance"), "model": self.model,
-            "device": self.device, "prompts": list(prompts), "batch_size": batch_size,
-        }
-        return _SceneRows(self.client, spec, grid, self.in_flight)
+        job = RowJob(scene, grid.tile, grid.overlap, getattr(segmenter, "scaling", "reflectance"), self.model,
+                     self.device, tuple(prompts), batch_size, skip_bad)
+        return _SceneRows(self.client, job, grid, self.in_flight)
 
 
 def make_client(scheduler: str | None = None, workers: int | None = None):
