@@ -28,7 +28,7 @@ from .outputs.raster_sink import RasterSink
 from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_scene
 from .segmenters.protocol import Segmenter, roles_for
 from .core.tiling import TileGrid
-from .outputs.vector_sink import VectorSink
+from .outputs.vector_sink import PolygonSchema, VectorSink
 
 
 def _check_destination(path: Path | None, suffixes: tuple[str, ...], flag: str, overwrite: bool, resume: bool) -> None:
@@ -211,7 +211,7 @@ def segment(
         if bar is not None:
             bar.close()
         frame = vectors.to_geodataframe() if (vectors is not None and collect) \
-            else VectorSink(workdir, info, prompts).empty_frame()
+            else PolygonSchema.for_scene(info, prompts).empty_frame()
         if out is not None:
             gpkg_tmp = workdir / f"result{out.suffix.lower()}"
             if gpkg_tmp.exists():

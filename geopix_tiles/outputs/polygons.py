@@ -18,8 +18,7 @@ def probabilities_to_polygons(probs: xr.DataArray, threshold: float = 0.5, min_a
     import pandas as pd  # noqa: PLC0415
     import rioxarray  # noqa: F401, PLC0415
 
-    from ..io.scene import Scene  # noqa: PLC0415
-    from .vector_sink import VectorSink  # noqa: PLC0415
+    from .vector_sink import PolygonSchema  # noqa: PLC0415
     from .vectorize import ClosedObjects, StripVectorizer  # noqa: PLC0415
 
     if "prompt" not in probs.dims:
@@ -29,10 +28,7 @@ def probabilities_to_polygons(probs: xr.DataArray, threshold: float = 0.5, min_a
         raise InputError(f"threshold {threshold} is out of range; use a value in 0..1")
     prompts = [str(p) for p in probs["prompt"].values.tolist()]
     h, w = probs.sizes["y"], probs.sizes["x"]
-    scene = Scene(path="<DataArray>", width=w, height=h, count=len(prompts), dtype="float32",
-                  crs=probs.rio.crs, transform=probs.rio.transform(recalc=True), nodata=None,
-                  descriptions=tuple(prompts), block_height=256)
-    sink = VectorSink("/nonexistent", scene, prompts, min_area, simplify)
+    schema = PolygonSchema(probs.rio.crs, probs.rio.transform(recalc=True), prompts, min_area, simplify)
     vecs = [StripVectorizer(k, w, h) for k in range(len(prompts))]
     data = probs.data
     steps = list(np.cumsum((0,) + tuple(data.chunks[1]))) if hasattr(data, "chunks") and data.chunks else [0, h]
@@ -43,5 +39,5 @@ def probabilities_to_polygons(probs: xr.DataArray, threshold: float = 0.5, min_a
         for k, vec in enumerate(vecs):
             p = np.where(valid, strip[k], 0)
             closed.extend(vec.add(int(y0), (p >= threshold) & valid, p))
-    frame = sink.frame(closed) if len(closed) else sink.empty_frame()
-    return gpd.GeoDataFrame(pd.DataFrame(frame), geometry="geometry", crs=scene.crs)
+    frame = schema.frame(closed) if len(closed) else schema.empty_frame()
+    return gpd.GeoDataFrame(pd.DataFrame(frame), geometry="geometry", crs=schema.crs)

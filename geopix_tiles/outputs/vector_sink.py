@@ -26,33 +26,36 @@ from .vectorize import ClosedObjects, to_crs_geometry
 COLUMNS = ("prompt", "score", "pixels", "area", "area_m2")
 
 
-class VectorSink:
-    def __init__(self, parts_dir: str | os.PathLike, scene: Scene, prompts: Sequence[str],
-                 min_area: float | None = None, simplify: float | None = None, batch: int = 20000) -> None:
-        self.parts_dir = Path(parts_dir)
-        self.scene = scene
+class PolygonSchema:
+    """What a closed object becomes: a CRS geometry and the attribute columns, filtered and simplified.
+
+    Separate from :class:`VectorSink` (which adds part files on disk) so that in-memory
+    vectorizing (:func:`.polygons.to_polygons`) and empty results use the same columns without
+    a sink or a stand-in scene.
+    """
+
+    def __init__(self, crs, transform, prompts: Sequence[str], min_area: float | None = None,
+                 simplify: float | None = None) -> None:
+        self.crs = crs
+        self.transform = transform
         self.prompts = list(prompts)
         self.min_area = min_area
         self.simplify = simplify
-        self.batch = batch
-        self.pending = ClosedObjects()
-        self.n_parts = 0
-        self.n_features = 0
-        crs = CRS.from_user_input(scene.crs) if scene.crs else None
-        self._pixel_area = abs(scene.transform.determinant)
-        self._geod = Geod(ellps="WGS84") if crs is not None and crs.is_geographic else None
+        pcrs = CRS.from_user_input(crs) if crs else None
+        self._pixel_area = abs(transform.determinant)
+        self._geod = Geod(ellps="WGS84") if pcrs is not None and pcrs.is_geographic else None
         self._unit_m = None
-        if crs is not None and crs.is_projected:
-            self._unit_m = crs.axis_info[0].unit_conversion_factor
+        if pcrs is not None and pcrs.is_projected:
+            self._unit_m = pcrs.axis_info[0].unit_conversion_factor
 
-    def add(self, closed: ClosedObjects) -> None:
-        self.pending.extend(closed)
-        if len(self.pending) >= self.batch:
-            self.spill()
+    @classmethod
+    def for_scene(cls, scene: Scene, prompts: Sequence[str], min_area: float | None = None,
+                  simplify: float | None = None) -> "PolygonSchema":
+        return cls(scene.crs, scene.transform, prompts, min_area, simplify)
 
     def attributes(self, closed: ClosedObjects) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """CRS geometries and attribute columns of closed objects, filtered and simplified."""
-        geoms = to_crs_geometry(closed.geometry, self.scene.transform)
+        geoms = to_crs_geometry(closed.geometry, self.transform)
         count = np.asarray(closed.count, dtype=np.int64)
         score = np.asarray(closed.total, dtype=np.float64) / np.maximum(count, 1)
         area = count * self._pixel_area
@@ -74,14 +77,49 @@ class VectorSink:
 
     def frame(self, closed: ClosedObjects) -> gpd.GeoDataFrame:
         geoms, c = self.attributes(closed)
-        return self._frame(geoms, c["prompt"], c["score"], c["pixels"], c["area"], c["area_m2"])
+        return self.columns_frame(geoms, c["prompt"], c["score"], c["pixels"], c["area"], c["area_m2"])
+
+    def columns_frame(self, geoms, prompt, score, pixels, area, area_m2) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame(
+            {
+                "prompt": np.array([self.prompts[i] for i in prompt], dtype=object),
+                "score": np.asarray(score, dtype=np.float64),
+                "pixels": np.asarray(pixels, dtype=np.int64),
+                "area": np.asarray(area, dtype=np.float64),
+                "area_m2": np.asarray(area_m2, dtype=np.float64),
+            },
+            geometry=gpd.GeoSeries(list(geoms), crs=self.crs),
+        )
+
+    def empty_frame(self) -> gpd.GeoDataFrame:
+        return self.columns_frame([], [], [], [], [], [])
+
+
+class VectorSink:
+    """Closed objects -> numbered part files on disk (committed with the journal) -> one vector file."""
+
+    def __init__(self, parts_dir: str | os.PathLike, scene: Scene, prompts: Sequence[str],
+                 min_area: float | None = None, simplify: float | None = None, batch: int = 20000) -> None:
+        self.parts_dir = Path(parts_dir)
+        self.scene = scene
+        self.schema = PolygonSchema.for_scene(scene, prompts, min_area, simplify)
+        self.prompts = self.schema.prompts
+        self.batch = batch
+        self.pending = ClosedObjects()
+        self.n_parts = 0
+        self.n_features = 0
+
+    def add(self, closed: ClosedObjects) -> None:
+        self.pending.extend(closed)
+        if len(self.pending) >= self.batch:
+            self.spill()
 
     def spill(self) -> None:
         """Write pending objects as the next part file (atomic rename)."""
         if not len(self.pending):
             return
         closed, self.pending = self.pending, ClosedObjects()
-        geoms, columns = self.attributes(closed)
+        geoms, columns = self.schema.attributes(closed)
         wkb = shapely.to_wkb(geoms)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         path = self.parts_dir / f"part-{self.n_parts:06d}.npz"
@@ -107,22 +145,10 @@ class VectorSink:
                 buf = z["wkb"].tobytes()
                 ends = np.cumsum(z["wkb_len"])
                 geoms = [shapely.from_wkb(buf[a:b]) for a, b in zip((ends - z["wkb_len"]).tolist(), ends.tolist())]
-                yield self._frame(geoms, z["prompt"], z["score"], z["pixels"], z["area"], z["area_m2"])
-
-    def _frame(self, geoms, prompt, score, pixels, area, area_m2) -> gpd.GeoDataFrame:
-        return gpd.GeoDataFrame(
-            {
-                "prompt": np.array([self.prompts[i] for i in prompt], dtype=object),
-                "score": np.asarray(score, dtype=np.float64),
-                "pixels": np.asarray(pixels, dtype=np.int64),
-                "area": np.asarray(area, dtype=np.float64),
-                "area_m2": np.asarray(area_m2, dtype=np.float64),
-            },
-            geometry=gpd.GeoSeries(list(geoms), crs=self.scene.crs),
-        )
+                yield self.schema.columns_frame(geoms, z["prompt"], z["score"], z["pixels"], z["area"], z["area_m2"])
 
     def empty_frame(self) -> gpd.GeoDataFrame:
-        return self._frame([], [], [], [], [], [])
+        return self.schema.empty_frame()
 
     def write(self, tmp: str | os.PathLike, layer: str) -> None:
         """Assemble all committed parts into one layer at ``tmp``, in the format its extension names."""
