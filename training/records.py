@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from geopix_tiles.errors import InputError
+from geopix_tiles.io.atomic import replacing
 
 from . import rle
 
@@ -209,14 +210,12 @@ def write_jsonl(records: Iterable[ImageRecord], path: str | os.PathLike[str]) ->
     p.parent.mkdir(parents=True, exist_ok=True)
     base = p.resolve().parent
     n = 0
-    tmp = p.with_name(p.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with replacing(p) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for r in records:
             if r.image_path is None:
                 raise ValueError("record has no image_path; save its chip before writing JSONL")
             fh.write(json.dumps(r.to_json(base), separators=(",", ":")) + "\n")
             n += 1
-    os.replace(tmp, p)
     return n
 
 

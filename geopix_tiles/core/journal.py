@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..io.atomic import replacing
 
 VERSION = 1
 
@@ -57,17 +58,14 @@ class RunJournal:
 
     def save(self, data: dict, fingerprint: dict) -> None:
         data = {**data, "version": VERSION, "fingerprint": fingerprint}
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
+        with replacing(self.path) as tmp, open(tmp, "w") as f:
             json.dump(data, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
     def save_state(self, arrays: dict[str, np.ndarray]) -> None:
-        tmp = self.workdir / "vector_state.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, self.state_path)
+        with replacing(self.state_path) as tmp:
+            np.savez(tmp, **arrays)
 
     def load_state(self) -> dict[str, np.ndarray]:
         with np.load(self.state_path, allow_pickle=False) as z:

@@ -20,6 +20,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS, Geod
 
+from ..io.atomic import replacing
 from ..io.scene import Scene
 from .vectorize import ClosedObjects, to_crs_geometry
 
@@ -123,10 +124,9 @@ class VectorSink:
         wkb = shapely.to_wkb(geoms)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         path = self.parts_dir / f"part-{self.n_parts:06d}.npz"
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, wkb=np.frombuffer(b"".join(wkb), dtype=np.uint8),
-                 wkb_len=np.array([len(w) for w in wkb], dtype=np.int64), **columns)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            np.savez(tmp, wkb=np.frombuffer(b"".join(wkb), dtype=np.uint8),
+                     wkb_len=np.array([len(w) for w in wkb], dtype=np.int64), **columns)
         self.n_parts += 1
         self.n_features += len(geoms)
 
@@ -134,7 +134,7 @@ class VectorSink:
         """After a crash: forget parts written after the last checkpoint."""
         for f in self.parts_dir.glob("part-*"):
             stem = f.name.split(".")[0]
-            if f.name.endswith(".tmp.npz") or int(stem.split("-")[1]) >= n_parts:
+            if int(stem.split("-")[1]) >= n_parts:
                 f.unlink()
         self.n_parts, self.n_features = n_parts, n_features
 
