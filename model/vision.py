@@ -73,18 +73,46 @@ def build_vision_tower(config: GeoPixConfig, load_pretrained: bool = True, nativ
     return VisionTower(config)
 
 
-class _FrozenBatchNorm:
-    """Mixin: BatchNorm statistics stay frozen (eval) whatever the training mode (module docstring)."""
+class _PretrainedTrunk(nn.Module):
+    """What the EfficientNet and aerial towers share: the pretraining's normalisation, weights
+    from an installed package, frozen prefixes, and BatchNorm statistics that stay frozen (eval)
+    whatever the training mode (see the module docstring)."""
+
+    def _setup(self, config: GeoPixConfig, load_pretrained: bool, frozen_prefixes: tuple[str, ...]) -> None:
+        self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+        if config.vision_pretrained and load_pretrained:
+            from .pretrained import PRETRAINED_TOWERS, load_tower_state_dict
+
+            spec = PRETRAINED_TOWERS.get(config.vision_pretrained)
+            if spec is None or spec.timm_name != config.timm_model_name:
+                raise ValueError(f"vision_pretrained {config.vision_pretrained!r} does not fit timm_model_name "
+                                 f"{config.timm_model_name!r}")
+            self.trunk.load_state_dict(load_tower_state_dict(config.vision_pretrained, self.trunk), strict=True)
+        self.frozen = bool(config.freeze_vision)
+        self.frozen_prefixes = frozen_prefixes
+        for name, p in self.trunk.named_parameters():
+            if self.frozen or name.startswith(self.frozen_prefixes):
+                p.requires_grad_(False)
+        self.train(False)
+
+    def trainable_parameter(self, name: str) -> bool:
+        """Whether a parameter (named inside this module) may be trained at all."""
+        inner = name.split("trunk.", 1)[-1]
+        return not self.frozen and not inner.startswith(self.frozen_prefixes)
 
     def train(self, mode: bool = True):  # type: ignore[override]
-        nn.Module.train(self, mode)
+        super().train(mode)
         for m in self.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
         return self
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
-class AerialResNetTower(_FrozenBatchNorm, nn.Module):
+
+class AerialResNetTower(_PretrainedTrunk):
     """geoembed's aerial ResNet-18 (:mod:`.aerial_resnet`) -> four maps at strides 4/8/16/32.
 
     The tile is average-pooled to half size as geoembed's own 256 px models do, which puts the
@@ -101,38 +129,20 @@ class AerialResNetTower(_FrozenBatchNorm, nn.Module):
 
         self.trunk = AerialResNet18()
         self.channels = [128, 256, 512, 512]
-        self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
-        if config.vision_pretrained and load_pretrained:
-            from .pretrained import PRETRAINED_TOWERS, load_tower_state_dict
-
-            spec = PRETRAINED_TOWERS.get(config.vision_pretrained)
-            if spec is None or spec.timm_name != config.timm_model_name:
-                raise ValueError(f"vision_pretrained {config.vision_pretrained!r} does not fit timm_model_name "
-                                 f"{config.timm_model_name!r}")
-            self.trunk.load_state_dict(load_tower_state_dict(config.vision_pretrained, self.trunk), strict=True)
-        self.frozen = bool(config.freeze_vision)
         k = int(config.vision_frozen_levels)
-        self.frozen_prefixes = (("stem.", "layer1.", "layer2.", "layer3.", "layer4.")[: k + 2]) if k > 0 else ()
-        for name, p in self.trunk.named_parameters():
-            if self.frozen or name.startswith(self.frozen_prefixes):
-                p.requires_grad_(False)
-        self.train(False)
-
-    def trainable_parameter(self, name: str) -> bool:
-        inner = name.split("trunk.", 1)[-1]
-        return not self.frozen and not inner.startswith(self.frozen_prefixes)
+        self._setup(config, load_pretrained,
+                    ("stem.", "layer1.", "layer2.", "layer3.", "layer4.")[: k + 2] if k > 0 else ())
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """``images``: float ``[B, 3, H, W]`` in [0, 1] (H, W multiples of 32)."""
-        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        x = self.normalise(images)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             x = torch.nn.functional.avg_pool2d(x, 2)
             _, s4, s8, s16 = self.trunk(x)
             return [s4, s8, s16, torch.nn.functional.avg_pool2d(s16, 2)]
 
 
-class EfficientNetTower(nn.Module):
+class EfficientNetTower(_PretrainedTrunk):
     """``tf_efficientnet_lite*`` trunk (features_only) -> four maps at strides 4/8/16/32.
 
     The trunk is timm's (the reference, used for training) or, with ``native=True`` and a
@@ -157,40 +167,13 @@ class EfficientNetTower(nn.Module):
                                            out_indices=(1, 2, 3, 4), drop_path_rate=config.vision_drop_path)
             self.channels = list(self.trunk.feature_info.channels())
             modules = [m["module"] for m in self.trunk.feature_info.info]  # blocks.k per level, stride 2 first
-        self.register_buffer("mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
-        if config.vision_pretrained and load_pretrained:
-            from .pretrained import PRETRAINED_TOWERS, load_tower_state_dict
-
-            spec = PRETRAINED_TOWERS.get(config.vision_pretrained)
-            if spec is None or spec.timm_name != config.timm_model_name:
-                raise ValueError(f"vision_pretrained {config.vision_pretrained!r} does not fit timm_model_name "
-                                 f"{config.timm_model_name!r}")
-            self.trunk.load_state_dict(load_tower_state_dict(config.vision_pretrained, self.trunk), strict=True)
         if config.vision_weights:
             raise ValueError("vision_weights (a local open_clip file) applies to ConvNeXt towers; "
                              "EfficientNet-Lite weights come from vision_pretrained")
-        self.frozen = bool(config.freeze_vision)
         k = int(config.vision_frozen_levels)
         last = int(modules[k].split(".")[1]) if k > 0 else -1  # level k-1 of (4, 8, 16, 32) is modules[k]
-        self.frozen_prefixes = ("conv_stem.", "bn1.") + tuple(f"blocks.{i}." for i in range(last + 1)) \
-            if k > 0 else ()
-        for name, p in self.trunk.named_parameters():
-            if self.frozen or name.startswith(self.frozen_prefixes):
-                p.requires_grad_(False)
-        self.train(False)
-
-    def trainable_parameter(self, name: str) -> bool:
-        """Whether a parameter (named inside this module) may be trained at all."""
-        inner = name.split("trunk.", 1)[-1]
-        return not self.frozen and not inner.startswith(self.frozen_prefixes)
-
-    def train(self, mode: bool = True) -> "EfficientNetTower":
-        super().train(mode)
-        for m in self.modules():  # frozen BatchNorm statistics (see the module docstring)
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-        return self
+        self._setup(config, load_pretrained,
+                    ("conv_stem.", "bn1.") + tuple(f"blocks.{i}." for i in range(last + 1)) if k > 0 else ())
 
     def fuse(self) -> None:
         """Inference: fold BatchNorm and go channels-last (native trunk only; timm's stays as it is)."""
@@ -203,7 +186,7 @@ class EfficientNetTower(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """``images``: float ``[B, 3, H, W]`` in [0, 1] (H, W multiples of 32)."""
-        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        x = self.normalise(images)
         if getattr(self, "channels_last", False):
             x = x.contiguous(memory_format=torch.channels_last)
             if x.shape[0] > _FUSED_CHUNK and not torch.is_grad_enabled():
