@@ -241,12 +241,7 @@ def segment(
                 raster.close()
             raise
         if raster is not None:
-            raster.close()
-            if raster_tmp.exists():
-                raster_tmp.unlink()
-            cog_tmp = raster_tmp.with_name(raster_tmp.stem + ".cog.tif")
-            if cog_tmp.exists():
-                cog_tmp.unlink()
+            raster.discard()
         journal.remove()
         if isinstance(exc, GeopixError):
             raise

@@ -126,12 +126,23 @@ class RasterSink:
                 self._dst.close()
             self._dst = None
 
+    @property
+    def _cog_tmp(self) -> Path:
+        return self.tmp.with_name(self.tmp.stem + ".cog.tif")
+
+    def discard(self) -> None:
+        """Close and delete the partial files (a failed run leaves nothing behind)."""
+        self.close()
+        for p in (self.tmp, self._cog_tmp):
+            if p.exists():
+                p.unlink()
+
     def finalize(self) -> None:
         """Close, convert to COG if asked, and move into place atomically."""
         self.close()
         src = self.tmp
         if self.cog:
-            cog_tmp = self.tmp.with_name(self.tmp.stem + ".cog.tif")
+            cog_tmp = self._cog_tmp
             rasterio.shutil.copy(
                 self.tmp, cog_tmp, driver="COG", compress="DEFLATE", predictor="YES", blocksize=512,
                 overview_resampling="NEAREST" if self.threshold is not None else "AVERAGE",
