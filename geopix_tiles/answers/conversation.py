@@ -148,25 +148,28 @@ def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: 
 
 # --------------------------------------------------------------------------- the tiled view
 def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], origin: tuple[int, int],
-                crop: tuple[int, int, int, int], batch: int = 8):
+                crop: "Window", batch: int = 8):
     """A :class:`~geopix_tiles.model.dialogue.View` whose logits are blended like ``segment``'s.
 
     ``image`` holds the pixels of every tile in ``tiles`` (tiles of ``grid``, the scene's own
     grid when the window is read at native resolution), with its top-left pixel at grid
-    position ``origin``; ``crop`` = ``(row0, col0, rows, cols)`` of the window inside ``image``.
+    position ``origin``; ``crop`` is the window inside ``image`` (a rasterio Window).
     Tiles are encoded once; each phrase's probabilities are blended by
     :class:`~geopix_tiles.core.blocks.BlockBlend`, as dask blocks are.
     """
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
 
+    from rasterio.windows import Window  # noqa: PLC0415
+
     from ..core.blocks import BlockBlend  # noqa: PLC0415
     from ..model.dialogue import View  # noqa: PLC0415
 
     tile = int(model.config.tile_size)
     oy, ox = origin
-    r0, c0, rows, cols = crop
-    block = (oy + r0, oy + r0 + rows, ox + c0, ox + c0 + cols)  # the window in grid coordinates
+    (r0, r1), (c0, c1) = crop.toranges()
+    rows, cols = r1 - r0, c1 - c0
+    block = Window(ox + c0, oy + r0, cols, rows)  # the window in grid coordinates
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(model.device)
     with torch.no_grad():
         encodings = [model.encode_images(torch.stack([x[:, t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width]
@@ -224,20 +227,20 @@ class Conversation:
             if scale == 1.0:
                 # native resolution: the scene's own tile grid, so masks are segment's masks on this window
                 grid = TileGrid(pixels.height, pixels.width, tile, ov)
-                tiles = grid.tiles_touching(row0, row0 + rows, col0, col0 + cols)
+                tiles = grid.tiles_touching(win)
                 ey0, ex0 = min(t.y for t in tiles), min(t.x for t in tiles)
                 ey1, ex1 = max(t.y + t.height for t in tiles), max(t.x + t.width for t in tiles)
                 image = pixels.read(Window(ex0, ey0, ex1 - ex0, ey1 - ey0), (ey1 - ey0, ex1 - ex0))
-                origin, crop = (ey0, ex0), (row0 - ey0, col0 - ex0, rows, cols)
+                origin, crop = (ey0, ex0), Window(col0 - ex0, row0 - ey0, cols, rows)
             else:  # resampled: a grid of its own over the resampled window
                 image = pixels.read(win, (out_h, out_w))
                 grid = TileGrid(out_h, out_w, tile, ov)
-                tiles, origin, crop = list(grid), (0, 0), (0, 0, out_h, out_w)
+                tiles, origin, crop = list(grid), (0, 0), Window(0, 0, out_w, out_h)
             self.crs = pixels.crs
             self.transform = crop_transform(pixels.transform, win, (out_h, out_w))
         self.window = win
-        r, c, hh, ww = crop
-        self.image = image[:, r:r + hh, c:c + ww]
+        rs, cs = crop.toslices()
+        self.image = image[:, rs, cs]
         left, top = self.transform @ (0, 0)
         right, bottom = self.transform @ (out_w, out_h)
         self.bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))

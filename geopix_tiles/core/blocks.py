@@ -11,30 +11,30 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from rasterio.windows import Window
 
 from ..segmenters.protocol import Segmenter
 from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
 from .tiling import Tile, TileGrid
 
 
-def source_window(grid: TileGrid, y0: int, y1: int, x0: int, x1: int) -> tuple[list[Tile], tuple[int, int, int, int]]:
-    """Tiles touching the block ``[y0, y1) x [x0, x1)`` and the source window ``(ya, yb, xa, xb)`` they cover."""
-    tiles = grid.tiles_touching(y0, y1, x0, x1)
+def source_window(grid: TileGrid, block: Window) -> tuple[list[Tile], Window]:
+    """Tiles touching ``block`` and the source window they cover (rasterio Windows)."""
+    tiles = grid.tiles_touching(block)
     ya = min(t.y for t in tiles)
     xa = min(t.x for t in tiles)
-    return tiles, (ya, max(t.y + t.height for t in tiles), xa, max(t.x + t.width for t in tiles))
+    return tiles, Window(xa, ya, max(t.x + t.width for t in tiles) - xa, max(t.y + t.height for t in tiles) - ya)
 
 
 def compute_block(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int], grid: TileGrid,
-                  block: tuple[int, int, int, int], segmenter: Segmenter, prompts: Sequence[str], *,
+                  block: Window, segmenter: Segmenter, prompts: Sequence[str], *,
                   scaling: str = "reflectance", low=None, high=None, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Blended probabilities ``[P, y1-y0, x1-x0]`` and validity for ``block = (y0, y1, x0, x1)``.
+    """Blended probabilities ``[P, block.height, block.width]`` and validity for the Window ``block``.
 
     ``data [C, h, w]`` is the source window whose top-left pixel is ``origin``; it must cover
     every tile touching the block (see :func:`source_window`).
     """
-    y0, y1, x0, x1 = block
-    tiles = [t for t in grid.tiles_touching(y0, y1, x0, x1) if not tile_is_empty(valid, origin, t)]
+    tiles = [t for t in grid.tiles_touching(block) if not tile_is_empty(valid, origin, t)]
     acc = BlockBlend(grid, block, len(prompts))
     for start in range(0, len(tiles), max(1, batch_size)):
         batch = tiles[start:start + batch_size]
@@ -52,15 +52,15 @@ class BlockBlend:
     dask blocks and conversation windows both use it, so both equal the CLI's raster.
     """
 
-    def __init__(self, grid: TileGrid, block: tuple[int, int, int, int], prompts: int) -> None:
+    def __init__(self, grid: TileGrid, block: Window, prompts: int) -> None:
         self.grid, self.block = grid, block
-        y0, y1, x0, x1 = block
+        (y0, y1), (x0, x1) = self._ranges = block.toranges()
         self.sums = np.zeros((prompts, y1 - y0, x1 - x0), dtype=np.float32)
         self.weights = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
 
     def add(self, t: Tile, probs: np.ndarray, valid: np.ndarray | None = None) -> None:
         """Blend ``probs [P, th, tw]`` of tile ``t`` (``valid`` zeroes its weight where invalid)."""
-        y0, y1, x0, x1 = self.block
+        (y0, y1), (x0, x1) = self._ranges
         w = blend_weights(self.grid, t, valid)
         ys, ye = max(t.y, y0), min(t.y + t.height, y1)
         xs, xe = max(t.x, x0), min(t.x + t.width, x1)

@@ -7,10 +7,15 @@ every tile is full size and no padding ever reaches the model.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 from functools import cached_property
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rasterio.windows import Window
 
 
 def axis_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:
@@ -34,6 +39,13 @@ class Tile:
     x: int
     height: int
     width: int
+
+    @property
+    def window(self) -> "Window":
+        """The tile's pixels as a rasterio :class:`~rasterio.windows.Window`."""
+        from rasterio.windows import Window  # noqa: PLC0415 - rasterio only when a window is asked for
+
+        return Window(self.x, self.y, self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -149,8 +161,9 @@ class TileGrid:
             out.append(Panel(i, x0, x1, cols, xa, xb))
         return out
 
-    def tiles_touching(self, y0: int, y1: int, x0: int, x1: int) -> list[Tile]:
-        """All tiles that intersect the window ``[y0, y1) x [x0, x1)``, in grid order."""
+    def tiles_touching(self, window: "Window") -> list[Tile]:
+        """All tiles that intersect ``window`` (a rasterio Window), in grid order."""
+        (y0, y1), (x0, x1) = window.toranges()
         th, tw = self.tile_height, self.tile_width
         rows = [r for r, y in enumerate(self.row_starts) if y < y1 and y + th > y0]
         cols = [c for c, x in enumerate(self.col_starts) if x < x1 and x + tw > x0]

@@ -46,6 +46,8 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     from ..io.scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
     from ..segmenters.protocol import roles_for  # noqa: PLC0415
     from ..core.tiling import TileGrid  # noqa: PLC0415
+    from rasterio.windows import Window  # noqa: PLC0415
+
     from ..core.blocks import source_window  # noqa: PLC0415
 
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -77,10 +79,11 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
         row = []
         x0 = 0
         for w in xchunks:
-            block = (y0, y0 + h, x0, x0 + w)
-            _, (ya, yb, xa, xb) = source_window(grid, *block)
-            window = data[:, ya:yb, xa:xb]
-            value = task(window, (ya, xa), grid, block, key, device, prompts, scaling, stats, nodata, batch_size)
+            block = Window(x0, y0, w, h)
+            _, src = source_window(grid, block)
+            (ya, yb), (xa, xb) = src.toranges()
+            value = task(data[:, ya:yb, xa:xb], (ya, xa), grid, block, key, device, prompts, scaling, stats, nodata,
+                         batch_size)
             row.append(da.from_delayed(value, shape=(len(prompts), h, w), dtype=np.float32))
             x0 += w
         rows.append(row)
