@@ -228,7 +228,9 @@ def test_buildings_on_the_held_out_open_cities_block(model):
     split = json.loads((REPO / "training" / "splits" / "default_v2.json").read_text())
     y0, x0, y1, x1 = split["val_blocks"]["open_cities"]["yx_box"]
     scene = next(iter(build_source(shared_data_specs(SHARED)["open_cities"]).scenes()))
-    wins = [(y0 + t.y, x0 + t.x, t.height, t.width) for t in TileGrid(y1 - y0, x1 - x0, int(split["tile"]), 0)]
+    from rasterio.windows import Window
+
+    wins = [Window(x0 + t.x, y0 + t.y, t.width, t.height) for t in TileGrid(y1 - y0, x1 - x0, int(split["tile"]), 0)]
     records = list(records_from_scene(scene, wins))
     assert len(records) >= 2
     _, per_class = _ciou(model, [r for r in records if r.instances])

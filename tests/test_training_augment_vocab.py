@@ -5,6 +5,7 @@ import random
 import re
 
 import numpy as np
+from rasterio.windows import Window
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -83,7 +84,7 @@ def test_spectral_index_source_gives_weak_water_and_vegetation(tmp_path):
                         "green": 2, "nir": 4, "name": "weak"})
     scene = next(iter(src.scenes()))
     assert scene.annotated_classes() == ["vegetation", "water"]
-    (rec,) = records_from_scene(scene, [(0, 0, h, w)])
+    (rec,) = records_from_scene(scene, [Window(0, 0, w, h)])
     assert rec.meta["weak_labels"] is True and rec.meta["classes"] == ["vegetation", "water"]
     areas = {i.category: i.area for i in rec.instances}
     assert areas == {"water": 32 * w, "vegetation": 32 * w}

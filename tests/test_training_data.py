@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 
 from conftest import write_scene
 from geopix_tiles.errors import InputError
@@ -119,7 +120,7 @@ def test_vector_source_reprojects_repairs_and_rasterises(tmp_path):
     assert scene.report["reprojected"] is True
     assert scene.report["repaired"] == 1 and scene.report["dropped"] == 0
     assert any("repaired" in str(w.message) for w in caught)
-    insts = {i.category: i for i in scene.instances(0, 0, 96, 128)}
+    insts = {i.category: i for i in scene.instances(Window(0, 0, 128, 96))}
     assert set(insts) == {"building", "tank"}
     b = insts["building"].mask()
     assert abs(int(b.sum()) - 20 * 30) <= 60  # reprojection round trip moves edges by < 1 px
@@ -127,7 +128,7 @@ def test_vector_source_reprojects_repairs_and_rasterises(tmp_path):
     tank = insts["tank"].mask()
     assert tank[75, 82] == 1 and tank[75, 95] == 0  # two triangles of the repaired bow-tie, empty in between
     # windowed: the building is cut to the window
-    cut = {i.category: i for i in scene.instances(0, 0, 20, 35)}
+    cut = {i.category: i for i in scene.instances(Window(0, 0, 35, 20))}
     assert cut["building"].mask().shape == (20, 35) and cut["building"].bbox == pytest.approx([20, 10, 35, 20], abs=1)
 
 
@@ -138,7 +139,7 @@ def test_vector_source_empty_label_set_and_missing_field(tmp_path):
     empty = gpd.GeoDataFrame({"cls": []}, geometry=[], crs="EPSG:4326")
     empty.to_file(tmp_path / "empty.geojson", driver="GeoJSON")
     (scene,) = list(VectorSource(str(raster), str(tmp_path / "empty.geojson"), category="building").scenes())
-    assert scene.instances(0, 0, 64, 64) == []
+    assert scene.instances(Window(0, 0, 64, 64)) == []
     recs = sample_records([VectorSource(str(raster), str(tmp_path / "empty.geojson"), category="building")], 64)
     assert len(recs) == 4 and all(r.instances == [] for r in recs)
     with pytest.raises(InputError):
@@ -154,7 +155,7 @@ def test_vector_source_shapefile(tmp_path):
     x1, y1 = T @ (15, 25)
     gpd.GeoDataFrame({"kind": ["pool"]}, geometry=[box(x0, y1, x1, y0)], crs=UTM).to_file(tmp_path / "p.shp")
     (scene,) = list(VectorSource(str(raster), str(tmp_path / "p.shp"), category_field="kind").scenes())
-    (inst,) = scene.instances(0, 0, 96, 128)
+    (inst,) = scene.instances(Window(0, 0, 128, 96))
     assert inst.category == "pool" and inst.area == 10 * 20
 
 
@@ -166,14 +167,14 @@ def test_mask_raster_source_components_nodata_and_warp(tmp_path):
     m[0, 0:5, :] = 9  # nodata strip
     _write(tmp_path / "mask.tif", m, nodata=9)
     (scene,) = list(MaskRasterSource(str(raster), str(tmp_path / "mask.tif"), {255: "building"}).scenes())
-    insts = scene.instances(0, 0, 96, 128)
+    insts = scene.instances(Window(0, 0, 128, 96))
     assert sorted(i.area for i in insts) == [100, 800]
     # the same mask on a coarser grid (1 m instead of 0.5 m) is warped onto the image grid
     coarse = m[:, ::2, ::2]
     _write(tmp_path / "coarse.tif", coarse, transform=from_origin(500000.0, 4000000.0, 1.0, 1.0), nodata=9)
     (scene2,) = list(MaskRasterSource(str(raster), str(tmp_path / "coarse.tif"), {255: "building"}).scenes())
     assert scene2.report["warped"] is True
-    assert sorted(i.area for i in scene2.instances(0, 0, 96, 128)) == [100, 800]
+    assert sorted(i.area for i in scene2.instances(Window(0, 0, 128, 96))) == [100, 800]
 
 
 def test_colour_mask_chips(tmp_path):
@@ -191,7 +192,7 @@ def test_colour_mask_chips(tmp_path):
     src = ColourMaskSource(str(tmp_path / "t*" / "images" / "*.jpg"), "{parent}/masks",
                            {"building": [60, 16, 152], "road": [110, 193, 228]}, min_pixels=10)
     (scene,) = list(src.scenes())
-    cats = sorted((i.category, i.area) for i in scene.instances(0, 0, 40, 60))
+    cats = sorted((i.category, i.area) for i in scene.instances(Window(0, 0, 60, 40)))
     assert cats == [("building", 100), ("building", 150), ("road", 200)]
 
 
@@ -209,11 +210,11 @@ def test_xbd_and_box_sources(tmp_path):
         warnings.simplefilter("ignore")
         (scene,) = list(XBDSource(str(tmp_path), str(tmp_path / "labels")).scenes())
     assert scene.report["dropped"] == 1  # the degenerate polygon is reported, not rasterised
-    (inst,) = scene.instances(0, 0, 64, 64)
+    (inst,) = scene.instances(Window(0, 0, 64, 64))
     assert inst.area == 200 and inst.extra["damage"] == "major-damage"
     (tmp_path / "boxes.csv").write_text("image_path,xmin,ymin,xmax,ymax,label\nx_pre_disaster.png,2,3,12,8,Tree\n")
     (bscene,) = list(BoxCSVSource(str(tmp_path / "boxes.csv")).scenes())
-    (box,) = bscene.instances(0, 0, 64, 64)
+    (box,) = bscene.instances(Window(0, 0, 64, 64))
     assert box.category == "tree" and box.bbox == [2, 3, 12, 8] and box.area == 50
 
 
@@ -239,7 +240,7 @@ def test_export_jsonl_round_trip_is_bit_exact(tmp_path):
     assert set(first) >= {"image_path", "instances", "norm"}
     # windows follow the engine's global grid (last one shifted inward)
     (scene,) = list(src.scenes())
-    assert grid_windows(scene, 48, 8) == [(0, 0, 48, 48), (0, 32, 48, 48), (32, 0, 48, 48), (32, 32, 48, 48)]
+    assert grid_windows(scene, 48, 8) == [Window(0, 0, 48, 48), Window(32, 0, 48, 48), Window(0, 32, 48, 48), Window(32, 32, 48, 48)]
 
 
 def test_geopix_release_style_jsonl_loads(tmp_path):
@@ -332,14 +333,14 @@ def test_class_raster_sources_report_exhaustive_classes(tmp_path):
     _write(tmp_path / "mask.tif", m)
     (scene,) = MaskRasterSource(str(raster), str(tmp_path / "mask.tif"), {255: "building", 7: "water"}).scenes()
     assert scene.annotated_classes() == ["building", "water"]
-    recs = list(records_from_scene(scene, [(0, 0, 48, 64), (50, 60, 40, 60)]))
+    recs = list(records_from_scene(scene, [Window(0, 0, 64, 48), Window(60, 50, 60, 40)]))
     assert [r.meta["classes"] for r in recs] == [["building", "water"]] * 2
     assert [r.categories() for r in recs] == [["building"], []]
     assert recs[1].size == (40, 60)
     (partial,) = MaskRasterSource(str(raster), str(tmp_path / "mask.tif"), {255: "building"},
                                   exhaustive=False).scenes()
     assert partial.annotated_classes() is None
-    assert "classes" not in next(records_from_scene(partial, [(0, 0, 48, 64)])).meta
+    assert "classes" not in next(records_from_scene(partial, [Window(0, 0, 64, 48)])).meta
 
 
 # --------------------------------------------------------------------------- shared real data

@@ -21,7 +21,7 @@ import glob
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from geopix_tiles.errors import InputError
 from .instances import instances_from_class_raster, instances_from_polygons, repair_geometry
 from .records import Instance
 from .scenes import LabelledScene, RasterImage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rasterio.windows import Window
 
 __all__ = [
     "Source",
@@ -68,16 +71,17 @@ class _PolygonScene(LabelledScene):
 
         self._tree = shapely.STRtree(geoms) if geoms else None
 
-    def instances(self, y: int, x: int, h: int, w: int) -> list[Instance]:
+    def instances(self, win: "Window") -> list[Instance]:
         from affine import Affine
         import shapely
 
         if self._tree is None:
             return []
+        h, w = int(win.height), int(win.width)
         if self.pixel_space:
-            transform = Affine.translation(x, y)
+            transform = Affine.translation(win.col_off, win.row_off)
         else:
-            transform = self.image.window_transform(y, x)
+            transform = self.image.window_transform(win)
         xs, ys = transform @ (np.array([0, w, w, 0]), np.array([0, 0, h, h]))
         box = shapely.box(min(xs), min(ys), max(xs), max(ys))
         idx = sorted(int(i) for i in self._tree.query(box))
@@ -180,8 +184,8 @@ class _ClassRasterScene(LabelledScene):
         self.min_pixels = min_pixels
         self.report = report
 
-    def instances(self, y: int, x: int, h: int, w: int) -> list[Instance]:
-        classes = self._classes_of_window(y, x, h, w)
+    def instances(self, win: "Window") -> list[Instance]:
+        classes = self._classes_of_window(win)
         return instances_from_class_raster(classes, self.class_names, ignore=self.ignore,
                                            min_pixels=self.min_pixels, stuff=self.stuff)
 
@@ -243,12 +247,12 @@ class MaskRasterSource(Source):
         path = self.mask
 
         if report["warped"]:
-            def classes_of_window(y: int, x: int, h: int, w: int) -> np.ndarray:
-                return warped[y:y + h, x:x + w]
+            def classes_of_window(win: "Window") -> np.ndarray:
+                return warped[win.toslices()]
         else:
-            def classes_of_window(y: int, x: int, h: int, w: int) -> np.ndarray:
+            def classes_of_window(win: "Window") -> np.ndarray:
                 with rasterio.open(path) as ds:
-                    return ds.read(1, window=Window(x, y, w, h))
+                    return ds.read(1, window=win)
 
         yield _ClassRasterScene(self.name, img, classes_of_window, self.classes, ignore, self.stuff,
                                 self.min_pixels, report, self.exhaustive)
@@ -312,8 +316,8 @@ class ColourMaskSource(Source):
             unknown = float((ids == 0).mean())
             report = {"unmapped_fraction": unknown}
 
-            def classes_of_window(y: int, x: int, h: int, w: int, ids: np.ndarray = ids) -> np.ndarray:
-                return ids[y:y + h, x:x + w]
+            def classes_of_window(win: "Window", ids: np.ndarray = ids) -> np.ndarray:
+                return ids[win.toslices()]
 
             scene = _ClassRasterScene(f"{self.name}/{im.parent.parent.name}/{im.stem}", img, classes_of_window,
                                       class_names, ignore_ids, self.stuff, self.min_pixels, report,
@@ -430,22 +434,20 @@ class SpectralIndexSource(Source):
         self.name = name
         self.min_pixels = min_pixels
 
-    def classes_of_window(self, path: str, y: int, x: int, h: int, w: int) -> np.ndarray:
+    def classes_of_window(self, path: str, win: "Window") -> np.ndarray:
         import rasterio
-        from rasterio.windows import Window
 
         with rasterio.open(path) as ds:
-            r, g, n = (ds.read(b, window=Window(x, y, w, h)).astype(np.float32)
-                       for b in (self.red, self.green, self.nir))
-            valid = ds.read_masks(1, window=Window(x, y, w, h)) > 0
+            r, g, n = (ds.read(b, window=win).astype(np.float32) for b in (self.red, self.green, self.nir))
+            valid = ds.read_masks(1, window=win) > 0
         return spectral_classes(r, g, n, self.ndwi, self.ndvi, valid)
 
     def scenes(self) -> Iterator[LabelledScene]:
         for path in self.paths:
             img = RasterImage.open(path, self.rgb)
 
-            def classes(y: int, x: int, h: int, w: int, path: str = path) -> np.ndarray:
-                return self.classes_of_window(path, y, x, h, w)
+            def classes(win: "Window", path: str = path) -> np.ndarray:
+                return self.classes_of_window(path, win)
 
             scene = _ClassRasterScene(f"{self.name}/{Path(path).stem}", img, classes, {1: "water", 2: "vegetation"},
                                       [255], ["water", "vegetation"], self.min_pixels, {"weak_labels": True})

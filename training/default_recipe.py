@@ -47,15 +47,18 @@ PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
 
 
 def _overlaps(win, box) -> bool:
-    y, x, h, w = win
+    """Whether a rasterio Window touches a split block ``(y0, x0, y1, x1)`` (the split file's order)."""
+    (y, ye), (x, xe) = win.toranges()
     y0, x0, y1, x1 = box
-    return y < y1 and y + h > y0 and x < x1 and x + w > x0
+    return y < y1 and ye > y0 and x < x1 and xe > x0
 
 
 def export(shared: Path, out: Path, seed: int) -> dict:
     from geopix_tiles.core.tiling import TileGrid
     from geopix_tiles.training.adapters import build_source
     from geopix_tiles.training.catalog import PERMISSIVE, shared_data_specs
+    from rasterio.windows import Window
+
     from geopix_tiles.training.windows import export_jsonl, records_from_scene
 
     split = json.loads(SPLIT.read_text())
@@ -75,7 +78,7 @@ def export(shared: Path, out: Path, seed: int) -> dict:
             if is_val_image or block:
                 y0, x0, y1, x1 = block or (0, 0, scene.height, scene.width)
                 grid = TileGrid(y1 - y0, x1 - x0, tile, 0)
-                wins = [(y0 + t.y, x0 + t.x, t.height, t.width) for t in grid]
+                wins = [Window(x0 + t.x, y0 + t.y, t.width, t.height) for t in grid]
                 for r in records_from_scene(scene, wins):
                     r.meta["split"] = "val"
                     r.meta["weak_labels"] = weak
@@ -88,7 +91,8 @@ def export(shared: Path, out: Path, seed: int) -> dict:
             wins, tries = [], 0
             while len(wins) < n and tries < 100 * n:
                 tries += 1
-                win = (rng.randint(0, scene.height - th), rng.randint(0, scene.width - tw), th, tw)
+                y = rng.randint(0, scene.height - th)  # row offset first: the draw order of the recorded runs
+                win = Window(rng.randint(0, scene.width - tw), y, tw, th)
                 if block and _overlaps(win, block):
                     continue
                 wins.append(win)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from geopix_tiles.errors import InputError
 from .pixels import normalise
 from .records import Instance
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rasterio.windows import Window
 
 __all__ = ["RasterImage", "LabelledScene", "normalise"]
 
@@ -118,13 +121,10 @@ class RasterImage:
             high.append(hi)
         self.low, self.high = low, high
 
-    def read_raw(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(pixels [C, h, w] native dtype, valid [h, w] or None)`` of one window."""
+    def read_raw(self, win: "Window") -> tuple[np.ndarray, np.ndarray | None]:
+        """``(pixels [C, h, w] native dtype, valid [h, w] or None)`` of one rasterio Window."""
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
-        from rasterio.windows import Window
-
-        win = Window(x, y, w, h)
         chans: list[np.ndarray] = []
         valid: np.ndarray | None = None
         by_file: dict[str, list[int]] = {}
@@ -150,16 +150,16 @@ class RasterImage:
             valid = None
         return np.stack(chans), valid
 
-    def read(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(self, win: "Window") -> tuple[np.ndarray, np.ndarray | None]:
         """Float32 ``[C, h, w]`` in [0, 1] scaled as the engine does, and the valid mask."""
-        raw, valid = self.read_raw(y, x, h, w)
+        raw, valid = self.read_raw(win)
         return normalise(raw, self.low, self.high, valid), valid
 
-    def window_transform(self, y: int, x: int) -> Any:
+    def window_transform(self, win: "Window") -> Any:
         from affine import Affine
+        from rasterio import windows
 
-        t = self.transform if self.transform is not None else Affine.identity()
-        return t @ Affine.translation(x, y)
+        return windows.transform(win, self.transform if self.transform is not None else Affine.identity())
 
 
 class LabelledScene:
@@ -171,7 +171,7 @@ class LabelledScene:
     licence: str = ""
     report: dict[str, Any]
 
-    def instances(self, y: int, x: int, h: int, w: int) -> list[Instance]:  # pragma: no cover - abstract
+    def instances(self, win: "Window") -> list[Instance]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def annotated_classes(self) -> list[str] | None:

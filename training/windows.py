@@ -22,7 +22,7 @@ from .scenes import LabelledScene
 
 __all__ = ["grid_windows", "random_windows", "records_from_scene", "sample_records", "export_jsonl"]
 
-Window = tuple[int, int, int, int]  # y, x, h, w
+from rasterio.windows import Window
 
 
 def grid_windows(scene: LabelledScene, tile: int, overlap: int = 0) -> list[Window]:
@@ -30,26 +30,32 @@ def grid_windows(scene: LabelledScene, tile: int, overlap: int = 0) -> list[Wind
     from geopix_tiles.core.tiling import TileGrid
 
     grid = TileGrid(scene.height, scene.width, tile, overlap)
-    return [(t.y, t.x, t.height, t.width) for t in grid]
+    return [t.window for t in grid]
 
 
 def random_windows(scene: LabelledScene, tile: int, n: int, rng: random.Random) -> list[Window]:
     """``n`` windows of ``tile`` (clipped to the scene) at uniformly random offsets."""
     th, tw = min(tile, scene.height), min(tile, scene.width)
-    return [(rng.randint(0, scene.height - th), rng.randint(0, scene.width - tw), th, tw) for _ in range(n)]
+    out = []
+    for _ in range(n):  # row offset first, then column: the draw order the recorded runs used
+        y = rng.randint(0, scene.height - th)
+        out.append(Window(rng.randint(0, scene.width - tw), y, tw, th))
+    return out
 
 
 def records_from_scene(scene: LabelledScene, windows: Iterable[Window], min_valid: float = 0.5,
                        keep_empty: bool = True) -> Iterator[ImageRecord]:
     """One record per window; windows with less than ``min_valid`` valid pixels are skipped."""
-    for (y, x, h, w) in windows:
-        image, valid = scene.image.read(y, x, h, w)
+    for win in windows:
+        image, valid = scene.image.read(win)
         if valid is not None and float(valid.mean()) < min_valid:
             continue
-        insts = scene.instances(y, x, h, w)
+        insts = scene.instances(win)
         if not insts and not keep_empty:
             continue
-        meta: dict[str, Any] = {"source": scene.name, "window": [int(y), int(x), int(h), int(w)]}
+        # stored as [row_off, col_off, height, width], the order the exported data sets record
+        meta: dict[str, Any] = {"source": scene.name,
+                                "window": [int(win.row_off), int(win.col_off), int(win.height), int(win.width)]}
         if getattr(scene, "weak_labels", False):
             meta["weak_labels"] = True
         annotated = scene.annotated_classes()
@@ -57,7 +63,7 @@ def records_from_scene(scene: LabelledScene, windows: Iterable[Window], min_vali
             meta["classes"] = annotated
         yield ImageRecord(image_path=None, instances=insts, image=image,
                           norm={"low": list(scene.image.low), "high": list(scene.image.high)},
-                          meta=meta, origin=(scene, (y, x, h, w)))
+                          meta=meta, origin=(scene, win))
 
 
 def sample_records(sources: Sequence[Source], tile: int, mode: Literal["grid", "random"] = "grid",
@@ -97,19 +103,20 @@ def export_jsonl(records: Sequence[ImageRecord], jsonl: str | Path, chips_dir: s
             continue
         if r.origin is None:
             raise ValueError("record has neither an image file nor a source scene to export")
-        scene, (y, x, h, w) = r.origin
-        raw, valid = scene.image.read_raw(y, x, h, w)
+        scene, win = r.origin
+        raw, valid = scene.image.read_raw(win)
         nodata = scene.image.nodata
         if valid is not None:
             if nodata is None:
                 nodata = 0
             raw = raw.copy()
             raw[:, ~valid] = np.asarray(nodata).astype(raw.dtype)
-        path = chips / f"{i:06d}_{_safe(scene.name)}_{y}_{x}.tif"
-        profile: dict[str, Any] = {"driver": "GTiff", "width": w, "height": h, "count": raw.shape[0],
+        path = chips / f"{i:06d}_{_safe(scene.name)}_{int(win.row_off)}_{int(win.col_off)}.tif"
+        profile: dict[str, Any] = {"driver": "GTiff", "width": int(win.width), "height": int(win.height),
+                                   "count": raw.shape[0],
                                    "dtype": raw.dtype.name, "compress": "deflate"}
         if scene.image.georeferenced:
-            profile.update(crs=scene.image.crs, transform=scene.image.window_transform(y, x))
+            profile.update(crs=scene.image.crs, transform=scene.image.window_transform(win))
         if nodata is not None:
             profile["nodata"] = nodata
         with rasterio.open(path, "w", **profile) as ds:
