@@ -298,3 +298,18 @@ def test_panels_give_the_same_raster_and_polygons(tmp_path, panel_width):
     v = key(vectors_only)
     np.testing.assert_array_equal(w["pixels"], v["pixels"])
     assert all(a.equals(b) for a, b in zip(w.geometry, v.geometry))
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_four_prompt_raster_is_not_tagged_as_a_picture(tmp_path, cog):
+    """Four uint8 probability bands are layers, not RGBA: no band may be red/green/blue/alpha
+    (GIS tools would draw the fourth prompt as transparency), in plain GeoTIFF and COG alike."""
+    from rasterio.enums import ColorInterp
+
+    scene = write_scene(tmp_path / "s.tif", water_scene(180, 240, BOXES), descriptions=RGBN)
+    prompts = ["water", "vegetation", "ndwi", "ndvi"]
+    segment(scene, prompts, raster_out=tmp_path / "o.tif", vectorize=False, tile=64, overlap=16, cog=cog)
+    with rasterio.open(tmp_path / "o.tif") as r:
+        assert r.count == 4 and r.descriptions == tuple(prompts)
+        assert r.colorinterp[0] == ColorInterp.gray
+        assert all(c == ColorInterp.undefined for c in r.colorinterp[1:]), r.colorinterp

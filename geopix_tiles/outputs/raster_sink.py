@@ -43,6 +43,9 @@ class RasterSink:
             dtype="uint8", crs=self.scene.crs, transform=self.scene.transform, tiled=True,
             blockxsize=block, blockysize=block, compress="deflate", predictor=2, zlevel=3,
             bigtiff="IF_SAFER", num_threads="ALL_CPUS", interleave="pixel",
+            # one probability layer per prompt, not a picture: without this GDAL tags 3 or 4 uint8
+            # bands as RGB(A), and GIS tools draw the fourth prompt as transparency
+            photometric="MINISBLACK",
         )
         if self.threshold is not None:
             profile["nodata"] = NODATA_BINARY
