@@ -2,7 +2,8 @@
 
 Why: with ``NUM_THREADS=ALL_CPUS`` GDAL 3.10's multi-threaded GeoTIFF compression prints
 ``ERROR 1: _TIFFVSetField ... "ExtraSamples"`` from its in-memory job files in most runs with
-several bands (the data are not affected). One thread avoids it; this measures what it costs.
+several bands (the data are not affected). One thread avoids it; this measures what it costs
+(not adopted yet: see ``results/raster_threads.md``).
 Each run is its own process, the two settings interleaved, GeoPackage + raster, 4 prompts,
 ``--model default``; the ratio is single-threaded wall time / multi-threaded.
 

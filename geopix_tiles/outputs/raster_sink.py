@@ -42,9 +42,7 @@ class RasterSink:
             driver="GTiff", width=self.scene.width, height=self.scene.height, count=len(self.prompts),
             dtype="uint8", crs=self.scene.crs, transform=self.scene.transform, tiled=True,
             blockxsize=block, blockysize=block, compress="deflate", predictor=2, zlevel=3,
-            # one compression thread: GDAL 3.10's threaded GeoTIFF jobs print spurious "ExtraSamples"
-            # errors with several bands; one thread costs ~2 % of the CLI job (benchmarks/bench_raster_threads.py)
-            bigtiff="IF_SAFER", num_threads=1, interleave="pixel",
+            bigtiff="IF_SAFER", num_threads="ALL_CPUS", interleave="pixel",
             # one probability layer per prompt, not a picture: without this GDAL tags 3 or 4 uint8
             # bands as RGB(A), and GIS tools draw the fourth prompt as transparency
             photometric="MINISBLACK",
