@@ -101,14 +101,14 @@ class ArrayPixelSource(PixelSource):
     def __init__(self, obj: "xr.DataArray", bands: Any = None, band_roles: Any = None) -> None:
         import rioxarray  # noqa: F401, PLC0415
 
-        from ..io.scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
+        from ..io.scene import prepare_scene  # noqa: PLC0415
         from ..io.arrays import as_bands, scene_of, scene_statistics  # noqa: PLC0415
 
         arr = as_bands(obj)
         scene = scene_of(arr)
         if scene.crs is None:
             raise InputError("the array has no CRS; set one with .rio.write_crs(...) so regions can be placed on it")
-        chosen = resolve_bands(scene, _rgb_roles(), parse_bands(bands), parse_band_roles(band_roles))
+        chosen = prepare_scene(scene, _rgb_roles(), bands, band_roles).band_indexes
         self.arr = arr.isel(band=[b - 1 for b in chosen])
         self.nodata = scene.nodata
         self.height, self.width = scene.height, scene.width

@@ -43,7 +43,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     import rioxarray  # noqa: F401, PLC0415 - registers .rio
 
     from ..segmenters.registry import cached_segmenter, model_key  # noqa: PLC0415
-    from ..io.scene import parse_band_roles, parse_bands, resolve_bands  # noqa: PLC0415
+    from ..io.scene import prepare_scene  # noqa: PLC0415
     from ..segmenters.protocol import roles_for  # noqa: PLC0415
     from ..core.tiling import TileGrid  # noqa: PLC0415
     from rasterio.windows import Window  # noqa: PLC0415
@@ -58,7 +58,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     key = model_key(model)
     seg = cached_segmenter(key, device)
     seg.check_prompts(prompts)
-    chosen = resolve_bands(scene, roles_for(seg, prompts), parse_bands(bands), parse_band_roles(band_roles))
+    chosen = prepare_scene(scene, roles_for(seg, prompts), bands, band_roles).band_indexes
     sel = arr.isel(band=[b - 1 for b in chosen])
     data = sel.data if isinstance(sel.data, da.Array) else da.from_array(np.asarray(sel.data), chunks=(-1, 1024, 1024))
     tile = int(tile or getattr(seg, "tile_size", 512) or 512)
