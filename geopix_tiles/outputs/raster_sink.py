@@ -16,6 +16,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
+from rasterio.errors import RasterioError
 
 from ..io.scene import GDAL_IO_LOCK, Scene
 
@@ -42,7 +43,9 @@ class RasterSink:
             driver="GTiff", width=self.scene.width, height=self.scene.height, count=len(self.prompts),
             dtype="uint8", crs=self.scene.crs, transform=self.scene.transform, tiled=True,
             blockxsize=block, blockysize=block, compress="deflate", predictor=2, zlevel=3,
-            bigtiff="IF_SAFER", num_threads="ALL_CPUS", interleave="pixel",
+            # one compression thread: GDAL 3.10's threaded jobs print spurious "ExtraSamples" errors
+            # with several bands, for ~2 % of the job (benchmarks/results/raster_threads.md)
+            bigtiff="IF_SAFER", num_threads=1, interleave="pixel",
             # one probability layer per prompt, not a picture: without this GDAL tags 3 or 4 uint8
             # bands as RGB(A), and GIS tools draw the fourth prompt as transparency
             photometric="MINISBLACK",
@@ -134,8 +137,19 @@ class RasterSink:
         return self.tmp.with_name(self.tmp.stem + ".cog.tif")
 
     def discard(self) -> None:
-        """Close and delete the partial files (a failed run leaves nothing behind)."""
-        self.close()
+        """Delete the partial files (a failed run leaves nothing behind).
+
+        Queued rows are dropped, not written: after a failed write (a full disk) writing them
+        would fail again and hide the first error behind a second traceback.
+        """
+        self._pending = []
+        if self._dst is not None:
+            try:
+                with GDAL_IO_LOCK:
+                    self._dst.close()
+            except (OSError, RasterioError):
+                pass  # the file is deleted below; the run's own error is the one to report
+            self._dst = None
         for p in (self.tmp, self._cog_tmp):
             if p.exists():
                 p.unlink()
