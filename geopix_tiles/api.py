@@ -24,6 +24,7 @@ from .core.engine import StreamingRun
 from .errors import GeopixError, InputError, OutputError, ReadError
 from .core.journal import RunJournal, RunLock
 from .segmenters.registry import load_segmenter, model_id
+from .outputs.commit import RunOutputs
 from .outputs.raster_sink import RasterSink
 from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_scene
 from .segmenters.protocol import Segmenter, roles_for
@@ -187,63 +188,41 @@ def segment(
         if lock is not None:
             lock.release()
         raise
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        if raster is not None:
-            raster.open(resume=resuming)
-        run = StreamingRun(
-            info, seg, prompts, grid, batch_size=batch_size,
-            vector_threshold=threshold if threshold is not None else 0.5, raster=raster, vectors=vectors,
-            journal=journal if primary is not None else None, fingerprint=fingerprint,
-            checkpoint_seconds=checkpoint_seconds, skip_bad_tiles=skip_bad_tiles, panel_width=panel_width,
-            remote=remote.for_scene(info, grid, seg, prompts, batch_size, skip_bad_tiles) if remote is not None else None,
-        )
-        if data is not None:
-            run.restore(data)
-        if progress:
-            from tqdm.auto import tqdm  # noqa: PLC0415
+    def resumable(exc: BaseException) -> bool:
+        # Ctrl-C, or a server that stopped answering: the journal and the partial files stay
+        # (hidden) so that --resume continues where the run stopped
+        return isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, ReadError) and is_remote_scene(info) and primary is not None)
 
-            bar = tqdm(total=len(grid), initial=run.stats.tiles_done, unit="tile", desc=Path(scene).name,
-                       file=sys.stderr, dynamic_ncols=True)
-            run.progress = bar.update
-        with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
-            stats = run.run()
-        if bar is not None:
-            bar.close()
-        frame = vectors.to_geodataframe() if (vectors is not None and collect) \
-            else PolygonSchema.for_scene(info, prompts).empty_frame()
-        if out is not None:
-            gpkg_tmp = workdir / f"result{out.suffix.lower()}"
-            if gpkg_tmp.exists():
-                gpkg_tmp.unlink()
-            vectors.write(gpkg_tmp, layer or out.stem)
-        if raster is not None:
-            raster.finalize()
-        if out is not None:
-            os.replace(gpkg_tmp, out)
-        journal.remove()
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        if raster is not None:
-            raster.close()
-        if primary is None:
-            journal.remove()
-        raise
+    try:
+        with RunOutputs(journal, raster, vectors, out, layer, resume=resuming, resumable=resumable):
+            run = StreamingRun(
+                info, seg, prompts, grid, batch_size=batch_size,
+                vector_threshold=threshold if threshold is not None else 0.5, raster=raster, vectors=vectors,
+                journal=journal if primary is not None else None, fingerprint=fingerprint,
+                checkpoint_seconds=checkpoint_seconds, skip_bad_tiles=skip_bad_tiles, panel_width=panel_width,
+                remote=remote.for_scene(info, grid, seg, prompts, batch_size, skip_bad_tiles) if remote is not None else None,
+            )
+            if data is not None:
+                run.restore(data)
+            if progress:
+                from tqdm.auto import tqdm  # noqa: PLC0415
+
+                bar = tqdm(total=len(grid), initial=run.stats.tiles_done, unit="tile", desc=Path(scene).name,
+                           file=sys.stderr, dynamic_ncols=True)
+                run.progress = bar.update
+            with rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb):
+                stats = run.run()
+            if bar is not None:
+                bar.close()
+            frame = vectors.to_geodataframe() if (vectors is not None and collect) \
+                else PolygonSchema.for_scene(info, prompts).empty_frame()
     except BaseException as exc:
         if bar is not None:
-            bar.leave = False  # the error line, not a frozen bar, is the last thing the user sees
+            if not isinstance(exc, KeyboardInterrupt):
+                bar.leave = False  # the error line, not a frozen bar, is the last thing the user sees
             bar.close()
-        if isinstance(exc, ReadError) and is_remote_scene(info) and primary is not None:
-            # a server that stopped answering: keep the journal and partial files (hidden, as after
-            # Ctrl-C) so that --resume continues where the run stopped
-            if raster is not None:
-                raster.close()
-            raise
-        if raster is not None:
-            raster.discard()
-        journal.remove()
-        if isinstance(exc, GeopixError):
+        if isinstance(exc, GeopixError) or resumable(exc):
             raise
         if isinstance(exc, (OSError, RasterioError)):
             raise OutputError(f"writing the outputs failed ({' '.join(str(exc).split())[:200]}); "

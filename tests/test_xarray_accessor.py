@@ -55,6 +55,21 @@ def test_in_memory_array_and_dataset(scene, tmp_path):
     np.testing.assert_array_equal(from_ds, got[0])
 
 
+def test_an_array_without_band_roles_is_told_the_python_fix(scene):
+    """A bare array names itself and the keyword to pass, not a file and a CLI flag."""
+    from geopix_tiles.errors import InputError
+
+    bare = xr.DataArray(np.zeros((4, 32, 32), np.uint16), dims=("band", "y", "x"),
+                        coords={"band": [1, 2, 3, 4], "y": np.arange(32.0), "x": np.arange(32.0)})
+    with pytest.raises(InputError) as err:
+        bare.geopix.segment("water")
+    msg = str(err.value)
+    assert "'the DataArray' does not describe" in msg and "band_roles={'green': 1, 'nir': 2}" in msg
+    assert "--band-roles" not in msg
+    probs = bare.geopix.segment("water", band_roles={"green": 2, "nir": 4}, tile=32, overlap=0)
+    assert probs.shape == (1, 32, 32)
+
+
 def test_building_the_graph_reads_no_pixels(scene):
     arr = rioxarray.open_rasterio(scene, chunks={"x": 64, "y": 64})
 

@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--data", help="GeoPixInstruct JSONL for the config-free form")
     t.add_argument("--val", help="validation JSONL (default: a held-out fraction of --data)")
     t.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"],
-                   help="model preset (config-free form): tiny (random init), small (ImageNet tower + MiniLM, "
+                   help="model preset (config-free form): tiny (random init, token meanings), small (ImageNet tower + MiniLM, "
                         "the default model's), base (ConvNeXt-L CLIP + a local LLM)")
     t.add_argument("--steps", type=int, help="total optimizer steps (config-free form; overrides a config's stage split)")
     t.add_argument("--out", help="output directory (overrides the config's output_dir)")

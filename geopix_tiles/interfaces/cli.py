@@ -123,7 +123,7 @@ def _summary(stats, args: argparse.Namespace) -> None:
     )
     bad = stats.extra.get("bad_windows") or []
     if bad:
-        listed = "; ".join(f"col {c} row {r} size {w}x{h}" for c, r, w, h in bad[:20])
+        listed = "; ".join(f"col {w.col_off} row {w.row_off} size {w.width}x{w.height}" for w in bad[:20])
         print(f"skipped {len(bad)} unreadable block(s), written as nodata: {listed}{' ...' if len(bad) > 20 else ''}")
 
 

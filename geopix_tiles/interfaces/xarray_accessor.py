@@ -20,14 +20,14 @@ from ..errors import InputError
 
 def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size):
     from ..core.blocks import compute_block  # noqa: PLC0415
-    from ..segmenters.registry import cached_segmenter  # noqa: PLC0415
+    from ..segmenters.registry import load_segmenter  # noqa: PLC0415
 
     window = np.asarray(window)
     valid = valid_mask(window, nodata)
     if valid is not None and np.issubdtype(window.dtype, np.floating):
         window = np.where(valid[None], window, 0)
     low, high = stats if stats is not None else (None, None)
-    seg = cached_segmenter(model, device)
+    seg = load_segmenter(model, device=device)
     probs, _ = compute_block(window, valid, origin, grid, block, seg, prompts, scaling=scaling, low=low, high=high,
                              batch_size=batch_size)
     return probs
@@ -42,7 +42,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     import dask.array as da  # noqa: PLC0415
     import rioxarray  # noqa: F401, PLC0415 - registers .rio
 
-    from ..segmenters.registry import cached_segmenter, model_key  # noqa: PLC0415
+    from ..segmenters.registry import load_segmenter, model_key  # noqa: PLC0415
     from ..io.scene import prepare_scene  # noqa: PLC0415
     from ..segmenters.protocol import roles_for  # noqa: PLC0415
     from ..core.tiling import TileGrid  # noqa: PLC0415
@@ -56,7 +56,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     arr = as_bands(obj)
     scene = scene_of(arr)
     key = model_key(model)
-    seg = cached_segmenter(key, device)
+    seg = load_segmenter(key, device=device)
     seg.check_prompts(prompts)
     chosen = prepare_scene(scene, roles_for(seg, prompts), bands, band_roles).band_indexes
     sel = arr.isel(band=[b - 1 for b in chosen])

@@ -44,7 +44,7 @@ def scene_of(arr: xr.DataArray):
     from .scene import Scene  # noqa: PLC0415
 
     rio = arr.rio
-    return Scene(path="<DataArray>", width=arr.sizes["x"], height=arr.sizes["y"], count=arr.sizes["band"],
+    return Scene(path=None, width=arr.sizes["x"], height=arr.sizes["y"], count=arr.sizes["band"],
                  dtype=str(arr.dtype), crs=rio.crs, transform=rio.transform(recalc=True),
                  nodata=rio.nodata, descriptions=descriptions(arr), block_height=256,
                  extra={"colorinterp": colorinterp(arr)})

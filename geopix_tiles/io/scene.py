@@ -92,7 +92,8 @@ class Scene:
     so a Scene handed to a reader thread or a dask task cannot change under it.
     """
 
-    path: str
+    #: the file, URL or /vsi path; None for an array held in memory or in dask (nothing to reopen)
+    path: str | None
     width: int
     height: int
     count: int
@@ -111,6 +112,15 @@ class Scene:
     @property
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
+
+    @property
+    def name(self) -> str:
+        """How messages name the scene: its file name, or "the DataArray" for an in-memory array."""
+        return Path(self.path).name if self.path is not None else "the DataArray"
+
+    def option(self, flag: str) -> str:
+        """A fix written the way the caller spells it: ``--band-roles`` on the CLI, ``band_roles=`` in Python."""
+        return flag if self.path is not None else flag.lstrip("-").replace("-", "_") + "="
 
 
 def open_scene(path: str | os.PathLike, *, allow_no_georef: bool = False) -> Scene:
@@ -217,15 +227,16 @@ def resolve_bands(
     """
     for b in list(bands or ()) + list((band_roles or {}).values()):
         if not 1 <= int(b) <= scene.count:
-            raise InputError(f"band {b} is out of range: '{scene.path}' has bands 1..{scene.count}; fix --bands/--band-roles")
+            raise InputError(f"band {b} is out of range: '{scene.name}' has bands 1..{scene.count}; "
+                             f"fix {scene.option('--bands')}/{scene.option('--band-roles')}")
     if needed_roles is None:
         return tuple(bands) if bands else tuple(range(1, scene.count + 1))
     needed = [r.lower() for r in needed_roles]
     if bands:
         if len(bands) != len(needed):
             raise InputError(
-                f"--bands gives {len(bands)} band(s) but the segmenter needs {len(needed)} ({', '.join(needed)}); "
-                f"pass exactly {len(needed)} bands in that order, or use --band-roles"
+                f"{scene.option('--bands')} gives {len(bands)} band(s) but the segmenter needs {len(needed)} "
+                f"({', '.join(needed)}); pass exactly {len(needed)} bands in that order, or use {scene.option('--band-roles')}"
             )
         return tuple(int(b) for b in bands)
     found: dict[str, int] = {}
@@ -244,10 +255,13 @@ def resolve_bands(
         # what an RGB model trained with grey augmentation expects
         return (1,) * len(needed)
     if missing:
-        hint = ",".join(f"{r}={i}" for i, r in enumerate(needed, start=1))
+        if scene.path is not None:
+            hint = "--band-roles " + ",".join(f"{r}={i}" for i, r in enumerate(needed, start=1))
+        else:
+            hint = "band_roles={" + ", ".join(f"'{r}': {i}" for i, r in enumerate(needed, start=1)) + "}"
         raise InputError(
-            f"the segmenter needs band role(s) {', '.join(missing)} but '{Path(scene.path).name}' does not describe them; "
-            f"pass --band-roles {hint} with the right band numbers"
+            f"the segmenter needs band role(s) {', '.join(missing)} but '{scene.name}' does not describe them; "
+            f"pass {hint} with the right band numbers"
         )
     return tuple(found[r] for r in needed)
 
@@ -308,6 +322,8 @@ def _percentiles(values: np.ndarray, pcts: tuple[float, float]) -> tuple[float, 
 
 def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.0, max_windows: int = 64) -> Scene:
     """Scene-wide per-band percentiles, from overviews or an even sample of windows."""
+    if scene.path is None:
+        raise ValueError("an in-memory scene has no file to sample; use geopix_tiles.io.arrays.scene_statistics")
     samples = []
     with rasterio.open(scene.path) as src:
         idx = list(scene.band_indexes)
@@ -405,7 +421,7 @@ class SceneReader:
     def __init__(self, scene: Scene, skip_bad: bool = False) -> None:
         self.scene = scene
         self.skip_bad = skip_bad
-        self.bad_windows: list[tuple[int, int, int, int]] = []  # (col_off, row_off, width, height)
+        self.bad_windows: list[Window] = []  # unreadable blocks, clipped to the scene
         # decode the blocks of one read on all cores (GDAL >= 3.6): reads are serialised with writes
         # multi-threaded decoding prefetches remote ranges in worker threads whose HTTP errors can
         # come back as blank blocks instead of an error: remote scenes decode in the calling thread
@@ -495,7 +511,7 @@ class SceneReader:
                 except RasterioError:
                     out[:, rows, cols] = 0
                     valid_out[rows, cols] = False
-                    block = (c, r, min(c + bw, self.scene.width) - c, min(r + bh, self.scene.height) - r)
+                    block = Window(c, r, min(c + bw, self.scene.width) - c, min(r + bh, self.scene.height) - r)
                     if block not in self.bad_windows:
                         self.bad_windows.append(block)
 

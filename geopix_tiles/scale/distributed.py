@@ -53,12 +53,12 @@ def _reader(job: RowJob) -> SceneReader:
 
 def predict_row(job: RowJob, row: int, panel: tuple[int, int, int, tuple[int, ...]] | None = None) -> dict:
     """Worker task: read grid row ``row`` (of ``panel = (index, xa, xb, cols)``) and predict it."""
-    from ..segmenters.registry import cached_segmenter  # noqa: PLC0415
+    from ..segmenters.registry import load_segmenter  # noqa: PLC0415
 
     scene = job.scene
     grid = TileGrid(scene.height, scene.width, job.tile, job.overlap)
     reader = _reader(job)
-    seg = cached_segmenter(job.model, job.device)
+    seg = load_segmenter(job.model, device=job.device)
     index, xa, xb, cols = panel if panel is not None else (0, 0, scene.width, None)
     y = grid.row_starts[row]
     rows = RowBuffer(reader, grid.tile_height, grid.tile_height, xa, xb)

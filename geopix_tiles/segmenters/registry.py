@@ -38,12 +38,14 @@ def load_segmenter(model: "str | Segmenter | object" = "spectral", *, device: st
     if name.lower() == "spectral":
         return SpectralSegmenter()
     if name.lower() == "default" or Path(name).is_dir():
-        return load_geopix(name, device).as_segmenter(device=device)
+        return _geopix_segmenter(name, device)
     if Path(name).exists():
         raise InputError(f"model '{name}' is a file; pass a checkpoint folder (config.json + model.safetensors)")
     raise InputError(f"unknown model '{name}'; pass one of {', '.join(BUILTIN)} or a checkpoint folder")
 
 
+#: one cache of learned models: key -> (model, {device: its Segmenter wrapper}); a wrapper lives
+#: and dies with its model, so a replaced or re-saved checkpoint never survives in a second cache
 _MODELS: dict = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -77,6 +79,10 @@ def load_geopix(name: "str | Path" = "default", device: str = "auto") -> "GeoPix
         raise InputError(
             f"the learned model needs the 'model' extra ({exc}); install it with pip install 'geopix-tiles[model]'"
         ) from None
+    return _cache_entry(name, device, GeoPixModel, resolve_device)[0]
+
+
+def _cache_entry(name: str, device: str, model_cls: Any, resolve_device: Any) -> tuple[Any, dict]:
     dev = str(resolve_device(device))
     weights = Path(name) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
@@ -85,8 +91,24 @@ def load_geopix(name: "str | Path" = "default", device: str = "auto") -> "GeoPix
         if key not in _MODELS:
             _MODELS.clear()
             # the inference build: native tower and LLM (no timm / transformers model import), folded
-            _MODELS[key] = GeoPixModel.from_pretrained(name, device=dev, native=True).fuse_for_inference()
+            _MODELS[key] = (model_cls.from_pretrained(name, device=dev, native=True).fuse_for_inference(), {})
         return _MODELS[key]
+
+
+def _geopix_segmenter(name: str, device: str) -> Segmenter:
+    """The Segmenter wrapper of :func:`load_geopix`'s model, built once per model and device.
+
+    Notebook loops, dask tasks and repeated CLI-style calls then share one wrapper (its weight
+    fingerprint is hashed once), and it is dropped together with its model.
+    """
+    model = load_geopix(name, device)
+    with _MODELS_LOCK:
+        for loaded, wrappers in _MODELS.values():
+            if loaded is model:
+                if device not in wrappers:
+                    wrappers[device] = model.as_segmenter(device=device)
+                return wrappers[device]
+    return model.as_segmenter(device=device)  # evicted meanwhile by another thread's load
 
 
 def load_answer_model(model: Any = "default", device: str = "auto") -> Any:
@@ -103,23 +125,8 @@ def load_answer_model(model: Any = "default", device: str = "auto") -> Any:
 
 
 def model_key(model: "str | Segmenter | object"):
-    """A hashable spec for :func:`cached_segmenter`: names/paths stay strings, objects stay objects."""
+    """A hashable spec for dask task keys: names/paths stay strings, objects stay objects."""
     return str(model) if isinstance(model, Path) else model
-
-
-_CACHE: dict = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def cached_segmenter(model: "str | Segmenter | object", device: str = "auto") -> Segmenter:
-    """Load a named/path model once per process (dask workers reuse it across tasks)."""
-    if not isinstance(model, str):
-        return load_segmenter(model, device=device)
-    key = (model, device)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = load_segmenter(model, device=device)
-        return _CACHE[key]
 
 
 def model_id(model: "str | Segmenter | object") -> str:

@@ -1,0 +1,74 @@
+"""RunOutputs: a run's raster and vector file are published together, or not at all."""
+from __future__ import annotations
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+
+from conftest import RGBN, water_scene, write_scene
+from geopix_tiles.core.journal import RunJournal
+from geopix_tiles.io.scene import open_scene
+from geopix_tiles.outputs.commit import RunOutputs
+from geopix_tiles.outputs.raster_sink import RasterSink
+from geopix_tiles.outputs.vector_sink import VectorSink
+
+
+def _outputs(tmp_path, **kw) -> tuple[RunOutputs, RasterSink]:
+    scene = open_scene(write_scene(tmp_path / "s.tif", water_scene(64, 96, []), descriptions=RGBN))
+    dest = tmp_path / "dest"
+    dest.mkdir(exist_ok=True)
+    journal = RunJournal(dest / ".o.gpkg.geopix-run")
+    raster = RasterSink(dest / "o.tif", dest / ".o.tif.partial.tif", scene, ["water"])
+    vectors = VectorSink(journal.workdir / "parts", scene, ["water"])
+    return RunOutputs(journal, raster, vectors, dest / "o.gpkg", **kw), raster
+
+
+def _write_rows(raster: RasterSink) -> None:
+    probs = np.full((1, 64, 96), 0.8, np.float32)  # stored as round(p x 255) = 204
+    raster.write(0, probs, np.ones((64, 96), bool), 0)
+
+
+def test_success_publishes_both_and_removes_the_run_folder(tmp_path):
+    outputs, raster = _outputs(tmp_path)
+    with outputs:
+        _write_rows(raster)
+        outputs.journal.save({"panel": 0}, {"x": 1})
+    dest = tmp_path / "dest"
+    assert sorted(p.name for p in dest.iterdir()) == ["o.gpkg", "o.tif"]
+    with rasterio.open(dest / "o.tif") as r:
+        assert r.read(1).min() == 204 and r.crs.to_epsg() == 32633
+    assert pyogrio.read_info(dest / "o.gpkg")["features"] == 0 and pyogrio.list_layers(dest / "o.gpkg")[0][0] == "o"
+
+
+def test_an_error_leaves_nothing_and_propagates(tmp_path):
+    outputs, raster = _outputs(tmp_path)
+    with pytest.raises(ValueError, match="model failed"):
+        with outputs:
+            _write_rows(raster)
+            raise ValueError("model failed")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_a_resumable_stop_keeps_the_hidden_partial_files(tmp_path):
+    outputs, raster = _outputs(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        with outputs:
+            _write_rows(raster)
+            outputs.journal.save({"panel": 0}, {"x": 1})
+            raise KeyboardInterrupt
+    names = sorted(p.name for p in (tmp_path / "dest").iterdir())
+    assert names == [".o.gpkg.geopix-run", ".o.tif.partial.tif"] and outputs.journal.exists()
+    with rasterio.open(tmp_path / "dest" / ".o.tif.partial.tif") as r:  # closed, valid, its rows on disk
+        assert r.read(1).min() == 204
+
+
+def test_a_failing_vector_write_publishes_no_raster(tmp_path):
+    outputs, raster = _outputs(tmp_path)
+    with pytest.raises(OSError):
+        with outputs:
+            _write_rows(raster)
+            blocker = outputs.journal.workdir / "result.gpkg"  # the vector file's temporary name, taken
+            blocker.mkdir(parents=True)
+            (blocker / "x").write_text("x")
+    assert list((tmp_path / "dest").iterdir()) == []
