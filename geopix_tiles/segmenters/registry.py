@@ -58,6 +58,11 @@ def load_geopix(name: "str | Path" = "default", device: str = "auto") -> "GeoPix
     modification time and device, one at a time (models can be large), so notebook loops and
     dask tasks do not reload them.
     """
+    return _loaded(name, device)[0]
+
+
+def _loaded(name: "str | Path", device: str) -> tuple["GeoPixModel", dict]:
+    """The cache entry of a checkpoint: the model and its Segmenter wrappers by device."""
     name = str(name).strip()
     if name.lower() != "default":
         if not Path(name).exists():
@@ -79,10 +84,6 @@ def load_geopix(name: "str | Path" = "default", device: str = "auto") -> "GeoPix
         raise InputError(
             f"the learned model needs the 'model' extra ({exc}); install it with pip install 'geopix-tiles[model]'"
         ) from None
-    return _cache_entry(name, device, GeoPixModel, resolve_device)[0]
-
-
-def _cache_entry(name: str, device: str, model_cls: Any, resolve_device: Any) -> tuple[Any, dict]:
     dev = str(resolve_device(device))
     weights = Path(name) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns if weights.is_file() else 0
@@ -91,7 +92,7 @@ def _cache_entry(name: str, device: str, model_cls: Any, resolve_device: Any) ->
         if key not in _MODELS:
             _MODELS.clear()
             # the inference build: native tower and LLM (no timm / transformers model import), folded
-            _MODELS[key] = (model_cls.from_pretrained(name, device=dev, native=True).fuse_for_inference(), {})
+            _MODELS[key] = (GeoPixModel.from_pretrained(name, device=dev, native=True).fuse_for_inference(), {})
         return _MODELS[key]
 
 
@@ -101,14 +102,11 @@ def _geopix_segmenter(name: str, device: str) -> Segmenter:
     Notebook loops, dask tasks and repeated CLI-style calls then share one wrapper (its weight
     fingerprint is hashed once), and it is dropped together with its model.
     """
-    model = load_geopix(name, device)
+    model, wrappers = _loaded(name, device)
     with _MODELS_LOCK:
-        for loaded, wrappers in _MODELS.values():
-            if loaded is model:
-                if device not in wrappers:
-                    wrappers[device] = model.as_segmenter(device=device)
-                return wrappers[device]
-    return model.as_segmenter(device=device)  # evicted meanwhile by another thread's load
+        if device not in wrappers:
+            wrappers[device] = model.as_segmenter(device=device)
+        return wrappers[device]
 
 
 def load_answer_model(model: Any = "default", device: str = "auto") -> Any:
