@@ -81,19 +81,23 @@ class GeoPixProcessor:
     def answer_ids(self, answer: str, eos: bool = True) -> list[int]:
         return self.encode(" " + answer.strip()) + ([self.ids.eos] if eos else [])
 
-    @staticmethod
-    def segmentation_question(prompt: str) -> str:
-        return f"Please segment the {prompt.strip()} in this image."
+    #: the wording of :meth:`segmentation_question` around its prompt (read back by :meth:`requested_prompt`)
+    _SEG_QUESTION = ("Please segment the ", " in this image.")
 
-    @staticmethod
-    def requested_prompt(question: str) -> str:
+    @classmethod
+    def segmentation_question(cls, prompt: str) -> str:
+        head, tail = cls._SEG_QUESTION
+        return f"{head}{prompt.strip()}{tail}"
+
+    @classmethod
+    def requested_prompt(cls, question: str) -> str:
         """The prompt inside :meth:`segmentation_question`'s wording, else the question itself.
 
         The text whose meaning conditions a generated mask: the same prompt that
         :meth:`GeoPixModel.segment` reads, so both give the same masks for the same request.
         """
         q = question.strip()
-        head, tail = "Please segment the ", " in this image."
+        head, tail = cls._SEG_QUESTION
         if q.startswith(head) and q.endswith(tail) and len(q) > len(head) + len(tail):
             return q[len(head):-len(tail)].strip()
         return question
@@ -154,8 +158,6 @@ class GeoPixProcessor:
         question asks for (:meth:`requested_prompt`).
         """
         encoded = [self.encode_conversation(c) for c in conversations]
-        seg_text = self.seg_text
-        texts = [[self.requested_prompt(q) for q, a in conv for _ in range(a.count(seg_text))] for conv in conversations]
         length = max(len(i) for i, _ in encoded)
         b = len(encoded)
         input_ids = torch.full((b, length), self.ids.pad, dtype=torch.long)
@@ -175,7 +177,8 @@ class GeoPixProcessor:
                                     "labels": labels}
         if gt_masks is not None:
             batch["gt_masks"] = list(gt_masks)
-            batch["target_texts"] = texts
+            batch["target_texts"] = [[self.requested_prompt(q) for q, a in conv for _ in range(a.count(self.seg_text))]
+                                     for conv in conversations]
         if region_masks is not None:
             batch["region_masks"] = list(region_masks)
         return batch

@@ -59,10 +59,13 @@ class RunOutputs:
             if self.raster is not None:
                 self.raster.close()
         else:
-            if self.raster is not None:
-                self.raster.discard()
-            self.journal.remove()
+            self._discard()
         return False
+
+    def _discard(self) -> None:
+        if self.raster is not None:
+            self.raster.discard()
+        self.journal.remove()
 
     def _commit(self) -> None:
         try:
@@ -76,8 +79,6 @@ class RunOutputs:
             if self.out is not None:
                 os.replace(self._vector_tmp, self.out)
         except BaseException:
-            if self.raster is not None:
-                self.raster.discard()
-            self.journal.remove()
+            self._discard()
             raise
         self.journal.remove()
