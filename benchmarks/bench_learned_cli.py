@@ -8,6 +8,8 @@ repeat, in alternating order:
              (``load_segmenter("default")``), cuts the scene's first ``--model-tiles`` tiles
              of the engine's grid (256 px, overlap 64), scales them with the scene's
              statistics, and times ``predict`` on batches of 8 (no engine, no outputs);
+* ``cli1``   the same CLI run with ``GEOPIX_MODEL_THREADS=1`` (one model thread of two
+             OpenMP threads: the pipeline before two model threads), for the A/B;
 * ``cli``    ``geopix-tiles segment SCENE -o x.gpkg --raster x.tif --model default -p ...``
              under ``/usr/bin/time -v``: its own tiles/s (engine time), the end-to-end rate
              (tiles / process wall, start-up included), peak RSS.
@@ -107,29 +109,35 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for scene in args.scenes.split(","):
-            model, cli = [], []
+            model, cli, cli1 = [], [], []
             for r in range(args.repeats):
-                steps = ("model", "cli") if r % 2 == 0 else ("cli", "model")
+                steps = ("model", "cli", "cli1") if r % 2 == 0 else ("cli1", "cli", "model")
                 for s in steps:
                     if s == "model":
                         model.append(_model_rate(scene, args.model_tiles, env))
-                    else:
+                    elif s == "cli":
                         cli.append(_cli(scene, Path(tmp) / "out", env))
-                    print(Path(scene).name, s, model[-1] if s == "model" else cli[-1], flush=True)
+                    else:
+                        cli1.append(_cli(scene, Path(tmp) / "out", {**env, "GEOPIX_MODEL_THREADS": "1"}))
+                    print(Path(scene).name, s, {"model": model, "cli": cli, "cli1": cli1}[s][-1], flush=True)
             mr = statistics.median(model)
             er = statistics.median(c["engine_rate"] for c in cli)
             e2e = statistics.median(c["e2e_rate"] for c in cli)
+            er1 = statistics.median(c["engine_rate"] for c in cli1)
             results.append({"scene": Path(scene).name, "model_rate": mr, "cli": cli, "engine_rate": er, "e2e_rate": e2e,
+                            "engine_rate_1": er1,
                             "rss_mb": max(c["rss_mb"] for c in cli)})
     lines = [
         f"### {dt.datetime.now():%Y-%m-%d %H:%M} - {platform.machine()}, {os.cpu_count()} cores, load {load0:.2f} at start",
         f"256 px tiles, overlap 64, batch 8, prompts {', '.join(PROMPTS)}; GeoPackage + probability raster; "
         f"medians of {args.repeats} alternating repeats",
-        "", "| scene | tiles | polygons | model's own tiles/s | CLI engine tiles/s | ratio | CLI end-to-end tiles/s (wall) "
-        "| ratio | wall s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+        "", "| scene | tiles | polygons | model's own tiles/s | CLI engine tiles/s, one model thread | ratio "
+        "| CLI engine tiles/s | ratio | CLI end-to-end tiles/s (wall) "
+        "| ratio | wall s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         c = r["cli"][0]
-        lines.append(f"| {r['scene']} | {c['tiles']} | {c['polygons']} | {r['model_rate']:.1f} | {r['engine_rate']:.1f} | "
+        lines.append(f"| {r['scene']} | {c['tiles']} | {c['polygons']} | {r['model_rate']:.1f} | "
+                     f"{r['engine_rate_1']:.1f} | {r['engine_rate_1'] / r['model_rate']:.2f} | {r['engine_rate']:.1f} | "
                      f"{r['engine_rate'] / r['model_rate']:.2f} | {r['e2e_rate']:.1f} | {r['e2e_rate'] / r['model_rate']:.2f} | "
                      f"{statistics.median(x['wall_s'] for x in r['cli']):.1f} | {r['rss_mb']:.0f} |")
     if len(results) > 1:

@@ -6,7 +6,8 @@ one encoding per tile) stays here so the engine stays model-agnostic.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +63,31 @@ class GeoPixSegmenter:
 
     def check_prompts(self, prompts: Sequence[str]) -> None:
         self.model.check_prompts(prompts)
+
+    def concurrent_calls(self) -> int:
+        """Model threads the engine should run: two on a multi-core CPU, one on a GPU.
+
+        Measured on the 2-core machine (``benchmarks/results/learned_cli.md``): one call on two
+        OpenMP threads spends much of a scene run waiting at per-operator barriers whenever
+        the engine's reader/blender/writer threads take a core; two calls of one thread each
+        reach the same model rate alone and keep it beside the engine. A GPU serialises
+        kernels anyway, so it gets one caller.
+        """
+        self._run_threads = torch.get_num_threads()  # the caller's setting, shared by the model threads
+        return 2 if self.device.type == "cpu" and self._run_threads >= 2 else 1
+
+    @contextlib.contextmanager
+    def predictor_thread(self, count: int) -> Iterator[None]:
+        """Give this thread its share of the compute threads while it predicts; restore after."""
+        if self.device.type != "cpu" or count <= 1:
+            yield
+            return
+        before = torch.get_num_threads()  # per thread: a new thread starts at the process default
+        torch.set_num_threads(max(1, getattr(self, "_run_threads", before) // count))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def predict(self, tiles: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
         """float32 ``[B, 3, H, W]`` in [0, 1] -> float32 probabilities ``[B, P, H, W]``."""

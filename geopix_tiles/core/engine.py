@@ -1,12 +1,14 @@
 """The streaming executor: read -> tile -> predict -> blend -> write, as a pipeline.
 
-Four threads keep the device busy and the disk streaming at once:
+Threads keep the device busy and the disk streaming at once:
 
 * the *reader* reads each grid row's new raster rows once (block aligned, so every
   compressed block is decoded once), cuts tiles, scales them with the scene-wide
   statistics and queues batches (skipping all-nodata tiles);
 * the *predictor* runs the segmenter on each batch (or, on a cluster, the batches arrive
-  already predicted from dask workers: :mod:`geopix_tiles.scale.distributed`);
+  already predicted from dask workers: :mod:`geopix_tiles.scale.distributed`); a segmenter
+  may ask for several model threads (``concurrent_calls``: the GeoPix model takes two on a
+  multi-core CPU), whose batches are handed to the blender in reader order;
 * the caller's thread blends results into the strip accumulator and flushes rows that no
   later tile can touch;
 * the *raster* and *vector* sinks write flushed rows and vectorize them, and at checkpoints
@@ -32,7 +34,7 @@ from .accumulator import StripAccumulator
 from .journal import RunJournal
 from ..outputs.raster_sink import RasterSink
 from ..io.scene import RowBuffer, Scene, SceneReader
-from ..segmenters.protocol import Segmenter
+from ..segmenters.protocol import Segmenter, predictor_count, predictor_thread
 from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
 from .tiling import Panel, Tile, TileGrid
 from ..outputs.vector_sink import VectorSink
@@ -87,6 +89,44 @@ class _Caller:
 
     def is_alive(self) -> bool:
         return not self.done
+
+
+class _Predictors:
+    """All model threads seen as one worker by :func:`_get`: alive while any is, failed if any did."""
+
+    def __init__(self, members: list) -> None:
+        self.members = members
+        self.name = "geopix-predict"
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((m.error for m in self.members if m.error is not None), None)
+
+    def is_alive(self) -> bool:
+        return any(m.is_alive() for m in self.members)
+
+
+class _Slot:
+    """A batch taken by a model thread, queued for the blender in reader order before it is predicted.
+
+    With several model threads, batches finish out of order; the blender waits on each slot
+    in turn, so blending, flushing and checkpoints stay in grid order (and deterministic).
+    """
+
+    __slots__ = ("item", "error", "ready")
+
+    def __init__(self, item) -> None:
+        self.item = item
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+
+    def wait(self, stop: threading.Event, source) -> object:
+        while not self.ready.wait(0.1):
+            if stop.is_set() or not source.is_alive():
+                raise source.error or RuntimeError(f"{source.name} thread stopped unexpectedly")
+        if self.error is not None:
+            raise self.error
+        return self.item
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
@@ -215,14 +255,32 @@ class StreamingRun:
             self.bad_windows = reader.bad_windows
         _put(out, _END, stop)
 
-    def _predict(self, inbox: queue.Queue, out: queue.Queue, stop: threading.Event, reader: "_Worker") -> None:
-        """Model stage: its own thread so reading, inference and blending overlap."""
-        while True:
-            item = _get(inbox, stop, reader)
-            if item is not _END and item.tiles:
-                item.pixels = predict(self.segmenter, item.pixels, self.prompts)
-            if not _put(out, item, stop) or item is _END:
-                return
+    def _predict(self, inbox: queue.Queue, out: queue.Queue, stop: threading.Event, reader: "_Worker",
+                 take: threading.Lock, count: int) -> None:
+        """One model thread: take the next batch, queue its slot in reader order, predict, mark it ready."""
+        with predictor_thread(self.segmenter, count):
+            while True:
+                with take:  # taking a batch and queueing its slot is one step, so slots keep reader order
+                    item = _get(inbox, stop, reader)
+                    if item is _END:
+                        inbox.put(_END)  # for the other model threads (the reader has finished)
+                        if not self._end_queued:
+                            self._end_queued = True
+                            done = _Slot(_END)
+                            done.ready.set()
+                            _put(out, done, stop)
+                        return
+                    slot = _Slot(item)
+                    if not _put(out, slot, stop):
+                        return
+                try:
+                    if item.tiles:
+                        item.pixels = predict(self.segmenter, item.pixels, self.prompts)
+                except BaseException as exc:
+                    slot.error = exc
+                    raise
+                finally:
+                    slot.ready.set()
 
     def _remote_rows(self, out: queue.Queue, stop: threading.Event) -> None:
         for batch in self.remote.batches(self.panels, self.start_panel, self.start_row, self.grid.n_rows, stop):
@@ -299,17 +357,19 @@ class StreamingRun:
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> RunStats:
-        """Run the pipeline; the model runs in the calling thread, blending in a worker.
+        """Run the pipeline; the model runs in the calling thread (plus helpers), blending in a worker.
 
-        The model gets the caller's thread because PyTorch's CPU kernels run ~35 % slower when
-        driven from a secondary thread on the 2-core machine (measured: 28 vs 38-47 tiles/s for
-        the default model, same process, same batches), and inference is the stage that sets
-        the pace; blending is light and waits on the model anyway.
+        The first model thread is the caller's: one two-thread OpenMP call driven from a
+        secondary thread ran ~35 % slower on the 2-core machine (28 vs 38-47 tiles/s for the
+        default model). Two model threads of one OpenMP thread each match the single call
+        alone and beat it beside the engine's other threads (no per-operator barrier waits
+        when a writer takes a core; ``benchmarks/results/learned_cli.md``).
         """
         t0 = time.perf_counter()
         stop = threading.Event()
+        n_models = predictor_count(self.segmenter) if self.remote is None else 1
         batches: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        predicted: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        predicted: queue.Queue = queue.Queue(maxsize=self.prefetch + n_models)
         if self.remote is None:
             reader = _Worker(lambda: self._read(batches, stop), "geopix-reader")
         else:  # tiles are read and predicted on the cluster; results arrive in grid order
@@ -321,22 +381,29 @@ class StreamingRun:
                 sinks.append((_Worker(lambda q=q, kind=kind: self._sink(q, stop, kind), f"geopix-{kind}"), q))
         self._barrier = threading.Barrier(max(1, len(sinks)))
         self._ck_tiles: dict[tuple[int, int], tuple[int, int]] = {}
-        source = _Caller("geopix-predict")
+        caller = _Caller("geopix-predict")
+        take = threading.Lock()
+        self._end_queued = False
+        helpers = [_Worker(lambda: self._predict(batches, predicted, stop, reader, take, n_models),
+                           f"geopix-predict-{k}") for k in range(1, n_models)]
+        source = _Predictors([caller, *helpers])
         blender = _Worker(lambda: self._blend(predicted, stop, sinks, source if self.remote is None else reader),
                           "geopix-blend")
         reader.start()
         for w, _ in sinks:
             w.start()
         blender.start()
+        for w in helpers:
+            w.start()
         try:
             failed = None
             if self.remote is None:
                 try:
-                    self._predict(batches, predicted, stop, reader)
+                    self._predict(batches, predicted, stop, reader, take, n_models)
                 except BaseException as exc:  # noqa: BLE001 - re-raised once the blender has drained
-                    source.error = failed = exc
+                    caller.error = failed = exc
                 finally:
-                    source.done = True
+                    caller.done = True
             # the blender finishes what was predicted before a failure (and checkpoints it), then stops
             while blender.is_alive():
                 blender.join(timeout=0.1)
@@ -344,6 +411,10 @@ class StreamingRun:
                 raise failed
             if blender.error is not None:
                 raise blender.error
+            for w in helpers:
+                w.join()
+                if w.error is not None:
+                    raise w.error
             if reader.error is not None:
                 raise reader.error
             for w, _ in sinks:
@@ -354,10 +425,12 @@ class StreamingRun:
             stop.set()
             self._barrier.abort()
             reader.join(timeout=30)
+            for w in helpers:
+                w.join(timeout=60)
             blender.join(timeout=60)
             for w, _ in sinks:
                 w.join(timeout=60)
-            for w in (blender, *(w for w, _ in sinks)):
+            for w in (*helpers, blender, *(w for w, _ in sinks)):
                 if w.error is not None and not isinstance(w.error, (KeyboardInterrupt, SystemExit, threading.BrokenBarrierError)):
                     raise w.error
             raise
@@ -381,6 +454,8 @@ class StreamingRun:
         try:
             while True:
                 item = _get(predicted, stop, source)
+                if isinstance(item, _Slot):
+                    item = item.wait(stop, source)
                 if item is _END:
                     break
                 if panel is None or item.panel != panel.index:

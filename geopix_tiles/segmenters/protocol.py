@@ -7,9 +7,13 @@ GeoPix language model all run through the same tiling, blending and writing code
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from ..errors import InputError
 
 #: How the engine scales pixels before ``predict``:
 #: ``"reflectance"`` - raw values cast to float32 (scale-free indices such as NDVI want this);
@@ -59,3 +63,33 @@ def roles_for(segmenter: Segmenter, prompts: Sequence[str]) -> tuple[str, ...] |
     """
     fn = getattr(segmenter, "band_roles_for", None)
     return tuple(fn(prompts)) if callable(fn) else segmenter.band_roles
+
+
+def predictor_count(segmenter: Segmenter) -> int:
+    """How many ``predict`` calls the engine runs at once for ``segmenter`` (default 1).
+
+    A segmenter may define ``concurrent_calls()``: on a 2-core CPU two model threads of one
+    compute thread each keep both cores busy without the per-operator barrier waits of one
+    call on two threads, which the engine's other threads otherwise turn into idle time.
+    ``GEOPIX_MODEL_THREADS`` overrides the number for such segmenters (1 gives the old
+    single-caller pipeline, for comparison or a busy machine).
+    """
+    fn = getattr(segmenter, "concurrent_calls", None)
+    wanted = max(1, int(fn())) if callable(fn) else 1
+    override = os.environ.get("GEOPIX_MODEL_THREADS", "").strip()
+    if not override:
+        return wanted
+    if not override.isdigit() or int(override) < 1:
+        raise InputError(f"GEOPIX_MODEL_THREADS={override!r} is not a positive integer; set it to 1 or 2, or unset it")
+    return int(override) if callable(fn) else 1  # a segmenter that does not offer it may not be thread-safe
+
+
+def predictor_thread(segmenter: Segmenter, count: int):
+    """Context manager around one predictor thread's work: the segmenter's per-thread setup.
+
+    ``segmenter.predictor_thread(count)`` (optional) sizes the thread's compute threads for
+    ``count`` concurrent callers and restores them on exit, so the caller's thread is left
+    as it was found.
+    """
+    fn = getattr(segmenter, "predictor_thread", None)
+    return fn(count) if callable(fn) else contextlib.nullcontext()

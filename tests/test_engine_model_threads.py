@@ -1,0 +1,137 @@
+"""Several model threads: batches finish out of order, outputs stay those of one thread."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from scipy import ndimage
+
+from geopix_tiles import segment
+from geopix_tiles.errors import InputError
+from conftest import RGBN, water_scene, write_scene
+
+
+class JitterSegmenter:
+    """Box filter of band 1 whose calls take random times, so concurrent calls finish out of order."""
+
+    band_roles = None
+    tile_size = 64
+    scaling = "reflectance"
+
+    def __init__(self, calls: int, fail_on: int | None = None) -> None:
+        self.calls = calls
+        self.fail_on = fail_on
+        self.rng = np.random.default_rng(0)
+        self.threads: set[str] = set()
+        self.entered = 0
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def check_prompts(self, prompts):
+        pass
+
+    def concurrent_calls(self) -> int:
+        return self.calls
+
+    def predictor_thread(self, count: int):
+        seg = self
+
+        class _Enter:
+            def __enter__(self):
+                with seg.lock:
+                    seg.entered += 1
+
+            def __exit__(self, *exc):
+                return False
+
+        return _Enter()
+
+    def predict(self, tiles, prompts):
+        with self.lock:
+            self.n += 1
+            n = self.n
+            self.threads.add(threading.current_thread().name)
+            delay = float(self.rng.uniform(0, 0.02))
+        if self.fail_on is not None and n == self.fail_on:
+            raise InputError("tile decoder failed on purpose")
+        time.sleep(delay)
+        out = ndimage.uniform_filter(tiles[:, 0], size=(1, 5, 5), mode="reflect") / 255.0
+        return np.repeat(out[:, None], len(prompts), axis=1).astype(np.float32)
+
+
+def _scene(tmp_path):
+    rng = np.random.default_rng(3)
+    data = water_scene(300, 330, [])
+    blobs = ndimage.gaussian_filter(rng.random((300, 330)), 5)
+    data[0] = np.where(blobs > np.percentile(blobs, 65), 220, 40).astype(np.uint8)
+    return write_scene(tmp_path / "s.tif", data, descriptions=RGBN)
+
+
+def test_two_model_threads_write_what_one_writes(tmp_path):
+    scene = _scene(tmp_path)
+    one, two = JitterSegmenter(1), JitterSegmenter(2)
+    opts = dict(tile=64, overlap=16, batch_size=2)
+    a = segment(scene, ["x"], model=one, raster_out=tmp_path / "one.tif", **opts)
+    b = segment(scene, ["x"], model=two, raster_out=tmp_path / "two.tif", **opts)
+    assert len(one.threads) == 1 and two.threads == {"MainThread", "geopix-predict-1"}
+    assert two.entered == 2  # each model thread set itself up
+    with rasterio.open(tmp_path / "one.tif") as r1, rasterio.open(tmp_path / "two.tif") as r2:
+        np.testing.assert_array_equal(r1.read(), r2.read())
+        assert r1.transform == r2.transform and r1.crs == r2.crs
+    assert len(a) == len(b) > 3
+    np.testing.assert_array_equal(np.sort(a["pixels"].to_numpy()), np.sort(b["pixels"].to_numpy()))
+
+
+def test_a_failing_model_thread_stops_the_run_with_its_error(tmp_path):
+    scene = _scene(tmp_path)
+    for fail_on in (3, 4):  # one call from each thread, in most schedules
+        out = tmp_path / f"x{fail_on}.gpkg"
+        with pytest.raises(InputError, match="failed on purpose"):
+            segment(scene, ["x"], model=JitterSegmenter(2, fail_on=fail_on), out=out,
+                    raster_out=tmp_path / f"x{fail_on}.tif", tile=64, overlap=16, batch_size=1)
+        assert not out.exists() and not (tmp_path / f"x{fail_on}.tif").exists()
+
+
+def test_geopix_segmenter_shares_the_callers_threads_and_restores_them():
+    from model.config import GeoPixConfig
+    from model.geopix import GeoPixModel
+    from model.segmenter import GeoPixSegmenter
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seg = GeoPixSegmenter(GeoPixModel(GeoPixConfig.tiny()), device="cpu")
+        assert seg.concurrent_calls() == 2
+        seen = []
+
+        def work():
+            with seg.predictor_thread(2):
+                seen.append(torch.get_num_threads())
+
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        with seg.predictor_thread(2):
+            seen.append(torch.get_num_threads())
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert seg.concurrent_calls() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_model_threads_override(tmp_path, monkeypatch):
+    scene = _scene(tmp_path)
+    monkeypatch.setenv("GEOPIX_MODEL_THREADS", "1")
+    seg = JitterSegmenter(2)
+    segment(scene, ["x"], model=seg, tile=64, overlap=16, batch_size=2, vectorize=False,
+            raster_out=tmp_path / "a.tif")
+    assert seg.threads == {"MainThread"}
+    monkeypatch.setenv("GEOPIX_MODEL_THREADS", "two")
+    with pytest.raises(InputError, match="GEOPIX_MODEL_THREADS='two' is not a positive integer"):
+        segment(scene, ["x"], model=seg, tile=64, overlap=16, raster_out=tmp_path / "b.tif", vectorize=False)
+    assert not (tmp_path / "b.tif").exists()
