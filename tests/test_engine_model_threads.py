@@ -29,6 +29,7 @@ class JitterSegmenter:
         self.threads: set[str] = set()
         self.entered = 0
         self.n = 0
+        self.sizes: set[int] = set()
         self.lock = threading.Lock()
 
     def check_prompts(self, prompts):
@@ -55,6 +56,7 @@ class JitterSegmenter:
             self.n += 1
             n = self.n
             self.threads.add(threading.current_thread().name)
+            self.sizes.add(len(tiles))
             delay = float(self.rng.uniform(0, 0.02))
         if self.fail_on is not None and n == self.fail_on:
             raise InputError("tile decoder failed on purpose")
@@ -74,11 +76,12 @@ def _scene(tmp_path):
 def test_two_model_threads_write_what_one_writes(tmp_path):
     scene = _scene(tmp_path)
     one, two = JitterSegmenter(1), JitterSegmenter(2)
-    opts = dict(tile=64, overlap=16, batch_size=2)
+    opts = dict(tile=64, overlap=16, batch_size=4)
     a = segment(scene, ["x"], model=one, raster_out=tmp_path / "one.tif", **opts)
     b = segment(scene, ["x"], model=two, raster_out=tmp_path / "two.tif", **opts)
     assert len(one.threads) == 1 and two.threads == {"MainThread", "geopix-predict-1"}
     assert two.entered == 2  # each model thread set itself up
+    assert max(one.sizes) == 4 and max(two.sizes) == 2  # batch_size tiles in the model at once, shared
     with rasterio.open(tmp_path / "one.tif") as r1, rasterio.open(tmp_path / "two.tif") as r2:
         np.testing.assert_array_equal(r1.read(), r2.read())
         assert r1.transform == r2.transform and r1.crs == r2.crs
