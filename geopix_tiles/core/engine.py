@@ -9,8 +9,8 @@ Threads keep the device busy and the disk streaming at once:
   already predicted from dask workers: :mod:`geopix_tiles.scale.distributed`); a segmenter
   may ask for several model threads (``concurrent_calls``: the GeoPix model takes two on a
   multi-core CPU), whose batches are handed to the blender in reader order;
-* the caller's thread blends results into the strip accumulator and flushes rows that no
-  later tile can touch;
+* the *blender* (a worker thread) blends results into the strip accumulator and flushes
+  rows that no later tile can touch;
 * the *raster* and *vector* sinks write flushed rows and vectorize them, and at checkpoints
   commit raster, vector parts and journal.
 
