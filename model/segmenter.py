@@ -38,6 +38,20 @@ def _fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Set this thread's torch threads (``None``: leave them) and restore them on exit."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class GeoPixSegmenter:
     """Implements :class:`geopix_tiles.segmenters.protocol.Segmenter` for a :class:`GeoPixModel`."""
 
@@ -73,21 +87,16 @@ class GeoPixSegmenter:
         reach the same model rate alone and keep it beside the engine. A GPU serialises
         kernels anyway, so it gets one caller.
         """
-        self._run_threads = torch.get_num_threads()  # the caller's setting, shared by the model threads
-        return 2 if self.device.type == "cpu" and self._run_threads >= 2 else 1
+        return 2 if self.device.type == "cpu" and torch.get_num_threads() >= 2 else 1
 
-    @contextlib.contextmanager
-    def predictor_thread(self, count: int) -> Iterator[None]:
-        """Give this thread its share of the compute threads while it predicts; restore after."""
-        if self.device.type != "cpu" or count <= 1:
-            yield
-            return
-        before = torch.get_num_threads()  # per thread: a new thread starts at the process default
-        torch.set_num_threads(max(1, getattr(self, "_run_threads", before) // count))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+    def predictor_thread(self, count: int) -> contextlib.AbstractContextManager:
+        """One model thread's share of the caller's compute threads, applied while it predicts.
+
+        Called in the caller's thread, whose torch setting is read here (a new thread starts
+        at the process default, not at the caller's); entered in the model thread.
+        """
+        share = max(1, torch.get_num_threads() // count) if self.device.type == "cpu" and count > 1 else None
+        return _torch_threads(share)
 
     def predict(self, tiles: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
         """float32 ``[B, 3, H, W]`` in [0, 1] -> float32 probabilities ``[B, P, H, W]``."""

@@ -1,6 +1,7 @@
 """Several model threads: batches finish out of order, outputs stay those of one thread."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -38,18 +39,11 @@ class JitterSegmenter:
     def concurrent_calls(self) -> int:
         return self.calls
 
+    @contextlib.contextmanager
     def predictor_thread(self, count: int):
-        seg = self
-
-        class _Enter:
-            def __enter__(self):
-                with seg.lock:
-                    seg.entered += 1
-
-            def __exit__(self, *exc):
-                return False
-
-        return _Enter()
+        with self.lock:
+            self.entered += 1
+        yield
 
     def predict(self, tiles, prompts):
         with self.lock:
@@ -110,9 +104,10 @@ def test_geopix_segmenter_shares_the_callers_threads_and_restores_them():
         seg = GeoPixSegmenter(GeoPixModel(GeoPixConfig.tiny()), device="cpu")
         assert seg.concurrent_calls() == 2
         seen = []
+        setup = seg.predictor_thread(2)  # made in the caller's thread, as the engine does
 
         def work():
-            with seg.predictor_thread(2):
+            with setup:
                 seen.append(torch.get_num_threads())
 
         t = threading.Thread(target=work)

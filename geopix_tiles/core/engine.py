@@ -22,6 +22,7 @@ outputs as an uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -256,9 +257,9 @@ class StreamingRun:
         _put(out, _END, stop)
 
     def _predict(self, inbox: queue.Queue, out: queue.Queue, stop: threading.Event, reader: "_Worker",
-                 take: threading.Lock, count: int) -> None:
+                 take: threading.Lock, setup: contextlib.AbstractContextManager) -> None:
         """One model thread: take the next batch, queue its slot in reader order, predict, mark it ready."""
-        with predictor_thread(self.segmenter, count):
+        with setup:
             while True:
                 with take:  # taking a batch and queueing its slot is one step, so slots keep reader order
                     item = _get(inbox, stop, reader)
@@ -387,8 +388,9 @@ class StreamingRun:
         caller = _Caller("geopix-predict")
         take = threading.Lock()
         self._end_queued = False
-        helpers = [_Worker(lambda: self._predict(batches, predicted, stop, reader, take, n_models),
-                           f"geopix-predict-{k}") for k in range(1, n_models)]
+        setups = [predictor_thread(self.segmenter, n_models) for _ in range(n_models)]  # read here, applied there
+        helpers = [_Worker(lambda setup=setup: self._predict(batches, predicted, stop, reader, take, setup),
+                           f"geopix-predict-{k}") for k, setup in enumerate(setups[1:], start=1)]
         source = _Predictors([caller, *helpers])
         blender = _Worker(lambda: self._blend(predicted, stop, sinks, source if self.remote is None else reader),
                           "geopix-blend")
@@ -402,7 +404,7 @@ class StreamingRun:
             failed = None
             if self.remote is None:
                 try:
-                    self._predict(batches, predicted, stop, reader, take, n_models)
+                    self._predict(batches, predicted, stop, reader, take, setups[0])
                 except BaseException as exc:  # noqa: BLE001 - re-raised once the blender has drained
                     caller.error = failed = exc
                 finally:

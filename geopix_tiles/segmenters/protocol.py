@@ -84,12 +84,13 @@ def predictor_count(segmenter: Segmenter) -> int:
     return int(override) if callable(fn) else 1  # a segmenter that does not offer it may not be thread-safe
 
 
-def predictor_thread(segmenter: Segmenter, count: int):
-    """Context manager around one predictor thread's work: the segmenter's per-thread setup.
+def predictor_thread(segmenter: Segmenter, count: int) -> contextlib.AbstractContextManager:
+    """Context manager around one model thread's work: the segmenter's per-thread setup.
 
-    ``segmenter.predictor_thread(count)`` (optional) sizes the thread's compute threads for
-    ``count`` concurrent callers and restores them on exit, so the caller's thread is left
-    as it was found.
+    Made in the caller's thread (the setup may read the caller's settings) and entered in
+    the model thread. ``segmenter.predictor_thread(count)`` (optional) sizes the thread's
+    compute threads for ``count`` concurrent callers and restores them on exit, so the
+    caller's thread is left as it was found.
     """
     fn = getattr(segmenter, "predictor_thread", None)
     return fn(count) if callable(fn) else contextlib.nullcontext()
