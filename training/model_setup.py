@@ -93,7 +93,7 @@ def parameter_groups(model: Any) -> dict[str, list[tuple[str, torch.nn.Parameter
             g = "projector"
         elif top in ("region_extractor", "shape_embed"):
             g = "region"
-        elif top in ("seg_head", "text_head"):
+        elif top in ("seg_head", "text_head", "location_prior"):
             g = "seg_head"
         elif top in ("necks", "pixel_decoder"):
             g = "decoder"
