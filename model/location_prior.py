@@ -5,7 +5,8 @@ words. Read as a mean of token embeddings, or as one sentence embedding, the pla
 part of the prompt's meaning, and the mask decoder of a short run (two chips, 400 steps) does
 not learn to read it: the tiny preset painted every building, or the wrong ones, for such
 phrases. Here the place named in the subject ("in the lower left", "at the top", "in the
-north-east") picks one of nine learned ``G x G`` logit maps that is added to the target's mask;
+north-east") picks one of nine learned ``G x G`` logit maps (a shallower set for objects called
+large) that is added to the target's mask;
 a prompt that names no place ("buildings", "the roofs near the road") gets exactly zero, so
 class prompts cannot pick up the layout of the training chips.
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CELLS", "LocationPrior", "named_cell"]
+__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_cell", "named_place", "starting_maps"]
 
 #: the nine parts of a tile a phrase can name, row by row (the referring templates' words)
 CELLS = ("upper left", "top", "upper right", "left", "center", "right", "lower left", "bottom", "lower right")
@@ -42,44 +43,80 @@ _PATTERNS = sorted(((alias, CELLS.index(cell)) for cell in CELLS for alias in (c
                    key=lambda a: -len(a[0]))
 _REGEX = [(re.compile(rf"\b(?:in|at|on|to(?:wards)?|near) the {re.escape(a)}\b"), i) for a, i in _PATTERNS]
 
-#: Adam moves a weight by about the learning rate per step; the maps are read at this scale so a
-#: few hundred steps reach logit-sized biases (at scale 1 they stayed within +-0.3 in 400 steps)
+#: Adam moves a weight by about the learning rate per step; the maps are read at this scale so
+#: that training can reshape them by whole logits (a cell is named in ~1 % of a short run's steps)
 _SCALE = 8.0
+#: starting maps, per extent: logits far from the named part (0 inside it) and the distance
+#: (share of the tile side) over which they ramp. Objects named "in the lower left" have their
+#: centre there; a large one ("the large road at the center") reaches far beyond, so its map
+#: starts shallow and wide.
+_START = {"compact": (6.0, 1.0 / 6.0), "large": (2.0, 1.0 / 3.0)}
+EXTENTS = tuple(_START)
+_LARGE = re.compile(r"\b(?:large|big|huge|vast|extensive|wide|long|major)\b")
 
 
-def named_cell(text: str) -> int | None:
-    """Index into :data:`CELLS` of the place the phrase's subject names, or None.
+def named_place(text: str) -> tuple[int, str] | None:
+    """``(index into CELLS, extent)`` of the place the phrase's subject names, or None.
 
-    >>> named_cell("the medium-sized building in the lower left, with roads to the east")
-    6
-    >>> named_cell("buildings") is None
+    >>> named_place("the medium-sized building in the lower left, with roads to the east")
+    (6, 'compact')
+    >>> named_place("a large road at the center")
+    (4, 'large')
+    >>> named_place("buildings") is None
     True
     """
     head = str(text).lower().split(", with ")[0]
     for pattern, index in _REGEX:
         if pattern.search(head):
-            return index
+            return index, ("large" if _LARGE.search(head) else "compact")
     return None
 
 
+def named_cell(text: str) -> int | None:
+    """Index into :data:`CELLS` of the place the phrase's subject names, or None."""
+    place = named_place(text)
+    return None if place is None else place[0]
+
+
+def starting_maps(grid: int) -> torch.Tensor:
+    """``[2 * 9, grid * grid]`` logits, per extent and cell: 0 over the named third, lower away from it.
+
+    Why start from the words' geometry rather than zero: the referring templates (and replies'
+    ``location_phrase``) name the third of the tile that holds an object's centre, so that is
+    what the words mean; a short run only has to refine it (from zero, 400 steps on two chips
+    moved the maps by about one logit, too little to silence the wrong buildings).
+    """
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
+    maps = []
+    for depth, ramp in _START.values():
+        for index in range(len(CELLS)):
+            r, c = divmod(index, 3)
+            dy = (r / 3 - centres).clamp(min=0) + (centres - (r + 1) / 3).clamp(min=0)
+            dx = (c / 3 - centres).clamp(min=0) + (centres - (c + 1) / 3).clamp(min=0)
+            d = torch.sqrt(dy[:, None] ** 2 + dx[None, :] ** 2)
+            maps.append(-depth * (d / ramp).clamp(max=1.0))
+    return torch.stack(maps).view(len(maps), grid * grid)
+
+
 class LocationPrior(nn.Module):
-    """Nine learned ``grid x grid`` logit maps, one per :data:`CELLS` entry, zero at the start."""
+    """Learned ``grid x grid`` logit maps, one per extent and :data:`CELLS` entry (start: :func:`starting_maps`)."""
 
     def __init__(self, grid: int) -> None:
         super().__init__()
         self.grid = int(grid)
-        self.maps = nn.Embedding(len(CELLS), self.grid * self.grid)
-        nn.init.zeros_(self.maps.weight)
+        self.maps = nn.Embedding(len(EXTENTS) * len(CELLS), self.grid * self.grid)
+        with torch.no_grad():
+            self.maps.weight.copy_(starting_maps(self.grid) / _SCALE)
 
     def forward(self, texts: Sequence[str], size: tuple[int, int]) -> torch.Tensor | None:
         """``[N, H, W]`` logits to add to each text's mask, or None when no text names a place."""
-        cells = [named_cell(t) for t in texts]
-        named = [i for i, c in enumerate(cells) if c is not None]
+        places = [named_place(t) for t in texts]
+        named = [i for i, p in enumerate(places) if p is not None]
         if not named:
             return None
         w = self.maps.weight
-        ids = torch.tensor([cells[i] for i in named], device=w.device)
-        grid = (_SCALE * self.maps(ids)).float().view(-1, 1, self.grid, self.grid)
+        rows = [EXTENTS.index(places[i][1]) * len(CELLS) + places[i][0] for i in named]
+        grid = (_SCALE * self.maps(torch.tensor(rows, device=w.device))).float().view(-1, 1, self.grid, self.grid)
         up = F.interpolate(grid, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
         out = up.new_zeros((len(texts), *up.shape[1:]))  # places not named: exactly zero
         return out.index_copy(0, torch.tensor(named, device=up.device), up)

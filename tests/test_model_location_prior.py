@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from geopix_tiles.model import GeoPixConfig, GeoPixModel  # noqa: E402
-from geopix_tiles.model.location_prior import CELLS, LocationPrior, named_cell  # noqa: E402
+from geopix_tiles.model.location_prior import CELLS, LocationPrior, named_cell, starting_maps  # noqa: E402
 
 
 @pytest.mark.parametrize("text, cell", [
@@ -36,6 +36,17 @@ def test_class_prompts_get_exactly_zero_beside_a_referring_phrase():
     bias = prior(["buildings", "the building in the lower left"], (16, 16))
     assert bias.shape == (2, 16, 16)
     assert torch.count_nonzero(bias[0]) == 0 and torch.count_nonzero(bias[1]) > 0
+
+
+def test_a_fresh_prior_already_means_what_the_words_say():
+    """Before training: ~0 over the named third, strongly negative in the opposite corner."""
+    bias = LocationPrior(6)(["the pond in the lower left", "the roof at the top"], (60, 60))
+    lower_left, top = bias[0], bias[1]
+    assert lower_left[50:, :10].abs().max() < 0.5 and lower_left[:10, 50:].max() < -5
+    assert top[:10, 25:35].abs().max() < 0.5 and top[50:, :].max() < -5
+    assert starting_maps(6).shape == (18, 36)
+    large = LocationPrior(6)(["the large field in the lower left"], (60, 60))[0]
+    assert large[50:, :10].abs().max() < 0.5 and -2.5 < large[:10, 50:].max() < -1.5  # large objects reach further
 
 
 def _two_squares() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
