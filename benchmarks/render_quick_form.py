@@ -5,7 +5,8 @@ usage: python benchmarks/render_quick_form.py RUN_DIR/model OUT.png [--data two_
 Issue 11 item 8: after ``geopix-tiles train --preset tiny --steps 400`` on the first two
 labelled chips of ``tests/data/default_val`` (see ``tests/test_training_quick_form.py``), the
 masks must differ by prompt and follow the labels; a number alone hid that the tiny model
-used to paint one mask for every prompt.
+used to paint one mask for every prompt. The lower rows: referring phrases that single out one
+instance of the chip ("the medium-sized building at the top"), where the location prior acts.
 """
 from __future__ import annotations
 
@@ -38,7 +39,10 @@ def main() -> int:
     img = torch.from_numpy(rec.load())[:3][None]
     with torch.no_grad():
         logits = model.segment(img, list(CLASSES.values()))[0]
-    fig, ax = plt.subplots(2, len(CLASSES) + 1, figsize=(3 * (len(CLASSES) + 1), 6))
+    refs = _referring(rec, len(CLASSES))
+    with torch.no_grad():
+        ref_logits = model.segment(img, [p for p, _ in refs])[0] if refs else None
+    fig, ax = plt.subplots(4, len(CLASSES) + 1, figsize=(3 * (len(CLASSES) + 1), 12))
     ax[0, 0].imshow(img[0].permute(1, 2, 0).numpy())
     ax[0, 0].set_title(Path(rec.image_path).stem[:28], fontsize=8)
     ax[1, 0].axis("off")
@@ -53,6 +57,15 @@ def main() -> int:
         ax[0, k + 1].set_title(f"label: {cat}")
         ax[1, k + 1].imshow(pred, cmap="gray")
         ax[1, k + 1].set_title(f'"{prompt}" IoU {iou:.2f}')
+    for a in (ax[2, 0], ax[3, 0], *ax[2:, len(refs) + 1:].ravel()):
+        a.axis("off")
+    for k, (prompt, gt) in enumerate(refs):
+        pred = (ref_logits[k] > 0).numpy()
+        iou = (pred & gt).sum() / max((pred | gt).sum(), 1)
+        ax[2, k + 1].imshow(gt, cmap="gray")
+        ax[2, k + 1].set_title("label: one instance", fontsize=9)
+        ax[3, k + 1].imshow(pred, cmap="gray")
+        ax[3, k + 1].set_title(f'"{prompt}"\nIoU {iou:.2f}', fontsize=8)
     for a in ax.ravel():
         a.set_xticks([])
         a.set_yticks([])
@@ -60,6 +73,18 @@ def main() -> int:
     plt.savefig(args.out, dpi=60)
     print(f"picture -> {args.out}")
     return 0
+
+
+def _referring(rec, n: int) -> list[tuple[str, np.ndarray]]:
+    """Up to ``n`` referring phrases that single out one instance of the chip (largest first)."""
+    phrases: dict[str, list] = {}
+    for inst in rec.instances:
+        core = inst.description.split(", with ")[0].rstrip(".").strip()
+        if core:
+            phrases.setdefault("the " + core.split(" ", 1)[1] if core.lower().startswith(("a ", "an ")) else core,
+                               []).append(inst)
+    unique = sorted(((p, i[0]) for p, i in phrases.items() if len(i) == 1), key=lambda pi: -pi[1].area)
+    return [(p.lower(), rle.decode(i.mask_rle).astype(bool)) for p, i in unique[:n]]
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ def _mixed_batch(model: GeoPixModel, size: int = 96) -> dict:
     masks[:, 1, :, : size // 3] = 1
     regions = torch.zeros(2, 1, size, size)
     regions[:, 0, size // 4: size // 2, size // 4: size // 2] = 1
-    conv = [(proc.segmentation_question("buildings"), proc.segmentation_answer()),
+    # a place in one prompt so the location prior is on the gradient path too
+    conv = [(proc.segmentation_question("the buildings in the upper left"), proc.segmentation_answer()),
             (proc.region_question(1), "a small storage tank"),
             (proc.segmentation_question("water"), "The water is here: " + proc.seg_text + ".")]
     batch = proc.build_batch(images, [conv, conv[:2] + [conv[2]]], gt_masks=list(masks), region_masks=list(regions))

@@ -1,8 +1,8 @@
 """The config-free training form: stages fitted to each preset, and evaluate takes the run folder.
 
 Issue 11 item 8 also asks that two real chips be fitted to cIoU >= 0.7 in 400 steps: met by the
-small preset (the shipped architecture; asserted below). The tiny preset (random tower, token
-meanings instead of MiniLM) fits every class prompt but not yet the referring prompts (below).
+small preset (the shipped architecture) and by the tiny preset (random tower, token meanings
+instead of MiniLM, the location prior for referring phrases); both asserted below.
 """
 from __future__ import annotations
 
@@ -97,14 +97,14 @@ def test_quick_form_fits_two_real_chips_in_400_steps(tmp_path, capsys):
 
 @pytest.mark.skipif(not (VAL / "val.jsonl").is_file(), reason="shipped validation chips missing")
 def test_quick_form_tiny_fits_the_classes_of_two_chips(tmp_path, capsys):
-    """The tiny preset (random tower, token meanings) learns every class of the two chips.
+    """The tiny preset (random tower, token meanings) fits the two chips: cIoU >= 0.7, every class.
 
     Its prompts take their meaning from the LLM's token embeddings; without that the random
     2-layer LLM's SEG states painted one mask for every prompt (cIoU 0.07, category IoU 0 on
-    Dubai). Now each class prompt fits (measured 0.85-0.92 IoU). ``evaluate``'s cIoU (0.57 with
-    two threads, 0.75-0.79 with one, over training seeds 0-2) stays below the issue's 0.7 goal
-    when the single-instance referring prompts ("the medium-sized building in the upper right")
-    paint the wrong buildings: the tiny LLM does not learn locations in 400 steps.
+    Dubai); each class prompt now fits (measured 0.85-0.93 IoU). The referring prompts for
+    single buildings ("the medium-sized building in the lower left") decided the rest: they
+    painted every building, or the wrong ones (cIoU 0.51-0.69 over training seeds 0-2 on two
+    threads), until the location prior (``model/location_prior.py``): 0.76-0.78.
     """
     import numpy as np
     import torch
@@ -115,7 +115,7 @@ def test_quick_form_tiny_fits_the_classes_of_two_chips(tmp_path, capsys):
     from geopix_tiles.training.records import read_jsonl
 
     res = _train_and_evaluate(tmp_path, capsys, "tiny")
-    assert res["ciou"] >= 0.5, res
+    assert res["ciou"] >= 0.7, res
     model = GeoPixModel.from_pretrained(tmp_path / "run" / "model").eval()
     dubai = read_jsonl(tmp_path / "two_chips.jsonl")[0]
     img = torch.from_numpy(dubai.load())[:3][None]
