@@ -20,15 +20,17 @@ _LOCK = threading.Lock()
 
 
 class _Loader(importlib.abc.Loader):
-    def __init__(self, inner: importlib.abc.Loader, callbacks: list[Callable[[], None]]) -> None:
-        self.inner, self.callbacks = inner, callbacks
+    def __init__(self, inner: importlib.abc.Loader, name: str) -> None:
+        self.inner, self.name = inner, name
 
     def create_module(self, spec):  # noqa: ANN001, ANN201 - importlib protocol
         return self.inner.create_module(spec)
 
     def exec_module(self, module) -> None:  # noqa: ANN001
         self.inner.exec_module(module)
-        for cb in self.callbacks:
+        with _LOCK:  # taken here, when the import really ran, so each callback runs once
+            callbacks = _FINDER.pending.pop(self.name, [])
+        for cb in callbacks:
             cb()
 
     def __getattr__(self, name: str):  # noqa: ANN204 - get_resource_reader, is_package, ...
@@ -36,14 +38,20 @@ class _Loader(importlib.abc.Loader):
 
 
 class _Finder(importlib.abc.MetaPathFinder):
+    """Wraps the loader of a module with pending callbacks; the callbacks stay pending until it runs.
+
+    ``importlib.util.find_spec("xarray")`` (an availability check, as dask and others make)
+    also asks this finder and never executes the spec it gets; popping the callbacks there
+    lost them, and ``DataArray.geopix`` was missing in the process from then on.
+    """
+
     def __init__(self) -> None:
         self.pending: dict[str, list[Callable[[], None]]] = {}
 
     def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201
         with _LOCK:
-            callbacks = self.pending.pop(name, None)
-        if callbacks is None:
-            return None
+            if name not in self.pending:
+                return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
@@ -54,7 +62,7 @@ class _Finder(importlib.abc.MetaPathFinder):
             return None
         if spec.loader is None:
             return spec
-        spec.loader = _Loader(spec.loader, callbacks)
+        spec.loader = _Loader(spec.loader, name)
         return spec
 
 
