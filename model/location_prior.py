@@ -41,7 +41,7 @@ _SYNONYMS = {
 # two-word names first, so that "lower left" is not read as "left"
 _PATTERNS = sorted(((alias, CELLS.index(cell)) for cell in CELLS for alias in (cell, *_SYNONYMS[cell])),
                    key=lambda a: -len(a[0]))
-_REGEX = [(re.compile(rf"\b(?:in|at|on|to(?:wards)?|near) the {re.escape(a)}\b"), i) for a, i in _PATTERNS]
+_REGEX = [(re.compile(rf"\b(?:in|at|on|to(?:wards)?|near) (?:the )?{re.escape(a)}\b"), i) for a, i in _PATTERNS]
 
 #: Adam moves a weight by about the learning rate per step; the maps are read at this scale so
 #: that training can reshape them by whole logits (a cell is named in ~1 % of a short run's steps)

@@ -17,6 +17,7 @@ from geopix_tiles.model.location_prior import CELLS, LocationPrior, named_cell, 
     ("the roofs in the north-east", "upper right"),
     ("the building on the left side", "left"),
     ("the pond in the bottom right", "lower right"),
+    ("buildings in upper left", "upper left"),
 ])
 def test_the_place_named_in_the_subject_is_read(text, cell):
     assert CELLS[named_cell(text)] == cell
