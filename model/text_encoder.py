@@ -13,7 +13,6 @@ sentence-transformers' Transformer -> Pooling(mean) -> Normalize pipeline, run t
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -94,7 +93,17 @@ class SentenceEncoder:
             return np.stack([self._memo[t] for t in texts])
 
 
-@lru_cache(maxsize=1)
+_ENCODER: list[SentenceEncoder] = []
+_ENCODER_LOCK = threading.Lock()
+
+
 def prompt_encoder() -> SentenceEncoder:
-    """The process-wide MiniLM (one copy however many models are loaded)."""
-    return SentenceEncoder()
+    """The process-wide MiniLM (one copy however many models are loaded), built under a lock.
+
+    ``lru_cache`` let two model threads build it at once, and transformers' lazy module does
+    not survive two first imports in parallel ("cannot import name 'AutoModel'").
+    """
+    with _ENCODER_LOCK:
+        if not _ENCODER:
+            _ENCODER.append(SentenceEncoder())
+        return _ENCODER[0]

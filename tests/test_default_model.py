@@ -183,6 +183,33 @@ def test_demo_is_right_water_and_vegetation_agree_with_ndwi_and_ndvi(tmp_path):
     assert gdf.crs == crs
 
 
+def test_cli_answers_free_text_with_two_model_threads_in_a_fresh_process(tmp_path):
+    """Prompts outside the text bank load MiniLM; with two model threads they used to load it in
+    both at once and the run died ("cannot import name 'AutoModel'"). A fresh process, so no
+    earlier test has MiniLM loaded already."""
+    import subprocess
+    import sys
+
+    import geopandas as gpd
+    import rasterio
+
+    from geopix_tiles.interfaces.cli import DEFAULT_SCENE
+
+    out = tmp_path / "o.gpkg"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GEOPIX_MODEL_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    run = subprocess.run([sys.executable, "-m", "geopix_tiles", "segment", str(DEFAULT_SCENE), "-o", str(out),
+                          "--model", "default", "--quiet", "-p", "the small houses near the road", "-p", "wind turbines",
+                          "-p", "water bodies"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    gdf = gpd.read_file(out)
+    with rasterio.open(DEFAULT_SCENE) as src:
+        assert gdf.crs == src.crs
+        total = src.width * src.height
+    by = gdf.groupby("prompt")["pixels"].sum()
+    assert by.get("water bodies", 0) > 0.05 * total  # the sample's lakes (as "water": ~20 % of it)
+    assert by.get("wind turbines", 0) < 0.01 * total  # never taught: next to nothing
+
+
 def test_held_out_paraphrases_reach_the_class_names_iou(model):
     """Words never used in training ("houses", "rooftops", "greenery", ...) land where their meaning is."""
     from geopix_tiles.training.prompt_eval import evaluate_prompts
