@@ -174,12 +174,15 @@ def test_fused_model_refuses_to_save(models, tmp_path):
 
 
 def test_segment_run_imports_no_transformers_or_timm_models(tmp_path):
-    """Cold start: a learned-model segment run loads neither stack (nor MiniLM for trained prompts)."""
+    """Cold start: a learned-model segment run loads neither stack (nor MiniLM for trained prompts).
+
+    Nor torchvision: the model-runtime install (``.[run]``) has none, so it can sit on a CPU build
+    of torch (benchmarks/results/runtime_rss.md)."""
     code = (
         "import sys, geopix_tiles\n"
         "from geopix_tiles.api import segment\n"
         f"segment({str(NAIP)!r}, ['water', 'buildings'], model='default', out={str(tmp_path / 'o.gpkg')!r})\n"
-        "bad = [m for m in ('transformers', 'timm', 'open_clip', 'xarray') if m in sys.modules]\n"
+        "bad = [m for m in ('transformers', 'timm', 'open_clip', 'torchvision', 'xarray') if m in sys.modules]\n"
         "print('LOADED', bad)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
