@@ -431,8 +431,13 @@ class GeoPixModel(nn.Module):
         _, cache = decoder_forward(self.llm, embeds, None, use_cache=True)
         return cache, ids.shape[1]
 
-    def segment_encoded(self, enc: ImageEncoding, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask logits ``[B, P, H, W]`` and class weights ``[B, P, classes]`` from an encoding."""
+    def segment_encoded(self, enc: ImageEncoding, prompts: Sequence[str],
+                        place_prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits ``[B, P, H, W]`` and class weights ``[B, P, classes]`` from an encoding.
+
+        ``place_prior=False`` leaves out the location prior: for tiles of a larger scene,
+        where "in the lower left" names a part of the scene, not of each tile.
+        """
         b, p = enc.image_tokens.shape[0], len(prompts)
         cache, lp = self._prefix_cache(enc)
         ids, attn, seg_pos = (t.to(self.device) for t in self.processor.segmentation_suffix(list(prompts)))
@@ -444,7 +449,7 @@ class GeoPixModel(nn.Module):
         states = hidden.gather(1, seg_pos[..., None].expand(-1, -1, hidden.shape[-1]))
         prompts_emb = self.seg_prompts(states, list(prompts) * b)
         tile_index = torch.arange(b, device=self.device).repeat_interleave(p)
-        logits, weights = self._decode_masks(enc, prompts_emb, tile_index, list(prompts) * b)
+        logits, weights = self._decode_masks(enc, prompts_emb, tile_index, list(prompts) * b if place_prior else None)
         logits = logits.float()
         share = self.known_share(list(prompts))
         if share is not None:  # probability x known share, back in logit space

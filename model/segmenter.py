@@ -119,5 +119,6 @@ class GeoPixSegmenter:
             raise InputError(f"GeoPix needs RGB tiles [B, 3, H, W], got shape {tiles.shape}; select red/green/blue bands")
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model.segment_encoded(self.model.encode_images(x), list(prompts))[0]
+            # tiles of a scene: a place in a prompt names part of the scene, not of every tile
+            logits = self.model.segment_encoded(self.model.encode_images(x), list(prompts), place_prior=False)[0]
         return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float32, copy=False)

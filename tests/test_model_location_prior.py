@@ -103,3 +103,22 @@ def test_checkpoints_without_the_prior_load_without_it():
     assert GeoPixModel(GeoPixConfig.tiny(location_grid=0)).location_prior is None
     with pytest.raises(ValueError, match="location_grid"):
         GeoPixConfig.tiny(location_grid=-1).validate()
+
+
+def test_tiles_of_a_scene_get_no_place_prior():
+    """The engine and tiled views see tiles of a larger scene: "in the lower left" is not each tile's corner."""
+    import numpy as np
+
+    from geopix_tiles.model.segmenter import GeoPixSegmenter
+
+    torch.manual_seed(0)
+    model = GeoPixModel(GeoPixConfig.tiny()).eval()
+    tiles = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    prompts = ["the pond in the lower left"]
+    with torch.no_grad():
+        enc = model.encode_images(tiles)
+        with_prior = model.segment_encoded(enc, prompts)[0]
+        without = model.segment_encoded(enc, prompts, place_prior=False)[0]
+    assert (without - with_prior)[:, 0, :8, 56:].min() > 5  # the prior is -6 far from the named part
+    probs = GeoPixSegmenter(model).predict(tiles.numpy(), prompts)
+    np.testing.assert_allclose(probs, torch.sigmoid(without).numpy(), atol=1e-5)

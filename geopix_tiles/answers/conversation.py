@@ -185,7 +185,9 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             acc = BlockBlend(grid, block, len(phrases))
             with torch.no_grad():
                 for i, enc in enumerate(encodings):
-                    probs = torch.sigmoid(model.segment_encoded(enc, list(phrases))[0].float()).cpu().numpy()
+                    # tiles of the window: a place in a phrase names part of the window, not of each tile
+                    probs = torch.sigmoid(model.segment_encoded(enc, list(phrases), place_prior=False)[0]
+                                          .float()).cpu().numpy()
                     for t, p in zip(tiles[i * batch:(i + 1) * batch], probs):
                         acc.add(t, p)
             prob = np.clip(acc.result()[0], 1e-7, 1 - 1e-7)
