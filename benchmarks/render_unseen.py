@@ -64,6 +64,7 @@ def main() -> int:
     from geopix_tiles.plot import overlay
 
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     work = ROOT / "runs" / "unseen_work"  # intermediate rasters, not committed
     work.mkdir(parents=True, exist_ok=True)
     scenes = {
