@@ -70,26 +70,13 @@ class GeoPixSegmenter:
         self.model = model.to(self.device).eval()
         self.tile_size = int(tile_size or model.config.tile_size)
         self._fingerprint = _fingerprint(self.model)
-        self._meanings_ready: set[tuple[str, ...]] = set()
 
     def __repr__(self) -> str:
         # Stable across processes: the engine's resume journal fingerprints models by repr.
         return f"GeoPixSegmenter(weights={self._fingerprint}, tile_size={self.tile_size})"
 
     def check_prompts(self, prompts: Sequence[str]) -> None:
-        """Refuse prompts the model cannot answer; the first time, also compute what they mean.
-
-        The engine checks prompts in the caller's thread before its model threads start, so a
-        prompt outside the text bank loads MiniLM here, once, and not in two model threads at
-        once (two threads importing transformers together failed with "cannot import name
-        'AutoModel'", and the run with it).
-        """
         self.model.check_prompts(prompts)
-        key = tuple(prompts)
-        if key not in self._meanings_ready:
-            with torch.inference_mode():
-                self.model.text_prompts(list(prompts))
-            self._meanings_ready.add(key)
 
     def concurrent_calls(self) -> int:
         """Model threads the engine should run: two on a multi-core CPU, one on a GPU.
