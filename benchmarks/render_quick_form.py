@@ -11,6 +11,7 @@ instance of the chip ("the medium-sized building at the top"), where the locatio
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from geopix_tiles.model import GeoPixModel  # noqa: E402
 from geopix_tiles.training import rle  # noqa: E402
+from geopix_tiles.training.instruct import unique_refs  # noqa: E402
 from geopix_tiles.training.records import read_jsonl  # noqa: E402
 
 CLASSES = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "land": "land", "water": "water"}
@@ -65,7 +67,7 @@ def main() -> int:
         ax[2, k + 1].imshow(gt, cmap="gray")
         ax[2, k + 1].set_title("label: one instance", fontsize=9)
         ax[3, k + 1].imshow(pred, cmap="gray")
-        ax[3, k + 1].set_title(f'"{prompt}"\nIoU {iou:.2f}', fontsize=8)
+        ax[3, k + 1].set_title(textwrap.fill(f'"{prompt}"', 36) + f"\nIoU {iou:.2f}", fontsize=7)
     for a in ax.ravel():
         a.set_xticks([])
         a.set_yticks([])
@@ -76,15 +78,9 @@ def main() -> int:
 
 
 def _referring(rec, n: int) -> list[tuple[str, np.ndarray]]:
-    """Up to ``n`` referring phrases that single out one instance of the chip (largest first)."""
-    phrases: dict[str, list] = {}
-    for inst in rec.instances:
-        core = inst.description.split(", with ")[0].rstrip(".").strip()
-        if core:
-            phrases.setdefault("the " + core.split(" ", 1)[1] if core.lower().startswith(("a ", "an ")) else core,
-                               []).append(inst)
-    unique = sorted(((p, i[0]) for p, i in phrases.items() if len(i) == 1), key=lambda pi: -pi[1].area)
-    return [(p.lower(), rle.decode(i.mask_rle).astype(bool)) for p, i in unique[:n]]
+    """Up to ``n`` referring phrases that single out one instance of the chip (largest first), as trained."""
+    unique = sorted(unique_refs(rec), key=lambda ir: -ir[0].area)
+    return [(phrase, rle.decode(inst.mask_rle).astype(bool)) for inst, phrase in unique[:n]]
 
 
 if __name__ == "__main__":

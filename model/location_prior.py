@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_cell", "named_place", "starting_maps"]
+__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_place", "starting_maps"]
 
 #: the nine parts of a tile a phrase can name, row by row (the referring templates' words)
 CELLS = ("upper left", "top", "upper right", "left", "center", "right", "lower left", "bottom", "lower right")
@@ -70,12 +70,6 @@ def named_place(text: str) -> tuple[int, str] | None:
         if pattern.search(head):
             return index, ("large" if _LARGE.search(head) else "compact")
     return None
-
-
-def named_cell(text: str) -> int | None:
-    """Index into :data:`CELLS` of the place the phrase's subject names, or None."""
-    place = named_place(text)
-    return None if place is None else place[0]
 
 
 def starting_maps(grid: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from geopix_tiles.model import GeoPixConfig, GeoPixModel  # noqa: E402
-from geopix_tiles.model.location_prior import CELLS, LocationPrior, named_cell, starting_maps  # noqa: E402
+from geopix_tiles.model.location_prior import CELLS, LocationPrior, named_place, starting_maps  # noqa: E402
 
 
 @pytest.mark.parametrize("text, cell", [
@@ -20,13 +20,13 @@ from geopix_tiles.model.location_prior import CELLS, LocationPrior, named_cell, 
     ("buildings in upper left", "upper left"),
 ])
 def test_the_place_named_in_the_subject_is_read(text, cell):
-    assert CELLS[named_cell(text)] == cell
+    assert CELLS[named_place(text)[0]] == cell
 
 
 @pytest.mark.parametrize("text", ["buildings", "the small houses near the road", "water bodies",
                                   "the building, with roads to the east", "leftover land"])
 def test_no_place_means_no_prior(text):
-    assert named_cell(text) is None
+    assert named_place(text) is None
     assert LocationPrior(4)([text], (8, 8)) is None
 
 

@@ -26,7 +26,7 @@ from .records import ImageRecord, Instance
 
 __all__ = [
     "SEG", "REGION", "IMAGE", "TASKS", "InstructSample", "describe_instance", "describe_record",
-    "make_samples", "templates", "expand_seg", "plural",
+    "make_samples", "templates", "expand_seg", "plural", "unique_refs",
 ]
 
 SEG = "[SEG]"
@@ -287,7 +287,7 @@ def _regions(n: int) -> str:
     return names[0] if n == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _unique_refs(record: ImageRecord) -> list[tuple[Instance, str]]:
+def unique_refs(record: ImageRecord) -> list[tuple[Instance, str]]:
     """Instances whose definite description names them unambiguously in their tile."""
     size = record.size
     if size is None:
@@ -403,7 +403,7 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
             a = "Sure, " + ", ".join(f"{plural(c)}: {SEG}" for c in cats) + "."
         return InstructSample(task, f"{IMAGE}\n{q}", a, ri, masks, cats, template=t)
     if task == "referring_seg":
-        refs = _unique_refs(rec)
+        refs = unique_refs(rec)
         if not refs:
             return None
         chosen = rng.sample(refs, k=min(len(refs), rng.randint(1, max_targets)))
