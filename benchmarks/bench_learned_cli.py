@@ -38,7 +38,6 @@ from report import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["water", "vegetation", "buildings", "roads"]
-CLI = [sys.executable, "-m", "geopix_tiles"]
 
 MODEL_CHILD = r"""
 import json, sys, time
@@ -76,11 +75,12 @@ def _model_rate(scene: str, n_tiles: int, env: dict) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["tiles_per_s"]
 
 
-def _cli(scene: str, work: Path, env: dict) -> dict:
+def cli_run(scene: str, work: Path, env: dict, python: str = sys.executable) -> dict:
+    """One `geopix-tiles segment` of the 4 prompts under `/usr/bin/time -v`: rates, polygons, peak RSS."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    cmd = ["/usr/bin/time", "-v", *CLI, "segment", scene, "-o", str(work / "x.gpkg"), "--raster", str(work / "x.tif"),
+    cmd = ["/usr/bin/time", "-v", python, "-m", "geopix_tiles", "segment", scene, "-o", str(work / "x.gpkg"), "--raster", str(work / "x.tif"),
            "--model", "default", "--quiet"]
     for p in PROMPTS:
         cmd += ["-p", p]
@@ -116,9 +116,9 @@ def main() -> int:
                     if s == "model":
                         model.append(_model_rate(scene, args.model_tiles, env))
                     elif s == "cli":
-                        cli.append(_cli(scene, Path(tmp) / "out", env))
+                        cli.append(cli_run(scene, Path(tmp) / "out", env))
                     else:
-                        cli1.append(_cli(scene, Path(tmp) / "out", {**env, "GEOPIX_MODEL_THREADS": "1"}))
+                        cli1.append(cli_run(scene, Path(tmp) / "out", {**env, "GEOPIX_MODEL_THREADS": "1"}))
                     print(Path(scene).name, s, {"model": model, "cli": cli, "cli1": cli1}[s][-1], flush=True)
             mr = statistics.median(model)
             er = statistics.median(c["engine_rate"] for c in cli)

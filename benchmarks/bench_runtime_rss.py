@@ -17,8 +17,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,26 +26,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from bench_learned_cli import PROMPTS, cli_run
 from report import publish
-
-ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = ["water", "vegetation", "buildings", "roads"]
-
-
-def _run(python: str, scene: str, work: Path) -> dict:
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    cmd = ["/usr/bin/time", "-v", python, "-m", "geopix_tiles", "segment", scene, "-o", str(work / "x.gpkg"),
-           "--raster", str(work / "x.tif"), "--model", "default", "--quiet"]
-    for p in PROMPTS:
-        cmd += ["-p", p]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    if out.returncode:
-        raise RuntimeError(out.stderr[-2000:])
-    m = re.search(r"(\d+) tiles.*\(([\d.]+) tiles/s\): (\d+) polygons", out.stdout)
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
-    return {"rate": float(m.group(2)), "polygons": int(m.group(3)), "rss_mb": rss / 1024}
 
 
 def _torch_of(python: str) -> str:
@@ -64,6 +44,7 @@ def main() -> int:
     args = ap.parse_args()
     pythons = {"CUDA build": sys.executable, "CPU build": args.run_python}
     builds = {k: _torch_of(p) for k, p in pythons.items()}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     load = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,11 +53,11 @@ def main() -> int:
             for rep in range(args.repeats):
                 order = list(pythons) if rep % 2 == 0 else list(pythons)[::-1]
                 for k in order:
-                    res[k].append(_run(pythons[k], scene, Path(tmp) / k.replace(" ", "_")))
+                    res[k].append(cli_run(scene, Path(tmp) / k.replace(" ", "_"), env, pythons[k]))
                     print(Path(scene).name, k, res[k][-1], flush=True)
             with rasterio.open(Path(tmp) / "CUDA_build" / "x.tif") as a, rasterio.open(Path(tmp) / "CPU_build" / "x.tif") as b:
                 diff = int(np.abs(a.read().astype(np.int16) - b.read().astype(np.int16)).max())
-            med = {k: {f: statistics.median(r[f] for r in v) for f in ("rate", "rss_mb")} for k, v in res.items()}
+            med = {k: {f: statistics.median(r[f] for r in v) for f in ("engine_rate", "rss_mb")} for k, v in res.items()}
             rows.append((Path(scene).name, res["CUDA build"][0]["polygons"], res["CPU build"][0]["polygons"], med, diff))
     lines = [f"### {dt.datetime.now():%Y-%m-%d %H:%M} - {platform.machine()}, {os.cpu_count()} cores, load {load:.2f} at start",
              f"CUDA build: torch {builds['CUDA build']}; CPU build: torch {builds['CPU build']}; "
@@ -86,7 +67,7 @@ def main() -> int:
              "| peak RSS MB CPU build | raster max abs difference |",
              "|---|---|---|---|---|---|---|"]
     for name, pa, pb, med, diff in rows:
-        lines.append(f"| {name} | {pa} / {pb} | {med['CUDA build']['rate']:.1f} | {med['CPU build']['rate']:.1f} | "
+        lines.append(f"| {name} | {pa} / {pb} | {med['CUDA build']['engine_rate']:.1f} | {med['CPU build']['engine_rate']:.1f} | "
                      f"{med['CUDA build']['rss_mb']:.0f} | {med['CPU build']['rss_mb']:.0f} | {diff} |")
     return publish("\n".join(lines) + "\n", args.write)
 
