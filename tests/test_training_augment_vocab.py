@@ -69,6 +69,27 @@ def test_augment_sample_is_deterministic_per_index_and_keeps_range():
     assert torch.equal(m, mask)
 
 
+def test_haze_flattens_contrast_towards_a_bright_bluish_veil_and_appears_in_training_draws():
+    from geopix_tiles.training.augment import augment_sample, haze
+
+    img, mask = _scene_with_square()
+    h = haze(img, 0.6, random.Random(1))
+    for c in range(3):  # each band's contrast scales by 1 - amount
+        assert float(h[c].std()) == pytest.approx(0.4 * float(img[c].std()), rel=1e-4)
+    assert 0.6 * 0.7 - 1e-6 <= float(h.min()) and float(h.max()) <= 1.0  # a bright floor, still in range
+    for seed in range(20):  # the veil itself (on black): bright, and never redder than it is blue
+        v = haze(torch.zeros(3, 2, 2), 1.0, random.Random(seed))[:, 0, 0]
+        assert 0.7 <= float(v[0]) <= float(v[1]) <= 1.0 and float(v[0]) < float(v[2]) <= 1.0
+    assert haze(torch.rand(4, 8, 8), 0.5, random.Random(0)).shape == (4, 8, 8)  # any band count (RGB + NIR)
+    # a share of the photometric draws is hazed: low contrast over a bright floor
+    def hazy(p):
+        outs = [augment_sample(img, mask, False, seed=0, index=i, haze_p=p)[0] for i in range(200)]
+        return [o for o in outs if float(o.min()) > 0.25 and float(o.std()) < 0.5 * float(img.std())]
+
+    assert 10 <= len(hazy(0.2)) <= 80
+    assert not hazy(0.0)  # off by default: the shipped recipe's draws are unchanged
+
+
 def test_spectral_index_source_gives_weak_water_and_vegetation(tmp_path):
     from geopix_tiles.training.adapters import build_source
     from geopix_tiles.training.windows import records_from_scene

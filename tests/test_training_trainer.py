@@ -205,6 +205,9 @@ def test_yaml_config_is_validated(tmp_path):
     (tmp_path / "typo.yaml").write_text("data: {train: d.jsonl}\nbatchsize: 3\n")
     with pytest.raises(InputError, match="batchsize"):
         load_config(tmp_path / "typo.yaml")
+    (tmp_path / "haze.yaml").write_text("data: {train: d.jsonl, augment: true, haze: 2}\n")
+    with pytest.raises(InputError, match=r"data.haze is a probability"):
+        load_config(tmp_path / "haze.yaml")
 
 
 def test_lora_adapters_train_only_adapters_and_merge_on_export(tmp_path):

@@ -6,7 +6,10 @@
   Dubai chips also meets buildings of a few pixels, as on 2-10 m imagery.
 * **Flips and 90 degree turns**: nadir imagery has no up.
 * **Photometric**: brightness, contrast, per-band gain (another sensor's colour balance),
-  gamma, and grey (panchromatic) input with the grey value in all three bands.
+  gamma, grey (panchromatic) input with the grey value in all three bands, and **haze**: a
+  blend towards a bright, bluish-white veil (path radiance, thin cloud, an over-exposed
+  orthophoto). Without it a washed-out desert tile (Dubai tile_7 part 006: RGB mean 196/209/222,
+  contrast a third of the training tiles') was painted as vegetation over most of its area.
 
 Geometry changes positions, so it is only applied to samples whose text says nothing about
 position (category segmentation); photometric changes apply to every sample. Every draw is
@@ -20,7 +23,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_sample", "mirror_tile"]
+__all__ = ["augment_sample", "haze", "mirror_tile"]
 
 
 def mirror_tile(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -54,7 +57,15 @@ def _zoom(image: torch.Tensor, masks: torch.Tensor, z: float, rng: random.Random
     return image, masks
 
 
-def _photometric(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
+def haze(x: torch.Tensor, amount: float, rng: random.Random) -> torch.Tensor:
+    """Blend ``x`` by ``amount`` towards a bright veil that is bluer than it is red (path radiance)."""
+    r = rng.uniform(0.7, 1.0)
+    rgb = [r, min(1.0, r + rng.uniform(0.0, 0.08)), min(1.0, r + rng.uniform(0.02, 0.15))]
+    veil = torch.tensor((rgb + [r] * x.shape[0])[: x.shape[0]], dtype=x.dtype).view(-1, 1, 1)
+    return x * (1.0 - amount) + veil * amount
+
+
+def _photometric(image: torch.Tensor, rng: random.Random, haze_p: float) -> torch.Tensor:
     x = image
     if rng.random() < 0.8:
         x = x * rng.uniform(0.7, 1.3)
@@ -65,6 +76,8 @@ def _photometric(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
         gain = torch.tensor([rng.uniform(0.85, 1.15) for _ in range(x.shape[0])], dtype=x.dtype).view(-1, 1, 1)
         x = x * gain
     x = x.clamp(0.0, 1.0)
+    if haze_p and rng.random() < haze_p:  # no draw when off: recorded recipes augment exactly as before
+        x = haze(x, rng.uniform(0.2, 0.7), rng)
     if rng.random() < 0.3:
         x = x ** rng.uniform(0.7, 1.4)
     if rng.random() < 0.15:
@@ -74,8 +87,12 @@ def _photometric(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
 
 
 def augment_sample(image: torch.Tensor, masks: torch.Tensor, geometric: bool, seed: int,
-                   index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augmented ``image [C, H, W]`` in [0, 1] and target ``masks [T, H, W]`` for sample ``index``."""
+                   index: int, haze_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented ``image [C, H, W]`` in [0, 1] and target ``masks [T, H, W]`` for sample ``index``.
+
+    ``haze_p`` is the chance of a hazed image (``data.haze``); off by default, so the shipped
+    recipe draws the same augmentations it was trained with.
+    """
     rng = random.Random(seed * 1_000_003 + index)
     if geometric:
         if rng.random() < 0.6:
@@ -86,5 +103,5 @@ def augment_sample(image: torch.Tensor, masks: torch.Tensor, geometric: bool, se
             image, masks = torch.rot90(image, k, (1, 2)), torch.rot90(masks, k, (1, 2))
         if rng.random() < 0.5:
             image, masks = image.flip(-1), masks.flip(-1)
-    image = _photometric(image, rng)
+    image = _photometric(image, rng, haze_p)
     return image.contiguous(), masks.contiguous()

@@ -30,6 +30,8 @@ Example (every key optional except a data entry)::
       sample_draws: 1                   # independent draws of those questions per stage (0 = auto, for a few chips)
       max_targets: 3                    # masks per answer / regions per prompt
       negatives: 0.25                   # chance a category prompt also asks for an absent (annotated) class
+      augment: false                    # zoom / flips / turns / colour (training/augment.py)
+      haze: 0.0                         # with augment: chance of a hazed image (0 = off)
     stages:                             # GeoPix two-stage schedule; what trains is configurable
       - {name: text, steps: 100, lr: 2.0e-4, train: [projector, region, llm],
          tasks: [region_class, region_caption, caption, vqa]}
@@ -124,6 +126,9 @@ class DataSpec:
     #: geometric (zoom 0.25-3x as a ground-sampling-distance change, flips, 90 degree turns) and
     #: photometric (grey, colour, brightness, contrast) augmentation of training images
     augment: bool = False
+    #: with ``augment``: chance of a hazed image (a bright bluish veil: path radiance, thin cloud,
+    #: over-exposure); 0 = off, as in the shipped recipe (MODEL_CARD, "Tried")
+    haze: float = 0.0
     #: one single-class category sample per class of every image, besides the random draws
     per_class: bool = False
     #: independent draws of the questions per stage (templates, targets, synonyms); 0 = enough draws
@@ -173,7 +178,7 @@ class TrainConfig:
             raise InputError("data.val_fraction must be in [0, 1)")
         if not isinstance(self.data.sample_draws, int) or self.data.sample_draws < 0:
             raise InputError(f"data.sample_draws is a count (0 = automatic); got {self.data.sample_draws!r}")
-        for key in ("negatives", "paraphrases", "unrelated"):
+        for key in ("negatives", "paraphrases", "unrelated", "haze"):
             v = getattr(self.data, key)
             if not 0 <= v <= 1:
                 raise InputError(f"data.{key} is a probability; got {v}, use a value in [0, 1]")

@@ -50,7 +50,7 @@ class InstructDataset:
 
     def __init__(self, records: Sequence[ImageRecord], samples: Sequence[InstructSample], size: int,
                  channels: int = 3, cache: int = 64, class_names: Sequence[str] = (), augment: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, haze: float = 0.0) -> None:
         self.records = list(records)
         self.samples = list(samples)
         self.size = int(size)
@@ -59,6 +59,7 @@ class InstructDataset:
         self._cache_n = cache
         self.class_ids = {c: i for i, c in enumerate(class_names)}
         self.augment = augment
+        self.haze = haze
         self.seed = seed
 
     def __len__(self) -> int:
@@ -97,7 +98,7 @@ class InstructDataset:
         q = s.question.replace(IMAGE, "").strip()
         image, masks = self.image(s.record), self._masks(s.target_masks)
         if self.augment:
-            image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i)
+            image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze)
         return {
             "image": image,
             "question": q,

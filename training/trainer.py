@@ -138,6 +138,7 @@ class Trainer:
             self._datasets[stage_idx] = InstructDataset(self.train_records, samples, self.size,
                                                         class_names=self.memory_classes,
                                                         augment=self.cfg.data.augment,
+                                                        haze=self.cfg.data.haze,
                                                         seed=self.cfg.seed + 7919 * stage_idx)
         return self._datasets[stage_idx]
 
