@@ -7,10 +7,10 @@ One command, from the repository root, with ``../shared/data`` present::
 Steps (each can be run alone with ``--step``):
 
 1. ``export``  - cut the permissively licensed labelled scenes (``training/catalog.py``) into
-   256 px chips with the fixed split of ``training/splits/default_v2.json`` and write
-   ``runs/default_v2/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
-2. ``train``   - the project's own trainer on ``training/configs/default_v2.yaml``; resumes
-   from the latest checkpoint in ``runs/default_v2/checkpoints`` when one exists.
+   256 px chips with the fixed split of ``training/splits/default_v3.json`` and write
+   ``runs/default_v3/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
+2. ``train``   - the project's own trainer on ``training/configs/default_v3.yaml``; resumes
+   from the latest checkpoint in ``runs/default_v3/checkpoints`` when one exists.
 3. ``ship``    - evaluate on the validation split (:func:`training.evaluate.evaluate_model`),
    store the weights as fp16 in ``geopix_tiles/data/default_model/`` and write
    ``training_record.json`` (seed, config, data manifest with sha256, metrics), plus the
@@ -39,8 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SPLIT = ROOT / "training" / "splits" / "default_v2.json"
-CONFIG = ROOT / "training" / "configs" / "default_v2.yaml"
+SPLIT = ROOT / "training" / "splits" / "default_v3.json"
+CONFIG = ROOT / "training" / "configs" / "default_v3.yaml"
 SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
@@ -100,11 +100,27 @@ def export(shared: Path, out: Path, seed: int) -> dict:
                 r.meta["split"] = "train"
                 train.append(r)
     data = out / "data"
-    export_jsonl(train, data / "train.jsonl", data / "chips_train")
+    export_jsonl(train + scene_negatives(shared, split, "train_indices"), data / "train.jsonl", data / "chips_train")
     export_jsonl(val, data / "val.jsonl", data / "chips_val")
-    counts = {"train": len(train), "val": len(val)}
+    held = scene_negatives(shared, split, "val_indices")
+    if held:  # scored for false alarms only; never trained on (chips 60-79, the scene head's held-out split)
+        export_jsonl(held, data / "val_scene_negatives.jsonl", data / "chips_val")
+    counts = {"train": len(train), "val": len(val), "scene_negatives": len(held)}
     print(f"exported {counts}", flush=True)
     return counts
+
+
+def scene_negatives(shared: Path, split: dict, key: str) -> list:
+    """UC Merced chips as instance-free records naming the classes their scene rules out."""
+    from geopix_tiles.training.scene_negatives import scene_negative_records
+
+    spec = split.get("scene_negatives", {}).get("uc_merced")
+    if not spec:
+        return []
+    recs = scene_negative_records(shared / "uc_merced", spec[key])
+    for r in recs:
+        r.meta["split"] = "train" if key == "train_indices" else "val"
+    return recs
 
 
 def prompt_eval_records(val: list, dubai: int = 160, seed: int = 0) -> list:
@@ -124,7 +140,7 @@ def prompt_eval_records(val: list, dubai: int = 160, seed: int = 0) -> list:
 def manifest(shared: Path) -> list[dict]:
     split = json.loads(SPLIT.read_text())
     files = []
-    for name in split["sources"]:
+    for name in split["sources"] + sorted(split.get("scene_negatives", {})):
         for p in sorted((shared / name).rglob("*")):
             if p.is_file() and p.suffix.lower() in (".jpg", ".png", ".tif", ".tiff", ".geojson", ".json"):
                 files.append({"path": str(p.relative_to(shared)), "bytes": p.stat().st_size,
@@ -201,7 +217,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     result = json.loads((Path(cfg.output_dir) / "train_result.json").read_text()) \
         if (Path(cfg.output_dir) / "train_result.json").exists() else {}
     record = {
-        "name": "geopix-tiles default_v2",
+        "name": "geopix-tiles default_v3",
         "command": "python -m geopix_tiles.training.default_recipe",
         "seed": cfg.seed,
         "config_file": str(CONFIG.relative_to(ROOT)),
@@ -222,9 +238,9 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         "date": time.strftime("%Y-%m-%d"),
     }
     for d in (record["config"], ):
-        d["output_dir"] = "runs/default_v2"
-        d["data"]["train"] = "runs/default_v2/data/train.jsonl"
-        d["data"]["val"] = "runs/default_v2/data/val.jsonl"
+        d["output_dir"] = "runs/default_v3"
+        d["data"]["train"] = "runs/default_v3/data/train.jsonl"
+        d["data"]["val"] = "runs/default_v3/data/val.jsonl"
     (SHIP / "training_record.json").write_text(json.dumps(record, indent=1))
     # a few held-out validation chips for the offline quality test (one per class where possible)
     if TEST_CHIPS.exists():
