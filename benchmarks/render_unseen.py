@@ -5,7 +5,10 @@
 Scenes (from ../shared/data; none is in the training split): the NAIP 2020 date (held out;
 the shipped demo sample), the rasterio Landsat-7 RGB sample (30 m, another sensor), a
 Sentinel-2 true-colour mosaic of the held-out block (10 m), a UC Merced forest and a UC Merced
-dense-residential chip (0.3 m, never used), and the GeoPix demo image 1. Each picture is the
+dense-residential chip (0.3 m; chip 10, not among the scene negatives' training chips 0, 3, ..., 57),
+UC Merced storage-tank, beach and overpass chips from the held-out indices 60-79 (bright roofs,
+sand and surf, deep shadows: where the model used to paint clouds, vegetation and water), and
+the GeoPix demo image 1. Each picture is the
 image beside its masks, drawn with ``geopix_tiles.plot.overlay`` from the engine's raster.
 """
 from __future__ import annotations
@@ -74,6 +77,10 @@ def main() -> int:
         "ucm_forest": _jpg_to_tif(SHARED / "uc_merced" / "forest" / "forest10.jpg", work / "ucm_forest.tif"),
         "ucm_denseres": _jpg_to_tif(SHARED / "uc_merced" / "denseresidential" / "denseresidential10.jpg",
                                     work / "ucm_dense.tif"),
+        "ucm_storagetanks": _jpg_to_tif(SHARED / "uc_merced" / "storagetanks" / "storagetanks66.jpg",
+                                        work / "ucm_tanks.tif"),
+        "ucm_beach": _jpg_to_tif(SHARED / "uc_merced" / "beach" / "beach62.jpg", work / "ucm_beach.tif"),
+        "ucm_overpass": _jpg_to_tif(SHARED / "uc_merced" / "overpass" / "overpass70.jpg", work / "ucm_overpass.tif"),
         "geopix_demo_1": _jpg_to_tif(SHARED / "geopix_demo" / "1.jpg", work / "gp1.tif"),
     }
     for name, path in scenes.items():

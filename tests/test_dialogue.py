@@ -156,7 +156,7 @@ def test_refusals_and_scene_questions(model):
     from geopix_tiles.training.dialogue_heads import chip_pixels
 
     tennis = torch.from_numpy(chip_pixels(UC / "tenniscourt70.jpg", 256))
-    forest = torch.from_numpy(chip_pixels(UC / "forest00.jpg", 256))
+    forest = torch.from_numpy(chip_pixels(UC / "forest61.jpg", 256))
     unknown = model.chat(tennis, "Where are the wind turbines?")
     assert unknown.text.startswith("I can't tell") and "wind turbines" in unknown.text and len(unknown.masks) == 0
     assert model.chat(tennis, "Is there a tennis court?").text.startswith("Yes")
