@@ -44,7 +44,7 @@ from .config import GeoPixConfig
 from .dialogue import ChatReply, IntentHead, SceneHead, Turn, View, parse_question, reply_to
 from .generation import LogitsProcessor, greedy_decode
 from .llm import build_llm, decoder_forward, llm_config_dict, load_llm
-from .location_prior import LocationPrior
+from .location_prior import LocationPrior, named_place
 from .losses import mask_bce, mask_dice, token_ce
 from .mask_decoder import MaskPredictor, Neck, PixelDecoder
 from .memory import ClassMemory
@@ -215,19 +215,26 @@ class GeoPixModel(nn.Module):
         Without a bank the raw embeddings come back. Both outputs come from one similarity matrix.
         """
         c = self.config
-        if c.text_bank_size:  # trained phrases stay as trained; new free text is read by its subject
-            known = self._bank_rows()
-            texts = [t if t in known else subject_phrase(t) for t in texts]
-        emb = self._prompt_embeddings(texts)
         if not c.text_bank_size:
-            return emb, None
+            return self._prompt_embeddings(texts), None
+        # A phrase naming a place ("the large building at the center") is a referring phrase, a
+        # kind the text head was trained on word for word; the bank holds only category phrases,
+        # so a mix over it would turn "the building in the lower left" into "buildings" and paint
+        # every building. Those phrases keep their own embedding and count as fully known.
+        referring = [named_place(t) is not None for t in texts]
+        known = self._bank_rows()  # trained phrases stay as trained; new free text is read by its subject
+        texts = [t if (t in known or ref) else subject_phrase(t) for t, ref in zip(texts, referring)]
+        emb = self._prompt_embeddings(texts)
         bank = self.text_bank.to(emb.dtype)
         sims = emb @ bank.T
         grounded = F.normalize(torch.softmax(sims / c.text_bank_temperature, dim=-1) @ bank, dim=-1)
+        keep = torch.tensor(referring, device=emb.device)[:, None]
+        grounded = torch.where(keep, emb, grounded)
         if c.text_bank_unknown is None:
             return grounded, None
         with_none = torch.cat([sims, sims.new_full((sims.shape[0], 1), float(c.text_bank_unknown))], 1)
-        return grounded, 1.0 - torch.softmax(with_none / c.text_bank_temperature, dim=-1)[:, -1]
+        share = 1.0 - torch.softmax(with_none / c.text_bank_temperature, dim=-1)[:, -1]
+        return grounded, torch.where(keep[:, 0], torch.ones_like(share), share)
 
     def text_prompts(self, texts: Sequence[str]) -> torch.Tensor | None:
         """``[N, scales, prompt_dim]`` from the meaning of ``texts`` (None without an encoder)."""

@@ -314,3 +314,29 @@ def test_classes_a_scene_rules_out_are_not_reported_on_unseen_chips(model):
             if reply.text.startswith("Yes"):
                 alarms.append((chip, c, reply.text))
     assert len(alarms) <= MAX_FALSE_ALARMS, alarms
+
+
+def test_referring_phrases_keep_their_own_meaning_through_the_text_bank(model):
+    """A phrase naming a place is read as trained, not as the category phrase nearest to it."""
+    from geopix_tiles.model.text_encoder import prompt_encoder
+
+    ref = "the large area of land at the center, with roads to the east"
+    emb, share = model.prompt_meaning([ref, "streets"])
+    raw = torch.from_numpy(prompt_encoder().encode([ref, "streets"])).float()
+    assert torch.allclose(emb[0], raw[0], atol=1e-5) and float(share[0]) == 1.0
+    assert float(torch.dot(emb[1], raw[1])) < 0.99  # a new category word is still grounded on the bank
+
+
+def test_evaluate_on_the_shipped_chips_with_referring_prompts(model):
+    """The project evaluator (category + single-instance referring prompts) on the held-out chips.
+
+    Before referring phrases bypassed the text bank every "the building in the lower left" painted
+    all buildings: cIoU 0.53 / 0.59 (seeds 0 / 1) against 0.72 / 0.70 after (default_v3).
+    """
+    from geopix_tiles.training.evaluate import evaluate_model
+    from geopix_tiles.training.records import read_jsonl
+
+    recs = read_jsonl(VAL_CHIPS)
+    for seed in (0, 1):
+        r = evaluate_model(model, recs, seed=seed, samples_per_image=4, semantic=False)
+        assert r["ciou"] >= 0.65, (seed, r["ciou"], r["per_class_iou"])
