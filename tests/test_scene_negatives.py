@@ -61,15 +61,16 @@ def test_held_out_chips_are_disjoint_from_training_chips(shared_data):
     assert max(spec["train_indices"]) < 60 <= min(spec["val_indices"])
 
 
-def test_false_alarm_score_counts_each_ruled_out_class_once(shared_data, tiny_model_factory):
-    from geopix_tiles.training.prompt_eval import evaluate_false_alarms
+def test_scene_label_score_counts_each_ruled_out_and_ruled_in_class_once(shared_data, tiny_model_factory):
+    from geopix_tiles.training.prompt_eval import evaluate_scene_labels
 
     model = tiny_model_factory()
     recs = [r for r in scene_negative_records(shared_data / "uc_merced", [60])
             if r.meta["scene_class"] in ("forest", "storagetanks", "beach")]
-    out = evaluate_false_alarms(model, recs, batch_size=2)
+    out = evaluate_scene_labels(model, recs, batch_size=2)
     asked = sum(len(r.meta["classes"]) for r in recs)
-    assert out["counts"] == {"images": 3, "questions": asked}
+    assert out["counts"] == {"images": 3, "questions": asked, "detections_asked": 1}  # forest: vegetation
+    assert set(out["detection_rate"]) == {"vegetation"} and 0.0 <= out["detection_rate_all"] <= 1.0
     assert set(out["false_alarm_rate"]) == {c for r in recs for c in r.meta["classes"]}
     assert set(out["false_alarm_rate_by_scene"]) == {"forest", "storagetanks", "beach"}
     for v in list(out["false_alarm_rate"].values()) + list(out["painted_share"].values()):

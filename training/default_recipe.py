@@ -7,10 +7,13 @@ One command, from the repository root, with ``../shared/data`` present::
 Steps (each can be run alone with ``--step``):
 
 1. ``export``  - cut the permissively licensed labelled scenes (``training/catalog.py``) into
-   256 px chips with the fixed split of ``training/splits/default_v3.json`` and write
-   ``runs/default_v3/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
-2. ``train``   - the project's own trainer on ``training/configs/default_v3.yaml``; resumes
-   from the latest checkpoint in ``runs/default_v3/checkpoints`` when one exists.
+   256 px chips with the fixed split of ``training/splits/default_v2.json`` and write
+   ``runs/default_v2/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
+2. ``train``   - the project's own trainer on ``training/configs/default_v2.yaml``; resumes
+   from the latest checkpoint in ``runs/default_v2/checkpoints`` when one exists.
+
+``--variant v3`` runs the same steps on ``default_v3`` (v2 + UC Merced scene-label negatives,
+:mod:`training.scene_negatives`): the 2026-12-03 trial, not shipped (see MODEL_CARD.md, run history).
 3. ``ship``    - evaluate on the validation split (:func:`training.evaluate.evaluate_model`),
    store the weights as fp16 in ``geopix_tiles/data/default_model/`` and write
    ``training_record.json`` (seed, config, data manifest with sha256, metrics), plus the
@@ -39,8 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SPLIT = ROOT / "training" / "splits" / "default_v3.json"
-CONFIG = ROOT / "training" / "configs" / "default_v3.yaml"
+VARIANT = "default_v2"  # what ships; main() switches all three names for --variant
+SPLIT = ROOT / "training" / "splits" / f"{VARIANT}.json"
+CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
 SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
@@ -217,7 +221,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     result = json.loads((Path(cfg.output_dir) / "train_result.json").read_text()) \
         if (Path(cfg.output_dir) / "train_result.json").exists() else {}
     record = {
-        "name": "geopix-tiles default_v3",
+        "name": f"geopix-tiles {VARIANT}",
         "command": "python -m geopix_tiles.training.default_recipe",
         "seed": cfg.seed,
         "config_file": str(CONFIG.relative_to(ROOT)),
@@ -238,9 +242,9 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         "date": time.strftime("%Y-%m-%d"),
     }
     for d in (record["config"], ):
-        d["output_dir"] = "runs/default_v3"
-        d["data"]["train"] = "runs/default_v3/data/train.jsonl"
-        d["data"]["val"] = "runs/default_v3/data/val.jsonl"
+        d["output_dir"] = f"runs/{VARIANT}"
+        d["data"]["train"] = f"runs/{VARIANT}/data/train.jsonl"
+        d["data"]["val"] = f"runs/{VARIANT}/data/val.jsonl"
     (SHIP / "training_record.json").write_text(json.dumps(record, indent=1))
     # a few held-out validation chips for the offline quality test (one per class where possible)
     if TEST_CHIPS.exists():
@@ -306,7 +310,13 @@ def main() -> int:
     ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue"], default="all")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--variant", choices=["v2", "v3"], default="v2",
+                    help="v2: the shipped recipe; v3: + UC Merced scene-label negatives (a recorded trial)")
     args = ap.parse_args()
+    global VARIANT, SPLIT, CONFIG
+    VARIANT = f"default_{args.variant}"
+    SPLIT = ROOT / "training" / "splits" / f"{VARIANT}.json"
+    CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
     shared = Path(args.shared)
     if not shared.is_dir():
         print(f"train_default: {shared} does not exist; pass --shared PATH/TO/shared/data", file=sys.stderr)

@@ -12,10 +12,12 @@ chips rather than through training batches:
   and its ratio to the canonical prompt's IoU on the same chips;
 * **unknown-concept coverage**: the share of pixels painted for each of
   :data:`.vocabulary.HELD_OUT_UNRELATED` (goal: below 1 %);
-* **false alarms** (:func:`evaluate_false_alarms`) on chips whose scene label rules a class
-  out (:mod:`.scene_negatives`): how often the presence rule would say "yes" for a class that
-  is not there, and how much of the chip is painted. An IoU against an empty mask is only 0 or
-  1, so these chips get their own score.
+* **scene labels** (:func:`evaluate_scene_labels`) on chips whose scene label rules a class
+  out or in (:mod:`.scene_negatives`): how often the presence rule says "yes" for a class that
+  is not there (false alarms) and for one that surely is (detections), and how much of the
+  chip is painted. Both halves matter: fewer false alarms bought by painting nothing on a
+  new sensor is no gain. An IoU against an empty mask is only 0 or 1, so these chips get
+  their own score.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from .instruct import plural
 from .records import ImageRecord
 from .vocabulary import HELD_OUT_PARAPHRASES, HELD_OUT_UNRELATED
 
-__all__ = ["evaluate_prompts", "evaluate_false_alarms", "source_of"]
+__all__ = ["evaluate_prompts", "evaluate_scene_labels", "source_of"]
 
 
 def source_of(record: ImageRecord) -> str:
@@ -105,40 +107,55 @@ def evaluate_prompts(model: Any, records: Sequence[ImageRecord], batch_size: int
 
 
 @torch.no_grad()
-def evaluate_false_alarms(model: Any, records: Sequence[ImageRecord], batch_size: int = 8) -> dict[str, Any]:
-    """Per class: the share of chips lacking it where the reply rule finds it, and the share painted.
+def evaluate_scene_labels(model: Any, records: Sequence[ImageRecord], batch_size: int = 8) -> dict[str, Any]:
+    """Per class: false alarms where the scene rules it out, detections where the scene shows it.
 
     ``records`` are instance-free chips whose ``meta["classes"]`` lists classes known to be
-    absent (:func:`.scene_negatives.scene_negative_records`); the prompt is the class name, as
-    in :func:`evaluate_prompts`.
+    absent and ``meta["present_classes"]`` classes known to be there
+    (:func:`.scene_negatives.scene_negative_records`); the prompt is the class name, as in
+    :func:`evaluate_prompts`, and "yes" is the reply rule (:func:`model.answer.present`).
     """
     from geopix_tiles.model.answer import present
 
     model.eval()
-    recs = [r for r in records if r.meta.get("classes")]
-    classes = sorted({c for r in recs for c in r.meta["classes"]})
+    recs = [r for r in records if r.meta.get("classes") or r.meta.get("present_classes")]
+    classes = sorted({c for r in recs for c in (r.meta.get("classes") or []) + (r.meta.get("present_classes") or [])})
     prompts = [plural(c) for c in classes]
-    alarms: dict[str, list[bool]] = defaultdict(list)
-    painted: dict[str, list[float]] = defaultdict(list)
+    said: dict[str, dict[str, list[bool]]] = {"absent": defaultdict(list), "present": defaultdict(list)}
+    painted: dict[str, dict[str, list[float]]] = {"absent": defaultdict(list), "present": defaultdict(list)}
     by_scene: dict[str, list[bool]] = defaultdict(list)
+    size = (int(model.config.tile_size),) * 2  # a few UC Merced chips are a pixel or three short
     for start in range(0, len(recs), batch_size):
         chunk = recs[start:start + batch_size]
-        size = (int(model.config.tile_size),) * 2  # a few UC Merced chips are a pixel or three short
         images = torch.cat([torch.nn.functional.interpolate(
             torch.from_numpy(np.ascontiguousarray(r.load()[None, :3], dtype=np.float32)), size=size, mode="bilinear",
             align_corners=False) for r in chunk])
         pred = (model.segment(images, prompts) > 0).cpu().numpy()
         for r, p in zip(chunk, pred):
-            for c in r.meta["classes"]:
-                m = p[prompts.index(plural(c))]
-                yes = present(int(m.sum()), float(m.mean()))
-                alarms[c].append(yes)
-                painted[c].append(float(m.mean()))
-                by_scene[str(r.meta.get("scene_class", source_of(r)))].append(yes)
+            for kind, key in (("absent", "classes"), ("present", "present_classes")):
+                for c in r.meta.get(key) or []:
+                    m = p[prompts.index(plural(c))]
+                    yes = present(int(m.sum()), float(m.mean()))
+                    said[kind][c].append(yes)
+                    painted[kind][c].append(float(m.mean()))
+                    if kind == "absent":
+                        by_scene[str(r.meta.get("scene_class", source_of(r)))].append(yes)
+
+    def rate(d: dict[str, list]) -> dict[str, float]:
+        return {c: float(np.mean(v)) for c, v in sorted(d.items())}
+
+    def overall(d: dict[str, list]) -> float | None:
+        xs = [x for v in d.values() for x in v]
+        return float(np.mean(xs)) if xs else None
+
     return {
-        "false_alarm_rate": {c: float(np.mean(v)) for c, v in sorted(alarms.items())},
-        "painted_share": {c: float(np.mean(v)) for c, v in sorted(painted.items())},
-        "false_alarm_rate_all": float(np.mean([x for v in alarms.values() for x in v])) if alarms else None,
+        "false_alarm_rate": rate(said["absent"]),
+        "painted_share": rate(painted["absent"]),
+        "false_alarm_rate_all": overall(said["absent"]),
         "false_alarm_rate_by_scene": {k: float(np.mean(v)) for k, v in sorted(by_scene.items())},
-        "counts": {"images": len(recs), "questions": sum(len(v) for v in alarms.values())},
+        "detection_rate": rate(said["present"]),
+        "detected_share": rate(painted["present"]),
+        "detection_rate_all": overall(said["present"]),
+        "counts": {"images": len(recs), "questions": sum(len(v) for v in said["absent"].values()),
+                   "detections_asked": sum(len(v) for v in said["present"].values())},
     }
