@@ -5,7 +5,7 @@
 "Is there any water?" is answered from the reply's own mask (``model/answer.present``): a class
 is present when its mask covers at least 0.25 % of the view and 16 pixels. The truth is the
 label mask under the same rule. This script dumps, for every held-out chip of
-``runs/default_v3/data/val.jsonl`` and a fixed sample of training chips, each class's label
+``runs/default_v2/data/val.jsonl`` (``default_recipe --step export``) and a fixed sample of training chips, each class's label
 share and the share of pixels above several probability levels, then scores candidate rules
 (probability level x minimum share) on both. Training chips show the rule in-domain, held-out
 ones off-domain; a rule worth shipping must not trade one for the other. Held-out Dubai is
@@ -79,7 +79,7 @@ def score(rows: list[dict], level: float, share: float) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "geopix_tiles" / "data" / "default_model"))
-    ap.add_argument("--data", default=str(ROOT / "runs" / "default_v3" / "data"))
+    ap.add_argument("--data", default=str(ROOT / "runs" / "default_v2" / "data"))
     ap.add_argument("--train-sample", type=int, default=300)
     ap.add_argument("--out", default=str(ROOT / "runs" / "presence_rules.json"))
     args = ap.parse_args()
