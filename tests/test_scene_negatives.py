@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geopix_tiles.training.scene_negatives import ABSENT_BY_SCENE, scene_chips, scene_negative_records
+from geopix_tiles.training.scene_negatives import (ABSENT_BY_SCENE, HELD_OUT_INDICES, chip_index, scene_chips,
+                                                    scene_negative_records)
 
 
 def test_the_table_names_every_uc_merced_scene_and_only_model_classes():
@@ -55,10 +56,10 @@ def test_held_out_chips_are_disjoint_from_training_chips(shared_data):
     split = json.loads((Path(__file__).parents[1] / "training" / "splits" / "default_v3.json").read_text())
     spec = split["scene_negatives"]["uc_merced"]
     train = {p for p, _ in scene_chips(shared_data / "uc_merced", spec["train_indices"])}
-    held = {p for p, _ in scene_chips(shared_data / "uc_merced", spec["val_indices"])}
+    held = {p for p, _ in scene_chips(shared_data / "uc_merced", HELD_OUT_INDICES)}
     assert train and held and not train & held
     # the scene head holds out chips 60-79: the negatives never train on them either
-    assert max(spec["train_indices"]) < 60 <= min(spec["val_indices"])
+    assert max(spec["train_indices"]) < 60 <= min(HELD_OUT_INDICES)
 
 
 def test_scene_label_score_counts_each_ruled_out_and_ruled_in_class_once(shared_data, tiny_model_factory):
@@ -82,3 +83,8 @@ def test_scene_label_score_counts_each_ruled_out_and_ruled_in_class_once(shared_
     assert np.isclose(out["false_alarm_rate_all"] * asked,
                       sum(out["false_alarm_rate"][c] * sum(c in r.meta["classes"] for r in recs)
                           for c in out["false_alarm_rate"]))
+
+
+def test_chip_index_reads_the_number_of_a_chip_name():
+    assert chip_index("forest07.jpg") == 7 and chip_index("/x/denseresidential75.jpg") == 75
+    assert chip_index("README.md") is None

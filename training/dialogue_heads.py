@@ -154,12 +154,14 @@ def train_intent_head(model: Any, epochs: int = 400, seed: int = 0) -> dict[str,
 
 def scene_split(root: str | Path) -> dict[str, list[tuple[Path, int]]]:
     """UC Merced chips by split: index 00-59 train, 60-79 held out, per class."""
+    from .scene_negatives import chip_index
+
     root = Path(root)
     folders = list(UC_MERCED_NAMES)
     out: dict[str, list[tuple[Path, int]]] = {"train": [], "eval": []}
     for k, folder in enumerate(folders):
         for p in sorted((root / folder).glob("*.jpg")):
-            idx = int("".join(ch for ch in p.stem if ch.isdigit()) or 0)
+            idx = chip_index(p) or 0
             out["train" if idx < 60 else "eval"].append((p, k))
     return out
 

@@ -25,7 +25,8 @@ from typing import Iterable
 
 from .records import ImageRecord
 
-__all__ = ["ABSENT_BY_SCENE", "PRESENT_BY_SCENE", "scene_negative_records", "scene_chips"]
+__all__ = ["ABSENT_BY_SCENE", "PRESENT_BY_SCENE", "HELD_OUT_INDICES", "chip_index", "scene_negative_records",
+           "scene_chips"]
 
 #: UC Merced folder -> classes of the segmentation model that a chip of that scene lacks
 ABSENT_BY_SCENE: dict[str, tuple[str, ...]] = {
@@ -68,14 +69,24 @@ PRESENT_BY_SCENE: dict[str, tuple[str, ...]] = {
 }
 
 
+#: chips scored, never trained on: every other one of the scene head's held-out chips 60-79
+#: (:func:`training.dialogue_heads.scene_split`)
+HELD_OUT_INDICES = range(60, 80, 2)
+
+
+def chip_index(path: str | Path) -> int | None:
+    """The number of a UC Merced chip (``forest07.jpg`` -> 7), or None for a name without one."""
+    digits = "".join(ch for ch in Path(path).stem if ch.isdigit())
+    return int(digits) if digits else None
+
+
 def scene_chips(root: str | Path, indices: Iterable[int]) -> list[tuple[Path, str]]:
-    """``(path, scene folder)`` of the chips whose number (``forest07.jpg`` -> 7) is in ``indices``."""
+    """``(path, scene folder)`` of the chips whose number is in ``indices``."""
     keep = set(indices)
     out = []
     for folder in sorted(ABSENT_BY_SCENE):
         for p in sorted((Path(root) / folder).glob("*.jpg")):
-            digits = "".join(ch for ch in p.stem if ch.isdigit())
-            if digits and int(digits) in keep:
+            if chip_index(p) in keep:
                 out.append((p, folder))
     return out
 
