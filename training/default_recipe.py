@@ -12,8 +12,6 @@ Steps (each can be run alone with ``--step``):
 2. ``train``   - the project's own trainer on ``training/configs/default_v2.yaml``; resumes
    from the latest checkpoint in ``runs/default_v2/checkpoints`` when one exists.
 
-``--variant v3`` runs the same steps on ``default_v3`` (v2 + UC Merced scene-label negatives,
-:mod:`training.scene_negatives`): the 2026-12-03 trial, not shipped (see MODEL_CARD.md, run history).
 3. ``ship``    - evaluate on the validation split (:func:`training.evaluate.evaluate_model`),
    store the weights as fp16 in ``geopix_tiles/data/default_model/`` and write
    ``training_record.json`` (seed, config, data manifest with sha256, metrics), plus the
@@ -22,6 +20,9 @@ Steps (each can be run alone with ``--step``):
    checkpoint (:mod:`training.dialogue_heads`; the segmentation weights do not move), score
    the answers in words on the validation split (:mod:`training.dialogue_eval`), re-ship,
    and add both to ``training_record.json``.
+
+``--variant v3`` runs the same steps on ``default_v3`` (v2 + UC Merced scene-label negatives,
+:mod:`training.scene_negatives`): the 2026-12-03 trial, not shipped (see MODEL_CARD.md, run history).
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
@@ -104,26 +105,26 @@ def export(shared: Path, out: Path, seed: int) -> dict:
                 r.meta["split"] = "train"
                 train.append(r)
     data = out / "data"
-    export_jsonl(train + scene_negatives(shared, split, "train_indices"), data / "train.jsonl", data / "chips_train")
+    negatives = scene_negatives(shared, split)
+    export_jsonl(train + negatives, data / "train.jsonl", data / "chips_train")
     export_jsonl(val, data / "val.jsonl", data / "chips_val")
-    held = scene_negatives(shared, split, "val_indices")
-    if held:  # scored for false alarms only; never trained on (chips 60-79, the scene head's held-out split)
-        export_jsonl(held, data / "val_scene_negatives.jsonl", data / "chips_val")
-    counts = {"train": len(train), "val": len(val), "scene_negatives": len(held)}
+    counts = {"train": len(train), "val": len(val)}
+    if negatives:
+        counts["scene_negatives"] = len(negatives)
     print(f"exported {counts}", flush=True)
     return counts
 
 
-def scene_negatives(shared: Path, split: dict, key: str) -> list:
-    """UC Merced chips as instance-free records naming the classes their scene rules out."""
+def scene_negatives(shared: Path, split: dict) -> list:
+    """The split's UC Merced training chips as instance-free records naming what their scene rules out."""
     from geopix_tiles.training.scene_negatives import scene_negative_records
 
     spec = split.get("scene_negatives", {}).get("uc_merced")
     if not spec:
         return []
-    recs = scene_negative_records(shared / "uc_merced", spec[key])
+    recs = scene_negative_records(shared / "uc_merced", spec["train_indices"])
     for r in recs:
-        r.meta["split"] = "train" if key == "train_indices" else "val"
+        r.meta["split"] = "train"
     return recs
 
 

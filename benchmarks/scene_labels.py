@@ -1,0 +1,45 @@
+"""Another sensor's scene labels as a test: false alarms for classes a scene rules out, detections
+of classes it surely shows.
+
+    python benchmarks/scene_labels.py [--model DIR ...] [--out benchmarks/results/scene_labels.json]
+
+UC Merced (0.3 m US orthophotos) held-out chips 60-79, every other one
+(``training.scene_negatives.HELD_OUT_INDICES``; no model was trained on them), scored with
+:func:`training.prompt_eval.evaluate_scene_labels`. Both halves are printed because either alone
+can be gamed: a model that paints nothing has no false alarms (the ``default_v3`` trial).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", nargs="+", default=["default"])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", default=None, help="also write the full scores as JSON")
+    args = ap.parse_args()
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.prompt_eval import evaluate_scene_labels
+    from geopix_tiles.training.scene_negatives import HELD_OUT_INDICES, scene_negative_records
+
+    recs = scene_negative_records(Path(args.shared) / "uc_merced", HELD_OUT_INDICES)
+    scores = {}
+    for name in args.model:
+        scores[name] = evaluate_scene_labels(GeoPixModel.from_pretrained(name), recs)
+        s = scores[name]
+        print(f"{name}: false alarms {s['false_alarm_rate_all']:.3f} {s['false_alarm_rate']} | "
+              f"detections {s['detection_rate_all']:.3f} {s['detected_share']}", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(scores, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
