@@ -62,14 +62,14 @@ def dump(model, records, batch: int = 8) -> list[dict]:
 
 
 def score(rows: list[dict], level: float, share: float) -> dict:
-    from geopix_tiles.model.answer import present
+    from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, present
 
     li = LEVELS.index(level)
-    npx = 256 * 256
+    npx = 256 * 256  # the default model's tile: chips are read at tile_size
     ok, per = [], {}
     for r in rows:
         truth = present(r["label_pixels"], r["label_share"])
-        said = r["pred_share"][li] * npx >= 16 and r["pred_share"][li] >= share
+        said = r["pred_share"][li] * npx >= MIN_PRESENT_PIXELS and r["pred_share"][li] >= share
         ok.append(truth == said)
         per.setdefault(r["class"], []).append(truth == said)
     return {"accuracy": float(np.mean(ok)) if ok else None, "n": len(ok),
