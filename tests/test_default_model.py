@@ -305,7 +305,7 @@ def test_evaluate_on_the_shipped_chips_with_referring_prompts(model):
     """The project evaluator (category + single-instance referring prompts) on the held-out chips.
 
     Before referring phrases bypassed the text bank every "the building in the lower left" painted
-    all buildings: cIoU 0.53 / 0.59 (seeds 0 / 1) against 0.72 / 0.70 after (default_v3).
+    all buildings: cIoU 0.50 / 0.56 (seeds 0 / 1) against 0.69 / 0.67 after (default_v2, 2026-12-03).
     """
     from geopix_tiles.training.evaluate import evaluate_model
     from geopix_tiles.training.records import read_jsonl
