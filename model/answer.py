@@ -96,6 +96,32 @@ def location_phrase(mask: np.ndarray) -> str:
     return _at(_CELLS[r][c])
 
 
+def place_region(cell: int, shape: tuple[int, int]) -> np.ndarray:
+    """The part of a view a question's place names, on the same 3 x 3 grid as :func:`location_phrase`.
+
+    ``cell`` indexes the grid row by row (``location_prior.CELLS``). A corner ("north-east")
+    is its ninth; a side ("north", "west") is the whole third along that side, which is what
+    "the water in the north" means; the centre is the middle ninth.
+    """
+    h, w = shape
+    rows = np.array_split(np.arange(h), 3)
+    cols = np.array_split(np.arange(w), 3)
+    r, c = divmod(int(cell), 3)
+    take_rows = [0, 1, 2] if (r == 1 and c != 1) else [r]
+    take_cols = [0, 1, 2] if (c == 1 and r != 1) else [c]
+    out = np.zeros((h, w), dtype=bool)
+    for i in take_rows:
+        for j in take_cols:
+            out[rows[i][0]:rows[i][-1] + 1, cols[j][0]:cols[j][-1] + 1] = True
+    return out
+
+
+def place_words(cell: int) -> str:
+    """The reply's words for a grid cell: "in the north-east", "in the centre"."""
+    r, c = divmod(int(cell), 3)
+    return _at(_CELLS[r][c])
+
+
 def _at(cell: str) -> str:
     return "in the centre" if cell == "centre" else f"in the {cell}"
 

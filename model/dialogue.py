@@ -108,6 +108,7 @@ class Question:
     relation: Target | None = None  # the other thing of "next to the roads"
     relation_to_previous: bool = False  # "next to them"
     refers_back: bool = False  # target is a pronoun: the previous turn's target
+    place: int | None = None  # "in the north-east": a cell of the 3 x 3 grid (location_prior.CELLS)
 
 
 @dataclass
@@ -243,6 +244,7 @@ class _Parts:
     relation_to_previous: bool
     refers_back: bool
     masked: str
+    place: int | None = None
 
 
 def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None) -> _Parts:
@@ -271,7 +273,11 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
                 masked_spans.append(loc)
         elif previous is not None and previous.mask is not None and any(w in _PRONOUNS for w in tail):
             to_previous = True
-    return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans))
+    from .location_prior import named_place
+
+    named = named_place(" ".join(words))
+    return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans),
+                  named[0] if named else None)
 
 
 def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None) -> Question:
@@ -280,7 +286,7 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     task = _intent(model, p.masked)
     if task == "follow_up":
         task = previous.task if previous is not None and previous.task not in ("caption", "scene") else "location"
-    return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back)
+    return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, p.place)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -389,6 +395,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         mask, rel_words = _near(mask, previous.mask, pixel_area_m2), f" next to the {prev}"
     else:
         rel_words = ""
+    if question.place is not None:  # "the water in the north-east": only that part of the view
+        mask = mask & A.place_region(question.place, mask.shape)
+        rel_words += f" {A.place_words(question.place)}"
     logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
     f = A.mask_facts(mask, pixel_area_m2)
     what = f"{phrase}{rel_words}"
@@ -404,18 +413,22 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if f.count == 0:  # present, but every part is below the counting size
         n = f"only small parts (none of at least {_min_size(pixel_area_m2)})"
     size = f"about {share} of the view ({area})"
+    # where the pixels lie; a question that named the place has it in ``what`` already
+    at = "" if question.place is not None else f" {f.location}"
+    comma_at = "" if question.place is not None else f", {f.location}"
     if task == "presence":
-        text = f"Yes, there {_verb(phrase)} {what} {f.location}: {n}, {size}."
+        text = f"Yes, there {_verb(phrase)} {what}{at}: {n}, {size}."
     elif task == "count":
-        text = (f"I count {n} (each at least {_min_size(pixel_area_m2)}), covering {size}, {f.location}."
+        text = (f"I count {n} (each at least {_min_size(pixel_area_m2)}), covering {size}{comma_at}."
                 if f.count else f"I count no {what} of at least {_min_size(pixel_area_m2)}; smaller parts cover "
-                                f"{size}, {f.location}.")
+                                f"{size}{comma_at}.")
     elif task == "area":
-        text = f"The {what} cover{'' if A.is_plural(phrase) else 's'} {size}, {f.location}."
+        text = f"The {what} cover{'' if A.is_plural(phrase) else 's'} {size}{comma_at}."
     elif task == "location":
-        text = f"The {what} {_verb(phrase)} {f.location}: {n} covering {size}."
+        text = (f"The {what} {_verb(phrase)} {f.location}: {n} covering {size}." if question.place is None
+                else f"{A.place_words(question.place).capitalize()} of the view: {n} covering {size}.")
     else:  # segment
-        text = f"Here is the mask of the {what}: {n} covering {size}, {f.location}."
+        text = f"Here is the mask of the {what}: {n} covering {size}{comma_at}."
     return out(text, [phrase], [mask], [logit])
 
 

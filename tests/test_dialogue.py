@@ -137,6 +137,45 @@ def test_follow_up_refers_to_the_previous_masks(model, chips):
     assert again.task == "count" and again.prompts == ["buildings"]
 
 
+def test_a_place_in_the_question_narrows_the_masks_to_that_part_of_the_view(tmp_path):
+    """"Segment the water in the north-east" on the demo scene: the water of that ninth, not of the view."""
+    import geopix_tiles
+    from geopix_tiles.segmenters.registry import load_answer_model
+
+    chat = geopix_tiles.chat(DEMO, load_answer_model("default", "cpu"))
+    everywhere = chat.ask("Please segment the water.").arrays[0]
+    h, w = everywhere.shape
+    r3 = [len(a) for a in np.array_split(np.arange(h), 3)]  # the thirds of location_phrase's grid
+    c3 = [len(a) for a in np.array_split(np.arange(w), 3)]
+    for q, rows, cols, words in (("Please segment the water in the north-east.", (0, r3[0]), (w - c3[2], w),
+                                  "water in the north-east"),
+                                 ("Is there any water in the west?", (0, h), (0, c3[0]), "water in the west")):
+        r = chat.ask(q)
+        got = r.arrays[0]
+        inside = np.zeros_like(everywhere)
+        inside[rows[0]:rows[1], cols[0]:cols[1]] = True
+        assert got.any() and not (got & ~inside).any(), q  # nothing outside the named part
+        assert np.array_equal(got, everywhere & inside), q  # and all the water inside it
+        assert words in r.text and A.share_phrase(A.mask_facts(got).share) in r.text, r.text
+        assert r.text.count(words.split(" in ")[1]) == 1, r.text  # the place is said once
+    # a question without a place keeps the whole view
+    assert np.array_equal(chat.ask("Where is the water?").arrays[0], everywhere)
+
+
+def test_place_region_cells_follow_the_reply_grid():
+    region = A.place_region
+    ne = region(2, (9, 12))  # upper right: the corner ninth
+    assert ne[:3, 8:].all() and ne.sum() == 12
+    north = region(1, (9, 12))  # "north": the whole top third
+    assert north[:3].all() and north.sum() == 36
+    west = region(3, (9, 12))
+    assert west[:, :4].all() and west.sum() == 36
+    centre = region(4, (9, 12))
+    assert centre[3:6, 4:8].all() and centre.sum() == 12
+    # the reply's own location words for a mask inside a corner name that corner
+    assert A.location_phrase(ne) == A.place_words(2) == "in the north-east"
+
+
 def test_captions_name_what_is_there_and_differ_between_images(model, chips):
     captions = [model.chat(_view(model, r), "Describe this image.") for r in chips]
     texts = [c.text for c in captions]
