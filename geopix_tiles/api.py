@@ -27,7 +27,7 @@ from .segmenters.registry import load_segmenter, model_id
 from .outputs.commit import RunOutputs
 from .outputs.raster_sink import RasterSink
 from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_scene
-from .segmenters.protocol import Segmenter, roles_for
+from .segmenters.protocol import Segmenter, default_overlap, roles_for
 from .core.tiling import TileGrid
 from .outputs.vector_sink import PolygonSchema, VectorSink
 
@@ -73,7 +73,7 @@ def segment(
     bands: str | Sequence[int] | None = None,
     band_roles: str | Mapping[str, int] | None = None,
     tile: int | None = None,
-    overlap: int = 64,
+    overlap: int | None = None,
     batch_size: int = 8,
     device: str = "auto",
     threshold: float | None = None,
@@ -99,7 +99,8 @@ def segment(
     ``out`` (GeoPackage) and ``raster_out`` (GeoTIFF, one band per prompt) are optional;
     with neither, polygons are computed in a temporary folder and only returned. Polygons
     come from probabilities >= ``threshold`` (0.5 when no threshold is given); the raster
-    holds probabilities x 255, or 0/1 when ``threshold`` is set. ``min_area`` is in square
+    holds probabilities x 255, or 0/1 when ``threshold`` is set. ``overlap`` defaults to 64 px,
+    or 0 for a per-pixel model such as ``spectral`` (same values, fewer pixels). ``min_area`` is in square
     metres when the CRS allows it (else CRS units), ``simplify`` in CRS units.
     ``collect=False`` skips loading the polygons back (batch runs on huge scenes) and
     returns an empty frame; ``return_stats=True`` returns ``(frame, RunStats)``.
@@ -140,6 +141,7 @@ def segment(
     if skip_bad_tiles:
         info = replace(info, has_mask=True)  # unreadable blocks become nodata, so the outputs carry a mask
     tile = tile or int(getattr(seg, "tile_size", 512) or 512)
+    overlap = default_overlap(seg) if overlap is None else overlap
     grid = TileGrid(info.height, info.width, tile, overlap)
 
     primary = out or raster_out

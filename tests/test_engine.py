@@ -313,3 +313,26 @@ def test_four_prompt_raster_is_not_tagged_as_a_picture(tmp_path, cog):
         assert r.count == 4 and r.descriptions == tuple(prompts)
         assert r.colorinterp[0] == ColorInterp.gray
         assert all(c == ColorInterp.undefined for c in r.colorinterp[1:]), r.colorinterp
+
+
+def test_per_pixel_model_runs_without_overlap_by_default_with_the_same_values(tmp_path):
+    """The spectral model needs no context: the default overlap is 0 for it (fewer tiles, same raster)."""
+    from geopix_tiles.segmenters.protocol import DEFAULT_OVERLAP, default_overlap
+    from geopix_tiles.segmenters.spectral import SpectralSegmenter
+
+    assert default_overlap(SpectralSegmenter()) == 0 and default_overlap(BoxFilterSegmenter()) == DEFAULT_OVERLAP
+    rng = np.random.default_rng(3)
+    blobs = ndimage.gaussian_filter(rng.random((300, 420)), 5)
+    data = water_scene(300, 420, [])
+    data[1][blobs > np.percentile(blobs, 70)], data[3][blobs > np.percentile(blobs, 70)] = 100, 20
+    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN)
+    default, s0 = segment(scene, ["water", "vegetation"], raster_out=tmp_path / "a.tif", tile=128, return_stats=True)
+    overlapped, s64 = segment(scene, ["water", "vegetation"], raster_out=tmp_path / "b.tif", tile=128, overlap=32,
+                              return_stats=True)
+    assert s0.tiles_total == 3 * 4 and s64.tiles_total > s0.tiles_total  # 3 x 4 tiles of 128 vs 3 x 5 at stride 96
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert a.transform == b.transform and a.crs == b.crs
+        diff = np.abs(a.read().astype(int) - b.read().astype(int))
+    assert diff.max() <= 1  # blending identical values: at most one step of rounding
+    assert len(default) == len(overlapped) > 3
+    np.testing.assert_allclose(sorted(default.geometry.area), sorted(overlapped.geometry.area), rtol=1e-9)

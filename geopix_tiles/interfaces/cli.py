@@ -38,7 +38,8 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bands", help="1-based bands in the order the model expects, e.g. 1,2,3")
     p.add_argument("--band-roles", help="band roles, e.g. red=3,green=2,blue=1,nir=4 (default: band descriptions)")
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
-    p.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="pixels shared by neighbouring tiles (default 64; 0 for per-pixel models such as spectral)")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--threshold", type=float, help="write 0/1 masks at this probability (default: probabilities)")

@@ -35,8 +35,8 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
 
 def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="spectral", *,
                       bands: str | Sequence[int] | None = None, band_roles: str | Mapping[str, int] | None = None,
-                      tile: int | None = None, overlap: int = 64, batch_size: int = 8, device: str = "auto",
-                      chunks: int | tuple[int, int] | None = None) -> xr.DataArray:
+                      tile: int | None = None, overlap: int | None = None, batch_size: int = 8,
+                      device: str = "auto", chunks: int | tuple[int, int] | None = None) -> xr.DataArray:
     """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring."""
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
@@ -44,7 +44,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
 
     from ..segmenters.registry import load_segmenter, model_key  # noqa: PLC0415
     from ..io.scene import prepare_scene  # noqa: PLC0415
-    from ..segmenters.protocol import roles_for  # noqa: PLC0415
+    from ..segmenters.protocol import default_overlap, roles_for  # noqa: PLC0415
     from ..core.tiling import TileGrid  # noqa: PLC0415
     from rasterio.windows import Window  # noqa: PLC0415
 
@@ -62,6 +62,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     sel = arr.isel(band=[b - 1 for b in chosen])
     data = sel.data if isinstance(sel.data, da.Array) else da.from_array(np.asarray(sel.data), chunks=(-1, 1024, 1024))
     tile = int(tile or getattr(seg, "tile_size", 512) or 512)
+    overlap = default_overlap(seg) if overlap is None else int(overlap)
     grid = TileGrid(scene.height, scene.width, tile, overlap)
     if chunks is not None:
         cy, cx = (chunks, chunks) if isinstance(chunks, int) else chunks

@@ -84,6 +84,21 @@ def predictor_count(segmenter: Segmenter) -> int:
     return int(override) if callable(fn) else 1  # a segmenter that does not offer it may not be thread-safe
 
 
+#: pixels neighbouring tiles share when neither the user nor the segmenter says otherwise
+DEFAULT_OVERLAP = 64
+
+
+def default_overlap(segmenter: Segmenter) -> int:
+    """The tile overlap a run uses when the user gives none.
+
+    Overlap exists so that every output pixel is predicted with context on all sides and
+    seams blend away; a segmenter whose output at a pixel depends on that pixel alone
+    (``per_pixel = True``, e.g. a spectral index) gets identical values without it, and the
+    64 px of a 512 px tile would only make the engine read, predict and blend 31 % more pixels.
+    """
+    return 0 if getattr(segmenter, "per_pixel", False) else DEFAULT_OVERLAP
+
+
 def predictor_thread(segmenter: Segmenter, count: int) -> contextlib.AbstractContextManager:
     """Context manager around one model thread's work: the segmenter's per-thread setup.
 

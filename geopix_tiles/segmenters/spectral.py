@@ -72,6 +72,7 @@ class SpectralSegmenter:
 
     band_roles = None
     scaling = "reflectance"
+    per_pixel = True  # an index of each pixel's own bands: tiles need no overlap (protocol.default_overlap)
 
     def __init__(self, tile_size: int = 512, ramp: float = 0.15) -> None:
         self.tile_size = tile_size
