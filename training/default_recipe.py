@@ -23,7 +23,8 @@ Steps (each can be run alone with ``--step``):
 
 ``--variant v3`` runs the same steps on ``default_v3`` (v2 + UC Merced scene-label negatives,
 :mod:`training.scene_negatives`): the 2026-12-03 trial, not shipped (see MODEL_CARD.md, run history). ``--variant v4`` adds the
-v2 teacher's masks on the same chips as positives (:mod:`training.pseudo_labels`).
+v2 teacher's masks on the same chips as positives (:mod:`training.pseudo_labels`); ``--variant v5``
+is v4 without cloud negatives (``never_negative``).
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
@@ -129,8 +130,11 @@ def scene_negatives(shared: Path, split: dict) -> list:
 
         added = add_pseudo_positives(recs, read_pseudo_labels(ROOT / spec["pseudo_labels"]))
         print(f"pseudo positives: {added} class masks on {len(recs)} chips", flush=True)
+    never = set(spec.get("never_negative", ()))
     for r in recs:
         r.meta["split"] = "train"
+        if never:  # classes whose only positives come from one sensor: "absent here" would name the sensor
+            r.meta["classes"] = [c for c in r.meta["classes"] if c not in never]
     return recs
 
 
@@ -317,9 +321,9 @@ def main() -> int:
     ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue"], default="all")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4"], default="v2",
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5"], default="v2",
                     help="v2: the shipped recipe; v3: + UC Merced scene-label negatives (a recorded trial); "
-                         "v4: v3 + the v2 teacher's masks on the same chips")
+                         "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
