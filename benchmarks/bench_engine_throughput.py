@@ -12,6 +12,9 @@ before rasterio is imported, exactly like ``GDAL_CACHEMAX=64 python raw_run.py``
                            probabilities as uint8 (p x 255) + internal nodata mask;
 * ``engine-raster-binary`` same with ``threshold=0.5`` (0/1 mask like raw, no mask band);
 * ``engine-vector``        raster (probabilities) + GeoPackage polygons (``out=...gpkg``);
+* ``engine-vector-overlap64`` the same with 64 px tile overlap (the default before 2026-12-03;
+                           the engine variants above use the default, 0 px for the per-pixel
+                           spectral model);
 * ``anchor-subprocess``    /work/shared/anchors/raw_run.py run as a subprocess under
                            /usr/bin/time -v (whole-process wall incl. imports, like the anchors).
 
@@ -79,13 +82,13 @@ def raw(scene: str, out: Path) -> dict:
     return {}
 
 
-def _engine(scene: str, out: Path, *, vector: bool, threshold: float | None) -> dict:
+def _engine(scene: str, out: Path, *, vector: bool, threshold: float | None, overlap: int | None = None) -> dict:
     for f in ("engine.tif", "engine.gpkg"):
         (out / f).unlink(missing_ok=True)
     _, stats = geopix_tiles.segment(
         scene, "water", model="spectral", raster_out=out / "engine.tif",
         out=(out / "engine.gpkg") if vector else None, vectorize=vector, threshold=threshold,
-        tile=512, overlap=64, batch_size=8, return_stats=True, collect=False, overwrite=True,
+        tile=512, overlap=overlap, batch_size=8, return_stats=True, collect=False, overwrite=True,
     )
     return {"engine_seconds": round(stats.seconds, 3), "features": stats.features, "tiles": stats.tiles_done}
 
@@ -105,6 +108,7 @@ VARIANTS = {
     "engine-raster": lambda s, o: _engine(s, o, vector=False, threshold=None),
     "engine-raster-binary": lambda s, o: _engine(s, o, vector=False, threshold=0.5),
     "engine-vector": lambda s, o: _engine(s, o, vector=True, threshold=None),
+    "engine-vector-overlap64": lambda s, o: _engine(s, o, vector=True, threshold=None, overlap=64),
     "anchor-subprocess": anchor_subprocess,
 }
 
