@@ -94,3 +94,13 @@ def test_the_committed_teacher_masks_cover_the_v4_split_and_respect_the_table():
         assert set(entry["masks"]) <= set(DISTILLED_CLASSES) - set(ABSENT_BY_SCENE[scene]), key
     forest = [rle.area(e["masks"]["vegetation"]) / 256 ** 2 for k, e in labels.items() if k.startswith("forest/")]
     assert len(forest) == 20 and np.mean(forest) > 0.9  # the teacher sees the forest as vegetation
+
+
+def test_teacher_classes_limit_what_is_taught(tmp_path):
+    rec = _record("storagetanks", "storagetanks06.jpg")
+    m = np.zeros((256, 256), np.uint8)
+    m[:20, :20] = 1
+    labels = {"storagetanks/storagetanks06.jpg": {"teacher": "t", "masks": {"land": rle.encode(m),
+                                                                           "building": rle.encode(m)}}}
+    assert add_pseudo_positives([rec], labels, ["building", "road", "vegetation", "water"]) == 1
+    assert [i.category for i in rec.instances] == ["building"]

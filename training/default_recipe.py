@@ -128,7 +128,8 @@ def scene_negatives(shared: Path, split: dict) -> list:
     if spec.get("pseudo_labels"):  # v4: the teacher's masks for the classes the scene allows
         from geopix_tiles.training.pseudo_labels import add_pseudo_positives, read_pseudo_labels
 
-        added = add_pseudo_positives(recs, read_pseudo_labels(ROOT / spec["pseudo_labels"]))
+        added = add_pseudo_positives(recs, read_pseudo_labels(ROOT / spec["pseudo_labels"]),
+                                     spec.get("teacher_classes"))
         print(f"pseudo positives: {added} class masks on {len(recs)} chips", flush=True)
     never = set(spec.get("never_negative", ()))
     for r in recs:
@@ -321,9 +322,10 @@ def main() -> int:
     ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue"], default="all")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5"], default="v2",
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6"], default="v2",
                     help="v2: the shipped recipe; v3: + UC Merced scene-label negatives (a recorded trial); "
-                         "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives")
+                         "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
+                         "v6: v4 without the teacher's bare-land masks")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"

@@ -95,12 +95,14 @@ def read_pseudo_labels(path: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def add_pseudo_positives(records: Sequence[ImageRecord], labels: dict[str, dict[str, Any]]) -> int:
+def add_pseudo_positives(records: Sequence[ImageRecord], labels: dict[str, dict[str, Any]],
+                         classes: Sequence[str] | None = None) -> int:
     """Give each scene-negative record its teacher masks as instances; returns how many were added.
 
     A class the scene rules out never becomes a positive (the table wins over the teacher), and
     ``meta["classes"]`` (what the negatives sampler may ask for with an empty mask) stays the
     ruled-out list, so nothing is claimed about the classes the teacher did not paint.
+    ``classes`` (default: all) limits which of the teacher's classes are taught.
     """
     added = 0
     for r in records:
@@ -109,7 +111,7 @@ def add_pseudo_positives(records: Sequence[ImageRecord], labels: dict[str, dict[
             continue
         ruled_out = set(ABSENT_BY_SCENE.get(str(r.meta.get("scene_class")), ()))
         for c, m in sorted(entry["masks"].items()):
-            if c in ruled_out:
+            if c in ruled_out or (classes is not None and c not in classes):
                 continue
             if tuple(m["size"]) != tuple(r.size):
                 raise ValueError(f"pseudo label {c} of {r.image_path} is {m['size']}, the chip {r.size}; "
