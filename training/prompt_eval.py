@@ -31,7 +31,7 @@ from .instruct import plural
 from .records import ImageRecord
 from .vocabulary import HELD_OUT_PARAPHRASES, HELD_OUT_UNRELATED
 
-__all__ = ["evaluate_prompts", "evaluate_scene_labels", "source_of"]
+__all__ = ["evaluate_prompts", "evaluate_scene_labels", "source_of", "tile_batch"]
 
 
 def source_of(record: ImageRecord) -> str:
@@ -106,6 +106,16 @@ def evaluate_prompts(model: Any, records: Sequence[ImageRecord], batch_size: int
     }
 
 
+def tile_batch(records: Sequence[ImageRecord], tile_size: int) -> torch.Tensor:
+    """``[B, 3, tile, tile]`` RGB of ``records`` resized to the model's tile (bilinear).
+
+    A few UC Merced chips are a pixel or three short of 256; the model reads every chip at its tile.
+    """
+    return torch.cat([torch.nn.functional.interpolate(
+        torch.from_numpy(np.ascontiguousarray(r.load()[None, :3], dtype=np.float32)), size=(tile_size, tile_size),
+        mode="bilinear", align_corners=False) for r in records])
+
+
 @torch.no_grad()
 def evaluate_scene_labels(model: Any, records: Sequence[ImageRecord], batch_size: int = 8) -> dict[str, Any]:
     """Per class: false alarms where the scene rules it out, detections where the scene shows it.
@@ -124,13 +134,9 @@ def evaluate_scene_labels(model: Any, records: Sequence[ImageRecord], batch_size
     said: dict[str, dict[str, list[bool]]] = {"absent": defaultdict(list), "present": defaultdict(list)}
     painted: dict[str, dict[str, list[float]]] = {"absent": defaultdict(list), "present": defaultdict(list)}
     by_scene: dict[str, list[bool]] = defaultdict(list)
-    size = (int(model.config.tile_size),) * 2  # a few UC Merced chips are a pixel or three short
     for start in range(0, len(recs), batch_size):
         chunk = recs[start:start + batch_size]
-        images = torch.cat([torch.nn.functional.interpolate(
-            torch.from_numpy(np.ascontiguousarray(r.load()[None, :3], dtype=np.float32)), size=size, mode="bilinear",
-            align_corners=False) for r in chunk])
-        pred = (model.segment(images, prompts) > 0).cpu().numpy()
+        pred = (model.segment(tile_batch(chunk, int(model.config.tile_size)), prompts) > 0).cpu().numpy()
         for r, p in zip(chunk, pred):
             for kind, key in (("absent", "classes"), ("present", "present_classes")):
                 for c in r.meta.get(key) or []:

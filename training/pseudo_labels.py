@@ -49,17 +49,14 @@ def teacher_masks(model: Any, records: Sequence[ImageRecord], batch_size: int = 
     from geopix_tiles.model.answer import present
 
     from .instruct import plural
+    from .prompt_eval import tile_batch
 
     model.eval()
     prompts = [plural(c) for c in DISTILLED_CLASSES]
-    size = (int(model.config.tile_size),) * 2
     out: list[dict[str, np.ndarray]] = []
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
-        images = torch.cat([torch.nn.functional.interpolate(
-            torch.from_numpy(np.ascontiguousarray(r.load()[None, :3], dtype=np.float32)), size=size, mode="bilinear",
-            align_corners=False) for r in chunk])
-        logits = model.segment(images, prompts)
+        logits = model.segment(tile_batch(chunk, int(model.config.tile_size)), prompts)
         for r, lg in zip(chunk, logits):
             h, w = r.size
             back = torch.nn.functional.interpolate(lg[None].float(), size=(h, w), mode="nearest")[0]
