@@ -24,6 +24,7 @@ import numpy as np
 from affine import Affine
 
 from ..errors import InputError
+from ..segmenters.protocol import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -34,8 +35,6 @@ __all__ = ["Reply", "Conversation", "ask_scene", "parse_bbox", "pixel_area_m2", 
 
 #: the longest side (pixels) a conversation reads at native resolution
 DEFAULT_MAX_SIZE = 1024
-#: tile overlap, as ``segment``'s default
-DEFAULT_OVERLAP = 64
 
 
 @dataclass
