@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from . import answer as A
+from .location_prior import named_place
 
 if TYPE_CHECKING:  # pragma: no cover
     from .geopix import GeoPixModel, ImageEncoding
@@ -273,8 +274,6 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
                 masked_spans.append(loc)
         elif previous is not None and previous.mask is not None and any(w in _PRONOUNS for w in tail):
             to_previous = True
-    from .location_prior import named_place
-
     named = named_place(" ".join(words))
     return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans),
                   named[0] if named else None)

@@ -118,7 +118,12 @@ def export(shared: Path, out: Path, seed: int) -> dict:
 
 
 def scene_negatives(shared: Path, split: dict) -> list:
-    """The split's UC Merced training chips as instance-free records naming what their scene rules out."""
+    """The split's UC Merced training chips as records naming what their scene rules out.
+
+    Instance-free (v3), or with the teacher's masks as instances when the split names
+    ``pseudo_labels`` (v4+; ``teacher_classes`` limits them, ``never_negative`` drops classes
+    from what may be asked for with an empty mask).
+    """
     from geopix_tiles.training.scene_negatives import scene_negative_records
 
     spec = split.get("scene_negatives", {}).get("uc_merced")
