@@ -1,7 +1,8 @@
 """Streaming vectorization: masks arrive as row strips, objects leave as whole polygons.
 
-Each strip is labelled (4-connectivity, like ``rasterio.features.shapes``) and traced with
-``shapes(mask=...)``; a label touching the strip's last row stays *open* and is joined, by
+Each strip is labelled (4-connectivity, like ``rasterio.features.shapes``) and traced along
+pixel edges (:mod:`.trace`, the polygons GDAL's polygonizer draws, without its per-pixel scan);
+a label touching the strip's last row stays *open* and is joined, by
 union-find over the pixel columns it shares with the next strip's first row, to the pieces
 that continue it. An object crossing any number of seams therefore comes out as ONE polygon,
 and nothing but the open pieces and one row of ids per prompt is ever held. Geometry is
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 from affine import Affine
-from rasterio.features import shapes
 from scipy import ndimage
+
+from .trace import trace_labels
 
 
 @dataclass
@@ -101,8 +103,8 @@ def _rows_by_label(column: np.ndarray, y0: int) -> dict[int, np.ndarray]:
     return {int(g[0]): r + y0 for g, r in zip(np.split(labs, cuts), np.split(idx, cuts))}
 
 
-#: column blocks a strip is cut into when looking for foreground (GDAL's polygonize costs
-#: ~15-40 ns per pixel it scans, foreground or not)
+#: column blocks a strip is cut into when looking for foreground (labelling and tracing cost
+#: a few ns per pixel they scan, foreground or not)
 _TRACE_BLOCK = 256
 
 
@@ -182,15 +184,9 @@ class StripVectorizer:
             ids[1:] = np.arange(self.next_id, self.next_id + nlab)
             self.next_id += nlab
             for (r0, r1), (c0, c1) in boxes:
-                for geom, value in shapes(labels[r0:r1, c0:c1], mask=foreground[r0:r1, c0:c1], connectivity=4,
-                                          transform=Affine.translation(self.x0 + c0, y0 + r0)):
-                    k = int(value)
-                    poly = shapely.geometry.shape(geom)
-                    obj = new.get(int(ids[k]))
-                    if obj is None:
-                        new[int(ids[k])] = OpenObject([poly], float(totals[k - 1]), int(counts[k - 1]))
-                    else:  # defensive: a label traced in several rings
-                        obj.pieces.append(poly)
+                values, polys = trace_labels(labels[r0:r1, c0:c1], self.x0 + c0, y0 + r0)
+                for k, poly in zip(values.tolist(), polys):
+                    new[int(ids[k])] = OpenObject([poly], float(totals[k - 1]), int(counts[k - 1]))
         if nlab and self.left_open:
             for k, rows in _rows_by_label(labels[:, 0], y0).items():
                 new[int(ids[k])].left.append(rows)

@@ -1,0 +1,77 @@
+"""The numpy edge tracer draws exactly the polygons of GDAL's polygonizer (4-connectivity)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from rasterio.features import shapes
+from scipy import ndimage
+
+from geopix_tiles.outputs.trace import trace_labels
+
+
+def _gdal(labels: np.ndarray, x0: float, y0: float) -> dict[int, shapely.Geometry]:
+    polys = {}
+    for geom, value in shapes(labels, mask=labels > 0, connectivity=4, transform=Affine.translation(x0, y0)):
+        assert int(value) not in polys  # one ring set per 4-connected label
+        polys[int(value)] = shapely.geometry.shape(geom)
+    return polys
+
+
+def _check(labels: np.ndarray, x0: float = 0.0, y0: float = 0.0) -> int:
+    values, polys = trace_labels(labels, x0, y0)
+    ref = _gdal(labels, x0, y0)
+    assert values.tolist() == sorted(ref)
+    for v, p in zip(values.tolist(), polys):
+        assert p.is_valid, (v, p.wkt)
+        assert p.area == pytest.approx(float((labels == v).sum()))
+        # same vertices, same rings: exact equality once both are in normal form
+        assert shapely.normalize(p).equals_exact(shapely.normalize(ref[v]), 0), (v, p.wkt, ref[v].wkt)
+    return len(values)
+
+
+def test_random_label_images_match_gdal():
+    rng = np.random.default_rng(7)
+    traced = 0
+    for _ in range(120):
+        h, w = (int(v) for v in rng.integers(1, 48, 2))
+        fg = rng.random((h, w)) < rng.uniform(0.2, 0.8)
+        labels, _ = ndimage.label(fg)  # 4-connected, as the vectorizer labels
+        traced += _check(labels.astype(np.int32), float(rng.integers(-50, 50)), float(rng.integers(0, 900)))
+    assert traced > 2000
+
+
+def test_corner_touches_and_holes():
+    # one ring of pixels around a hole whose outline meets itself at a corner; two labels
+    # diagonal to each other; a pixel island inside a hole
+    a = np.array([[1, 1, 1, 1, 0, 0, 0],
+                  [1, 0, 0, 1, 0, 0, 0],
+                  [1, 0, 1, 1, 0, 0, 2],
+                  [1, 1, 0, 1, 0, 2, 0],
+                  [0, 1, 1, 1, 0, 0, 0]], dtype=np.int32)
+    labels, n = ndimage.label(a > 0)
+    assert n == 3  # the two diagonal 2-pixels are separate under 4-connectivity
+    _check(labels.astype(np.int32))
+    values, polys = trace_labels(labels.astype(np.int32))
+    ring = polys[0]
+    assert len(ring.interiors) == 2 and ring.area == 15  # holes (1,1)-(1,2)-(2,1) and (3,2) meet at a corner
+
+    island = np.zeros((7, 7), np.int32)
+    island[1:6, 1:6] = 1
+    island[2:5, 2:5] = 0
+    island[3, 3] = 2
+    values, polys = trace_labels(island)
+    assert values.tolist() == [1, 2]
+    assert polys[0].area == 16 and len(polys[0].interiors) == 1 and polys[1].area == 1
+    _check(island)
+
+
+def test_empty_and_full():
+    values, polys = trace_labels(np.zeros((4, 5), np.int32))
+    assert len(values) == 0 and len(polys) == 0
+    values, polys = trace_labels(np.ones((4, 5), np.int32), 10, 20)
+    assert values.tolist() == [1]
+    assert polys[0].equals(shapely.box(10, 20, 15, 24))
+    with pytest.raises(ValueError, match="2-D"):
+        trace_labels(np.ones((2, 2, 2), np.int32))
