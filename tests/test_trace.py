@@ -8,7 +8,7 @@ from affine import Affine
 from rasterio.features import shapes
 from scipy import ndimage
 
-from geopix_tiles.outputs.trace import trace_labels
+from geopix_tiles.outputs.trace import burn_pieces, trace_labels
 
 
 def _gdal(labels: np.ndarray, x0: float, y0: float) -> dict[int, shapely.Geometry]:
@@ -75,3 +75,43 @@ def test_empty_and_full():
     assert polys[0].equals(shapely.box(10, 20, 15, 24))
     with pytest.raises(ValueError, match="2-D"):
         trace_labels(np.ones((2, 2, 2), np.int32))
+
+
+def test_burn_pieces_fills_exactly_the_traced_pixels():
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        fg = rng.random((h, w)) < rng.uniform(0.2, 0.8)
+        labels, n = ndimage.label(fg)
+        _, polys = trace_labels(labels.astype(np.int32), 5, -3)
+        burnt = burn_pieces(list(polys), 5, -3, h, w)
+        assert burnt.dtype == np.uint8 and np.array_equal(burnt.astype(bool), fg)
+
+
+def test_join_pieces_redraws_objects_cut_by_strips_and_panels(monkeypatch):
+    """Pieces cut by a strip seam and a panel seam join into the polygon GEOS's union gives."""
+    from geopix_tiles.outputs import vectorize
+
+    rng = np.random.default_rng(5)
+    joined = 0
+    for force in ((0, 10**9), vectorize._JOIN_PIXELS):  # the redraw, then the shipped rule
+        monkeypatch.setattr(vectorize, "_JOIN_PIXELS", force)
+        for _ in range(40):
+            h, w = (int(v) for v in rng.integers(6, 60, 2))
+            labels, n = ndimage.label(rng.random((h, w)) < 0.65)
+            if n == 0:
+                continue
+            obj = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+            cy, cx = int(rng.integers(1, h)), int(rng.integers(1, w))
+            pieces = []
+            for r0, r1, c0, c1 in ((0, cy, 0, cx), (0, cy, cx, w), (cy, h, 0, cx), (cy, h, cx, w)):
+                part, _ = ndimage.label(obj[r0:r1, c0:c1])
+                pieces += list(trace_labels(part.astype(np.int32), c0 + 100, r0 + 200)[1])
+            if len(pieces) < 2:
+                continue
+            got = vectorize.join_pieces(pieces)
+            want = shapely.union_all(pieces)
+            assert got.is_valid and got.geom_type == "Polygon" and got.equals(want)
+            assert got.area == pytest.approx(float(obj.sum()))
+            joined += 1
+    assert joined > 40

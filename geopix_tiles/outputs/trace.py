@@ -20,39 +20,65 @@ import shapely
 
 __all__ = ["trace_labels"]
 
-# Directions in the order a right turn follows on a north-up grid (x east, y south):
-# east, south, west, north. The object is kept on the right of the direction of travel.
-_DX = np.array([1, 0, -1, 0], dtype=np.int64)
-_DY = np.array([0, 1, 0, -1], dtype=np.int64)
+# Directions, numbered in the order a right turn follows on a north-up grid (x east, y south):
+# 0 east, 1 south, 2 west, 3 north. The object is kept on the right of the direction of travel.
 
 
-def _edges(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Directed boundary edges: start vertex (x, y), direction, label on their right.
+def _runs(k: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of consecutive boundary positions with one label: (first, last, label) of each.
 
-    The label image is padded with a zero frame and flattened, so a boundary is where an
-    element differs from the one a row (horizontal edges) or a column (vertical edges) later:
-    two contiguous comparisons and two ``flatnonzero`` for the whole image.
+    Along a run the label holds the pixels on one side and not the other, so no other edge of
+    that label meets its inner vertices: the run is one straight edge of the ring.
+    """
+    on = lab > 0
+    k, lab = k[on], lab[on]
+    if not len(k):
+        return k, k, lab
+    new = np.ones(len(k), dtype=bool)
+    new[1:] = (k[1:] != k[:-1] + 1) | (lab[1:] != lab[:-1])
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:], len(k)] - 1
+    return k[first], k[last], lab[first]
+
+
+def _edges(labels: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Directed boundary edges: start (x, y), end (x, y), direction, label on their right.
+
+    The label image is padded with a zero frame; a horizontal boundary is where an element
+    differs from the one a row below (in row-major order), a vertical one where it differs
+    from the one a column right (compared in column-major order, so that runs down a column
+    are consecutive). Runs of such unit edges with one label become single edges, so the
+    chaining below works on corners and straight runs, not on every pixel edge.
     """
     h, w = labels.shape
-    s = w + 2
-    p = np.zeros((h + 2, s), dtype=labels.dtype)
+    p = np.zeros((h + 2, w + 2), dtype=labels.dtype)
     p[1:-1, 1:-1] = labels
+    out = []
+    s = w + 2
     f = p.ravel()
-    xs, ys, ds, ls = [], [], [], []
     k = np.flatnonzero(f[:-s] != f[s:])  # between f[k] (above) and f[k + s] (below): edge at y = k // s
-    y, x = np.divmod(k, s)
-    x -= 1
-    for side, d, dx in ((f[k + s], 0, 0), (f[k], 2, 1)):  # object below: east from (x, y); above: west from (x+1, y)
-        on = side > 0
-        xs.append(x[on] + dx), ys.append(y[on]), ds.append(np.full(int(on.sum()), d, np.int8)), ls.append(side[on])
-    k = np.flatnonzero(f[s:-s - 1] != f[s + 1:-s]) + s  # between f[k] (west) and f[k + 1] (east): edge at x = k % s
-    y, x = np.divmod(k, s)
-    y -= 1
-    for side, d, dy in ((f[k], 1, 0), (f[k + 1], 3, 1)):  # object west: south from (x, y); east: north from (x, y+1)
-        on = side > 0
-        xs.append(x[on]), ys.append(y[on] + dy), ds.append(np.full(int(on.sum()), d, np.int8)), ls.append(side[on])
-    return (np.concatenate(xs).astype(np.int64), np.concatenate(ys).astype(np.int64),
-            np.concatenate(ds), np.concatenate(ls).astype(np.int64))
+    # object below: east along its top; object above: west along its bottom
+    for side, d in ((f[k + s], 0), (f[k], 2)):
+        a, b, lab = _runs(k, side)
+        y, x0 = np.divmod(a, s)
+        x1 = b % s
+        sx, ex = (x0 - 1, x1) if d == 0 else (x1, x0 - 1)
+        out.append((sx, y, ex, y, d, lab))
+    s = h + 2  # column-major: element (y, x) of p at x * (h + 2) + y
+    f = np.ascontiguousarray(p.T).ravel()
+    k = np.flatnonzero(f[:-s] != f[s:])  # between f[k] (west) and f[k + s] (east): edge at x = k // s
+    # object west: south along its east side; object east: north along its west side
+    for side, d in ((f[k], 1), (f[k + s], 3)):
+        a, b, lab = _runs(k, side)
+        x, y0 = np.divmod(a, s)
+        y1 = b % s
+        sy, ey = (y0 - 1, y1) if d == 1 else (y1, y0 - 1)
+        out.append((x, sy, x, ey, d, lab))
+    cols = list(zip(*out))
+    sx, sy, ex, ey = (np.concatenate(c).astype(np.int64) for c in cols[:4])
+    d = np.concatenate([np.full(len(l), dd, np.int8) for dd, l in zip(cols[4], cols[5])])
+    lab = np.concatenate(cols[5]).astype(np.int64)
+    return sx, sy, ex, ey, d, lab
 
 
 def _key(lab: np.ndarray, x: np.ndarray, y: np.ndarray, w: int) -> np.ndarray:
@@ -60,10 +86,11 @@ def _key(lab: np.ndarray, x: np.ndarray, y: np.ndarray, w: int) -> np.ndarray:
     return (lab << 40) | (y * (w + 1) + x)
 
 
-def _successors(x: np.ndarray, y: np.ndarray, d: np.ndarray, lab: np.ndarray, w: int) -> np.ndarray:
+def _successors(x: np.ndarray, y: np.ndarray, ex: np.ndarray, ey: np.ndarray, d: np.ndarray,
+                lab: np.ndarray, w: int) -> np.ndarray:
     """Index of the edge that continues each edge's ring (edges sorted by label, start vertex)."""
     start = _key(lab, x, y, w)
-    end = _key(lab, x + _DX[d], y + _DY[d], w)
+    end = _key(lab, ex, ey, w)
     nxt = np.searchsorted(start, end)
     # a vertex where the label holds two diagonal pixels has two edges leaving it: take the
     # left turn, which follows the label across the corner instead of closing a ring there
@@ -108,14 +135,13 @@ def trace_labels(labels: np.ndarray, x0: float = 0.0, y0: float = 0.0) -> tuple[
     labels = np.asarray(labels)
     if labels.ndim != 2:
         raise ValueError(f"labels must be 2-D, got shape {labels.shape}")
-    x, y, d, lab = _edges(labels)
+    x, y, ex, ey, d, lab = _edges(labels)
     if not len(x):
         return np.zeros(0, np.int64), np.zeros(0, dtype=object)
     w = labels.shape[1]
-    key = _key(lab, x, y, w)
-    order = np.argsort(key, kind="stable")
-    x, y, d, lab = x[order], y[order], d[order], lab[order]
-    nxt = _successors(x, y, d, lab, w)
+    order = np.argsort(_key(lab, x, y, w), kind="stable")
+    x, y, ex, ey, d, lab = x[order], y[order], ex[order], ey[order], d[order], lab[order]
+    nxt = _successors(x, y, ex, ey, d, lab, w)
     head, dist = _ring_order(nxt)
     order = np.lexsort((-dist, head))  # rings one after another, each from its head along the chain
     x, y, d, lab, head = x[order], y[order], d[order], lab[order], head[order]
@@ -149,3 +175,25 @@ def trace_labels(labels: np.ndarray, x0: float = 0.0, y0: float = 0.0) -> tuple[
     geom_offsets = np.r_[0, np.cumsum(per_label)]
     polys = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (ring_offsets, geom_offsets))
     return values, polys
+
+
+def burn_pieces(pieces, x0: int, y0: int, height: int, width: int) -> np.ndarray:
+    """The pixels covered by pixel-aligned polygons (even-odd rule), as a ``uint8`` 0/1 image.
+
+    Every ring edge of a traced polygon runs along pixel edges, so a scanline fill needs no
+    geometry at all: each vertical edge toggles the rows it spans from its column on, and an
+    XOR along the rows gives the inside. ``(x0, y0)`` is the image's top-left vertex.
+    """
+    coords, (ring_offsets, _) = shapely.to_ragged_array(pieces)[1:]
+    xy = np.rint(coords).astype(np.int64) - (x0, y0)
+    last = np.zeros(len(xy), dtype=bool)
+    last[ring_offsets[1:] - 1] = True  # a ring's closing vertex starts no edge
+    a = np.flatnonzero(~last)
+    a = a[(xy[a, 0] == xy[a + 1, 0]) & (xy[a, 1] != xy[a + 1, 1])]
+    top = np.minimum(xy[a, 1], xy[a + 1, 1])
+    span = np.abs(xy[a + 1, 1] - xy[a, 1])
+    rows = np.repeat(top - np.r_[0, np.cumsum(span)[:-1]], span) + np.arange(span.sum())
+    cols = np.repeat(xy[a, 0], span)
+    toggles = np.zeros(height * (width + 1), dtype=np.uint8)
+    np.bitwise_xor.at(toggles, rows * (width + 1) + cols, 1)  # edges shared by two pieces cancel
+    return np.bitwise_xor.accumulate(toggles.reshape(height, width + 1), axis=1)[:, :width]
