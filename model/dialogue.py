@@ -274,7 +274,9 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
                 masked_spans.append(loc)
         elif previous is not None and previous.mask is not None and any(w in _PRONOUNS for w in tail):
             to_previous = True
-    named = named_place(" ".join(words))
+    # the raw text, not the joined words: its punctuation keeps named_place's rule that a
+    # ", with ..." clause describes a neighbour ("the water, with roads to the east" is all water)
+    named = named_place(text)
     return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans),
                   named[0] if named else None)
 

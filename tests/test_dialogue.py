@@ -61,6 +61,10 @@ def test_intents_on_held_out_templates_and_paraphrases(model):
     assert right / len(asked) >= 0.9, [(q, parse_question(model, q).task) for q, _ in asked]
     q = parse_question(model, "Are there any houses near the road?")
     assert q.target.name == "building" and q.relation.name == "road" and q.task == "presence"
+    # a place narrows the question; a ", with ..." clause names a neighbour, not the place
+    assert parse_question(model, "Segment the water in the north-east.").place == 2
+    q = parse_question(model, "Segment the water, with roads to the east.")
+    assert q.target.name == "water" and q.place is None
 
 
 def test_presence_against_real_labels(model, chips):
