@@ -12,13 +12,17 @@ label (one 4-connected component) is one polygon whose shell and holes are the c
 chains with that label on one side. Where a label touches itself only at a corner (two of
 its pixels diagonal across a vertex, joined elsewhere) the chain turns so the ring does not
 cross itself there, which keeps every polygon valid (a hole may touch its shell at a point).
+
+:func:`burn_pieces` is the inverse on the same grid (polygons back to pixels), which lets the
+vectorizer join the pieces of an object cut by strip and panel seams by filling and tracing
+them once instead of a GEOS union.
 """
 from __future__ import annotations
 
 import numpy as np
 import shapely
 
-__all__ = ["trace_labels"]
+__all__ = ["burn_pieces", "trace_labels"]
 
 # Directions, numbered in the order a right turn follows on a north-up grid (x east, y south):
 # 0 east, 1 south, 2 west, 3 north. The object is kept on the right of the direction of travel.
