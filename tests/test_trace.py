@@ -75,6 +75,10 @@ def test_empty_and_full():
     assert polys[0].equals(shapely.box(10, 20, 15, 24))
     with pytest.raises(ValueError, match="2-D"):
         trace_labels(np.ones((2, 2, 2), np.int32))
+    two_parts = np.array([[1, 0, 1]], np.int32)  # one value, two 4-connected components
+    with pytest.raises(ValueError, match="4-connected"):
+        trace_labels(two_parts)
+
 
 
 def test_burn_pieces_fills_exactly_the_traced_pixels():
@@ -86,6 +90,11 @@ def test_burn_pieces_fills_exactly_the_traced_pixels():
         _, polys = trace_labels(labels.astype(np.int32), 5, -3)
         burnt = burn_pieces(list(polys), 5, -3, h, w)
         assert burnt.dtype == np.uint8 and np.array_equal(burnt.astype(bool), fg)
+
+
+def _box(pieces):
+    x0, y0, x1, y1 = (int(v) for v in shapely.total_bounds(pieces))
+    return x0, y0, y1 - y0, x1 - x0
 
 
 def test_join_pieces_redraws_objects_cut_by_strips_and_panels(monkeypatch):
@@ -110,8 +119,19 @@ def test_join_pieces_redraws_objects_cut_by_strips_and_panels(monkeypatch):
             if len(pieces) < 2:
                 continue
             got = vectorize.join_pieces(pieces)
+            if force[0] == 0:  # the redraw's answer, not a fallback to GEOS
+                assert got.equals(trace_labels(burn_pieces(pieces, *_box(pieces)), *_box(pieces)[:2])[1][0])
             want = shapely.union_all(pieces)
             assert got.is_valid and got.geom_type == "Polygon" and got.equals(want)
             assert got.area == pytest.approx(float(obj.sum()))
             joined += 1
     assert joined > 40
+
+
+def test_join_pieces_of_two_objects_falls_back_to_the_union(monkeypatch):
+    from geopix_tiles.outputs import vectorize
+
+    monkeypatch.setattr(vectorize, "_JOIN_PIXELS", (0, 10**9))
+    pieces = [shapely.box(0, 0, 2, 2), shapely.box(3, 0, 5, 2)]  # not touching: no single polygon
+    got = vectorize.join_pieces(pieces)
+    assert got.geom_type == "MultiPolygon" and got.area == 8

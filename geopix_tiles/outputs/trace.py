@@ -134,7 +134,9 @@ def trace_labels(labels: np.ndarray, x0: float = 0.0, y0: float = 0.0) -> tuple[
     Returns ``(values, polygons)``: the label values in increasing order and one shapely
     Polygon each, in pixel coordinates shifted by ``(x0, y0)`` (pixel ``[r, c]`` covers
     ``x0 + c .. x0 + c + 1``, ``y0 + r .. y0 + r + 1``), as ``rasterio.features.shapes`` with
-    ``connectivity=4`` and ``Affine.translation(x0, y0)`` would give them.
+    ``connectivity=4`` and ``Affine.translation(x0, y0)`` would give them. A label in parts
+    apart from each other raises ``ValueError`` (it would need a multipolygon); parts meeting
+    only at a corner are not caught, so label with ``ndimage.label``'s default structure.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -167,6 +169,9 @@ def trace_labels(labels: np.ndarray, x0: float = 0.0, y0: float = 0.0) -> tuple[
     area2 = np.bincount(cring, weights=(cx * ny - nx * cy).astype(np.float64), minlength=n_rings)
     ring_lab = lab[starts]
     hole = area2 < 0
+    shells = np.unique(ring_lab[~hole], return_counts=True)[1]
+    if len(shells) != len(np.unique(ring_lab)) or (shells != 1).any():
+        raise ValueError("every label must be one 4-connected component (ndimage.label's default structure)")
     ring_sort = np.lexsort((hole, ring_lab))  # per label: its shell, then its holes
     values, per_label = np.unique(ring_lab, return_counts=True)
     # closed coordinate sequences, rings in ring_sort order

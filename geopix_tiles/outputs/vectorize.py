@@ -64,8 +64,9 @@ def join_pieces(pieces: list) -> shapely.Geometry:
     x0, y0, x1, y1 = (int(round(v)) for v in shapely.total_bounds(pieces))
     if not _JOIN_PIXELS[0] <= (x1 - x0) * (y1 - y0) <= _JOIN_PIXELS[1]:
         return shapely.union_all(pieces)
-    values, polys = trace_labels(burn_pieces(pieces, x0, y0, y1 - y0, x1 - x0), x0, y0)
-    if len(values) != 1:  # not one 4-connected object after all: let GEOS decide
+    try:
+        values, polys = trace_labels(burn_pieces(pieces, x0, y0, y1 - y0, x1 - x0), x0, y0)
+    except ValueError:  # not one 4-connected object after all: let GEOS decide
         return shapely.union_all(pieces)
     return polys[0]
 
