@@ -49,9 +49,8 @@ def _edges(labels: np.ndarray) -> tuple[np.ndarray, ...]:
     """Directed boundary edges: start (x, y), end (x, y), direction, label on their right.
 
     The label image is padded with a zero frame; a horizontal boundary is where an element
-    differs from the one a row below (in row-major order), a vertical one where it differs
-    from the one a column right (compared in column-major order, so that runs down a column
-    are consecutive). Runs of such unit edges with one label become single edges, so the
+    differs from the one a row below, a vertical one where it differs from the one a column
+    right (both found by one comparison of the flattened image with itself shifted). Runs of such unit edges with one label become single edges, so the
     chaining below works on corners and straight runs, not on every pixel edge.
     """
     h, w = labels.shape
@@ -68,11 +67,18 @@ def _edges(labels: np.ndarray) -> tuple[np.ndarray, ...]:
         x1 = b % s
         sx, ex = (x0 - 1, x1) if d == 0 else (x1, x0 - 1)
         out.append((sx, y, ex, y, d, lab))
-    s = h + 2  # column-major: element (y, x) of p at x * (h + 2) + y
-    f = np.ascontiguousarray(p.T).ravel()
-    k = np.flatnonzero(f[:-s] != f[s:])  # between f[k] (west) and f[k + s] (east): edge at x = k // s
+    # vertical edges: found in row-major order (between f[k] west and f[k + 1] east), then only
+    # those positions are renumbered column-major (x * (h + 2) + y) and sorted, so runs down a
+    # column are consecutive without transposing the whole image
+    k = np.flatnonzero(f[:-1] != f[1:])
+    west, east = f[k], f[k + 1]
+    y, x = np.divmod(k, s)
+    s = h + 2
+    k = x * s + y  # the edge at x between p[y, x] and p[y, x + 1]
+    order = np.argsort(k, kind="stable")
+    k, west, east = k[order], west[order], east[order]
     # object west: south along its east side; object east: north along its west side
-    for side, d in ((f[k], 1), (f[k + s], 3)):
+    for side, d in ((west, 1), (east, 3)):
         a, b, lab = _runs(k, side)
         x, y0 = np.divmod(a, s)
         y1 = b % s
