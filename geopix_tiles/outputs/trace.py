@@ -48,23 +48,23 @@ def _runs(k: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 def _edges(labels: np.ndarray) -> tuple[np.ndarray, ...]:
     """Directed boundary edges: start (x, y), end (x, y), direction, label on their right.
 
-    The label image is padded with a zero frame; a horizontal boundary is where an element
-    differs from the one a row below, a vertical one where it differs from the one a column
-    right (both found by one comparison of the flattened image with itself shifted). Runs of such unit edges with one label become single edges, so the
-    chaining below works on corners and straight runs, not on every pixel edge.
+    The label image is padded with a zero frame and flattened; a horizontal boundary is where
+    an element differs from the one a row later, a vertical one where it differs from the next
+    element (one shifted comparison each). Runs of such unit edges with one label become single
+    edges, so the chaining below works on corners and straight runs, not on every pixel edge.
     """
     h, w = labels.shape
     p = np.zeros((h + 2, w + 2), dtype=labels.dtype)
     p[1:-1, 1:-1] = labels
     out = []
-    s = w + 2
+    row = w + 2  # stride of a padded row in row-major order
     f = p.ravel()
-    k = np.flatnonzero(f[:-s] != f[s:])  # between f[k] (above) and f[k + s] (below): edge at y = k // s
+    k = np.flatnonzero(f[:-row] != f[row:])  # between f[k] (above) and f[k + row] (below): edge at y = k // row
     # object below: east along its top; object above: west along its bottom
-    for side, d in ((f[k + s], 0), (f[k], 2)):
+    for side, d in ((f[k + row], 0), (f[k], 2)):
         a, b, lab = _runs(k, side)
-        y, x0 = np.divmod(a, s)
-        x1 = b % s
+        y, x0 = np.divmod(a, row)
+        x1 = b % row
         sx, ex = (x0 - 1, x1) if d == 0 else (x1, x0 - 1)
         out.append((sx, y, ex, y, d, lab))
     # vertical edges: found in row-major order (between f[k] west and f[k + 1] east), then only
@@ -72,16 +72,16 @@ def _edges(labels: np.ndarray) -> tuple[np.ndarray, ...]:
     # column are consecutive without transposing the whole image
     k = np.flatnonzero(f[:-1] != f[1:])
     west, east = f[k], f[k + 1]
-    y, x = np.divmod(k, s)
-    s = h + 2
-    k = x * s + y  # the edge at x between p[y, x] and p[y, x + 1]
-    order = np.argsort(k, kind="stable")
+    y, x = np.divmod(k, row)
+    col = h + 2  # stride of a padded column in column-major order
+    k = x * col + y  # the edge at x between p[y, x] and p[y, x + 1]
+    order = np.argsort(k)
     k, west, east = k[order], west[order], east[order]
     # object west: south along its east side; object east: north along its west side
     for side, d in ((west, 1), (east, 3)):
         a, b, lab = _runs(k, side)
-        x, y0 = np.divmod(a, s)
-        y1 = b % s
+        x, y0 = np.divmod(a, col)
+        y1 = b % col
         sy, ey = (y0 - 1, y1) if d == 1 else (y1, y0 - 1)
         out.append((x, sy, x, ey, d, lab))
     cols = list(zip(*out))
@@ -175,11 +175,11 @@ def trace_labels(labels: np.ndarray, x0: float = 0.0, y0: float = 0.0) -> tuple[
     area2 = np.bincount(cring, weights=(cx * ny - nx * cy).astype(np.float64), minlength=n_rings)
     ring_lab = lab[starts]
     hole = area2 < 0
+    values, per_label = np.unique(ring_lab, return_counts=True)
     shells = np.unique(ring_lab[~hole], return_counts=True)[1]
-    if len(shells) != len(np.unique(ring_lab)) or (shells != 1).any():
+    if len(shells) != len(values) or (shells != 1).any():
         raise ValueError("every label must be one 4-connected component (ndimage.label's default structure)")
     ring_sort = np.lexsort((hole, ring_lab))  # per label: its shell, then its holes
-    values, per_label = np.unique(ring_lab, return_counts=True)
     # closed coordinate sequences, rings in ring_sort order
     sizes = counts[ring_sort] + 1
     idx = np.repeat(cstart[ring_sort] - np.r_[0, np.cumsum(sizes)[:-1]], sizes) + np.arange(sizes.sum())

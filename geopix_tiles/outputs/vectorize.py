@@ -65,7 +65,7 @@ def join_pieces(pieces: list) -> shapely.Geometry:
     if not _JOIN_PIXELS[0] <= (x1 - x0) * (y1 - y0) <= _JOIN_PIXELS[1]:
         return shapely.union_all(pieces)
     try:
-        values, polys = trace_labels(burn_pieces(pieces, x0, y0, y1 - y0, x1 - x0), x0, y0)
+        _, polys = trace_labels(burn_pieces(pieces, x0, y0, y1 - y0, x1 - x0), x0, y0)
     except ValueError:  # not one 4-connected object after all: let GEOS decide
         return shapely.union_all(pieces)
     return polys[0]
