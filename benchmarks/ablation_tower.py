@@ -28,6 +28,9 @@ VARIANTS = {
     # geoembed's aerial-orthophoto ResNet-18 (model/aerial_resnet.py), frozen up to stride 8 like the
     # ImageNet tower; its pretraining scaled tiles to [-1, 1] as well (image_mean/std 0.5 of the preset)
     "aerial": {"timm_model_name": "aerial_resnet18", "vision_pretrained": "geoembed_v3", "vision_frozen_levels": 2},
+    # the larger ImageNet EfficientNet-Lite towers of the optional ``[towers]`` extra, same freezing
+    "lite1": {"timm_model_name": "tf_efficientnet_lite1", "vision_pretrained": "efficientnet_lite1"},
+    "lite2": {"timm_model_name": "tf_efficientnet_lite2", "vision_pretrained": "efficientnet_lite2"},
 }
 
 

@@ -135,3 +135,22 @@ def test_join_pieces_of_two_objects_falls_back_to_the_union(monkeypatch):
     pieces = [shapely.box(0, 0, 2, 2), shapely.box(3, 0, 5, 2)]  # not touching: no single polygon
     got = vectorize.join_pieces(pieces)
     assert got.geom_type == "MultiPolygon" and got.area == 8
+
+
+def test_chat_reply_polygons_are_gdal_polygons_in_the_scene_crs():
+    """``masks_to_polygons`` (a chat reply's GeoDataFrame) traces with the same tracer as ``segment``."""
+    from shapely.ops import unary_union
+
+    from geopix_tiles.answers.conversation import masks_to_polygons
+
+    rng = np.random.default_rng(3)
+    transform = Affine(0.6, 0.0, 500000.0, 0.0, -0.6, 4100000.0)
+    masks = rng.random((3, 40, 56)) < np.array([0.0, 0.4, 0.7])[:, None, None]  # mask 1 empty
+    frame = masks_to_polygons(masks, transform, "EPSG:32615", "where?", "here", prompts=["a", "b", "c"])
+    assert frame["mask"].tolist() == [2, 3] and frame.crs.to_epsg() == 32615
+    for k, geom in zip(frame["mask"], frame.geometry):
+        m = masks[k - 1]
+        ref = unary_union([shapely.geometry.shape(g) for g, v in shapes(m.astype(np.uint8), mask=m,
+                                                                          transform=transform) if v == 1])
+        assert geom.equals(ref)
+        assert geom.area == pytest.approx(m.sum() * 0.36)

@@ -116,25 +116,32 @@ def pixel_area_m2(transform: Affine, crs: Any, centre_y: float | None = None) ->
 
 def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: str, text: str,
                       prompts: Sequence[str] = (), facts: Sequence[Any] = ()) -> "gpd.GeoDataFrame":
-    """Boolean ``[M, h, w]`` masks -> one (multi)polygon per non-empty mask, georeferenced by ``transform``."""
+    """Boolean ``[M, h, w]`` masks -> one (multi)polygon per non-empty mask, georeferenced by ``transform``.
+
+    Traced by :func:`~geopix_tiles.outputs.trace.trace_labels`, the tracer ``segment``'s
+    GeoPackage uses, so a chat reply's polygons and ``segment``'s have the same vertices.
+    """
     import geopandas as gpd  # noqa: PLC0415
-    from rasterio.features import shapes  # noqa: PLC0415
-    from shapely.geometry import shape  # noqa: PLC0415
-    from shapely.ops import unary_union  # noqa: PLC0415
+    import shapely  # noqa: PLC0415
+    from scipy import ndimage  # noqa: PLC0415
+
+    from ..outputs.trace import trace_labels  # noqa: PLC0415
+    from ..outputs.vectorize import to_crs_geometry  # noqa: PLC0415
 
     rows: dict[str, list] = {"mask": [], "prompt": [], "pixels": [], "area_m2": [], "count": []}
     geoms = []
     for k, m in enumerate(np.asarray(masks, dtype=bool), start=1):
         if not m.any():
             continue
-        parts = [shape(g) for g, v in shapes(m.astype(np.uint8), mask=m, transform=transform) if v == 1]
+        components, _ = ndimage.label(m)  # 4-connected, as the tracer requires
+        _, parts = trace_labels(components)
         f = facts[k - 1] if k - 1 < len(facts) else None
         rows["mask"].append(k)
         rows["prompt"].append(prompts[k - 1] if k - 1 < len(prompts) else "")
         rows["pixels"].append(int(m.sum()))
         rows["area_m2"].append(float(f.area_m2) if f is not None and f.area_m2 is not None else float("nan"))
         rows["count"].append(int(f.count) if f is not None else 0)
-        geoms.append(unary_union(parts))
+        geoms.append(shapely.union_all(to_crs_geometry(list(parts), transform)))
     n = len(geoms)
     frame = gpd.GeoDataFrame({"mask": np.asarray(rows["mask"], dtype=np.int64), "prompt": rows["prompt"],
                               "question": [question] * n, "answer": [text] * n,
