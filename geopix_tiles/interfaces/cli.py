@@ -258,5 +258,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
 
 
+def run() -> None:
+    """The console entry point: :func:`main`, then the process ends without interpreter teardown.
+
+    When ``main`` returns, every output is committed (closed and renamed into place) and every
+    scratch folder removed, so teardown has nothing left to do for the job; it would only run
+    the static destructors of torch's and GDAL's libraries, which page ~130 MB of library code
+    back in (the job's peak RSS under ``/usr/bin/time``) and cost seconds of wall time. An
+    exception that escapes ``main`` (argparse's exits included) takes the normal path.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
