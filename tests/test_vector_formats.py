@@ -104,3 +104,35 @@ def test_describe_writes_geoparquet(tmp_path, capfd):
     back = gpd.read_parquet(tmp_path / "d.parquet")
     assert list(back["name"]) == ["a"] and {"category", "confidence", "description"} <= set(back.columns)
     assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("ext", [".gpkg", ".fgb", ".geojson"])
+def test_wkb_columns_writer_gives_the_dataframe_writers_layer(scene, tmp_path, ext):
+    """``segment``'s writer (stored WKB straight to pyogrio.raw) = ``write_dataframe`` of the same frame."""
+    import pyogrio
+    import shapely
+
+    from geopix_tiles.outputs.vector_formats import write_columns, write_frames
+    from geopix_tiles.outputs.vector_sink import FIELD_TYPES
+
+    frame = segment(scene, ["water", "vegetation"], tile=64, overlap=16)
+    assert len(frame) >= 3
+    write_frames([frame], tmp_path / f"ref{ext}", "polygons")
+    columns = {c: frame[c].to_numpy() for c in FIELD_TYPES}
+    n = write_columns([(shapely.to_wkb(frame.geometry.values[:2]), {c: v[:2] for c, v in columns.items()}),
+                       ([], {c: v[:0] for c, v in columns.items()}),
+                       (shapely.to_wkb(frame.geometry.values[2:]), {c: v[2:] for c, v in columns.items()})],
+                      tmp_path / f"got{ext}", "polygons", frame.crs, FIELD_TYPES)
+    ref, got = pyogrio.read_dataframe(tmp_path / f"ref{ext}"), pyogrio.read_dataframe(tmp_path / f"got{ext}")
+    assert n == len(frame) == len(got)
+    assert got.crs == ref.crs == frame.crs and dict(got.dtypes) == dict(ref.dtypes)
+    assert got.drop(columns="geometry").equals(ref.drop(columns="geometry"))
+    assert shapely.equals_exact(got.geometry.values, ref.geometry.values, 0).all()
+    info = pyogrio.read_info(tmp_path / f"got{ext}")
+    assert info["geometry_type"] == pyogrio.read_info(tmp_path / f"ref{ext}")["geometry_type"]
+    # no features: an empty layer with the same fields
+    write_columns([], tmp_path / f"none{ext}", "polygons", frame.crs, FIELD_TYPES)
+    empty = pyogrio.read_dataframe(tmp_path / f"none{ext}")
+    assert len(empty) == 0
+    if ext != ".geojson":  # an empty GeoJSON has no schema to hold fields
+        assert list(empty.columns) == [*FIELD_TYPES, "geometry"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
 
 from ..errors import InputError
 
@@ -21,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: extension -> driver name
 FORMATS = {".gpkg": "GPKG", ".parquet": "Parquet", ".fgb": "FlatGeobuf", ".geojson": "GeoJSON"}
 
-__all__ = ["FORMATS", "vector_format", "write_frames", "write_atomic", "read_vectors"]
+__all__ = ["FORMATS", "vector_format", "write_frames", "write_columns", "write_atomic", "read_vectors"]
 
 
 def vector_format(path: str | os.PathLike, flag: str = "--out") -> str:
@@ -58,6 +60,46 @@ def write_frames(frames: Iterable["gpd.GeoDataFrame"], path: str | os.PathLike, 
             pyogrio.write_dataframe(template.iloc[:0], path, layer=layer, driver=driver,
                                     **_ogr_options(geometry_type, None))
     return n
+
+
+def write_columns(batches: Iterable[tuple[Sequence[bytes], dict[str, np.ndarray]]], path: str | os.PathLike,
+                  layer: str, crs, fields: dict[str, type], geometry_type: str = "Polygon") -> int:
+    """Write batches of ``(wkb, columns)`` as one OGR layer at ``path``; returns the features written.
+
+    The engine's part files already hold WKB, so the GPKG/FlatGeobuf/GeoJSON output goes to
+    ``pyogrio.raw.write`` as it is: no shapely objects, no GeoDataFrame, no re-encoding, and
+    no geopandas in a ``segment`` process. ``fields`` maps each column to its dtype (for an
+    empty layer). Same layer as :func:`write_frames` writes from the same data: the same
+    fields and types, the CRS as ``EPSG:n`` when it has a code, else WKT1_GDAL.
+    """
+    driver = vector_format(path)
+    if driver == "Parquet":
+        raise ValueError("write_columns writes OGR formats; GeoParquet goes through write_frames")
+    from pyogrio.raw import write  # noqa: PLC0415
+
+    options = dict(fields=list(fields), layer=layer, driver=driver, crs=_ogr_crs(crs), geometry_type=geometry_type,
+                   promote_to_multi=False)
+    n = 0
+    for wkb, columns in batches:
+        if len(wkb):
+            write(path, geometry=np.asarray(wkb, dtype=object), field_data=[columns[f] for f in fields],
+                  append=n > 0, **options)
+            n += len(wkb)
+    if n == 0:
+        write(path, geometry=np.zeros(0, dtype=object),
+              field_data=[np.zeros(0, dtype=dtype) for dtype in fields.values()], **options)
+    return n
+
+
+def _ogr_crs(crs) -> str | None:
+    """The CRS text ``pyogrio.write_dataframe`` passes for a GeoSeries with this CRS."""
+    if not crs:
+        return None
+    from pyproj import CRS  # noqa: PLC0415
+
+    c = CRS.from_user_input(crs)
+    epsg = c.to_epsg()
+    return f"EPSG:{epsg}" if epsg else c.to_wkt("WKT1_GDAL")
 
 
 class _remember_first:

@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import geopandas as gpd
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import shapely
 from pyproj import CRS, Geod
 
@@ -24,7 +24,12 @@ from ..io.atomic import replacing
 from ..io.scene import Scene
 from .vectorize import ClosedObjects, to_crs_geometry
 
+if TYPE_CHECKING:  # pragma: no cover
+    import geopandas as gpd
+
 COLUMNS = ("prompt", "score", "pixels", "area", "area_m2")
+#: the output's field types (what ``columns_frame`` and the OGR writer give each column)
+FIELD_TYPES = {"prompt": object, "score": np.float64, "pixels": np.int64, "area": np.float64, "area_m2": np.float64}
 
 
 class PolygonSchema:
@@ -76,23 +81,25 @@ class PolygonSchema:
                        pixels=count[keep], area=area[keep], area_m2=area_m2[keep])
         return geoms, columns
 
-    def frame(self, closed: ClosedObjects) -> gpd.GeoDataFrame:
+    def frame(self, closed: ClosedObjects) -> "gpd.GeoDataFrame":
         geoms, c = self.attributes(closed)
         return self.columns_frame(geoms, c["prompt"], c["score"], c["pixels"], c["area"], c["area_m2"])
 
-    def columns_frame(self, geoms, prompt, score, pixels, area, area_m2) -> gpd.GeoDataFrame:
-        return gpd.GeoDataFrame(
-            {
-                "prompt": np.array([self.prompts[i] for i in prompt], dtype=object),
+    def columns(self, prompt, score, pixels, area, area_m2) -> dict[str, np.ndarray]:
+        """The output's attribute columns, typed as ``FIELD_TYPES`` says (prompt indexes -> words)."""
+        return {"prompt": np.array([self.prompts[i] for i in prompt], dtype=object),
                 "score": np.asarray(score, dtype=np.float64),
                 "pixels": np.asarray(pixels, dtype=np.int64),
                 "area": np.asarray(area, dtype=np.float64),
-                "area_m2": np.asarray(area_m2, dtype=np.float64),
-            },
-            geometry=gpd.GeoSeries(list(geoms), crs=self.crs),
-        )
+                "area_m2": np.asarray(area_m2, dtype=np.float64)}
 
-    def empty_frame(self) -> gpd.GeoDataFrame:
+    def columns_frame(self, geoms, prompt, score, pixels, area, area_m2) -> "gpd.GeoDataFrame":
+        import geopandas as gpd  # noqa: PLC0415
+
+        return gpd.GeoDataFrame(self.columns(prompt, score, pixels, area, area_m2),
+                                geometry=gpd.GeoSeries(list(geoms), crs=self.crs))
+
+    def empty_frame(self) -> "gpd.GeoDataFrame":
         return self.columns_frame([], [], [], [], [], [])
 
 
@@ -138,25 +145,38 @@ class VectorSink:
                 f.unlink()
         self.n_parts, self.n_features = n_parts, n_features
 
-    def read_parts(self):
-        """Yield one GeoDataFrame per committed part, in order."""
+    def read_part_columns(self):
+        """Yield ``(wkb, columns)`` per committed part, in order: WKB bytes as stored, typed columns."""
         for i in range(self.n_parts):
             with np.load(self.parts_dir / f"part-{i:06d}.npz", allow_pickle=False) as z:
                 buf = z["wkb"].tobytes()
                 ends = np.cumsum(z["wkb_len"])
-                geoms = [shapely.from_wkb(buf[a:b]) for a, b in zip((ends - z["wkb_len"]).tolist(), ends.tolist())]
-                yield self.schema.columns_frame(geoms, z["prompt"], z["score"], z["pixels"], z["area"], z["area_m2"])
+                wkb = [buf[a:b] for a, b in zip((ends - z["wkb_len"]).tolist(), ends.tolist())]
+                yield wkb, self.schema.columns(z["prompt"], z["score"], z["pixels"], z["area"], z["area_m2"])
 
-    def empty_frame(self) -> gpd.GeoDataFrame:
+    def read_parts(self):
+        """Yield one GeoDataFrame per committed part, in order."""
+        import geopandas as gpd  # noqa: PLC0415
+
+        for wkb, columns in self.read_part_columns():
+            yield gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(shapely.from_wkb(wkb), crs=self.schema.crs))
+
+    def empty_frame(self) -> "gpd.GeoDataFrame":
         return self.schema.empty_frame()
 
     def write(self, tmp: str | os.PathLike, layer: str) -> None:
         """Assemble all committed parts into one layer at ``tmp``, in the format its extension names."""
-        from .vector_formats import write_frames  # noqa: PLC0415
+        from .vector_formats import vector_format, write_columns, write_frames  # noqa: PLC0415
 
-        write_frames(self.read_parts(), tmp, layer, self.empty_frame())
+        if vector_format(tmp) == "Parquet":
+            write_frames(self.read_parts(), tmp, layer, self.empty_frame())
+        else:
+            write_columns(self.read_part_columns(), tmp, layer, self.schema.crs, FIELD_TYPES)
 
-    def to_geodataframe(self) -> gpd.GeoDataFrame:
+    def to_geodataframe(self) -> "gpd.GeoDataFrame":
+        import geopandas as gpd  # noqa: PLC0415
+        import pandas as pd  # noqa: PLC0415
+
         frames = [f for f in self.read_parts() if len(f)]
         if not frames:
             return self.empty_frame()
