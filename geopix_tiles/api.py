@@ -14,9 +14,8 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-import geopandas as gpd
 import rasterio
 from rasterio.errors import RasterioError
 
@@ -30,6 +29,9 @@ from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_s
 from .segmenters.protocol import Segmenter, default_overlap, roles_for
 from .core.tiling import TileGrid
 from .outputs.vector_sink import PolygonSchema, VectorSink
+
+if TYPE_CHECKING:  # pragma: no cover
+    import geopandas as gpd
 
 
 def _check_destination(path: Path | None, suffixes: tuple[str, ...], flag: str, overwrite: bool, resume: bool) -> None:
@@ -88,12 +90,12 @@ def segment(
     progress: bool = False,
     layer: str | None = None,
     return_stats: bool = False,
-    collect: bool = True,
+    collect: bool | None = True,
     gdal_cache_mb: int = 64,
     skip_bad_tiles: bool = False,
     remote=None,
     panel_width: int | None = 4096,
-) -> gpd.GeoDataFrame:
+) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
     ``out`` (GeoPackage) and ``raster_out`` (GeoTIFF, one band per prompt) are optional;
@@ -103,7 +105,8 @@ def segment(
     or 0 for a per-pixel model such as ``spectral`` (same values, fewer pixels). ``min_area`` is in square
     metres when the CRS allows it (else CRS units), ``simplify`` in CRS units.
     ``collect=False`` skips loading the polygons back (batch runs on huge scenes) and
-    returns an empty frame; ``return_stats=True`` returns ``(frame, RunStats)``.
+    returns an empty frame, ``collect=None`` returns ``None`` instead (a process that only
+    writes files then never imports geopandas); ``return_stats=True`` returns ``(frame, RunStats)``.
     ``gdal_cache_mb`` bounds GDAL's block cache for the run (its default, 5 % of RAM, is
     often more than the whole engine needs). ``skip_bad_tiles`` turns blocks that fail to
     decode into nodata (listed in the stats) instead of stopping the run. ``remote`` is a
@@ -217,8 +220,12 @@ def segment(
                 stats = run.run()
             if bar is not None:
                 bar.close()
-            frame = vectors.to_geodataframe() if (vectors is not None and collect) \
-                else PolygonSchema.for_scene(info, prompts).empty_frame()
+            if collect is None:
+                frame = None
+            elif vectors is not None and collect:
+                frame = vectors.to_geodataframe()
+            else:
+                frame = PolygonSchema.for_scene(info, prompts).empty_frame()
     except BaseException as exc:
         if bar is not None:
             if not isinstance(exc, KeyboardInterrupt):

@@ -157,3 +157,26 @@ def test_verbose_flag_is_accepted_before_the_command(tmp_path, capfd, monkeypatc
     assert main(["-v", "segment", str(tmp_path / "none.tif"), "-p", "water", "--out", str(tmp_path / "o.gpkg")]) == 2
     assert "does not exist" in capfd.readouterr().err
     assert "GEOPIX_VERBOSE" not in os.environ  # -v is for this run only: nothing leaks into later runs
+
+
+def test_one_scene_segment_process_writes_without_dataframe_stacks(tmp_path, scene):
+    """The console entry's segment writes its GeoPackage without importing geopandas/pandas/pyarrow
+    (~70 MB of a run's RSS) and exits with main's code; the layer is the one the API writes."""
+    probe = ("import sys; from geopix_tiles.interfaces import cli; m = cli.main; "
+             "cli.main = lambda: (m(), print('loaded', sorted(x for x in ('geopandas', 'pandas', 'pyarrow') "
+             "if x in sys.modules)))[0]; cli.run()")
+    out = tmp_path / "water.gpkg"
+    res = subprocess.run([sys.executable, "-c", probe, "segment", str(scene), "-p", "water", "--out", str(out),
+                          "--tile", "128", "--overlap", "16", "-q"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "loaded []" in res.stdout
+    from geopix_tiles import segment
+
+    ref = segment(scene, ["water"], tile=128, overlap=16)
+    got = pyogrio.read_dataframe(out)
+    assert len(got) == len(ref) == 2 and got.crs == ref.crs
+    assert sorted(got.geometry.area.round(6)) == sorted(ref.geometry.area.round(6))
+    # a failing run still exits non-zero through the same entry
+    bad = subprocess.run([sys.executable, "-c", probe, "segment", str(tmp_path / "none.tif"), "-p", "water",
+                          "--out", str(tmp_path / "x.gpkg")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and not (tmp_path / "x.gpkg").exists()

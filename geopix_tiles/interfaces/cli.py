@@ -74,12 +74,14 @@ def _run_segment(args: argparse.Namespace) -> int:
         from .explore import _folium  # noqa: PLC0415
 
         _folium()  # fail before the run when folium is missing
+    elif _OWN_PROCESS and not str(args.out).lower().endswith(".parquet"):
+        _import_pyogrio_lean()  # nothing after this reads a dataframe (the API returns no frame)
     _, stats = segment(
         scenes[0], args.prompt, model=args.model, out=args.out, raster_out=args.raster, bands=args.bands,
         band_roles=args.band_roles, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         device=args.device, threshold=args.threshold, min_area=args.min_area, simplify=args.simplify,
         cog=args.cog, resume=args.resume, overwrite=args.overwrite, allow_no_georef=args.allow_no_georef,
-        checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=False,
+        checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=None,
         skip_bad_tiles=args.skip_bad_tiles,
     )
     _summary(stats, args)
@@ -258,6 +260,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
 
 
+#: pyogrio imports these at its own import only to detect optional features; a one-scene
+#: ``segment`` writes OGR outputs through ``pyogrio.raw`` with numpy arrays and needs none of
+#: them (~70 MB of RSS)
+_PYOGRIO_OPTIONAL = ("geopandas", "pandas", "pyarrow")
+#: set by :func:`run`: this process is the CLI's own, not a user's session or a test
+_OWN_PROCESS = False
+
+
+def _import_pyogrio_lean() -> None:
+    """Import pyogrio with its optional dataframe stacks hidden.
+
+    pyogrio then records geopandas/pandas/pyarrow as absent for the whole process (its
+    dataframe functions would refuse), which a library must never do to a user's session:
+    only a process started by :func:`run`, for a one-scene ``segment`` without GeoParquet or
+    map output, does it. The modules themselves stay importable afterwards.
+    """
+    if "pyogrio" in sys.modules:
+        return
+    hidden = [name for name in _PYOGRIO_OPTIONAL if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        import pyogrio.raw  # noqa: F401, PLC0415
+    finally:
+        for name in hidden:
+            sys.modules.pop(name, None)
+
+
 def run() -> None:
     """The console entry point: :func:`main`, then the process ends without interpreter teardown.
 
@@ -267,6 +297,8 @@ def run() -> None:
     back in (the job's peak RSS under ``/usr/bin/time``) and cost seconds of wall time. An
     exception that escapes ``main`` (argparse's exits included) takes the normal path.
     """
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -111,7 +111,7 @@ def segment_scenes(scenes: Sequence[str | os.PathLike], prompts: Sequence[str], 
             _, stats = segment(p, prompts, model=model, out=out,
                                raster_out=(raster_dir / f"{stem}.tif") if raster_dir is not None else None,
                                device=device, overwrite=overwrite, resume=resume, progress=progress, remote=remote,
-                               return_stats=True, collect=False, **options)
+                               return_stats=True, collect=None, **options)
             stats.extra["scene"] = str(p)
             results.append(stats)
     finally:
