@@ -136,3 +136,10 @@ def test_wkb_columns_writer_gives_the_dataframe_writers_layer(scene, tmp_path, e
     assert len(empty) == 0
     if ext != ".geojson":  # an empty GeoJSON has no schema to hold fields
         assert list(empty.columns) == [*FIELD_TYPES, "geometry"]
+
+
+def test_collect_none_returns_no_frame_and_still_writes(scene, tmp_path):
+    frame, stats = segment(scene, ["water"], out=tmp_path / "w.gpkg", tile=64, overlap=16, collect=None,
+                           return_stats=True)
+    assert frame is None and stats.features >= 2
+    assert len(_read(tmp_path / "w.gpkg")) == stats.features
