@@ -57,8 +57,21 @@ def dump(model, records, batch: int = 8) -> list[dict]:
                 rows.append({"source": str(rec.meta.get("source", "")), "class": c,
                              "label_share": 0.0 if gt is None else float(gt.mean()),
                              "label_pixels": 0 if gt is None else int(gt.sum()),
-                             "pred_share": [float((p > t).mean()) for t in LEVELS]})
+                             "pred_share": [float((p > t).mean()) for t in LEVELS],
+                             **_shape_features(p)})
     return rows
+
+
+def _shape_features(p: np.ndarray) -> dict:
+    """How the mask at 0.5 is made: its largest 4-connected part and how sure the model is inside it."""
+    from scipy import ndimage
+
+    m = p > 0.5
+    if not m.any():
+        return {"largest_share": 0.0, "parts": 0, "mean_prob": 0.0}
+    lab, n = ndimage.label(m)
+    sizes = np.bincount(lab.ravel())[1:]
+    return {"largest_share": float(sizes.max() / m.size), "parts": int(n), "mean_prob": float(p[m].mean())}
 
 
 def score(rows: list[dict], level: float, share: float) -> dict:
