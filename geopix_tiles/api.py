@@ -95,6 +95,7 @@ def segment(
     skip_bad_tiles: bool = False,
     remote=None,
     panel_width: int | None = 4096,
+    split_objects: bool = False,
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -112,6 +113,10 @@ def segment(
     decode into nodata (listed in the stats) instead of stopping the run. ``remote`` is a
     distributed row source (see :mod:`geopix_tiles.scale.distributed`). ``panel_width`` bounds the
     columns processed at once (memory flat in scene width; ``None`` = whole rows).
+    ``split_objects=True`` cuts polygons at a grid of ``panel_width`` (panel seams, and every
+    ``panel_width`` rows at the next strip) instead of joining them across it: one field or
+    forest may then be several polygons, but memory stays flat on scenes whose fields and
+    forests connect across the whole scene (joined, such an object is held until it is whole).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -171,6 +176,7 @@ def segment(
             "min_area": min_area, "simplify": simplify, "cog": bool(cog), "vectorize": bool(vectorize),
             "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,
             "skip_bad_tiles": bool(skip_bad_tiles), "panel_width": panel_width,
+            **({"split_objects": True} if split_objects else {}),
         }
         resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
         data = journal.load(fingerprint) if resuming else None
@@ -206,6 +212,7 @@ def segment(
                 vector_threshold=threshold if threshold is not None else 0.5, raster=raster, vectors=vectors,
                 journal=journal if primary is not None else None, fingerprint=fingerprint,
                 checkpoint_seconds=checkpoint_seconds, skip_bad_tiles=skip_bad_tiles, panel_width=panel_width,
+                split_objects=split_objects,
                 remote=remote.for_scene(info, grid, seg, prompts, batch_size, skip_bad_tiles) if remote is not None else None,
             )
             if data is not None:

@@ -5,6 +5,7 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
+import shapely
 from rasterio.transform import from_origin
 from scipy import ndimage
 
@@ -336,3 +337,28 @@ def test_per_pixel_model_runs_without_overlap_by_default_with_the_same_values(tm
     assert diff.max() <= 1  # blending identical values: at most one step of rounding
     assert len(default) == len(overlapped) > 3
     np.testing.assert_allclose(sorted(default.geometry.area), sorted(overlapped.geometry.area), rtol=1e-9)
+
+
+def test_split_objects_cuts_polygons_at_the_grid_and_keeps_every_pixel(tmp_path):
+    """``split_objects``: polygons stop at the panel grid (columns and rows) and together cover
+    exactly what the joined run covers; the raster is unchanged."""
+    data = water_scene(300, 520, [(10, 290, 20, 500)])  # one lake across every seam
+    data[1][120:125, 20:500], data[3][120:125, 20:500] = 10, 100  # a dry band: two lakes
+    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN)
+    opts = dict(tile=64, overlap=16, panel_width=100)  # panels rounded up to the 256 px block of the raster
+    joined = segment(scene, "water", raster_out=tmp_path / "j.tif", **opts)
+    split = segment(scene, "water", raster_out=tmp_path / "cut.tif", split_objects=True, **opts)
+    with rasterio.open(tmp_path / "j.tif") as a, rasterio.open(tmp_path / "cut.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    assert len(joined) == 2  # the band cuts the lake into two lakes
+    assert len(split) > len(joined)
+    assert split["pixels"].sum() == joined["pixels"].sum()
+    assert abs(split.geometry.area.sum() - joined.geometry.area.sum()) < 1e-6 * joined.geometry.area.sum()
+    assert shapely.union_all(split.geometry.values).equals(shapely.union_all(joined.geometry.values))
+    # no polygon crosses the panel seam (256 px, in pixel columns) or spans two row blocks of 256
+    transform = rasterio.open(scene).transform
+    for g in split.geometry:
+        x0, y1 = ~transform * (g.bounds[0], g.bounds[1])
+        x1, y0 = ~transform * (g.bounds[2], g.bounds[3])
+        assert x1 <= 256 + 1e-6 or x0 >= 256 - 1e-6, (x0, x1)
+        assert round(y1) - round(y0) <= 256 + 64, (y0, y1)  # a block plus at most the strip that starts it

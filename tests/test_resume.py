@@ -136,13 +136,15 @@ def test_sigkill_then_resume(tmp_path, scene, kill_at_row):
     np.testing.assert_array_equal(a[2], b[2])
 
 
-def test_resume_across_panels_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("split", [False, True])
+def test_resume_across_panels_equals_uninterrupted(tmp_path, split):
     data = water_scene(256, 700, BOXES + [(30, 200, 240, 520)])
     data[:, 100:110, :] = 0
     scene = write_scene(tmp_path / "wide.tif", data, nodata=0, descriptions=RGBN)
     ref, run = tmp_path / "ref", tmp_path / "run"
     ref.mkdir(), run.mkdir()
-    opts = dict(tile=64, overlap=16, batch_size=2, checkpoint_seconds=0, panel_width=200)  # -> 256 (block width)
+    opts = dict(tile=64, overlap=16, batch_size=2, checkpoint_seconds=0, panel_width=200,  # -> 256 (block width)
+                split_objects=split)
     segment(scene, ["water"], model=Flaky(), out=ref / "o.gpkg", raster_out=ref / "o.tif", **opts)
     with pytest.raises(KeyboardInterrupt):  # dies in the second panel
         segment(scene, ["water"], model=Flaky(fail_after=30), out=run / "o.gpkg", raster_out=run / "o.tif", **opts)

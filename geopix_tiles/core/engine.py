@@ -184,7 +184,7 @@ class StreamingRun:
                  vectors: VectorSink | None = None, journal: RunJournal | None = None,
                  fingerprint: dict | None = None, checkpoint_seconds: float = 10.0, prefetch: int = 2,
                  progress: Callable[[int], None] | None = None, skip_bad_tiles: bool = False,
-                 remote=None, panel_width: int | None = 4096) -> None:
+                 remote=None, panel_width: int | None = 4096, split_objects: bool = False) -> None:
         self.scene = scene
         self.segmenter = segmenter
         self.prompts = list(prompts)
@@ -202,6 +202,9 @@ class StreamingRun:
         self.remote = remote  # a distributed row source (see geopix_tiles.scale.distributed), or None
         self.bad_windows: list = []
         self.panels = grid.panels(panel_width)
+        # cut objects at panel seams and every panel-width rows instead of joining them: no
+        # object (and nothing held for it) outgrows one cell of that grid
+        self.split_rows = (panel_width or 4096) if split_objects else None
         self.stats = RunStats(tiles_total=sum(len(p.cols) for p in self.panels) * grid.n_rows)
         self.deferred: list[list[list]] = [[[] for _ in self.panels] for _ in self.prompts]
         self.vectorizers = self._vectorizers(self.panels[0])
@@ -210,8 +213,10 @@ class StreamingRun:
         self.write_floor = 0  # raster rows of start_panel below this are already on disk
 
     def _vectorizers(self, panel: Panel) -> list[StripVectorizer]:
-        return [StripVectorizer(k, panel.x1 - panel.x0, self.scene.height, panel.x0, left_open=panel.x0 > 0,
-                                right_open=panel.x1 < self.scene.width) for k in range(len(self.prompts))]
+        split = self.split_rows is not None
+        return [StripVectorizer(k, panel.x1 - panel.x0, self.scene.height, panel.x0,
+                                left_open=panel.x0 > 0 and not split, right_open=panel.x1 < self.scene.width and not split,
+                                cut_rows=self.split_rows) for k in range(len(self.prompts))]
 
     # -- resume ---------------------------------------------------------------------------
     def restore(self, data: dict) -> None:

@@ -49,6 +49,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same arguments")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--allow-no-georef", action="store_true", help="accept rasters without CRS/transform (pixel coords)")
+    p.add_argument("--split-objects", action="store_true",
+                   help="cut polygons at a 4096 px grid instead of joining them across it: flat memory on scenes "
+                        "whose fields or forests connect across the whole scene; one field may be several polygons")
     p.add_argument("--skip-bad-tiles", action="store_true",
                    help="turn blocks that fail to decode into nodata (listed in the summary) instead of stopping")
     p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -82,7 +85,7 @@ def _run_segment(args: argparse.Namespace) -> int:
         device=args.device, threshold=args.threshold, min_area=args.min_area, simplify=args.simplify,
         cog=args.cog, resume=args.resume, overwrite=args.overwrite, allow_no_georef=args.allow_no_georef,
         checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=None,
-        skip_bad_tiles=args.skip_bad_tiles,
+        skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects,
     )
     _summary(stats, args)
     if html is not None:
@@ -107,7 +110,7 @@ def _run_many(args: argparse.Namespace, scenes) -> int:
         band_roles=args.band_roles, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
         threshold=args.threshold, min_area=args.min_area, simplify=args.simplify, cog=args.cog,
         allow_no_georef=args.allow_no_georef, checkpoint_seconds=args.checkpoint_seconds,
-        skip_bad_tiles=args.skip_bad_tiles,
+        skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects,
     )
     for stats in all_stats:
         _summary(stats, args)

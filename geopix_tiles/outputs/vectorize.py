@@ -173,10 +173,12 @@ class StripVectorizer:
     ``x0`` is the panel's first raster column; ``left_open``/``right_open`` mark panel
     edges inside the raster. Objects touching them are not emitted but collected in
     ``deferred`` for :func:`merge_deferred`, which joins them across panels at the end.
+    ``cut_rows`` (pixels) cuts objects at the first strip that starts in each new block of
+    that many rows instead of joining across it, so no open object outgrows a block.
     """
 
     def __init__(self, prompt_index: int, width: int, height: int, x0: int = 0,
-                 left_open: bool = False, right_open: bool = False) -> None:
+                 left_open: bool = False, right_open: bool = False, cut_rows: int | None = None) -> None:
         self.prompt_index = prompt_index
         self.width = width
         self.height = height
@@ -188,6 +190,8 @@ class StripVectorizer:
         self.deferred: list[OpenObject] = []
         self.frontier = np.zeros(width, dtype=np.int64)  # object id per column of the last row seen
         self.row = 0  # raster row the next strip starts at
+        self.cut_rows = int(cut_rows) if cut_rows else None
+        self.block = 0  # with cut_rows: the row block the last strip started in
 
     def add(self, y0: int, foreground: np.ndarray, probs: np.ndarray) -> ClosedObjects:
         """Consume rows ``[y0, y0 + n)``; return the objects that can no longer grow."""
@@ -196,6 +200,9 @@ class StripVectorizer:
         n = foreground.shape[0]
         self.row = y0 + n
         last = self.row >= self.height
+        if self.cut_rows and y0 // self.cut_rows != self.block:
+            self.block = y0 // self.cut_rows
+            self.frontier = np.zeros(self.width, dtype=np.int64)  # nothing above joins what starts here
         boxes = _foreground_boxes(foreground)
         labels, nlab = _label_boxes(foreground, boxes)
         new: dict[int, OpenObject] = {}
@@ -255,13 +262,14 @@ class StripVectorizer:
     # -- checkpoint state: plain arrays, never pickles -------------------------------------
     def state(self) -> dict[str, np.ndarray]:
         oids = sorted(self.open)
-        return {"next_id": np.array([self.next_id, self.row], dtype=np.int64), "frontier": self.frontier,
+        return {"next_id": np.array([self.next_id, self.row, self.block], dtype=np.int64), "frontier": self.frontier,
                 "open_ids": np.array(oids, dtype=np.int64),
                 **objects_state([self.open[o] for o in oids], "open_"),
                 **objects_state(self.deferred, "deferred_")}
 
     def load_state(self, s: dict[str, np.ndarray]) -> None:
-        self.next_id, self.row = (int(v) for v in s["next_id"])
+        self.next_id, self.row, *block = (int(v) for v in s["next_id"])
+        self.block = block[0] if block else 0
         self.frontier = s["frontier"].astype(np.int64)
         self.open = dict(zip((int(o) for o in s["open_ids"]), objects_from_state(s, "open_")))
         self.deferred = objects_from_state(s, "deferred_")
