@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import rasterio
 from rasterio.errors import RasterioError
 
-from .core.engine import StreamingRun
+from .core.engine import PANEL_WIDTH, StreamingRun
 from .errors import GeopixError, InputError, OutputError, ReadError
 from .core.journal import RunJournal, RunLock
 from .segmenters.registry import load_segmenter, model_id
@@ -94,7 +94,7 @@ def segment(
     gdal_cache_mb: int = 64,
     skip_bad_tiles: bool = False,
     remote=None,
-    panel_width: int | None = 4096,
+    panel_width: int | None = PANEL_WIDTH,
     split_objects: bool = False,
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
@@ -176,7 +176,7 @@ def segment(
             "min_area": min_area, "simplify": simplify, "cog": bool(cog), "vectorize": bool(vectorize),
             "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,
             "skip_bad_tiles": bool(skip_bad_tiles), "panel_width": panel_width,
-            **({"split_objects": True} if split_objects else {}),
+            **({"split_objects": True} if split_objects else {}),  # journals of joined runs stay resumable
         }
         resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
         data = journal.load(fingerprint) if resuming else None

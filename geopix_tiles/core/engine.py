@@ -42,6 +42,8 @@ from ..outputs.vector_sink import VectorSink
 from ..outputs.vectorize import StripVectorizer, merge_deferred, objects_from_state, objects_state
 
 _END = object()
+#: columns processed at once (buffers bounded by it); also the grid ``split_objects`` cuts at
+PANEL_WIDTH = 4096
 
 
 @dataclass
@@ -184,7 +186,7 @@ class StreamingRun:
                  vectors: VectorSink | None = None, journal: RunJournal | None = None,
                  fingerprint: dict | None = None, checkpoint_seconds: float = 10.0, prefetch: int = 2,
                  progress: Callable[[int], None] | None = None, skip_bad_tiles: bool = False,
-                 remote=None, panel_width: int | None = 4096, split_objects: bool = False) -> None:
+                 remote=None, panel_width: int | None = PANEL_WIDTH, split_objects: bool = False) -> None:
         self.scene = scene
         self.segmenter = segmenter
         self.prompts = list(prompts)
@@ -204,7 +206,7 @@ class StreamingRun:
         self.panels = grid.panels(panel_width)
         # cut objects at panel seams and every panel-width rows instead of joining them: no
         # object (and nothing held for it) outgrows one cell of that grid
-        self.split_rows = (panel_width or 4096) if split_objects else None
+        self.split_rows = (panel_width or PANEL_WIDTH) if split_objects else None
         self.stats = RunStats(tiles_total=sum(len(p.cols) for p in self.panels) * grid.n_rows)
         self.deferred: list[list[list]] = [[[] for _ in self.panels] for _ in self.prompts]
         self.vectorizers = self._vectorizers(self.panels[0])

@@ -77,8 +77,11 @@ def _run_segment(args: argparse.Namespace) -> int:
         from .explore import _folium  # noqa: PLC0415
 
         _folium()  # fail before the run when folium is missing
-    elif _OWN_PROCESS and not str(args.out).lower().endswith(".parquet"):
-        _import_pyogrio_lean()  # nothing after this reads a dataframe (the API returns no frame)
+    elif _OWN_PROCESS:
+        from ..outputs.vector_formats import FORMATS  # noqa: PLC0415
+
+        if FORMATS.get(Path(args.out).suffix.lower()) != "Parquet":
+            _import_pyogrio_lean()  # nothing after this reads a dataframe (the API returns no frame)
     _, stats = segment(
         scenes[0], args.prompt, model=args.model, out=args.out, raster_out=args.raster, bands=args.bands,
         band_roles=args.band_roles, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import shapely
@@ -27,9 +25,10 @@ from .vectorize import ClosedObjects, to_crs_geometry
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
 
-COLUMNS = ("prompt", "score", "pixels", "area", "area_m2")
-#: the output's field types (what ``columns_frame`` and the OGR writer give each column)
+#: the output's attribute columns and their types (``columns`` casts to them; the OGR writer
+#: takes them for an empty layer)
 FIELD_TYPES = {"prompt": object, "score": np.float64, "pixels": np.int64, "area": np.float64, "area_m2": np.float64}
+COLUMNS = tuple(FIELD_TYPES)
 
 
 class PolygonSchema:
@@ -87,11 +86,9 @@ class PolygonSchema:
 
     def columns(self, prompt, score, pixels, area, area_m2) -> dict[str, np.ndarray]:
         """The output's attribute columns, typed as ``FIELD_TYPES`` says (prompt indexes -> words)."""
-        return {"prompt": np.array([self.prompts[i] for i in prompt], dtype=object),
-                "score": np.asarray(score, dtype=np.float64),
-                "pixels": np.asarray(pixels, dtype=np.int64),
-                "area": np.asarray(area, dtype=np.float64),
-                "area_m2": np.asarray(area_m2, dtype=np.float64)}
+        words = [self.prompts[i] for i in prompt]
+        return {name: np.asarray(values, dtype=FIELD_TYPES[name])
+                for name, values in zip(COLUMNS, (words, score, pixels, area, area_m2))}
 
     def columns_frame(self, geoms, prompt, score, pixels, area, area_m2) -> "gpd.GeoDataFrame":
         import geopandas as gpd  # noqa: PLC0415
