@@ -322,6 +322,7 @@ class View:
         self.model, self.encoding = model, encoding
         self.size = tuple(size or encoding.size)
         self.cache: dict[str, np.ndarray] = {}
+        self.checks: dict[str, bool] = {}
 
     def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
         with torch.no_grad():
@@ -333,6 +334,25 @@ class View:
         if todo:
             self.cache.update(zip(todo, self._compute(todo)))
         return [self.cache[p] for p in phrases]
+
+    def doubted(self, phrase: str, name: str | None) -> bool:
+        """True when the model's presence check vetoes the "yes" that ``phrase``'s mask says for class ``name``.
+
+        Only a mask the reply rule calls present is checked (the check can only veto a yes);
+        the verdict is kept for the next turns like the logits.
+        """
+        check = getattr(self.model, "presence_check", None)
+        if check is None or name is None or name not in check.classes:
+            return False
+        key = f"{phrase}\x00{name}"
+        if key not in self.checks:
+            logit = self.logits([phrase])[0]
+            doubt = False
+            if A.mask_facts(logit > 0).present:
+                prob = torch.sigmoid(torch.from_numpy(logit).float())[None, None].to(self.model.device)
+                doubt = float(check.confirm(self.encoding.feats, prob, [name])[0, 0]) < check.threshold
+            self.checks[key] = doubt
+        return self.checks[key]
 
 
 def _scene(model: "GeoPixModel", view: View) -> tuple[str, float, np.ndarray] | None:
@@ -388,8 +408,16 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     phrase = target.phrase
     logit = view.logits([phrase])[0]
     mask = logit > 0
+    # a "yes" the presence check doubts: words answer "no" (and return no pixels, so counts and
+    # areas agree with the masks); a segment request still returns the pixels, with a warning
+    doubt = view.doubted(phrase, target.name)
+    if doubt and task != "segment":
+        mask = np.zeros_like(mask)
     if question.relation is not None and question.relation.kind == "class":
-        other = view.logits([question.relation.phrase])[0] > 0
+        rel = question.relation
+        other = view.logits([rel.phrase])[0] > 0
+        if view.doubted(rel.phrase, rel.name):
+            other = np.zeros_like(other)
         mask, rel_words = _near(mask, other, pixel_area_m2), f" next to the {question.relation.phrase}"
     elif question.relation_to_previous and previous is not None and previous.mask is not None:
         prev = previous.target.phrase if previous.target is not None else "them"
@@ -409,6 +437,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 "count": f"I count no {what} in this view.",
                 "area": f"I find no {what} in this view, so it covers 0 % of it.",
                 }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
+        if doubt:
+            text += f" What first looked like {phrase} does not on a closer look."
         return out(text, [phrase], [mask], [logit])
     n = _count_phrase(f.count, phrase, question.target.name in _MASS)
     if f.count == 0:  # present, but every part is below the counting size
@@ -430,6 +460,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 else f"{A.place_words(question.place).capitalize()} of the view: {n} covering {size}.")
     else:  # segment
         text = f"Here is the mask of the {what}: {n} covering {size}{comma_at}."
+        if doubt:
+            text += f" Careful: on a closer look these pixels do not look like {phrase} to me."
     return out(text, [phrase], [mask], [logit])
 
 
@@ -528,7 +560,7 @@ def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out)
     stack = np.stack(logits)
     best = stack.argmax(0)
     fg = stack.max(0) > 0
-    parts = [(best == k) & fg for k in range(len(classes))]
+    parts = [(best == k) & fg & (not view.doubted(d, name)) for k, (name, d) in enumerate(classes)]
     text, named = caption_from_masks(model, parts, scene, pixel_area_m2)
     return out(text, [classes[k][1] for k in named], [parts[k] for k in named],
                [np.where(parts[k], logits[k], np.minimum(logits[k], -1e-3)).astype(np.float32) for k in named],

@@ -48,6 +48,7 @@ from .location_prior import LocationPrior, named_place
 from .losses import mask_bce, mask_dice, token_ce
 from .mask_decoder import MaskPredictor, Neck, PixelDecoder
 from .memory import ClassMemory
+from .presence_check import PresenceCheck
 from .processor import GeoPixProcessor
 from .prompt_subject import subject_phrase
 from .projector import ImageProjector
@@ -143,6 +144,9 @@ class GeoPixModel(nn.Module):
             self.register_buffer("text_bank", torch.zeros(config.text_bank_size, config.text_dim))
         self.scene_head = SceneHead(ch, len(config.scene_classes)) if config.scene_classes else None
         self.intent_head = IntentHead(config.text_dim, len(config.intent_tasks)) if config.intent_tasks else None
+        check = config.extra.get("presence_check")  # fitted after training (training.presence_check)
+        self.presence_check = (PresenceCheck(ch, check["classes"], check.get("threshold", 0.5))
+                               if check else None)
         self.processor = GeoPixProcessor(tokenizer, config)
 
     # ------------------------------------------------------------------ basics

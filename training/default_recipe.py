@@ -20,6 +20,9 @@ Steps (each can be run alone with ``--step``):
    checkpoint (:mod:`training.dialogue_heads`; the segmentation weights do not move), score
    the answers in words on the validation split (:mod:`training.dialogue_eval`), re-ship,
    and add both to ``training_record.json``.
+5. ``presence`` - fit the presence check (:mod:`training.presence_check`: a probe that can veto
+   a mask's "yes" when the pixels under it do not look like the class) on the training chips
+   and UC Merced 0-59, score the answers in words again, re-ship.
 
 ``--variant v3`` runs the same steps on ``default_v3`` (v2 + UC Merced scene-label negatives,
 :mod:`training.scene_negatives`): the 2026-12-03 trial, not shipped (see MODEL_CARD.md, run history). ``--variant v4`` adds the
@@ -321,10 +324,44 @@ def dialogue(shared: Path, out: Path, max_val: int = 0) -> dict:
     return scores
 
 
+def presence(shared: Path, out: Path, max_val: int = 0) -> dict:
+    """Fit the presence check on the shipped checkpoint, score the answers in words again, re-ship."""
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.dialogue_eval import evaluate_dialogue
+    from geopix_tiles.training.presence_check import add_presence_check, scene_check_records
+    from geopix_tiles.training.records import read_jsonl
+
+    model = GeoPixModel.from_pretrained(SHIP)
+    uc = shared / "uc_merced"
+    train_recs = [r for r in read_jsonl(out / "data" / "train.jsonl") if r.meta.get("classes")]
+    stats = add_presence_check(model, train_recs, scene_check_records(uc))
+    print(json.dumps(stats, indent=1), flush=True)
+    val = read_jsonl(out / "data" / "val.jsonl")
+    rng = random.Random(0)
+    subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))
+    t0 = time.time()
+    scores = evaluate_dialogue(model, [val[i] for i in subset], uc_merced=uc)
+    scores["eval_wall_s"] = round(time.time() - t0, 1)
+    scores["val_images_scored"] = len(subset)
+    print(json.dumps(scores, indent=1), flush=True)
+    record = json.loads((SHIP / "training_record.json").read_text())
+    record["presence_check"] = stats
+    record["dialogue_metrics_before_presence_check"] = record.get("dialogue_metrics")
+    record["dialogue_metrics"] = scores
+    tmp = SHIP.with_name(SHIP.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.half().save_pretrained(tmp)
+    (tmp / "training_record.json").write_text(json.dumps(record, indent=1))
+    shutil.rmtree(SHIP)
+    tmp.rename(SHIP)
+    return scores
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue"], default="all")
+    ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue", "presence"], default="all")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6"], default="v2",
@@ -353,6 +390,8 @@ def main() -> int:
         ship(shared, out, args.max_val)
     if args.step in ("all", "dialogue"):
         dialogue(shared, out, args.max_val)
+    if args.step in ("all", "presence"):
+        presence(shared, out, args.max_val)
     return 0
 
 

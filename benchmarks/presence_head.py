@@ -1,0 +1,349 @@
+"""Can a check on what the masked pixels look like fix presence where the mask rule fails? Measured.
+
+    python benchmarks/presence_head.py dump  [--out runs/presence_head.npz]   # the design study
+    python benchmarks/presence_head.py fit   [--out runs/presence_head.npz]   # needs scikit-learn
+    python benchmarks/presence_head.py score [--json benchmarks/results/presence_check.json]
+    python benchmarks/presence_head.py render  # -> benchmarks/results/presence_check.png
+
+``score`` asks the shipped model "Is there any X?" through ``model.chat`` (the product's path) on
+every held-out chip, once with its presence check and once without (same view, same masks),
+on the validation split (Dubai tile_7 by image halves, NAIP 2020, ...) and on UC Merced's
+held-out chips 60-78 (classes their scene rules out, classes it surely shows).
+
+``dump`` runs the shipped model once per chip and keeps, for every (chip, class) question:
+the mask rule's inputs (shares above 0.5, largest part, mean probability inside), the chip's
+pooled tower features (what the scene head reads) and the tower features pooled inside the
+predicted mask (what the mask *covers*). Chips: the training export (in-domain), the held-out
+split (Dubai tile_7, never trained on) and UC Merced chips with questions their scene label
+answers (``training.scene_negatives``: absent and surely-present classes); UC Merced
+training indices 0-59 may train a check, held-out indices 60-78 only score it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _questions(rec, labels, size):
+    """(class, truth) pairs a record answers."""
+    from geopix_tiles.model.answer import present
+
+    if rec.meta.get("source") == "uc_merced_negatives":
+        return [(c, False) for c in rec.meta.get("classes") or []] + \
+            [(c, True) for c in rec.meta.get("present_classes") or []]
+    out = []
+    for c in rec.meta.get("classes") or []:
+        gt = labels.get(c)
+        out.append((c, False if gt is None else present(int(gt.sum()), float(gt.mean()))))
+    return out
+
+
+def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
+    import torch
+    from scipy import ndimage
+
+    from geopix_tiles.model.dialogue import SceneHead, class_phrases
+    from geopix_tiles.training.dialogue_eval import _label_masks
+    from geopix_tiles.training.prompt_eval import tile_batch
+
+    phrases = dict(class_phrases(model))
+    size = int(model.config.tile_size)
+    cols: dict[str, list] = {k: [] for k in ("group", "source", "cls", "truth", "share", "largest", "meanp",
+                                              "glob", "inside", "inside1", "inside3", "outside")}
+    for start in range(0, len(records), batch):
+        chunk = records[start:start + batch]
+        classes = sorted({c for r in chunk for c in (r.meta.get("classes") or []) + (r.meta.get("present_classes") or [])
+                          if c in phrases})
+        if not classes:
+            continue
+        imgs = tile_batch(chunk, size) if chunk[0].meta.get("source") == "uc_merced_negatives" else \
+            _export_batch(model, chunk, size)
+        with torch.no_grad():
+            enc = model.encode_images(imgs)
+            prob = torch.sigmoid(model.segment_encoded(enc, [phrases[c] for c in classes])[0]).float()
+            glob = SceneHead.pooled(enc.feats)
+            pm = prob.view(len(chunk), len(classes), size, size)
+            inside, inside1, inside3, outside = (_masked_mean(f.float(), pm) for f in
+                                                 (enc.feats[-2], enc.feats[-1], enc.feats[-3], enc.feats[-2]))
+            outside = _masked_mean(enc.feats[-2].float(), 1 - pm)
+        prob = prob.view(len(chunk), len(classes), size, size).cpu().numpy()
+        for k, rec in enumerate(chunk):
+            labels = {} if rec.meta.get("source") == "uc_merced_negatives" else _label_masks(rec, size)
+            for c, truth in _questions(rec, labels, size):
+                if c not in phrases:
+                    continue
+                j = classes.index(c)
+                p = prob[k, j]
+                m = p > 0.5
+                if m.any():
+                    lab, _ = ndimage.label(m)
+                    largest = np.bincount(lab.ravel())[1:].max() / m.size
+                    meanp = float(p[m].mean())
+                else:
+                    largest, meanp = 0.0, 0.0
+                cols["group"].append(group)
+                cols["source"].append(str(rec.meta.get("scene_class") or rec.meta.get("source", "")))
+                cols["cls"].append(c)
+                cols["truth"].append(bool(truth))
+                cols["share"].append(float(m.mean()))
+                cols["largest"].append(float(largest))
+                cols["meanp"].append(meanp)
+                cols["glob"].append(glob[k].cpu().numpy())
+                for name, v in (("inside", inside), ("inside1", inside1), ("inside3", inside3), ("outside", outside)):
+                    cols[name].append(v[k, j].cpu().numpy())
+        print(group, start + len(chunk), "/", len(records), flush=True)
+    return cols
+
+
+def _masked_mean(feats, weights):
+    """Features ``[B, C, h, w]`` averaged under each mask ``[B, K, H, W]`` (area-resampled): ``[B, K, C]``."""
+    import torch
+    import torch.nn.functional as F
+
+    w = F.adaptive_avg_pool2d(weights, feats.shape[-2:])
+    return torch.einsum("bkhw,bchw->bkc", w, feats) / w.sum((2, 3))[..., None].clamp_min(1e-6)
+
+
+def _export_batch(model, chunk, size):
+    import torch
+
+    from geopix_tiles.training.dataset import InstructDataset
+
+    ds = InstructDataset(chunk, [], size, cache=1)
+    return torch.stack([ds.image(i) for i in range(len(chunk))])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=("dump", "fit", "score", "render"))
+    ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "presence_check.json"))
+    ap.add_argument("--model", default=str(ROOT / "geopix_tiles" / "data" / "default_model"))
+    ap.add_argument("--data", default=str(ROOT / "runs" / "default_v2" / "data"))
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", default=str(ROOT / "runs" / "presence_head.npz"))
+    args = ap.parse_args()
+    if args.step == "score":
+        return score(args)
+    if args.step == "render":
+        return render()
+    if args.step == "dump":
+        import torch
+
+        from geopix_tiles.model import GeoPixModel
+        from geopix_tiles.training.records import read_jsonl
+        from geopix_tiles.training.scene_negatives import HELD_OUT_INDICES, scene_negative_records
+
+        torch.set_num_threads(2)
+        model = GeoPixModel.from_pretrained(args.model).eval()
+        train = [r for r in read_jsonl(Path(args.data) / "train.jsonl") if r.meta.get("classes")]
+        val = read_jsonl(Path(args.data) / "val.jsonl")
+        uc_root = Path(args.shared) / "uc_merced"
+        uc_train = scene_negative_records(uc_root, range(0, 60, 2))
+        uc_test = scene_negative_records(uc_root, HELD_OUT_INDICES)
+        cols: dict[str, list] = {}
+        for name, recs in (("val", val), ("uc_test", uc_test), ("uc_train", uc_train), ("train", train)):
+            part = dump(model, recs, name)
+            for k, v in part.items():
+                cols.setdefault(k, []).extend(v)
+        np.savez(args.out, **{k: np.asarray(v) for k, v in cols.items()})
+        return 0
+    return fit(np.load(args.out))
+
+
+def _ask_both(model, view, name: str, phrase: str) -> tuple[bool, bool]:
+    """("yes" with the check, "yes" from the masks alone) on the same view."""
+    with_check = model.chat(view, f"Is there any {phrase}?").text.startswith("Yes")
+    check, model.presence_check = model.presence_check, None
+    try:
+        alone = model.chat(view, f"Is there any {phrase}?").text.startswith("Yes")
+    finally:
+        model.presence_check = check
+    return with_check, alone
+
+
+def score(args) -> int:
+    import time
+    import warnings
+
+    import torch
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from geopix_tiles.model.answer import present
+    from geopix_tiles.model.dialogue import View, class_phrases
+    from geopix_tiles.segmenters.registry import load_answer_model
+    from geopix_tiles.training.dataset import InstructDataset
+    from geopix_tiles.training.dialogue_eval import _label_masks
+    from geopix_tiles.training.prompt_eval import tile_batch
+    from geopix_tiles.training.records import read_jsonl
+    from geopix_tiles.training.scene_negatives import HELD_OUT_INDICES, scene_negative_records
+
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    torch.set_num_threads(2)
+    model = load_answer_model("default", "cpu")
+    if model.presence_check is None:
+        raise SystemExit("the shipped model has no presence check")
+    phrases = dict(class_phrases(model))
+    t0 = time.time()
+    rows = []  # (group, class, truth, yes with check, yes from masks alone)
+    val = read_jsonl(Path(args.data) / "val.jsonl")
+    ds = InstructDataset(val, [], 256, cache=1)
+    for i, rec in enumerate(val):
+        view = View(model, model.encode_images(ds.image(i)[None]))
+        labels = _label_masks(rec, 256)
+        src = str(rec.meta.get("source", ""))
+        group = ("val_dubai_parts_1_4" if src[-3:] in ("001", "002", "003", "004") else "val_dubai_parts_5_9") \
+            if src.startswith("dubai") else "val_other_sources"
+        for c in rec.meta.get("classes") or []:
+            gt = labels.get(c)
+            truth = gt is not None and present(int(gt.sum()), float(gt.mean()))
+            rows.append((group, c, truth, *_ask_both(model, view, c, phrases[c])))
+    for rec in scene_negative_records(Path(args.shared) / "uc_merced", HELD_OUT_INDICES):
+        view = View(model, model.encode_images(tile_batch([rec], 256)))
+        for kind, truth in (("classes", False), ("present_classes", True)):
+            for c in rec.meta.get(kind) or []:
+                rows.append(("uc_merced_60_78", c, truth, *_ask_both(model, view, c, phrases[c])))
+    out: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "wall_s": round(time.time() - t0, 1), "groups": {}}
+    groups = sorted({r[0] for r in rows}) + ["val_all"]
+    for g in groups:
+        rr = [r for r in rows if r[0] == g or (g == "val_all" and r[0].startswith("val_"))]
+        t = np.array([r[2] for r in rr])
+        w, a = np.array([r[3] for r in rr]), np.array([r[4] for r in rr])
+        out["groups"][g] = {
+            "questions": len(rr),
+            "accuracy_with_check": float((w == t).mean()), "accuracy_masks_only": float((a == t).mean()),
+            "false_yes_with_check": int((w & ~t).sum()), "false_yes_masks_only": int((a & ~t).sum()),
+            "missed_with_check": int((~w & t).sum()), "missed_masks_only": int((~a & t).sum()),
+            "per_class_with_check": {c: float(np.mean([r[3] == r[2] for r in rr if r[1] == c]))
+                                     for c in sorted({r[1] for r in rr})},
+            "per_class_masks_only": {c: float(np.mean([r[4] == r[2] for r in rr if r[1] == c]))
+                                     for c in sorted({r[1] for r in rr})},
+        }
+        s = out["groups"][g]
+        print(f"{g:22s} n={s['questions']:5d} accuracy {s['accuracy_masks_only']:.3f} -> {s['accuracy_with_check']:.3f}"
+              f"  false yes {s['false_yes_masks_only']} -> {s['false_yes_with_check']}"
+              f"  missed {s['missed_masks_only']} -> {s['missed_with_check']}", flush=True)
+    Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+def render(limit: int = 12) -> int:
+    """Every question on the repository's held-out test chips where the check changed the answer."""
+    import re
+    import textwrap
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from geopix_tiles.model.answer import present
+    from geopix_tiles.model.dialogue import View, class_phrases
+    from geopix_tiles.segmenters.registry import load_answer_model
+    from geopix_tiles.training.dialogue_eval import _label_masks
+    from geopix_tiles.training.dialogue_heads import chip_pixels
+    from geopix_tiles.training.records import read_jsonl
+    from geopix_tiles.training.scene_negatives import ABSENT_BY_SCENE, PRESENT_BY_SCENE
+
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    model = load_answer_model("default", "cpu")
+    phrases = dict(class_phrases(model))
+    views = []  # (title, image [3, H, W], {class: truth})
+    for rec in read_jsonl(ROOT / "tests" / "data" / "default_val" / "val.jsonl"):
+        labels = _label_masks(rec, 256)
+        truth = {c: labels.get(c) is not None and present(int(labels[c].sum()), float(labels[c].mean()))
+                 for c in rec.meta.get("classes") or []}
+        views.append((Path(rec.image_path).name[:40], torch.from_numpy(np.ascontiguousarray(rec.load()[:3],
+                                                                                           dtype=np.float32)), truth))
+    uc = ROOT / "tests" / "data" / "uc_merced"
+    for p in sorted(uc.glob("*.jpg")):
+        n = int(re.sub(r"\D", "", p.stem))
+        if 60 <= n < 80:
+            sc = re.sub(r"\d+$", "", p.stem)
+            truth = {c: False for c in ABSENT_BY_SCENE[sc]} | {c: True for c in PRESENT_BY_SCENE.get(sc, ())}
+            views.append((f"UC Merced {p.name}", torch.from_numpy(chip_pixels(p, 256)), truth))
+    panels = []
+    for title, img, truth in views:
+        view = View(model, model.encode_images(img[None]))
+        for c, t in truth.items():
+            q = f"Is there any {phrases[c]}?"
+            r = model.chat(view, q)
+            check, model.presence_check = model.presence_check, None
+            try:
+                r0 = model.chat(view, q)
+            finally:
+                model.presence_check = check
+            if r.text.startswith("Yes") != r0.text.startswith("Yes"):
+                panels.append((title, img, q, t, r0, r))
+    panels = panels[:limit]
+    cols = 4
+    rows_n = max(1, -(-len(panels) // cols))
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 5.8 * rows_n), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (title, img, q, t, r0, r) in zip(axes.ravel(), panels):
+        rgb = img.permute(1, 2, 0).numpy().clip(0, 1)
+        ax.imshow(rgb)
+        m = r0.masks[0].numpy() if len(r0.masks) else np.zeros(rgb.shape[:2], bool)
+        over = np.zeros((*m.shape, 4))
+        over[m] = (1.0, 0.1, 0.6, 0.45)
+        ax.imshow(over)
+        ok = "right" if r.text.startswith("Yes") == t else "WRONG"
+        ax.set_title("\n".join(textwrap.wrap(f"{title} | {q} truth: {'yes' if t else 'no'}", 48)
+                               + textwrap.wrap(f"masks alone (pink): {r0.text[:70]}", 48)
+                               + textwrap.wrap(f"with check ({ok}): {r.text[:90]}", 48)), fontsize=7)
+    fig.suptitle(f"Presence answers the check changed on the repository's held-out test chips ({len(panels)})")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    out = ROOT / "benchmarks" / "results" / "presence_check.png"
+    fig.savefig(out, dpi=80)
+    print(out, len(panels))
+    return 0
+
+
+def fit(d) -> int:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
+
+    classes = sorted(set(d["cls"]))
+    onehot = (d["cls"][:, None] == np.asarray(classes)[None]).astype(np.float32)
+    rule = (d["share"] >= MIN_PRESENT_SHARE) & (d["share"] * 65536 >= MIN_PRESENT_PIXELS)
+    truth = d["truth"]
+    g = d["group"]
+
+    def acc(sel, said):
+        return float((said[sel] == truth[sel]).mean())
+
+    print("mask rule:", {n: round(acc(g == n, rule), 3) for n in ("train", "val", "uc_train", "uc_test")})
+    feats = {
+        "inside": d["inside"], "glob": d["glob"], "inside+glob": np.concatenate([d["inside"], d["glob"]], 1),
+    }
+    for fname, x in feats.items():
+        for cls_x in (True,):
+            X = np.concatenate([x, onehot * 3, np.stack([d["largest"], d["meanp"]], 1)], 1)
+            for train_on in (("train",), ("train", "uc_train")):
+                sel = np.isin(g, train_on) & rule  # a check only ever vetoes a "yes" of the mask rule
+                sc = StandardScaler().fit(X[sel])
+                for C in (0.01, 0.1):
+                    clf = LogisticRegression(C=C, max_iter=2000, class_weight="balanced").fit(sc.transform(X[sel]), truth[sel])
+                    pr = clf.predict_proba(sc.transform(X))[:, 1]
+                    for t in (0.3, 0.5):
+                        said = rule & (pr >= t)
+                        print(f"{fname:12s} on={'+'.join(train_on):15s} C={C:<5} t={t}: " +
+                              " ".join(f"{n}={acc(g == n, said):.3f}" for n in ("train", "val", "uc_train", "uc_test")),
+                              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""A second look at a "yes": do the pixels a mask covers look like the class it names?
+
+Presence, counts and areas in a reply are read from the reply's own mask
+(:func:`.answer.present`), so a confident wrong mask becomes a wrong "yes". On scenes from
+other places and sensors most wrong "yes" answers are coherent regions the mask head is sure
+of (bluish desert painted as vegetation, shadows as water, bright tank roofs as clouds), so no
+rule on the mask's size, shape or confidence separates them (``benchmarks/results/presence_rules.md``).
+What does separate many of them is what the tower sees *under* the mask, beside the scene
+as a whole: this check is a linear probe on the tower features averaged inside the mask
+(stride 16 and 32), the scene's pooled features (what the scene head reads), the class and
+the mask's shape. It is trained after the model (``training.presence_check``) on in-domain
+chips and on another sensor's scene labels, and it can only turn a "yes" into a "no" (or,
+for a segment request, add a warning): it never creates pixels.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["PresenceCheck", "mask_shape", "masked_mean"]
+
+#: tower stages pooled inside the mask (stride 16 and 32)
+STAGES = (-2, -1)
+
+
+def masked_mean(feats: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Features ``[B, C, h, w]`` averaged under each weight map ``[B, K, H, W]`` (area-resampled): ``[B, K, C]``."""
+    w = F.adaptive_avg_pool2d(weights.to(feats.dtype), feats.shape[-2:])
+    return torch.einsum("bkhw,bchw->bkc", w, feats) / w.sum((2, 3))[..., None].clamp_min(1e-6)
+
+
+def mask_shape(prob: np.ndarray) -> tuple[float, float, float]:
+    """(largest 4-connected part, mean probability inside, log share) of the mask ``prob > 0.5``."""
+    from scipy import ndimage
+
+    m = prob > 0.5
+    if not m.any():
+        return 0.0, 0.0, float(np.log(1e-4))
+    lab, _ = ndimage.label(m)
+    largest = float(np.bincount(lab.ravel())[1:].max() / m.size)
+    return largest, float(prob[m].mean()), float(np.log(m.mean() + 1e-4))
+
+
+class PresenceCheck(nn.Module):
+    """``P(class really there | mask says yes)`` from pooled tower features and the mask's shape.
+
+    The standardisation (``mean``, ``scale``) is stored with the weights, so the probe reads
+    raw features; ``threshold`` is the probability below which a "yes" is vetoed.
+    """
+
+    def __init__(self, channels: Sequence[int], classes: Sequence[str], threshold: float = 0.5) -> None:
+        super().__init__()
+        self.classes = [str(c) for c in classes]
+        self.threshold = float(threshold)
+        dim = sum(int(channels[s]) for s in STAGES) + int(channels[-2]) + int(channels[-1]) + len(self.classes) + 3
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.fc = nn.Linear(dim, 1)
+
+    def features(self, feats: Sequence[torch.Tensor], probs: torch.Tensor, classes: Sequence[str]) -> torch.Tensor:
+        """Raw features ``[B, K, D]`` of masks ``probs [B, K, H, W]`` (probabilities) naming ``classes``."""
+        b, k = probs.shape[:2]
+        probs = probs.float()
+        inside = [masked_mean(feats[s].float(), probs) for s in STAGES]
+        scene = torch.cat([feats[-2].float().mean((2, 3)), feats[-1].float().mean((2, 3))], 1)
+        onehot = torch.zeros(k, len(self.classes))
+        for j, c in enumerate(classes):
+            if c in self.classes:
+                onehot[j, self.classes.index(c)] = 1.0
+        arr = probs.detach().cpu().numpy()
+        shape = torch.tensor([[mask_shape(arr[i, j]) for j in range(k)] for i in range(b)], dtype=torch.float32)
+        dev = inside[0].device
+        return torch.cat(inside + [scene[:, None].expand(-1, k, -1), onehot[None].expand(b, -1, -1).to(dev),
+                                   shape.to(dev)], -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probability that each mask's class is really there, from :meth:`features`."""
+        x = (x.to(self.fc.weight.dtype) - self.mean) / self.scale
+        return torch.sigmoid(self.fc(x))[..., 0]
+
+    @torch.no_grad()
+    def confirm(self, feats: Sequence[torch.Tensor], probs: torch.Tensor, classes: Sequence[str]) -> torch.Tensor:
+        """``[B, K]`` probabilities; a "yes" stands when it is >= :attr:`threshold`."""
+        return self(self.features(feats, probs, classes))

@@ -1,0 +1,147 @@
+"""The presence check: it learns what it is fitted on, survives a checkpoint, and a veto changes
+the reply the way the README says (words say "no" and return no pixels; a segment request keeps
+its pixels with a warning). On held-out UC Merced chips of another sensor it removes false
+"yes" answers the mask rule alone gives, without losing the classes those scenes surely show.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from geopix_tiles.model import GeoPixConfig, GeoPixModel  # noqa: E402
+from geopix_tiles.model.presence_check import PresenceCheck, mask_shape  # noqa: E402
+from geopix_tiles.training.presence_check import fit_check  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+UC = DATA / "uc_merced"
+
+
+def test_fit_recovers_an_unbalanced_linear_rule_on_unseen_examples():
+    """80 % of the examples are "yes"; the balanced fit must still find the "no"s."""
+    check = PresenceCheck([4, 8, 6, 10], ["a", "b"])
+    dim = check.fc.in_features
+    assert dim == 6 + 10 + 6 + 10 + 2 + 3
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3000, dim, generator=g) * torch.linspace(0.1, 20, dim) + torch.linspace(-5, 5, dim)
+    w = torch.zeros(dim)
+    w[[3, 17, 30]] = torch.tensor([1.0, -0.5, 0.2])
+    score = ((x - x.mean(0)) / x.std(0)) @ w
+    y = (score > torch.quantile(score, 0.2)).float()
+    stats = fit_check(check, x[:2000], y[:2000])
+    assert 0.75 < stats["true_yes_share"] < 0.85
+    p = check(x[2000:]) >= check.threshold
+    truth = y[2000:] > 0.5
+    assert (p[truth]).float().mean() >= 0.9 and (~p[~truth]).float().mean() >= 0.9
+
+
+def test_mask_shape_reads_the_largest_part_and_the_confidence():
+    prob = np.zeros((100, 100), np.float32)
+    prob[10:30, 10:30] = 0.9  # 400 px
+    prob[60:65, 60:65] = 0.7  # 25 px
+    largest, meanp, log_share = mask_shape(prob)
+    assert largest == pytest.approx(0.04)
+    assert meanp == pytest.approx((400 * 0.9 + 25 * 0.7) / 425, rel=1e-5)
+    assert log_share == pytest.approx(np.log(0.0425 + 1e-4), rel=1e-5)
+    assert mask_shape(np.zeros((8, 8)))[:2] == (0.0, 0.0)
+
+
+def test_checkpoint_round_trip_keeps_the_check(tmp_path):
+    torch.manual_seed(0)
+    cfg = GeoPixConfig.tiny()
+    cfg.extra["presence_check"] = {"classes": ["building", "water"], "threshold": 0.4}
+    model = GeoPixModel(cfg).eval()
+    with torch.no_grad():
+        model.presence_check.fc.weight.normal_()
+        model.presence_check.mean.normal_()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    probs = torch.sigmoid(model.segment(x, ["buildings", "water"]))
+    enc = model.encode_images(x)
+    before = model.presence_check.confirm(enc.feats, probs, ["building", "water"])
+    assert before.shape == (2, 2) and ((before > 0) & (before < 1)).all()
+    model.save_pretrained(tmp_path / "m")
+    loaded = GeoPixModel.from_pretrained(tmp_path / "m")
+    assert loaded.presence_check is not None and loaded.presence_check.threshold == 0.4
+    assert loaded.presence_check.classes == ["building", "water"]
+    after = loaded.presence_check.confirm(loaded.encode_images(x).feats, probs, ["building", "water"])
+    assert torch.allclose(before, after)
+    assert GeoPixModel(GeoPixConfig.tiny()).presence_check is None  # a model without one answers from masks alone
+
+
+@pytest.fixture(scope="module")
+def shipped() -> GeoPixModel:
+    from geopix_tiles.segmenters.registry import load_answer_model
+
+    model = load_answer_model("default", "cpu")
+    if model.presence_check is None:
+        pytest.fail("the shipped default model has no presence check (training/default_recipe.py --step presence)")
+    return model
+
+
+def _chip(name: str) -> torch.Tensor:
+    from geopix_tiles.training.dialogue_heads import chip_pixels
+
+    return torch.from_numpy(chip_pixels(UC / name, 256))
+
+
+def test_a_vetoed_yes_says_no_and_returns_no_pixels(shipped):
+    """Forced veto vs forced pass on one real chip: words, masks and facts move together."""
+    from geopix_tiles.model import answer as A
+
+    x = _chip("denseresidential63.jpg")
+    bias = shipped.presence_check.fc.bias.detach().clone()
+    try:
+        with torch.no_grad():
+            shipped.presence_check.fc.bias.fill_(1e4)
+        yes = shipped.chat(x, "Are there any buildings?")
+        seg_yes = shipped.chat(x, "Please segment the buildings.")
+        cap_yes = shipped.chat(x, "Describe this image.")
+        with torch.no_grad():
+            shipped.presence_check.fc.bias.fill_(-1e4)
+        no = shipped.chat(x, "Are there any buildings?")
+        count = shipped.chat(x, "How many buildings are there?")
+        seg_no = shipped.chat(x, "Please segment the buildings.")
+        cap_no = shipped.chat(x, "Describe this image.")
+    finally:
+        with torch.no_grad():
+            shipped.presence_check.fc.bias.copy_(bias)
+    assert yes.text.startswith("Yes") and yes.facts[0].pixels > 1000
+    assert no.text.startswith("No") and "closer look" in no.text
+    assert not no.masks[0].any() and no.facts[0] == A.mask_facts(np.zeros((256, 256), bool))
+    assert count.text.startswith("I count no buildings") and count.facts[0].count == 0
+    # a segment request is the pixel answer: the same mask either way, with a warning when doubted
+    assert torch.equal(seg_no.masks[0], seg_yes.masks[0]) and seg_no.masks[0].any()
+    assert "Careful" in seg_no.text and "Careful" not in seg_yes.text
+    assert "buildings (" in cap_yes.text and "buildings (" not in cap_no.text
+
+
+def _said_yes(model, names_and_classes) -> list[bool]:
+    from geopix_tiles.model.dialogue import class_phrases
+
+    phrase = dict(class_phrases(model))
+    return [model.chat(_chip(name), f"Is there any {phrase[c]}?").text.startswith("Yes")
+            for name, c in names_and_classes]
+
+
+def test_fewer_false_yes_on_held_out_chips_of_another_sensor(shipped):
+    from geopix_tiles.training.scene_negatives import ABSENT_BY_SCENE, PRESENT_BY_SCENE
+
+    chips = sorted(p.name for p in UC.glob("*.jpg") if 60 <= int("".join(filter(str.isdigit, p.stem))) < 80)
+    scene = {n: re.sub(r"\d+$", "", Path(n).stem) for n in chips}
+    absent = [(n, c) for n in chips for c in ABSENT_BY_SCENE[scene[n]]]
+    present = [(n, c) for n in chips for c in PRESENT_BY_SCENE.get(scene[n], ())]
+    assert len(chips) >= 16 and len(absent) >= 40 and len(present) >= 8
+    with_check = (np.mean(_said_yes(shipped, absent)), np.mean(_said_yes(shipped, present)))
+    check = shipped.presence_check
+    try:
+        shipped.presence_check = None
+        masks_only = (np.mean(_said_yes(shipped, absent)), np.mean(_said_yes(shipped, present)))
+    finally:
+        shipped.presence_check = check
+    assert masks_only[0] >= 0.2, masks_only  # the mask rule alone says yes to what these scenes rule out
+    assert with_check[0] <= masks_only[0] / 2, (with_check, masks_only)
+    assert with_check[1] >= 0.85 and with_check[1] >= masks_only[1] - 0.15, (with_check, masks_only)
