@@ -68,6 +68,10 @@ class GeoPixSegmenter:
         #: bf16 autocast; on by default on CUDA only (CPU bf16 is slower on most CPUs)
         self.autocast = self.device.type == "cuda" if autocast is None else bool(autocast)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cpu":  # CUDA libraries' pages a CPU run never executes (geopix_tiles.core.lib_pages)
+            from geopix_tiles.core.lib_pages import release_gpu_library_pages
+
+            release_gpu_library_pages()
         self.tile_size = int(tile_size or model.config.tile_size)
         self._fingerprint = _fingerprint(self.model)
 
