@@ -10,8 +10,8 @@ For a mapping that is read-only and holds no private page (no relocation was wri
 ``Anonymous: 0`` in ``/proc/self/smaps``), the resident pages are the file's own, shared with
 the page cache. ``madvise(MADV_DONTNEED)`` drops this process's references to them; if a
 function in them is ever called, its page faults back in from the file, exactly as after the
-kernel's own reclaim under memory pressure. Mappings with private pages (relocated read-only
-data, writable data) are left alone. Linux only; a no-op elsewhere, on a CPU build of torch
+kernel's own reclaim under memory pressure. Mappings with private pages, resident or swapped
+(relocated read-only data, writable data), are left alone. Linux only; a no-op elsewhere, on a CPU build of torch
 (nothing matches), or with ``GEOPIX_TILES_LIB_PAGES=0``.
 """
 from __future__ import annotations
@@ -46,11 +46,11 @@ def _clean_gpu_mappings() -> list[tuple[int, int, int]]:
                 path = head[5].strip() if len(head) > 5 else ""
                 start, end = (int(x, 16) for x in head[0].split("-"))
                 cur = {"start": start, "end": end, "rss": 0,
-                       "keep": "w" not in head[1] and bool(GPU_LIBRARIES.search(path)), "anon": None}
+                       "keep": "w" not in head[1] and bool(GPU_LIBRARIES.search(path))}
             elif cur is not None and head[0] == "Rss:":
                 cur["rss"] = int(head[1])
-            elif cur is not None and head[0] == "Anonymous:":
-                if int(head[1]) != 0:
+            elif cur is not None and head[0] in ("Anonymous:", "Swap:"):
+                if int(head[1]) != 0:  # a private (copy-on-write) page, resident or swapped: not the file's
                     cur["keep"] = False
     if cur is not None and cur["keep"]:
         out.append((cur["start"], cur["end"], cur["rss"]))
