@@ -274,5 +274,6 @@ def test_evaluate_dialogue_scores_on_held_out_chips(capfd):
     assert d["segment_request_iou_vs_segment"] == pytest.approx(1.0)  # a mask on request is segment's mask
     assert d["short_reply_share"] == 0.0 and d["distinct_caption_share"] == 1.0
     assert d["presence_accuracy"] >= 0.75 and d["region_accuracy"] >= 0.6
+    assert d["presence_accuracy_masks_only"] is not None  # the shipped model's presence check is scored against
     assert 0.5 <= d["caption_semantic_similarity"] <= 1.0
     assert d["count_mean_abs_error"] is not None and d["counts"]["presence_questions"] >= 8

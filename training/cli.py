@@ -159,8 +159,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     d = res.get("dialogue")
     if d:
         print("dialogue")
-        for key in ("presence_accuracy", "count_mean_abs_error", "count_relative_error", "region_accuracy",
-                    "caption_semantic_similarity", "segment_request_iou_vs_segment", "segment_request_iou_vs_label",
+        for key in ("presence_accuracy", "presence_accuracy_masks_only", "count_mean_abs_error",
+                    "count_relative_error", "region_accuracy", "caption_semantic_similarity", "segment_request_iou_vs_segment", "segment_request_iou_vs_label",
                     "short_reply_share", "distinct_caption_share", "scene_accuracy", "scene_presence_accuracy"):
             if key in d:
                 print(f"  {key:<32} {f(d[key])}")

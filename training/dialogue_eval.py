@@ -75,6 +75,7 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
     size = int(model.config.tile_size)
     phrases = dict(class_phrases(model))
     presence, counts, seg_vs_segment, seg_vs_label, cap_pred, cap_ref, short = [], [], [], [], [], [], []
+    presence_alone: list[bool] = []
     per_class: dict[str, list[bool]] = {}
     n_replies = 0
     images = InstructDataset(records, [], size, cache=1)  # pixels exactly as training and evaluate see them
@@ -90,6 +91,13 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
             said_yes = r.text.startswith("Yes")
             truth = present(int(gt.sum()), float(gt.mean()))
             presence.append(said_yes == truth)
+            check = getattr(model, "presence_check", None)
+            if check is not None:  # the same question from the masks alone: what the check adds
+                model.presence_check = None
+                try:
+                    presence_alone.append(model.chat(view, f"Is there any {p}?").text.startswith("Yes") == truth)
+                finally:
+                    model.presence_check = check
             per_class.setdefault(c, []).append(said_yes == truth)
             short.append(not is_sentence(r.text))
             r_seg = model.chat(view, f"Please segment the {p}.")
@@ -116,6 +124,7 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
     out: dict[str, Any] = {
         "presence_accuracy": _mean([float(x) for x in presence]),
         "presence_per_class": {c: float(np.mean(v)) for c, v in sorted(per_class.items())},
+        "presence_accuracy_masks_only": _mean([float(x) for x in presence_alone]),
         "count_mean_abs_error": _mean([float(e) for e in count_err]),
         "count_mean_label": _mean([float(b) for _, b in counts]),
         "count_relative_error": _mean([abs(a - b) / max(1, b) for a, b in counts]),
