@@ -295,39 +295,23 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
 
 def dialogue(shared: Path, out: Path, max_val: int = 0) -> dict:
     from geopix_tiles.model import GeoPixModel
-    from geopix_tiles.training.dialogue_eval import evaluate_dialogue
     from geopix_tiles.training.dialogue_heads import add_dialogue_heads
-    from geopix_tiles.training.records import read_jsonl
 
     model = GeoPixModel.from_pretrained(SHIP)
     uc = shared / "uc_merced"
     heads = add_dialogue_heads(model, uc)
     print(json.dumps({k: v for k, v in heads.items() if k != "scene_per_class"}, indent=1), flush=True)
-    val = read_jsonl(out / "data" / "val.jsonl")
-    rng = random.Random(0)
-    subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))
-    t0 = time.time()
-    scores = evaluate_dialogue(model, [val[i] for i in subset], uc_merced=uc)
-    scores["eval_wall_s"] = round(time.time() - t0, 1)
-    scores["val_images_scored"] = len(subset)
-    print(json.dumps(scores, indent=1), flush=True)
+    scores = _score_dialogue(model, out, uc, max_val)
     record = json.loads((SHIP / "training_record.json").read_text())
     record["dialogue_heads"] = heads
     record["dialogue_metrics"] = scores
-    tmp = SHIP.with_name(SHIP.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.half().save_pretrained(tmp)
-    (tmp / "training_record.json").write_text(json.dumps(record, indent=1))
-    shutil.rmtree(SHIP)
-    tmp.rename(SHIP)
+    _reship(model, record)
     return scores
 
 
 def presence(shared: Path, out: Path, max_val: int = 0) -> dict:
     """Fit the presence check on the shipped checkpoint, score the answers in words again, re-ship."""
     from geopix_tiles.model import GeoPixModel
-    from geopix_tiles.training.dialogue_eval import evaluate_dialogue
     from geopix_tiles.training.presence_check import add_presence_check, scene_check_records
     from geopix_tiles.training.records import read_jsonl
 
@@ -336,6 +320,20 @@ def presence(shared: Path, out: Path, max_val: int = 0) -> dict:
     train_recs = [r for r in read_jsonl(out / "data" / "train.jsonl") if r.meta.get("classes")]
     stats = add_presence_check(model, train_recs, scene_check_records(uc))
     print(json.dumps(stats, indent=1), flush=True)
+    scores = _score_dialogue(model, out, uc, max_val)
+    record = json.loads((SHIP / "training_record.json").read_text())
+    record["presence_check"] = stats
+    record["dialogue_metrics_before_presence_check"] = record.get("dialogue_metrics")
+    record["dialogue_metrics"] = scores
+    _reship(model, record)
+    return scores
+
+
+def _score_dialogue(model, out: Path, uc: Path, max_val: int) -> dict:
+    """The answers-in-words metrics on the validation split (all of it, or ``max_val`` chips drawn with seed 0)."""
+    from geopix_tiles.training.dialogue_eval import evaluate_dialogue
+    from geopix_tiles.training.records import read_jsonl
+
     val = read_jsonl(out / "data" / "val.jsonl")
     rng = random.Random(0)
     subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))
@@ -344,10 +342,11 @@ def presence(shared: Path, out: Path, max_val: int = 0) -> dict:
     scores["eval_wall_s"] = round(time.time() - t0, 1)
     scores["val_images_scored"] = len(subset)
     print(json.dumps(scores, indent=1), flush=True)
-    record = json.loads((SHIP / "training_record.json").read_text())
-    record["presence_check"] = stats
-    record["dialogue_metrics_before_presence_check"] = record.get("dialogue_metrics")
-    record["dialogue_metrics"] = scores
+    return scores
+
+
+def _reship(model, record: dict) -> None:
+    """Replace the shipped checkpoint with ``model`` (fp16) and ``record``: written beside it, then renamed."""
     tmp = SHIP.with_name(SHIP.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -355,7 +354,6 @@ def presence(shared: Path, out: Path, max_val: int = 0) -> dict:
     (tmp / "training_record.json").write_text(json.dumps(record, indent=1))
     shutil.rmtree(SHIP)
     tmp.rename(SHIP)
-    return scores
 
 
 def main() -> int:
