@@ -31,6 +31,7 @@ GPU_LIBRARIES = re.compile(
     r"libc10_cuda|libcudart|libnvperf[^/]*|libcaffe2_nvrtc)(\.so|-[0-9a-f]{8}\.so)[^/]*$")
 MADV_DONTNEED = 4
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_done: list[int] = []  # the libraries are all mapped by ``import torch``: one release per process does it
 
 
 def _clean_gpu_mappings() -> list[tuple[int, int, int]]:
@@ -58,9 +59,10 @@ def _clean_gpu_mappings() -> list[tuple[int, int, int]]:
 
 
 def release_gpu_library_pages() -> int:
-    """Drop this process's resident pages of clean GPU-library mappings; the kB released."""
-    if not sys.platform.startswith("linux") or os.environ.get("GEOPIX_TILES_LIB_PAGES", "1") == "0":
+    """Drop this process's resident pages of clean GPU-library mappings, once; the kB released (0 after)."""
+    if _done or not sys.platform.startswith("linux") or os.environ.get("GEOPIX_TILES_LIB_PAGES", "1") == "0":
         return 0
+    _done.append(1)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
