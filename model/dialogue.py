@@ -347,8 +347,9 @@ class View:
         key = f"{phrase}\x00{name}"
         if key not in self.checks:
             logit = self.logits([phrase])[0]
+            fg = logit > 0
             doubt = False
-            if A.mask_facts(logit > 0).present:
+            if A.present(int(fg.sum()), float(fg.mean())):
                 prob = torch.sigmoid(torch.from_numpy(logit).float())[None, None].to(self.model.device)
                 doubt = float(check.confirm(self.encoding.feats, prob, [name])[0, 0]) < check.threshold
             self.checks[key] = doubt
