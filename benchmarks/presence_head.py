@@ -31,27 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _questions(rec, labels, size):
-    """(class, truth) pairs a record answers."""
-    from geopix_tiles.model.answer import present
-
-    if rec.meta.get("source") == "uc_merced_negatives":
-        return [(c, False) for c in rec.meta.get("classes") or []] + \
-            [(c, True) for c in rec.meta.get("present_classes") or []]
-    out = []
-    for c in rec.meta.get("classes") or []:
-        gt = labels.get(c)
-        out.append((c, False if gt is None else present(int(gt.sum()), float(gt.mean()))))
-    return out
-
-
 def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
+    """The study's candidate features of every question (the shipped check uses a subset of them)."""
     import torch
-    from scipy import ndimage
 
     from geopix_tiles.model.dialogue import SceneHead, class_phrases
-    from geopix_tiles.training.dialogue_eval import _label_masks
-    from geopix_tiles.training.prompt_eval import tile_batch
+    from geopix_tiles.model.presence_check import mask_shape, masked_mean
+    from geopix_tiles.training.presence_check import _images, _truths
 
     phrases = dict(class_phrases(model))
     size = int(model.config.tile_size)
@@ -63,61 +49,33 @@ def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
                           if c in phrases})
         if not classes:
             continue
-        imgs = tile_batch(chunk, size) if chunk[0].meta.get("source") == "uc_merced_negatives" else \
-            _export_batch(model, chunk, size)
         with torch.no_grad():
-            enc = model.encode_images(imgs)
+            enc = model.encode_images(_images(chunk, size))
             prob = torch.sigmoid(model.segment_encoded(enc, [phrases[c] for c in classes])[0]).float()
             glob = SceneHead.pooled(enc.feats)
-            pm = prob.view(len(chunk), len(classes), size, size)
-            inside, inside1, inside3, outside = (_masked_mean(f.float(), pm) for f in
-                                                 (enc.feats[-2], enc.feats[-1], enc.feats[-3], enc.feats[-2]))
-            outside = _masked_mean(enc.feats[-2].float(), 1 - pm)
-        prob = prob.view(len(chunk), len(classes), size, size).cpu().numpy()
+            pooled = {"inside": masked_mean(enc.feats[-2].float(), prob),
+                      "inside1": masked_mean(enc.feats[-1].float(), prob),
+                      "inside3": masked_mean(enc.feats[-3].float(), prob),
+                      "outside": masked_mean(enc.feats[-2].float(), 1 - prob)}
+        prob = prob.cpu().numpy()
         for k, rec in enumerate(chunk):
-            labels = {} if rec.meta.get("source") == "uc_merced_negatives" else _label_masks(rec, size)
-            for c, truth in _questions(rec, labels, size):
+            for c, truth in _truths(rec, size):
                 if c not in phrases:
                     continue
                 j = classes.index(c)
-                p = prob[k, j]
-                m = p > 0.5
-                if m.any():
-                    lab, _ = ndimage.label(m)
-                    largest = np.bincount(lab.ravel())[1:].max() / m.size
-                    meanp = float(p[m].mean())
-                else:
-                    largest, meanp = 0.0, 0.0
+                largest, meanp, _ = mask_shape(prob[k, j])
                 cols["group"].append(group)
                 cols["source"].append(str(rec.meta.get("scene_class") or rec.meta.get("source", "")))
                 cols["cls"].append(c)
                 cols["truth"].append(bool(truth))
-                cols["share"].append(float(m.mean()))
-                cols["largest"].append(float(largest))
+                cols["share"].append(float((prob[k, j] > 0.5).mean()))
+                cols["largest"].append(largest)
                 cols["meanp"].append(meanp)
                 cols["glob"].append(glob[k].cpu().numpy())
-                for name, v in (("inside", inside), ("inside1", inside1), ("inside3", inside3), ("outside", outside)):
+                for name, v in pooled.items():
                     cols[name].append(v[k, j].cpu().numpy())
         print(group, start + len(chunk), "/", len(records), flush=True)
     return cols
-
-
-def _masked_mean(feats, weights):
-    """Features ``[B, C, h, w]`` averaged under each mask ``[B, K, H, W]`` (area-resampled): ``[B, K, C]``."""
-    import torch
-    import torch.nn.functional as F
-
-    w = F.adaptive_avg_pool2d(weights, feats.shape[-2:])
-    return torch.einsum("bkhw,bchw->bkc", w, feats) / w.sum((2, 3))[..., None].clamp_min(1e-6)
-
-
-def _export_batch(model, chunk, size):
-    import torch
-
-    from geopix_tiles.training.dataset import InstructDataset
-
-    ds = InstructDataset(chunk, [], size, cache=1)
-    return torch.stack([ds.image(i) for i in range(len(chunk))])
 
 
 def main() -> int:
@@ -159,12 +117,11 @@ def main() -> int:
 
 def _ask_both(model, view, name: str, phrase: str) -> tuple[bool, bool]:
     """("yes" with the check, "yes" from the masks alone) on the same view."""
+    from geopix_tiles.model.presence_check import presence_check_off
+
     with_check = model.chat(view, f"Is there any {phrase}?").text.startswith("Yes")
-    check, model.presence_check = model.presence_check, None
-    try:
+    with presence_check_off(model):
         alone = model.chat(view, f"Is there any {phrase}?").text.startswith("Yes")
-    finally:
-        model.presence_check = check
     return with_check, alone
 
 
@@ -248,6 +205,7 @@ def render(limit: int = 12) -> int:
 
     from geopix_tiles.model.answer import present
     from geopix_tiles.model.dialogue import View, class_phrases
+    from geopix_tiles.model.presence_check import presence_check_off
     from geopix_tiles.segmenters.registry import load_answer_model
     from geopix_tiles.training.dialogue_eval import _label_masks
     from geopix_tiles.training.dialogue_heads import chip_pixels
@@ -277,11 +235,8 @@ def render(limit: int = 12) -> int:
         for c, t in truth.items():
             q = f"Is there any {phrases[c]}?"
             r = model.chat(view, q)
-            check, model.presence_check = model.presence_check, None
-            try:
+            with presence_check_off(model):
                 r0 = model.chat(view, q)
-            finally:
-                model.presence_check = check
             if r.text.startswith("Yes") != r0.text.startswith("Yes"):
                 panels.append((title, img, q, t, r0, r))
     panels = panels[:limit]

@@ -14,14 +14,15 @@ for a segment request, add a warning): it never creates pixels.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PresenceCheck", "mask_shape", "masked_mean"]
+__all__ = ["PresenceCheck", "mask_shape", "masked_mean", "presence_check_off"]
 
 #: tower stages pooled inside the mask (stride 16 and 32)
 STAGES = (-2, -1)
@@ -43,6 +44,17 @@ def mask_shape(prob: np.ndarray) -> tuple[float, float, float]:
     lab, _ = ndimage.label(m)
     largest = float(np.bincount(lab.ravel())[1:].max() / m.size)
     return largest, float(prob[m].mean()), float(np.log(m.mean() + 1e-4))
+
+
+@contextlib.contextmanager
+def presence_check_off(model: Any) -> Iterator[Any]:
+    """Answer from the masks alone inside the block (to score what the check adds); yields the check."""
+    check = getattr(model, "presence_check", None)
+    model.presence_check = None
+    try:
+        yield check
+    finally:
+        model.presence_check = check
 
 
 class PresenceCheck(nn.Module):

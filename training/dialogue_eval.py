@@ -67,6 +67,7 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
     """All dialogue metrics; a JSON-ready dict (``None`` where there was nothing to score)."""
     from geopix_tiles.model.answer import mask_facts, present
     from geopix_tiles.model.dialogue import View, caption_from_masks, class_phrases
+    from geopix_tiles.model.presence_check import presence_check_off
 
     from .dataset import InstructDataset
     from .semantic import semantic_similarity
@@ -91,13 +92,9 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
             said_yes = r.text.startswith("Yes")
             truth = present(int(gt.sum()), float(gt.mean()))
             presence.append(said_yes == truth)
-            check = getattr(model, "presence_check", None)
-            if check is not None:  # the same question from the masks alone: what the check adds
-                model.presence_check = None
-                try:
+            if getattr(model, "presence_check", None) is not None:  # the masks alone: what the check adds
+                with presence_check_off(model):
                     presence_alone.append(model.chat(view, f"Is there any {p}?").text.startswith("Yes") == truth)
-                finally:
-                    model.presence_check = check
             per_class.setdefault(c, []).append(said_yes == truth)
             short.append(not is_sentence(r.text))
             r_seg = model.chat(view, f"Please segment the {p}.")

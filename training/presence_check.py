@@ -23,7 +23,7 @@ import torch
 
 from .records import ImageRecord
 
-__all__ = ["check_examples", "fit_check", "add_presence_check"]
+__all__ = ["check_examples", "fit_check", "add_presence_check", "scene_check_records"]
 
 
 def _truths(rec: ImageRecord, size: int) -> list[tuple[str, bool]]:
