@@ -67,10 +67,11 @@ def _components(mask: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
     return labels, int(keep.size)
 
 
-def mask_facts(mask: np.ndarray, pixel_area_m2: float | None = None) -> MaskFacts:
+def mask_facts(mask: np.ndarray, pixel_area_m2: float | None = None, valid: np.ndarray | None = None) -> MaskFacts:
+    """Facts of ``mask``; with ``valid`` (pixels the scene has data for) its share is of those pixels."""
     mask = np.asarray(mask, dtype=bool)
     pixels = int(mask.sum())
-    share = pixels / max(1, mask.size)
+    share = pixels / max(1, mask.size if valid is None else int(np.count_nonzero(valid)))
     _, count = _components(mask, min_object_pixels(pixel_area_m2))
     area = pixels * pixel_area_m2 if pixel_area_m2 else None
     return MaskFacts(pixels, share, area, count, location_phrase(mask))

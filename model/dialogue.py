@@ -38,6 +38,8 @@ __all__ = ["INTENTS", "SceneHead", "IntentHead", "Target", "Question", "Turn", "
 INTENTS = ("presence", "count", "area", "location", "segment", "caption", "scene", "follow_up")
 #: cosine similarity a span needs to a concept phrase to be read as that concept
 MATCH = 0.6
+#: logit given to nodata pixels: below any threshold a reply or the check could use
+NODATA_LOGIT = -30.0
 #: scene-head probability needed to name a scene class in a reply
 SCENE_SURE = 0.5
 
@@ -318,9 +320,14 @@ class View:
     blends them. Logits are computed once per phrase and kept for the next turns.
     """
 
-    def __init__(self, model: "GeoPixModel", encoding: "ImageEncoding", size: tuple[int, int] | None = None) -> None:
+    def __init__(self, model: "GeoPixModel", encoding: "ImageEncoding", size: tuple[int, int] | None = None,
+                 valid: np.ndarray | None = None) -> None:
         self.model, self.encoding = model, encoding
         self.size = tuple(size or encoding.size)
+        # pixels the scene has data for (None: all): masks never cover the others, shares are of these
+        self.valid = None if valid is None or bool(np.all(valid)) else np.asarray(valid, dtype=bool)
+        if self.valid is not None and self.valid.shape != self.size:
+            raise ValueError(f"valid mask of shape {self.valid.shape} does not match the view {self.size}")
         self.cache: dict[str, np.ndarray] = {}
         self.checks: dict[str, bool] = {}
 
@@ -332,7 +339,10 @@ class View:
     def logits(self, phrases: Sequence[str]) -> list[np.ndarray]:
         todo = [p for p in dict.fromkeys(phrases) if p not in self.cache]
         if todo:
-            self.cache.update(zip(todo, self._compute(todo)))
+            computed = self._compute(todo)
+            if self.valid is not None:  # nodata (zeros to the model, often read as water) is never any class
+                computed = [np.where(self.valid, lg, np.minimum(lg, NODATA_LOGIT)).astype(np.float32) for lg in computed]
+            self.cache.update(zip(todo, computed))
         return [self.cache[p] for p in phrases]
 
     def doubted(self, phrase: str, name: str | None) -> bool:
@@ -383,7 +393,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
             logits: Sequence[np.ndarray] = (), scene: tuple[str, float] | None = None) -> ChatReply:
         m = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros((0, h, w), dtype=torch.bool)
         lg = torch.from_numpy(np.stack(logits)) if logits else torch.zeros((0, h, w))
-        facts = [A.mask_facts(a, pixel_area_m2) for a in arrays]
+        facts = [A.mask_facts(a, pixel_area_m2, view.valid) for a in arrays]
         return ChatReply(text, m, lg, task, list(prompts), facts, scene, question)
 
     if task == "caption":
@@ -429,7 +439,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         mask = mask & A.place_region(question.place, mask.shape)
         rel_words += f" {A.place_words(question.place)}"
     logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
-    f = A.mask_facts(mask, pixel_area_m2)
+    f = A.mask_facts(mask, pixel_area_m2, view.valid)
     what = f"{phrase}{rel_words}"
     area = A.area_phrase(f.area_m2, f.pixels)
     share = A.share_phrase(f.share)
@@ -518,7 +528,7 @@ def _scene_presence(model: "GeoPixModel", view: View, target: Target, task: str,
 
 
 def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], scene: tuple[str, float] | None,
-                       pixel_area_m2: float | None = None) -> tuple[str, list[int]]:
+                       pixel_area_m2: float | None = None, valid: np.ndarray | None = None) -> tuple[str, list[int]]:
     """The caption of a view whose class masks (in :func:`class_phrases` order) are ``class_masks``.
 
     Returns the text and the indices of the classes it names, largest first. ``evaluate``
@@ -527,7 +537,7 @@ def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], 
     classes = class_phrases(model)
     items = []
     for k, ((name, disp), m) in enumerate(zip(classes, class_masks)):
-        f = A.mask_facts(m, pixel_area_m2)
+        f = A.mask_facts(m, pixel_area_m2, valid)
         if f.present:
             items.append((f.share, k, name, disp, f))
     items.sort(key=lambda t: -t[0])
@@ -562,7 +572,9 @@ def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out)
     best = stack.argmax(0)
     fg = stack.max(0) > 0
     parts = [(best == k) & fg & (not view.doubted(d, name)) for k, (name, d) in enumerate(classes)]
-    text, named = caption_from_masks(model, parts, scene, pixel_area_m2)
+    text, named = caption_from_masks(model, parts, scene, pixel_area_m2, view.valid)
+    if view.valid is not None:
+        text += f" The scene has no data for {A.share_phrase(1.0 - float(view.valid.mean()))} of the view; shares are of the rest."
     return out(text, [classes[k][1] for k in named], [parts[k] for k in named],
                [np.where(parts[k], logits[k], np.minimum(logits[k], -1e-3)).astype(np.float32) for k in named],
                scene)

@@ -23,6 +23,7 @@ DATA = Path(__file__).parent / "data"
 VAL = DATA / "default_val" / "val.jsonl"
 UC = DATA / "uc_merced"
 DEMO = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
+COLLAR = DATA / "landsat_collar" / "landsat7_collar.tif"  # rasterio's RGB.byte.tif, south-west corner (CC0)
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,90 @@ def test_segment_request_matches_segment_on_the_same_window(model, tmp_path):
         assert reply.masks.crs == src.crs and len(reply.masks) == 1
         # the polygons hold the area the text reports
         assert reply.masks.geometry.area.sum() == pytest.approx(got.sum() * 25.0, rel=1e-6)  # 5 m pixels
+
+
+def _collar_scene(path: Path, nodata) -> tuple[Path, np.ndarray]:
+    """The Landsat-7 corner with its nodata collar (zeros outside the tilted footprint), ``nodata`` as given."""
+    import rasterio
+
+    with rasterio.open(COLLAR) as src:
+        data, profile = src.read(), src.profile
+        collar = ~np.all(src.read_masks() > 0, axis=0)  # the engine's rule: a pixel is data in every band
+    profile.update(nodata=nodata)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path, collar
+
+
+def test_nodata_collar_is_never_a_class_and_shares_are_of_the_data(model, tmp_path):
+    """A real Landsat-7 footprint with its nodata collar: zeros the model reads as water. Replies must not
+    paint the collar, shares are of the pixels with data, the caption says how much of the view has none,
+    and segment-on-request still matches the engine (which writes nodata there)."""
+    import rasterio
+
+    import geopix_tiles
+    from geopix_tiles.api import segment
+
+    plain, collar = _collar_scene(tmp_path / "no_nodata.tif", None)
+    assert 0.2 < collar.mean() < 0.4
+    # without a nodata flag the collar is data, and the model calls those zeros water: the case to guard
+    blind = geopix_tiles.chat(plain, model).ask("Please segment the water.").arrays[0]
+    assert blind[collar].mean() > 0.9, blind[collar].mean()
+
+    chat = geopix_tiles.chat(COLLAR, model)
+    assert np.array_equal(chat.valid, ~collar)
+    water = chat.ask("Please segment the water.")
+    got = water.arrays[0]
+    assert not got[collar].any() and got.any()
+    (facts,) = water.facts
+    assert facts.share == pytest.approx(got.sum() / (~collar).sum())
+    assert A.share_phrase(facts.share) in water.text
+    px = abs(water.transform.a * water.transform.e)
+    assert water.masks.geometry.area.sum() == pytest.approx(got.sum() * px, rel=1e-6)
+    raster = tmp_path / "water.tif"
+    segment(COLLAR, ["water"], model="default", raster_out=raster, device="cpu", vectorize=False, collect=False)
+    with rasterio.open(raster) as src:
+        engine = (src.read(1) >= 128) & (src.read_masks(1) > 0)
+    assert not engine[collar].any()
+    iou = (got & engine).sum() / max(1, (got | engine).sum())
+    assert iou >= 0.9, iou
+    caption = chat.ask("Describe this image.")
+    assert f"no data for {A.share_phrase(collar.mean())} of the view" in caption.text, caption.text
+    assert all(not a[collar].any() for a in caption.arrays)
+    veg = chat.ask("How much of the image is vegetation?")
+    assert not veg.arrays[0][collar].any() and A.share_phrase(veg.facts[0].share) in veg.text
+
+
+def test_describe_reads_only_the_pixels_with_data(model):
+    """A region over the collar is described by its part with data (same class as that part alone); one
+    wholly over nodata is left empty with a warning, like a region outside the scene."""
+    import geopandas as gpd
+    import rasterio
+    from rasterio.features import shapes
+    from shapely.geometry import box, shape
+
+    from geopix_tiles.answers.regions import describe_regions
+
+    with rasterio.open(COLLAR) as src:
+        valid = np.all(src.read_masks() > 0, axis=0)
+        footprint = max((shape(g) for g, v in shapes(valid.astype(np.uint8), transform=src.transform) if v == 1),
+                        key=lambda g: g.area)
+        t, crs = src.transform, src.crs
+    x0, y0 = t @ (40, 200)  # a box straddling the south-west edge of the footprint
+    x1, y1 = t @ (200, 330)
+    straddle = box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    assert 0.2 < straddle.difference(footprint).area / straddle.area < 0.8
+    xa, ya = t @ (2, 356)
+    xb, yb = t @ (20, 340)
+    corner = box(min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))  # the collar's south-west corner only
+    assert not valid[340:356, 2:20].any()
+    regions = gpd.GeoDataFrame({"name": ["straddle", "inside", "collar"]},
+                               geometry=[straddle, straddle.intersection(footprint), corner], crs=crs)
+    with pytest.warns(UserWarning, match="over nodata"):
+        out = describe_regions(regions, COLLAR, model)
+    assert out["category"][0] == out["category"][1], out
+    assert out["confidence"][0] == pytest.approx(out["confidence"][1], abs=0.05)
+    assert out["category"].isna().tolist() == [False, False, True] and out["description"].isna()[2]
 
 
 def test_follow_up_refers_to_the_previous_masks(model, chips):

@@ -154,12 +154,13 @@ def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: 
 
 # --------------------------------------------------------------------------- the tiled view
 def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], origin: tuple[int, int],
-                crop: "Window", batch: int = 8):
+                crop: "Window", valid: np.ndarray | None = None, batch: int = 8):
     """A :class:`~geopix_tiles.model.dialogue.View` whose logits are blended like ``segment``'s.
 
     ``image`` holds the pixels of every tile in ``tiles`` (tiles of ``grid``, the scene's own
     grid when the window is read at native resolution), with its top-left pixel at grid
-    position ``origin``; ``crop`` is the window inside ``image`` (a rasterio Window).
+    position ``origin``; ``crop`` is the window inside ``image`` (a rasterio Window) and ``valid``
+    the scene's valid-data mask of that window (None when every pixel is data).
     Tiles are encoded once; each phrase's probabilities are blended by
     :class:`~geopix_tiles.core.blocks.BlockBlend`, as dask blocks are.
     """
@@ -199,7 +200,7 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             prob = np.clip(acc.result()[0], 1e-7, 1 - 1e-7)
             return list(np.log(prob / (1 - prob)).astype(np.float32))
 
-    return TiledView(model, scene_enc, (rows, cols))
+    return TiledView(model, scene_enc, (rows, cols), valid)
 
 
 # --------------------------------------------------------------------------- conversation
@@ -238,10 +239,10 @@ class Conversation:
                 tiles = grid.tiles_touching(win)
                 ey0, ex0 = min(t.y for t in tiles), min(t.x for t in tiles)
                 ey1, ex1 = max(t.y + t.height for t in tiles), max(t.x + t.width for t in tiles)
-                image = pixels.read(Window(ex0, ey0, ex1 - ex0, ey1 - ey0), (ey1 - ey0, ex1 - ex0))
+                image, valid = pixels.read_masked(Window(ex0, ey0, ex1 - ex0, ey1 - ey0), (ey1 - ey0, ex1 - ex0))
                 origin, crop = (ey0, ex0), Window(col0 - ex0, row0 - ey0, cols, rows)
             else:  # resampled: a grid of its own over the resampled window
-                image = pixels.read(win, (out_h, out_w))
+                image, valid = pixels.read_masked(win, (out_h, out_w))
                 grid = TileGrid(out_h, out_w, tile, ov)
                 tiles, origin, crop = list(grid), (0, 0), Window(0, 0, out_w, out_h)
             self.crs = pixels.crs
@@ -249,11 +250,13 @@ class Conversation:
         self.window = win
         rs, cs = crop.toslices()
         self.image = image[:, rs, cs]
+        #: pixels of the window the scene has data for (None: all); replies never cover the others
+        self.valid = None if valid is None else valid[rs, cs]
         left, top = self.transform @ (0, 0)
         right, bottom = self.transform @ (out_w, out_h)
         self.bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
         self.pixel_area_m2 = pixel_area_m2(self.transform, self.crs, (top + bottom) / 2)
-        self.view = _tiled_view(self.model, image, grid, tiles, origin, crop)
+        self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid)
         self.turns: list[Any] = []
         self.replies: list[Reply] = []
 

@@ -92,6 +92,7 @@ class RegionCrop:
     mask: np.ndarray  # bool [T, T]
     transform: Affine
     area_m2: float | None = None  # of the polygon itself, when the scene CRS is projected
+    valid: np.ndarray | None = None  # bool [T, T]: pixels the scene has data for (None: all)
 
 
 def check_regions(regions: Any) -> "gpd.GeoDataFrame":
@@ -126,7 +127,13 @@ def iter_crops(regions: "gpd.GeoDataFrame", pixels: "PixelSource", tile: int,
         if not mask.any():
             yield i
             continue
-        yield RegionCrop(i, pixels.read(win, (tile, tile)), mask, t, area_m2(geom, pixels.crs))
+        image, valid = pixels.read_masked(win, (tile, tile))
+        if valid is not None:  # a region is described by the pixels the scene has data for
+            mask &= valid
+            if not mask.any():
+                yield i
+                continue
+        yield RegionCrop(i, image, mask, t, area_m2(geom, pixels.crs), valid)
 
 
 def area_m2(geom, crs: Any) -> float | None:

@@ -36,6 +36,14 @@ class PixelSource:
     transform: Affine
 
     def read(self, window: Window, out_shape: tuple[int, int]) -> np.ndarray:
+        return self.read_masked(window, out_shape)[0]
+
+    def read_masked(self, window: Window, out_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`read` and the valid-data mask ``[out_h, out_w]`` (None when every pixel is data).
+
+        Replies need it: the zeros written into nodata look like deep water to the model, and
+        a share of the view must not count pixels the scene has no data for.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -67,7 +75,7 @@ class FilePixelSource(PixelSource):
         self.crs, self.transform = scene.crs, scene.transform
         self._src = rasterio.open(scene.path)
 
-    def read(self, window: Window, out_shape: tuple[int, int]) -> np.ndarray:
+    def read_masked(self, window: Window, out_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         from rasterio.enums import Resampling  # noqa: PLC0415
         from rasterio.errors import RasterioError  # noqa: PLC0415
 
@@ -89,7 +97,7 @@ class FilePixelSource(PixelSource):
             (r0, r1), (c0, c1) = window.toranges()
             raise ReadError(f"reading window rows {r0}..{r1}, cols {c0}..{c1} of "
                             f"'{self.scene.path}' failed ({' '.join(str(exc).split())[:160]}); the file is corrupt") from None
-        return finish(raw, valid, self.scene.low, self.scene.high)
+        return finish(raw, valid, self.scene.low, self.scene.high), valid
 
     def close(self) -> None:
         self._src.close()
@@ -115,7 +123,7 @@ class ArrayPixelSource(PixelSource):
         self.crs, self.transform = scene.crs, scene.transform
         self.low, self.high = scene_statistics(arr, chosen).compute()  # the same numbers as segment's
 
-    def read(self, window: Window, out_shape: tuple[int, int]) -> np.ndarray:
+    def read_masked(self, window: Window, out_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         from scipy.ndimage import zoom  # noqa: PLC0415
 
         from ..io.arrays import valid_mask  # noqa: PLC0415
@@ -132,7 +140,7 @@ class ArrayPixelSource(PixelSource):
         data = zoom(data, factors, order=1, grid_mode=True, mode="nearest")[:, :out_h, :out_w]
         if valid is not None:
             valid = zoom(valid.astype(np.uint8), factors[1:], order=0, grid_mode=True, mode="nearest")[:out_h, :out_w] > 0
-        return finish(data, valid, self.low, self.high)
+        return finish(data, valid, self.low, self.high), valid
 
 
 def finish(raw: np.ndarray, valid: np.ndarray | None, low, high) -> np.ndarray:

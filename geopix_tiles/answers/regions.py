@@ -74,11 +74,17 @@ def region_sentence(category: str, area_m2: float | None, pixels: int, context: 
     return text[0].upper() + text[1:] + "."
 
 
-def _context(mask: np.ndarray, category: str, class_masks: dict[str, np.ndarray], ring_px: int) -> tuple[str | None, bool]:
-    """The other class that covers most of a ring around the region (None below a third of it)."""
+def _context(mask: np.ndarray, category: str, class_masks: dict[str, np.ndarray], ring_px: int,
+             valid: np.ndarray | None = None) -> tuple[str | None, bool]:
+    """The other class that covers most of a ring around the region (None below a third of it).
+
+    Only pixels with data count (``valid``): a nodata collar is neither water nor "nothing".
+    """
     from scipy import ndimage  # noqa: PLC0415
 
     ring = ndimage.binary_dilation(mask, iterations=max(1, ring_px)) & ~mask
+    if valid is not None:
+        ring &= valid
     if not ring.any():
         return None, False
     shares = {c: float(m[ring].mean()) for c, m in class_masks.items() if c != category}
@@ -108,7 +114,7 @@ def describe_batch(model: Any, crops: Sequence[RegionCrop], crs: Any = None) -> 
         cat, conf = names[k][0], confs[k][0]
         px_area = pixel_area_m2(crop.transform, crs)
         ring = 8 if not px_area else max(2, int(round(10.0 / px_area ** 0.5)))  # ~10 m around the region
-        context, surrounded = _context(crop.mask, cat, dict(zip(classes, seg[k])), ring)
+        context, surrounded = _context(crop.mask, cat, dict(zip(classes, seg[k])), ring, crop.valid)
         area = crop.area_m2 if crop.area_m2 is not None else (px_area * int(crop.mask.sum()) if px_area else None)
         out.append((cat, float(conf), region_sentence(cat, area, int(crop.mask.sum()), context, surrounded)))
     return out
@@ -159,8 +165,8 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
         raise InputError(f"none of the {len(regions)} region(s) overlaps the scene; check that the regions and the "
                          "scene cover the same place (and that the regions' CRS is right)")
     if outside:
-        warnings.warn(f"{len(outside)} of {len(regions)} region(s) are empty or outside the scene; their category and "
-                      "description are left empty", stacklevel=2)
+        warnings.warn(f"{len(outside)} of {len(regions)} region(s) are empty, outside the scene or over nodata only; "
+                      "their category and description are left empty", stacklevel=2)
     out = regions.copy()
     out["category"] = categories
     out["confidence"] = confidences
