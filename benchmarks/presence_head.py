@@ -4,11 +4,16 @@
     python benchmarks/presence_head.py fit   [--out runs/presence_head.npz]   # needs scikit-learn
     python benchmarks/presence_head.py score [--json benchmarks/results/presence_check.json]
     python benchmarks/presence_head.py render  # -> benchmarks/results/presence_check.png
+    python benchmarks/presence_head.py errors  # -> benchmarks/results/presence_errors.{json,png}
 
 ``score`` asks the shipped model "Is there any X?" through ``model.chat`` (the product's path) on
 every held-out chip, once with its presence check and once without (same view, same masks),
 on the validation split (Dubai tile_7 by image halves, NAIP 2020, ...) and on UC Merced's
 held-out chips 60-78 (classes their scene rules out, classes it surely shows).
+
+``errors`` looks at the answers the shipped model (check included) still gets wrong on Dubai
+tile_7: the label's and the mask's share of the chip for every wrong "yes" and every miss, per
+class, and a picture of a seeded sample of each kind (image, label, mask).
 
 ``dump`` runs the shipped model once per chip and keeps, for every (chip, class) question:
 the mask rule's inputs (shares above 0.5, largest part, mean probability inside), the chip's
@@ -80,7 +85,7 @@ def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("dump", "fit", "score", "render"))
+    ap.add_argument("step", choices=("dump", "fit", "score", "render", "errors"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "presence_check.json"))
     ap.add_argument("--model", default=str(ROOT / "geopix_tiles" / "data" / "default_model"))
     ap.add_argument("--data", default=str(ROOT / "runs" / "default_v2" / "data"))
@@ -91,6 +96,8 @@ def main() -> int:
         return score(args)
     if args.step == "render":
         return render()
+    if args.step == "errors":
+        return errors(args)
     if args.step == "dump":
         import torch
 
@@ -261,6 +268,80 @@ def render(limit: int = 12) -> int:
     out = ROOT / "benchmarks" / "results" / "presence_check.png"
     fig.savefig(out, dpi=80)
     print(out, len(panels))
+    return 0
+
+
+def errors(args, per_kind: int = 6) -> int:
+    """Shares of label and mask behind each answer still wrong on Dubai tile_7, and a picture of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from geopix_tiles.model import answer as A
+    from geopix_tiles.model.dialogue import View, class_phrases
+    from geopix_tiles.segmenters.registry import load_answer_model
+    from geopix_tiles.training.dataset import InstructDataset
+    from geopix_tiles.training.dialogue_eval import _label_masks
+    from geopix_tiles.training.records import read_jsonl
+
+    torch.set_num_threads(2)
+    model = load_answer_model("default", "cpu")
+    phrases = dict(class_phrases(model))
+    val = [r for r in read_jsonl(Path(args.data) / "val.jsonl") if str(r.meta.get("source", "")).startswith("dubai")]
+    ds = InstructDataset(val, [], 256, cache=1)
+    rows = []  # (chip, class, truth, said yes, label share, mask share)
+    for i, rec in enumerate(val):
+        view = View(model, model.encode_images(ds.image(i)[None]))
+        labels = _label_masks(rec, 256)
+        for c in rec.meta.get("classes") or []:
+            gt = labels.get(c)
+            lab = 0.0 if gt is None else float(gt.mean())
+            fg = view.logits([phrases[c]])[0] > 0
+            said = A.present(int(fg.sum()), float(fg.mean())) and not view.doubted(phrases[c], c)
+            rows.append((i, c, gt is not None and A.present(int(gt.sum()), lab), said, lab, float(fg.mean())))
+    out: dict = {"chips": len(val), "questions": len(rows), "per_class": {}}
+    for c in sorted({r[1] for r in rows}):
+        rr = [r for r in rows if r[1] == c]
+        fy = [r for r in rr if r[3] and not r[2]]
+        ms = [r for r in rr if r[2] and not r[3]]
+        pct = lambda v: [round(float(x), 2) for x in np.percentile(np.asarray(v) * 100, [25, 50, 75])] if v else []
+        out["per_class"][c] = {
+            "questions": len(rr), "accuracy": round(float(np.mean([r[2] == r[3] for r in rr])), 3),
+            "false_yes": len(fy), "false_yes_label_zero": round(float(np.mean([r[4] == 0 for r in fy])), 2) if fy else None,
+            "false_yes_mask_share_pct_q25_50_75": pct([r[5] for r in fy]),
+            "missed": len(ms), "missed_label_share_pct_q25_50_75": pct([r[4] for r in ms]),
+            "missed_mask_share_pct_q25_50_75": pct([r[5] for r in ms])}
+        print(c, json.dumps(out["per_class"][c]), flush=True)
+    (ROOT / "benchmarks" / "results" / "presence_errors.json").write_text(json.dumps(out, indent=1))
+    kinds = [("vegetation", True), ("vegetation", False), ("road", False), ("water", True)]  # (class, wrong yes?)
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(2 * len(kinds), per_kind, figsize=(2.4 * per_kind, 4.9 * len(kinds)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, (c, wrong_yes) in enumerate(kinds):
+        pick = [r for r in rows if r[1] == c and (r[3] and not r[2] if wrong_yes else r[2] and not r[3])]
+        for j, idx in enumerate(rng.choice(len(pick), min(per_kind, len(pick)), replace=False)):
+            i, _, _, _, lab, share = pick[idx]
+            img = ds.image(i)
+            view = View(model, model.encode_images(img[None]))
+            fg = view.logits([phrases[c]])[0] > 0
+            gt = _label_masks(val[i], 256).get(c, np.zeros((256, 256), bool))
+            rgb = img.permute(1, 2, 0).numpy().clip(0, 1)
+            for row, m, colour, what in ((2 * k, gt, (1.0, 0.85, 0.0, 0.55), f"label {lab:.1%}"),
+                                         (2 * k + 1, fg, (1.0, 0.1, 0.6, 0.55), f"mask {share:.1%}")):
+                over = np.zeros((*m.shape, 4))
+                over[m] = colour
+                axes[row, j].imshow(rgb)
+                axes[row, j].imshow(over)
+                title = f"{c}: {'wrong yes' if wrong_yes else 'missed'}\n" if row % 2 == 0 else ""
+                axes[row, j].set_title(f"{title}{str(val[i].meta.get('source', ''))[-14:]} {what}", fontsize=7)
+    fig.suptitle("Dubai tile_7 (held out): answers the shipped model still gets wrong (yellow label, pink mask)")
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    png = ROOT / "benchmarks" / "results" / "presence_errors.png"
+    fig.savefig(png, dpi=60)
+    print(png)
     return 0
 
 
