@@ -96,6 +96,7 @@ def segment(
     remote=None,
     panel_width: int | None = PANEL_WIDTH,
     split_objects: bool = False,
+    resolution: float | str | None = "auto",
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -117,6 +118,11 @@ def segment(
     ``panel_width`` rows at the next strip) instead of joining them across it: one field or
     forest may then be several polygons, but memory stays flat on scenes whose fields and
     forests connect across the whole scene (joined, such an object is held until it is whole).
+    ``resolution`` (metres per pixel) reads the scene resampled to that grid (GDAL averaging
+    when coarser), so a model sees objects at the sizes it learned; the outputs are then on
+    that grid (same bounds and CRS). ``"auto"`` (the default) does so only for a model that
+    declares a working resolution, on scenes finer than it (the default model: finer than
+    0.7 m is read at 0.9 m); ``"native"`` never resamples.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -141,8 +147,15 @@ def segment(
     _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
+    from .io.resample import resampled_vrt, resolve_resolution  # noqa: PLC0415
+
     info = open_scene(scene, allow_no_georef=allow_no_georef)
+    if not (isinstance(resolution, str) and resolution.strip().lower() in ("auto", "native")) and resolution is not None:
+        resolve_resolution(resolution, info.transform, info.crs, None)  # a bad number fails before the model loads
     seg = load_segmenter(model, device=device)
+    read_at = resolve_resolution(resolution, info.transform, info.crs, seg, info.shape)
+    if read_at is not None:
+        info = open_scene(resampled_vrt(info, read_at), allow_no_georef=allow_no_georef)
     seg.check_prompts(prompts)
     info = prepare_scene(info, roles_for(seg, prompts), bands, band_roles)  # statistics later, if the model scales
     chosen = info.band_indexes
@@ -177,6 +190,7 @@ def segment(
             "out": str(out.resolve()) if out else None, "raster": str(raster_out.resolve()) if raster_out else None,
             "skip_bad_tiles": bool(skip_bad_tiles), "panel_width": panel_width,
             **({"split_objects": True} if split_objects else {}),  # journals of joined runs stay resumable
+            **({"resolution": read_at} if read_at is not None else {}),
         }
         resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
         data = journal.load(fingerprint) if resuming else None
@@ -249,7 +263,7 @@ def segment(
             lock.release()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts,
+    stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts, read_at_m=read_at,
                        out=str(out) if out else None, raster=str(raster_out) if raster_out else None)
     if return_stats:
         return frame, stats

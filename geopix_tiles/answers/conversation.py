@@ -1,6 +1,7 @@
 """Multi-turn pixel dialogue about a window of a scene, with georeferenced masks in every reply.
 
-A :class:`Conversation` reads its window once, at native resolution, on the scene's own tile
+A :class:`Conversation` reads its window once (at native resolution unless ``resolution``, as in
+``segment``, asks for another ground resolution), on the scene's own tile
 grid (the tiles of ``segment`` that touch the window, with the same overlap and raised-cosine
 blending, so a mask asked for in a conversation is ``segment``'s mask on that window), encodes
 each tile once, and keeps those encodings and every phrase's stitched masks for the turns
@@ -203,17 +204,33 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
     return TiledView(model, scene_enc, (rows, cols), valid)
 
 
+def _resolution_scale(pixels: Any, resolution: Any, model: Any) -> float:
+    """Pixels read per pixel of the scene (< 1: a coarser grid); 1 on the scene's own grid."""
+    from ..io.resample import pixel_size_m, resolve_resolution  # noqa: PLC0415
+
+    read_at = resolve_resolution(resolution, pixels.transform, pixels.crs, model, (pixels.height, pixels.width))
+    if read_at is None:
+        return 1.0
+    native = pixel_size_m(pixels.transform, pixels.crs)
+    if native is None:
+        raise InputError("resolution needs a scene with a CRS in known units; this one has none (drop resolution)")
+    return native / read_at
+
+
 # --------------------------------------------------------------------------- conversation
 class Conversation:
     """A dialogue about one window of a scene (see the module docstring).
 
     ``window`` is a rasterio ``Window`` (pixels) or a bbox ``(minx, miny, maxx, maxy)`` /
-    ``"minx,miny,maxx,maxy"`` in the scene CRS; the whole scene by default.
+    ``"minx,miny,maxx,maxy"`` in the scene CRS; the whole scene by default. ``resolution``
+    (metres per pixel) reads the window resampled to that ground resolution, as ``segment``'s
+    ``resolution`` does (a window longer than ``max_size`` pixels is read coarser still).
     """
 
     def __init__(self, scene: "str | os.PathLike | xr.DataArray", model: Any = "default", *, window: Any = None,
                  device: str = "auto", bands: Any = None, band_roles: Any = None,
-                 max_size: int = DEFAULT_MAX_SIZE, overlap: int = DEFAULT_OVERLAP) -> None:
+                 max_size: int = DEFAULT_MAX_SIZE, overlap: int = DEFAULT_OVERLAP,
+                 resolution: float | str | None = "auto") -> None:
         from rasterio.windows import Window  # noqa: PLC0415
 
         from ..segmenters.registry import load_answer_model  # noqa: PLC0415
@@ -228,9 +245,13 @@ class Conversation:
             win = resolve_window(window, pixels.height, pixels.width, pixels.transform)
             rows, cols = int(win.height), int(win.width)
             row0, col0 = int(win.row_off), int(win.col_off)
-            scale = min(1.0, max_size / max(rows, cols))
-            out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
+            if not (isinstance(resolution, str) and resolution.strip().lower() in ("auto", "native")) \
+                    and resolution is not None:
+                _resolution_scale(pixels, resolution, None)  # a bad number fails before the model loads
             self.model = load_answer_model(model, device)
+            # ``resolution`` (m per pixel) as in segment: the window read on that grid
+            scale = min(_resolution_scale(pixels, resolution, self.model), max_size / max(rows, cols))
+            out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
             tile = int(self.model.config.tile_size)
             ov = min(overlap, tile // 4)
             if scale == 1.0:
@@ -286,11 +307,11 @@ class Conversation:
 
 def ask_scene(scene: "str | os.PathLike | xr.DataArray", question: str, model: Any = "default", *,
               bbox: Any = None, window: Any = None, device: str = "auto", bands: Any = None,
-              band_roles: Any = None) -> Reply:
+              band_roles: Any = None, resolution: float | str | None = "auto") -> Reply:
     """One question about a window of the scene (the whole scene by default): a one-turn conversation."""
     if not isinstance(question, str) or not question.strip():
         raise InputError("the question is empty; ask something such as 'where is the water?'")
     if bbox is not None and window is not None:
         raise InputError("give either bbox or window, not both")
     return Conversation(scene, model, window=window if window is not None else parse_bbox(bbox), device=device,
-                        bands=bands, band_roles=band_roles).ask(question)
+                        bands=bands, band_roles=band_roles, resolution=resolution).ask(question)

@@ -44,6 +44,8 @@ def register(subparsers: Any) -> None:
     a.add_argument("--conversation", "-c", help="a text file with one question per line (# starts a comment)")
     a.add_argument("--bbox", help="minx,miny,maxx,maxy in the scene CRS (default: the whole scene)")
     a.add_argument("--window", help="col_off,row_off,width,height in pixels (a rasterio Window)")
+    a.add_argument("--resolution", default="auto", metavar="METRES|auto|native",
+                   help="read the window at this many metres per pixel, as segment --resolution does (default auto)")
     a.add_argument("--out", "-o", help="output file (.gpkg, .parquet, .fgb or .geojson) for the replies' masks")
     _common(a)
     a.set_defaults(func=run_ask)
@@ -159,7 +161,7 @@ def run_ask(args: argparse.Namespace) -> int:
         raise InputError("give either --bbox or --window, not both")
     window = parse_window(args.window) if args.window else parse_bbox(args.bbox)  # fail before loading the model
     chat = Conversation(args.scene, args.model, window=window, device=args.device, bands=args.bands,
-                        band_roles=args.band_roles)
+                        band_roles=args.band_roles, resolution=args.resolution)
     frames = []
     for i, q in enumerate(questions, start=1):
         reply = chat.ask(q)

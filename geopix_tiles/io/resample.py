@@ -1,0 +1,140 @@
+"""A scene read at another ground resolution: a GDAL VRT over the file, resampled on read.
+
+A learned model sees objects at the sizes it was trained on. The default checkpoint learned
+from ~0.5-5 m imagery, so on 0.3 m imagery it finds only the brightest parts of roofs (xBD
+Joplin, 0.3 m: building IoU 0.09-0.22 at native resolution, 0.24-0.34 read at 0.6 m;
+``benchmarks/resolution.py``). Reading the scene through a VRT that is ``resolution`` metres
+per pixel lets every part of the engine (tiling, statistics, nodata masks, outputs) work on
+that grid unchanged; the outputs are then on that grid too, with the same bounds and CRS.
+
+GDAL does the resampling window by window (``average`` when the grid is coarser, so each
+output pixel is the mean of the pixels it covers; ``bilinear`` when finer), from overviews
+when the file has them.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from affine import Affine
+
+from ..errors import InputError
+
+__all__ = ["check_resolution", "pixel_size_m", "resampled_vrt", "resolve_resolution", "working_resolution"]
+
+_GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
+
+
+def pixel_size_m(transform: Affine, crs) -> float | None:
+    """Mean ground size of a pixel side in metres (None without a CRS or with unknown units)."""
+    from ..answers.conversation import pixel_area_m2  # noqa: PLC0415
+
+    area = pixel_area_m2(transform, crs)
+    return math.sqrt(area) if area else None
+
+
+def check_resolution(resolution) -> None:
+    if not isinstance(resolution, (int, float)) or isinstance(resolution, bool) or not resolution > 0 \
+            or not math.isfinite(resolution):
+        raise InputError(f"--resolution {resolution!r} must be a positive number of metres per pixel (e.g. 0.9), "
+                         "'auto' or 'native'")
+
+
+def working_resolution(model) -> tuple[float, float] | None:
+    """``(finer_than, read_at)`` in metres that a model (or its segmenter) declares, else None.
+
+    A checkpoint states it in ``config.extra["working_resolution_m"]``: scenes whose pixels are
+    finer than ``finer_than`` are read at ``read_at`` when the resolution is ``"auto"``.
+    """
+    config = getattr(getattr(model, "model", model), "config", None)
+    value = (getattr(config, "extra", None) or {}).get("working_resolution_m") if config is not None else None
+    if not value:
+        return None
+    finer_than, read_at = (float(v) for v in value)
+    return finer_than, read_at
+
+
+def resolve_resolution(resolution, transform: Affine, crs, model, shape: tuple[int, int] | None = None) -> float | None:
+    """The metres per pixel to read a scene at, or None for its own grid.
+
+    ``resolution`` is a number, ``"native"`` (or None) or ``"auto"``: the model's
+    :func:`working_resolution` when the scene is finer than it likes, else native.
+    """
+    if resolution is None or (isinstance(resolution, str) and resolution.strip().lower() == "native"):
+        return None
+    if isinstance(resolution, str) and resolution.strip().lower() == "auto":
+        working = working_resolution(model)
+        native = pixel_size_m(transform, crs) if working else None
+        if working is None or native is None:
+            return None
+        finer_than, read_at = working
+        if native >= finer_than or (shape is not None and min(shape) * native / read_at < 16):
+            return None  # coarse enough already, or too small a scene to read coarser
+        return read_at
+    if isinstance(resolution, str):
+        try:
+            resolution = float(resolution)
+        except ValueError:
+            pass
+    check_resolution(resolution)
+    return float(resolution)
+
+
+def resampled_vrt(scene, resolution: float) -> str:
+    """Path of a VRT of ``scene`` (an opened :class:`~geopix_tiles.io.scene.Scene`) at ``resolution`` m per pixel."""
+    from rasterio.enums import MaskFlags  # noqa: PLC0415
+
+    check_resolution(resolution)
+    native = pixel_size_m(scene.transform, scene.crs)
+    if native is None:
+        raise InputError(f"--resolution needs a scene with a CRS in known units; '{scene.name}' has "
+                         f"{'no CRS' if scene.crs is None else 'a CRS without linear units'} (drop --resolution)")
+    factor = native / float(resolution)  # < 1: a coarser grid
+    width = max(1, int(round(scene.width * factor)))
+    height = max(1, int(round(scene.height * factor)))
+    if width < 16 or height < 16:
+        raise InputError(f"--resolution {resolution} m makes '{scene.name}' {width} x {height} px (it is "
+                         f"{native:.3g} m per pixel); pass a finer resolution")
+    t = scene.transform
+    sx, sy = scene.width / width, scene.height / height
+    grid = Affine(t.a * sx, t.b * sy, t.c, t.d * sx, t.e * sy, t.f)
+    method = "average" if factor < 1 else "bilinear"
+    gdt = _GDAL_TYPES.get(scene.dtype, "Float32")
+    src = escape(str(scene.path))
+
+    def source(band: str, how: str) -> str:
+        return (f'<SimpleSource resampling="{how}"><SourceFilename relativeToVRT="0">{src}</SourceFilename>'
+                f"<SourceBand>{band}</SourceBand>"
+                f'<SrcRect xOff="0" yOff="0" xSize="{scene.width}" ySize="{scene.height}"/>'
+                f'<DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/></SimpleSource>')
+
+    xml = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+           f"<SRS>{escape(scene.crs.to_wkt())}</SRS>",
+           f"<GeoTransform>{', '.join(repr(v) for v in grid.to_gdal())}</GeoTransform>"]
+    flags = scene.extra.get("flags") or []
+    per_dataset = any(MaskFlags.per_dataset in f and MaskFlags.nodata not in f for f in flags)
+    if per_dataset:  # an internal mask (not a nodata value): carried as the VRT's own mask, never averaged
+        xml.append(f'<MaskBand><VRTRasterBand dataType="Byte">{source("mask,1", "nearest")}</VRTRasterBand></MaskBand>')
+    colours = scene.extra.get("colorinterp") or ()
+    for i in range(1, scene.count + 1):
+        desc = scene.descriptions[i - 1] if i - 1 < len(scene.descriptions) else None
+        colour = colours[i - 1].name.capitalize() if i - 1 < len(colours) else None
+        xml.append(f'<VRTRasterBand dataType="{gdt}" band="{i}">'
+                   + (f"<Description>{escape(desc)}</Description>" if desc else "")
+                   + (f"<ColorInterp>{colour}</ColorInterp>" if colour and colour != "Undefined" else "")
+                   + (f"<NoDataValue>{scene.nodata!r}</NoDataValue>" if scene.nodata is not None else "")
+                   + source(str(i), method) + "</VRTRasterBand>")
+    xml.append("</VRTDataset>")
+    text = "\n".join(xml)
+    folder = Path(tempfile.gettempdir()) / "geopix-resample"
+    folder.mkdir(parents=True, exist_ok=True)
+    vrt = folder / f"{Path(str(scene.path)).stem[:60]}-{resolution:g}m-{hashlib.sha1(text.encode()).hexdigest()[:10]}.vrt"
+    if not vrt.exists():
+        tmp = vrt.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, vrt)
+    return str(vrt)
