@@ -7,7 +7,8 @@ image's affine georeference (fitted here: 0.451 m per pixel in UTM 15N). Each im
 as a GeoTIFF on that grid and segmented for "buildings" through the product's own path
 (``segment(..., resolution=R)``: the engine on a VRT resampled to R metres per pixel), the
 probabilities >= 0.5 brought back to the label grid (nearest), and scored as pixel IoU
-(sum I / sum U over the four images, and per image).
+(sum I / sum U over the four images, and per image). ``resolution_classes.png`` shows roads,
+vegetation and water on one image natively and at ``auto`` (no labels for them: looked at).
 
     python benchmarks/resolution.py [--resolutions native,auto,0.6,0.9,1.2,1.5] [--write benchmarks/results/resolution.json]
 
@@ -133,6 +134,39 @@ def render(result: dict, out: Path, show: tuple[str, ...] = ("native", "auto")) 
     fig.savefig(out, dpi=60)
 
 
+def render_classes(result: dict, out: Path, stem: str = "joplin-tornado_00000001_pre_disaster") -> None:
+    """The other classes (no labels here: looked at, not scored) read natively and at ``auto``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+
+    from geopix_tiles.api import segment
+
+    work = Path(result["work"])
+    path = work / f"{stem}.tif"
+    with rasterio.open(path) as src:
+        img = src.read().transpose(1, 2, 0)
+    prompts = ["roads", "vegetation", "water"]
+    fig, axes = plt.subplots(2, len(prompts), figsize=(6 * len(prompts), 12.4))
+    for i, res in enumerate(("native", "auto")):
+        raster = work / f"{stem}-classes-{res}.tif"
+        segment(path, prompts, model="default", raster_out=raster, device="cpu", vectorize=False, collect=False,
+                overwrite=True, resolution=res)
+        with rasterio.open(raster) as r:
+            masks = r.read() >= 128
+        for k, prompt in enumerate(prompts):
+            over = np.zeros((*masks[k].shape, 4))
+            over[masks[k]] = (1.0, 0.1, 0.6, 0.5)
+            axes[i, k].imshow(img)
+            axes[i, k].imshow(over, extent=(0, img.shape[1], img.shape[0], 0))
+            axes[i, k].set_title(f"'{prompt}', resolution={res!r}: {masks[k].mean():.0%} of the scene")
+            axes[i, k].axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=45)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolutions", default="native,auto,0.6,0.9,1.2,1.5")
@@ -147,6 +181,7 @@ def main() -> int:
     result = run(res)
     Path(args.write).write_text(json.dumps(result, indent=1))
     render(result, Path(args.write).with_suffix(".png"))
+    render_classes(result, Path(args.write).with_name("resolution_classes.png"))
     return 0
 
 
