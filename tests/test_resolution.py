@@ -145,3 +145,27 @@ def test_conversation_at_a_resolution_reads_the_window_on_that_grid(tmp_path):
     assert coarse.masks["area_m2"].sum() == pytest.approx(coarse.arrays.sum() * 1.0)
     with pytest.raises(InputError, match="must be a positive number"):
         geopix_tiles.chat(scene, str(model_dir), device="cpu", resolution=0)
+
+
+def test_xarray_accessor_averages_blocks_to_the_working_resolution(tmp_path):
+    """``da.geopix.segment`` at ``auto``: k x k block means (here 0.5 m -> 1 m, k = round(0.9 / 0.5)), lazily;
+    equal to segmenting the hand-averaged array natively (where it has data)."""
+    import rioxarray
+
+    model = _tiny_model(tmp_path / "tiny", (0.7, 0.9))
+    data = water_scene(180, 240, BOXES)
+    data[:, :, 200:] = 0  # nodata on the east
+    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN, nodata=0)
+    da = rioxarray.open_rasterio(scene, chunks={"x": 128, "y": 128})
+    probs = da.geopix.segment(["water"], model=model, device="cpu", overlap=16)
+    assert probs.shape == (1, 90, 120) and probs.rio.transform() == UTM_TRANSFORM * Affine.scale(2)
+    assert probs.rio.crs == rasterio.crs.CRS.from_string(UTM)
+    by_hand = rioxarray.open_rasterio(_coarse_copy(scene, tmp_path / "coarse.tif"))
+    by_hand = by_hand.rio.write_nodata(0)
+    want = by_hand.geopix.segment(["water"], model=model, device="cpu", overlap=16, resolution="native")
+    got = probs.values
+    assert np.allclose(got[:, :, :100], want.values[:, :, :100], atol=1e-5)
+    native = da.geopix.segment(["water"], model=model, device="cpu", overlap=16, resolution="native")
+    assert native.shape == (1, 180, 240)
+    with pytest.raises(InputError, match="finer than the array"):
+        da.geopix.segment(["water"], model=model, device="cpu", overlap=16, resolution=0.25)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+from affine import Affine
 import xarray as xr
 
 from ..io.arrays import as_bands, scene_of, scene_statistics, valid_mask
@@ -33,11 +34,48 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
     return probs
 
 
+def _at_resolution(arr: xr.DataArray, scene, resolution, seg):
+    """``arr`` averaged over k x k blocks (nodata left out) when ``resolution`` asks for a coarser grid."""
+    from ..io.resample import pixel_size_m, resolve_resolution  # noqa: PLC0415
+
+    read_at = resolve_resolution(resolution, scene.transform, scene.crs, seg, scene.shape)
+    if read_at is None:
+        return arr, scene
+    native = pixel_size_m(scene.transform, scene.crs)
+    if native is None:
+        raise InputError("resolution needs an array with a CRS in known units; write one with .rio.write_crs(...) "
+                         "or pass resolution='native'")
+    k = int(round(read_at / native))
+    if read_at < native:
+        raise InputError(f"resolution {read_at} m is finer than the array's {native:.3g} m; the accessor only averages "
+                         "blocks (use geopix_tiles.segment on the file, or .rio.reproject, to go finer)")
+    if k < 2:
+        return arr, scene
+    if min(scene.shape) // k < 16:
+        raise InputError(f"resolution {read_at} m makes the array {scene.width // k} x {scene.height // k} px; "
+                         "pass a finer resolution")
+    nodata = scene.nodata
+    data = arr.astype("float32")
+    if nodata is not None:
+        data = data.where(arr != nodata)
+    coarse = data.coarsen(y=k, x=k, boundary="trim").mean()  # NaN (nodata) is skipped
+    coarse.attrs = dict(arr.attrs)
+    coarse = coarse.rio.write_crs(scene.crs).rio.write_transform(scene.transform * Affine.scale(k))
+    coarse = coarse.rio.write_nodata(np.float32(np.nan) if nodata is not None else None, encoded=False)
+    return coarse, scene_of(coarse)
+
+
 def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="spectral", *,
                       bands: str | Sequence[int] | None = None, band_roles: str | Mapping[str, int] | None = None,
                       tile: int | None = None, overlap: int | None = None, batch_size: int = 8,
-                      device: str = "auto", chunks: int | tuple[int, int] | None = None) -> xr.DataArray:
-    """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring."""
+                      device: str = "auto", chunks: int | tuple[int, int] | None = None,
+                      resolution: float | str | None = "auto") -> xr.DataArray:
+    """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring.
+
+    ``resolution`` as in :func:`geopix_tiles.segment`, but lazily by block averages: the array is
+    coarsened by the whole number of pixels nearest to it (``auto``: the model's working
+    resolution, for scenes finer than it), and the result is on that coarser grid.
+    """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
     import rioxarray  # noqa: F401, PLC0415 - registers .rio
@@ -58,6 +96,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     key = model_key(model)
     seg = load_segmenter(key, device=device)
     seg.check_prompts(prompts)
+    arr, scene = _at_resolution(arr, scene, resolution, seg)
     chosen = prepare_scene(scene, roles_for(seg, prompts), bands, band_roles).band_indexes
     sel = arr.isel(band=[b - 1 for b in chosen])
     data = sel.data if isinstance(sel.data, da.Array) else da.from_array(np.asarray(sel.data), chunks=(-1, 1024, 1024))
