@@ -109,10 +109,12 @@ def test_rgb_tagged_only_by_colour_interpretation_works_in_the_accessor(tmp_path
 
     assert colorinterp(arr) == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
     assert colorinterp(arr.isel(band=[2, 0])) == (ColorInterp.blue, ColorInterp.red)
-    probs = arr.geopix.segment(["water"], model="default", tile=64, overlap=16).values
+    # (0.5 m pixels: read natively here, the auto resolution is tested in test_resolution.py)
+    probs = arr.geopix.segment(["water"], model="default", tile=64, overlap=16, resolution="native").values
     assert probs.shape == (1, 96, 120) and np.isfinite(probs).all()
     # reordered bands still resolve to red/green/blue by their tags: the same answer
-    again = arr.isel(band=[2, 1, 0]).geopix.segment(["water"], model="default", tile=64, overlap=16).values
+    again = arr.isel(band=[2, 1, 0]).geopix.segment(["water"], model="default", tile=64, overlap=16,
+                                                    resolution="native").values
     np.testing.assert_allclose(again, probs, atol=1e-6)
 
 

@@ -59,7 +59,7 @@ def _at_resolution(arr: xr.DataArray, scene, resolution, seg):
     if nodata is not None:
         data = data.where(arr != nodata)
     coarse = data.coarsen(y=k, x=k, boundary="trim").mean()  # NaN (nodata) is skipped
-    coarse.attrs = dict(arr.attrs)
+    coarse.attrs, coarse.encoding = dict(arr.attrs), dict(arr.encoding)  # band names, colour tags (source)
     coarse = coarse.rio.write_crs(scene.crs).rio.write_transform(scene.transform * Affine.scale(k))
     coarse = coarse.rio.write_nodata(np.float32(np.nan) if nodata is not None else None, encoded=False)
     return coarse, scene_of(coarse)
