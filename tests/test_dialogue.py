@@ -207,6 +207,35 @@ def test_describe_reads_only_the_pixels_with_data(model):
     assert out["category"].isna().tolist() == [False, False, True] and out["description"].isna()[2]
 
 
+def test_segment_request_matches_segment_at_the_auto_resolution(model, tmp_path):
+    """On a scene finer than the model's working resolution both segment and a conversation read it at
+    0.9 m (the same VRT grid), so a segment request still returns segment's mask (IoU >= 0.9)."""
+    import rasterio
+    from affine import Affine
+
+    import geopix_tiles
+    from geopix_tiles.api import segment
+
+    fine = tmp_path / "fine.tif"
+    with rasterio.open(DEMO) as src:  # the demo's pixels on a 0.45 m grid (as if a finer sensor took them)
+        profile = src.profile | {"transform": Affine.translation(src.transform.c, src.transform.f) * Affine.scale(0.45, -0.45)}
+        with rasterio.open(fine, "w", **profile) as dst:
+            dst.write(src.read())
+    raster = tmp_path / "engine.tif"
+    _, stats = segment(fine, ["water", "vegetation"], model="default", raster_out=raster, device="cpu",
+                       vectorize=False, collect=False, return_stats=True)
+    assert stats.extra["read_at_m"] == 0.9
+    with rasterio.open(raster) as src:
+        engine = src.read() >= 128
+        assert src.transform.a == pytest.approx(0.9, rel=0.01) and src.shape == (362, 467)
+    chat = geopix_tiles.chat(fine, model)
+    for k, q in enumerate(("Please segment the water.", "Where is the vegetation?")):
+        got = chat.ask(q).arrays[0]
+        assert got.shape == engine[k].shape
+        iou = (got & engine[k]).sum() / max(1, (got | engine[k]).sum())
+        assert engine[k].any() and iou >= 0.9, (q, iou)
+
+
 def test_follow_up_refers_to_the_previous_masks(model, chips):
     from geopix_tiles.model.dialogue import Turn
 

@@ -16,6 +16,7 @@ as polygons in the scene CRS, areas in m² from the window's transform.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -217,6 +218,22 @@ def _resolution_scale(pixels: Any, resolution: Any, model: Any) -> float:
     return native / read_at
 
 
+def _resampled_pixels(scene: Any, pixels: Any, resolution: Any, model: Any, bands: Any, band_roles: Any) -> Any:
+    """The scene's pixels on the grid ``segment`` would read it at for ``resolution``."""
+    from ..io.resample import resampled_vrt, resolve_resolution  # noqa: PLC0415
+    from .pixels import ArrayPixelSource, FilePixelSource  # noqa: PLC0415
+
+    read_at = resolve_resolution(resolution, pixels.transform, pixels.crs, model, (pixels.height, pixels.width))
+    if isinstance(pixels, FilePixelSource):
+        return FilePixelSource(resampled_vrt(pixels.scene, read_at), bands, band_roles)
+    from ..io.arrays import as_bands, scene_of  # noqa: PLC0415
+    from ..interfaces.xarray_accessor import _at_resolution  # noqa: PLC0415
+
+    arr = as_bands(scene)
+    coarse, _ = _at_resolution(arr, scene_of(arr), read_at, None)
+    return ArrayPixelSource(coarse, bands, band_roles)
+
+
 # --------------------------------------------------------------------------- conversation
 class Conversation:
     """A dialogue about one window of a scene (see the module docstring).
@@ -241,16 +258,26 @@ class Conversation:
             raise InputError(f"max_size {max_size!r} must be a whole number of pixels >= 32")
         from ..core.tiling import TileGrid  # noqa: PLC0415
 
-        with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
+        with contextlib.ExitStack() as stack:
+            pixels = stack.enter_context(open_pixels(scene, bands, band_roles))  # checked before the model loads
             win = resolve_window(window, pixels.height, pixels.width, pixels.transform)
-            rows, cols = int(win.height), int(win.width)
-            row0, col0 = int(win.row_off), int(win.col_off)
             if not (isinstance(resolution, str) and resolution.strip().lower() in ("auto", "native")) \
                     and resolution is not None:
                 _resolution_scale(pixels, resolution, None)  # a bad number fails before the model loads
             self.model = load_answer_model(model, device)
-            # ``resolution`` (m per pixel) as in segment: the window read on that grid
-            scale = min(_resolution_scale(pixels, resolution, self.model), max_size / max(rows, cols))
+            # ``resolution`` as in segment: the scene read on that grid, the way segment reads it
+            # (the same VRT for a file, the same block means for an array), so masks are segment's
+            if _resolution_scale(pixels, resolution, self.model) != 1.0:
+                from rasterio.windows import bounds as window_bounds, from_bounds  # noqa: PLC0415
+
+                box = window_bounds(win, pixels.transform)
+                pixels = stack.enter_context(_resampled_pixels(scene, pixels, resolution, self.model, bands,
+                                                               band_roles))
+                win = from_bounds(*box, transform=pixels.transform).round_offsets().round_lengths()
+                win = win.intersection(Window(0, 0, pixels.width, pixels.height))
+            rows, cols = int(win.height), int(win.width)
+            row0, col0 = int(win.row_off), int(win.col_off)
+            scale = min(1.0, max_size / max(rows, cols))
             out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
             tile = int(self.model.config.tile_size)
             ov = min(overlap, tile // 4)
