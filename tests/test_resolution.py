@@ -169,3 +169,31 @@ def test_xarray_accessor_averages_blocks_to_the_working_resolution(tmp_path):
     assert native.shape == (1, 180, 240)
     with pytest.raises(InputError, match="finer than the array"):
         da.geopix.segment(["water"], model=model, device="cpu", overlap=16, resolution=0.25)
+
+
+def test_describe_crops_cover_a_tile_at_the_working_resolution(tmp_path):
+    """A small polygon on a 0.5 m scene: natively its crop is one model tile of scene pixels; at a 0.9 m
+    working resolution it covers 1.8 tiles of ground (decimated to the tile), so the model sees the
+    neighbourhood at the scale it learned."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geopix_tiles.answers.crops import iter_crops
+    from geopix_tiles.answers.pixels import open_pixels
+    from geopix_tiles.answers.regions import describe_regions
+
+    scene = write_scene(tmp_path / "s.tif", water_scene(300, 400, BOXES), descriptions=RGBN)
+    x0, y0 = UTM_TRANSFORM @ (180, 150)
+    regions = gpd.GeoDataFrame({"name": ["small"]}, geometry=[box(x0, y0 - 5, x0 + 5, y0)], crs=UTM)
+    with open_pixels(scene) as pixels:
+        (native,) = iter_crops(regions, pixels, 64)
+        (coarse,) = iter_crops(regions, pixels, 64, min_side=115)
+    assert native.image.shape == coarse.image.shape == (3, 64, 64)
+    assert native.transform.a == pytest.approx(0.5) and coarse.transform.a == pytest.approx(0.5 * 115 / 64)
+    assert coarse.mask.sum() < native.mask.sum()  # the same 5 m polygon in fewer, larger pixels
+    model = _tiny_model(tmp_path / "tiny", (0.7, 0.9))
+    auto = describe_regions(regions, scene, model, device="cpu")
+    same = describe_regions(regions, scene, model, device="cpu", resolution=0.9)
+    assert auto["category"][0] == same["category"][0] and auto["confidence"][0] == pytest.approx(same["confidence"][0])
+    with pytest.raises(InputError, match="must be a positive number"):
+        describe_regions(regions, scene, model, device="cpu", resolution=-1)

@@ -109,8 +109,13 @@ def check_regions(regions: Any) -> "gpd.GeoDataFrame":
 
 
 def iter_crops(regions: "gpd.GeoDataFrame", pixels: "PixelSource", tile: int,
-               context: float = DEFAULT_CONTEXT) -> Iterator[RegionCrop | int]:
-    """A :class:`RegionCrop` per polygon that overlaps the scene, else the row number alone."""
+               context: float = DEFAULT_CONTEXT, min_side: int | None = None) -> Iterator[RegionCrop | int]:
+    """A :class:`RegionCrop` per polygon that overlaps the scene, else the row number alone.
+
+    ``min_side`` (pixels of the scene, default ``tile``) is the smallest context window: a
+    model with a coarser working resolution than the scene gets at least that much ground
+    in each ``tile`` px crop.
+    """
     geoms = regions.geometry
     if pixels.crs is not None and regions.crs is not None and not regions.crs.equals(pixels.crs):
         geoms = geoms.to_crs(pixels.crs)
@@ -118,7 +123,8 @@ def iter_crops(regions: "gpd.GeoDataFrame", pixels: "PixelSource", tile: int,
         if geom is None or geom.is_empty:
             yield i
             continue
-        win = context_window(pixel_bounds(geom, pixels.transform), pixels.height, pixels.width, tile, context)
+        win = context_window(pixel_bounds(geom, pixels.transform), pixels.height, pixels.width, min_side or tile,
+                             context)
         if win is None:
             yield i
             continue

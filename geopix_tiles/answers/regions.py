@@ -122,12 +122,16 @@ def describe_batch(model: Any, crops: Sequence[RegionCrop], crs: Any = None) -> 
 
 def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr.DataArray", model: Any = "default",
                      *, batch_size: int = 8, context: float = DEFAULT_CONTEXT, device: str = "auto",
-                     bands: Any = None, band_roles: Any = None) -> "gpd.GeoDataFrame":
+                     bands: Any = None, band_roles: Any = None,
+                     resolution: float | str | None = "auto") -> "gpd.GeoDataFrame":
     """A copy of ``regions`` (same rows, attributes, order and CRS) plus ``category``, ``confidence``, ``description``.
 
     ``category`` is one of the model's classes (the LLM's likelihood of each class name as the
     answer to its region question), ``confidence`` the softmax share of that class, and
     ``description`` one sentence with the polygon's area and the class that surrounds it.
+
+    ``resolution`` as in :func:`geopix_tiles.segment`: each crop then covers at least one model
+    tile at that ground resolution (``auto``: the model's working resolution on finer scenes).
 
     Polygons that do not overlap the scene (or are empty) get empty values and one warning;
     if none overlaps, :class:`InputError` is raised, since the user most likely passed the
@@ -143,8 +147,17 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
     descriptions: list[str | None] = [None] * len(regions)
     outside: list[int] = []
     with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
+        if not (isinstance(resolution, str) and resolution.strip().lower() in ("auto", "native")) \
+                and resolution is not None:
+            from .conversation import _resolution_scale  # noqa: PLC0415
+
+            _resolution_scale(pixels, resolution, None)  # a bad number fails before the model loads
         net = load_answer_model(model, device)
         tile = model_tile_size(net)
+        # the crop covers at least a tile at the working resolution (``resolution`` as in segment)
+        from .conversation import _resolution_scale  # noqa: PLC0415
+
+        min_side = int(round(tile / _resolution_scale(pixels, resolution, net)))
         batch: list[RegionCrop] = []
 
         def flush() -> None:
@@ -152,7 +165,7 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
                 categories[crop.row], confidences[crop.row], descriptions[crop.row] = cat, conf, desc
             batch.clear()
 
-        for item in iter_crops(regions, pixels, tile, context):
+        for item in iter_crops(regions, pixels, tile, context, min_side):
             if isinstance(item, int):
                 outside.append(item)
                 continue

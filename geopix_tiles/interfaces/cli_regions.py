@@ -31,6 +31,9 @@ def register(subparsers: Any) -> None:
     d.add_argument("--batch-size", type=int, default=8, help="polygons per model call (default 8)")
     d.add_argument("--context", type=float, default=0.5,
                    help="context padding around each polygon, as a fraction of its size (default 0.5)")
+    d.add_argument("--resolution", default="auto", metavar="METRES|auto|native",
+                   help="each crop covers at least a model tile at this many metres per pixel, as segment "
+                        "--resolution reads scenes (default auto)")
     d.set_defaults(func=run_describe)
 
     a = subparsers.add_parser(
@@ -102,7 +105,8 @@ def run_describe(args: argparse.Namespace) -> int:
         raise InputError("--out is the regions file itself; write the descriptions to another file")
     frame = read_regions(args.regions, args.layer)
     result = describe_regions(frame, args.scene, args.model, batch_size=args.batch_size, context=args.context,
-                              device=args.device, bands=args.bands, band_roles=args.band_roles)
+                              device=args.device, bands=args.bands, band_roles=args.band_roles,
+                              resolution=args.resolution)
     write_atomic(result, out, layer=out.stem)
     described = int(result["category"].notna().sum())
     print(f"described {described} of {len(result)} region(s) of {Path(args.regions).name} on "
