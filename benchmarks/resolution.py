@@ -66,7 +66,7 @@ def run(resolutions: list[float | str]) -> dict:
     from PIL import Image
 
     from geopix_tiles.api import segment
-    from geopix_tiles.io.resample import pixel_size_m
+    from geopix_tiles.io.ground import pixel_size_m
 
     work = Path(tempfile.mkdtemp(prefix="geopix-resolution-"))
     scenes = [georeferenced(p, work) for p in sorted((XBD / "labels").glob("*.json"))]

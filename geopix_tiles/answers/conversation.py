@@ -26,6 +26,7 @@ import numpy as np
 from affine import Affine
 
 from ..errors import InputError
+from ..io.ground import pixel_area_m2
 from ..segmenters.protocol import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -99,21 +100,6 @@ def resolve_window(window: Any, height: int, width: int, transform: Affine) -> "
         raise InputError(f"window {window!r} does not overlap the scene ({width} x {height} pixels); give a bbox in "
                          "the scene CRS inside its bounds, or a rasterio Window inside the raster")
     return Window(c0, r0, c1 - c0, r1 - r0)
-
-
-def pixel_area_m2(transform: Affine, crs: Any, centre_y: float | None = None) -> float | None:
-    """Ground area of one pixel: from the CRS's linear unit, or at the window's latitude for degrees."""
-    if crs is None:
-        return None
-    a = abs(transform.a * transform.e - transform.b * transform.d)
-    try:
-        if crs.is_geographic:
-            lat = math.radians(centre_y if centre_y is not None else transform.f)
-            return a * (111_320.0 * math.cos(lat)) * 110_574.0
-        factor = float(crs.linear_units_factor[1])
-    except Exception:  # an exotic CRS without units: speak in pixels
-        return None
-    return a * factor * factor
 
 
 def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: str, text: str,
@@ -207,7 +193,8 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
 
 def _resolution_scale(pixels: Any, resolution: Any, model: Any) -> float:
     """Pixels read per pixel of the scene (< 1: a coarser grid); 1 on the scene's own grid."""
-    from ..io.resample import pixel_size_m, resolve_resolution  # noqa: PLC0415
+    from ..io.ground import pixel_size_m  # noqa: PLC0415
+    from ..io.resample import resolve_resolution  # noqa: PLC0415
 
     read_at = resolve_resolution(resolution, pixels.transform, pixels.crs, model, (pixels.height, pixels.width))
     if read_at is None:

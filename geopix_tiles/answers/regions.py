@@ -100,7 +100,7 @@ def describe_batch(model: Any, crops: Sequence[RegionCrop], crs: Any = None) -> 
     """``(category, confidence, sentence)`` for each crop: class by the LLM's scores, words from the masks."""
     import torch  # noqa: PLC0415
 
-    from .conversation import pixel_area_m2  # noqa: PLC0415
+    from ..io.ground import pixel_area_m2  # noqa: PLC0415
 
     images = torch.from_numpy(np.stack([c.image for c in crops])).to(model.device)
     masks = torch.from_numpy(np.stack([c.mask for c in crops])[:, None]).to(model.device)

@@ -36,7 +36,8 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
 
 def _at_resolution(arr: xr.DataArray, scene, resolution, seg):
     """``arr`` averaged over k x k blocks (nodata left out) when ``resolution`` asks for a coarser grid."""
-    from ..io.resample import pixel_size_m, resolve_resolution  # noqa: PLC0415
+    from ..io.ground import pixel_size_m  # noqa: PLC0415
+    from ..io.resample import resolve_resolution  # noqa: PLC0415
 
     read_at = resolve_resolution(resolution, scene.transform, scene.crs, seg, scene.shape)
     if read_at is None:

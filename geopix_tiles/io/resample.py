@@ -23,18 +23,11 @@ from xml.sax.saxutils import escape
 from affine import Affine
 
 from ..errors import InputError
+from .ground import pixel_size_m
 
-__all__ = ["check_resolution", "pixel_size_m", "resampled_vrt", "resolve_resolution", "working_resolution"]
+__all__ = ["check_resolution", "resampled_vrt", "resolve_resolution", "working_resolution"]
 
 _GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
-
-
-def pixel_size_m(transform: Affine, crs) -> float | None:
-    """Mean ground size of a pixel side in metres (None without a CRS or with unknown units)."""
-    from ..answers.conversation import pixel_area_m2  # noqa: PLC0415
-
-    area = pixel_area_m2(transform, crs)
-    return math.sqrt(area) if area else None
 
 
 def check_resolution(resolution) -> None:
