@@ -13,10 +13,7 @@ when the file has them.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -24,10 +21,9 @@ from affine import Affine
 
 from ..errors import InputError
 from .ground import pixel_size_m
+from .vrt import GDAL_TYPES, cached_vrt
 
 __all__ = ["check_resolution", "resampled_vrt", "resolve_resolution", "working_resolution"]
-
-_GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
 
 
 def check_resolution(resolution) -> None:
@@ -96,7 +92,7 @@ def resampled_vrt(scene, resolution: float) -> str:
     sx, sy = scene.width / width, scene.height / height
     grid = Affine(t.a * sx, t.b * sy, t.c, t.d * sx, t.e * sy, t.f)
     method = "average" if factor < 1 else "bilinear"
-    gdt = _GDAL_TYPES.get(scene.dtype, "Float32")
+    gdt = GDAL_TYPES.get(scene.dtype, "Float32")
     src = escape(str(scene.path))
 
     def source(band: str, how: str) -> str:
@@ -122,12 +118,4 @@ def resampled_vrt(scene, resolution: float) -> str:
                    + (f"<NoDataValue>{scene.nodata!r}</NoDataValue>" if scene.nodata is not None else "")
                    + source(str(i), method) + "</VRTRasterBand>")
     xml.append("</VRTDataset>")
-    text = "\n".join(xml)
-    folder = Path(tempfile.gettempdir()) / "geopix-resample"
-    folder.mkdir(parents=True, exist_ok=True)
-    vrt = folder / f"{Path(str(scene.path)).stem[:60]}-{resolution:g}m-{hashlib.sha1(text.encode()).hexdigest()[:10]}.vrt"
-    if not vrt.exists():
-        tmp = vrt.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, vrt)
-    return str(vrt)
+    return cached_vrt("\n".join(xml), "resample", f"{Path(str(scene.path)).stem[:60]}-{resolution:g}m")
