@@ -128,7 +128,10 @@ def test_auto_reads_at_the_models_working_resolution_only_when_the_scene_is_fine
 
     default, utm = load_answer_model("default", "cpu"), rasterio.crs.CRS.from_string(UTM)
     assert resolve_resolution("auto", UTM_TRANSFORM, utm, default) == 0.9
-    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (20, 20)) is None
+    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (200, 900)) is None  # < a 256 px tile anyway
+    # a small scene is read no coarser than fills one tile (256 px): 400 px at 0.5 m -> 0.78 m, not 0.9 m
+    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (400, 900)) == pytest.approx(0.5 * 400 / 256)
+    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (2000, 900)) == 0.9
     assert resolve_resolution("auto", UTM_TRANSFORM * Affine.scale(10), utm, default) is None  # 5 m: native
 
 

@@ -47,11 +47,18 @@ def working_resolution(model) -> tuple[float, float] | None:
     return finer_than, read_at
 
 
+def _tile_size(model) -> int | None:
+    size = getattr(model, "tile_size", None) or getattr(getattr(getattr(model, "model", model), "config", None),
+                                                         "tile_size", None)
+    return int(size) if size else None
+
+
 def resolve_resolution(resolution, transform: Affine, crs, model, shape: tuple[int, int] | None = None) -> float | None:
     """The metres per pixel to read a scene at, or None for its own grid.
 
     ``resolution`` is a number, ``"native"`` (or None) or ``"auto"``: the model's
-    :func:`working_resolution` when the scene is finer than it likes, else native.
+    :func:`working_resolution` when the scene is finer than it likes (but never so coarse that
+    the scene's shorter side falls below one model tile), else native.
     """
     if resolution is None or (isinstance(resolution, str) and resolution.strip().lower() == "native"):
         return None
@@ -61,8 +68,15 @@ def resolve_resolution(resolution, transform: Affine, crs, model, shape: tuple[i
         if working is None or native is None:
             return None
         finer_than, read_at = working
-        if native >= finer_than or (shape is not None and min(shape) * native / read_at < 16):
-            return None  # coarse enough already, or too small a scene to read coarser
+        if native >= finer_than:
+            return None  # coarse enough already
+        tile = _tile_size(model)
+        if shape is not None and tile and min(shape) * native / read_at < tile:
+            # a small scene read that coarse would be less than one tile, which the model has never seen
+            # (a 40 m forest at 0.1 m became 44 px and empty): read it as coarse as still fills a tile
+            read_at = native * min(shape) / tile
+            if read_at < native * 1.05:
+                return None
         return read_at
     if isinstance(resolution, str):
         try:
