@@ -6,8 +6,9 @@ Each label file gives every polygon in pixels and in longitude/latitude, which f
 image's affine georeference (fitted here: 0.451 m per pixel in UTM 15N). Each image is written
 as a GeoTIFF on that grid and segmented for "buildings" through the product's own path
 (``segment(..., resolution=R)``: the engine on a VRT resampled to R metres per pixel), the
-probabilities >= 0.5 brought back to the label grid (nearest), and scored as pixel IoU
-(sum I / sum U over the four images, and per image). ``resolution_classes.png`` shows roads,
+probabilities >= 0.5 scored as pixel IoU (sum I / sum U over the four images, and per image).
+"vegetation" is scored too, against a *weak* label (RGB excess greenness 2G - R - B > 20: lawns and
+trees; there is no NIR band), to see what a resolution does to an area class. ``resolution_classes.png`` shows roads,
 vegetation and water on one image natively and at ``auto`` (no labels for them: looked at).
 
     python benchmarks/resolution.py [--resolutions native,auto,0.6,0.9,1.2,1.5] [--write benchmarks/results/resolution.json]
@@ -63,7 +64,6 @@ def georeferenced(label_file: Path, folder: Path) -> tuple[Path, np.ndarray]:
 
 def run(resolutions: list[float | str]) -> dict:
     import rasterio
-    from PIL import Image
 
     from geopix_tiles.api import segment
     from geopix_tiles.io.ground import pixel_size_m
@@ -77,23 +77,29 @@ def run(resolutions: list[float | str]) -> dict:
         inter = union = 0
         per_image = {}
         t0 = time.time()
+        veg_i = veg_u = 0
         for path, truth in scenes:
             out = work / f"{path.stem}-{res}.tif"
-            _, stats = segment(path, ["buildings"], model="default", raster_out=out, device="cpu", vectorize=False,
-                               collect=False, overwrite=True, resolution=res, return_stats=True)
+            _, stats = segment(path, ["buildings", "vegetation"], model="default", raster_out=out, device="cpu",
+                               vectorize=False, collect=False, overwrite=True, resolution=res, return_stats=True)
             with rasterio.open(out) as r:
-                mask = r.read(1) >= 128
-            if mask.shape != truth.shape:
-                mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255)
-                                  .resize(truth.shape[::-1], Image.NEAREST)) > 127
+                mask, veg = r.read(1) >= 128, r.read(2) >= 128
+            with rasterio.open(path) as src:
+                red, green, blue = src.read().astype(np.float32)
+            greenness = (2 * green - red - blue) > 20  # a WEAK vegetation label: RGB excess green, no NIR here
             i, u = int((mask & truth).sum()), int((mask | truth).sum())
             inter, union = inter + i, union + u
+            veg_i, veg_u = veg_i + int((veg & greenness).sum()), veg_u + int((veg | greenness).sum())
             per_image[path.stem] = {"iou": round(i / max(1, u), 3), "predicted_share": round(float(mask.mean()), 3),
-                                    "label_share": round(float(truth.mean()), 3)}
+                                    "label_share": round(float(truth.mean()), 3),
+                                    "vegetation_share": round(float(veg.mean()), 3),
+                                    "greenness_share": round(float(greenness.mean()), 3)}
         read_at = stats.extra.get("read_at_m")
         rows.append({"resolution": res, "resolution_m": read_at or round(native, 3), "native": read_at is None,
-                     "iou": round(inter / max(1, union), 3), "wall_s": round(time.time() - t0, 1),
-                     "images": per_image})
+                     "shown_coarser": stats.extra.get("read_at_prompts"),
+                     "iou": round(inter / max(1, union), 3),
+                     "vegetation_iou_vs_weak_greenness": round(veg_i / max(1, veg_u), 3),
+                     "wall_s": round(time.time() - t0, 1), "images": per_image})
         print(json.dumps(rows[-1]), flush=True)
     return {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "native_m": round(native, 3), "rows": rows, "work": str(work)}
@@ -119,7 +125,7 @@ def render(result: dict, out: Path, show: tuple[str, ...] = ("native", "auto")) 
     for ax, key in zip(axes[1:], show):
         res = key if key in ("native", "auto") else float(key)
         with rasterio.open(work / f"{stem}-{res}.tif") as r:
-            mask = r.read(1) >= 128
+            mask = r.read(1) >= 128  # band 1: buildings
             extent = (0, img.shape[1], img.shape[0], 0)
         row = next(x for x in result["rows"] if x["resolution"] == res)
         ax.imshow(img)

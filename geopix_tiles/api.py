@@ -118,11 +118,11 @@ def segment(
     ``panel_width`` rows at the next strip) instead of joining them across it: one field or
     forest may then be several polygons, but memory stays flat on scenes whose fields and
     forests connect across the whole scene (joined, such an object is held until it is whole).
-    ``resolution`` (metres per pixel) reads the scene resampled to that grid (GDAL averaging
-    when coarser), so a model sees objects at the sizes it learned; the outputs are then on
-    that grid (same bounds and CRS). ``"auto"`` (the default) does so only for a model that
-    declares a working resolution, on scenes finer than it (the default model: finer than
-    0.7 m is read at 0.9 m); ``"native"`` never resamples.
+    ``resolution`` (metres per pixel) is the ground resolution the model is shown each tile at
+    (:mod:`geopix_tiles.segmenters.resampled`), so it sees objects at the sizes it learned; the
+    outputs stay on the scene's grid. ``"auto"`` (the default) does so only for a model that
+    declares a working resolution, on scenes finer than it (the default model: finer than 0.7 m
+    is seen at 0.9 m); ``"native"`` never resamples.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -147,15 +147,20 @@ def segment(
     _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
-    from .io.resample import resampled_vrt, resolve_resolution  # noqa: PLC0415
+    from .segmenters.resampled import ResampledSegmenter, model_factor, resolve_resolution, shown_classes  # noqa: PLC0415
 
     info = open_scene(scene, allow_no_georef=allow_no_georef)
-    if not (isinstance(resolution, str) and resolution.strip().lower() in ("auto", "native")) and resolution is not None:
-        resolve_resolution(resolution, info.transform, info.crs, None)  # a bad number fails before the model loads
+    resolve_resolution(resolution, info.transform, info.crs)  # a bad resolution fails before the model loads
     seg = load_segmenter(model, device=device)
     read_at = resolve_resolution(resolution, info.transform, info.crs, seg, info.shape)
-    if read_at is not None:
-        info = open_scene(resampled_vrt(info, read_at), allow_no_georef=allow_no_georef)
+    factor = model_factor(resolution, info.transform, info.crs, seg, info.shape)
+    read_at = read_at if factor != 1.0 else None
+    if factor != 1.0:  # the model sees each tile at read_at; the run stays on the scene's grid
+        if overlap is None:  # the model's own overlap (at most a quarter tile, as conversations use) scaled
+            overlap = int(round(min(default_overlap(seg), int(getattr(seg, "tile_size", 512) or 512) // 4) * factor))
+        seg = ResampledSegmenter(seg, factor, shown_classes(resolution, seg))
+        if not any(seg.shown(prompts)):
+            read_at = None  # no prompt is of a class shown coarser (the same tiles, at the scene's resolution)
     seg.check_prompts(prompts)
     info = prepare_scene(info, roles_for(seg, prompts), bands, band_roles)  # statistics later, if the model scales
     chosen = info.band_indexes
@@ -264,6 +269,7 @@ def segment(
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts, read_at_m=read_at,
+                       read_at_prompts=[p for p, s in zip(prompts, seg.shown(prompts)) if s] if read_at else [],
                        out=str(out) if out else None, raster=str(raster_out) if raster_out else None)
     if return_stats:
         return frame, stats

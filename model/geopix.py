@@ -240,6 +240,23 @@ class GeoPixModel(nn.Module):
         share = 1.0 - torch.softmax(with_none / c.text_bank_temperature, dim=-1)[:, -1]
         return grounded, torch.where(keep[:, 0], torch.ones_like(share), share)
 
+    @torch.no_grad()
+    def prompt_classes(self, texts: Sequence[str]) -> list[str | None]:
+        """The class each prompt means: the class whose phrases hold its nearest text-bank phrase.
+
+        ``None`` for a prompt nearest to an unrelated concept, or when the model has no bank.
+        Used where a class-wise setting applies to free text ("rooftops" -> building).
+        """
+        c = self.config
+        if not c.text_bank_size:
+            return [None] * len(texts)
+        owner = {p: name for name, phrases in (c.concepts or {}).items() for p in phrases}
+        rows = self._bank_rows()
+        texts = [t if t in rows else subject_phrase(t) for t in texts]
+        sims = self._prompt_embeddings(list(texts)) @ self.text_bank.to(torch.float32).T
+        phrases = c.text_bank_phrases
+        return [owner.get(phrases[int(k)]) for k in sims.argmax(1)]
+
     def text_prompts(self, texts: Sequence[str]) -> torch.Tensor | None:
         """``[N, scales, prompt_dim]`` from the meaning of ``texts`` (None without an encoder)."""
         if self.text_head is None:

@@ -208,8 +208,9 @@ def test_describe_reads_only_the_pixels_with_data(model):
 
 
 def test_segment_request_matches_segment_at_the_auto_resolution(model, tmp_path):
-    """On a scene finer than the model's working resolution both segment and a conversation read it at
-    0.9 m (the same VRT grid), so a segment request still returns segment's mask (IoU >= 0.9)."""
+    """On a scene finer than the model's working resolution both segment and a conversation show the model
+    its tiles at 0.9 m (the same tiles, shrunk the same way), so a segment request still returns segment's
+    mask (IoU >= 0.9), on the scene's own grid."""
     import rasterio
     from affine import Affine
 
@@ -222,14 +223,15 @@ def test_segment_request_matches_segment_at_the_auto_resolution(model, tmp_path)
         with rasterio.open(fine, "w", **profile) as dst:
             dst.write(src.read())
     raster = tmp_path / "engine.tif"
-    _, stats = segment(fine, ["water", "vegetation"], model="default", raster_out=raster, device="cpu",
+    _, stats = segment(fine, ["buildings", "vegetation"], model="default", raster_out=raster, device="cpu",
                        vectorize=False, collect=False, return_stats=True)
-    assert stats.extra["read_at_m"] == 0.9
+    # buildings are shown at 0.9 m, vegetation at the scene's 0.45 m (the model's class-wise working resolution)
+    assert stats.extra["read_at_m"] == 0.9 and stats.extra["read_at_prompts"] == ["buildings"]
     with rasterio.open(raster) as src:
         engine = src.read() >= 128
-        assert src.transform.a == pytest.approx(0.9, rel=0.01) and src.shape == (362, 467)
+        assert src.transform.a == pytest.approx(0.45) and src.shape == (723, 934)
     chat = geopix_tiles.chat(fine, model)
-    for k, q in enumerate(("Please segment the water.", "Where is the vegetation?")):
+    for k, q in enumerate(("Please segment the buildings.", "Where is the vegetation?")):
         got = chat.ask(q).arrays[0]
         assert got.shape == engine[k].shape
         iou = (got & engine[k]).sum() / max(1, (got | engine[k]).sum())

@@ -1,4 +1,5 @@
-"""``resolution``: a scene read at another ground resolution, through segment, the CLI and conversations."""
+"""``resolution``: the ground resolution a model is shown, through segment, the CLI, conversations,
+describe and the accessor; every output stays on the scene's grid."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,55 +12,87 @@ import geopix_tiles
 from geopix_tiles import segment
 from geopix_tiles.errors import InputError
 from geopix_tiles.interfaces.cli import main
+from geopix_tiles.segmenters.resampled import ResampledSegmenter, resize_tiles, resolve_resolution
 from conftest import RGBN, UTM, UTM_TRANSFORM, water_scene, write_scene
 
-# 0.5 m pixels; every box edge on an even pixel, so a 1 m grid holds them exactly
+# 0.5 m pixels; every box edge on an even pixel
 BOXES = [(10, 30, 10, 50), (40, 140, 100, 130), (150, 170, 20, 220)]
 
 
-def _coarse_copy(src_path, dst_path):
-    """The scene averaged over 2 x 2 pixels by hand, written on the 1 m grid."""
-    with rasterio.open(src_path) as src:
-        data = src.read().astype(np.float64)
-        profile = src.profile
-    c, h, w = data.shape
-    mean = data.reshape(c, h // 2, 2, w // 2, 2).mean((2, 4))
-    profile.update(width=w // 2, height=h // 2, transform=src.transform * Affine.scale(2))
-    with rasterio.open(dst_path, "w", **profile) as dst:
-        dst.write(np.round(mean).astype(profile["dtype"]))
-        dst.descriptions = tuple(RGBN)
-    return dst_path
+class SizeRecorder:
+    """Band 2 (green: high on water) > 0.5, scene-scaled, per prompt; remembers the tile sizes it was shown."""
+
+    band_roles = None
+    tile_size = 64
+    scaling = "unit"
+
+    def __init__(self):
+        self.sizes = set()
+
+    def check_prompts(self, prompts):
+        pass
+
+    def predict(self, tiles, prompts):
+        self.sizes.add(tuple(tiles.shape[-2:]))
+        return np.repeat((tiles[:, 1:2] > 0.5).astype(np.float32), len(prompts), axis=1)
 
 
-def test_segment_at_a_coarser_resolution_is_segment_of_the_averaged_scene(tmp_path):
+def _truth(h, w):
+    t = np.zeros((h, w), bool)
+    for r0, r1, c0, c1 in BOXES:
+        t[r0:r1, c0:c1] = True
+    return t
+
+
+def test_the_model_sees_coarser_tiles_and_the_outputs_stay_on_the_scene_grid(tmp_path):
     scene = write_scene(tmp_path / "s.tif", water_scene(180, 240, BOXES), descriptions=RGBN)
-    gdf = segment(scene, ["water"], out=tmp_path / "o.gpkg", raster_out=tmp_path / "o.tif", resolution=1.0)
-    by_hand = _coarse_copy(scene, tmp_path / "coarse.tif")
-    segment(by_hand, ["water"], raster_out=tmp_path / "want.tif", collect=False)
-    with rasterio.open(tmp_path / "o.tif") as got, rasterio.open(tmp_path / "want.tif") as want, \
-            rasterio.open(scene) as src:
-        assert got.shape == (90, 120) and got.crs == src.crs == UTM
-        assert got.transform == UTM_TRANSFORM * Affine.scale(2) and got.bounds == src.bounds
-        assert np.array_equal(got.read(), want.read())
-    # the polygons are the boxes, in the CRS, with their true areas (1 m² pixels now)
+    model = SizeRecorder()
+    gdf = segment(scene, ["water"], model=model, out=tmp_path / "o.gpkg", raster_out=tmp_path / "o.tif",
+                  resolution=1.0, overlap=16)
+    # tiles of 128 scene px (64 model px at 2x the pixel size) shrunk to the model's 64
+    assert model.sizes == {(64, 64)}
+    with rasterio.open(tmp_path / "o.tif") as r, rasterio.open(scene) as src:
+        assert r.shape == (180, 240) and r.crs == src.crs and r.transform == src.transform
+        got = r.read(1) >= 128
+    truth = _truth(180, 240)
+    assert (got & truth).sum() / (got | truth).sum() > 0.97  # boxes on even pixels survive 2x and back
     on_disk = pyogrio.read_dataframe(tmp_path / "o.gpkg")
     assert len(gdf) == len(on_disk) == len(BOXES)
-    assert sorted(on_disk["area"]) == pytest.approx(sorted((r1 - r0) * (c1 - c0) * 0.25 for r0, r1, c0, c1 in BOXES))
-    assert sorted(on_disk["pixels"]) == sorted((r1 - r0) * (c1 - c0) // 4 for r0, r1, c0, c1 in BOXES)
+    assert sorted(on_disk["area"]) == pytest.approx(sorted((r1 - r0) * (c1 - c0) * 0.25 for r0, r1, c0, c1 in BOXES),
+                                                    rel=0.05)
+    native = SizeRecorder()
+    segment(scene, ["water"], model=native, raster_out=tmp_path / "n.tif", overlap=16, collect=False)
+    assert native.sizes == {(64, 64)}  # native: the model's own tile of scene pixels
 
 
-def test_resolution_keeps_nodata_and_a_finer_grid_works(tmp_path):
+def test_resampled_segmenter_means_in_bilinear_out():
+    inner = SizeRecorder()
+    seg = ResampledSegmenter(inner, 2.0)
+    assert seg.tile_size == 128 and seg.band_roles is None and seg.scaling == "unit" and "factor=2" in repr(seg)
+    tiles = np.zeros((1, 4, 128, 128), np.float32)
+    tiles[:, :, :, 64:] = 1.0
+    small = resize_tiles(tiles, (64, 64))
+    assert small.shape == (1, 4, 64, 64) and np.allclose(small[..., :31], 0) and np.allclose(small[..., 33:], 1)
+    probs = seg.predict(tiles, ["a", "b"])
+    assert probs.shape == (1, 2, 128, 128) and probs.min() >= 0 and probs.max() <= 1
+    assert (probs[0, 0, :, :62] == 0).all() and (probs[0, 0, :, 66:] == 1).all()
+
+
+def test_resolution_keeps_nodata_and_a_finer_resolution_works(tmp_path):
     data = water_scene(120, 160, [(20, 60, 20, 80)])
     data[:, :, 120:] = 0  # a nodata strip on the east
     scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN, nodata=0)
     segment(scene, ["water"], raster_out=tmp_path / "o.tif", threshold=0.5, resolution=1.0, collect=False)
     with rasterio.open(tmp_path / "o.tif") as r:
         band = r.read(1)
-        assert r.nodata == 255 and (band[:, 60:] == 255).all() and (band[:, :60] != 255).all()
-        assert band[10:30, 10:40].all() and band[:, :60].sum() == 20 * 30
-    segment(scene, ["water"], raster_out=tmp_path / "fine.tif", resolution=0.25, collect=False)
+        assert r.shape == (120, 160) and r.nodata == 255
+        assert (band[:, 120:] == 255).all() and (band[:, :120] != 255).all()
+        assert band[22:58, 22:78].all() and not band[70:, :110].any()
+    model = SizeRecorder()
+    segment(scene, ["water"], model=model, raster_out=tmp_path / "fine.tif", resolution=0.25, overlap=8, collect=False)
+    assert model.sizes == {(64, 64)}  # tiles of 32 scene px grown to the model's 64
     with rasterio.open(tmp_path / "fine.tif") as r:
-        assert r.shape == (240, 320) and r.transform.a == pytest.approx(0.25)
+        assert r.shape == (120, 160)
 
 
 def test_bad_resolutions_are_refused_before_anything_is_written(tmp_path):
@@ -67,8 +100,6 @@ def test_bad_resolutions_are_refused_before_anything_is_written(tmp_path):
     for bad in (0, -1.0, float("nan"), "one", True):
         with pytest.raises(InputError, match="must be a positive number of metres"):
             segment(scene, ["water"], out=tmp_path / "o.gpkg", resolution=bad)
-    with pytest.raises(InputError, match="makes 's.tif' 1 x 1 px"):
-        segment(scene, ["water"], out=tmp_path / "o.gpkg", resolution=100.0)
     plain = write_scene(tmp_path / "plain.tif", water_scene(64, 64, []), crs=None, descriptions=RGBN)
     with pytest.raises(InputError, match="needs a scene with a CRS"):
         segment(plain, ["water"], out=tmp_path / "o.gpkg", allow_no_georef=True, resolution=1.0)
@@ -79,8 +110,10 @@ def test_cli_resolution(tmp_path, capfd):
     scene = write_scene(tmp_path / "s.tif", water_scene(180, 240, BOXES), descriptions=RGBN)
     assert main(["segment", str(scene), "-p", "water", "-o", str(tmp_path / "o.gpkg"), "--raster",
                  str(tmp_path / "o.tif"), "--resolution", "1", "-q"]) == 0
+    out = capfd.readouterr().out
+    assert "the model saw the scene at 1 m per pixel" in out
     with rasterio.open(tmp_path / "o.tif") as r:
-        assert r.shape == (90, 120)
+        assert r.shape == (180, 240)
     assert main(["segment", str(scene), "-p", "water", "-o", str(tmp_path / "b.gpkg"), "--resolution", "-2"]) != 0
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--resolution -2.0 must be a positive number" in err[0], err
@@ -100,84 +133,67 @@ def _tiny_model(folder, working=None):
     return str(folder)
 
 
-def test_auto_reads_at_the_models_working_resolution_only_when_the_scene_is_finer(tmp_path):
-    """A model that declares (finer than 0.7 m -> read at 0.9 m) gets 0.5 m scenes at 0.9 m; 'native' and
-    coarser scenes keep their grid; a model that declares nothing (spectral) is never resampled."""
-    from geopix_tiles.io.resample import resolve_resolution
-
+def test_auto_uses_the_models_working_resolution_only_when_the_scene_is_finer(tmp_path):
+    """A model that declares (finer than 0.7 m -> shown at 0.9 m) is shown a 0.5 m scene at 0.9 m; 'native',
+    coarser scenes and a model that declares nothing (spectral) are not resampled; outputs on the scene grid."""
     model = _tiny_model(tmp_path / "tiny", (0.7, 0.9))
     scene = write_scene(tmp_path / "s.tif", water_scene(180, 240, BOXES), descriptions=RGBN)
-    for resolution, shape in (("auto", (100, 133)), ("native", (180, 240)), (None, (180, 240))):
+    rasters = {}
+    for resolution in ("auto", "native", None):
         out = tmp_path / f"{resolution}.tif"
-        _, stats = segment(scene, ["water"], model=model, raster_out=out, device="cpu", vectorize=False, collect=False, overlap=16,
-                           resolution=resolution, return_stats=True)
+        _, stats = segment(scene, ["water"], model=model, raster_out=out, device="cpu", vectorize=False, collect=False,
+                           resolution=resolution, return_stats=True, overlap=16)
         with rasterio.open(out) as r:
-            assert r.shape == shape and r.bounds == pytest.approx(rasterio.open(scene).bounds)
+            assert r.shape == (180, 240) and r.transform == UTM_TRANSFORM
+            rasters[resolution] = r.read(1)
         assert stats.extra["read_at_m"] == (0.9 if resolution == "auto" else None)
-    coarse = write_scene(tmp_path / "c.tif", water_scene(64, 64, []), transform=UTM_TRANSFORM * Affine.scale(2),
-                         descriptions=RGBN)  # 1 m pixels: coarser than 0.7 m
-    segment(coarse, ["water"], model=model, raster_out=tmp_path / "c_out.tif", device="cpu", vectorize=False, overlap=16,
-            collect=False)
-    with rasterio.open(tmp_path / "c_out.tif") as r:
-        assert r.shape == (64, 64)
-    segment(scene, ["water"], raster_out=tmp_path / "spectral.tif", collect=False)  # spectral: no working resolution
-    with rasterio.open(tmp_path / "spectral.tif") as r:
-        assert r.shape == (180, 240)
-    # the shipped default model declares it; a scene too small to read coarser stays native
+    assert np.array_equal(rasters["native"], rasters[None]) and not np.array_equal(rasters["auto"], rasters["native"])
+    utm = rasterio.crs.CRS.from_string(UTM)
+    assert resolve_resolution("auto", UTM_TRANSFORM * Affine.scale(2), utm, model_obj := _load(model)) is None  # 1 m
+    assert resolve_resolution("auto", UTM_TRANSFORM, utm, None) is None  # a model that declares nothing
+    # the shipped default model declares it; a small scene is never shown less than one 256 px tile
     from geopix_tiles.segmenters.registry import load_answer_model
 
-    default, utm = load_answer_model("default", "cpu"), rasterio.crs.CRS.from_string(UTM)
-    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default) == 0.9
-    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (200, 900)) is None  # < a 256 px tile anyway
-    # a small scene is read no coarser than fills one tile (256 px): 400 px at 0.5 m -> 0.78 m, not 0.9 m
-    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (400, 900)) == pytest.approx(0.5 * 400 / 256)
+    default = load_answer_model("default", "cpu")
     assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (2000, 900)) == 0.9
+    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (400, 900)) == pytest.approx(0.5 * 400 / 256)
+    assert resolve_resolution("auto", UTM_TRANSFORM, utm, default, (200, 900)) is None
     assert resolve_resolution("auto", UTM_TRANSFORM * Affine.scale(10), utm, default) is None  # 5 m: native
+    assert model_obj is not None
 
 
-def test_conversation_at_a_resolution_reads_the_window_on_that_grid(tmp_path):
-    model_dir = _tiny_model(tmp_path / "tiny")
-    scene = write_scene(tmp_path / "s.tif", water_scene(180, 240, BOXES), descriptions=RGBN)
-    native = geopix_tiles.chat(scene, str(model_dir), device="cpu").ask("Please segment the water.")
-    coarse = geopix_tiles.chat(scene, str(model_dir), device="cpu", resolution=1.0).ask("Please segment the water.")
-    auto = geopix_tiles.chat(scene, _tiny_model(tmp_path / "w", (0.7, 0.9)), device="cpu").ask("Where is the water?")
-    assert auto.arrays.shape == (1, 100, 133) and auto.transform.a == pytest.approx(240 * 0.5 / 133)
-    assert native.arrays.shape == (1, 180, 240) and coarse.arrays.shape == (1, 90, 120)
-    assert coarse.transform == UTM_TRANSFORM * Affine.scale(2) and coarse.bounds == native.bounds
-    # areas in m² follow the grid: each mask pixel is 1 m² now
-    assert coarse.masks["area_m2"].sum() == pytest.approx(coarse.arrays.sum() * 1.0)
-    with pytest.raises(InputError, match="must be a positive number"):
-        geopix_tiles.chat(scene, str(model_dir), device="cpu", resolution=0)
+def _load(folder):
+    from geopix_tiles.segmenters.registry import load_answer_model
+
+    return load_answer_model(folder, "cpu")
 
 
-def test_xarray_accessor_averages_blocks_to_the_working_resolution(tmp_path):
-    """``da.geopix.segment`` at ``auto``: k x k block means (here 0.5 m -> 1 m, k = round(0.9 / 0.5)), lazily;
-    equal to segmenting the hand-averaged array natively (where it has data)."""
+def test_conversation_and_accessor_show_the_model_what_segment_shows_it(tmp_path):
+    """At auto, a conversation's segment request and the accessor give segment's probabilities on the scene's
+    grid (the same tiles, shrunk the same way)."""
     import rioxarray
 
-    model = _tiny_model(tmp_path / "tiny", (0.7, 0.9))
-    data = water_scene(180, 240, BOXES)
-    data[:, :, 200:] = 0  # nodata on the east
-    scene = write_scene(tmp_path / "s.tif", data, descriptions=RGBN, nodata=0)
+    model = _tiny_model(tmp_path / "w", (0.7, 0.9))
+    scene = write_scene(tmp_path / "s.tif", water_scene(180, 240, BOXES), descriptions=RGBN)
+    segment(scene, ["water"], model=model, raster_out=tmp_path / "e.tif", device="cpu", vectorize=False,
+            collect=False)
+    with rasterio.open(tmp_path / "e.tif") as r:
+        engine = r.read(1)
+    reply = geopix_tiles.chat(scene, model, device="cpu").ask("Please segment the water.")
+    assert reply.arrays.shape == (1, 180, 240) and reply.transform == UTM_TRANSFORM
+    iou = (reply.arrays[0] & (engine >= 128)).sum() / max(1, (reply.arrays[0] | (engine >= 128)).sum())
+    assert (engine >= 128).any() and iou >= 0.95, iou
     da = rioxarray.open_rasterio(scene, chunks={"x": 128, "y": 128})
-    probs = da.geopix.segment(["water"], model=model, device="cpu", overlap=16)
-    assert probs.shape == (1, 90, 120) and probs.rio.transform() == UTM_TRANSFORM * Affine.scale(2)
-    assert probs.rio.crs == rasterio.crs.CRS.from_string(UTM)
-    by_hand = rioxarray.open_rasterio(_coarse_copy(scene, tmp_path / "coarse.tif"))
-    by_hand = by_hand.rio.write_nodata(0)
-    want = by_hand.geopix.segment(["water"], model=model, device="cpu", overlap=16, resolution="native")
-    got = probs.values
-    assert np.allclose(got[:, :, :100], want.values[:, :, :100], atol=1e-5)
-    native = da.geopix.segment(["water"], model=model, device="cpu", overlap=16, resolution="native")
-    assert native.shape == (1, 180, 240)
-    with pytest.raises(InputError, match="finer than the array"):
-        da.geopix.segment(["water"], model=model, device="cpu", overlap=16, resolution=0.25)
+    probs = da.geopix.segment(["water"], model=model, device="cpu").values[0]
+    assert probs.shape == (180, 240)
+    assert np.abs((probs * 255 + 0.5).astype(np.uint8).astype(int) - engine.astype(int)).max() <= 1
+    with pytest.raises(InputError, match="must be a positive number"):
+        geopix_tiles.chat(scene, model, device="cpu", resolution=0)
 
 
 def test_describe_crops_cover_a_tile_at_the_working_resolution(tmp_path):
     """A small polygon on a 0.5 m scene: natively its crop is one model tile of scene pixels; at a 0.9 m
-    working resolution it covers 1.8 tiles of ground (decimated to the tile), so the model sees the
-    neighbourhood at the scale it learned."""
+    working resolution it covers 1.8 tiles of ground (shrunk to the tile)."""
     import geopandas as gpd
     from shapely.geometry import box
 
@@ -200,3 +216,30 @@ def test_describe_crops_cover_a_tile_at_the_working_resolution(tmp_path):
     assert auto["category"][0] == same["category"][0] and auto["confidence"][0] == pytest.approx(same["confidence"][0])
     with pytest.raises(InputError, match="must be a positive number"):
         describe_regions(regions, scene, model, device="cpu", resolution=-1)
+
+
+def test_only_prompts_of_the_declared_classes_are_shown_coarser():
+    """With classes, a prompt meaning one of them sees shrunk tiles and every other prompt the same tiles at
+    the scene's resolution, in one predict call, channels in prompt order."""
+
+    class Bank:
+        def prompt_classes(self, prompts):
+            return ["building" if "roof" in p or "build" in p else "vegetation" for p in prompts]
+
+    inner = SizeRecorder()
+    inner.model = Bank()
+    seg = ResampledSegmenter(inner, 2.0, ("building",))
+    assert seg.shown(["trees", "rooftops", "buildings"]) == [False, True, True]
+    tiles = np.zeros((2, 4, 128, 128), np.float32)
+    tiles[:, 1, 40:90, 40:90] = 1.0
+    probs = seg.predict(tiles, ["trees", "rooftops"])
+    assert inner.sizes == {(64, 64), (128, 128)} and probs.shape == (2, 2, 128, 128)
+    assert np.array_equal(probs[:, 0], (tiles[:, 1] > 0.5).astype(np.float32))  # native: exact
+    assert (probs[:, 1, 44:86, 44:86] == 1).all() and (probs[:, 1, :36] == 0).all()  # via 64 px and back
+    inner.sizes.clear()
+    seg.predict(tiles, ["trees"])
+    assert inner.sizes == {(128, 128)}
+    from geopix_tiles.segmenters.registry import load_answer_model
+
+    assert load_answer_model("default", "cpu").prompt_classes(["rooftops", "streets", "trees", "wind turbines"]) == \
+        ["building", "road", "vegetation", None]

@@ -219,9 +219,10 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         if key in cfg.model.overrides:
             setattr(model.config, key, cfg.model.overrides[key])
     model.set_text_bank(training_phrases())
-    # scenes finer than 0.7 m are read at 0.9 m by default: the model learned buildings at ~1 m
-    # (Dubai) and finds half as much of them at 0.45 m (benchmarks/resolution.py, xBD Joplin)
-    model.config.extra["working_resolution_m"] = [0.7, 0.9]
+    # building and road prompts on scenes finer than 0.7 m are shown at 0.9 m by default: the model
+    # learned them at ~1 m (Dubai) and finds half as much at 0.45 m; vegetation is better native
+    # there (benchmarks/resolution.py, xBD Joplin)
+    model.config.extra["working_resolution_m"] = [0.7, 0.9, ["building", "road"]]
     val = read_jsonl(out / "data" / "val.jsonl")
     rng = random.Random(0)
     subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))

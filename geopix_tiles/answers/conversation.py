@@ -1,7 +1,7 @@
 """Multi-turn pixel dialogue about a window of a scene, with georeferenced masks in every reply.
 
-A :class:`Conversation` reads its window once (at native resolution unless ``resolution``, as in
-``segment``, asks for another ground resolution), on the scene's own tile
+A :class:`Conversation` reads its window once, at native resolution (the model may be shown it
+coarser, ``resolution`` as in ``segment``), on the scene's own tile
 grid (the tiles of ``segment`` that touch the window, with the same overlap and raised-cosine
 blending, so a mask asked for in a conversation is ``segment``'s mask on that window), encodes
 each tile once, and keeps those encodings and every phrase's stitched masks for the turns
@@ -16,7 +16,6 @@ as polygons in the scene CRS, areas in m² from the window's transform.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from affine import Affine
 
 from ..errors import InputError
 from ..io.ground import pixel_area_m2
+from ..segmenters.resampled import model_factor, shown_classes
 from ..segmenters.protocol import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -142,7 +142,8 @@ def masks_to_polygons(masks: np.ndarray, transform: Affine, crs: Any, question: 
 
 # --------------------------------------------------------------------------- the tiled view
 def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], origin: tuple[int, int],
-                crop: "Window", valid: np.ndarray | None = None, batch: int = 8):
+                crop: "Window", valid: np.ndarray | None = None, factor: float = 1.0,
+                classes: Sequence[str] | None = None, batch: int = 8):
     """A :class:`~geopix_tiles.model.dialogue.View` whose logits are blended like ``segment``'s.
 
     ``image`` holds the pixels of every tile in ``tiles`` (tiles of ``grid``, the scene's own
@@ -150,7 +151,9 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
     position ``origin``; ``crop`` is the window inside ``image`` (a rasterio Window) and ``valid``
     the scene's valid-data mask of that window (None when every pixel is data).
     Tiles are encoded once; each phrase's probabilities are blended by
-    :class:`~geopix_tiles.core.blocks.BlockBlend`, as dask blocks are.
+    :class:`~geopix_tiles.core.blocks.BlockBlend`, as dask blocks are. ``factor`` > 1 shows the
+    model each tile shrunk by it, as :class:`~geopix_tiles.segmenters.resampled.ResampledSegmenter`
+    does in ``segment``, and stretches its probabilities back.
     """
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
@@ -165,11 +168,26 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
     (r0, r1), (c0, c1) = crop.toranges()
     rows, cols = r1 - r0, c1 - c0
     block = Window(ox + c0, oy + r0, cols, rows)  # the window in grid coordinates
+    from ..segmenters.resampled import ResampledSegmenter, resize_tiles  # noqa: PLC0415
+
+    shown = ResampledSegmenter(model, factor, classes) if factor != 1.0 else None
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(model.device)
+    encodings: dict[bool, list] = {}  # shrunk or not -> per batch of tiles, made when a phrase first needs it
+
+    def encoded(small: bool) -> list:
+        if small not in encodings:
+            with torch.no_grad():
+                out = []
+                for i in range(0, len(tiles), batch):
+                    stack = torch.stack([x[:, t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width]
+                                         for t in tiles[i:i + batch]])
+                    if small:
+                        stack = torch.from_numpy(resize_tiles(stack.cpu().numpy(), shown.model_size(*stack.shape[-2:])))
+                    out.append(model.encode_images(stack.to(model.device)))
+                encodings[small] = out
+        return encodings[small]
+
     with torch.no_grad():
-        encodings = [model.encode_images(torch.stack([x[:, t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width]
-                                                      for t in tiles[i:i + batch]]))
-                     for i in range(0, len(tiles), batch)]
         win = x[:, r0:r0 + rows, c0:c0 + cols]
         whole = win if (rows, cols) == (tile, tile) else F.interpolate(
             win[None], size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)[0]
@@ -178,47 +196,33 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
     class TiledView(View):
         def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
             acc = BlockBlend(grid, block, len(phrases))
+            flags = shown.shown(phrases) if shown is not None else [False] * len(phrases)
+            per_tile = [np.zeros((len(phrases), t.height, t.width), np.float32) for t in tiles]
             with torch.no_grad():
-                for i, enc in enumerate(encodings):
-                    # tiles of the window: a place in a phrase names part of the window, not of each tile
-                    probs = torch.sigmoid(model.segment_encoded(enc, list(phrases), place_prior=False)[0]
-                                          .float()).cpu().numpy()
-                    for t, p in zip(tiles[i * batch:(i + 1) * batch], probs):
-                        acc.add(t, p)
+                for small in (True, False):
+                    idx = [k for k, f in enumerate(flags) if f == small]
+                    if not idx:
+                        continue
+                    for i, enc in enumerate(encoded(small)):
+                        # tiles of the window: a place in a phrase names part of the window, not of each tile
+                        probs = torch.sigmoid(model.segment_encoded(enc, [phrases[k] for k in idx], place_prior=False)[0]
+                                              .float()).cpu().numpy()
+                        chunk = range(i * batch, min(len(tiles), (i + 1) * batch))
+                        if small:  # back to the tiles' own pixels
+                            probs = np.clip(resize_tiles(probs, (tiles[chunk[0]].height, tiles[chunk[0]].width)), 0, 1)
+                        for j, p in zip(chunk, probs):
+                            per_tile[j][idx] = p
+            for t, p in zip(tiles, per_tile):
+                acc.add(t, p)
             prob = np.clip(acc.result()[0], 1e-7, 1 - 1e-7)
             return list(np.log(prob / (1 - prob)).astype(np.float32))
 
     return TiledView(model, scene_enc, (rows, cols), valid)
 
 
-def _resolution_scale(pixels: Any, resolution: Any, model: Any) -> float:
-    """Pixels read per pixel of the scene (< 1: a coarser grid); 1 on the scene's own grid."""
-    from ..io.ground import pixel_size_m  # noqa: PLC0415
-    from ..io.resample import resolve_resolution  # noqa: PLC0415
-
-    read_at = resolve_resolution(resolution, pixels.transform, pixels.crs, model, (pixels.height, pixels.width))
-    if read_at is None:
-        return 1.0
-    native = pixel_size_m(pixels.transform, pixels.crs)
-    if native is None:
-        raise InputError("resolution needs a scene with a CRS in known units; this one has none (drop resolution)")
-    return native / read_at
-
-
-def _resampled_pixels(scene: Any, pixels: Any, resolution: Any, model: Any, bands: Any, band_roles: Any) -> Any:
-    """The scene's pixels on the grid ``segment`` would read it at for ``resolution``."""
-    from ..io.resample import resampled_vrt, resolve_resolution  # noqa: PLC0415
-    from .pixels import ArrayPixelSource, FilePixelSource  # noqa: PLC0415
-
-    read_at = resolve_resolution(resolution, pixels.transform, pixels.crs, model, (pixels.height, pixels.width))
-    if isinstance(pixels, FilePixelSource):
-        return FilePixelSource(resampled_vrt(pixels.scene, read_at), bands, band_roles)
-    from ..io.arrays import as_bands, scene_of  # noqa: PLC0415
-    from ..interfaces.xarray_accessor import _at_resolution  # noqa: PLC0415
-
-    arr = as_bands(scene)
-    coarse, _ = _at_resolution(arr, scene_of(arr), read_at, None)
-    return ArrayPixelSource(coarse, bands, band_roles)
+def _model_factor(pixels: Any, resolution: Any, model: Any) -> float:
+    """Scene pixels per model pixel for ``resolution`` (as ``segment`` uses it); 1.0 on the scene's own grid."""
+    return model_factor(resolution, pixels.transform, pixels.crs, model, (pixels.height, pixels.width))
 
 
 # --------------------------------------------------------------------------- conversation
@@ -227,8 +231,9 @@ class Conversation:
 
     ``window`` is a rasterio ``Window`` (pixels) or a bbox ``(minx, miny, maxx, maxy)`` /
     ``"minx,miny,maxx,maxy"`` in the scene CRS; the whole scene by default. ``resolution``
-    (metres per pixel) reads the window resampled to that ground resolution, as ``segment``'s
-    ``resolution`` does (a window longer than ``max_size`` pixels is read coarser still).
+    (metres per pixel, ``auto`` or ``native``) is the ground resolution the model is shown, as in
+    ``segment``; replies stay on the window's grid (read coarser only when it is longer than
+    ``max_size`` pixels).
     """
 
     def __init__(self, scene: "str | os.PathLike | xr.DataArray", model: Any = "default", *, window: Any = None,
@@ -245,29 +250,20 @@ class Conversation:
             raise InputError(f"max_size {max_size!r} must be a whole number of pixels >= 32")
         from ..core.tiling import TileGrid  # noqa: PLC0415
 
-        with contextlib.ExitStack() as stack:
-            pixels = stack.enter_context(open_pixels(scene, bands, band_roles))  # checked before the model loads
+        with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
             win = resolve_window(window, pixels.height, pixels.width, pixels.transform)
-            if not (isinstance(resolution, str) and resolution.strip().lower() in ("auto", "native")) \
-                    and resolution is not None:
-                _resolution_scale(pixels, resolution, None)  # a bad number fails before the model loads
-            self.model = load_answer_model(model, device)
-            # ``resolution`` as in segment: the scene read on that grid, the way segment reads it
-            # (the same VRT for a file, the same block means for an array), so masks are segment's
-            if _resolution_scale(pixels, resolution, self.model) != 1.0:
-                from rasterio.windows import bounds as window_bounds, from_bounds  # noqa: PLC0415
-
-                box = window_bounds(win, pixels.transform)
-                pixels = stack.enter_context(_resampled_pixels(scene, pixels, resolution, self.model, bands,
-                                                               band_roles))
-                win = from_bounds(*box, transform=pixels.transform).round_offsets().round_lengths()
-                win = win.intersection(Window(0, 0, pixels.width, pixels.height))
             rows, cols = int(win.height), int(win.width)
             row0, col0 = int(win.row_off), int(win.col_off)
+            _model_factor(pixels, resolution, None)  # a bad resolution fails before the model loads
+            self.model = load_answer_model(model, device)
+            # ``resolution`` as in segment: the model sees tiles ``factor`` times coarser than the scene
+            factor = _model_factor(pixels, resolution, self.model)
             scale = min(1.0, max_size / max(rows, cols))
             out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
-            tile = int(self.model.config.tile_size)
-            ov = min(overlap, tile // 4)
+            shown = max(1.0, factor * scale)  # a window read coarser than max_size needs less shrinking
+            shown = 1.0 if abs(shown - 1.0) < 0.02 else shown
+            model_tile = int(self.model.config.tile_size)
+            tile, ov = int(round(model_tile * shown)), int(round(min(overlap, model_tile // 4) * shown))
             if scale == 1.0:
                 # native resolution: the scene's own tile grid, so masks are segment's masks on this window
                 grid = TileGrid(pixels.height, pixels.width, tile, ov)
@@ -291,7 +287,8 @@ class Conversation:
         right, bottom = self.transform @ (out_w, out_h)
         self.bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
         self.pixel_area_m2 = pixel_area_m2(self.transform, self.crs, (top + bottom) / 2)
-        self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid)
+        self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid, shown,
+                                shown_classes(resolution, self.model))
         self.turns: list[Any] = []
         self.replies: list[Reply] = []
 

@@ -147,17 +147,17 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
     descriptions: list[str | None] = [None] * len(regions)
     outside: list[int] = []
     with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
-        if not (isinstance(resolution, str) and resolution.strip().lower() in ("auto", "native")) \
-                and resolution is not None:
-            from .conversation import _resolution_scale  # noqa: PLC0415
+        from .conversation import _model_factor  # noqa: PLC0415
 
-            _resolution_scale(pixels, resolution, None)  # a bad number fails before the model loads
+        _model_factor(pixels, resolution, None)  # a bad resolution fails before the model loads
         net = load_answer_model(model, device)
         tile = model_tile_size(net)
         # the crop covers at least a tile at the working resolution (``resolution`` as in segment)
-        from .conversation import _resolution_scale  # noqa: PLC0415
+        # (only when every class is shown coarser: a region's class is read from one crop for all classes)
+        from ..segmenters.resampled import shown_classes  # noqa: PLC0415
 
-        min_side = int(round(tile / _resolution_scale(pixels, resolution, net)))
+        factor = _model_factor(pixels, resolution, net) if shown_classes(resolution, net) is None else 1.0
+        min_side = int(round(tile * factor))
         batch: list[RegionCrop] = []
 
         def flush() -> None:

@@ -53,9 +53,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
                    help="cut polygons at a 4096 px grid instead of joining them across it: flat memory on scenes "
                         "whose fields or forests connect across the whole scene; one field may be several polygons")
     p.add_argument("--resolution", default="auto", metavar="METRES|auto|native",
-                   help="read the scene resampled to this many metres per pixel (outputs on that grid); 'auto' "
-                        "(default): the model's working resolution when the scene is finer (the default model "
-                        "reads scenes finer than 0.7 m at 0.9 m); 'native': never resample")
+                   help="ground resolution the model is shown each tile at, in metres per pixel (outputs stay on "
+                        "the scene's grid); 'auto' (default): the model's working resolution when the scene is "
+                        "finer (the default model sees scenes finer than 0.7 m at 0.9 m); 'native': never resample")
     p.add_argument("--skip-bad-tiles", action="store_true",
                    help="turn blocks that fail to decode into nodata (listed in the summary) instead of stopping")
     p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -139,8 +139,9 @@ def _summary(stats, args: argparse.Namespace) -> None:
         listed = "; ".join(f"col {w.col_off} row {w.row_off} size {w.width}x{w.height}" for w in bad[:20])
         print(f"skipped {len(bad)} unreadable block(s), written as nodata: {listed}{' ...' if len(bad) > 20 else ''}")
     if stats.extra.get("read_at_m"):
-        print(f"read at {stats.extra['read_at_m']:g} m per pixel (outputs on that grid); --resolution native keeps "
-              "the scene's own")
+        shown = ", ".join(stats.extra.get("read_at_prompts") or [])
+        print(f"the model saw the scene at {stats.extra['read_at_m']:.3g} m per pixel for {shown} (its working "
+              "resolution; outputs on the scene's grid); --resolution native shows it the scene's own")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
     a.add_argument("--bbox", help="minx,miny,maxx,maxy in the scene CRS (default: the whole scene)")
     a.add_argument("--window", help="col_off,row_off,width,height in pixels (a rasterio Window)")
     a.add_argument("--resolution", default="auto", metavar="METRES|auto|native",
-                   help="read the window at this many metres per pixel, as segment --resolution does (default auto)")
+                   help="ground resolution the model is shown, as segment --resolution (default auto)")
     a.add_argument("--out", "-o", help="output file (.gpkg, .parquet, .fgb or .geojson) for the replies' masks")
     _common(a)
     a.set_defaults(func=run_ask)

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-from affine import Affine
 import xarray as xr
 
 from ..io.arrays import as_bands, scene_of, scene_statistics, valid_mask
 from ..errors import InputError
 
 
-def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size):
+def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size,
+                factor: float = 1.0, classes=None):
     from ..core.blocks import compute_block  # noqa: PLC0415
     from ..segmenters.registry import load_segmenter  # noqa: PLC0415
 
@@ -29,41 +29,13 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
         window = np.where(valid[None], window, 0)
     low, high = stats if stats is not None else (None, None)
     seg = load_segmenter(model, device=device)
+    if factor != 1.0:
+        from ..segmenters.resampled import ResampledSegmenter  # noqa: PLC0415
+
+        seg = ResampledSegmenter(seg, factor, classes)
     probs, _ = compute_block(window, valid, origin, grid, block, seg, prompts, scaling=scaling, low=low, high=high,
                              batch_size=batch_size)
     return probs
-
-
-def _at_resolution(arr: xr.DataArray, scene, resolution, seg):
-    """``arr`` averaged over k x k blocks (nodata left out) when ``resolution`` asks for a coarser grid."""
-    from ..io.ground import pixel_size_m  # noqa: PLC0415
-    from ..io.resample import resolve_resolution  # noqa: PLC0415
-
-    read_at = resolve_resolution(resolution, scene.transform, scene.crs, seg, scene.shape)
-    if read_at is None:
-        return arr, scene
-    native = pixel_size_m(scene.transform, scene.crs)
-    if native is None:
-        raise InputError("resolution needs an array with a CRS in known units; write one with .rio.write_crs(...) "
-                         "or pass resolution='native'")
-    k = int(round(read_at / native))
-    if read_at < native:
-        raise InputError(f"resolution {read_at} m is finer than the array's {native:.3g} m; the accessor only averages "
-                         "blocks (use geopix_tiles.segment on the file, or .rio.reproject, to go finer)")
-    if k < 2:
-        return arr, scene
-    if min(scene.shape) // k < 16:
-        raise InputError(f"resolution {read_at} m makes the array {scene.width // k} x {scene.height // k} px; "
-                         "pass a finer resolution")
-    nodata = scene.nodata
-    data = arr.astype("float32")
-    if nodata is not None:
-        data = data.where(arr != nodata)
-    coarse = data.coarsen(y=k, x=k, boundary="trim").mean()  # NaN (nodata) is skipped
-    coarse.attrs, coarse.encoding = dict(arr.attrs), dict(arr.encoding)  # band names, colour tags (source)
-    coarse = coarse.rio.write_crs(scene.crs).rio.write_transform(scene.transform * Affine.scale(k))
-    coarse = coarse.rio.write_nodata(np.float32(np.nan) if nodata is not None else None, encoded=False)
-    return coarse, scene_of(coarse)
 
 
 def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="spectral", *,
@@ -73,9 +45,9 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
                       resolution: float | str | None = "auto") -> xr.DataArray:
     """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring.
 
-    ``resolution`` as in :func:`geopix_tiles.segment`, but lazily by block averages: the array is
-    coarsened by the whole number of pixels nearest to it (``auto``: the model's working
-    resolution, for scenes finer than it), and the result is on that coarser grid.
+    ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
+    (``auto``: the model's working resolution, on scenes finer than it); the result stays on the
+    array's grid.
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
@@ -95,9 +67,19 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     arr = as_bands(obj)
     scene = scene_of(arr)
     key = model_key(model)
+    from ..segmenters.resampled import ResampledSegmenter, model_factor, shown_classes  # noqa: PLC0415
+
+    model_factor(resolution, scene.transform, scene.crs)  # a bad resolution fails before the model loads
     seg = load_segmenter(key, device=device)
     seg.check_prompts(prompts)
-    arr, scene = _at_resolution(arr, scene, resolution, seg)
+    factor = model_factor(resolution, scene.transform, scene.crs, seg, scene.shape)
+    if factor != 1.0:  # as in segment: the model sees each tile coarser, the result stays on this grid
+        if overlap is None:  # the model's own overlap (at most a quarter tile, as conversations use) scaled
+            overlap = int(round(min(default_overlap(seg), int(getattr(seg, "tile_size", 512) or 512) // 4) * factor))
+        classes = shown_classes(resolution, seg)
+        seg = ResampledSegmenter(seg, factor, classes)
+    else:
+        classes = None
     chosen = prepare_scene(scene, roles_for(seg, prompts), bands, band_roles).band_indexes
     sel = arr.isel(band=[b - 1 for b in chosen])
     data = sel.data if isinstance(sel.data, da.Array) else da.from_array(np.asarray(sel.data), chunks=(-1, 1024, 1024))
@@ -124,7 +106,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
             _, src = source_window(grid, block)
             (ya, yb), (xa, xb) = src.toranges()
             value = task(data[:, ya:yb, xa:xb], (ya, xa), grid, block, key, device, prompts, scaling, stats, nodata,
-                         batch_size)
+                         batch_size, factor, classes)
             row.append(da.from_delayed(value, shape=(len(prompts), h, w), dtype=np.float32))
             x0 += w
         rows.append(row)

@@ -1,0 +1,196 @@
+"""What ground resolution a learned model sees, while every output stays on the scene's own grid.
+
+A learned model finds objects at the sizes it was trained on. The default checkpoint learned
+mostly from ~1 m imagery (Dubai): on xBD Joplin (QuickBird, 0.45 m, never seen) it paints only
+the brightest roof parts at the scene's own resolution (building IoU 0.16) and finds whole roofs
+when shown the scene at 0.9 m (0.30; ``benchmarks/resolution.py``). So a run may show the model
+each tile at another resolution: :class:`ResampledSegmenter` reads tiles ``factor`` times larger
+in scene pixels, shrinks them to the model's tile (bilinear with antialiasing: pixel means),
+predicts, and stretches the probabilities back (bilinear). The engine's grid, blending, nodata,
+raster and polygons are those of the scene, as without it.
+
+``resolution`` everywhere (``segment``, ``ask``/``chat``, ``describe``, the accessor) is a number
+of metres per pixel, ``"native"`` or ``"auto"``: a checkpoint may declare
+``config.extra["working_resolution_m"] = [finer_than, read_at, classes]`` (the default model:
+building and road prompts on scenes finer than 0.7 m are seen at 0.9 m; vegetation, water, bare
+land and clouds, which it paints better at the scene's own resolution there, are not), never
+coarser than keeps the scene's shorter side one model tile.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.ground import pixel_size_m
+
+__all__ = ["ResampledSegmenter", "check_resolution", "model_factor", "prompt_classes", "resize_tiles",
+           "resolve_resolution", "shown_classes", "working_resolution"]
+
+
+def check_resolution(resolution: Any) -> None:
+    if not isinstance(resolution, (int, float)) or isinstance(resolution, bool) or not resolution > 0 \
+            or not math.isfinite(resolution):
+        raise InputError(f"--resolution {resolution!r} must be a positive number of metres per pixel (e.g. 0.9), "
+                         "'auto' or 'native'")
+
+
+def _keyword(resolution: Any) -> str | None:
+    if resolution is None:
+        return "native"
+    if isinstance(resolution, str) and resolution.strip().lower() in ("auto", "native"):
+        return resolution.strip().lower()
+    return None
+
+
+def working_resolution(model: Any) -> tuple[float, float, tuple[str, ...] | None] | None:
+    """``(finer_than, read_at, classes)`` that a model (or its segmenter) declares, else None.
+
+    ``classes`` (None: every prompt) are the classes whose prompts are shown at ``read_at``; the
+    others stay at the scene's resolution.
+    """
+    config = getattr(getattr(model, "model", model), "config", None)
+    value = (getattr(config, "extra", None) or {}).get("working_resolution_m") if config is not None else None
+    if not value:
+        return None
+    classes = tuple(str(c) for c in value[2]) if len(value) > 2 and value[2] else None
+    return float(value[0]), float(value[1]), classes
+
+
+def shown_classes(resolution: Any, model: Any) -> tuple[str, ...] | None:
+    """Classes whose prompts a resolution applies to: the model's own list for ``auto``, else every prompt."""
+    if _keyword(resolution) != "auto":
+        return None
+    working = working_resolution(model)
+    return working[2] if working else None
+
+
+def _tile_size(model: Any) -> int | None:
+    size = getattr(model, "tile_size", None) or getattr(getattr(getattr(model, "model", model), "config", None),
+                                                         "tile_size", None)
+    return int(size) if size else None
+
+
+def resolve_resolution(resolution: Any, transform, crs, model: Any = None,
+                       shape: tuple[int, int] | None = None) -> float | None:
+    """The metres per pixel the model should see the scene at, or None for the scene's own.
+
+    A bad ``resolution`` raises :class:`InputError` whatever the model (so callers can check it
+    before loading one); ``"auto"`` reads the model's :func:`working_resolution`.
+    """
+    word = _keyword(resolution)
+    if word == "native":
+        return None
+    if word == "auto":
+        working = working_resolution(model)
+        native = pixel_size_m(transform, crs) if working else None
+        if working is None or native is None:
+            return None
+        finer_than, read_at, _ = working
+        if native >= finer_than:
+            return None  # coarse enough already
+        tile = _tile_size(model)
+        if shape is not None and tile and min(shape) * native / read_at < tile:
+            # a small scene seen that coarse would be less than one tile, which the model has never
+            # seen (a 40 m forest at 0.1 m became 44 px and came back empty): as coarse as fills one
+            read_at = native * min(shape) / tile
+            if read_at < native * 1.05:
+                return None
+        return read_at
+    if isinstance(resolution, str):
+        try:
+            resolution = float(resolution)
+        except ValueError:
+            pass
+    check_resolution(resolution)
+    if pixel_size_m(transform, crs) is None:
+        raise InputError("--resolution needs a scene with a CRS in known units; this one has none "
+                         "(pass --resolution native)")
+    return float(resolution)
+
+
+def model_factor(resolution: Any, transform, crs, model: Any = None, shape: tuple[int, int] | None = None) -> float:
+    """Scene pixels per model pixel (> 1: the model sees the scene coarser); 1.0 on the scene's own grid."""
+    read_at = resolve_resolution(resolution, transform, crs, model, shape)
+    if read_at is None:
+        return 1.0
+    factor = read_at / pixel_size_m(transform, crs)
+    return 1.0 if abs(factor - 1.0) < 0.02 else factor
+
+
+def resize_tiles(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float32 ``[B, C, H, W]`` -> ``[B, C, *size]``: pixel means when shrinking, bilinear when growing."""
+    import torch  # noqa: PLC0415
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    if tuple(x.shape[-2:]) == tuple(size):
+        return np.ascontiguousarray(x, dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    with torch.inference_mode():
+        out = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
+    return out.numpy()
+
+
+def prompt_classes(model: Any, prompts: Sequence[str]) -> list[str | None]:
+    """The class each prompt means, from the model's text bank (None where the model cannot tell)."""
+    fn = getattr(getattr(model, "model", model), "prompt_classes", None)
+    return list(fn(list(prompts))) if callable(fn) else [None] * len(prompts)
+
+
+class ResampledSegmenter:
+    """A segmenter shown each tile at ``factor`` times its scene pixel size (see the module docstring).
+
+    Its ``tile_size`` is the inner model's times ``factor`` in scene pixels, so each tile the model
+    sees is its own size; everything else is the inner segmenter's. With ``classes``, only prompts
+    meaning one of them are shown shrunk; the others see the same tiles at the scene's resolution.
+    """
+
+    def __init__(self, inner: Any, factor: float, classes: Sequence[str] | None = None) -> None:
+        if not factor > 0:
+            raise ValueError(f"factor {factor!r} must be > 0")
+        self.inner = inner
+        self.factor = float(factor)
+        self.classes = None if classes is None else tuple(classes)
+        self.tile_size = max(16, int(round(int(getattr(inner, "tile_size", 512) or 512) * self.factor)))
+        self._split: dict[tuple[str, ...], list[bool]] = {}
+
+    def shown(self, prompts: Sequence[str]) -> list[bool]:
+        """Which prompts are shown shrunk (all of them without ``classes``)."""
+        key = tuple(prompts)
+        if key not in self._split:
+            if self.classes is None:
+                self._split[key] = [True] * len(key)
+            else:
+                self._split[key] = [c in self.classes for c in prompt_classes(self.inner, key)]
+        return self._split[key]
+
+    def __getattr__(self, name: str) -> Any:  # band roles, scaling, threads, check_prompts: the inner model's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __repr__(self) -> str:  # the resume journal fingerprints models by repr
+        return f"ResampledSegmenter({self.inner!r}, factor={self.factor:.6g}, classes={self.classes})"
+
+    def model_size(self, h: int, w: int) -> tuple[int, int]:
+        return max(8, int(round(h / self.factor))), max(8, int(round(w / self.factor)))
+
+    def predict(self, tiles: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+        h, w = tiles.shape[-2:]
+        shown = self.shown(prompts)
+        small = [p for p, s in zip(prompts, shown) if s]
+        same = [p for p, s in zip(prompts, shown) if not s]
+        if not same:
+            probs = self.inner.predict(resize_tiles(tiles, self.model_size(h, w)), list(prompts))
+            return np.clip(resize_tiles(probs, (h, w)), 0.0, 1.0)
+        if not small:
+            return self.inner.predict(tiles, list(prompts))
+        out = np.empty((tiles.shape[0], len(prompts), h, w), np.float32)
+        idx = np.flatnonzero(shown)
+        out[:, idx] = np.clip(resize_tiles(self.inner.predict(resize_tiles(tiles, self.model_size(h, w)), small),
+                                           (h, w)), 0.0, 1.0)
+        out[:, np.flatnonzero(~np.asarray(shown))] = self.inner.predict(tiles, same)
+        return out
