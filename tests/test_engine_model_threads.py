@@ -133,3 +133,46 @@ def test_model_threads_override(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="GEOPIX_MODEL_THREADS='two' is not a positive integer"):
         segment(scene, ["x"], model=seg, tile=64, overlap=16, raster_out=tmp_path / "b.tif", vectorize=False)
     assert not (tmp_path / "b.tif").exists()
+
+
+def test_a_batch_finished_just_before_its_thread_exits_is_not_a_dead_thread():
+    """The race seen once on Dubai tile_7 ("geopix-predict thread stopped unexpectedly"): the waiter's
+    0.1 s timeout expires, the model thread fills the slot (or queue) and exits, then the waiter sees a
+    dead thread. The finished batch must be taken, not turned into an error."""
+    import queue
+    import threading
+
+    from geopix_tiles.core.engine import _get, _Slot
+
+    class Dead:
+        name, error = "geopix-predict", None
+
+        def is_alive(self):
+            return False
+
+    class LateEvent:  # times out once, but is set by the time anyone looks
+        def wait(self, timeout):
+            return False
+
+        def is_set(self):
+            return True
+
+    slot = _Slot("batch")
+    slot.ready = LateEvent()
+    assert slot.wait(threading.Event(), Dead()) == "batch"
+
+    class LateQueue(queue.Queue):  # empty at the timed get, holding the last item right after
+        def get(self, block=True, timeout=None):
+            if block:
+                raise queue.Empty
+            return super().get(block=False)
+
+    q = LateQueue()
+    q.put_nowait("last")
+    assert _get(q, threading.Event(), Dead()) == "last"
+    empty = LateQueue()
+    with pytest.raises(RuntimeError, match="stopped unexpectedly"):
+        _get(empty, threading.Event(), Dead())
+    slot = _Slot("batch")
+    with pytest.raises(RuntimeError, match="stopped unexpectedly"):  # a really dead thread still fails
+        slot.wait(threading.Event(), Dead())

@@ -125,7 +125,13 @@ class _Slot:
 
     def wait(self, stop: threading.Event, source) -> object:
         while not self.ready.wait(0.1):
-            if stop.is_set() or not source.is_alive():
+            if stop.is_set():
+                raise source.error or RuntimeError(f"{source.name} thread stopped unexpectedly")
+            if not source.is_alive():
+                # the model threads may fill this slot and exit between the timeout above and this
+                # check: a slot that is ready by now is a finished batch, not a dead thread
+                if self.ready.is_set():
+                    break
                 raise source.error or RuntimeError(f"{source.name} thread stopped unexpectedly")
         if self.error is not None:
             raise self.error
@@ -147,8 +153,13 @@ def _get(q: queue.Queue, stop: threading.Event, worker: _Worker):
         try:
             return q.get(timeout=0.1)
         except queue.Empty:
-            if worker.error is not None or stop.is_set() or not worker.is_alive():
+            if worker.error is not None or stop.is_set():
                 raise worker.error or RuntimeError(f"{worker.name} thread stopped unexpectedly")
+            if not worker.is_alive():  # it may have put its last item and exited after the timeout above
+                try:
+                    return q.get_nowait()
+                except queue.Empty:
+                    raise RuntimeError(f"{worker.name} thread stopped unexpectedly") from None
 
 
 def row_batches(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int], grid: TileGrid, row: int,
