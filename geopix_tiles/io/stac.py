@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 from ..errors import InputError
-from .vrt import GDAL_TYPES, cached_vrt
 
 __all__ = ["is_stac", "item_vrt", "split_collection", "COMMON_TO_ROLE"]
 
@@ -132,7 +132,7 @@ def item_vrt(path: str) -> tuple[str, str]:
            f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else "",
            f"<GeoTransform>{', '.join(repr(v) for v in transform.to_gdal())}</GeoTransform>"]
     for i, (role, src_path, dtype, nodata, block) in enumerate(bands, start=1):
-        gdt = GDAL_TYPES.get(dtype, "Float32")
+        gdt = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}.get(dtype, "Float32")
         xml.append(f'<VRTRasterBand dataType="{gdt}" band="{i}"><Description>{role}</Description>'
                    + (f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else "")
                    + f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(src_path)}</SourceFilename>'
@@ -141,4 +141,12 @@ def item_vrt(path: str) -> tuple[str, str]:
                    f'<SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
                    f'<DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/></SimpleSource></VRTRasterBand>')
     xml.append("</VRTDataset>")
-    return cached_vrt("\n".join(x for x in xml if x), "stac", item.id), item.id
+    text = "\n".join(x for x in xml if x)
+    folder = Path(tempfile.gettempdir()) / "geopix-stac"
+    folder.mkdir(parents=True, exist_ok=True)
+    vrt = folder / f"{item.id}-{hashlib.sha1(text.encode()).hexdigest()[:10]}.vrt"
+    if not vrt.exists():
+        tmp = vrt.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, vrt)
+    return str(vrt), item.id
