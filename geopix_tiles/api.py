@@ -147,20 +147,15 @@ def segment(
     _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
-    from .segmenters.resampled import ResampledSegmenter, model_factor, resolve_resolution, shown_classes  # noqa: PLC0415
+    from .segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
 
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     resolve_resolution(resolution, info.transform, info.crs)  # a bad resolution fails before the model loads
     seg = load_segmenter(model, device=device)
-    read_at = resolve_resolution(resolution, info.transform, info.crs, seg, info.shape)
-    factor = model_factor(resolution, info.transform, info.crs, seg, info.shape)
-    read_at = read_at if factor != 1.0 else None
-    if factor != 1.0:  # the model sees each tile at read_at; the run stays on the scene's grid
-        if overlap is None:  # the model's own overlap (at most a quarter tile, as conversations use) scaled
-            overlap = int(round(min(default_overlap(seg), int(getattr(seg, "tile_size", 512) or 512) // 4) * factor))
-        seg = ResampledSegmenter(seg, factor, shown_classes(resolution, seg))
-        if not any(seg.shown(prompts)):
-            read_at = None  # no prompt is of a class shown coarser (the same tiles, at the scene's resolution)
+    # the model sees each tile at read_at; the run stays on the scene's grid
+    seg, overlap, read_at = shown_segmenter(seg, resolution, info.transform, info.crs, info.shape, overlap)
+    if read_at is not None and not any(seg.shown(prompts)):
+        read_at = None  # no prompt is of a class shown coarser (the same tiles, at the scene's resolution)
     seg.check_prompts(prompts)
     info = prepare_scene(info, roles_for(seg, prompts), bands, band_roles)  # statistics later, if the model scales
     chosen = info.band_indexes

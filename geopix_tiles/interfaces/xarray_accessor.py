@@ -67,19 +67,14 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     arr = as_bands(obj)
     scene = scene_of(arr)
     key = model_key(model)
-    from ..segmenters.resampled import ResampledSegmenter, model_factor, shown_classes  # noqa: PLC0415
+    from ..segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
 
-    model_factor(resolution, scene.transform, scene.crs)  # a bad resolution fails before the model loads
+    resolve_resolution(resolution, scene.transform, scene.crs)  # a bad resolution fails before the model loads
     seg = load_segmenter(key, device=device)
     seg.check_prompts(prompts)
-    factor = model_factor(resolution, scene.transform, scene.crs, seg, scene.shape)
-    if factor != 1.0:  # as in segment: the model sees each tile coarser, the result stays on this grid
-        if overlap is None:  # the model's own overlap (at most a quarter tile, as conversations use) scaled
-            overlap = int(round(min(default_overlap(seg), int(getattr(seg, "tile_size", 512) or 512) // 4) * factor))
-        classes = shown_classes(resolution, seg)
-        seg = ResampledSegmenter(seg, factor, classes)
-    else:
-        classes = None
+    # as in segment: the model sees each tile coarser, the result stays on this grid
+    seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap)
+    factor, classes = getattr(seg, "factor", 1.0), getattr(seg, "classes", None)  # rebuilt in each dask task
     chosen = prepare_scene(scene, roles_for(seg, prompts), bands, band_roles).band_indexes
     sel = arr.isel(band=[b - 1 for b in chosen])
     data = sel.data if isinstance(sel.data, da.Array) else da.from_array(np.asarray(sel.data), chunks=(-1, 1024, 1024))

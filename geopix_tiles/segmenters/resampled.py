@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..io.ground import pixel_size_m
 
 __all__ = ["ResampledSegmenter", "check_resolution", "model_factor", "prompt_classes", "resize_tiles",
-           "resolve_resolution", "shown_classes", "working_resolution"]
+           "resolve_resolution", "shown_classes", "shown_segmenter", "working_resolution"]
 
 
 def check_resolution(resolution: Any) -> None:
@@ -111,13 +111,35 @@ def resolve_resolution(resolution: Any, transform, crs, model: Any = None,
     return float(resolution)
 
 
-def model_factor(resolution: Any, transform, crs, model: Any = None, shape: tuple[int, int] | None = None) -> float:
-    """Scene pixels per model pixel (> 1: the model sees the scene coarser); 1.0 on the scene's own grid."""
-    read_at = resolve_resolution(resolution, transform, crs, model, shape)
+def _factor(read_at: float | None, transform, crs) -> float:
     if read_at is None:
         return 1.0
     factor = read_at / pixel_size_m(transform, crs)
     return 1.0 if abs(factor - 1.0) < 0.02 else factor
+
+
+def model_factor(resolution: Any, transform, crs, model: Any = None, shape: tuple[int, int] | None = None) -> float:
+    """Scene pixels per model pixel (> 1: the model sees the scene coarser); 1.0 on the scene's own grid."""
+    return _factor(resolve_resolution(resolution, transform, crs, model, shape), transform, crs)
+
+
+def shown_segmenter(segmenter: Any, resolution: Any, transform, crs, shape: tuple[int, int],
+                    overlap: int | None) -> tuple[Any, int | None, float | None]:
+    """``(segmenter, overlap, read_at)`` for a run at ``resolution`` (``segment`` and the accessor).
+
+    Unchanged on the scene's own grid; else a :class:`ResampledSegmenter` and, when the caller
+    gave none, the model's overlap (at most a quarter tile, as conversations use) scaled to it.
+    """
+    read_at = resolve_resolution(resolution, transform, crs, segmenter, shape)
+    factor = _factor(read_at, transform, crs)
+    if factor == 1.0:
+        return segmenter, overlap, None
+    if overlap is None:
+        from .protocol import default_overlap  # noqa: PLC0415
+
+        tile = int(getattr(segmenter, "tile_size", 512) or 512)
+        overlap = int(round(min(default_overlap(segmenter), tile // 4) * factor))
+    return ResampledSegmenter(segmenter, factor, shown_classes(resolution, segmenter)), overlap, read_at
 
 
 def resize_tiles(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
