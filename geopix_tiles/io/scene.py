@@ -361,6 +361,14 @@ def _valid(src, idx, data, window, has_mask, out_shape=None) -> np.ndarray | Non
     """Pixels valid in every selected band (dataset masks, nodata and NaN), or None if all are."""
     if not has_mask:
         return None
+    nodata = _integer_nodata(src, idx, data.dtype) if out_shape is None else None
+    if nodata is not None:
+        # what GDAL's nodata mask says, from the pixels already read: asking GDAL for the mask
+        # decodes every block a second time (its threaded decoding bypasses the block cache)
+        valid = data[0] != nodata[0]
+        for band, value in zip(data[1:], nodata[1:]):
+            valid &= band != value
+        return valid
     with warnings.catch_warnings():
         # GDAL calls a 4th uint8 band "alpha" by default; the nodata value is what counts
         warnings.simplefilter("ignore", NodataShadowWarning)
@@ -372,6 +380,41 @@ def _valid(src, idx, data, window, has_mask, out_shape=None) -> np.ndarray | Non
     if np.issubdtype(data.dtype, np.floating):
         valid &= np.all(np.isfinite(data), axis=0)
     return valid
+
+
+def _integer_nodata(src, idx, dtype: np.dtype) -> list | None:
+    """Each band's nodata value when GDAL's mask of every band in ``idx`` is exactly "pixel != nodata".
+
+    Only integer bands whose nodata value the dtype holds exactly (GDAL's rule for other values
+    and for floats has tolerances and special cases: those keep asking GDAL).
+    """
+    if np.dtype(dtype).kind not in "ui":
+        return None
+    info = np.iinfo(dtype)
+    values = []
+    for b in idx:
+        value = src.nodatavals[b - 1]
+        if src.mask_flag_enums[b - 1] != [MaskFlags.nodata] or value is None or not float(value).is_integer() \
+                or not info.min <= value <= info.max:
+            return None
+        values.append(dtype.type(int(value)))
+    return values
+
+
+def _alpha_band(src, idx, dtype: np.dtype) -> int | None:
+    """The 8-bit alpha band that is every selected band's mask (RGBA files), if that is what it is.
+
+    Reading it with the pixels gives the mask from the same decoded blocks; GDAL's mask read
+    decodes them again. Other alpha depths keep GDAL's own scaling (16-bit alpha is divided by 257).
+    """
+    if np.dtype(dtype) != np.uint8:
+        return None
+    alphas = [i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha]
+    if len(alphas) != 1 or alphas[0] in idx:
+        return None
+    if any(src.mask_flag_enums[b - 1] != [MaskFlags.per_dataset, MaskFlags.alpha] for b in idx):
+        return None
+    return alphas[0]
 
 
 class RowBuffer:
@@ -486,9 +529,15 @@ class SceneReader:
 
     def _read_window(self, w: Window, out: np.ndarray, valid_out: np.ndarray | None) -> None:
         idx = list(self.scene.band_indexes)
+        alpha = _alpha_band(self._src, idx, out.dtype) if self.scene.has_mask and valid_out is not None else None
         with GDAL_IO_LOCK:
-            self._src.read(idx, window=w, out=out)
-            valid = _valid(self._src, idx, out, w, self.scene.has_mask) if valid_out is not None else None
+            if alpha is not None:  # pixels and alpha from one decode of each block
+                both = self._src.read(idx + [alpha], window=w)
+                out[...] = both[:-1]
+                valid = both[-1] > 0
+            else:
+                self._src.read(idx, window=w, out=out)
+                valid = _valid(self._src, idx, out, w, self.scene.has_mask) if valid_out is not None else None
         if valid_out is not None:
             valid_out[...] = True if valid is None else valid
             if valid is not None and np.issubdtype(out.dtype, np.floating):
