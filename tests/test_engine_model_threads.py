@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +178,19 @@ def test_a_batch_finished_just_before_its_thread_exits_is_not_a_dead_thread():
     slot = _Slot("batch")
     with pytest.raises(RuntimeError, match="stopped unexpectedly"):  # a really dead thread still fails
         slot.wait(threading.Event(), Dead())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OS thread names are read from /proc")
+def test_engine_threads_carry_their_stage_name_in_the_os():
+    from geopix_tiles.core.engine import _Worker
+
+    seen = {}
+
+    def look():
+        seen["comm"] = Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    for name, expected in (("geopix-vector", "geopix-vector"), ("geopix-predict-1", "geopix-predict-")):
+        worker = _Worker(look, name)
+        worker.start()
+        worker.join()
+        assert worker.error is None and seen["comm"] == expected  # 15 characters at most
