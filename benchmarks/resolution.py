@@ -11,7 +11,7 @@ probabilities >= 0.5 scored as pixel IoU (sum I / sum U over the four images, an
 trees; there is no NIR band), to see what a resolution does to an area class. ``resolution_classes.png`` shows roads,
 vegetation and water on one image natively and at ``auto`` (no labels for them: looked at).
 
-    python benchmarks/resolution.py [--resolutions native,auto,0.6,0.9,1.2,1.5] [--write benchmarks/results/resolution.json]
+    python benchmarks/resolution.py [--resolutions native,auto,0.6,0.9,1.2,1.5] [--write benchmarks/results/resolution.json] [--model DIR --no-render]
 
 ``auto`` is the product's default (the checkpoint's ``working_resolution_m``: scenes finer than
 0.7 m are read at 0.9 m).
@@ -62,7 +62,7 @@ def georeferenced(label_file: Path, folder: Path) -> tuple[Path, np.ndarray]:
     return path, truth
 
 
-def run(resolutions: list[float | str]) -> dict:
+def run(resolutions: list[float | str], model: str = "default") -> dict:
     import rasterio
 
     from geopix_tiles.api import segment
@@ -80,7 +80,7 @@ def run(resolutions: list[float | str]) -> dict:
         veg_i = veg_u = 0
         for path, truth in scenes:
             out = work / f"{path.stem}-{res}.tif"
-            _, stats = segment(path, ["buildings", "vegetation"], model="default", raster_out=out, device="cpu",
+            _, stats = segment(path, ["buildings", "vegetation"], model=model, raster_out=out, device="cpu",
                                vectorize=False, collect=False, overwrite=True, resolution=res, return_stats=True)
             with rasterio.open(out) as r:
                 mask, veg = r.read(1) >= 128, r.read(2) >= 128
@@ -177,6 +177,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolutions", default="native,auto,0.6,0.9,1.2,1.5")
     ap.add_argument("--write", default=str(ROOT / "benchmarks" / "results" / "resolution.json"))
+    ap.add_argument("--model", default="default", help="a checkpoint directory to score instead of the shipped one")
+    ap.add_argument("--no-render", action="store_true", help="scores only (the pictures are of the shipped model)")
     args = ap.parse_args()
     if not XBD.is_dir():
         raise SystemExit(f"needs {XBD} (the shared data)")
@@ -184,8 +186,11 @@ def main() -> int:
 
     torch.set_num_threads(2)
     res = [r if r in ("native", "auto") else float(r) for r in args.resolutions.split(",")]
-    result = run(res)
+    result = run(res, args.model)
+    result["model"] = args.model
     Path(args.write).write_text(json.dumps(result, indent=1))
+    if args.no_render:
+        return 0
     render(result, Path(args.write).with_suffix(".png"))
     render_classes(result, Path(args.write).with_name("resolution_classes.png"))
     return 0

@@ -27,7 +27,8 @@ Steps (each can be run alone with ``--step``):
 ``--variant v3`` runs the same steps on ``default_v3`` (v2 + UC Merced scene-label negatives,
 :mod:`training.scene_negatives`): the 2026-12-03 trial, not shipped (see MODEL_CARD.md, run history). ``--variant v4`` adds the
 v2 teacher's masks on the same chips as positives (:mod:`training.pseudo_labels`); ``--variant v5``
-is v4 without cloud negatives (``never_negative``).
+is v4 without cloud negatives (``never_negative``); ``--variant v7`` continues the shipped v2 weights
+for 4,000 more steps of the same recipe (a 2026-12-04 trial, not shipped).
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
@@ -366,10 +367,10 @@ def main() -> int:
     ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue", "presence"], default="all")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6"], default="v2",
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7"], default="v2",
                     help="v2: the shipped recipe; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
-                         "v6: v4 without the teacher's bare-land masks")
+                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
