@@ -97,6 +97,7 @@ def segment(
     panel_width: int | None = PANEL_WIDTH,
     split_objects: bool = False,
     resolution: float | str | None = "auto",
+    flips: int = 1,
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -122,7 +123,9 @@ def segment(
     (:mod:`geopix_tiles.segmenters.resampled`), so it sees objects at the sizes it learned; the
     outputs stay on the scene's grid. ``"auto"`` (the default) does so only for a model that
     declares a working resolution, on scenes finer than it (the default model: finer than 0.7 m
-    is seen at 0.9 m); ``"native"`` never resamples.
+    is seen at 0.9 m); ``"native"`` never resamples. ``flips`` (1, 2 or 4) averages the model over
+    that many mirrored views of each tile (:mod:`geopix_tiles.segmenters.flipped`): slightly
+    better masks on unseen scenes for 2 or 4 times the model's time.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -147,11 +150,13 @@ def segment(
     _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
+    from .segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
     from .segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
 
+    flips = check_flips(flips)
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     resolve_resolution(resolution, info.transform, info.crs)  # a bad resolution fails before the model loads
-    seg = load_segmenter(model, device=device)
+    seg = with_flips(load_segmenter(model, device=device), flips)  # each view is then shown at read_at
     # the model sees each tile at read_at; the run stays on the scene's grid
     seg, overlap, read_at = shown_segmenter(seg, resolution, info.transform, info.crs, info.shape, overlap)
     if read_at is not None and not any(seg.shown(prompts)):
@@ -191,6 +196,7 @@ def segment(
             "skip_bad_tiles": bool(skip_bad_tiles), "panel_width": panel_width,
             **({"split_objects": True} if split_objects else {}),  # journals of joined runs stay resumable
             **({"resolution": read_at} if read_at is not None else {}),
+            **({"flips": flips} if flips != 1 else {}),  # journals of runs without flips stay resumable
         }
         resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
         data = journal.load(fingerprint) if resuming else None
@@ -265,7 +271,7 @@ def segment(
             shutil.rmtree(scratch, ignore_errors=True)
     stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts, read_at_m=read_at,
                        read_at_prompts=[p for p, s in zip(prompts, seg.shown(prompts)) if s] if read_at else [],
-                       out=str(out) if out else None, raster=str(raster_out) if raster_out else None)
+                       out=str(out) if out else None, raster=str(raster_out) if raster_out else None, flips=flips)
     if return_stats:
         return frame, stats
     return frame

@@ -56,6 +56,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
                    help="ground resolution the model is shown each tile at, in metres per pixel (outputs stay on "
                         "the scene's grid); 'auto' (default): the model's working resolution when the scene is "
                         "finer (the default model sees scenes finer than 0.7 m at 0.9 m); 'native': never resample")
+    p.add_argument("--flips", type=int, default=1, metavar="1|2|4",
+                   help="average the model over this many mirrored views of each tile (default 1: off); "
+                        "slightly better masks on unseen scenes for 2 or 4 times the model's time")
     p.add_argument("--skip-bad-tiles", action="store_true",
                    help="turn blocks that fail to decode into nodata (listed in the summary) instead of stopping")
     p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -93,6 +96,7 @@ def _run_segment(args: argparse.Namespace) -> int:
         cog=args.cog, resume=args.resume, overwrite=args.overwrite, allow_no_georef=args.allow_no_georef,
         checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=None,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
+        flips=args.flips,
     )
     _summary(stats, args)
     if html is not None:
@@ -118,6 +122,7 @@ def _run_many(args: argparse.Namespace, scenes) -> int:
         threshold=args.threshold, min_area=args.min_area, simplify=args.simplify, cog=args.cog,
         allow_no_georef=args.allow_no_georef, checkpoint_seconds=args.checkpoint_seconds,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
+        flips=args.flips,
     )
     for stats in all_stats:
         _summary(stats, args)
@@ -142,6 +147,8 @@ def _summary(stats, args: argparse.Namespace) -> None:
         shown = ", ".join(stats.extra.get("read_at_prompts") or [])
         print(f"the model saw the scene at {stats.extra['read_at_m']:.3g} m per pixel for {shown} (its working "
               "resolution; outputs on the scene's grid); --resolution native shows it the scene's own")
+    if stats.extra.get("flips", 1) > 1:
+        print(f"probabilities are the mean of {stats.extra['flips']} mirrored views of each tile (--flips)")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,7 @@ from ..errors import InputError
 
 
 def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size,
-                factor: float = 1.0, classes=None):
+                factor: float = 1.0, classes=None, flips: int = 1):
     from ..core.blocks import compute_block  # noqa: PLC0415
     from ..segmenters.registry import load_segmenter  # noqa: PLC0415
 
@@ -28,7 +28,9 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
     if valid is not None and np.issubdtype(window.dtype, np.floating):
         window = np.where(valid[None], window, 0)
     low, high = stats if stats is not None else (None, None)
-    seg = load_segmenter(model, device=device)
+    from ..segmenters.flipped import with_flips  # noqa: PLC0415
+
+    seg = with_flips(load_segmenter(model, device=device), flips)
     if factor != 1.0:
         from ..segmenters.resampled import ResampledSegmenter  # noqa: PLC0415
 
@@ -42,12 +44,12 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
                       bands: str | Sequence[int] | None = None, band_roles: str | Mapping[str, int] | None = None,
                       tile: int | None = None, overlap: int | None = None, batch_size: int = 8,
                       device: str = "auto", chunks: int | tuple[int, int] | None = None,
-                      resolution: float | str | None = "auto") -> xr.DataArray:
+                      resolution: float | str | None = "auto", flips: int = 1) -> xr.DataArray:
     """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring.
 
     ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
     (``auto``: the model's working resolution, on scenes finer than it); the result stays on the
-    array's grid.
+    array's grid. ``flips`` (1, 2 or 4) as in :func:`geopix_tiles.segment`: mirrored views averaged.
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
@@ -69,8 +71,11 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     key = model_key(model)
     from ..segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
 
+    from ..segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
+
     resolve_resolution(resolution, scene.transform, scene.crs)  # a bad resolution fails before the model loads
-    seg = load_segmenter(key, device=device)
+    flips = check_flips(flips)
+    seg = with_flips(load_segmenter(key, device=device), flips)
     seg.check_prompts(prompts)
     # as in segment: the model sees each tile coarser, the result stays on this grid
     seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap)
@@ -101,7 +106,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
             _, src = source_window(grid, block)
             (ya, yb), (xa, xb) = src.toranges()
             value = task(data[:, ya:yb, xa:xb], (ya, xa), grid, block, key, device, prompts, scaling, stats, nodata,
-                         batch_size, factor, classes)
+                         batch_size, factor, classes, flips)
             row.append(da.from_delayed(value, shape=(len(prompts), h, w), dtype=np.float32))
             x0 += w
         rows.append(row)
@@ -112,7 +117,8 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     if "spatial_ref" in arr.coords:
         coords["spatial_ref"] = arr.coords["spatial_ref"]
     out = xr.DataArray(result, dims=("prompt", "y", "x"), coords=coords, name="probability",
-                       attrs={"long_name": tuple(prompts), "model": str(key), "tile": tile, "overlap": overlap})
+                       attrs={"long_name": tuple(prompts), "model": str(key), "tile": tile, "overlap": overlap,
+                              "flips": flips})
     if scene.crs is not None:
         out = out.rio.write_crs(scene.crs)
     out = out.rio.write_transform(scene.transform)

@@ -1,0 +1,125 @@
+"""Does averaging the model over mirrored views (``segment(..., flips=N)``) give better masks on unseen scenes? Measured.
+
+Two held-out sets with human labels, both through the product's own ``segment`` (the default model,
+default ``resolution="auto"``), for ``flips`` 1, 2 and 4:
+
+* **Dubai tile_7** (the whole tile never trained on; same city as the training tiles): its 9 whole
+  images written as GeoTIFFs, 5 classes, pixel IoU = sum I / sum U over the images (unlabelled and
+  black label pixels ignored);
+* **xBD Joplin** (QuickBird-2, 0.45 m, another sensor and place; CC BY-NC-SA, so scoring only): the 4
+  images on their fitted UTM grid (``benchmarks/resolution.py``), buildings.
+
+Wall seconds per setting are this machine's, with nothing else running, for the cost side.
+
+    python benchmarks/flips.py [--flips 1,2,4] [--write benchmarks/results/flips.md]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+SHARED = ROOT.parent / "shared" / "data"
+CLASSES = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "water": "water", "land": "bare land"}
+
+
+def dubai(flips: int, work: Path) -> tuple[dict, float]:
+    import rasterio
+    from PIL import Image
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from geopix_tiles import segment
+    from geopix_tiles.training.catalog import DUBAI_COLOURS
+
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    inter = dict.fromkeys(CLASSES, 0)
+    union = dict.fromkeys(CLASSES, 0)
+    t0 = time.time()
+    for img in sorted(glob.glob(str(SHARED / "dubai_aerial" / "tile_7" / "images" / "*.jpg"))):
+        label = np.asarray(Image.open(img.replace("images", "masks").replace(".jpg", ".png")).convert("RGB")).astype(int)
+        rgb = np.asarray(Image.open(img).convert("RGB")).transpose(2, 0, 1)
+        path = work / "dubai.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=3,
+                           dtype="uint8") as dst:
+            dst.write(rgb)
+        segment(path, list(CLASSES.values()), model="default", raster_out=work / "dubai_out.tif", device="cpu",
+                vectorize=False, collect=False, overwrite=True, allow_no_georef=True, flips=flips)
+        with rasterio.open(work / "dubai_out.tif") as r:
+            painted = r.read() >= 128
+        ignore = np.all(label == DUBAI_COLOURS["unlabeled"], -1) | np.all(label == 0, -1)
+        for k, c in enumerate(CLASSES):
+            truth = np.all(label == DUBAI_COLOURS[c], -1)
+            mask = painted[k] & ~ignore
+            inter[c] += int((mask & truth).sum())
+            union[c] += int((mask | truth).sum())
+    iou = {c: inter[c] / max(1, union[c]) for c in CLASSES}
+    iou["mean"] = float(np.mean(list(iou.values())))
+    return iou, time.time() - t0
+
+
+def joplin(flips: int, work: Path) -> tuple[float, float]:
+    import rasterio
+
+    from geopix_tiles import segment
+    from resolution import XBD, georeferenced
+
+    inter = union = 0
+    t0 = time.time()
+    for label_file in sorted((XBD / "labels").glob("*.json")):
+        path, truth = georeferenced(label_file, work)
+        segment(path, ["buildings"], model="default", raster_out=work / "joplin_out.tif", device="cpu",
+                vectorize=False, collect=False, overwrite=True, flips=flips)
+        with rasterio.open(work / "joplin_out.tif") as r:
+            mask = r.read(1) >= 128
+        inter += int((mask & truth).sum())
+        union += int((mask | truth).sum())
+    return inter / max(1, union), time.time() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flips", default="1,2,4")
+    ap.add_argument("--write", default=str(ROOT / "benchmarks" / "results" / "flips.md"))
+    args = ap.parse_args()
+    if not SHARED.is_dir():
+        raise SystemExit(f"needs {SHARED} (the shared data)")
+    import torch
+
+    torch.set_num_threads(2)
+    load = os.getloadavg()[0]
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for flips in (int(f) for f in args.flips.split(",")):
+            iou, dubai_s = dubai(flips, Path(d))
+            building, joplin_s = joplin(flips, Path(d))
+            rows.append((flips, iou, dubai_s, building, joplin_s))
+            print(flips, {k: round(v, 3) for k, v in iou.items()}, round(dubai_s, 1), round(building, 3),
+                  round(joplin_s, 1), flush=True)
+    lines = [f"# Mirrored views averaged (`segment(..., flips=N)`), default model, "
+             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+             "", f"{platform.machine()}, {os.cpu_count()} cores, load {load:.2f} at start; `python benchmarks/flips.py`.",
+             "Pixel IoU against human labels on scenes never trained on (see the script's docstring).", "",
+             "| flips | Dubai tile_7: " + " | ".join(CLASSES) + " | mean | s | xBD Joplin buildings | s |",
+             "|---|" + "---|" * (len(CLASSES) + 4)]
+    for flips, iou, dubai_s, building, joplin_s in rows:
+        lines.append(f"| {flips} | " + " | ".join(f"{iou[c]:.3f}" for c in CLASSES)
+                     + f" | **{iou['mean']:.3f}** | {dubai_s:.0f} | **{building:.3f}** | {joplin_s:.0f} |")
+    Path(args.write).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
