@@ -35,7 +35,7 @@ SHARED = ROOT.parent / "shared" / "data"
 CLASSES = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "water": "water", "land": "bare land"}
 
 
-def dubai(flips: int, work: Path) -> tuple[dict, float]:
+def dubai(flips: int, work: Path, **options) -> tuple[dict, float]:
     import rasterio
     from PIL import Image
     from rasterio.errors import NotGeoreferencedWarning
@@ -55,7 +55,7 @@ def dubai(flips: int, work: Path) -> tuple[dict, float]:
                            dtype="uint8") as dst:
             dst.write(rgb)
         segment(path, list(CLASSES.values()), model="default", raster_out=work / "dubai_out.tif", device="cpu",
-                vectorize=False, collect=False, overwrite=True, allow_no_georef=True, flips=flips)
+                vectorize=False, collect=False, overwrite=True, allow_no_georef=True, flips=flips, **options)
         with rasterio.open(work / "dubai_out.tif") as r:
             painted = r.read() >= 128
         ignore = np.all(label == DUBAI_COLOURS["unlabeled"], -1) | np.all(label == 0, -1)
@@ -69,7 +69,7 @@ def dubai(flips: int, work: Path) -> tuple[dict, float]:
     return iou, time.time() - t0
 
 
-def joplin(flips: int, work: Path) -> tuple[float, float]:
+def joplin(flips: int, work: Path, **options) -> tuple[float, float]:
     import rasterio
 
     from geopix_tiles import segment
@@ -80,7 +80,7 @@ def joplin(flips: int, work: Path) -> tuple[float, float]:
     for label_file in sorted((XBD / "labels").glob("*.json")):
         path, truth = georeferenced(label_file, work)
         segment(path, ["buildings"], model="default", raster_out=work / "joplin_out.tif", device="cpu",
-                vectorize=False, collect=False, overwrite=True, flips=flips)
+                vectorize=False, collect=False, overwrite=True, flips=flips, **options)
         with rasterio.open(work / "joplin_out.tif") as r:
             mask = r.read(1) >= 128
         inter += int((mask & truth).sum())

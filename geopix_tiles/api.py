@@ -98,6 +98,7 @@ def segment(
     split_objects: bool = False,
     resolution: float | str | None = "auto",
     flips: int = 1,
+    presence_check: bool = True,
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -125,7 +126,9 @@ def segment(
     declares a working resolution, on scenes finer than it (the default model: finer than 0.7 m
     is seen at 0.9 m); ``"native"`` never resamples. ``flips`` (1, 2 or 4) averages the model over
     that many mirrored views of each tile (:mod:`geopix_tiles.segmenters.flipped`): slightly
-    better masks on unseen scenes for 2 or 4 times the model's time.
+    better masks on unseen scenes for 2 or 4 times the model's time. ``presence_check=False``
+    keeps every pixel a learned model paints: by default a model with a presence check (the
+    default model) drops a class from a tile whose pixels under the mask do not look like it.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -150,13 +153,15 @@ def segment(
     _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
+    from .segmenters.checked import with_presence_check  # noqa: PLC0415
     from .segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
     from .segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
 
     flips = check_flips(flips)
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     resolve_resolution(resolution, info.transform, info.crs)  # a bad resolution fails before the model loads
-    seg = with_flips(load_segmenter(model, device=device), flips)  # each view is then shown at read_at
+    seg = with_presence_check(load_segmenter(model, device=device), presence_check)
+    seg = with_flips(seg, flips)  # each view is then shown at read_at
     # the model sees each tile at read_at; the run stays on the scene's grid
     seg, overlap, read_at = shown_segmenter(seg, resolution, info.transform, info.crs, info.shape, overlap)
     if read_at is not None and not any(seg.shown(prompts)):
@@ -197,6 +202,7 @@ def segment(
             **({"split_objects": True} if split_objects else {}),  # journals of joined runs stay resumable
             **({"resolution": read_at} if read_at is not None else {}),
             **({"flips": flips} if flips != 1 else {}),  # journals of runs without flips stay resumable
+            **({"presence_check": False} if not presence_check else {}),
         }
         resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
         data = journal.load(fingerprint) if resuming else None

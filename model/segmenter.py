@@ -59,8 +59,12 @@ class GeoPixSegmenter:
     scaling = "unit"
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", tile_size: int | None = None,
-                 autocast: bool | None = None) -> None:
+                 autocast: bool | None = None, tile_check: bool = True) -> None:
         self.device = resolve_device(device)
+        #: drop a class from a tile when the checkpoint's presence check says its pixels there do not
+        #: look like it (:func:`geopix_tiles.model.presence_check.veto_tiles`)
+        self.tile_check = bool(tile_check)
+        self._prompt_classes: dict[tuple[str, ...], list] = {}
         if self.device.type == "cpu":  # pages of the per-batch temporaries reused (see geopix_tiles.core.heap)
             from geopix_tiles.core.heap import tune_heap
 
@@ -77,7 +81,7 @@ class GeoPixSegmenter:
 
     def __repr__(self) -> str:
         # Stable across processes: the engine's resume journal fingerprints models by repr.
-        return f"GeoPixSegmenter(weights={self._fingerprint}, tile_size={self.tile_size})"
+        return f"GeoPixSegmenter(weights={self._fingerprint}, tile_size={self.tile_size}, tile_check={self.tile_check})"
 
     def check_prompts(self, prompts: Sequence[str]) -> None:
         self.model.check_prompts(prompts)
@@ -102,8 +106,11 @@ class GeoPixSegmenter:
         share = max(1, torch.get_num_threads() // count) if self.device.type == "cpu" and count > 1 else None
         return _torch_threads(share)
 
-    def predict(self, tiles: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
-        """float32 ``[B, 3, H, W]`` in [0, 1] -> float32 probabilities ``[B, P, H, W]``."""
+    def predict(self, tiles: np.ndarray, prompts: Sequence[str], check: bool | None = None) -> np.ndarray:
+        """float32 ``[B, 3, H, W]`` in [0, 1] -> float32 probabilities ``[B, P, H, W]``.
+
+        ``check`` (default :attr:`tile_check`): apply the presence check tile by tile.
+        """
         self.check_prompts(prompts)
         tiles = np.asarray(tiles)
         if tiles.ndim != 4 or tiles.shape[1] != 3:
@@ -111,5 +118,14 @@ class GeoPixSegmenter:
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             # tiles of a scene: a place in a prompt names part of the scene, not of every tile
-            logits = self.model.segment_encoded(self.model.encode_images(x), list(prompts), place_prior=False)[0]
-        return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float32, copy=False)
+            enc = self.model.encode_images(x)
+            logits = self.model.segment_encoded(enc, list(prompts), place_prior=False)[0]
+            probs = torch.sigmoid(logits.float())
+            if (self.tile_check if check is None else check) and getattr(self.model, "presence_check", None) is not None:
+                from .presence_check import veto_tiles
+
+                key = tuple(prompts)
+                if key not in self._prompt_classes:
+                    self._prompt_classes[key] = self.model.prompt_classes(list(prompts))
+                probs = veto_tiles(self.model.presence_check, enc.feats, probs, self._prompt_classes[key])
+        return probs.cpu().numpy().astype(np.float32, copy=False)

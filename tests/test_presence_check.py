@@ -141,3 +141,74 @@ def test_fewer_false_yes_on_held_out_chips_of_another_sensor(shipped):
     assert masks_only[0] >= 0.2, masks_only  # the mask rule alone says yes to what these scenes rule out
     assert with_check[0] <= masks_only[0] / 2, (with_check, masks_only)
     assert with_check[1] >= 0.85 and with_check[1] >= masks_only[1] - 0.15, (with_check, masks_only)
+
+
+def test_segment_drops_a_class_from_tiles_the_check_vetoes_but_never_clouds():
+    """The engine's segmenter on held-out UC Merced chips: a class a scene rules out is painted in fewer
+    tiles with the tile check; classes the scenes surely show are kept; cloud prompts are never touched;
+    and a forced veto / forced pass gives zeros / exactly the unchecked probabilities."""
+    from geopix_tiles.model.answer import present
+    from geopix_tiles.segmenters.registry import load_segmenter
+    from geopix_tiles.training.scene_negatives import ABSENT_BY_SCENE, PRESENT_BY_SCENE
+
+    seg = load_segmenter("default", device="cpu")
+    assert seg.tile_check and "tile_check=True" in repr(seg)
+    prompts = {"building": "buildings", "road": "roads", "water": "water", "vegetation": "vegetation",
+               "cloud": "clouds"}
+    chips = sorted(p.name for p in UC.glob("*.jpg") if 60 <= int("".join(filter(str.isdigit, p.stem))) < 80)
+    tiles = np.stack([_chip(n).numpy() for n in chips])
+    names = list(prompts.values())
+    on, off = seg.predict(tiles, names), seg.predict(tiles, names, check=False)
+    np.testing.assert_array_equal(on[:, names.index("clouds")], off[:, names.index("clouds")])
+
+    def said(probs, pairs):
+        out = []
+        for n, c in pairs:
+            m = probs[chips.index(n), names.index(prompts[c])] > 0.5
+            out.append(present(int(m.sum()), float(m.mean())))
+        return np.mean(out)
+
+    scene = {n: re.sub(r"\d+$", "", Path(n).stem) for n in chips}
+    absent = [(n, c) for n in chips for c in ABSENT_BY_SCENE[scene[n]] if c in prompts and c != "cloud"]
+    sure = [(n, c) for n in chips for c in PRESENT_BY_SCENE.get(scene[n], ()) if c in prompts]
+    assert said(off, absent) >= 0.2 and said(on, absent) <= said(off, absent) / 2, (said(on, absent), said(off, absent))
+    assert said(on, sure) >= 0.8, said(on, sure)
+    check = seg.model.presence_check
+    bias = check.fc.bias.detach().clone()
+    try:
+        with torch.no_grad():
+            check.fc.bias.fill_(-1e4)
+        vetoed = seg.predict(tiles[:4], names)
+        with torch.no_grad():
+            check.fc.bias.fill_(1e4)
+        passed = seg.predict(tiles[:4], names)
+    finally:
+        with torch.no_grad():
+            check.fc.bias.copy_(bias)
+    np.testing.assert_array_equal(passed, off[:4])
+    for j, name in enumerate(names):
+        for i in range(4):
+            m = off[i, j] > 0.5
+            if name != "clouds" and present(int(m.sum()), float(m.mean())):
+                assert not vetoed[i, j].any()
+            else:
+                np.testing.assert_array_equal(vetoed[i, j], off[i, j])
+
+
+def test_segment_with_the_check_only_removes_pixels(tmp_path):
+    """The shipped NAIP sample through segment, the check on (default) and off (the CLI flag): the same grid,
+    and the checked probabilities never above the unchecked ones (a veto zeroes tiles, blending mixes them)."""
+    import rasterio
+
+    from geopix_tiles.interfaces.cli import main
+
+    naip = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
+    assert main(["segment", str(naip), "-p", "water", "-p", "buildings", "-o", str(tmp_path / "a.gpkg"),
+                 "--raster", str(tmp_path / "on.tif"), "--model", "default", "-q"]) == 0
+    assert main(["segment", str(naip), "-p", "water", "-p", "buildings", "-o", str(tmp_path / "b.gpkg"),
+                 "--raster", str(tmp_path / "off.tif"), "--model", "default", "--no-presence-check", "-q"]) == 0
+    with rasterio.open(tmp_path / "on.tif") as a, rasterio.open(tmp_path / "off.tif") as b:
+        assert a.transform == b.transform and a.crs == b.crs
+        on, off = a.read().astype(int), b.read().astype(int)
+    assert (on <= off + 1).all()
+    assert (on[0] >= 128).mean() > 0.05  # the sample's lakes stay water

@@ -162,6 +162,7 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
 
     from ..core.blocks import BlockBlend  # noqa: PLC0415
     from ..model.dialogue import View  # noqa: PLC0415
+    from ..model.presence_check import veto_tiles  # noqa: PLC0415
 
     tile = int(model.config.tile_size)
     oy, ox = origin
@@ -205,8 +206,11 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
                         continue
                     for i, enc in enumerate(encoded(small)):
                         # tiles of the window: a place in a phrase names part of the window, not of each tile
-                        probs = torch.sigmoid(model.segment_encoded(enc, [phrases[k] for k in idx], place_prior=False)[0]
-                                              .float()).cpu().numpy()
+                        asked = [phrases[k] for k in idx]
+                        probs = torch.sigmoid(model.segment_encoded(enc, asked, place_prior=False)[0].float())
+                        if getattr(model, "presence_check", None) is not None:  # as segment's tiles (veto_tiles)
+                            probs = veto_tiles(model.presence_check, enc.feats, probs, model.prompt_classes(asked))
+                        probs = probs.cpu().numpy()
                         chunk = range(i * batch, min(len(tiles), (i + 1) * batch))
                         if small:  # back to the tiles' own pixels
                             probs = np.clip(resize_tiles(probs, (tiles[chunk[0]].height, tiles[chunk[0]].width)), 0, 1)

@@ -59,6 +59,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flips", type=int, default=1, metavar="1|2|4",
                    help="average the model over this many mirrored views of each tile (default 1: off); "
                         "slightly better masks on unseen scenes for 2 or 4 times the model's time")
+    p.add_argument("--no-presence-check", dest="presence_check", action="store_false",
+                   help="keep every pixel the learned model paints (by default the default model drops a class "
+                        "from a tile whose pixels under the mask its presence check does not take for the class)")
     p.add_argument("--skip-bad-tiles", action="store_true",
                    help="turn blocks that fail to decode into nodata (listed in the summary) instead of stopping")
     p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -96,7 +99,7 @@ def _run_segment(args: argparse.Namespace) -> int:
         cog=args.cog, resume=args.resume, overwrite=args.overwrite, allow_no_georef=args.allow_no_georef,
         checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=None,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
-        flips=args.flips,
+        flips=args.flips, presence_check=args.presence_check,
     )
     _summary(stats, args)
     if html is not None:
@@ -122,7 +125,7 @@ def _run_many(args: argparse.Namespace, scenes) -> int:
         threshold=args.threshold, min_area=args.min_area, simplify=args.simplify, cog=args.cog,
         allow_no_georef=args.allow_no_georef, checkpoint_seconds=args.checkpoint_seconds,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
-        flips=args.flips,
+        flips=args.flips, presence_check=args.presence_check,
     )
     for stats in all_stats:
         _summary(stats, args)

@@ -19,7 +19,7 @@ from ..errors import InputError
 
 
 def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size,
-                factor: float = 1.0, classes=None, flips: int = 1):
+                factor: float = 1.0, classes=None, flips: int = 1, presence_check: bool = True):
     from ..core.blocks import compute_block  # noqa: PLC0415
     from ..segmenters.registry import load_segmenter  # noqa: PLC0415
 
@@ -28,9 +28,10 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
     if valid is not None and np.issubdtype(window.dtype, np.floating):
         window = np.where(valid[None], window, 0)
     low, high = stats if stats is not None else (None, None)
+    from ..segmenters.checked import with_presence_check  # noqa: PLC0415
     from ..segmenters.flipped import with_flips  # noqa: PLC0415
 
-    seg = with_flips(load_segmenter(model, device=device), flips)
+    seg = with_flips(with_presence_check(load_segmenter(model, device=device), presence_check), flips)
     if factor != 1.0:
         from ..segmenters.resampled import ResampledSegmenter  # noqa: PLC0415
 
@@ -44,12 +45,13 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
                       bands: str | Sequence[int] | None = None, band_roles: str | Mapping[str, int] | None = None,
                       tile: int | None = None, overlap: int | None = None, batch_size: int = 8,
                       device: str = "auto", chunks: int | tuple[int, int] | None = None,
-                      resolution: float | str | None = "auto", flips: int = 1) -> xr.DataArray:
+                      resolution: float | str | None = "auto", flips: int = 1,
+                      presence_check: bool = True) -> xr.DataArray:
     """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring.
 
     ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
     (``auto``: the model's working resolution, on scenes finer than it); the result stays on the
-    array's grid. ``flips`` (1, 2 or 4) as in :func:`geopix_tiles.segment`: mirrored views averaged.
+    array's grid. ``flips`` (1, 2 or 4) and ``presence_check`` as in :func:`geopix_tiles.segment`.
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
@@ -75,7 +77,9 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
 
     resolve_resolution(resolution, scene.transform, scene.crs)  # a bad resolution fails before the model loads
     flips = check_flips(flips)
-    seg = with_flips(load_segmenter(key, device=device), flips)
+    from ..segmenters.checked import with_presence_check  # noqa: PLC0415
+
+    seg = with_flips(with_presence_check(load_segmenter(key, device=device), presence_check), flips)
     seg.check_prompts(prompts)
     # as in segment: the model sees each tile coarser, the result stays on this grid
     seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap)
@@ -106,7 +110,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
             _, src = source_window(grid, block)
             (ya, yb), (xa, xb) = src.toranges()
             value = task(data[:, ya:yb, xa:xb], (ya, xa), grid, block, key, device, prompts, scaling, stats, nodata,
-                         batch_size, factor, classes, flips)
+                         batch_size, factor, classes, flips, presence_check)
             row.append(da.from_delayed(value, shape=(len(prompts), h, w), dtype=np.float32))
             x0 += w
         rows.append(row)

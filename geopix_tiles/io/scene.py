@@ -357,11 +357,19 @@ def prepare_scene(scene: "Scene | str | os.PathLike", roles: Sequence[str] | Non
     return compute_statistics(sc) if statistics else sc
 
 
-def _valid(src, idx, data, window, has_mask, out_shape=None) -> np.ndarray | None:
-    """Pixels valid in every selected band (dataset masks, nodata and NaN), or None if all are."""
+_ASK = object()  # _valid's default: look the nodata values up on ``src``
+
+
+def _valid(src, idx, data, window, has_mask, out_shape=None, nodata: Any = _ASK) -> np.ndarray | None:
+    """Pixels valid in every selected band (dataset masks, nodata and NaN), or None if all are.
+
+    ``nodata``: :func:`_integer_nodata` of the bands when the caller looked it up once (a reader
+    does, at open: after a failed block decode GDAL reports the error on the next metadata call).
+    """
     if not has_mask:
         return None
-    nodata = _integer_nodata(src, idx, data.dtype) if out_shape is None else None
+    if nodata is _ASK:
+        nodata = _integer_nodata(src, idx, data.dtype) if out_shape is None else None
     if nodata is not None:
         # what GDAL's nodata mask says, from the pixels already read: asking GDAL for the mask
         # decodes every block a second time (its threaded decoding bypasses the block cache)
@@ -470,6 +478,11 @@ class SceneReader:
         # come back as blank blocks instead of an error: remote scenes decode in the calling thread
         self._src = rasterio.open(scene.path) if is_remote_scene(scene) else rasterio.open(scene.path,
                                                                                          NUM_THREADS="ALL_CPUS")
+        # where the validity mask comes from, looked up once (see _valid, _alpha_band)
+        idx = list(scene.band_indexes) if scene.band_indexes else []
+        dtype = np.dtype(scene.dtype)
+        self._nodata = _integer_nodata(self._src, idx, dtype) if scene.has_mask and idx else None
+        self._alpha = _alpha_band(self._src, idx, dtype) if scene.has_mask and idx else None
         self._identity = None  # what the server said the file was when the run started (HTTP only)
         if is_remote_scene(scene):
             from .remote import remote_fingerprint  # noqa: PLC0415
@@ -529,7 +542,7 @@ class SceneReader:
 
     def _read_window(self, w: Window, out: np.ndarray, valid_out: np.ndarray | None) -> None:
         idx = list(self.scene.band_indexes)
-        alpha = _alpha_band(self._src, idx, out.dtype) if self.scene.has_mask and valid_out is not None else None
+        alpha = self._alpha if valid_out is not None else None
         with GDAL_IO_LOCK:
             if alpha is not None:  # pixels and alpha from one decode of each block
                 both = self._src.read(idx + [alpha], window=w)
@@ -537,7 +550,8 @@ class SceneReader:
                 valid = both[-1] > 0
             else:
                 self._src.read(idx, window=w, out=out)
-                valid = _valid(self._src, idx, out, w, self.scene.has_mask) if valid_out is not None else None
+                valid = _valid(self._src, idx, out, w, self.scene.has_mask, nodata=self._nodata) \
+                    if valid_out is not None else None
         if valid_out is not None:
             valid_out[...] = True if valid is None else valid
             if valid is not None and np.issubdtype(out.dtype, np.floating):
