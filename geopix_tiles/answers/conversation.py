@@ -204,12 +204,13 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
                     idx = [k for k, f in enumerate(flags) if f == small]
                     if not idx:
                         continue
+                    asked = [phrases[k] for k in idx]
+                    checked = model.prompt_classes(asked) if getattr(model, "presence_check", None) is not None else None
                     for i, enc in enumerate(encoded(small)):
                         # tiles of the window: a place in a phrase names part of the window, not of each tile
-                        asked = [phrases[k] for k in idx]
                         probs = torch.sigmoid(model.segment_encoded(enc, asked, place_prior=False)[0].float())
-                        if getattr(model, "presence_check", None) is not None:  # as segment's tiles (veto_tiles)
-                            probs = veto_tiles(model.presence_check, enc.feats, probs, model.prompt_classes(asked))
+                        if checked is not None:  # as segment's tiles (veto_tiles)
+                            probs = veto_tiles(model.presence_check, enc.feats, probs, checked)
                         probs = probs.cpu().numpy()
                         chunk = range(i * batch, min(len(tiles), (i + 1) * batch))
                         if small:  # back to the tiles' own pixels

@@ -71,14 +71,12 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     arr = as_bands(obj)
     scene = scene_of(arr)
     key = model_key(model)
-    from ..segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
-
+    from ..segmenters.checked import with_presence_check  # noqa: PLC0415
     from ..segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
+    from ..segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
 
     resolve_resolution(resolution, scene.transform, scene.crs)  # a bad resolution fails before the model loads
     flips = check_flips(flips)
-    from ..segmenters.checked import with_presence_check  # noqa: PLC0415
-
     seg = with_flips(with_presence_check(load_segmenter(key, device=device), presence_check), flips)
     seg.check_prompts(prompts)
     # as in segment: the model sees each tile coarser, the result stays on this grid

@@ -336,9 +336,10 @@ def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.
             valid = _valid(src, idx, data, None, scene.has_mask, out_shape=shape[1:])
             samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
         else:
+            nodata = _integer_nodata(src, idx, np.dtype(scene.dtype)) if scene.has_mask else None
             for w in statistics_windows(scene.height, scene.width, max_windows):
                 data = src.read(idx, window=w)
-                valid = _valid(src, idx, data, w, scene.has_mask)
+                valid = _valid(src, idx, data, w, scene.has_mask, nodata=nodata)
                 samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
     low, high = percentile_stats(samples, len(scene.band_indexes), low_pct, high_pct)
     return replace(scene, low=low, high=high)
@@ -357,19 +358,15 @@ def prepare_scene(scene: "Scene | str | os.PathLike", roles: Sequence[str] | Non
     return compute_statistics(sc) if statistics else sc
 
 
-_ASK = object()  # _valid's default: look the nodata values up on ``src``
-
-
-def _valid(src, idx, data, window, has_mask, out_shape=None, nodata: Any = _ASK) -> np.ndarray | None:
+def _valid(src, idx, data, window, has_mask, out_shape=None, nodata: list | None = None) -> np.ndarray | None:
     """Pixels valid in every selected band (dataset masks, nodata and NaN), or None if all are.
 
-    ``nodata``: :func:`_integer_nodata` of the bands when the caller looked it up once (a reader
-    does, at open: after a failed block decode GDAL reports the error on the next metadata call).
+    ``nodata``: :func:`_integer_nodata` of the bands, looked up once by the caller when it opens
+    the file (after a failed block decode GDAL reports the error on the next metadata call); None
+    asks GDAL for the mask.
     """
     if not has_mask:
         return None
-    if nodata is _ASK:
-        nodata = _integer_nodata(src, idx, data.dtype) if out_shape is None else None
     if nodata is not None:
         # what GDAL's nodata mask says, from the pixels already read: asking GDAL for the mask
         # decodes every block a second time (its threaded decoding bypasses the block cache)

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .protocol import SegmenterWrapper
+
 __all__ = ["UncheckedSegmenter", "with_presence_check"]
 
 
@@ -21,16 +23,8 @@ def with_presence_check(segmenter: Any, enabled: bool) -> Any:
     return UncheckedSegmenter(segmenter)
 
 
-class UncheckedSegmenter:
+class UncheckedSegmenter(SegmenterWrapper):
     """The inner GeoPix segmenter with its tile check off for this run only (the cached model is shared)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __repr__(self) -> str:  # the resume journal fingerprints models by repr
         return f"UncheckedSegmenter({self.inner!r})"

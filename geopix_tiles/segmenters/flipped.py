@@ -3,8 +3,9 @@
 A network's errors are partly orientation-specific (a shadow edge, a roof ridge at one angle), so
 the mean of its answers on a tile and on the tile mirrored is steadier than either, for the price
 of one model pass per view. On scenes it was not trained on the default model gains a little:
-Dubai tile_7 mean IoU 0.560 -> 0.564 (2 views) -> 0.566 (4), xBD Joplin buildings 0.300 -> 0.313
--> 0.318 (``benchmarks/flips.py``, ``benchmarks/results/flips.md``). Off by default (``flips=1``):
+Dubai tile_7 mean IoU 0.575 -> 0.579 (2 views) -> 0.582 (4) with the tile check (0.560 -> 0.566
+without), xBD Joplin buildings 0.300 -> 0.313 -> 0.318 (``benchmarks/flips.py``,
+``benchmarks/results/flips.md``). Off by default (``flips=1``):
 4 views cost 4 times the model's time, and the engine's speed is the product's other promise.
 
 Views: 1 the tile; 2 + mirrored left-right; 4 + mirrored top-bottom + both (a half turn).
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from .protocol import SegmenterWrapper
 
 __all__ = ["FLIPS", "FlipAveragedSegmenter", "check_flips", "with_flips"]
 
@@ -39,17 +41,12 @@ def with_flips(segmenter: Any, flips: int) -> Any:
     return segmenter if flips == 1 else FlipAveragedSegmenter(segmenter, flips)
 
 
-class FlipAveragedSegmenter:
+class FlipAveragedSegmenter(SegmenterWrapper):
     """The inner segmenter's mean probability over :data:`FLIPS` ``[flips]`` mirrored views of each tile."""
 
     def __init__(self, inner: Any, flips: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.flips = check_flips(flips)
-
-    def __getattr__(self, name: str) -> Any:  # band roles, scaling, tile size, threads, prompts: the inner model's
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __repr__(self) -> str:  # the resume journal fingerprints models by repr
         return f"FlipAveragedSegmenter({self.inner!r}, flips={self.flips})"

@@ -54,6 +54,22 @@ class Segmenter(Protocol):
         """
 
 
+class SegmenterWrapper:
+    """A segmenter that changes how another one is called and is that one in everything else.
+
+    Band roles, scaling, tile size, threads and ``check_prompts`` are the inner segmenter's;
+    subclasses define ``predict`` (and ``__repr__``, which the resume journal fingerprints).
+    """
+
+    def __init__(self, inner: Segmenter) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        if name == "inner":  # not set yet (unpickling, a failed __init__): no endless recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
 def roles_for(segmenter: Segmenter, prompts: Sequence[str]) -> tuple[str, ...] | None:
     """Band roles ``segmenter`` needs for ``prompts``.
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.ground import pixel_size_m
+from .protocol import SegmenterWrapper
 
 __all__ = ["ResampledSegmenter", "check_resolution", "model_factor", "prompt_classes", "resize_tiles",
            "resolve_resolution", "shown_classes", "shown_segmenter", "working_resolution"]
@@ -162,7 +163,7 @@ def prompt_classes(model: Any, prompts: Sequence[str]) -> list[str | None]:
     return list(fn(list(prompts))) if callable(fn) else [None] * len(prompts)
 
 
-class ResampledSegmenter:
+class ResampledSegmenter(SegmenterWrapper):
     """A segmenter shown each tile at ``factor`` times its scene pixel size (see the module docstring).
 
     Its ``tile_size`` is the inner model's times ``factor`` in scene pixels, so each tile the model
@@ -173,7 +174,7 @@ class ResampledSegmenter:
     def __init__(self, inner: Any, factor: float, classes: Sequence[str] | None = None) -> None:
         if not factor > 0:
             raise ValueError(f"factor {factor!r} must be > 0")
-        self.inner = inner
+        super().__init__(inner)
         self.factor = float(factor)
         self.classes = None if classes is None else tuple(classes)
         self.tile_size = max(16, int(round(int(getattr(inner, "tile_size", 512) or 512) * self.factor)))
@@ -188,11 +189,6 @@ class ResampledSegmenter:
             else:
                 self._split[key] = [c in self.classes for c in prompt_classes(self.inner, key)]
         return self._split[key]
-
-    def __getattr__(self, name: str) -> Any:  # band roles, scaling, threads, check_prompts: the inner model's
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __repr__(self) -> str:  # the resume journal fingerprints models by repr
         return f"ResampledSegmenter({self.inner!r}, factor={self.factor:.6g}, classes={self.classes})"
