@@ -107,18 +107,27 @@ def main() -> int:
             rows.append((flips, iou, dubai_s, building, joplin_s))
             print(flips, {k: round(v, 3) for k, v in iou.items()}, round(dubai_s, 1), round(building, 3),
                   round(joplin_s, 1), flush=True)
-    lines = [f"# Mirrored views averaged (`segment(..., flips=N)`), default model, "
-             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-             "", f"{platform.machine()}, {os.cpu_count()} cores, load {load:.2f} at start; `python benchmarks/flips.py`.",
-             "Pixel IoU against human labels on scenes never trained on (see the script's docstring).", "",
-             "| flips | Dubai tile_7: " + " | ".join(CLASSES) + " | mean | s | xBD Joplin buildings | s |",
-             "|---|" + "---|" * (len(CLASSES) + 4)]
-    for flips, iou, dubai_s, building, joplin_s in rows:
-        lines.append(f"| {flips} | " + " | ".join(f"{iou[c]:.3f}" for c in CLASSES)
-                     + f" | **{iou['mean']:.3f}** | {dubai_s:.0f} | **{building:.3f}** | {joplin_s:.0f} |")
-    Path(args.write).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(Path(args.write), "Mirrored views averaged (`segment(..., flips=N)`)", "flips.py", load,
+                "Pixel IoU against human labels on scenes never trained on (see the script's docstring).",
+                "flips", ["xBD Joplin buildings", "s"],
+                [(flips, iou, dubai_s, [f"**{building:.3f}**", f"{joplin_s:.0f}"])
+                 for flips, iou, dubai_s, building, joplin_s in rows])
     return 0
+
+
+def write_table(path: Path, title: str, script: str, load: float, note: str, first: str, extra: list[str],
+                rows: list[tuple]) -> None:
+    """The Markdown result table of a Dubai tile_7 comparison; ``rows``: (setting, IoU per class, s, extra cells)."""
+    lines = [f"# {title}, default model, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+             "", f"{platform.machine()}, {os.cpu_count()} cores, load {load:.2f} at start; `python benchmarks/{script}`.",
+             note, "",
+             f"| {first} | Dubai tile_7: " + " | ".join(CLASSES) + " | mean | s | " + " | ".join(extra) + " |",
+             "|---|" + "---|" * (len(CLASSES) + 2 + len(extra))]
+    for setting, iou, seconds, cells in rows:
+        lines.append(f"| {setting} | " + " | ".join(f"{iou[c]:.3f}" for c in CLASSES)
+                     + f" | **{iou['mean']:.3f}** | {seconds:.0f} | " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 SCENE = ROOT.parent / "shared" / "data" / "rasterio_samples" / "RGB.byte.tif"
 
 
-def score(model: str, scene: Path = SCENE) -> dict:
+def score(model: str, scene: Path = SCENE, **options) -> dict:
+    """The model's clouds and water on ``scene``; ``options`` go to ``segment`` (e.g. ``presence_check``)."""
     import numpy as np
     import rasterio
 
@@ -36,7 +37,7 @@ def score(model: str, scene: Path = SCENE) -> dict:
     weak = (rgb.min(0) > 200) & valid
     with tempfile.TemporaryDirectory() as d:
         segment(scene, ["clouds", "water"], model=model, raster_out=Path(d) / "o.tif", vectorize=False,
-                collect=False, device="cpu")
+                collect=False, device="cpu", **options)
         with rasterio.open(Path(d) / "o.tif") as o:
             painted = o.read() >= 128
     cloud, water = painted[0] & valid, painted[1] & valid
