@@ -25,13 +25,26 @@ import time
 from collections import defaultdict
 
 
-def sample(cmd: list[str]) -> tuple[dict[str, float], float, int]:
-    """CPU seconds per thread name, wall seconds, exit status of one run of ``cmd``."""
+def sample(cmd: list[str], stdout=subprocess.DEVNULL, env: dict | None = None,
+           peak: list[float] | None = None, cwd: str | None = None) -> tuple[dict[str, float], float, int]:
+    """CPU seconds per thread name, wall seconds, exit status of one run of ``cmd``.
+
+    ``stdout`` receives the command's output (stderr goes with it); ``peak``, when given, gets
+    the largest ``VmHWM`` (peak RSS, MB) seen while sampling appended, for machines without
+    ``/usr/bin/time``.
+    """
     tick = os.sysconf("SC_CLK_TCK")
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = subprocess.STDOUT if stdout is not subprocess.DEVNULL else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=err, env=env, cwd=cwd)
     last: dict[int, tuple[str, float]] = {}
+    hwm = 0.0
     while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                hwm = max([hwm] + [int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM")])
+        except OSError:
+            pass
         for task in glob.glob(f"/proc/{proc.pid}/task/*"):
             try:
                 with open(f"{task}/comm") as f:
@@ -42,6 +55,8 @@ def sample(cmd: list[str]) -> tuple[dict[str, float], float, int]:
                 continue  # the thread ended between listing and reading
             last[int(task.rsplit("/", 1)[1])] = (name, (int(fields[11]) + int(fields[12])) / tick)
         time.sleep(0.1)
+    if peak is not None:
+        peak.append(hwm)
     per_name: dict[str, float] = defaultdict(float)
     main_name = last.get(proc.pid, ("", 0.0))[0]
     for tid, (name, cpu) in last.items():

@@ -26,7 +26,7 @@ from .segmenters.registry import load_segmenter, model_id
 from .outputs.commit import RunOutputs
 from .outputs.raster_sink import RasterSink
 from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_scene
-from .segmenters.protocol import Segmenter, default_overlap, roles_for
+from .segmenters.protocol import Segmenter, default_batch_size, default_overlap, roles_for
 from .core.tiling import TileGrid
 from .outputs.vector_sink import PolygonSchema, VectorSink
 
@@ -76,7 +76,7 @@ def segment(
     band_roles: str | Mapping[str, int] | None = None,
     tile: int | None = None,
     overlap: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     device: str = "auto",
     threshold: float | None = None,
     min_area: float | None = None,
@@ -126,7 +126,9 @@ def segment(
     declares a working resolution, on scenes finer than it (the default model: finer than 0.7 m
     is seen at 0.9 m); ``"native"`` never resamples. ``flips`` (1, 2 or 4) averages the model over
     that many mirrored views of each tile (:mod:`geopix_tiles.segmenters.flipped`): slightly
-    better masks on unseen scenes for 2 or 4 times the model's time. ``presence_check=False``
+    better masks on unseen scenes for 2 or 4 times the model's time. ``batch_size`` (tiles per
+    model call) defaults to :func:`~geopix_tiles.segmenters.protocol.default_batch_size` (8 on a
+    CPU, 64 on a GPU). ``presence_check=False``
     keeps every pixel a learned model paints: by default a model with a presence check (the
     default model) drops a class from a tile whose pixels under the mask do not look like it.
     """
@@ -143,7 +145,8 @@ def segment(
     threshold = _check_number("--threshold", threshold, 0.0, 1.0)
     min_area = _check_number("--min-area", min_area, 0.0)
     simplify = _check_number("--simplify", simplify, 0.0)
-    batch_size = _check_number("--batch-size", batch_size, 1, 4096, integer=True)
+    if batch_size is not None:
+        batch_size = _check_number("--batch-size", batch_size, 1, 4096, integer=True)
     overlap = _check_number("--overlap", overlap, 0, None, integer=True)
     tile = _check_number("--tile", tile, 16, 65536, integer=True)
     if out is not None and raster_out is not None and out.resolve() == raster_out.resolve():
@@ -162,6 +165,8 @@ def segment(
     resolve_resolution(resolution, info.transform, info.crs)  # a bad resolution fails before the model loads
     seg = with_presence_check(load_segmenter(model, device=device), presence_check)
     seg = with_flips(seg, flips)  # each view is then shown at read_at
+    if batch_size is None:
+        batch_size = default_batch_size(seg)
     # the model sees each tile at read_at; the run stays on the scene's grid
     seg, overlap, read_at = shown_segmenter(seg, resolution, info.transform, info.crs, info.shape, overlap)
     if read_at is not None and not any(seg.shown(prompts)):

@@ -673,7 +673,8 @@ class GeoPixModel(nn.Module):
     def as_segmenter(self, device: str = "cpu", tile_size: int | None = None, autocast: bool | None = None) -> Any:
         """Wrap for the engine's :class:`geopix_tiles.segmenters.protocol.Segmenter` contract (moves the model).
 
-        ``device`` is ``cpu``, ``cuda[:n]`` or ``auto``; ``autocast`` (bf16) defaults to on for CUDA.
+        ``device`` is ``cpu``, ``cuda[:n]`` or ``auto``; ``autocast`` (bf16) is off unless asked for (slower and less
+        faithful than fp32 for the default model on an H200).
         """
         from .segmenter import GeoPixSegmenter
 

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PresenceCheck", "TILE_CHECK_SKIPS", "mask_shape", "masked_mean", "presence_check_off", "veto_tiles"]
+__all__ = ["PresenceCheck", "TILE_CHECK_SKIPS", "largest_part_shares", "mask_shape", "mask_shapes", "masked_mean",
+           "presence_check_off", "veto_tiles"]
 
 #: classes ``segment`` never drops from a tile: the check's clouds come from one Sentinel-2 chip and
 #: UC Merced negatives, and on the Landsat-7 sample it vetoed real clouds (recall 0.45 -> 0.007)
@@ -49,6 +50,65 @@ def mask_shape(prob: np.ndarray) -> tuple[float, float, float]:
     lab, _ = ndimage.label(m)
     largest = float(np.bincount(lab.ravel())[1:].max() / m.size)
     return largest, float(prob[m].mean()), float(np.log(m.mean() + 1e-4))
+
+
+def largest_part_shares(masks: torch.Tensor) -> torch.Tensor:
+    """``[N, H, W]`` bool -> ``[N]`` share of the pixels in each mask's largest 4-connected part.
+
+    The same number as :func:`mask_shape`'s first value, computed where the masks are. On a GPU
+    the per-mask ``scipy.ndimage.label`` of :func:`mask_shape` (a copy to the host and ~0.7 ms of
+    one CPU core per tile and class) capped the default model at ~220 tiles/s on an H200
+    whatever the batch (``benchmarks/results/gpu.md``). Connected parts by label propagation
+    with root hooking and pointer jumping: every foreground pixel starts as its own flat index;
+    each round takes the smallest label among its 4 neighbours, hooks the roots of both to the
+    smaller one and follows labels to their roots, until nothing changes. Labels only ever point
+    to pixels of the same part and only decrease, so the loop ends with one label per part
+    (a handful of rounds for blobs, more for long thin parts such as roads).
+    """
+    n, h, w = masks.shape
+    hw = h * w
+    if n == 0 or hw == 0:
+        return torch.zeros(n, device=masks.device)
+    fg = masks.reshape(n, hw).bool()
+    sentinel = torch.full((n, 1), hw, dtype=torch.long, device=masks.device)
+    idx = torch.arange(hw, device=masks.device).expand(n, hw)
+    lab = torch.cat([torch.where(fg, idx, hw), sentinel], 1)  # column hw: the background's label
+    fg_ext = torch.cat([fg, torch.zeros(n, 1, dtype=torch.bool, device=masks.device)], 1)
+    while True:
+        grid = lab[:, :hw].view(n, h, w)
+        nb = grid.clone()
+        nb[:, 1:] = torch.minimum(nb[:, 1:], grid[:, :-1])
+        nb[:, :-1] = torch.minimum(nb[:, :-1], grid[:, 1:])
+        nb[:, :, 1:] = torch.minimum(nb[:, :, 1:], grid[:, :, :-1])
+        nb[:, :, :-1] = torch.minimum(nb[:, :, :-1], grid[:, :, 1:])
+        nb = torch.cat([torch.where(fg, nb.view(n, hw), hw), sentinel], 1)
+        new = lab.scatter_reduce(1, lab, nb, reduce="amin")  # hook each root to its pixels' smallest neighbour
+        new = torch.minimum(new, nb)
+        while True:  # pointer jumping: labels to their roots
+            jumped = torch.gather(new, 1, new)
+            if torch.equal(jumped, new):
+                break
+            new = jumped
+        new = torch.where(fg_ext, new, hw)
+        if torch.equal(new, lab):
+            break
+        lab = new
+    keys = (lab[:, :hw] + torch.arange(n, device=masks.device)[:, None] * (hw + 1))[fg]
+    counts = torch.bincount(keys, minlength=n * (hw + 1)).view(n, hw + 1)[:, :hw]
+    return counts.max(1).values.float() / hw
+
+
+def mask_shapes(probs: torch.Tensor) -> torch.Tensor:
+    """:func:`mask_shape` of every mask of ``probs [B, K, H, W]`` at once, where they are: ``[B, K, 3]``."""
+    b, k, h, w = probs.shape
+    m = probs > 0.5
+    area = m.flatten(2).sum(-1)
+    largest = largest_part_shares(m.reshape(b * k, h, w)).view(b, k)
+    inside = torch.where(m, probs, 0).flatten(2).sum(-1) / area.clamp_min(1)
+    log_share = torch.log(area.float() / (h * w) + 1e-4)
+    empty = area == 0
+    return torch.stack([largest.masked_fill(empty, 0.0), inside.float().masked_fill(empty, 0.0),
+                        log_share.masked_fill(empty, float(np.log(1e-4)))], -1).float()
 
 
 @contextlib.contextmanager
@@ -78,8 +138,13 @@ class PresenceCheck(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
         self.fc = nn.Linear(dim, 1)
 
-    def features(self, feats: Sequence[torch.Tensor], probs: torch.Tensor, classes: Sequence[str]) -> torch.Tensor:
-        """Raw features ``[B, K, D]`` of masks ``probs [B, K, H, W]`` (probabilities) naming ``classes``."""
+    def features(self, feats: Sequence[torch.Tensor], probs: torch.Tensor, classes: Sequence[str],
+                 needed: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw features ``[B, K, D]`` of masks ``probs [B, K, H, W]`` (probabilities) naming ``classes``.
+
+        ``needed`` (``[B, K]`` bool): the masks whose answer will be read; on a CPU the others
+        skip the shape measures (their features are then not the real ones).
+        """
         b, k = probs.shape[:2]
         probs = probs.float()
         inside = [masked_mean(feats[s].float(), probs) for s in STAGES]
@@ -88,9 +153,15 @@ class PresenceCheck(nn.Module):
         for j, c in enumerate(classes):
             if c in self.classes:
                 onehot[j, self.classes.index(c)] = 1.0
-        arr = probs.detach().cpu().numpy()
-        shape = torch.tensor([[mask_shape(arr[i, j]) for j in range(k)] for i in range(b)], dtype=torch.float32)
         dev = inside[0].device
+        if probs.device.type == "cpu":  # scipy's labelling is the faster one on a CPU
+            arr = probs.detach().numpy()
+            want = np.ones((b, k), bool) if needed is None else needed.cpu().numpy()
+            blank = (0.0, 0.0, float(np.log(1e-4)))
+            shape = torch.tensor([[mask_shape(arr[i, j]) if want[i, j] else blank for j in range(k)] for i in range(b)],
+                                 dtype=torch.float32)
+        else:
+            shape = mask_shapes(probs.detach())
         return torch.cat(inside + [scene[:, None].expand(-1, k, -1), onehot[None].expand(b, -1, -1).to(dev),
                                    shape.to(dev)], -1)
 
@@ -100,9 +171,10 @@ class PresenceCheck(nn.Module):
         return torch.sigmoid(self.fc(x))[..., 0]
 
     @torch.no_grad()
-    def confirm(self, feats: Sequence[torch.Tensor], probs: torch.Tensor, classes: Sequence[str]) -> torch.Tensor:
-        """``[B, K]`` probabilities; a "yes" stands when it is >= :attr:`threshold`."""
-        return self(self.features(feats, probs, classes))
+    def confirm(self, feats: Sequence[torch.Tensor], probs: torch.Tensor, classes: Sequence[str],
+                needed: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, K]`` probabilities; a "yes" stands when it is >= :attr:`threshold` (see :meth:`features`)."""
+        return self(self.features(feats, probs, classes, needed))
 
 
 def veto_tiles(check: PresenceCheck, feats: Sequence[torch.Tensor], probs: torch.Tensor,
@@ -125,7 +197,7 @@ def veto_tiles(check: PresenceCheck, feats: Sequence[torch.Tensor], probs: torch
     said_yes = (fg.sum(-1) >= MIN_PRESENT_PIXELS) & (fg.float().mean(-1) >= MIN_PRESENT_SHARE)
     if not bool(said_yes.any()):
         return probs
-    doubt = (check.confirm(feats, sub, [classes[j] for j in idx]) < check.threshold) & said_yes
+    doubt = (check.confirm(feats, sub, [classes[j] for j in idx], needed=said_yes) < check.threshold) & said_yes
     if bool(doubt.any()):
         probs = probs.clone()
         probs[:, idx] = sub.masked_fill(doubt[..., None, None], 0.0)

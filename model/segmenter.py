@@ -69,8 +69,11 @@ class GeoPixSegmenter:
             from geopix_tiles.core.heap import tune_heap
 
             tune_heap()
-        #: bf16 autocast; on by default on CUDA only (CPU bf16 is slower on most CPUs)
-        self.autocast = self.device.type == "cuda" if autocast is None else bool(autocast)
+        #: bf16 autocast, off unless asked for: on an H200 it made the default model slower (check on,
+        #: batch 64: 316 against 459 tiles/s in fp32; the model is bound by kernel launches, not
+        #: arithmetic) and moved its masks (roads IoU 0.86 against fp32 on the same tiles), and on
+        #: CPUs without bf16 units it is slower too (``benchmarks/results/gpu.md``)
+        self.autocast = False if autocast is None else bool(autocast)
         self.model = model.to(self.device).eval()
         if self.device.type == "cpu":  # CUDA libraries' pages a CPU run never executes (geopix_tiles.core.lib_pages)
             from geopix_tiles.core.lib_pages import release_gpu_library_pages

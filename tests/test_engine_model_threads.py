@@ -124,6 +124,21 @@ def test_geopix_segmenter_shares_the_callers_threads_and_restores_them():
         torch.set_num_threads(before)
 
 
+def test_batch_size_defaults_to_8_on_a_cpu_and_64_for_a_model_on_a_gpu():
+    """A GPU call has a fixed host cost (274 tiles/s at 8 vs 459 at 64 on an H200), a CPU call does not."""
+    from geopix_tiles.segmenters.protocol import default_batch_size
+    from geopix_tiles.segmenters.registry import load_segmenter
+    from model.config import GeoPixConfig
+    from model.geopix import GeoPixModel
+    from model.segmenter import GeoPixSegmenter
+
+    seg = GeoPixSegmenter(GeoPixModel(GeoPixConfig.tiny()), device="cpu")
+    assert default_batch_size(seg) == 8 and default_batch_size(load_segmenter("spectral")) == 8
+    assert seg.autocast is False  # fp32 unless asked for, on every device
+    seg.device = torch.device("cuda", 0)  # where a GPU run's segmenter says it is (no CUDA needed to ask)
+    assert default_batch_size(seg) == 64
+
+
 def test_model_threads_override(tmp_path, monkeypatch):
     scene = _scene(tmp_path)
     monkeypatch.setenv("GEOPIX_MODEL_THREADS", "1")

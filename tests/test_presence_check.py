@@ -14,7 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from geopix_tiles.model import GeoPixConfig, GeoPixModel  # noqa: E402
-from geopix_tiles.model.presence_check import PresenceCheck, mask_shape, presence_check_off  # noqa: E402
+from geopix_tiles.model.presence_check import (  # noqa: E402
+    PresenceCheck, largest_part_shares, mask_shape, mask_shapes, presence_check_off)
 from geopix_tiles.training.presence_check import fit_check  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
@@ -48,6 +49,54 @@ def test_mask_shape_reads_the_largest_part_and_the_confidence():
     assert meanp == pytest.approx((400 * 0.9 + 25 * 0.7) / 425, rel=1e-5)
     assert log_share == pytest.approx(np.log(0.0425 + 1e-4), rel=1e-5)
     assert mask_shape(np.zeros((8, 8)))[:2] == (0.0, 0.0)
+
+
+def _masks_of_every_shape() -> np.ndarray:
+    """Smooth blobs at three scales, empty, full, a one-pixel checkerboard, a serpentine and a spiral."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    blobs = [ndimage.gaussian_filter(rng.random((96, 96)), s) for s in (1, 2, 5)]
+    probs = [(b - b.min()) / (b.max() - b.min()) for b in blobs]
+    probs += [np.zeros((96, 96)), np.ones((96, 96)), np.indices((96, 96)).sum(0) % 2 * 0.9]
+    snake = np.zeros((96, 96))
+    snake[::2] = 0.8
+    snake[1::4, -1] = snake[3::4, 0] = 0.8  # one 4-connected path through every other row
+    spiral = np.zeros((96, 96))
+    lo, hi = 0, 95
+    while lo <= hi:
+        spiral[lo, lo:hi + 1] = spiral[lo:hi + 1, hi] = spiral[hi, lo:hi + 1] = 0.7
+        spiral[lo + 2:hi + 1, lo] = 0.7
+        if lo + 2 <= hi:
+            spiral[lo + 2, lo:lo + 3] = 0.7
+        lo, hi = lo + 2, hi - 2
+    return np.stack(probs + [snake, spiral]).astype(np.float32)
+
+
+def test_mask_shapes_on_tensors_equal_scipys_per_mask_numbers():
+    """The GPU path's connected parts (label propagation on tensors, run here on the CPU) give exactly
+    scipy's largest part, and the same confidence and share, on blobs, thin serpentines and spirals."""
+    probs = _masks_of_every_shape()
+    ref = np.array([mask_shape(p) for p in probs])
+    got = mask_shapes(torch.from_numpy(probs).view(1, len(probs), 96, 96))[0].numpy()
+    np.testing.assert_array_equal(got[:, 0], ref[:, 0].astype(np.float32))
+    np.testing.assert_allclose(got[:, 1:], ref[:, 1:], rtol=1e-5, atol=1e-6)
+    assert got[6, 0] == pytest.approx((48 * 96 + 48) / 96**2)  # the serpentine is one part
+    assert got[5, 0] == pytest.approx(1 / 96**2)  # checkerboard: single pixels
+    assert largest_part_shares(torch.zeros((0, 4, 4), dtype=torch.bool)).shape == (0,)
+
+
+def test_a_check_reads_only_the_masks_it_needs_and_the_same_numbers_for_them():
+    """``needed`` skips the shape measures of masks whose answer is not read; the others are unchanged."""
+    torch.manual_seed(0)
+    check = PresenceCheck([8, 16, 24, 32], ["building", "water"])
+    feats = [torch.randn(3, c, 96 // s, 96 // s) for c, s in ((8, 4), (16, 8), (24, 16), (32, 32))]
+    probs = torch.from_numpy(_masks_of_every_shape()[:6]).view(3, 2, 96, 96)
+    needed = torch.tensor([[True, False], [False, True], [True, True]])
+    full = check.features(feats, probs, ["building", "water"])
+    part = check.features(feats, probs, ["building", "water"], needed=needed)
+    torch.testing.assert_close(part[needed], full[needed])
+    assert not torch.equal(part[~needed], full[~needed])
 
 
 def test_checkpoint_round_trip_keeps_the_check(tmp_path):

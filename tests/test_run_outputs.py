@@ -8,7 +8,7 @@ import rasterio
 
 from conftest import RGBN, water_scene, write_scene
 from geopix_tiles.core.journal import RunJournal
-from geopix_tiles.io.scene import open_scene
+from geopix_tiles.io.scene import open_scene, select_bands
 from geopix_tiles.outputs.commit import RunOutputs
 from geopix_tiles.outputs.raster_sink import RasterSink
 from geopix_tiles.outputs.vector_sink import VectorSink
@@ -72,3 +72,46 @@ def test_a_failing_vector_write_publishes_no_raster(tmp_path):
             blocker.mkdir(parents=True)
             (blocker / "x").write_text("x")
     assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_compression_threads_follow_the_cores_and_the_override(monkeypatch):
+    from geopix_tiles.outputs.raster_sink import compression_threads
+
+    monkeypatch.delenv("GEOPIX_RASTER_THREADS", raising=False)
+    for cores, threads in ((1, 1), (2, 1), (4, 2), (16, 8), (64, 8)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert compression_threads() == threads
+    monkeypatch.setenv("GEOPIX_RASTER_THREADS", "3")
+    assert compression_threads() == 3
+
+
+def _checkpointed_raster(tmp_path, threads: str, monkeypatch) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-band raster written strip by strip with a checkpoint (close and reopen) after every strip."""
+    monkeypatch.setenv("GEOPIX_RASTER_THREADS", threads)
+    nodata = np.ones((4, 1030, 1030), np.uint8) * 50
+    nodata[:, :, :7] = 0  # a nodata margin: the raster gets a mask band
+    scene = select_bands(open_scene(write_scene(tmp_path / f"s{threads}.tif", nodata, descriptions=RGBN, nodata=0)),
+                         (1, 2, 3, 4))
+    assert scene.has_mask
+    sink = RasterSink(tmp_path / f"o{threads}.tif", tmp_path / f".o{threads}.partial.tif", scene, ["a", "b"])
+    sink.open()
+    yy, xx = np.mgrid[0:1030, 0:1030].astype(np.float32)
+    probs = np.stack([0.5 + 0.5 * np.sin(yy / 37 + xx / 53), 0.5 + 0.5 * np.cos(xx / 29 - yy / 61)])
+    valid = nodata[0] > 0
+    for y0 in range(0, 1030, 192):
+        sink.write(y0, probs[:, y0:y0 + 192], valid[y0:y0 + 192])
+        sink.checkpoint()
+    sink.close()
+    with rasterio.open(sink.tmp) as r:
+        assert r.profile["compress"] == "deflate" and r.count == 2
+        return r.read(), r.read_masks(1)
+
+
+def test_threaded_compression_across_checkpoints_writes_the_same_pixels(tmp_path, monkeypatch):
+    """Four compression threads, across the update handles reopened at every checkpoint, write the pixels one writes."""
+    one, mask1 = _checkpointed_raster(tmp_path, "1", monkeypatch)
+    four, mask4 = _checkpointed_raster(tmp_path, "4", monkeypatch)
+    np.testing.assert_array_equal(one, four)
+    np.testing.assert_array_equal(mask1, mask4)
+    assert (mask1[:, :7] == 0).all() and (mask1[:, 7:] == 255).all()
+    assert one[0, 0, 10] == int(255 * (0.5 + 0.5 * np.sin(10 / 53)) + 0.5)

@@ -232,3 +232,13 @@ def test_lora_adapters_train_only_adapters_and_merge_on_export(tmp_path):
     with torch.no_grad():
         a = tr.model.segment(img, ["buildings"])
     assert torch.allclose(a, reloaded.segment(img, ["buildings"]), atol=1e-4)
+
+
+def test_a_bare_cuda_device_gets_the_ranks_index():
+    """torch >= 2.11 refuses ``set_device("cuda")``; the trainer asks for ``cuda:<local rank>``."""
+    from geopix_tiles.training.trainer import training_device
+
+    assert training_device("cuda", 3) == torch.device("cuda", 3)
+    assert training_device("cuda:1", 3) == torch.device("cuda", 1)
+    assert training_device("cpu", 3) == torch.device("cpu")
+    assert training_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -53,6 +53,20 @@ _MAX_AUTO_DRAWS = 64
 
 
 # --------------------------------------------------------------------------- trainer
+def training_device(device: str | None, local_rank: int = 0) -> torch.device:
+    """The device a rank trains on: ``None`` picks CUDA when there is one; a bare ``cuda`` gets the rank's index.
+
+    ``torch.cuda.set_device`` refuses a device without an index (torch 2.11 on the H200:
+    "Expected a torch.device with a specified index"), so ``--device cuda`` failed there.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
 class Trainer:
     """Owns the model, data, optimizer and the step loop; see the module docstring."""
 
@@ -60,9 +74,7 @@ class Trainer:
         self.cfg = cfg
         self.info = info or dist_info()
         init_distributed(self.info)
-        if device is None:
-            device = f"cuda:{self.info.local_rank}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = training_device(device, self.info.local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.out = Path(cfg.output_dir)

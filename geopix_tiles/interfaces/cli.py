@@ -40,7 +40,7 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=int, default=None,
                    help="pixels shared by neighbouring tiles (default 64; 0 for per-pixel models such as spectral)")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per model call (default 8)")
+    p.add_argument("--batch-size", type=int, default=None, help="tiles per model call (default 8 on a CPU, 64 on a GPU)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--threshold", type=float, help="write 0/1 masks at this probability (default: probabilities)")
     p.add_argument("--min-area", type=float, help="drop polygons smaller than this (m^2 when known, else CRS units)")

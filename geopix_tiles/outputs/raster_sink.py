@@ -23,6 +23,22 @@ from ..io.scene import GDAL_IO_LOCK, Scene
 NODATA_BINARY = 255
 
 
+def compression_threads() -> int:
+    """GDAL threads compressing the raster's blocks: 1 on a 2-core machine, up to 8 with more cores.
+
+    On two cores the model takes both and one compression thread measured the same as two
+    (``benchmarks/results/raster_threads.md``). With a GPU doing the model the host's cores are
+    free, and one thread compressing was the job's bottleneck: 50 CPU s of a 62 s H200 run held
+    the GDAL lock that the reader waits on (``benchmarks/results/gpu.md``). ``GEOPIX_RASTER_THREADS``
+    overrides.
+    """
+    env = os.environ.get("GEOPIX_RASTER_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 1 if cores <= 2 else min(8, cores // 2)
+
+
 class RasterSink:
     def __init__(self, final: str | os.PathLike, tmp: str | os.PathLike, scene: Scene, prompts: Sequence[str],
                  threshold: float | None = None, cog: bool = False) -> None:
@@ -43,9 +59,7 @@ class RasterSink:
             driver="GTiff", width=self.scene.width, height=self.scene.height, count=len(self.prompts),
             dtype="uint8", crs=self.scene.crs, transform=self.scene.transform, tiled=True,
             blockxsize=block, blockysize=block, compress="deflate", predictor=2, zlevel=3,
-            # one compression thread: GDAL 3.10's threaded jobs print spurious "ExtraSamples" errors
-            # with several bands, for ~2 % of the job (benchmarks/results/raster_threads.md)
-            bigtiff="IF_SAFER", num_threads=1, interleave="pixel",
+            bigtiff="IF_SAFER", num_threads=compression_threads(), interleave="pixel",
             # one probability layer per prompt, not a picture: without this GDAL tags 3 or 4 uint8
             # bands as RGB(A), and GIS tools draw the fourth prompt as transparency
             photometric="MINISBLACK",
@@ -56,12 +70,22 @@ class RasterSink:
 
     def open(self, resume: bool = False) -> None:
         if resume and self.tmp.exists():
-            self._dst = rasterio.open(self.tmp, "r+")
+            self._dst = self._reopen()
         else:
             self._dst = rasterio.open(self.tmp, "w", **self.profile())
             for i, p in enumerate(self.prompts, start=1):
                 self._dst.set_band_description(i, p)
             self._dst.update_tags(source="geopix-tiles", threshold=str(self.threshold))
+
+    def _reopen(self):
+        """The partial file in update mode, with the creation's compression threads.
+
+        An update handle forgets creation options: without ``NUM_THREADS`` here every block after
+        the first checkpoint (10 s into a run) was compressed by one thread. DEFLATE's level
+        also falls back to GDAL's 6 (not settable on an update handle): blocks after the first
+        checkpoint are ~15 % smaller and take ~2x longer to compress than at level 3.
+        """
+        return rasterio.open(self.tmp, "r+", NUM_THREADS=str(self.profile()["num_threads"]))
 
     def encode(self, probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Float probabilities -> stored bands (and the mask band, only for scenes with nodata)."""
@@ -123,7 +147,7 @@ class RasterSink:
         self.flush()
         with GDAL_IO_LOCK:
             self._dst.close()
-            self._dst = rasterio.open(self.tmp, "r+")
+            self._dst = self._reopen()
 
     def close(self) -> None:
         if self._dst is not None:
