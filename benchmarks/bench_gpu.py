@@ -315,7 +315,7 @@ def render(results: dict, title: str = "") -> str:
     if "rates" in model:
         lines += [f"Model's own rate (`predict` on {model['tiles']} tiles, no engine):", "",
                   "| presence check | bf16 autocast | batch | tiles/s |", "|---|---|---|---|"]
-        lines += [f"| {'on' if r['tile_check'] else 'off'} | {'on' if r['autocast_bf16'] else 'off'} | {r['batch']} "
+        lines += [f"| {'on' if r.get('tile_check', True) else 'off'} | {'on' if r['autocast_bf16'] else 'off'} | {r['batch']} "
                   f"| {r['tiles_per_s']:.0f} |" for r in model["rates"]]
         for key, label in (("gpu_fp32_vs_cpu", "GPU fp32 against the CPU (check on)"),):
             if key in model:
@@ -324,10 +324,13 @@ def render(results: dict, title: str = "") -> str:
                           f"{100 * m['within_1_255']:.2f} % of values within 1/255; mask IoU "
                           + ", ".join(f"{k} {v:.3f}" for k, v in m["mask_iou_per_prompt"].items())
                           + f" (cuDNN TF32 {m['cudnn_allow_tf32']}, matmul TF32 {m['matmul_allow_tf32']})"]
-        for check, m in model.get("bf16_vs_fp32", {}).items():
+        compared = model.get("bf16_vs_fp32", {})
+        if "max_abs" in compared:  # the first run's format: one comparison, check on
+            compared = {"check": compared}
+        for check, m in compared.items():
             lines += ["", f"bf16 against fp32 on the GPU ({check.replace('_', ' ')}): max |diff| {m['max_abs']:.3f}, "
                       f"mean {m['mean_abs']:.4f}, {100 * m['within_1_255']:.1f} % within 1/255, "
-                      f"{m['tiles_differing_by_0.5']} tiles with a pixel moved by >= 0.5; mask IoU "
+                      f"{m.get('tiles_differing_by_0.5', '?')} tiles with a pixel moved by >= 0.5; mask IoU "
                       + ", ".join(f"{k} {v:.3f}" for k, v in m["mask_iou_per_prompt"].items())]
     cli = [c for c in results.get("cli", []) if isinstance(c, dict)] if isinstance(results.get("cli"), list) else []
     if cli:
