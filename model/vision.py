@@ -189,9 +189,11 @@ class EfficientNetTower(_PretrainedTrunk):
         x = self.normalise(images)
         if getattr(self, "channels_last", False):
             x = x.contiguous(memory_format=torch.channels_last)
-            if x.shape[0] > _FUSED_CHUNK and not torch.is_grad_enabled():
+            if x.shape[0] > _FUSED_CHUNK and not torch.is_grad_enabled() and x.device.type == "cpu":
                 # a few tiles at a time: the stride-2 expansions of 8 tiles are 50 MB each, of 4
-                # they stay in cache-friendlier, reusable allocations (faster, ~100 MB less peak)
+                # they stay in cache-friendlier, reusable allocations (faster, ~100 MB less peak).
+                # Not on a GPU, where every chunk is ~50 more kernel launches and the default
+                # model's rate was bound by the host (benchmarks/results/gpu.md)
                 parts = [self.trunk(x[i:i + _FUSED_CHUNK]) for i in range(0, x.shape[0], _FUSED_CHUNK)]
                 return [torch.cat(level) for level in zip(*parts)]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):

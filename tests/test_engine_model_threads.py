@@ -85,6 +85,24 @@ def test_two_model_threads_write_what_one_writes(tmp_path):
     np.testing.assert_array_equal(np.sort(a["pixels"].to_numpy()), np.sort(b["pixels"].to_numpy()))
 
 
+def test_vectorising_prompts_in_threads_writes_what_one_thread_writes(tmp_path, monkeypatch):
+    """The shipped NAIP sample, four prompts, polygons joined across strips: the same features in the same
+    order whether a strip's prompts are vectorised one after another or side by side."""
+    import pyogrio
+
+    sample = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
+    frames = []
+    for threads in ("1", "4"):
+        monkeypatch.setenv("GEOPIX_VECTOR_THREADS", threads)
+        out = tmp_path / f"v{threads}.gpkg"
+        segment(sample, ["water", "vegetation", "ndwi", "ndvi"], out=out, tile=128, collect=None)
+        frames.append(pyogrio.read_dataframe(out))
+    one, four = frames
+    assert len(one) == len(four) > 100 and sorted(set(one["prompt"])) == ["ndvi", "ndwi", "vegetation", "water"]
+    assert list(one["prompt"]) == list(four["prompt"])
+    assert all(a.equals_exact(b, 0) for a, b in zip(one.geometry, four.geometry))
+
+
 def test_a_failing_model_thread_stops_the_run_with_its_error(tmp_path):
     scene = _scene(tmp_path)
     for fail_on in (3, 4):  # one call from each thread, in most schedules

@@ -27,12 +27,14 @@ import queue
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .accumulator import StripAccumulator
+from .cores import vector_threads
 from .journal import RunJournal
 from ..outputs.raster_sink import RasterSink
 from ..io.scene import RowBuffer, Scene, SceneReader
@@ -337,6 +339,10 @@ class StreamingRun:
         """
         owner = kind == ("vector" if self.vectors is not None else "raster")
         current = self.start_panel
+        # a strip's prompts vectorised side by side (their objects are independent; results are
+        # added in prompt order, so the output does not depend on the thread count)
+        n_vec = vector_threads(len(self.prompts)) if kind == "vector" else 1
+        pool = ThreadPoolExecutor(n_vec) if n_vec > 1 else None
         try:
             while True:
                 try:
@@ -361,10 +367,16 @@ class StreamingRun:
                         self._retire_vectorizers(current)
                         current = panel
                         self.vectorizers = self._vectorizers(self.panels[panel])
-                    for k, vec in enumerate(self.vectorizers):
+                    def vectorise(k: int, vec: StripVectorizer, y0=y0, probs=probs, valid=valid):
                         fg = probs[k] >= self.vector_threshold
                         fg &= valid
-                        self.vectors.add(vec.add(y0, fg, probs[k]))
+                        return vec.add(y0, fg, probs[k])
+
+                    ks = range(len(self.vectorizers))
+                    closed = (pool.map(vectorise, ks, self.vectorizers) if pool is not None
+                              else map(vectorise, ks, self.vectorizers))
+                    for objects in closed:
+                        self.vectors.add(objects)
                 elif what == "checkpoint":
                     if kind == "raster":
                         self.raster.checkpoint()
@@ -375,6 +387,9 @@ class StreamingRun:
             stop.set()
             self._barrier.abort()
             raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def _retire_vectorizers(self, panel: int) -> None:
         for k, vec in enumerate(self.vectorizers):

@@ -18,25 +18,10 @@ import rasterio.shutil
 from rasterio.windows import Window
 from rasterio.errors import RasterioError
 
+from ..core.cores import compression_threads
 from ..io.scene import GDAL_IO_LOCK, Scene
 
 NODATA_BINARY = 255
-
-
-def compression_threads() -> int:
-    """GDAL threads compressing the raster's blocks: 1 on a 2-core machine, up to 8 with more cores.
-
-    On two cores the model takes both and one compression thread measured the same as two
-    (``benchmarks/results/raster_threads.md``). With a GPU doing the model the host's cores are
-    free, and one thread compressing was the job's bottleneck: 50 CPU s of a 62 s H200 run held
-    the GDAL lock that the reader waits on (``benchmarks/results/gpu.md``). ``GEOPIX_RASTER_THREADS``
-    overrides.
-    """
-    env = os.environ.get("GEOPIX_RASTER_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 1 if cores <= 2 else min(8, cores // 2)
 
 
 class RasterSink:
