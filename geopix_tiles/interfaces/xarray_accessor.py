@@ -36,6 +36,10 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
         from ..segmenters.resampled import ResampledSegmenter  # noqa: PLC0415
 
         seg = ResampledSegmenter(seg, factor, classes)
+    if batch_size is None:
+        from ..segmenters.protocol import default_batch_size  # noqa: PLC0415
+
+        batch_size = default_batch_size(seg)
     probs, _ = compute_block(window, valid, origin, grid, block, seg, prompts, scaling=scaling, low=low, high=high,
                              batch_size=batch_size)
     return probs
@@ -43,7 +47,7 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
 
 def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="spectral", *,
                       bands: str | Sequence[int] | None = None, band_roles: str | Mapping[str, int] | None = None,
-                      tile: int | None = None, overlap: int | None = None, batch_size: int = 8,
+                      tile: int | None = None, overlap: int | None = None, batch_size: int | None = None,
                       device: str = "auto", chunks: int | tuple[int, int] | None = None,
                       resolution: float | str | None = "auto", flips: int = 1,
                       presence_check: bool = True) -> xr.DataArray:
@@ -51,7 +55,8 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
 
     ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
     (``auto``: the model's working resolution, on scenes finer than it); the result stays on the
-    array's grid. ``flips`` (1, 2 or 4) and ``presence_check`` as in :func:`geopix_tiles.segment`.
+    array's grid. ``flips`` (1, 2 or 4), ``presence_check`` and ``batch_size`` (default 8 on a CPU,
+    64 on a GPU) as in :func:`geopix_tiles.segment`.
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
