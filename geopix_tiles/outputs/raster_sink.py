@@ -70,7 +70,8 @@ class RasterSink:
         also falls back to GDAL's 6 (not settable on an update handle): blocks after the first
         checkpoint are ~15 % smaller and take ~2x longer to compress than at level 3.
         """
-        return rasterio.open(self.tmp, "r+", NUM_THREADS=str(self.profile()["num_threads"]))
+        threads = self.profile()["num_threads"]
+        return rasterio.open(self.tmp, "r+", **({"NUM_THREADS": str(threads)} if threads > 1 else {}))
 
     def encode(self, probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Float probabilities -> stored bands (and the mask band, only for scenes with nodata)."""
