@@ -164,6 +164,39 @@ def model_rates(scene_path: Path, device: str, n_tiles: int, batches: list[int],
     return res
 
 
+def profile_model(scene_path: Path, device: str, out: Path, batch: int = 64) -> dict:
+    """Where one ``predict`` call's time goes (torch.profiler): host-side op calls against device kernels.
+
+    The default model ran at a few hundred tiles/s on an H200, far below what its arithmetic allows,
+    so the question for the next GPU session is how much of a call is the host issuing ops.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from geopix_tiles.segmenters.registry import load_segmenter
+
+    tiles = cut_tiles(scene_path, batch)
+    seg = load_segmenter("default", device=device)
+    for _ in range(3):
+        seg.predict(tiles, PROMPTS)
+    _sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        seg.predict(tiles, PROMPTS)
+        _sync(device)
+    wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    table = events.table(sort_by="self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total",
+                         row_limit=40)
+    (out / "profile.txt").write_text(table)
+    res = {"batch": batch, "wall_s": wall, "op_calls": int(sum(e.count for e in events)),
+           "device_s": float(sum(getattr(e, "self_device_time_total", 0) or getattr(e, "self_cuda_time_total", 0)
+                                 for e in events)) / 1e6}
+    print("profile", res, flush=True)
+    return res
+
+
 def cli_runs(scene_path: Path, device: str, work: Path, variants: list[dict], deadline: float) -> list[dict]:
     """The CLI per variant, sampled for CPU per engine thread and peak RSS; none started after ``deadline``."""
     out = []
@@ -374,7 +407,7 @@ def main() -> int:
                     help="CLI variants BATCH:MODEL_THREADS[:RASTER_THREADS], comma-separated; 0 = the CLI's default")
     ap.add_argument("--train-batches", default="8,32")
     ap.add_argument("--train-steps", type=int, default=20)
-    ap.add_argument("--parts", default="scene,model,train,cli", help="in the order they run")
+    ap.add_argument("--parts", default="scene,model,profile,train,cli", help="in the order they run")
     ap.add_argument("--deadline-s", type=float, default=1e9, help="start no CLI variant after this many seconds")
     args = ap.parse_args()
     if args.render:
@@ -399,6 +432,7 @@ def main() -> int:
                                            [(m[0] == "c", m[1] == "b") for m in args.model_modes.split(",")],
                                            args.cpu_reference)),
              ("cli", lambda: cli_runs(scene, args.device, work, [_variant(v) for v in args.cli.split(",")], deadline)),
+             ("profile", lambda: profile_model(scene, args.device, out)),
              ("train", lambda: train_rates(scene, args.device, work, [int(b) for b in args.train_batches.split(",")],
                                            args.train_steps))]
     by_name = dict(steps)
