@@ -153,8 +153,14 @@ def test_batch_size_defaults_to_8_on_a_cpu_and_64_for_a_model_on_a_gpu():
     seg = GeoPixSegmenter(GeoPixModel(GeoPixConfig.tiny()), device="cpu")
     assert default_batch_size(seg) == 8 and default_batch_size(load_segmenter("spectral")) == 8
     assert seg.autocast is False  # fp32 unless asked for, on every device
+    from geopix_tiles.segmenters.checked import with_presence_check
+    from geopix_tiles.segmenters.flipped import with_flips
+    from geopix_tiles.segmenters.resampled import ResampledSegmenter
+
+    wrapped = ResampledSegmenter(with_flips(with_presence_check(seg, False), 2), 0.5, None)  # as segment() wraps it
+    assert default_batch_size(wrapped) == 8
     seg.device = torch.device("cuda", 0)  # where a GPU run's segmenter says it is (no CUDA needed to ask)
-    assert default_batch_size(seg) == 64
+    assert default_batch_size(seg) == 64 and default_batch_size(wrapped) == 64
 
 
 def test_model_threads_override(tmp_path, monkeypatch):
