@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -38,12 +37,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_learned_cli import PROMPTS, SUMMARY  # noqa: E402
 from bench_thread_cpu import sample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "geopix_tiles" / "data" / "naip_sample.tif"
-PROMPTS = ["water", "vegetation", "buildings", "roads"]
-SUMMARY = re.compile(r"\((\d+)x(\d+) px, (\d+) tiles.*in ([\d.]+)s \(([\d.]+) tiles/s\): (\d+) polygons")
 
 
 def _sync(device: str) -> None:

@@ -38,28 +38,18 @@ from report import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["water", "vegetation", "buildings", "roads"]
+#: the CLI's summary line: width, height, tiles, engine seconds, engine tiles/s, polygons
+SUMMARY = re.compile(r"\((\d+)x(\d+) px, (\d+) tiles.*in ([\d.]+)s \(([\d.]+) tiles/s\): (\d+) polygons")
 
 MODEL_CHILD = r"""
 import json, sys, time
 import numpy as np
-import rasterio
-from rasterio.windows import Window
+sys.path.insert(0, "benchmarks")
+from bench_gpu import cut_tiles
 from geopix_tiles.segmenters.registry import load_segmenter
-from geopix_tiles.io.scene import compute_statistics, open_scene, select_bands
-from geopix_tiles.core.tiling import TileGrid
 path, n_tiles, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 seg = load_segmenter("default", device="cpu")  # applies the run's heap policy, as in the CLI
-scene = open_scene(path)
-scene = compute_statistics(select_bands(scene, (1, 2, 3)))
-grid = TileGrid(scene.height, scene.width, 256, 64)
-tiles = []
-with rasterio.open(path) as src:
-    for t in (t for r in range(grid.n_rows) for t in grid.row_tiles(r)):
-        if len(tiles) == n_tiles:
-            break
-        a = src.read([1, 2, 3], window=Window(t.x, t.y, 256, 256), boundless=True).astype(np.float32)
-        lo, hi = scene.low[:, None, None], scene.high[:, None, None]
-        tiles.append(np.clip((a - lo) / (hi - lo), 0, 1))
+tiles = cut_tiles(path, n_tiles)
 batches = [np.stack(tiles[i:i + 8]) for i in range(0, len(tiles), 8)]
 seg.predict(batches[0], prompts)
 t0 = time.perf_counter()
@@ -87,7 +77,7 @@ def cli_run(scene: str, work: Path, env: dict, python: str = sys.executable) -> 
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
-    m = re.search(r"\((\d+)x(\d+) px, (\d+) tiles.*in ([\d.]+)s \(([\d.]+) tiles/s\): (\d+) polygons", out.stdout)
+    m = SUMMARY.search(out.stdout)
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", out.stderr)
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
     h, mnt, sec = wall.groups()

@@ -27,8 +27,9 @@ def _override(name: str) -> int | None:
 def compression_threads() -> int:
     """GDAL threads compressing the output raster's blocks: 1 on up to 2 cores, then half the cores, at most 8.
 
-    On two cores one compression thread measured the same as two (``benchmarks/results/raster_threads.md``).
-    On the H200 host (16 cores) one thread was the bottleneck of the whole job: 8 took the CLI's engine
+    On two cores the model needs both, so one thread compresses (``benchmarks/results/raster_threads.md``
+    compared one with two there, but its runs lost the threads at the first checkpoint's reopen, so that
+    A/B says little). On the H200 host (16 cores) one thread was the bottleneck of the whole job: 8 took the CLI's engine
     from 56.5 to 120.9 tiles/s. ``GEOPIX_RASTER_THREADS`` overrides.
     """
     cores = usable_cores()

@@ -367,15 +367,13 @@ class StreamingRun:
                         self._retire_vectorizers(current)
                         current = panel
                         self.vectorizers = self._vectorizers(self.panels[panel])
-                    def vectorise(k: int, vec: StripVectorizer, y0=y0, probs=probs, valid=valid):
+                    def vectorise(k: int, vec: StripVectorizer):  # the strip's results are read before the next
                         fg = probs[k] >= self.vector_threshold
                         fg &= valid
                         return vec.add(y0, fg, probs[k])
 
-                    ks = range(len(self.vectorizers))
-                    closed = (pool.map(vectorise, ks, self.vectorizers) if pool is not None
-                              else map(vectorise, ks, self.vectorizers))
-                    for objects in closed:
+                    run_all = pool.map if pool is not None else map
+                    for objects in run_all(vectorise, range(len(self.vectorizers)), self.vectorizers):
                         self.vectors.add(objects)
                 elif what == "checkpoint":
                     if kind == "raster":
