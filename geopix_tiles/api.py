@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import rasterio
 from rasterio.errors import RasterioError
 
-from .core.engine import PANEL_WIDTH, StreamingRun
+from .core.engine import PANEL_WIDTH, StreamingRun, panel_width_for
 from .errors import GeopixError, InputError, OutputError, ReadError
 from .core.journal import RunJournal, RunLock
 from .segmenters.registry import load_segmenter, model_id
@@ -94,7 +94,7 @@ def segment(
     gdal_cache_mb: int = 64,
     skip_bad_tiles: bool = False,
     remote=None,
-    panel_width: int | None = PANEL_WIDTH,
+    panel_width: int | str | None = "auto",
     split_objects: bool = False,
     resolution: float | str | None = "auto",
     flips: int = 1,
@@ -115,7 +115,9 @@ def segment(
     often more than the whole engine needs). ``skip_bad_tiles`` turns blocks that fail to
     decode into nodata (listed in the stats) instead of stopping the run. ``remote`` is a
     distributed row source (see :mod:`geopix_tiles.scale.distributed`). ``panel_width`` bounds the
-    columns processed at once (memory flat in scene width; ``None`` = whole rows).
+    columns processed at once (memory flat in scene width; ``None`` = whole rows; ``"auto"``: 4096 px,
+    or wider when a row of tiles would not fill one model call, see
+    :func:`~geopix_tiles.core.engine.panel_width_for`).
     ``split_objects=True`` cuts polygons at a grid of ``panel_width`` (panel seams, and every
     ``panel_width`` rows at the next strip) instead of joining them across it: one field or
     forest may then be several polygons, but memory stays flat on scenes whose fields and
@@ -179,6 +181,8 @@ def segment(
     tile = tile or int(getattr(seg, "tile_size", 512) or 512)
     overlap = default_overlap(seg) if overlap is None else overlap
     grid = TileGrid(info.height, info.width, tile, overlap)
+    if panel_width == "auto":
+        panel_width = panel_width_for(PANEL_WIDTH, batch_size, tile, overlap)
 
     primary = out or raster_out
     scratch = None

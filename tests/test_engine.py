@@ -301,6 +301,38 @@ def test_panels_give_the_same_raster_and_polygons(tmp_path, panel_width):
     assert all(a.equals(b) for a, b in zip(w.geometry, v.geometry))
 
 
+class CallSizes(BoxFilterSegmenter):
+    """The box filter, recording how many tiles each model call gets."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def predict(self, tiles, prompts):
+        self.sizes.append(len(tiles))
+        return super().predict(tiles, prompts)
+
+
+def test_auto_panels_let_a_row_of_tiles_fill_a_large_batch(tmp_path):
+    """A GPU-sized batch is not cut down to the tiles of a 4096 px panel's row: the default panel
+    widens to batch x stride, so every call but the last gets a whole row; the pixels are those of
+    fixed 4096 px panels."""
+    from geopix_tiles.core.engine import PANEL_WIDTH, panel_width_for
+
+    assert panel_width_for(PANEL_WIDTH, 8, 256, 64) == PANEL_WIDTH  # a CPU batch keeps the panel
+    assert panel_width_for(PANEL_WIDTH, 64, 256, 64) == 64 * 192 + 64
+    data = water_scene(112, 5000, [(10, 100, 50, 4900)])
+    scene = write_scene(tmp_path / "long.tif", data, descriptions=RGBN)
+    opts = dict(tile=64, overlap=16, batch_size=128, vectorize=False)
+    wide, fixed = CallSizes(), CallSizes()
+    segment(scene, "water", model=wide, raster_out=tmp_path / "auto.tif", **opts)
+    segment(scene, "water", model=fixed, raster_out=tmp_path / "fixed.tif", panel_width=PANEL_WIDTH, **opts)
+    row = len(range(0, 5000 - 64 + 1, 48)) + 1  # tiles across the scene (the last one moved to the edge)
+    assert wide.sizes == [row, row]  # two grid rows, one call each
+    assert max(fixed.sizes) < row and len(fixed.sizes) == 4  # two panels per row
+    with rasterio.open(tmp_path / "auto.tif") as a, rasterio.open(tmp_path / "fixed.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
 @pytest.mark.parametrize("cog", [False, True])
 def test_four_prompt_raster_is_not_tagged_as_a_picture(tmp_path, cog):
     """Four uint8 probability bands are layers, not RGBA: no band may be red/green/blue/alpha

@@ -49,6 +49,17 @@ _END = object()
 PANEL_WIDTH = 4096
 
 
+def panel_width_for(width: int, batch_size: int, tile: int, overlap: int) -> int:
+    """``width``, widened so that one panel's row of tiles fills a model call of ``batch_size`` tiles.
+
+    Batches never span grid rows (their composition depends only on the grid, see
+    :func:`row_batches`), so 4096 px panels of 256 px tiles at stride 192 cut a GPU's batches
+    of 64 down to 21-22 tiles per call: the model ran at its batch-21 rate, not its batch-64 one.
+    A CPU's batch of 8 (1,600 px) keeps the 4096 px panel; a GPU's 64 get 12,352 px.
+    """
+    return max(int(width), int(batch_size) * (int(tile) - int(overlap)) + int(overlap))
+
+
 @dataclass
 class Batch:
     row: int
