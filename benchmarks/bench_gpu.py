@@ -109,17 +109,20 @@ def _ious(ref: np.ndarray, other: np.ndarray) -> list[float]:
     return out
 
 
-def model_rates(scene_path: Path, device: str, n_tiles: int, batches: list[int], modes: list[tuple[bool, bool]],
-                cpu_reference: int = 0) -> dict:
-    """The segmenter's own tiles/s per batch size and mode (check, bf16), its fp32 output against the
-    CPU's, and how far bf16 moves the output."""
+def model_rates(scene_path: Path, device: str, n_tiles: int, batches: list[int],
+                modes: list[tuple[bool, bool, bool | None]], cpu_reference: int = 0) -> dict:
+    """The segmenter's own tiles/s per batch size and mode (check, bf16, CUDA graphs), its fp32 output
+    against the CPU's, how far bf16 moves the output, and CUDA graphs against op-by-op."""
     from geopix_tiles.segmenters.registry import load_segmenter
 
     tiles = cut_tiles(scene_path, n_tiles)
     seg = load_segmenter("default", device=device)
-    res: dict = {"tiles": len(tiles), "rates": []}
-    for check, autocast in modes:
+    graphs_default = bool(getattr(seg, "cuda_graphs", False))
+    res: dict = {"tiles": len(tiles), "rates": [], "cuda_graphs_default": graphs_default}
+    for check, autocast, graphs in modes:
         seg.tile_check, seg.autocast = check, autocast
+        seg.cuda_graphs = graphs_default if graphs is None else graphs
+        seg._graphs = None
         for b in batches:
             groups = [tiles[i:i + b] for i in range(0, len(tiles) - b + 1, b)]
             for g in groups[:2]:
@@ -130,12 +133,32 @@ def model_rates(scene_path: Path, device: str, n_tiles: int, batches: list[int],
                 seg.predict(g, PROMPTS)
             _sync(device)
             rate = sum(len(g) for g in groups) / (time.perf_counter() - t0)
-            res["rates"].append({"tile_check": check, "autocast_bf16": autocast, "batch": b, "tiles_per_s": rate})
-            print(f"model check={check} bf16={autocast} batch={b}: {rate:.1f} tiles/s", flush=True)
+            used = bool(getattr(seg, "cuda_graphs", False))  # False after a failed recording
+            res["rates"].append({"tile_check": check, "autocast_bf16": autocast, "cuda_graphs": used, "batch": b,
+                                 "tiles_per_s": rate})
+            print(f"model check={check} bf16={autocast} graphs={used} batch={b}: {rate:.1f} tiles/s", flush=True)
+        if getattr(seg, "cuda_graph_error", None):
+            res.setdefault("cuda_graph_errors", []).append(seg.cuda_graph_error)
+            print("CUDA graph error:", seg.cuda_graph_error, flush=True)
+            seg.cuda_graph_error = None
+    if graphs_default and device.startswith("cuda"):  # the recorded call against the op-by-op one
+        seg.tile_check, seg.autocast = True, False
+        seg.cuda_graphs, seg._graphs = False, None
+        eager = np.concatenate([seg.predict(tiles[i:i + 64], PROMPTS) for i in range(0, 256, 64)])
+        seg.cuda_graphs = True
+        replay = np.concatenate([seg.predict(tiles[i:i + 63], PROMPTS) for i in range(0, 252, 63)]
+                                + [seg.predict(tiles[252:256], PROMPTS)])  # 63-tile rows padded to 64, then 4 -> 64
+        diff = np.abs(eager - replay)
+        res["graph_vs_eager"] = {"tiles": 256, "max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
+                                 "within_1_255": float((diff <= 1 / 255).mean()),
+                                 "mask_iou_per_prompt": dict(zip(PROMPTS, _ious(eager, replay))),
+                                 "graphs_used": bool(seg.cuda_graphs), "error": seg.cuda_graph_error}
+        print("graph vs eager:", res["graph_vs_eager"], flush=True)
     if cpu_reference and device.startswith("cuda"):
         import torch
 
         seg.tile_check, seg.autocast = True, False
+        seg.cuda_graphs, seg._graphs = graphs_default, None
         gpu = seg.predict(tiles[:cpu_reference], PROMPTS)
         cpu = load_segmenter("default", device="cpu").predict(tiles[:cpu_reference], PROMPTS)
         diff = np.abs(gpu - cpu)
@@ -146,7 +169,8 @@ def model_rates(scene_path: Path, device: str, n_tiles: int, batches: list[int],
                                   "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32)}
         print("GPU fp32 vs CPU:", res["gpu_fp32_vs_cpu"], flush=True)
     res["bf16_vs_fp32"] = {}
-    for check in sorted({c for c, a in modes if a}):  # bf16 against fp32 where bf16 was timed
+    seg.cuda_graphs, seg._graphs = False, None  # bf16 against fp32 op by op (autocast and graphs are separate)
+    for check in sorted({c for c, a, _ in modes if a}):  # bf16 against fp32 where bf16 was timed
         seg.tile_check = check
         seg.autocast = False
         ref = seg.predict(tiles[:256], PROMPTS)
@@ -175,6 +199,7 @@ def profile_model(scene_path: Path, device: str, out: Path, batch: int = 64) -> 
 
     tiles = cut_tiles(scene_path, batch)
     seg = load_segmenter("default", device=device)
+    seg.cuda_graphs = False  # the ops one by one: what a recorded call replaces
     for _ in range(3):
         seg.predict(tiles, PROMPTS)
     _sync(device)
@@ -202,7 +227,8 @@ def cli_runs(scene_path: Path, device: str, work: Path, variants: list[dict], de
         if time.monotonic() > deadline:
             out.append({**v, "error": "skipped: past the script's --deadline-s"})
             continue
-        d = work / f"cli_b{v['batch']}_t{v['threads']}_r{v['raster_threads']}"
+        tag = "".join(f"_{k.split('_')[-1].lower()}{val}" for k, val in v["env"].items())
+        d = work / f"cli_b{v['batch']}_t{v['threads']}_r{v['raster_threads']}{tag}"
         d.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "geopix_tiles", "segment", str(scene_path), "-o", str(d / "x.gpkg"),
                "--raster", str(d / "x.tif"), "--model", "default", "--device", device,
@@ -214,6 +240,7 @@ def cli_runs(scene_path: Path, device: str, work: Path, variants: list[dict], de
             env.pop(var, None)
             if v[key]:
                 env[var] = str(v[key])
+        env.update(v["env"])
         peak: list[float] = []
         with open(d / "log.txt", "w") as log:
             per, wall, rc = sample(cmd, stdout=log, env=env, peak=peak, cwd=str(d))  # not the checkout: the installed package
@@ -317,9 +344,12 @@ def train_rates(scene_path: Path, device: str, work: Path, batches: list[int], s
 
 
 def _variant(text: str) -> dict:
-    """``BATCH:MODEL_THREADS[:RASTER_THREADS]``; 0 leaves the CLI's own default."""
-    parts = [int(x) for x in text.split(":")] + [0, 0]
-    return {"batch": parts[0], "threads": parts[1], "raster_threads": parts[2]}
+    """``BATCH:MODEL_THREADS[:RASTER_THREADS][:NAME=VALUE...]``; 0 leaves the CLI's own default,
+    ``NAME=VALUE`` sets an environment variable for that run (e.g. ``GEOPIX_CUDA_GRAPHS=0``)."""
+    fields = text.split(":")
+    env = dict(f.split("=", 1) for f in fields if "=" in f)
+    parts = [int(x) for x in fields if "=" not in x] + [0, 0]
+    return {"batch": parts[0], "threads": parts[1], "raster_threads": parts[2], "env": env}
 
 
 def environment(device: str) -> dict:
@@ -345,16 +375,21 @@ def render(results: dict, title: str = "") -> str:
     model = results.get("model", {})
     if "rates" in model:
         lines += [f"Model's own rate (`predict` on {model['tiles']} tiles, no engine):", "",
-                  "| presence check | bf16 autocast | batch | tiles/s |", "|---|---|---|---|"]
-        lines += [f"| {'on' if r.get('tile_check', True) else 'off'} | {'on' if r['autocast_bf16'] else 'off'} | {r['batch']} "
+                  "| presence check | bf16 autocast | CUDA graphs | batch | tiles/s |", "|---|---|---|---|---|"]
+        lines += [f"| {'on' if r.get('tile_check', True) else 'off'} | {'on' if r['autocast_bf16'] else 'off'} "
+                  f"| {'on' if r.get('cuda_graphs') else 'off'} | {r['batch']} "
                   f"| {r['tiles_per_s']:.0f} |" for r in model["rates"]]
-        for key, label in (("gpu_fp32_vs_cpu", "GPU fp32 against the CPU (check on)"),):
+        for err in model.get("cuda_graph_errors", []):
+            lines += ["", f"CUDA graph recording failed: `{err}`"]
+        for key, label in (("gpu_fp32_vs_cpu", "GPU fp32 against the CPU (check on)"),
+                           ("graph_vs_eager", "CUDA graphs (63-tile calls padded to 64) against op by op")):
             if key in model:
                 m = model[key]
                 lines += ["", f"{label}, {m['tiles']} tiles: max |diff| {m['max_abs']:.4f}, mean {m['mean_abs']:.5f}, "
                           f"{100 * m['within_1_255']:.2f} % of values within 1/255; mask IoU "
                           + ", ".join(f"{k} {v:.3f}" for k, v in m["mask_iou_per_prompt"].items())
-                          + f" (cuDNN TF32 {m['cudnn_allow_tf32']}, matmul TF32 {m['matmul_allow_tf32']})"]
+                          + (f" (cuDNN TF32 {m['cudnn_allow_tf32']}, matmul TF32 {m['matmul_allow_tf32']})"
+                             if "cudnn_allow_tf32" in m else "")]
         compared = model.get("bf16_vs_fp32", {})
         if "max_abs" in compared:  # the first run's format: one comparison, check on
             compared = {"check": compared}
@@ -366,17 +401,18 @@ def render(results: dict, title: str = "") -> str:
     cli = [c for c in results.get("cli", []) if isinstance(c, dict)] if isinstance(results.get("cli"), list) else []
     if cli:
         lines += ["", "CLI end to end (`segment --model default -o x.gpkg --raster x.tif`, CPU seconds per engine thread):",
-                  "", "| batch | model threads | raster threads | tiles | engine tiles/s | wall s | end-to-end tiles/s "
-                  "| peak RSS MB | busiest threads (CPU s) |", "|---|---|---|---|---|---|---|---|---|"]
+                  "", "| batch | model threads | raster threads | environment | tiles | engine tiles/s | wall s "
+                  "| end-to-end tiles/s | peak RSS MB | busiest threads (CPU s) |", "|---|---|---|---|---|---|---|---|---|---|"]
         for c in cli:
             name = lambda k, v: str(v) if v else "default"  # noqa: E731
+            env_text = " ".join(f"{k}={v}" for k, v in c.get("env", {}).items()) or "-"
             if "error" in c:
                 lines.append(f"| {name('b', c['batch'])} | {name('t', c['threads'])} | {name('r', c.get('raster_threads', 0))} "
-                             f"| failed: {c['error'].splitlines()[-1][:80]} |")
+                             f"| {env_text} | failed: {c['error'].splitlines()[-1][:80]} |")
                 continue
             busy = sorted(c["cpu_s_by_thread"].items(), key=lambda kv: -kv[1])[:4]
             lines.append(f"| {name('b', c['batch'])} | {name('t', c['threads'])} | {name('r', c.get('raster_threads', 0))} "
-                         f"| {c['tiles']} | {c['engine_rate']:.1f} | {c['wall_s']:.1f} | {c['e2e_rate']:.1f} "
+                         f"| {env_text} | {c['tiles']} | {c['engine_rate']:.1f} | {c['wall_s']:.1f} | {c['e2e_rate']:.1f} "
                          f"| {c['peak_rss_mb']:.0f} | " + ", ".join(f"{k} {v:.1f}" for k, v in busy) + " |")
     train = results.get("train")
     if isinstance(train, list) and train:
@@ -399,7 +435,8 @@ def main() -> int:
     ap.add_argument("--model-tiles", type=int, default=1024)
     ap.add_argument("--model-batches", default="8,64,256")
     ap.add_argument("--model-modes", default="cb,cf,nb,nf",
-                    help="model timings: c/n = presence check on/off, b/f = bf16 autocast / fp32")
+                    help="model timings: c/n = presence check on/off, b/f = bf16 autocast / fp32, then optionally "
+                         "g/e = CUDA graphs / op by op (default: the segmenter's)")
     ap.add_argument("--cpu-reference", type=int, default=64, help="tiles compared against the CPU (fp32, check on)")
     ap.add_argument("--cli", default="0:0:0,0:0:1,8:1:0,64:2:0",
                     help="CLI variants BATCH:MODEL_THREADS[:RASTER_THREADS], comma-separated; 0 = the CLI's default")
@@ -427,7 +464,8 @@ def main() -> int:
     steps = [("scene", lambda: make_scene(scene, args.size)),
              ("model", lambda: model_rates(scene, args.device, args.model_tiles,
                                            [int(b) for b in args.model_batches.split(",")],
-                                           [(m[0] == "c", m[1] == "b") for m in args.model_modes.split(",")],
+                                           [(m[0] == "c", m[1] == "b", {"g": True, "e": False}.get(m[2:3]))
+                                            for m in args.model_modes.split(",")],
                                            args.cpu_reference)),
              ("cli", lambda: cli_runs(scene, args.device, work, [_variant(v) for v in args.cli.split(",")], deadline)),
              ("profile", lambda: profile_model(scene, args.device, out)),

@@ -96,6 +96,29 @@ class ImageEncoding:
     pixel_feats: torch.Tensor | None = None
 
 
+@dataclass
+class SegmentPlan:
+    """What a segment call needs that depends on the prompts and the batch size, not on the pixels.
+
+    Built once per (prompts, batch) by :meth:`GeoPixModel.segment_plan`, so that
+    :meth:`GeoPixModel.segment_planned` is device work only: no host synchronisation, no tensor
+    made from Python data. That is what lets a GPU replay the whole call as one CUDA graph
+    (:mod:`.cuda_graph`), and saves every call the prompt-side work.
+    """
+
+    prompts: tuple[str, ...]
+    batch: int
+    prefix_ids: torch.Tensor  # [B, Lp]
+    image_slot: tuple[int, int]  # the <image> tokens' positions in the prefix: [start, end)
+    ids: torch.Tensor  # [B*P, L] question + teacher-forced answer per (tile, prompt)
+    attention: torch.Tensor  # [B*P, Lp + L]
+    seg_pos: torch.Tensor  # [B*P, n_seg]
+    tile_index: torch.Tensor  # [B*P]: tile of each row (0 x P, 1 x P, ...)
+    text: torch.Tensor | None  # [B*P, scales, prompt_dim]: the text head's part of each decoder prompt
+    share: torch.Tensor | None  # [B*P, 1, 1]: known share, clamped (see prompt_meaning)
+    texts: list[str] | None  # per row, for the location prior; None leaves it out
+
+
 class GeoPixModel(nn.Module):
     """See the module docstring for the training contract and inference paths."""
 
@@ -297,9 +320,14 @@ class GeoPixModel(nn.Module):
         return prompts
 
     def _decode_masks(self, enc: ImageEncoding, prompts: torch.Tensor, tile_index: torch.Tensor,
-                      texts: Sequence[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mask logits ``[N, H, W]`` (cropped to the tile) and class weights, one path for all callers."""
-        logits, weights = self.mask_predictor(enc.scale_feats, prompts, tile_index, enc.padded, enc.pixel_feats)
+                      texts: Sequence[str] | None, tiles_in_order: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits ``[N, H, W]`` (cropped to the tile) and class weights, one path for all callers.
+
+        ``tiles_in_order=True``: the caller vouches that ``tile_index`` is ``[0]*P + [1]*P + ...``
+        (see :func:`.mask_decoder._per_tile_dot`), so the decoder need not look at it on the host.
+        """
+        logits, weights = self.mask_predictor(enc.scale_feats, prompts, tile_index, enc.padded, enc.pixel_feats,
+                                              tiles_in_order=tiles_in_order)
         logits = logits[:, : enc.size[0], : enc.size[1]]
         bias = None if texts is None or self.location_prior is None else self.location_prior(texts, enc.size)
         if bias is not None:
@@ -459,6 +487,54 @@ class GeoPixModel(nn.Module):
         _, cache = decoder_forward(self.llm, embeds, None, use_cache=True)
         return cache, ids.shape[1]
 
+    def segment_plan(self, prompts: Sequence[str], batch: int, place_prior: bool = True) -> SegmentPlan:
+        """The prompt-side half of :meth:`segment_encoded` for ``batch`` tiles (see :class:`SegmentPlan`)."""
+        b, p = int(batch), len(prompts)
+        prefix = self.processor.prefix_ids()
+        image = [i for i, t in enumerate(prefix) if t == self.processor.ids.image]
+        if len(image) != self.config.num_image_tokens or image != list(range(image[0], image[0] + len(image))):
+            raise ValueError("the image prefix must hold its <image> tokens in one run")
+        ids, attn, seg_pos = (t.to(self.device) for t in self.processor.segmentation_suffix(list(prompts)))
+        ids, attn, seg_pos = ids.repeat(b, 1), attn.repeat(b, 1), seg_pos.repeat(b, 1)
+        texts = list(prompts) * b
+        text = None
+        if self.text_head is not None:  # as seg_prompts adds it: the P distinct prompts, read per row
+            rows = torch.arange(p, device=self.device).repeat(b)
+            text = self.text_prompts(list(prompts)).index_select(0, rows)
+        share = self.known_share(list(prompts))
+        if share is not None:
+            share = share.repeat(b).view(-1, 1, 1).clamp(1e-6, 1.0)
+        return SegmentPlan(
+            prompts=tuple(prompts), batch=b,
+            prefix_ids=torch.tensor([prefix], device=self.device).expand(b, -1),
+            image_slot=(image[0], image[-1] + 1), ids=ids,
+            attention=torch.cat([attn.new_ones((b * p, len(prefix))), attn], 1), seg_pos=seg_pos,
+            tile_index=torch.arange(b, device=self.device).repeat_interleave(p), text=text, share=share,
+            texts=texts if place_prior else None)
+
+    def segment_planned(self, enc: ImageEncoding, plan: SegmentPlan) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`segment_encoded` for a prepared plan: device work only, the same numbers."""
+        b, p = plan.batch, len(plan.prompts)
+        if enc.image_tokens.shape[0] != b:
+            raise ValueError(f"the plan is for {b} tiles, the encoding holds {enc.image_tokens.shape[0]}")
+        embed = self.llm.get_input_embeddings()
+        prefix = embed(plan.prefix_ids)
+        s, e = plan.image_slot  # the <image> placeholders take the tile's tokens (embed_inputs, in place)
+        prefix = torch.cat([prefix[:, :s], enc.image_tokens.to(prefix.dtype), prefix[:, e:]], 1)
+        _, cache = decoder_forward(self.llm, prefix, None, use_cache=True)
+        cache.batch_repeat_interleave(p)
+        hidden, _ = decoder_forward(self.llm, embed(plan.ids), plan.attention, cache)
+        states = hidden.gather(1, plan.seg_pos[..., None].expand(-1, -1, hidden.shape[-1]))
+        prompts_emb = self.seg_head(states)
+        if plan.text is not None:
+            prompts_emb = prompts_emb + plan.text.to(prompts_emb.dtype)
+        logits, weights = self._decode_masks(enc, prompts_emb, plan.tile_index, plan.texts, tiles_in_order=True)
+        logits = logits.float()
+        if plan.share is not None:  # probability x known share, back in logit space
+            prob = torch.sigmoid(logits) * plan.share
+            logits = torch.logit(prob.clamp(1e-7, 1 - 1e-7))
+        return logits.reshape(b, p, *enc.size), weights.reshape(b, p, -1)
+
     def segment_encoded(self, enc: ImageEncoding, prompts: Sequence[str],
                         place_prior: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits ``[B, P, H, W]`` and class weights ``[B, P, classes]`` from an encoding.
@@ -466,25 +542,8 @@ class GeoPixModel(nn.Module):
         ``place_prior=False`` leaves out the location prior: for tiles of a larger scene,
         where "in the lower left" names a part of the scene, not of each tile.
         """
-        b, p = enc.image_tokens.shape[0], len(prompts)
-        cache, lp = self._prefix_cache(enc)
-        ids, attn, seg_pos = (t.to(self.device) for t in self.processor.segmentation_suffix(list(prompts)))
-        cache.batch_repeat_interleave(p)
-        ids, attn, seg_pos = ids.repeat(b, 1), attn.repeat(b, 1), seg_pos.repeat(b, 1)
-        embeds = self.llm.get_input_embeddings()(ids)
-        full_attn = torch.cat([attn.new_ones((b * p, lp)), attn], 1)
-        hidden, _ = decoder_forward(self.llm, embeds, full_attn, cache)
-        states = hidden.gather(1, seg_pos[..., None].expand(-1, -1, hidden.shape[-1]))
-        prompts_emb = self.seg_prompts(states, list(prompts) * b)
-        tile_index = torch.arange(b, device=self.device).repeat_interleave(p)
-        logits, weights = self._decode_masks(enc, prompts_emb, tile_index, list(prompts) * b if place_prior else None)
-        logits = logits.float()
-        share = self.known_share(list(prompts))
-        if share is not None:  # probability x known share, back in logit space
-            g = share.repeat(b).view(-1, 1, 1).clamp(1e-6, 1.0)
-            prob = torch.sigmoid(logits) * g
-            logits = torch.logit(prob.clamp(1e-7, 1 - 1e-7))
-        return logits.reshape(b, p, *enc.size), weights.reshape(b, p, -1)
+        plan = self.segment_plan(prompts, enc.image_tokens.shape[0], place_prior)
+        return self.segment_planned(enc, plan)
 
     def segment(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
         """Text -> masks. ``images`` float ``[B, 3, H, W]`` in [0, 1] -> logits ``[B, P, H, W]`` (>0 = foreground).

@@ -110,18 +110,23 @@ class ScaleDecoder(nn.Module):
         return torch.einsum("nc,nchw->nhw", hyper, up)
 
 
-def _per_tile_dot(emb: torch.Tensor, feats: torch.Tensor, tile_index: torch.Tensor) -> torch.Tensor:
+def _per_tile_dot(emb: torch.Tensor, feats: torch.Tensor, tile_index: torch.Tensor,
+                  in_order: bool | None = None) -> torch.Tensor:
     """``einsum("nc,nchw->nhw", emb, feats[tile_index])`` without copying ``feats`` per prompt.
 
     Inference asks P prompts of each of B tiles in order (``tile_index = [0]*P + [1]*P ...``):
     then one batched matmul reads each tile's stride-4 embedding once instead of P times.
+    ``in_order=None`` compares ``tile_index`` with that order (a host synchronisation on a GPU);
+    ``True`` takes the caller's word for it.
     """
     b, c, h, w = feats.shape
     n = emb.shape[0]
     if n % b == 0:
         p = n // b
-        expected = torch.arange(b, device=tile_index.device).repeat_interleave(p)
-        if torch.equal(tile_index, expected):
+        if in_order is None:
+            expected = torch.arange(b, device=tile_index.device).repeat_interleave(p)
+            in_order = torch.equal(tile_index, expected)
+        if in_order:
             flat = feats.reshape(b, c, h * w)
             return torch.bmm(emb.view(b, p, c).to(flat.dtype), flat).view(n, h, w)
     return torch.einsum("nc,nchw->nhw", emb, feats.index_select(0, tile_index))
@@ -147,10 +152,11 @@ class MaskPredictor(nn.Module):
                                           nn.Linear(pixel_dim, pixel_dim)) if pixel_dim else None)
 
     def forward(self, scale_feats: list[torch.Tensor], prompts: torch.Tensor, tile_index: torch.Tensor,
-                out_hw: tuple[int, int], pixel_feats: torch.Tensor | None = None
+                out_hw: tuple[int, int], pixel_feats: torch.Tensor | None = None, tiles_in_order: bool | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """``scale_feats``: per-tile neck outputs; ``prompts [N, scales, prompt_dim]``;
-        ``tile_index [N]`` says which tile each prompt belongs to; ``pixel_feats`` is the
+        ``tile_index [N]`` says which tile each prompt belongs to (``tiles_in_order=True``: it is
+        ``[0]*P + [1]*P + ...``, see :func:`_per_tile_dot`); ``pixel_feats`` is the
         per-tile stride-4 embedding when the model has a pixel decoder. Returns logits
         ``[N, H, W]`` and the class weights ``[N, classes]``."""
         if (pixel_feats is None) != (self.pixel_embed is None):
@@ -174,7 +180,7 @@ class MaskPredictor(nn.Module):
         fused = sum(self.fusion[k] * at_fine(l) for k, l in enumerate(logits))
         if pixel_feats is not None and self.pixel_embed is not None:  # the stride-4 path, added unweighted
             emb = self.pixel_embed(prompts.flatten(1))
-            fused = fused + at_fine(_per_tile_dot(emb, pixel_feats, tile_index))
+            fused = fused + at_fine(_per_tile_dot(emb, pixel_feats, tile_index, tiles_in_order))
         if fused.shape[-2:] != tuple(out_hw):
             fused = F.interpolate(fused[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]
         return fused, weights

@@ -7,6 +7,8 @@ one encoding per tile) stays here so the engine stays model-agnostic.
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -81,6 +83,12 @@ class GeoPixSegmenter:
             release_gpu_library_pages()
         self.tile_size = int(tile_size or model.config.tile_size)
         self._fingerprint = _fingerprint(self.model)
+        #: replay each call as a CUDA graph on a GPU (:mod:`.cuda_graph`); ``GEOPIX_CUDA_GRAPHS=0`` or
+        #: ``False`` runs the ops one by one. A call that cannot be recorded falls back for good.
+        self.cuda_graphs = self.device.type == "cuda" and os.environ.get("GEOPIX_CUDA_GRAPHS", "1") != "0"
+        self.cuda_graph_error: str | None = None
+        self._graphs = None
+        self._plans: dict[tuple, object] = {}
 
     def __repr__(self) -> str:
         # Stable across processes: the engine's resume journal fingerprints models by repr.
@@ -104,9 +112,13 @@ class GeoPixSegmenter:
         """One model thread's share of the caller's compute threads, applied while it predicts.
 
         Called in the caller's thread, whose torch setting is read here (a new thread starts
-        at the process default, not at the caller's); entered in the model thread.
+        at the process default, not at the caller's); entered in the model thread. A GPU model
+        thread gets one: its only CPU ops are copies and a few small tensors, and on the GPU
+        machine the OpenMP pool they woke (16 threads) spent 12-14 CPU s of a 34 s run waiting.
         """
-        share = max(1, torch.get_num_threads() // count) if self.device.type == "cpu" and count > 1 else None
+        if self.device.type != "cpu":
+            return _torch_threads(1)
+        share = max(1, torch.get_num_threads() // count) if count > 1 else None
         return _torch_threads(share)
 
     def predict(self, tiles: np.ndarray, prompts: Sequence[str], check: bool | None = None) -> np.ndarray:
@@ -120,15 +132,45 @@ class GeoPixSegmenter:
             raise InputError(f"GeoPix needs RGB tiles [B, 3, H, W], got shape {tiles.shape}; select red/green/blue bands")
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            # tiles of a scene: a place in a prompt names part of the scene, not of every tile
-            enc = self.model.encode_images(x)
-            logits = self.model.segment_encoded(enc, list(prompts), place_prior=False)[0]
-            probs = torch.sigmoid(logits.float())
+            probs, feats = self._segment(x, tuple(prompts))
             if (self.tile_check if check is None else check) and getattr(self.model, "presence_check", None) is not None:
                 from .presence_check import veto_tiles
 
                 key = tuple(prompts)
                 if key not in self._prompt_classes:
                     self._prompt_classes[key] = self.model.prompt_classes(list(prompts))
-                probs = veto_tiles(self.model.presence_check, enc.feats, probs, self._prompt_classes[key])
+                probs = veto_tiles(self.model.presence_check, feats, probs, self._prompt_classes[key])
         return probs.cpu().numpy().astype(np.float32, copy=False)
+
+    def _plan(self, prompts: tuple[str, ...], batch: int):
+        """The prompt-side work of a call, once per (prompts, batch, precision)."""
+        key = (prompts, batch, self.autocast)
+        if key not in self._plans:
+            if len(self._plans) > 32:
+                self._plans.clear()
+            # tiles of a scene: a place in a prompt names part of the scene, not of every tile
+            self._plans[key] = self.model.segment_plan(list(prompts), batch, place_prior=False)
+        return self._plans[key]
+
+    def _eager(self, x: torch.Tensor, prompts: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        enc = self.model.encode_images(x)
+        logits = self.model.segment_planned(enc, self._plan(prompts, x.shape[0]))[0]
+        return torch.sigmoid(logits.float()), enc.feats
+
+    def _segment(self, x: torch.Tensor, prompts: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Probabilities ``[B, P, H, W]`` and the tower's feature maps (for the presence check)."""
+        if self.cuda_graphs:
+            from .cuda_graph import GraphedSegment
+
+            if self._graphs is None:
+                self._graphs = GraphedSegment(lambda p, b: (lambda static: self._eager(static, p)),
+                                              graph=self.device.type == "cuda")  # CPU: the same calls, eager
+            try:
+                return self._graphs(x, prompts)
+            except RuntimeError as exc:  # something in the call cannot be recorded: run it op by op
+                self.cuda_graphs, self._graphs = False, None
+                self.cuda_graph_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                warnings.warn(f"CUDA graphs are off for this model ({self.cuda_graph_error}); running op by op",
+                              RuntimeWarning, stacklevel=3)
+                torch.cuda.synchronize(self.device)
+        return self._eager(x, prompts)
