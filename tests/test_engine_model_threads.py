@@ -85,22 +85,49 @@ def test_two_model_threads_write_what_one_writes(tmp_path):
     np.testing.assert_array_equal(np.sort(a["pixels"].to_numpy()), np.sort(b["pixels"].to_numpy()))
 
 
-def test_vectorising_prompts_in_threads_writes_what_one_thread_writes(tmp_path, monkeypatch):
-    """The shipped NAIP sample, four prompts, polygons joined across strips: the same features in the same
-    order whether a strip's prompts are vectorised one after another or side by side."""
+def test_vectorising_in_worker_processes_writes_what_the_vector_thread_writes(tmp_path, monkeypatch):
+    """The shipped NAIP sample, four prompts, polygons joined across strips and 256 px panels, a
+    checkpoint after every strip: the same features in the same order whether strips are traced
+    in the engine's vector thread or in two worker processes."""
     import pyogrio
 
     sample = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
     frames = []
-    for threads in ("1", "4"):
-        monkeypatch.setenv("GEOPIX_VECTOR_THREADS", threads)
-        out = tmp_path / f"v{threads}.gpkg"
-        segment(sample, ["water", "vegetation", "ndwi", "ndvi"], out=out, tile=128, collect=None)
+    for workers in ("0", "2"):
+        monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", workers)
+        out = tmp_path / f"v{workers}.gpkg"
+        segment(sample, ["water", "vegetation", "ndwi", "ndvi"], out=out, tile=128, collect=None,
+                panel_width=256, checkpoint_seconds=0)
         frames.append(pyogrio.read_dataframe(out))
-    one, four = frames
-    assert len(one) == len(four) > 100 and sorted(set(one["prompt"])) == ["ndvi", "ndwi", "vegetation", "water"]
-    assert list(one["prompt"]) == list(four["prompt"])
-    assert all(a.equals_exact(b, 0) for a, b in zip(one.geometry, four.geometry))
+    inline, workers = frames
+    assert len(inline) == len(workers) > 100 and sorted(set(inline["prompt"])) == ["ndvi", "ndwi", "vegetation", "water"]
+    assert list(inline["prompt"]) == list(workers["prompt"])
+    np.testing.assert_array_equal(inline["score"], workers["score"])
+    assert all(a.equals_exact(b, 0) for a, b in zip(inline.geometry, workers.geometry))
+
+
+def test_a_worker_failure_stops_the_run_with_its_error_and_writes_nothing(tmp_path, monkeypatch):
+    """A strip a worker cannot trace (here: one whose foreground has no pixels where it says it has)
+    ends the run with that error; the destination stays empty and no worker process is left."""
+    import multiprocessing
+
+    from geopix_tiles.outputs import vector_workers
+
+    monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", "2")
+    real = vector_workers.StripTracers.submit
+    calls = []
+
+    def broken(self, foreground, fg_probs, x0, y0):
+        calls.append(y0)
+        return real(self, foreground, fg_probs[:-1] if len(calls) == 3 else fg_probs, x0, y0)
+
+    monkeypatch.setattr(vector_workers.StripTracers, "submit", broken)
+    sample = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
+    out = tmp_path / "x.gpkg"
+    with pytest.raises(ValueError, match="weights"):
+        segment(sample, ["water", "vegetation"], out=out, raster_out=tmp_path / "x.tif", tile=128)
+    assert not out.exists() and not (tmp_path / "x.tif").exists()
+    assert multiprocessing.active_children() == []
 
 
 def test_a_failing_model_thread_stops_the_run_with_its_error(tmp_path):

@@ -136,8 +136,11 @@ def test_sigkill_then_resume(tmp_path, scene, kill_at_row):
     np.testing.assert_array_equal(a[2], b[2])
 
 
-@pytest.mark.parametrize("split", [False, True])
-def test_resume_across_panels_equals_uninterrupted(tmp_path, split):
+@pytest.mark.parametrize("split, workers", [(False, "0"), (True, "0"), (False, "2")])
+def test_resume_across_panels_equals_uninterrupted(tmp_path, monkeypatch, split, workers):
+    """Interrupted in the second panel and resumed: the outputs of one uninterrupted run, also when
+    strips are traced in worker processes (``workers``; the interrupted run's workers are stopped)."""
+    monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", workers)
     data = water_scene(256, 700, BOXES + [(30, 200, 240, 520)])
     data[:, 100:110, :] = 0
     scene = write_scene(tmp_path / "wide.tif", data, nodata=0, descriptions=RGBN)
@@ -150,6 +153,10 @@ def test_resume_across_panels_equals_uninterrupted(tmp_path, split):
         segment(scene, ["water"], model=Flaky(fail_after=30), out=run / "o.gpkg", raster_out=run / "o.tif", **opts)
     journal = json.loads((run / ".o.gpkg.geopix-run" / "journal.json").read_text())
     assert journal["panel"] >= 1
+    if workers != "0":
+        import multiprocessing
+
+        assert multiprocessing.active_children() == []  # the stopped run left no worker behind
     segment(scene, ["water"], model=Flaky(), out=run / "o.gpkg", raster_out=run / "o.tif", resume=True, **opts)
     a, b = _outputs(ref), _outputs(run)
     assert len(a[0]) == len(b[0]) > 3

@@ -75,17 +75,19 @@ def test_a_failing_vector_write_publishes_no_raster(tmp_path):
 
 
 def test_writer_threads_follow_the_cores_and_the_overrides(monkeypatch):
-    """One compression and one vectorising thread on 2 cores (where the model needs both), more on more."""
-    from geopix_tiles.core.cores import compression_threads, vector_threads
+    """One compression thread and no vectorising process on 2 cores (where the model needs both), more on more."""
+    from geopix_tiles.core.cores import compression_threads, vector_workers
 
     monkeypatch.delenv("GEOPIX_RASTER_THREADS", raising=False)
-    monkeypatch.delenv("GEOPIX_VECTOR_THREADS", raising=False)
-    for cores, threads, vec4 in ((1, 1, 1), (2, 1, 1), (4, 2, 2), (16, 8, 4), (64, 8, 4)):
+    monkeypatch.delenv("GEOPIX_VECTOR_WORKERS", raising=False)
+    for cores, threads, vec4 in ((1, 1, 0), (2, 1, 0), (4, 2, 2), (16, 8, 4), (64, 8, 4)):
         monkeypatch.setattr("os.sched_getaffinity", lambda pid, n=cores: set(range(n)))
-        assert (compression_threads(), vector_threads(4), vector_threads(1)) == (threads, vec4, 1)
+        assert (compression_threads(), vector_workers(4), vector_workers(1)) == (threads, vec4, min(vec4, 1))
     monkeypatch.setenv("GEOPIX_RASTER_THREADS", "3")
-    monkeypatch.setenv("GEOPIX_VECTOR_THREADS", "3")
-    assert (compression_threads(), vector_threads(4), vector_threads(2)) == (3, 3, 2)
+    monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", "3")
+    assert (compression_threads(), vector_workers(4), vector_workers(2)) == (3, 3, 2)
+    monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", "0")
+    assert vector_workers(4) == 0
 
 
 def _checkpointed_raster(tmp_path, threads: str, monkeypatch) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["compression_threads", "usable_cores", "vector_threads"]
+__all__ = ["compression_threads", "usable_cores", "vector_workers"]
 
 
 def usable_cores() -> int:
@@ -36,13 +36,19 @@ def compression_threads() -> int:
     return _override("GEOPIX_RASTER_THREADS") or (1 if cores <= 2 else min(8, cores // 2))
 
 
-def vector_threads(prompts: int) -> int:
-    """Threads vectorising a strip's prompts at once: 1 on up to 2 cores, else up to half the cores.
+def vector_workers(prompts: int) -> int:
+    """Processes labelling and tracing a strip's prompts (:mod:`geopix_tiles.outputs.vector_workers`):
+    none on up to 2 cores (the engine's vector thread does it), else one per prompt up to half the cores.
 
-    Labelling, tracing and shapely's unions release the GIL for much of their time: the 4 prompts
-    of a 6000 x 6000 NAIP strip set (217,326 polygons) took 11.5 s in one thread, 7.8 s in two
-    and 7.1 s in four on the 2-core machine. ``GEOPIX_VECTOR_THREADS`` overrides.
+    On two cores the model takes both and a worker process would only add its start-up and
+    memory. On the 16-core GPU host the vectorising threads were the job's limit, bound by the
+    GIL they shared with the model thread (``benchmarks/results/gpu.md``, run 4).
+    ``GEOPIX_VECTOR_WORKERS`` overrides (``0``: in the vector thread).
     """
-    cores = usable_cores()
-    wanted = _override("GEOPIX_VECTOR_THREADS") or (1 if cores <= 2 else cores // 2)
-    return max(1, min(wanted, prompts))
+    value = os.environ.get("GEOPIX_VECTOR_WORKERS", "").strip()
+    if value.isdigit():
+        wanted = int(value)
+    else:
+        cores = usable_cores()
+        wanted = 0 if cores <= 2 else cores // 2
+    return max(0, min(wanted, prompts))

@@ -27,14 +27,13 @@ import queue
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .accumulator import StripAccumulator
-from .cores import vector_threads
+from .cores import vector_workers
 from .journal import RunJournal
 from ..outputs.raster_sink import RasterSink
 from ..io.scene import RowBuffer, Scene, SceneReader
@@ -350,10 +349,22 @@ class StreamingRun:
         """
         owner = kind == ("vector" if self.vectors is not None else "raster")
         current = self.start_panel
-        # a strip's prompts vectorised side by side (their objects are independent; results are
-        # added in prompt order, so the output does not depend on the thread count)
-        n_vec = vector_threads(len(self.prompts)) if kind == "vector" else 1
-        pool = ThreadPoolExecutor(n_vec) if n_vec > 1 else None
+        # on hosts with cores to spare, strips are labelled and traced in worker processes (out of
+        # this process's GIL) while this thread joins the previous strip's results, in order
+        n_workers = vector_workers(len(self.prompts)) if kind == "vector" else 0
+        tracers = None
+        if n_workers:
+            from ..outputs.vector_workers import StripTracers
+
+            tracers = StripTracers(n_workers)
+        pending: list[tuple[list[StripVectorizer], list]] = []  # traced strips not yet joined (at most one)
+
+        def join_pending() -> None:
+            while pending:
+                vecs, futures = pending.pop(0)
+                for vec, future in zip(vecs, futures):
+                    self.vectors.add(vec.join(future.result()))
+
         try:
             while True:
                 try:
@@ -366,6 +377,7 @@ class StreamingRun:
                     if kind == "raster":
                         self.raster.flush()
                     else:
+                        join_pending()
                         self._retire_vectorizers(current)
                     return
                 what, payload = item
@@ -375,20 +387,28 @@ class StreamingRun:
                         self.raster.write(y0, probs, valid, self.panels[panel].x0)
                         continue
                     if panel != current:
+                        join_pending()
                         self._retire_vectorizers(current)
                         current = panel
                         self.vectorizers = self._vectorizers(self.panels[panel])
-                    def vectorise(k: int, vec: StripVectorizer):  # the strip's results are read before the next
+                    if tracers is None:
+                        for k, vec in enumerate(self.vectorizers):
+                            fg = probs[k] >= self.vector_threshold
+                            fg &= valid
+                            self.vectors.add(vec.add(y0, fg, probs[k]))
+                        continue
+                    futures = []
+                    for k, vec in enumerate(self.vectorizers):
                         fg = probs[k] >= self.vector_threshold
                         fg &= valid
-                        return vec.add(y0, fg, probs[k])
-
-                    run_all = pool.map if pool is not None else map
-                    for objects in run_all(vectorise, range(len(self.vectorizers)), self.vectorizers):
-                        self.vectors.add(objects)
+                        futures.append(tracers.submit(fg, probs[k][fg], vec.x0, y0))
+                    join_pending()  # the previous strip, traced while this one was sent
+                    pending.append((list(self.vectorizers), futures))
                 elif what == "checkpoint":
                     if kind == "raster":
                         self.raster.checkpoint()
+                    else:
+                        join_pending()  # the journal saves the vectorizers' state after every strip so far
                     self._barrier.wait()
                     if owner:
                         self._checkpoint(*payload)
@@ -397,8 +417,8 @@ class StreamingRun:
             self._barrier.abort()
             raise
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+            if tracers is not None:
+                tracers.close()
 
     def _retire_vectorizers(self, panel: int) -> None:
         for k, vec in enumerate(self.vectorizers):
