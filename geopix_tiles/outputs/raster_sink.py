@@ -43,7 +43,12 @@ class RasterSink:
         profile = dict(
             driver="GTiff", width=self.scene.width, height=self.scene.height, count=len(self.prompts),
             dtype="uint8", crs=self.scene.crs, transform=self.scene.transform, tiled=True,
-            blockxsize=block, blockysize=block, compress="deflate", predictor=2, zlevel=3,
+            # LZW, not DEFLATE: a run's checkpoints reopen the file in update mode, where GDAL
+            # forgets DEFLATE's level and compresses at 6 (2.7 CPU s per 100 MB of probabilities
+            # against 1.0 at level 3; no open or config option sets it), and most of a long run
+            # is written after its first checkpoint. LZW has no level: 1.3 CPU s before and after,
+            # files ~6-12 % larger (benchmarks/results/raster_codec.md)
+            blockxsize=block, blockysize=block, compress="lzw", predictor=2,
             bigtiff="IF_SAFER", num_threads=compression_threads(), interleave="pixel",
             # one probability layer per prompt, not a picture: without this GDAL tags 3 or 4 uint8
             # bands as RGB(A), and GIS tools draw the fourth prompt as transparency
@@ -66,9 +71,8 @@ class RasterSink:
         """The partial file in update mode, with the creation's compression threads.
 
         An update handle forgets creation options: without ``NUM_THREADS`` here every block after
-        the first checkpoint (10 s into a run) was compressed by one thread. DEFLATE's level
-        also falls back to GDAL's 6 (not settable on an update handle): blocks after the first
-        checkpoint are ~15 % smaller and take ~2x longer to compress than at level 3.
+        the first checkpoint (10 s into a run) was compressed by one thread. It would forget a
+        DEFLATE or ZSTD level too (hence LZW, see :meth:`profile`).
         """
         threads = self.profile()["num_threads"]
         return rasterio.open(self.tmp, "r+", **({"NUM_THREADS": str(threads)} if threads > 1 else {}))
