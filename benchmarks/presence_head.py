@@ -36,6 +36,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def colour_features(images, prob):
+    """``[B, K, 10]``: mean RGB and chromaticity under each mask, the chip's mean RGB, excess green.
+
+    Candidate features for the check (2026-12-04): Dubai tile_7's wrong "yes" answers are bluish
+    desert painted as vegetation and dark turf painted as water, which colour alone tells apart.
+    """
+    import torch
+
+    from geopix_tiles.model.presence_check import masked_mean
+
+    inside = masked_mean(images, prob)  # [B, K, 3]
+    scene = images.mean((2, 3))[:, None].expand_as(inside)
+    chroma = inside / inside.sum(-1, keepdim=True).clamp_min(1e-6)
+    exg = (2 * inside[..., 1] - inside[..., 0] - inside[..., 2])[..., None]
+    return torch.cat([inside, chroma, scene, exg], -1)
+
+
 def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
     """The study's candidate features of every question (the shipped check uses a subset of them)."""
     import torch
@@ -47,7 +64,8 @@ def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
     phrases = dict(class_phrases(model))
     size = int(model.config.tile_size)
     cols: dict[str, list] = {k: [] for k in ("group", "source", "cls", "truth", "share", "largest", "meanp",
-                                              "glob", "inside", "inside1", "inside3", "outside")}
+                                              "glob", "inside", "inside1", "inside3", "outside", "scene2",
+                                              "colour")}
     for start in range(0, len(records), batch):
         chunk = records[start:start + batch]
         classes = sorted({c for r in chunk for c in (r.meta.get("classes") or []) + (r.meta.get("present_classes") or [])
@@ -55,13 +73,16 @@ def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
         if not classes:
             continue
         with torch.no_grad():
-            enc = model.encode_images(_images(chunk, size))
+            images = _images(chunk, size)
+            enc = model.encode_images(images)
             prob = torch.sigmoid(model.segment_encoded(enc, [phrases[c] for c in classes])[0]).float()
             glob = SceneHead.pooled(enc.feats)
             pooled = {"inside": masked_mean(enc.feats[-2].float(), prob),
                       "inside1": masked_mean(enc.feats[-1].float(), prob),
                       "inside3": masked_mean(enc.feats[-3].float(), prob),
-                      "outside": masked_mean(enc.feats[-2].float(), 1 - prob)}
+                      "outside": masked_mean(enc.feats[-2].float(), 1 - prob),
+                      "colour": colour_features(images.float(), prob)}
+            scene2 = torch.cat([enc.feats[-2].float().mean((2, 3)), enc.feats[-1].float().mean((2, 3))], 1)
         prob = prob.cpu().numpy()
         for k, rec in enumerate(chunk):
             for c, truth in _truths(rec, size):
@@ -77,6 +98,7 @@ def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
                 cols["largest"].append(largest)
                 cols["meanp"].append(meanp)
                 cols["glob"].append(glob[k].cpu().numpy())
+                cols["scene2"].append(scene2[k].cpu().numpy())
                 for name, v in pooled.items():
                     cols[name].append(v[k, j].cpu().numpy())
         print(group, start + len(chunk), "/", len(records), flush=True)
@@ -119,7 +141,11 @@ def main() -> int:
                 cols.setdefault(k, []).extend(v)
         np.savez(args.out, **{k: np.asarray(v) for k, v in cols.items()})
         return 0
-    return fit(np.load(args.out))
+    d = np.load(args.out)
+    if "colour" in d.files:
+        fit_colour(d)
+        return 0
+    return fit(d)
 
 
 def _ask_both(model, view, name: str, phrase: str) -> tuple[bool, bool]:
@@ -343,6 +369,48 @@ def errors(args, per_kind: int = 6) -> int:
     fig.savefig(png, dpi=60)
     print(png)
     return 0
+
+
+def fit_colour(d) -> None:
+    """The shipped feature set against it plus colour (alone and per class), as the shipped check is fitted."""
+    import torch
+
+    from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
+    from geopix_tiles.training.presence_check import fit_check
+
+    classes = sorted(set(d["cls"]))
+    onehot = (d["cls"][:, None] == np.asarray(classes)[None]).astype(np.float32)
+    rule = (d["share"] >= MIN_PRESENT_SHARE) & (d["share"] * 65536 >= MIN_PRESENT_PIXELS)
+    truth, g = d["truth"], d["group"]
+    shape = np.stack([d["largest"], d["meanp"], np.log(d["share"] + 1e-4)], 1)
+    base = np.concatenate([d["inside"], d["inside1"], d["scene2"], onehot, shape], 1)
+    colour = d["colour"]
+    per_class = (onehot[:, :, None] * colour[:, None, :]).reshape(len(colour), -1)
+    variants = {"shipped features": base, "+ colour": np.concatenate([base, colour], 1),
+                "+ colour per class": np.concatenate([base, colour, per_class], 1)}
+
+    class Probe(torch.nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.threshold = 0.5
+            self.register_buffer("mean", torch.zeros(dim))
+            self.register_buffer("scale", torch.ones(dim))
+            self.fc = torch.nn.Linear(dim, 1)
+
+    for name, x in variants.items():
+        sel = np.isin(g, ("train", "uc_train")) & rule
+        for c in (0.01, 0.03):
+            probe = Probe(x.shape[1])
+            fit_check(probe, torch.from_numpy(x[sel]).float(), torch.from_numpy(truth[sel].astype(np.float32)), c)
+            with torch.no_grad():
+                z = (torch.from_numpy(x).float() - probe.mean) / probe.scale
+                p = torch.sigmoid(probe.fc(z))[:, 0].numpy()
+            said = rule & (p >= 0.5)
+            accs = {n: float((said[g == n] == truth[g == n]).mean()) for n in ("train", "val", "uc_train", "uc_test")}
+            per = {c_: round(float((said[(g == "val") & (d["cls"] == c_)] == truth[(g == "val") & (d["cls"] == c_)]).mean()), 3)
+                   for c_ in classes}
+            print(f"{name:20s} C={c:<5} " + " ".join(f"{n}={v:.3f}" for n, v in accs.items()) + f"  val per class {per}",
+                  flush=True)
 
 
 def fit(d) -> int:
