@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -15,7 +16,7 @@ from scipy import ndimage
 
 from geopix_tiles import segment
 from geopix_tiles.errors import InputError
-from conftest import RGBN, water_scene, write_scene
+from conftest import RGBN, vector_worker_processes, water_scene, write_scene
 
 
 class JitterSegmenter:
@@ -109,8 +110,6 @@ def test_vectorising_in_worker_processes_writes_what_the_vector_thread_writes(tm
 def test_a_worker_failure_stops_the_run_with_its_error_and_writes_nothing(tmp_path, monkeypatch):
     """A strip a worker cannot trace (here: one whose foreground has no pixels where it says it has)
     ends the run with that error; the destination stays empty and no worker process is left."""
-    import multiprocessing
-
     from geopix_tiles.outputs import vector_workers
 
     monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", "2")
@@ -124,10 +123,47 @@ def test_a_worker_failure_stops_the_run_with_its_error_and_writes_nothing(tmp_pa
     monkeypatch.setattr(vector_workers.StripTracers, "submit", broken)
     sample = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
     out = tmp_path / "x.gpkg"
-    with pytest.raises(ValueError, match="weights"):
+    with pytest.raises(RuntimeError, match="failed in a worker process: ValueError: .*weights"):
         segment(sample, ["water", "vegetation"], out=out, raster_out=tmp_path / "x.tif", tile=128)
     assert not out.exists() and not (tmp_path / "x.tif").exists()
-    assert multiprocessing.active_children() == []
+    assert vector_worker_processes() == []
+
+
+def test_a_vectorising_worker_that_dies_stops_the_run_with_a_clear_error(tmp_path, monkeypatch):
+    """A worker killed mid-run (out of memory, say): the run stops with a message naming the way out."""
+    from geopix_tiles.outputs import vector_workers
+
+    monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", "1")
+    real = vector_workers.StripTracers.submit
+
+    def kill_first(self, *args):
+        if not getattr(self, "killed", False):
+            self.killed = True
+            self._workers[0].proc.kill()
+            self._workers[0].proc.wait()
+        return real(self, *args)
+
+    monkeypatch.setattr(vector_workers.StripTracers, "submit", kill_first)
+    sample = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
+    with pytest.raises(RuntimeError, match="worker process stopped.*GEOPIX_VECTOR_WORKERS=0"):
+        segment(sample, ["water"], out=tmp_path / "x.gpkg", tile=128)
+    assert not (tmp_path / "x.gpkg").exists() and vector_worker_processes() == []
+
+
+def test_a_script_without_a_main_guard_runs_with_worker_processes(tmp_path):
+    """The workers are not multiprocessing's: a user's script is never re-run in them."""
+    import subprocess
+
+    sample = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
+    script = tmp_path / "job.py"
+    script.write_text("import geopix_tiles\n"
+                      f"frame = geopix_tiles.segment({str(sample)!r}, ['water', 'vegetation'], out={str(tmp_path / 'o.gpkg')!r})\n"
+                      "print('polygons', len(frame))\n")
+    env = dict(os.environ, GEOPIX_VECTOR_WORKERS="2")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("polygons") == 1 and int(out.stdout.split()[-1]) > 100
 
 
 def test_a_failing_model_thread_stops_the_run_with_its_error(tmp_path):

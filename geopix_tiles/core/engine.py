@@ -87,6 +87,7 @@ class _Worker(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._target_fn = target
         self.error: BaseException | None = None
+        self.failed_at = float("inf")
 
     def run(self) -> None:
         name_os_thread(self.name)
@@ -94,6 +95,7 @@ class _Worker(threading.Thread):
             self._target_fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             self.error = exc
+            self.failed_at = time.monotonic()
 
 
 def name_os_thread(name: str) -> None:
@@ -497,7 +499,9 @@ class StreamingRun:
             if failed is not None:
                 raise failed
             if blender.error is not None:
-                raise blender.error
+                # a writer that failed first stopped the blender: its error is the one to report
+                first = min((w for w, _ in sinks if w.error is not None), key=lambda w: w.failed_at, default=None)
+                raise first.error if first is not None and first.failed_at <= blender.failed_at else blender.error
             for w in helpers:
                 w.join()
                 if w.error is not None:
