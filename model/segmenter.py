@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from typing import Iterator, Sequence
 
@@ -88,6 +89,9 @@ class GeoPixSegmenter:
         self.cuda_graphs = self.device.type == "cuda" and os.environ.get("GEOPIX_CUDA_GRAPHS", "1") != "0"
         self.cuda_graph_error: str | None = None
         self._graphs = None
+        # a recorded call has one input buffer and one set of outputs: one caller at a time (dask's
+        # threads may call predict side by side), from copying tiles in to copying probabilities out
+        self._graph_lock = threading.Lock()
         self._plans: dict[tuple, object] = {}
 
     def __repr__(self) -> str:
@@ -131,7 +135,8 @@ class GeoPixSegmenter:
         if tiles.ndim != 4 or tiles.shape[1] != 3:
             raise InputError(f"GeoPix needs RGB tiles [B, 3, H, W], got shape {tiles.shape}; select red/green/blue bands")
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        with (self._graph_lock if self.cuda_graphs else contextlib.nullcontext()), torch.inference_mode(), \
+                torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             probs, feats = self._segment(x, tuple(prompts))
             if (self.tile_check if check is None else check) and getattr(self.model, "presence_check", None) is not None:
                 from .presence_check import veto_tiles

@@ -102,3 +102,23 @@ def test_padded_static_calls_answer_each_tile_as_its_own_call(segmenter):
         np.testing.assert_allclose(a, b, atol=2e-5)
         assert ((a > 0.5) == (b > 0.5)).mean() > 0.9999
     assert plain[2][:, :, 100:150].std() > 0.05  # real masks, not an empty answer compared with itself
+
+
+def test_static_calls_serve_one_caller_at_a_time(segmenter):
+    """dask may call predict from several threads; a recorded call has one input buffer, so the
+    calls queue for it and every caller gets its own tiles' answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tiles = _tiles(8)
+    groups = [tiles[:4], tiles[4:], tiles[2:6], tiles[1:5]]
+    segmenter.cuda_graphs, segmenter._graphs = False, None
+    plain = [segmenter.predict(g, PROMPTS[:2]) for g in groups]
+    try:
+        segmenter.cuda_graphs = True
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(2):
+                static = list(pool.map(lambda g: segmenter.predict(g, PROMPTS[:2]), groups))
+                for a, b in zip(plain, static):
+                    np.testing.assert_allclose(a, b, atol=2e-5)
+    finally:
+        segmenter.cuda_graphs, segmenter._graphs = False, None
