@@ -117,8 +117,8 @@ class GeoPixSegmenter:
 
         Called in the caller's thread, whose torch setting is read here (a new thread starts
         at the process default, not at the caller's); entered in the model thread. A GPU model
-        thread gets one: its only CPU ops are copies and a few small tensors, and on the GPU
-        machine the OpenMP pool they woke (16 threads) spent 12-14 CPU s of a 34 s run waiting.
+        thread gets one: its CPU ops are copies and a few small tensors, which no thread pool
+        speeds up.
         """
         if self.device.type != "cpu":
             return _torch_threads(1)
@@ -145,7 +145,8 @@ class GeoPixSegmenter:
                 if key not in self._prompt_classes:
                     self._prompt_classes[key] = self.model.prompt_classes(list(prompts))
                 probs = veto_tiles(self.model.presence_check, feats, probs, self._prompt_classes[key])
-        return probs.cpu().numpy().astype(np.float32, copy=False)
+            # inside the lock, and a copy: the next replay overwrites a recorded call's outputs
+            return probs.to("cpu", copy=self.cuda_graphs).numpy().astype(np.float32, copy=False)
 
     def _plan(self, prompts: tuple[str, ...], batch: int):
         """The prompt-side work of a call, once per (prompts, batch, precision)."""
@@ -177,5 +178,6 @@ class GeoPixSegmenter:
                 self.cuda_graph_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 warnings.warn(f"CUDA graphs are off for this model ({self.cuda_graph_error}); running op by op",
                               RuntimeWarning, stacklevel=3)
-                torch.cuda.synchronize(self.device)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
         return self._eager(x, prompts)
