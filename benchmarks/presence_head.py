@@ -53,7 +53,7 @@ def colour_features(images, prob):
     return torch.cat([inside, chroma, scene, exg], -1)
 
 
-def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
+def dump(model, records, group: str, batch: int = 8, flips: int = 1) -> dict[str, list]:
     """The study's candidate features of every question (the shipped check uses a subset of them)."""
     import torch
 
@@ -76,6 +76,10 @@ def dump(model, records, group: str, batch: int = 8) -> dict[str, list]:
             images = _images(chunk, size)
             enc = model.encode_images(images)
             prob = torch.sigmoid(model.segment_encoded(enc, [phrases[c] for c in classes])[0]).float()
+            if flips == 2:  # the mean with the mirrored view's masks, mirrored back (segment's flips=2)
+                mirrored = model.encode_images(images.flip(-1))
+                prob = (prob + torch.sigmoid(model.segment_encoded(mirrored, [phrases[c] for c in classes])[0])
+                        .float().flip(-1)) / 2
             glob = SceneHead.pooled(enc.feats)
             pooled = {"inside": masked_mean(enc.feats[-2].float(), prob),
                       "inside1": masked_mean(enc.feats[-1].float(), prob),
@@ -113,6 +117,7 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT / "runs" / "default_v2" / "data"))
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "presence_head.npz"))
+    ap.add_argument("--flips", type=int, default=1, choices=(1, 2), help="dump: masks from 1 view or 2 (mirrored)")
     args = ap.parse_args()
     if args.step == "score":
         return score(args)
@@ -136,7 +141,7 @@ def main() -> int:
         uc_test = scene_negative_records(uc_root, HELD_OUT_INDICES)
         cols: dict[str, list] = {}
         for name, recs in (("val", val), ("uc_test", uc_test), ("uc_train", uc_train), ("train", train)):
-            part = dump(model, recs, name)
+            part = dump(model, recs, name, flips=args.flips)
             for k, v in part.items():
                 cols.setdefault(k, []).extend(v)
         np.savez(args.out, **{k: np.asarray(v) for k, v in cols.items()})

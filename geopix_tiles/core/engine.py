@@ -80,6 +80,17 @@ class RunStats:
     extra: dict = field(default_factory=dict)
 
 
+class _Stopped(RuntimeError):
+    """A thread noticed that another one stopped the run: never the error to report if there is another."""
+
+
+def _root_cause(errors) -> BaseException | None:
+    """The first error that is not a consequence of another thread's stop, else the first error."""
+    errors = [e for e in errors if e is not None]
+    return next((e for e in errors if not isinstance(e, (_Stopped, threading.BrokenBarrierError))),
+                errors[0] if errors else None)
+
+
 class _Worker(threading.Thread):
     """A daemon thread whose exception is re-raised in the caller."""
 
@@ -87,7 +98,6 @@ class _Worker(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._target_fn = target
         self.error: BaseException | None = None
-        self.failed_at = float("inf")
 
     def run(self) -> None:
         name_os_thread(self.name)
@@ -95,7 +105,6 @@ class _Worker(threading.Thread):
             self._target_fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             self.error = exc
-            self.failed_at = time.monotonic()
 
 
 def name_os_thread(name: str) -> None:
@@ -160,13 +169,13 @@ class _Slot:
     def wait(self, stop: threading.Event, source) -> object:
         while not self.ready.wait(0.1):
             if stop.is_set():
-                raise source.error or RuntimeError(f"{source.name} thread stopped unexpectedly")
+                raise source.error or _Stopped(f"{source.name} thread stopped unexpectedly")
             if not source.is_alive():
                 # the model threads may fill this slot and exit between the timeout above and this
                 # check: a slot that is ready by now is a finished batch, not a dead thread
                 if self.ready.is_set():
                     break
-                raise source.error or RuntimeError(f"{source.name} thread stopped unexpectedly")
+                raise source.error or _Stopped(f"{source.name} thread stopped unexpectedly")
         if self.error is not None:
             raise self.error
         return self.item
@@ -188,12 +197,12 @@ def _get(q: queue.Queue, stop: threading.Event, worker: _Worker):
             return q.get(timeout=0.1)
         except queue.Empty:
             if worker.error is not None or stop.is_set():
-                raise worker.error or RuntimeError(f"{worker.name} thread stopped unexpectedly")
+                raise worker.error or _Stopped(f"{worker.name} thread stopped unexpectedly")
             if not worker.is_alive():  # it may have put its last item and exited after the timeout above
                 try:
                     return q.get_nowait()
                 except queue.Empty:
-                    raise RuntimeError(f"{worker.name} thread stopped unexpectedly") from None
+                    raise _Stopped(f"{worker.name} thread stopped unexpectedly") from None
 
 
 def row_batches(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int], grid: TileGrid, row: int,
@@ -499,9 +508,7 @@ class StreamingRun:
             if failed is not None:
                 raise failed
             if blender.error is not None:
-                # a writer that failed first stopped the blender: its error is the one to report
-                first = min((w for w, _ in sinks if w.error is not None), key=lambda w: w.failed_at, default=None)
-                raise first.error if first is not None and first.failed_at <= blender.failed_at else blender.error
+                raise blender.error
             for w in helpers:
                 w.join()
                 if w.error is not None:
@@ -512,7 +519,7 @@ class StreamingRun:
                 w.join()
                 if w.error:
                     raise w.error
-        except BaseException:
+        except BaseException as exc:
             stop.set()
             self._barrier.abort()
             reader.join(timeout=30)
@@ -521,10 +528,12 @@ class StreamingRun:
             blender.join(timeout=60)
             for w, _ in sinks:
                 w.join(timeout=60)
-            for w in (*helpers, blender, *(w for w, _ in sinks)):
-                if w.error is not None and not isinstance(w.error, (KeyboardInterrupt, SystemExit, threading.BrokenBarrierError)):
-                    raise w.error
-            raise
+            # the thread that failed first, not those that then noticed the stop (a worker process that
+            # died in the vector thread, not "reader thread stopped" from the model thread)
+            root = _root_cause([exc, *(w.error for w in (*helpers, reader, blender, *(w for w, _ in sinks)))])
+            if root is None or root is exc:
+                raise
+            raise root
         reader.join()
         self.stats.extra["bad_windows"] = list(self.bad_windows)
         if self.vectors is not None:
@@ -598,4 +607,4 @@ class StreamingRun:
                 return
             except queue.Full:
                 if not writer.is_alive():
-                    raise writer.error or RuntimeError("writer thread stopped unexpectedly")
+                    raise writer.error or _Stopped("writer thread stopped unexpectedly")
