@@ -8,6 +8,7 @@ count here is 1 on two cores and grows with more, and each has an environment ov
 from __future__ import annotations
 
 import os
+import sys
 
 __all__ = ["compression_threads", "usable_cores", "vector_workers"]
 
@@ -45,6 +46,8 @@ def vector_workers(prompts: int) -> int:
     GIL they shared with the model thread (``benchmarks/results/gpu.md``, run 4).
     ``GEOPIX_VECTOR_WORKERS`` overrides (``0``: in the vector thread).
     """
+    if not sys.executable:  # an embedded interpreter cannot start the workers' ``python -c``
+        return 0
     value = os.environ.get("GEOPIX_VECTOR_WORKERS", "").strip()
     if value.isdigit():
         wanted = int(value)
