@@ -16,6 +16,8 @@ that fails leaves the others. Parts:
                 default -p water,vegetation,buildings,roads --device DEVICE`` per variant
                 (batch size, model threads): the summary's engine tiles/s, wall, peak RSS and
                 CPU seconds per engine thread (``bench_thread_cpu.sample``);
+* ``ceiling``   the engine with no model cost on the first CLI run's probability raster (its bands
+                returned as the probabilities), per vectorising worker count: the host's ceiling;
 * ``train``     the trainer from the shipped checkpoint on chips cut from the scene with weak
                 NDVI/NDWI labels: steps/s of whole steps (data included) and of the model
                 alone (one prepared batch), fp32 against bf16, per batch size.
@@ -259,6 +261,27 @@ def cli_runs(scene_path: Path, device: str, work: Path, variants: list[dict], de
     return out
 
 
+def engine_ceiling(work: Path, workers: list[int]) -> list[dict]:
+    """The engine with no model cost: a CLI run's probability raster fed back as the scene, its bands
+    returned as the probabilities (``bench_vector_workers.BandReplay``), per vectorising worker count.
+
+    What the engine itself can do on this host (reading, blending, writing, vectorising real masks):
+    the ceiling of the CLI's rate whatever the model.
+    """
+    from bench_vector_workers import run_once
+
+    rasters = sorted(work.glob("cli_*/x.tif"))
+    if not rasters:
+        raise FileNotFoundError("no CLI output raster under the work folder: run the cli part first")
+    out = []
+    for w in workers:
+        wall, engine_s, features, tiles = run_once(str(rasters[0]), w, work)
+        out.append({"workers": w, "wall_s": wall, "engine_s": engine_s, "features": features, "tiles": tiles,
+                    "engine_rate": tiles / engine_s})
+        print("ceiling", out[-1], flush=True)
+    return out
+
+
 def training_chips(scene_path: Path, folder: Path, n: int = 32) -> Path:
     """``n`` 256 px chips from the scene, weakly labelled: NDVI > 0.3 vegetation, NDWI > 0.1 water."""
     import rasterio
@@ -414,6 +437,13 @@ def render(results: dict, title: str = "") -> str:
             lines.append(f"| {name('b', c['batch'])} | {name('t', c['threads'])} | {name('r', c.get('raster_threads', 0))} "
                          f"| {env_text} | {c['tiles']} | {c['engine_rate']:.1f} | {c['wall_s']:.1f} | {c['e2e_rate']:.1f} "
                          f"| {c['peak_rss_mb']:.0f} | " + ", ".join(f"{k} {v:.1f}" for k, v in busy) + " |")
+    ceiling = results.get("ceiling")
+    if isinstance(ceiling, list) and ceiling:
+        lines += ["", "The engine with no model cost (a CLI output raster fed back, its bands as the probabilities; "
+                  "reading, blending, writing and vectorising only):", "",
+                  "| vectorising workers | tiles | engine s | engine tiles/s | wall s | polygons |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c['workers']} | {c['tiles']} | {c['engine_s']:.1f} | {c['engine_rate']:.0f} | {c['wall_s']:.1f} "
+                  f"| {c['features']} |" for c in ceiling]
     train = results.get("train")
     if isinstance(train, list) and train:
         lines += ["", "Training from the shipped checkpoint (category masks, weak NDVI/NDWI labels on scene chips):", "",
@@ -440,6 +470,8 @@ def main() -> int:
     ap.add_argument("--cpu-reference", type=int, default=64, help="tiles compared against the CPU (fp32, check on)")
     ap.add_argument("--cli", default="0:0:0,0:0:1,8:1:0,64:2:0",
                     help="CLI variants BATCH:MODEL_THREADS[:RASTER_THREADS], comma-separated; 0 = the CLI's default")
+    ap.add_argument("--ceiling-workers", default="0,4",
+                    help="ceiling part: vectorising worker counts for the model-free engine runs")
     ap.add_argument("--train-batches", default="8,32")
     ap.add_argument("--train-steps", type=int, default=20)
     ap.add_argument("--parts", default="scene,model,profile,train,cli", help="in the order they run")
@@ -468,6 +500,7 @@ def main() -> int:
                                             for m in args.model_modes.split(",")],
                                            args.cpu_reference)),
              ("cli", lambda: cli_runs(scene, args.device, work, [_variant(v) for v in args.cli.split(",")], deadline)),
+             ("ceiling", lambda: engine_ceiling(work, [int(w) for w in args.ceiling_workers.split(",")])),
              ("profile", lambda: profile_model(scene, args.device, out)),
              ("train", lambda: train_rates(scene, args.device, work, [int(b) for b in args.train_batches.split(",")],
                                            args.train_steps))]

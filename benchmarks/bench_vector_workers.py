@@ -38,7 +38,8 @@ class BandReplay:
         return tiles[:, :len(prompts)] * np.float32(1 / 255)
 
 
-def run_once(raster: str, workers: int, out: Path) -> tuple[float, float, int]:
+def run_once(raster: str, workers: int, out: Path) -> tuple[float, float, int, int]:
+    """Wall s, engine s, polygons and tiles of one engine run with ``workers`` vectorising processes."""
     from geopix_tiles import segment
 
     os.environ["GEOPIX_VECTOR_WORKERS"] = str(workers)
@@ -46,7 +47,7 @@ def run_once(raster: str, workers: int, out: Path) -> tuple[float, float, int]:
     frame, stats = segment(raster, ["p1", "p2", "p3", "p4"], model=BandReplay(), out=out / f"w{workers}.gpkg",
                            raster_out=out / f"w{workers}.tif", tile=256, overlap=64, overwrite=True,
                            return_stats=True, collect=False)
-    return time.perf_counter() - t0, stats.seconds, stats.features
+    return time.perf_counter() - t0, stats.seconds, stats.features, stats.tiles_done
 
 
 def main() -> int:

@@ -13,7 +13,7 @@
 #   cp -r model /tmp/gp/geopix_tiles/model && cp -r training /tmp/gp/geopix_tiles/training &&
 #   export PYTHONPATH=/tmp/gp:/tmp/site312 GDAL_DATA=/tmp/site312/rasterio/gdal_data PYTHONUNBUFFERED=1 &&
 #   python3 benchmarks/bench_gpu.py --out $OUT --work /tmp/work --size 12000 --deadline-s 300
-# (the next one to run, after run 4 of benchmarks/results/gpu.md: --parts scene,model,cli --model-batches 64
+# (the next one to run, after run 4 of benchmarks/results/gpu.md: --parts scene,model,cli,ceiling --model-batches 64
 #  --model-modes cf --cpu-reference 0 --cli "0:0:0,0:0:0:GEOPIX_VECTOR_WORKERS=0,0:0:0", ~2 min of machine time)
 # (the copy in /tmp/gp is the package laid out as installed: geopix_tiles.model is model/).
 # Commit nothing between prepare and restore.
