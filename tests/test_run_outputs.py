@@ -88,6 +88,10 @@ def test_writer_threads_follow_the_cores_and_the_overrides(monkeypatch):
     assert (compression_threads(), vector_workers(4), vector_workers(2)) == (3, 3, 2)
     monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", "0")
     assert vector_workers(4) == 0
+    monkeypatch.delenv("GEOPIX_VECTOR_WORKERS")  # a small scene gets none on any host, unless asked
+    assert (vector_workers(4, 2000 * 2000), vector_workers(4, 8000 * 8000)) == (0, 4)
+    monkeypatch.setenv("GEOPIX_VECTOR_WORKERS", "2")
+    assert vector_workers(4, 100 * 100) == 2
 
 
 def _checkpointed_raster(tmp_path, threads: str, monkeypatch) -> tuple[np.ndarray, np.ndarray]:

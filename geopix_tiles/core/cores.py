@@ -37,20 +37,29 @@ def compression_threads() -> int:
     return _override("GEOPIX_RASTER_THREADS") or (1 if cores <= 2 else min(8, cores // 2))
 
 
-def vector_workers(prompts: int) -> int:
+#: scenes smaller than this (pixels) are vectorised in the engine's thread whatever the cores: the
+#: workers' start (~0.5 s of interpreter and imports, measured on the 934 x 723 sample) would cost more
+#: than the ~20 ns per pixel and prompt they take off the vector thread
+WORKER_MIN_PIXELS = 4096 * 4096
+
+
+def vector_workers(prompts: int, pixels: int | None = None) -> int:
     """Processes labelling and tracing a strip's prompts (:mod:`geopix_tiles.outputs.vector_workers`):
     none on up to 2 cores (the engine's vector thread does it), else one per prompt up to half the cores.
 
     On two cores the model takes both and a worker process would only add its start-up and
     memory. On the 16-core GPU host the vectorising threads were the job's limit, bound by the
     GIL they shared with the model thread (``benchmarks/results/gpu.md``, run 4).
-    ``GEOPIX_VECTOR_WORKERS`` overrides (``0``: in the vector thread).
+    ``pixels`` (the scene's): below :data:`WORKER_MIN_PIXELS` none. ``GEOPIX_VECTOR_WORKERS``
+    overrides both (``0``: in the vector thread).
     """
     if not sys.executable:  # an embedded interpreter cannot start the workers' ``python -c``
         return 0
     value = os.environ.get("GEOPIX_VECTOR_WORKERS", "").strip()
     if value.isdigit():
         wanted = int(value)
+    elif pixels is not None and pixels < WORKER_MIN_PIXELS:
+        wanted = 0
     else:
         cores = usable_cores()
         wanted = 0 if cores <= 2 else cores // 2

@@ -362,7 +362,7 @@ class StreamingRun:
         current = self.start_panel
         # on hosts with cores to spare, strips are labelled and traced in worker processes (out of
         # this process's GIL) while this thread joins the previous strip's results, in order
-        n_workers = vector_workers(len(self.prompts)) if kind == "vector" else 0
+        n_workers = vector_workers(len(self.prompts), self.scene.width * self.scene.height) if kind == "vector" else 0
         tracers = None
         if n_workers:
             from ..outputs.vector_workers import StripTracers
