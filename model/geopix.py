@@ -310,14 +310,19 @@ class GeoPixModel(nn.Module):
     def seg_prompts(self, seg_states: torch.Tensor, texts: Sequence[str] | None) -> torch.Tensor:
         """SEG hidden states (plus the meaning of each target's text) -> decoder prompts."""
         prompts = self.seg_head(seg_states)
-        if self.text_head is not None:
-            if texts is None or len(texts) != prompts.shape[0]:
-                raise ValueError(f"this model reads each target's text; give {prompts.shape[0]} target texts "
-                                 f"(got {None if texts is None else len(texts)})")
-            distinct = list(dict.fromkeys(texts))  # e.g. P prompts repeated for B tiles: P rows
-            rows = torch.tensor([distinct.index(t) for t in texts], device=prompts.device)
-            prompts = prompts + self.text_prompts(distinct).to(prompts.dtype).index_select(0, rows)
-        return prompts
+        term = self._text_term(texts, prompts.shape[0])
+        return prompts if term is None else prompts + term.to(prompts.dtype)
+
+    def _text_term(self, texts: Sequence[str] | None, n: int) -> torch.Tensor | None:
+        """The text head's part of ``n`` decoder prompts, one per target text (``None`` without a text head)."""
+        if self.text_head is None:
+            return None
+        if texts is None or len(texts) != n:
+            raise ValueError(f"this model reads each target's text; give {n} target texts "
+                             f"(got {None if texts is None else len(texts)})")
+        distinct = list(dict.fromkeys(texts))  # e.g. P prompts repeated for B tiles: P rows
+        rows = torch.tensor([distinct.index(t) for t in texts], device=self.device)
+        return self.text_prompts(distinct).index_select(0, rows)
 
     def _decode_masks(self, enc: ImageEncoding, prompts: torch.Tensor, tile_index: torch.Tensor,
                       texts: Sequence[str] | None, tiles_in_order: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -481,35 +486,46 @@ class GeoPixModel(nn.Module):
             if n > self.config.max_prompt_tokens:
                 raise InputError(f"prompt {p[:40]!r}... has {n} tokens (max {self.config.max_prompt_tokens}); shorten it")
 
+    def _image_slot(self) -> tuple[int, int]:
+        """``[start, end)`` of the <image> tokens in :meth:`GeoPixProcessor.prefix_ids`."""
+        prefix = self.processor.prefix_ids()
+        image = [i for i, t in enumerate(prefix) if t == self.processor.ids.image]
+        if len(image) != self.config.num_image_tokens or image != list(range(image[0], image[0] + len(image))):
+            raise ValueError("the image prefix must hold its <image> tokens in one run")
+        return image[0], image[-1] + 1
+
+    def _prefix_cache_from(self, enc: ImageEncoding, prefix_ids: torch.Tensor, slot: tuple[int, int]) -> Any:
+        """The LLM cache of the image prefix ``prefix_ids [B, Lp]``, the tile's tokens in ``slot``.
+
+        The <image> placeholders are replaced by slicing (what :meth:`embed_inputs` does with a
+        boolean mask, the same numbers), so nothing here waits on the device.
+        """
+        embeds = self.llm.get_input_embeddings()(prefix_ids)
+        s, e = slot
+        embeds = torch.cat([embeds[:, :s], enc.image_tokens.to(embeds.dtype), embeds[:, e:]], 1)
+        return decoder_forward(self.llm, embeds, None, use_cache=True)[1]
+
     def _prefix_cache(self, enc: ImageEncoding) -> tuple[Any, int]:
         ids = torch.tensor([self.processor.prefix_ids()], device=self.device).expand(enc.image_tokens.shape[0], -1)
-        embeds = self.embed_inputs(enc, ids)
-        _, cache = decoder_forward(self.llm, embeds, None, use_cache=True)
-        return cache, ids.shape[1]
+        return self._prefix_cache_from(enc, ids, self._image_slot()), ids.shape[1]
 
     def segment_plan(self, prompts: Sequence[str], batch: int, place_prior: bool = True) -> SegmentPlan:
         """The prompt-side half of :meth:`segment_encoded` for ``batch`` tiles (see :class:`SegmentPlan`)."""
         b, p = int(batch), len(prompts)
         prefix = self.processor.prefix_ids()
-        image = [i for i, t in enumerate(prefix) if t == self.processor.ids.image]
-        if len(image) != self.config.num_image_tokens or image != list(range(image[0], image[0] + len(image))):
-            raise ValueError("the image prefix must hold its <image> tokens in one run")
         ids, attn, seg_pos = (t.to(self.device) for t in self.processor.segmentation_suffix(list(prompts)))
         ids, attn, seg_pos = ids.repeat(b, 1), attn.repeat(b, 1), seg_pos.repeat(b, 1)
         texts = list(prompts) * b
-        text = None
-        if self.text_head is not None:  # as seg_prompts adds it: the P distinct prompts, read per row
-            rows = torch.arange(p, device=self.device).repeat(b)
-            text = self.text_prompts(list(prompts)).index_select(0, rows)
         share = self.known_share(list(prompts))
         if share is not None:
             share = share.repeat(b).view(-1, 1, 1).clamp(1e-6, 1.0)
         return SegmentPlan(
             prompts=tuple(prompts), batch=b,
             prefix_ids=torch.tensor([prefix], device=self.device).expand(b, -1),
-            image_slot=(image[0], image[-1] + 1), ids=ids,
+            image_slot=self._image_slot(), ids=ids,
             attention=torch.cat([attn.new_ones((b * p, len(prefix))), attn], 1), seg_pos=seg_pos,
-            tile_index=torch.arange(b, device=self.device).repeat_interleave(p), text=text, share=share,
+            tile_index=torch.arange(b, device=self.device).repeat_interleave(p), text=self._text_term(texts, b * p),
+            share=share,
             texts=texts if place_prior else None)
 
     def segment_planned(self, enc: ImageEncoding, plan: SegmentPlan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -517,13 +533,9 @@ class GeoPixModel(nn.Module):
         b, p = plan.batch, len(plan.prompts)
         if enc.image_tokens.shape[0] != b:
             raise ValueError(f"the plan is for {b} tiles, the encoding holds {enc.image_tokens.shape[0]}")
-        embed = self.llm.get_input_embeddings()
-        prefix = embed(plan.prefix_ids)
-        s, e = plan.image_slot  # the <image> placeholders take the tile's tokens (embed_inputs, in place)
-        prefix = torch.cat([prefix[:, :s], enc.image_tokens.to(prefix.dtype), prefix[:, e:]], 1)
-        _, cache = decoder_forward(self.llm, prefix, None, use_cache=True)
+        cache = self._prefix_cache_from(enc, plan.prefix_ids, plan.image_slot)
         cache.batch_repeat_interleave(p)
-        hidden, _ = decoder_forward(self.llm, embed(plan.ids), plan.attention, cache)
+        hidden, _ = decoder_forward(self.llm, self.llm.get_input_embeddings()(plan.ids), plan.attention, cache)
         states = hidden.gather(1, plan.seg_pos[..., None].expand(-1, -1, hidden.shape[-1]))
         prompts_emb = self.seg_head(states)
         if plan.text is not None:

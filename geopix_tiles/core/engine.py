@@ -402,19 +402,17 @@ class StreamingRun:
                         self._retire_vectorizers(current)
                         current = panel
                         self.vectorizers = self._vectorizers(self.panels[panel])
-                    if tracers is None:
-                        for k, vec in enumerate(self.vectorizers):
-                            fg = probs[k] >= self.vector_threshold
-                            fg &= valid
-                            self.vectors.add(vec.add(y0, fg, probs[k]))
-                        continue
                     futures = []
                     for k, vec in enumerate(self.vectorizers):
                         fg = probs[k] >= self.vector_threshold
                         fg &= valid
-                        futures.append(tracers.submit(fg, probs[k][fg], vec.x0, y0))
-                    join_pending()  # the previous strip, traced while this one was sent
-                    pending.append((list(self.vectorizers), futures))
+                        if tracers is None:
+                            self.vectors.add(vec.add(y0, fg, probs[k]))
+                        else:
+                            futures.append(tracers.submit(fg, probs[k][fg], vec.x0, y0))
+                    if tracers is not None:
+                        join_pending()  # the previous strip, traced while this one was sent
+                        pending.append((list(self.vectorizers), futures))
                 elif what == "checkpoint":
                     if kind == "raster":
                         self.raster.checkpoint()

@@ -74,7 +74,7 @@ class RasterSink:
         the first checkpoint (10 s into a run) was compressed by one thread. It would forget a
         DEFLATE or ZSTD level too (hence LZW, see :meth:`profile`).
         """
-        threads = self.profile()["num_threads"]
+        threads = compression_threads()  # what profile() asks for at creation
         return rasterio.open(self.tmp, "r+", **({"NUM_THREADS": str(threads)} if threads > 1 else {}))
 
     def encode(self, probs: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
