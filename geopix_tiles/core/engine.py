@@ -41,7 +41,8 @@ from ..segmenters.protocol import Segmenter, predictor_count, predictor_thread
 from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
 from .tiling import Panel, Tile, TileGrid
 from ..outputs.vector_sink import VectorSink
-from ..outputs.vectorize import StripVectorizer, merge_deferred, objects_from_state, objects_state
+from ..outputs.seam_store import SeamStore
+from ..outputs.vectorize import StripVectorizer, merge_deferred
 
 _END = object()
 #: columns processed at once (buffers bounded by it); also the grid ``split_objects`` cuts at
@@ -232,7 +233,7 @@ class StreamingRun:
 
     Wide scenes are processed in panels of ``panel_width`` columns (one after the other,
     each top to bottom), so buffers scale with the panel, not the scene; objects crossing
-    panel seams are joined at the end (:func:`merge_deferred`).
+    panel seams wait on disk (:class:`SeamStore`) and are joined at the end (:func:`merge_deferred`).
     """
 
     def __init__(self, scene: Scene, segmenter: Segmenter, prompts: Sequence[str], grid: TileGrid, *,
@@ -262,7 +263,8 @@ class StreamingRun:
         # object (and nothing held for it) outgrows one cell of that grid
         self.split_rows = (panel_width or PANEL_WIDTH) if split_objects else None
         self.stats = RunStats(tiles_total=sum(len(p.cols) for p in self.panels) * grid.n_rows)
-        self.deferred: list[list[list]] = [[[] for _ in self.panels] for _ in self.prompts]
+        self.seams = (SeamStore(vectors.parts_dir / "seams.wkb", len(self.prompts), len(self.panels))
+                      if vectors is not None else None)
         self.vectorizers = self._vectorizers(self.panels[0])
         self.start_panel = 0
         self.start_row = 0  # first grid row to compute (in start_panel)
@@ -270,9 +272,14 @@ class StreamingRun:
 
     def _vectorizers(self, panel: Panel) -> list[StripVectorizer]:
         split = self.split_rows is not None
+        seams = self.seams
+
+        def keeper(k: int):
+            return None if seams is None else (lambda obj: seams.add(k, panel.index, obj))
+
         return [StripVectorizer(k, panel.x1 - panel.x0, self.scene.height, panel.x0,
                                 left_open=panel.x0 > 0 and not split, right_open=panel.x1 < self.scene.width and not split,
-                                cut_rows=self.split_rows) for k in range(len(self.prompts))]
+                                cut_rows=self.split_rows, on_deferred=keeper(k)) for k in range(len(self.prompts))]
 
     # -- resume ---------------------------------------------------------------------------
     def restore(self, data: dict) -> None:
@@ -289,8 +296,7 @@ class StreamingRun:
             self.vectorizers = self._vectorizers(self.panels[self.start_panel])
             for k, v in enumerate(self.vectorizers):
                 v.load_state({name[len(f"p{k}_"):]: arr for name, arr in state.items() if name.startswith(f"p{k}_")})
-                for q in range(self.start_panel):
-                    self.deferred[k][q] = objects_from_state(state, f"d{k}_{q}_")
+            self.seams.load_state(state)
 
     # -- threads --------------------------------------------------------------------------
     def _read(self, out: queue.Queue, stop: threading.Event) -> None:
@@ -389,7 +395,6 @@ class StreamingRun:
                         self.raster.flush()
                     else:
                         join_pending()
-                        self._retire_vectorizers(current)
                     return
                 what, payload = item
                 if what == "rows":
@@ -399,7 +404,6 @@ class StreamingRun:
                         continue
                     if panel != current:
                         join_pending()
-                        self._retire_vectorizers(current)
                         current = panel
                         self.vectorizers = self._vectorizers(self.panels[panel])
                     futures = []
@@ -429,20 +433,15 @@ class StreamingRun:
             if tracers is not None:
                 tracers.close()
 
-    def _retire_vectorizers(self, panel: int) -> None:
-        for k, vec in enumerate(self.vectorizers):
-            self.deferred[k][panel] = vec.deferred
-
     def _checkpoint(self, panel: int, done_row: int) -> None:
         data = {"panel": panel, "done_row": done_row, "tiles_done": self._ck_tiles[(panel, done_row)][0],
                 "tiles_skipped": self._ck_tiles[(panel, done_row)][1], "parts": 0, "features": 0}
         if self.vectors is not None:
             self.vectors.spill()
-            state = {}
+            self.seams.commit()
+            state = self.seams.state()
             for k, v in enumerate(self.vectorizers):
                 state.update({f"p{k}_{name}": arr for name, arr in v.state().items()})
-                for q in range(panel):
-                    state.update(objects_state(self.deferred[k][q], f"d{k}_{q}_"))
             self.journal.save_state(state)
             data.update(parts=self.vectors.n_parts, features=self.vectors.n_features)
         self.journal.save(data, self.fingerprint)
@@ -526,6 +525,8 @@ class StreamingRun:
             blender.join(timeout=60)
             for w, _ in sinks:
                 w.join(timeout=60)
+            if self.seams is not None:
+                self.seams.close()
             # the thread that failed first, not those that then noticed the stop (a worker process that
             # died in the vector thread, not "reader thread stopped" from the model thread)
             root = _root_cause([exc, *(w.error for w in (*helpers, reader, blender, *(w for w, _ in sinks)))])
@@ -536,7 +537,10 @@ class StreamingRun:
         self.stats.extra["bad_windows"] = list(self.bad_windows)
         if self.vectors is not None:
             for k in range(len(self.prompts)):
-                self.vectors.add(merge_deferred(self.deferred[k], self.scene.height, k))
+                for closed in merge_deferred(self.seams.objects[k], self.scene.height, k, self.seams.pieces):
+                    self.vectors.add(closed)
+                    self.vectors.spill()  # one batch of joined objects in memory at a time
+            self.seams.close()
             self.vectors.spill()
             self.stats.features = self.vectors.n_features
         self.stats.seconds = time.perf_counter() - t0

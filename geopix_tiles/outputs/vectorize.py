@@ -12,6 +12,7 @@ moved to the CRS once, when the object closes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 import shapely
@@ -229,14 +230,16 @@ class StripVectorizer:
     """Turns consecutive strips of one prompt's mask (one panel wide) into closed objects.
 
     ``x0`` is the panel's first raster column; ``left_open``/``right_open`` mark panel
-    edges inside the raster. Objects touching them are not emitted but collected in
-    ``deferred`` for :func:`merge_deferred`, which joins them across panels at the end.
+    edges inside the raster. Objects touching them are not emitted but handed to
+    ``on_deferred`` (default: collected in ``deferred``) for :func:`merge_deferred`, which joins
+    them across panels at the end.
     ``cut_rows`` (pixels) cuts objects at the first strip that starts in each new block of
     that many rows instead of joining across it, so no open object outgrows a block.
     """
 
     def __init__(self, prompt_index: int, width: int, height: int, x0: int = 0,
-                 left_open: bool = False, right_open: bool = False, cut_rows: int | None = None) -> None:
+                 left_open: bool = False, right_open: bool = False, cut_rows: int | None = None,
+                 on_deferred: Callable[[OpenObject], None] | None = None) -> None:
         self.prompt_index = prompt_index
         self.width = width
         self.height = height
@@ -246,6 +249,7 @@ class StripVectorizer:
         self.next_id = 1
         self.open: dict[int, OpenObject] = {}
         self.deferred: list[OpenObject] = []
+        self.on_deferred = on_deferred or self.deferred.append
         self.frontier = np.zeros(width, dtype=np.int64)  # object id per column of the last row seen
         self.row = 0  # raster row the next strip starts at
         self.cut_rows = int(cut_rows) if cut_rows else None
@@ -303,7 +307,7 @@ class StripVectorizer:
                 for m in members:
                     remap[m] = root
             elif obj.on_panel_edge:
-                self.deferred.append(obj)
+                self.on_deferred(obj)
             else:
                 closed.add(self.prompt_index, obj)
         self.open = still_open
@@ -335,16 +339,18 @@ class StripVectorizer:
         self.deferred = objects_from_state(s, "deferred_")
 
 
-def objects_state(objs: list[OpenObject], prefix: str) -> dict[str, np.ndarray]:
-    """Plain arrays (WKB bytes, row lists) for a checkpoint: never a pickle."""
+def objects_state(objs: list[OpenObject], prefix: str, pieces_state=None) -> dict[str, np.ndarray]:
+    """Plain arrays (WKB bytes, row lists) for a checkpoint: never a pickle.
+
+    ``pieces_state(pieces, prefix)`` encodes the pieces of all objects in order (default: their
+    WKB; :class:`.seam_store.SeamStore` keeps file offsets instead).
+    """
     owner = [i for i, o in enumerate(objs) for _ in o.pieces]
-    wkb = [shapely.to_wkb(p) for o in objs for p in o.pieces]
     out = {
         prefix + "total": np.array([o.total for o in objs], dtype=np.float64),
         prefix + "count": np.array([o.count for o in objs], dtype=np.int64),
         prefix + "piece_owner": np.array(owner, dtype=np.int64),
-        prefix + "piece_wkb": np.frombuffer(b"".join(wkb), dtype=np.uint8),
-        prefix + "piece_wkb_len": np.array([len(w) for w in wkb], dtype=np.int64),
+        **(pieces_state or _wkb_state)([p for o in objs for p in o.pieces], prefix),
     }
     for side in ("left", "right"):
         rows = [np.concatenate(getattr(o, side)) if getattr(o, side) else np.zeros(0, np.int64) for o in objs]
@@ -353,13 +359,10 @@ def objects_state(objs: list[OpenObject], prefix: str) -> dict[str, np.ndarray]:
     return out
 
 
-def objects_from_state(s: dict[str, np.ndarray], prefix: str) -> list[OpenObject]:
-    buf = s[prefix + "piece_wkb"].tobytes()
-    ends = np.cumsum(s[prefix + "piece_wkb_len"])
-    starts = ends - s[prefix + "piece_wkb_len"]
+def objects_from_state(s: dict[str, np.ndarray], prefix: str, pieces_from_state=None) -> list[OpenObject]:
     objs = [OpenObject([], float(t), int(c)) for t, c in zip(s[prefix + "total"], s[prefix + "count"])]
-    for owner, a, b in zip(s[prefix + "piece_owner"].tolist(), starts.tolist(), ends.tolist()):
-        objs[owner].pieces.append(shapely.from_wkb(buf[a:b]))
+    for owner, piece in zip(s[prefix + "piece_owner"].tolist(), (pieces_from_state or _wkb_from_state)(s, prefix)):
+        objs[owner].pieces.append(piece)
     for side in ("left", "right"):
         rows = np.split(s[prefix + side + "_rows"], np.cumsum(s[prefix + side + "_len"])[:-1]) if len(objs) else []
         for o, r in zip(objs, rows):
@@ -368,11 +371,33 @@ def objects_from_state(s: dict[str, np.ndarray], prefix: str) -> list[OpenObject
     return objs
 
 
-def merge_deferred(deferred: list[list[OpenObject]], height: int, prompt_index: int) -> ClosedObjects:
+def _wkb_state(pieces: list, prefix: str) -> dict[str, np.ndarray]:
+    wkb = [shapely.to_wkb(p) for p in pieces]
+    return {prefix + "piece_wkb": np.frombuffer(b"".join(wkb), dtype=np.uint8),
+            prefix + "piece_wkb_len": np.array([len(w) for w in wkb], dtype=np.int64)}
+
+
+def _wkb_from_state(s: dict[str, np.ndarray], prefix: str) -> list:
+    buf = s[prefix + "piece_wkb"].tobytes()
+    ends = np.cumsum(s[prefix + "piece_wkb_len"])
+    starts = ends - s[prefix + "piece_wkb_len"]
+    return [shapely.from_wkb(buf[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
+
+
+#: bytes of stored pieces :func:`merge_deferred` closes at once (one object may hold more)
+MERGE_BATCH_BYTES = 16 << 20
+
+
+def merge_deferred(deferred: list[list[OpenObject]], height: int, prompt_index: int,
+                   load: Callable[[list], list] | None = None,
+                   batch_bytes: int = MERGE_BATCH_BYTES) -> Iterator[ClosedObjects]:
     """Join objects that touch panel seams (``deferred[p]`` from panel ``p``) into whole objects.
 
     Two pieces on either side of a seam belong together when they occupy the same raster row
     on both sides (4-connectivity across the seam), exactly the rule used across strips.
+    With ``load``, pieces are ``(offset, length)`` references (:class:`.seam_store.SeamStore`)
+    that ``load`` turns into geometries; the joined objects come out in batches of about
+    ``batch_bytes`` of stored pieces, so only one batch is ever in memory as geometries.
     """
     flat = [(p, o) for p, objs in enumerate(deferred) for o in objs]
     uf = _UnionFind()
@@ -395,10 +420,19 @@ def merge_deferred(deferred: list[list[OpenObject]], height: int, prompt_index: 
         if root not in groups:
             groups[root] = OpenObject([], 0.0, 0)
         groups[root].absorb(o)
-    closed = ClosedObjects()
+    del flat
+    closed, held = ClosedObjects(), 0
     for root in sorted(groups):
-        closed.add(prompt_index, groups[root])
-    return closed
+        obj = groups.pop(root)
+        if load is not None:
+            held += sum(n for _, n in obj.pieces)
+            obj.pieces = load(obj.pieces)
+        closed.add(prompt_index, obj)
+        if held >= batch_bytes:
+            yield closed
+            closed, held = ClosedObjects(), 0
+    if len(closed):
+        yield closed
 
 
 def to_crs_geometry(geoms: list, transform: Affine) -> np.ndarray:
