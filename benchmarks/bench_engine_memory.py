@@ -1,14 +1,16 @@
 """Peak RSS of the engine (and of the raw rasterio loop) in a fresh subprocess per run.
 
 usage: python benchmarks/bench_engine_memory.py [--scenes A.tif,B.tif] [--cache default,64]
-                                                [--variants raw,engine-raster,engine-vector] [--json OUT]
+                                                [--variants raw,engine-raster,engine-vector,engine-vector-split]
+                                                [--prompts water,vegetation] [--json OUT]
 
 Each measurement spawns ``python bench_engine_memory.py --child VARIANT SCENE OUTDIR`` with
 the GDAL_CACHEMAX of that row (``default`` = unset, GDAL then uses 5 % of RAM, which counts
 in RSS) and reads the child's own ``ru_maxrss`` from ``os.wait4`` (not the cumulative
 RUSAGE_CHILDREN maximum), plus whole-process wall time. Variants as in
 bench_engine_throughput.py: ``raw`` (anchors/raw_run.py loop), ``engine-raster``
-(probability raster only), ``engine-vector`` (raster + GeoPackage).
+(probability raster only), ``engine-vector`` (raster + GeoPackage), ``engine-vector-split``
+(the same with ``split_objects=True``). ``--prompts`` (default ``water``) are the spectral model's.
 Target: peak <= 1 GiB on 20k, and 20k within 10 % of 5k (flat in scene size).
 """
 from __future__ import annotations
@@ -34,14 +36,16 @@ def child(variant: str, scene: str, out: str) -> None:
         runpy.run_path("/work/shared/anchors/raw_run.py", run_name="__main__")
         return
     import geopix_tiles  # noqa: PLC0415
-    vector = variant == "engine-vector"
-    geopix_tiles.segment(scene, "water", model="spectral", raster_out=out / "engine.tif",
+    vector = variant.startswith("engine-vector")
+    prompts = os.environ.get("GEOPIX_BENCH_PROMPTS", "water").split(",")
+    geopix_tiles.segment(scene, prompts, model="spectral", raster_out=out / "engine.tif",
                          out=(out / "engine.gpkg") if vector else None, vectorize=vector,
-                         tile=512, overlap=64, batch_size=8, collect=False, overwrite=True)
+                         tile=512, overlap=64, batch_size=8, collect=False, overwrite=True,
+                         split_objects=variant == "engine-vector-split")
 
 
-def measure(variant: str, scene: str, cache: str) -> dict:
-    env = dict(os.environ)
+def measure(variant: str, scene: str, cache: str, prompts: str = "water") -> dict:
+    env = dict(os.environ, GEOPIX_BENCH_PROMPTS=prompts)
     env.pop("GDAL_CACHEMAX", None)
     if cache != "default":
         env["GDAL_CACHEMAX"] = cache
@@ -51,7 +55,7 @@ def measure(variant: str, scene: str, cache: str) -> dict:
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
     rc = os.waitstatus_to_exitcode(status)
-    return {"variant": variant, "scene": Path(scene).name, "gdal_cachemax": cache, "rc": rc,
+    return {"variant": variant, "scene": Path(scene).name, "prompts": prompts, "gdal_cachemax": cache, "rc": rc,
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "process_wall_s": round(wall, 2)}
 
 
@@ -61,6 +65,7 @@ def main() -> None:
     ap.add_argument("--scenes", default="/tmp/geopix-bench/scene_5000.tif,/tmp/geopix-bench/scene_20000.tif")
     ap.add_argument("--cache", default="default,64")
     ap.add_argument("--variants", default="raw,engine-raster,engine-vector")
+    ap.add_argument("--prompts", default="water", help="spectral prompts, comma-separated")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if a.child:
@@ -71,7 +76,7 @@ def main() -> None:
     for cache in a.cache.split(","):
         for variant in a.variants.split(","):
             for scene in a.scenes.split(","):
-                r = measure(variant, scene, cache)
+                r = measure(variant, scene, cache, a.prompts)
                 rows.append(r)
                 print(f"| {variant} | {r['scene']} | {cache} | {r['peak_rss_mib']:.0f} | {r['process_wall_s']:.2f} |"
                       + ("" if r["rc"] == 0 else f" rc={r['rc']}"), flush=True)

@@ -121,7 +121,8 @@ def segment(
     ``split_objects=True`` cuts polygons at a grid of ``panel_width`` (panel seams, and every
     ``panel_width`` rows at the next strip) instead of joining them across it: one field or
     forest may then be several polygons, but memory stays flat on scenes whose fields and
-    forests connect across the whole scene (joined, such an object is held until it is whole).
+    forests connect across the whole scene (joined, its pieces wait on disk, but the whole
+    polygon is built in memory at the end of the run).
     ``resolution`` (metres per pixel) is the ground resolution the model is shown each tile at
     (:mod:`geopix_tiles.segmenters.resampled`), so it sees objects at the sizes it learned; the
     outputs stay on the scene's grid. ``"auto"`` (the default) does so only for a model that
