@@ -109,3 +109,43 @@ def test_a_vectorizer_hands_seam_objects_over_instead_of_keeping_them():
     closed = vec.add(0, fg, fg.astype(np.float32))
     assert len(closed) == 1 and vec.deferred == [] and len(handed) == 1
     assert handed[0].right[0].tolist() == [1, 2]
+
+
+def test_a_panelled_run_parks_seam_objects_on_disk_and_joins_them(tmp_path, monkeypatch):
+    """Through the engine: objects crossing the panel seams go to the store's file (written while the
+    run lasts, gone after it), and come out joined exactly as in a run without panels."""
+    from conftest import RGBN, water_scene, write_scene
+
+    from geopix_tiles import segment
+    from geopix_tiles.outputs import seam_store
+
+    boxes = [(10, 60, 150, 420), (80, 90, 20, 680), (85, 220, 240, 300), (150, 160, 600, 700)]
+    scene = write_scene(tmp_path / "s.tif", water_scene(230, 700, boxes), descriptions=RGBN)
+    seen = []
+    real_add, real_close = seam_store.SeamStore.add, seam_store.SeamStore.close
+
+    def add(self, prompt, panel, obj):
+        seen.append((panel, len(obj.pieces)))
+        return real_add(self, prompt, panel, obj)
+
+    def close(self):
+        if self.size:
+            seen.append(("file", self.path.stat().st_size, self.size))
+        return real_close(self)
+
+    monkeypatch.setattr(seam_store.SeamStore, "add", add)
+    monkeypatch.setattr(seam_store.SeamStore, "close", close)
+    opts = dict(tile=64, overlap=16)
+    panels = segment(scene, "water", out=tmp_path / "p.gpkg", panel_width=256, **opts)
+    parked = [s for s in seen if s[0] != "file"]
+    files = [s for s in seen if s[0] == "file"]
+    assert {p for p, _ in parked} == {0, 1, 2}  # every panel handed objects over (seams at 256 and 512)
+    assert files and files[-1][1] == files[-1][2] > 0  # everything written reached the file
+    assert not (tmp_path / ".p.gpkg.geopix-run").exists()  # the scratch folder (and the file) is gone
+    seen.clear()
+    whole = segment(scene, "water", panel_width=None, **opts)
+    assert seen == []  # one panel: nothing waits at a seam
+    assert len(panels) == len(whole) == len(boxes) - 1  # the long bar and the box hanging from it are one object
+    key = lambda g: sorted(round(a, 6) for a in g.geometry.area)  # noqa: E731
+    assert key(panels) == key(whole)
+    assert sorted(panels["pixels"]) == sorted(whole["pixels"])

@@ -536,11 +536,13 @@ class StreamingRun:
         reader.join()
         self.stats.extra["bad_windows"] = list(self.bad_windows)
         if self.vectors is not None:
-            for k in range(len(self.prompts)):
-                for closed in merge_deferred(self.seams.objects[k], self.scene.height, k, self.seams.pieces):
-                    self.vectors.add(closed)
-                    self.vectors.spill()  # one batch of joined objects in memory at a time
-            self.seams.close()
+            try:
+                for k in range(len(self.prompts)):
+                    for closed in merge_deferred(self.seams.objects[k], self.scene.height, k, self.seams.pieces):
+                        self.vectors.add(closed)
+                        self.vectors.spill()  # one batch of joined objects in memory at a time
+            finally:
+                self.seams.close()
             self.vectors.spill()
             self.stats.features = self.vectors.n_features
         self.stats.seconds = time.perf_counter() - t0
