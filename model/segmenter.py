@@ -93,13 +93,21 @@ class GeoPixSegmenter:
         # threads may call predict side by side), from copying tiles in to copying probabilities out
         self._graph_lock = threading.Lock()
         self._plans: dict[tuple, object] = {}
+        self._checked: set[tuple[str, ...]] = set()  # prompt lists check_prompts has accepted
 
     def __repr__(self) -> str:
         # Stable across processes: the engine's resume journal fingerprints models by repr.
         return f"GeoPixSegmenter(weights={self._fingerprint}, tile_size={self.tile_size}, tile_check={self.tile_check})"
 
     def check_prompts(self, prompts: Sequence[str]) -> None:
+        """The model's check, once per prompt list: the engine asks on every call, and tokenizing
+        the prompts each time held the GIL the writer threads wait for (~0.5 ms a call)."""
+        key = tuple(prompts) if not isinstance(prompts, str) and all(isinstance(p, str) for p in prompts) else None
+        if key is not None and key in self._checked:
+            return
         self.model.check_prompts(prompts)
+        if key is not None:
+            self._checked.add(key)
 
     def concurrent_calls(self) -> int:
         """Model threads the engine should run: two on a multi-core CPU, one on a GPU.

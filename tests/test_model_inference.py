@@ -128,9 +128,13 @@ def test_segmenter_contract(model: GeoPixModel) -> None:
     expected = torch.sigmoid(model.segment(torch.from_numpy(tiles), ["buildings", "water"])).numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     assert repr(seg) == repr(model.as_segmenter(device="cpu"))  # stable: the resume journal keys on it
-    for bad in ([], [""], ["   "], ["ok", "<image> roofs"], "buildings"):
+    for bad in ([], [""], ["   "], ["ok", "<image> roofs"], "buildings") * 2:  # refused every time (never cached)
         with pytest.raises(InputError):
             seg.check_prompts(bad)
+    seg.check_prompts(["buildings", "water"])  # accepted once: the next calls skip the tokenizer
+    assert ("buildings", "water") in seg._checked
+    with pytest.raises(InputError, match="tokens"):
+        seg.check_prompts(["very long " * 200])
     with pytest.raises(InputError):
         seg.predict(tiles[:, :2], ["buildings"])
 
