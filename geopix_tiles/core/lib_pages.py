@@ -3,8 +3,8 @@
 A CUDA build of torch (the one the package index serves, and CI's) maps about twenty CUDA
 libraries at ``import torch``. Their loader and static initialisers leave 100-140 MB of those
 libraries' code and read-only data resident (libcublasLt alone ~60 MB), which a CPU-only job
-counts in its RSS but never runs: measured, ``import torch`` is 507 MB resident, 370 MB after
-this.
+counts in its RSS but never runs: measured, ``import torch`` is 505 MB resident, 370 MB after
+this, 293 MB with the data parked as below (no CUDA device).
 
 For a mapping that is read-only and holds no private page (no relocation was written to it:
 ``Anonymous: 0`` in ``/proc/self/smaps``), the resident pages are the file's own, shared with
@@ -13,6 +13,13 @@ function in them is ever called, its page faults back in from the file, exactly 
 kernel's own reclaim under memory pressure. Mappings with private pages, resident or swapped
 (relocated read-only data, writable data), are left alone. Linux only; a no-op elsewhere, on a CPU build of torch
 (nothing matches), or with ``GEOPIX_TILES_LIB_PAGES=0``.
+
+Their zero-initialised data (``.bss``) is another matter: libcublasLt's static initialisers write
+81 of its 84 MB at load, private memory a CPU run never reads again. When no CUDA device is
+visible (so no CUDA call can reach those libraries in this process), :func:`park_gpu_library_data`
+copies those pages to an unlinked temporary file, drops them, and copies them back at interpreter
+exit, before the libraries' static destructors run (a process that ends with ``os._exit``, as the
+CLI does, runs no destructors and skips the copy back).
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ import os
 import re
 import sys
 
-__all__ = ["release_gpu_library_pages"]
+__all__ = ["park_gpu_library_data", "release_gpu_library_pages"]
 
 #: libraries only a CUDA device calls (torch's CUDA build and the NVIDIA wheels it pulls in)
 GPU_LIBRARIES = re.compile(
@@ -32,6 +39,9 @@ GPU_LIBRARIES = re.compile(
 MADV_DONTNEED = 4
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _done: list[int] = []  # the libraries are all mapped by ``import torch``: one release per process does it
+#: parked data: (the temporary file, [(start, length, offset in the file)]), restored at exit
+_parked: list = []
+_park_tried: list[int] = []
 
 
 def _clean_gpu_mappings() -> list[tuple[int, int, int]]:
@@ -73,4 +83,87 @@ def release_gpu_library_pages() -> int:
     for start, end, rss_kb in maps:
         if rss_kb and start % _PAGE == 0 and libc.madvise(start, end - start, MADV_DONTNEED) == 0:
             released += rss_kb
-    return released
+    return released + park_gpu_library_data(libc)
+
+
+def _gpu_library_bss() -> list[tuple[int, int, int]]:
+    """(start, end, resident kB) of the unnamed mappings that hold a GPU library's ``.bss``.
+
+    Only one sandwiched between mappings of the same library file (right after its writable data):
+    the loader reserved that range for the library, so nothing else can have been mapped into it
+    (a ``.bss`` at the end of a library's range could have merged with a later anonymous mapping,
+    someone else's memory, and is left alone).
+    """
+    maps: list[tuple[int, int, str, str, int]] = []  # start, end, perms, path, Rss kB
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split(None, 6)
+            if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                maps.append([start, end, head[1], head[5].strip() if len(head) > 5 else "", 0])
+            elif maps and head[0] == "Rss:":
+                maps[-1][4] = int(head[1])
+    out = []
+    for before, here, after in zip(maps, maps[1:], maps[2:]):
+        lib = before[3]
+        if (not here[3] and here[2].startswith("rw") and before[2].startswith("rw") and lib == after[3]
+                and before[1] == here[0] and here[1] == after[0] and GPU_LIBRARIES.search(lib) and here[4] >= 1024):
+            out.append((here[0], here[1], here[4]))
+    return out
+
+
+_CHUNK = 8 << 20  # bytes copied at a time (no 80 MB temporary)
+
+
+def park_gpu_library_data(libc=None) -> int:
+    """Move the GPU libraries' written ``.bss`` pages to a temporary file for this process (see the
+    module docstring); the kB parked. Only without a CUDA device, once per process."""
+    if _park_tried or not sys.platform.startswith("linux") or os.environ.get("GEOPIX_TILES_LIB_PAGES", "1") == "0":
+        return 0
+    _park_tried.append(1)
+    torch = sys.modules.get("torch")
+    if torch is None or torch.version.cuda is None or torch.cuda.is_available():
+        return 0  # a CPU build maps no CUDA library; with a device, a later call may need them
+    import atexit  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    parked: list[tuple[int, int, int]] = []
+    store, kb = None, 0
+    try:
+        if libc is None:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        offset = 0
+        for start, end, rss_kb in _gpu_library_bss():
+            length = end - start
+            if start % _PAGE or length % _PAGE:
+                continue
+            if store is None:
+                store = tempfile.TemporaryFile(prefix="geopix-gpu-bss-")
+            for o in range(0, length, _CHUNK):
+                n = min(_CHUNK, length - o)
+                if os.pwrite(store.fileno(), ctypes.string_at(start + o, n), offset + o) != n:
+                    raise OSError("short write")
+            if libc.madvise(start, length, MADV_DONTNEED) == 0:
+                parked.append((start, length, offset))
+                kb += rss_kb
+            offset += length
+    except (OSError, AttributeError, ValueError):
+        pass  # a full disk or an odd /proc: what was not dropped stays as it was
+    if parked:
+        _parked.append((store, parked))
+        atexit.register(_restore)
+    elif store is not None:
+        store.close()
+    return kb
+
+
+def _restore() -> None:
+    """Copy parked pages back (at exit, before the libraries' static destructors read them)."""
+    while _parked:
+        store, regions = _parked.pop()
+        for start, length, offset in regions:
+            for o in range(0, length, _CHUNK):
+                data = os.pread(store.fileno(), min(_CHUNK, length - o), offset + o)
+                ctypes.memmove(start + o, data, len(data))
+        store.close()
