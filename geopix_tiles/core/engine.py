@@ -34,6 +34,7 @@ import numpy as np
 
 from .accumulator import StripAccumulator
 from .cores import vector_workers
+from .heap import trim_heap
 from .journal import RunJournal
 from ..outputs.raster_sink import RasterSink
 from ..io.scene import RowBuffer, Scene, SceneReader
@@ -445,6 +446,7 @@ class StreamingRun:
             self.journal.save_state(state)
             data.update(parts=self.vectors.n_parts, features=self.vectors.n_features)
         self.journal.save(data, self.fingerprint)
+        trim_heap()  # the buffers just flushed: give their free pages back (core/heap.py)
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> RunStats:
