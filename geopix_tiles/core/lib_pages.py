@@ -19,7 +19,8 @@ Their zero-initialised data (``.bss``) is another matter: libcublasLt's static i
 visible (so no CUDA call can reach those libraries in this process), :func:`park_gpu_library_data`
 copies those pages to an unlinked temporary file, drops them, and copies them back at interpreter
 exit, before the libraries' static destructors run (a process that ends with ``os._exit``, as the
-CLI does, runs no destructors and skips the copy back).
+CLI does, runs no destructors and skips the copy back). The file goes where ``tempfile`` puts it
+(``TMPDIR``): on a RAM-backed ``/tmp`` the bytes move there instead of leaving memory.
 """
 from __future__ import annotations
 
