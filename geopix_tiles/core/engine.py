@@ -23,6 +23,7 @@ outputs as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import sys
 import threading
@@ -273,14 +274,11 @@ class StreamingRun:
 
     def _vectorizers(self, panel: Panel) -> list[StripVectorizer]:
         split = self.split_rows is not None
-        seams = self.seams
-
-        def keeper(k: int):
-            return None if seams is None else (lambda obj: seams.add(k, panel.index, obj))
-
         return [StripVectorizer(k, panel.x1 - panel.x0, self.scene.height, panel.x0,
                                 left_open=panel.x0 > 0 and not split, right_open=panel.x1 < self.scene.width and not split,
-                                cut_rows=self.split_rows, on_deferred=keeper(k)) for k in range(len(self.prompts))]
+                                cut_rows=self.split_rows,
+                                on_deferred=None if self.seams is None else functools.partial(self.seams.add, k, panel.index))
+                for k in range(len(self.prompts))]
 
     # -- resume ---------------------------------------------------------------------------
     def restore(self, data: dict) -> None:

@@ -29,6 +29,7 @@ import ctypes.util
 import os
 import re
 import sys
+from dataclasses import dataclass
 
 __all__ = ["park_gpu_library_data", "release_gpu_library_pages"]
 
@@ -45,28 +46,44 @@ _parked: list = []
 _park_tried: list[int] = []
 
 
-def _clean_gpu_mappings() -> list[tuple[int, int, int]]:
-    """(start, end, resident kB) of read-only GPU-library mappings with no private page."""
-    out: list[tuple[int, int, int]] = []
-    cur: dict | None = None
+@dataclass
+class _Mapping:
+    """One line of ``/proc/self/maps`` with the ``smaps`` fields used here (kB)."""
+
+    start: int
+    end: int
+    perms: str
+    path: str
+    rss: int = 0
+    private: int = 0  # Anonymous + Swap: copy-on-write pages, resident or swapped
+
+
+def _mappings() -> list[_Mapping]:
+    """This process's mappings, in address order (one read of ``/proc/self/smaps``)."""
+    out: list[_Mapping] = []
     with open("/proc/self/smaps") as fh:
         for line in fh:
             head = line.split(None, 6)
             if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
-                if cur is not None and cur["keep"]:
-                    out.append((cur["start"], cur["end"], cur["rss"]))
-                path = head[5].strip() if len(head) > 5 else ""
                 start, end = (int(x, 16) for x in head[0].split("-"))
-                cur = {"start": start, "end": end, "rss": 0,
-                       "keep": "w" not in head[1] and bool(GPU_LIBRARIES.search(path))}
-            elif cur is not None and head[0] == "Rss:":
-                cur["rss"] = int(head[1])
-            elif cur is not None and head[0] in ("Anonymous:", "Swap:"):
-                if int(head[1]) != 0:  # a private (copy-on-write) page, resident or swapped: not the file's
-                    cur["keep"] = False
-    if cur is not None and cur["keep"]:
-        out.append((cur["start"], cur["end"], cur["rss"]))
+                out.append(_Mapping(start, end, head[1], head[5].strip() if len(head) > 5 else ""))
+            elif out and head[0] == "Rss:":
+                out[-1].rss = int(head[1])
+            elif out and head[0] in ("Anonymous:", "Swap:"):
+                out[-1].private += int(head[1])
     return out
+
+
+def _clean_gpu_mappings(maps: list[_Mapping] | None = None) -> list[tuple[int, int, int]]:
+    """(start, end, resident kB) of read-only GPU-library mappings with no private page."""
+    return [(m.start, m.end, m.rss) for m in (_mappings() if maps is None else maps)
+            if "w" not in m.perms and not m.private and GPU_LIBRARIES.search(m.path)]
+
+
+def _libc():
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
 
 
 def release_gpu_library_pages() -> int:
@@ -75,19 +92,18 @@ def release_gpu_library_pages() -> int:
         return 0
     _done.append(1)
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        maps = _clean_gpu_mappings()
+        libc = _libc()
+        maps = _mappings()
     except (OSError, AttributeError, ValueError):
         return 0
     released = 0
-    for start, end, rss_kb in maps:
+    for start, end, rss_kb in _clean_gpu_mappings(maps):
         if rss_kb and start % _PAGE == 0 and libc.madvise(start, end - start, MADV_DONTNEED) == 0:
             released += rss_kb
-    return released + park_gpu_library_data(libc)
+    return released + park_gpu_library_data(libc, maps)
 
 
-def _gpu_library_bss() -> list[tuple[int, int, int]]:
+def _gpu_library_bss(maps: list[_Mapping] | None = None) -> list[tuple[int, int, int]]:
     """(start, end, resident kB) of the unnamed mappings that hold a GPU library's ``.bss``.
 
     Only one sandwiched between mappings of the same library file (right after its writable data):
@@ -95,28 +111,17 @@ def _gpu_library_bss() -> list[tuple[int, int, int]]:
     (a ``.bss`` at the end of a library's range could have merged with a later anonymous mapping,
     someone else's memory, and is left alone).
     """
-    maps: list[tuple[int, int, str, str, int]] = []  # start, end, perms, path, Rss kB
-    with open("/proc/self/smaps") as fh:
-        for line in fh:
-            head = line.split(None, 6)
-            if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
-                start, end = (int(x, 16) for x in head[0].split("-"))
-                maps.append([start, end, head[1], head[5].strip() if len(head) > 5 else "", 0])
-            elif maps and head[0] == "Rss:":
-                maps[-1][4] = int(head[1])
-    out = []
-    for before, here, after in zip(maps, maps[1:], maps[2:]):
-        lib = before[3]
-        if (not here[3] and here[2].startswith("rw") and before[2].startswith("rw") and lib == after[3]
-                and before[1] == here[0] and here[1] == after[0] and GPU_LIBRARIES.search(lib) and here[4] >= 1024):
-            out.append((here[0], here[1], here[4]))
-    return out
+    maps = _mappings() if maps is None else maps
+    return [(here.start, here.end, here.rss) for before, here, after in zip(maps, maps[1:], maps[2:])
+            if not here.path and here.perms.startswith("rw") and before.perms.startswith("rw")
+            and before.path == after.path and before.end == here.start and here.end == after.start
+            and GPU_LIBRARIES.search(before.path) and here.rss >= 1024]
 
 
 _CHUNK = 8 << 20  # bytes copied at a time (no 80 MB temporary)
 
 
-def park_gpu_library_data(libc=None) -> int:
+def park_gpu_library_data(libc=None, maps: list[_Mapping] | None = None) -> int:
     """Move the GPU libraries' written ``.bss`` pages to a temporary file for this process (see the
     module docstring); the kB parked. Only without a CUDA device, once per process."""
     if _park_tried or not sys.platform.startswith("linux") or os.environ.get("GEOPIX_TILES_LIB_PAGES", "1") == "0":
@@ -131,11 +136,9 @@ def park_gpu_library_data(libc=None) -> int:
     parked: list[tuple[int, int, int]] = []
     store, kb = None, 0
     try:
-        if libc is None:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        libc = libc or _libc()
         offset = 0
-        for start, end, rss_kb in _gpu_library_bss():
+        for start, end, rss_kb in _gpu_library_bss(maps):
             length = end - start
             if start % _PAGE or length % _PAGE:
                 continue
