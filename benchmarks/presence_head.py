@@ -53,8 +53,13 @@ def colour_features(images, prob):
     return torch.cat([inside, chroma, scene, exg], -1)
 
 
-def dump(model, records, group: str, batch: int = 8, flips: int = 1) -> dict[str, list]:
-    """The study's candidate features of every question (the shipped check uses a subset of them)."""
+def dump(model, records, group: str, batch: int = 8, flips: int = 1, mask_model=None) -> dict[str, list]:
+    """The study's candidate features of every question (the shipped check uses a subset of them).
+
+    ``mask_model``: masks (and so the mask rule's "yes") from another model, features from ``model``'s
+    tower: out-of-fold masks of training chips, from a model that never trained on them, make the
+    check's examples look like its questions on unseen scenes (cross-fitting).
+    """
     import torch
 
     from geopix_tiles.model.dialogue import SceneHead, class_phrases
@@ -75,7 +80,9 @@ def dump(model, records, group: str, batch: int = 8, flips: int = 1) -> dict[str
         with torch.no_grad():
             images = _images(chunk, size)
             enc = model.encode_images(images)
-            prob = torch.sigmoid(model.segment_encoded(enc, [phrases[c] for c in classes])[0]).float()
+            masker = mask_model or model
+            menc = enc if mask_model is None else masker.encode_images(images)
+            prob = torch.sigmoid(masker.segment_encoded(menc, [phrases[c] for c in classes])[0]).float()
             if flips == 2:  # the mean with the mirrored view's masks, mirrored back (segment's flips=2)
                 mirrored = model.encode_images(images.flip(-1))
                 prob = (prob + torch.sigmoid(model.segment_encoded(mirrored, [phrases[c] for c in classes])[0])
@@ -111,13 +118,16 @@ def dump(model, records, group: str, batch: int = 8, flips: int = 1) -> dict[str
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("dump", "fit", "score", "render", "errors"))
+    ap.add_argument("step", choices=("dump", "dump-oof", "fit", "fit-oof", "score", "render", "errors"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "presence_check.json"))
     ap.add_argument("--model", default=str(ROOT / "geopix_tiles" / "data" / "default_model"))
     ap.add_argument("--data", default=str(ROOT / "runs" / "default_v2" / "data"))
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "presence_head.npz"))
     ap.add_argument("--flips", type=int, default=1, choices=(1, 2), help="dump: masks from 1 view or 2 (mirrored)")
+    ap.add_argument("--folds", default=str(ROOT / "runs" / "default_v2" / "folds"),
+                    help="dump-oof: the fold models of `default_recipe --step folds` (without_A/model, without_B/model)")
+    ap.add_argument("--oof", default=str(ROOT / "runs" / "presence_oof.npz"), help="dump-oof / fit-oof: the out-of-fold dump")
     args = ap.parse_args()
     if args.step == "score":
         return score(args)
@@ -125,6 +135,10 @@ def main() -> int:
         return render()
     if args.step == "errors":
         return errors(args)
+    if args.step == "dump-oof":
+        return dump_oof(args)
+    if args.step == "fit-oof":
+        return fit_oof(np.load(args.out), np.load(args.oof))
     if args.step == "dump":
         import torch
 
@@ -416,6 +430,73 @@ def fit_colour(d) -> None:
                    for c_ in classes}
             print(f"{name:20s} C={c:<5} " + " ".join(f"{n}={v:.3f}" for n, v in accs.items()) + f"  val per class {per}",
                   flush=True)
+
+
+def dump_oof(args) -> int:
+    """The training chips' questions with masks from the fold model that did not train on them."""
+    import torch
+
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.records import read_jsonl
+
+    from geopix_tiles.training.cross_fit import fold_models, split_folds
+
+    torch.set_num_threads(2)
+    model = GeoPixModel.from_pretrained(args.model).eval()
+    models = fold_models(Path(args.folds))
+    if models is None:
+        raise SystemExit(f"no fold models in {args.folds}; run `default_recipe --step folds` first")
+    folds = split_folds(read_jsonl(Path(args.data) / "train.jsonl"))
+    cols: dict[str, list] = {}
+    for f, path in models.items():
+        masker = GeoPixModel.from_pretrained(path).eval()
+        part = dump(model, folds[f], "train_oof", mask_model=masker)
+        for k, v in part.items():
+            cols.setdefault(k, []).extend(v)
+    np.savez(args.oof, **{k: np.asarray(v) for k, v in cols.items()})
+    return 0
+
+
+def fit_oof(d, oof) -> int:
+    """The shipped check's features fitted on in-sample masks (shipped), out-of-fold masks, or both."""
+    import torch
+
+    from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
+    from geopix_tiles.training.presence_check import fit_check
+
+    keys = ("group", "cls", "truth", "share", "largest", "meanp", "inside", "inside1", "scene2")
+    d = {k: np.concatenate([d[k], oof[k]]) for k in keys}
+    classes = sorted(set(d["cls"]))
+    onehot = (d["cls"][:, None] == np.asarray(classes)[None]).astype(np.float32)
+    rule = (d["share"] >= MIN_PRESENT_SHARE) & (d["share"] * 65536 >= MIN_PRESENT_PIXELS)
+    truth, g = d["truth"], d["group"]
+    shape = np.stack([d["largest"], d["meanp"], np.log(d["share"] + 1e-4)], 1)
+    x = np.concatenate([d["inside"], d["inside1"], d["scene2"], onehot, shape], 1)
+    groups = ("train", "train_oof", "val", "uc_train", "uc_test")
+    print("mask rule:", {n: round(float((rule[g == n] == truth[g == n]).mean()), 3) for n in groups})
+
+    class Probe(torch.nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.threshold = 0.5
+            self.register_buffer("mean", torch.zeros(dim))
+            self.register_buffer("scale", torch.ones(dim))
+            self.fc = torch.nn.Linear(dim, 1)
+
+    for fitted_on in (("train", "uc_train"), ("train_oof", "uc_train"), ("train", "train_oof", "uc_train")):
+        sel = np.isin(g, fitted_on) & rule
+        for c in (0.01, 0.03):
+            probe = Probe(x.shape[1])
+            fit_check(probe, torch.from_numpy(x[sel]).float(), torch.from_numpy(truth[sel].astype(np.float32)), c)
+            with torch.no_grad():
+                p = torch.sigmoid(probe.fc((torch.from_numpy(x).float() - probe.mean) / probe.scale))[:, 0].numpy()
+            said = rule & (p >= 0.5)
+            accs = {n: float((said[g == n] == truth[g == n]).mean()) for n in groups}
+            per = {c_: round(float((said[(g == "val") & (d["cls"] == c_)] == truth[(g == "val") & (d["cls"] == c_)]).mean()), 3)
+                   for c_ in classes}
+            print(f"{'+'.join(fitted_on):28s} C={c:<5} " + " ".join(f"{n}={v:.3f}" for n, v in accs.items())
+                  + f"  val per class {per}", flush=True)
+    return 0
 
 
 def fit(d) -> int:

@@ -20,9 +20,13 @@ Steps (each can be run alone with ``--step``):
    checkpoint (:mod:`training.dialogue_heads`; the segmentation weights do not move), score
    the answers in words on the validation split (:mod:`training.dialogue_eval`), re-ship,
    and add both to ``training_record.json``.
-5. ``presence`` - fit the presence check (:mod:`training.presence_check`: a probe that can veto
-   a mask's "yes" when the pixels under it do not look like the class) on the training chips
-   and UC Merced 0-59, score the answers in words again, re-ship.
+5. ``folds``   - train two fold models, each without half the training scenes
+   (:mod:`training.cross_fit`; ``--fold A`` / ``--fold B`` trains one, so two processes of one
+   thread can run at once: ~22 min on 2 cores), into ``runs/default_v2/folds/``.
+6. ``presence`` - fit the presence check (:mod:`training.presence_check`: a probe that can veto
+   a mask's "yes" when the pixels under it do not look like the class) on the training chips,
+   their masks from the fold model that did not see them (when ``folds`` has run), and UC
+   Merced 0-59; score the answers in words again, re-ship.
 
 ``--variant v3`` runs the same steps on ``default_v3`` (v2 + UC Merced scene-label negatives,
 :mod:`training.scene_negatives`): the 2026-12-03 trial, not shipped (see MODEL_CARD.md, run history). ``--variant v4`` adds the
@@ -314,6 +318,17 @@ def dialogue(shared: Path, out: Path, max_val: int = 0) -> dict:
     return scores
 
 
+FOLD_STEPS = 2500  # each fold model: the recipe's stages scaled to 2,500 steps (~22 min at one thread)
+
+
+def folds(cfg, out: Path, which) -> dict:
+    """The two fold models whose out-of-fold masks the presence check is fitted on (:mod:`training.cross_fit`)."""
+    from geopix_tiles.training.cross_fit import train_fold_models
+
+    return train_fold_models(cfg, out / "data" / "train.jsonl", out / "data" / "val.jsonl", out / "folds",
+                             FOLD_STEPS, only=which)
+
+
 def presence(shared: Path, out: Path, max_val: int = 0) -> dict:
     """Fit the presence check on the shipped checkpoint, score the answers in words again, re-ship."""
     from geopix_tiles.model import GeoPixModel
@@ -322,8 +337,12 @@ def presence(shared: Path, out: Path, max_val: int = 0) -> dict:
 
     model = GeoPixModel.from_pretrained(SHIP)
     uc = shared / "uc_merced"
+    from geopix_tiles.training.cross_fit import fold_models
+
     train_recs = [r for r in read_jsonl(out / "data" / "train.jsonl") if r.meta.get("classes")]
-    stats = add_presence_check(model, train_recs, scene_check_records(uc))
+    found = fold_models(out / "folds")  # out-of-fold masks when the folds step has run
+    maskers = {f: GeoPixModel.from_pretrained(p).eval() for f, p in found.items()} if found else None
+    stats = add_presence_check(model, train_recs, scene_check_records(uc), fold_models=maskers)
     print(json.dumps(stats, indent=1), flush=True)
     scores = _score_dialogue(model, out, uc, max_val)
     record = json.loads((SHIP / "training_record.json").read_text())
@@ -364,7 +383,8 @@ def _reship(model, record: dict) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue", "presence"], default="all")
+    ap.add_argument("--step", choices=["all", "export", "train", "ship", "dialogue", "folds", "presence"], default="all")
+    ap.add_argument("--fold", choices=["A", "B"], help="folds: train only the model without this fold (run two at once)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7"], default="v2",
@@ -393,6 +413,8 @@ def main() -> int:
         ship(shared, out, args.max_val)
     if args.step in ("all", "dialogue"):
         dialogue(shared, out, args.max_val)
+    if args.step in ("all", "folds"):
+        folds(cfg, out, [args.fold] if args.fold else ["A", "B"])
     if args.step in ("all", "presence"):
         presence(shared, out, args.max_val)
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -62,8 +62,13 @@ def _images(records: Sequence[ImageRecord], size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def check_examples(model: Any, check: Any, records: Sequence[ImageRecord], batch: int = 8,
-                   log_every: int = 0) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Features ``[N, D]``, truths ``[N]`` and class names of the questions the mask rule says "yes" to."""
+                   log_every: int = 0, mask_model: Any = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Features ``[N, D]``, truths ``[N]`` and class names of the questions the mask rule says "yes" to.
+
+    ``mask_model``: the masks (and so which questions the rule says "yes" to, and where features
+    are pooled) come from this model instead, a fold model that never trained on ``records``
+    (:mod:`.cross_fit`); the features stay ``model``'s, as when the check answers.
+    """
     from geopix_tiles.model.answer import present
     from geopix_tiles.model.dialogue import class_phrases
 
@@ -76,8 +81,11 @@ def check_examples(model: Any, check: Any, records: Sequence[ImageRecord], batch
         classes = sorted({c for q in asked for c, _ in q})
         if not classes:
             continue
-        enc = model.encode_images(_images(chunk, size).to(model.device))
-        probs = torch.sigmoid(model.segment_encoded(enc, [phrases[c] for c in classes])[0].float())
+        images = _images(chunk, size).to(model.device)
+        enc = model.encode_images(images)
+        masker = model if mask_model is None else mask_model
+        menc = enc if mask_model is None else masker.encode_images(images)
+        probs = torch.sigmoid(masker.segment_encoded(menc, [phrases[c] for c in classes])[0].float())
         feats = check.features(enc.feats, probs, classes)
         for i, q in enumerate(asked):
             for c, truth in q:
@@ -128,23 +136,37 @@ def fit_check(check: Any, x: torch.Tensor, y: torch.Tensor, c: float = 0.03, ste
 
 
 def add_presence_check(model: Any, records: Sequence[ImageRecord], scene_records: Sequence[ImageRecord],
-                       c: float = 0.03, threshold: float = 0.5) -> dict[str, Any]:
-    """Fit a presence check on ``records`` (labelled chips) and ``scene_records`` and attach it to ``model``."""
+                       c: float = 0.03, threshold: float = 0.5,
+                       fold_models: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fit a presence check on ``records`` (labelled chips) and ``scene_records`` and attach it to ``model``.
+
+    ``fold_models`` (fold name -> the model trained without that fold, :mod:`.cross_fit`): each
+    labelled chip's masks come from the model that did not train on it (out-of-fold), so the
+    check learns from the mistakes the mask head makes on unseen scenes. UC Merced chips were
+    never trained on: the shipped model's own masks.
+    """
     from geopix_tiles.model.presence_check import PresenceCheck
 
     model.eval()
     classes = model.class_names()
     check = PresenceCheck(model.vision.channels, classes, threshold).to(model.device)
     t0 = time.time()
+    groups: list[tuple[Sequence[ImageRecord], Any]] = [(records, None), (scene_records, None)]
+    if fold_models:
+        from .cross_fit import split_folds
+
+        folds = split_folds(records)
+        groups = [(folds[f], m) for f, m in fold_models.items()] + [(scene_records, None)]
     xs, ys, names = [], [], []
-    for group in (records, scene_records):
+    for group, masker in groups:
         if group:
-            x, y, n = check_examples(model, check, group, log_every=40)
+            x, y, n = check_examples(model, check, group, log_every=40, mask_model=masker)
             xs.append(x), ys.append(y), names.extend(n)
     stats = fit_check(check, torch.cat(xs), torch.cat(ys), c)
     model.presence_check = check
     model.config.extra["presence_check"] = {"classes": classes, "threshold": threshold}
     stats.update({"C": c, "threshold": threshold, "feature_s": round(time.time() - t0, 1),
+                  "masks": "out-of-fold (training.cross_fit)" if fold_models else "the model's own",
                   "examples_per_class": {k: int(v) for k, v in zip(*np.unique(names, return_counts=True))}})
     return stats
 
