@@ -2,6 +2,8 @@
 
     python benchmarks/presence_head.py dump  [--out runs/presence_head.npz]   # the design study
     python benchmarks/presence_head.py fit   [--out runs/presence_head.npz]   # needs scikit-learn
+    python benchmarks/presence_head.py dump-oof  # the training chips with out-of-fold masks (training/cross_fit.py)
+    python benchmarks/presence_head.py fit-oof   # the check fitted on in-sample / out-of-fold masks
     python benchmarks/presence_head.py score [--json benchmarks/results/presence_check.json]
     python benchmarks/presence_head.py render  # -> benchmarks/results/presence_check.png
     python benchmarks/presence_head.py errors  # -> benchmarks/results/presence_errors.{json,png}
@@ -496,7 +498,37 @@ def fit_oof(d, oof) -> int:
                    for c_ in classes}
             print(f"{'+'.join(fitted_on):28s} C={c:<5} " + " ".join(f"{n}={v:.3f}" for n, v in accs.items())
                   + f"  val per class {per}", flush=True)
+    _fit_oof_nonlinear(x, rule, truth, g, d["cls"], classes, groups)
     return 0
+
+
+def _fit_oof_nonlinear(x, rule, truth, g, cls, classes, groups) -> None:
+    """Per-class probes, an MLP and gradient boosting on the same examples (scikit-learn)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    def report(name, p):
+        said = rule & (p >= 0.5)
+        accs = {n: float((said[g == n] == truth[g == n]).mean()) for n in groups}
+        print(f"{name:40s} " + " ".join(f"{n}={v:.3f}" for n, v in accs.items()), flush=True)
+
+    for on in (("train_oof", "uc_train"), ("train", "train_oof", "uc_train")):
+        sel = np.isin(g, on) & rule
+        z = StandardScaler().fit(x[sel]).transform(x)
+        p = np.ones(len(x))
+        for c in classes:
+            s2 = sel & (cls == c)
+            if len(set(truth[s2])) == 2:
+                m = LogisticRegression(C=0.03, max_iter=3000, class_weight="balanced").fit(z[s2], truth[s2])
+                p[cls == c] = m.predict_proba(z[cls == c])[:, 1]
+        report("per-class probes C=0.03 " + "+".join(on), p)
+        m = MLPClassifier((64,), alpha=0.1, max_iter=300, random_state=0, early_stopping=True).fit(z[sel], truth[sel])
+        report("MLP 64 " + "+".join(on), m.predict_proba(z)[:, 1])
+        m = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, class_weight="balanced",
+                                           random_state=0).fit(x[sel], truth[sel])
+        report("gradient boosting " + "+".join(on), m.predict_proba(x)[:, 1])
 
 
 def fit(d) -> int:

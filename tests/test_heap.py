@@ -60,3 +60,20 @@ def test_trim_returns_free_pages_between_live_chunks():
 def test_trim_is_off_with_the_heap_policy():
     r = _run("trim", {"GEOPIX_TILES_HEAP": "0"})
     assert not r["trimmed"]
+
+
+def test_the_periodic_trim_runs_at_most_once_per_period(monkeypatch):
+    from geopix_tiles.core import heap
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's malloc_trim")
+    monkeypatch.delenv("GEOPIX_TILES_HEAP", raising=False)
+    monkeypatch.setattr(heap, "_last_trim", [0.0])
+    assert heap.trim_heap_if_due(60.0) is True  # first call: due
+    assert heap.trim_heap_if_due(60.0) is False  # within the period: skipped
+    assert heap.trim_heap_if_due(0.0) is False  # 0 turns it off
+    monkeypatch.setenv("GEOPIX_TILES_TRIM_S", "0")
+    monkeypatch.setattr(heap, "_last_trim", [0.0])
+    assert heap.trim_heap_if_due() is False
+    monkeypatch.setenv("GEOPIX_TILES_TRIM_S", "0.001")
+    assert heap.trim_heap_if_due() is True
