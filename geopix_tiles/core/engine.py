@@ -35,7 +35,7 @@ import numpy as np
 
 from .accumulator import StripAccumulator
 from .cores import vector_workers
-from .heap import trim_heap
+from .heap import trim_heap, trim_heap_if_due
 from .journal import RunJournal
 from ..outputs.raster_sink import RasterSink
 from ..io.scene import RowBuffer, Scene, SceneReader
@@ -398,6 +398,8 @@ class StreamingRun:
                 what, payload = item
                 if what == "rows":
                     panel, y0, probs, valid = payload
+                    if owner:
+                        trim_heap_if_due()  # between checkpoints too (core/heap.py)
                     if kind == "raster":
                         self.raster.write(y0, probs, valid, self.panels[panel].x0)
                         continue
@@ -545,6 +547,7 @@ class StreamingRun:
                 self.seams.close()
             self.vectors.spill()
             self.stats.features = self.vectors.n_features
+        trim_heap()  # before the outputs are closed and assembled: the model's free pages go back first
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
 
