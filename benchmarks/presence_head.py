@@ -392,12 +392,29 @@ def errors(args, per_kind: int = 6) -> int:
     return 0
 
 
-def fit_colour(d) -> None:
-    """The shipped feature set against it plus colour (alone and per class), as the shipped check is fitted."""
+def probe_scores(x: np.ndarray, sel: np.ndarray, truth: np.ndarray, c: float) -> np.ndarray:
+    """The shipped check's fit (``fit_check``) on ``x[sel]``, its probabilities on all of ``x``."""
     import torch
 
-    from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
     from geopix_tiles.training.presence_check import fit_check
+
+    class Probe(torch.nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.threshold = 0.5
+            self.register_buffer("mean", torch.zeros(dim))
+            self.register_buffer("scale", torch.ones(dim))
+            self.fc = torch.nn.Linear(dim, 1)
+
+    probe = Probe(x.shape[1])
+    fit_check(probe, torch.from_numpy(x[sel]).float(), torch.from_numpy(truth[sel].astype(np.float32)), c)
+    with torch.no_grad():
+        return torch.sigmoid(probe.fc((torch.from_numpy(x).float() - probe.mean) / probe.scale))[:, 0].numpy()
+
+
+def fit_colour(d) -> None:
+    """The shipped feature set against it plus colour (alone and per class), as the shipped check is fitted."""
+    from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
 
     classes = sorted(set(d["cls"]))
     onehot = (d["cls"][:, None] == np.asarray(classes)[None]).astype(np.float32)
@@ -410,22 +427,10 @@ def fit_colour(d) -> None:
     variants = {"shipped features": base, "+ colour": np.concatenate([base, colour], 1),
                 "+ colour per class": np.concatenate([base, colour, per_class], 1)}
 
-    class Probe(torch.nn.Module):
-        def __init__(self, dim):
-            super().__init__()
-            self.threshold = 0.5
-            self.register_buffer("mean", torch.zeros(dim))
-            self.register_buffer("scale", torch.ones(dim))
-            self.fc = torch.nn.Linear(dim, 1)
-
     for name, x in variants.items():
         sel = np.isin(g, ("train", "uc_train")) & rule
         for c in (0.01, 0.03):
-            probe = Probe(x.shape[1])
-            fit_check(probe, torch.from_numpy(x[sel]).float(), torch.from_numpy(truth[sel].astype(np.float32)), c)
-            with torch.no_grad():
-                z = (torch.from_numpy(x).float() - probe.mean) / probe.scale
-                p = torch.sigmoid(probe.fc(z))[:, 0].numpy()
+            p = probe_scores(x, sel, truth, c)
             said = rule & (p >= 0.5)
             accs = {n: float((said[g == n] == truth[g == n]).mean()) for n in ("train", "val", "uc_train", "uc_test")}
             per = {c_: round(float((said[(g == "val") & (d["cls"] == c_)] == truth[(g == "val") & (d["cls"] == c_)]).mean()), 3)
@@ -461,10 +466,7 @@ def dump_oof(args) -> int:
 
 def fit_oof(d, oof) -> int:
     """The shipped check's features fitted on in-sample masks (shipped), out-of-fold masks, or both."""
-    import torch
-
     from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
-    from geopix_tiles.training.presence_check import fit_check
 
     keys = ("group", "cls", "truth", "share", "largest", "meanp", "inside", "inside1", "scene2")
     d = {k: np.concatenate([d[k], oof[k]]) for k in keys}
@@ -477,21 +479,10 @@ def fit_oof(d, oof) -> int:
     groups = ("train", "train_oof", "val", "uc_train", "uc_test")
     print("mask rule:", {n: round(float((rule[g == n] == truth[g == n]).mean()), 3) for n in groups})
 
-    class Probe(torch.nn.Module):
-        def __init__(self, dim):
-            super().__init__()
-            self.threshold = 0.5
-            self.register_buffer("mean", torch.zeros(dim))
-            self.register_buffer("scale", torch.ones(dim))
-            self.fc = torch.nn.Linear(dim, 1)
-
     for fitted_on in (("train", "uc_train"), ("train_oof", "uc_train"), ("train", "train_oof", "uc_train")):
         sel = np.isin(g, fitted_on) & rule
         for c in (0.01, 0.03):
-            probe = Probe(x.shape[1])
-            fit_check(probe, torch.from_numpy(x[sel]).float(), torch.from_numpy(truth[sel].astype(np.float32)), c)
-            with torch.no_grad():
-                p = torch.sigmoid(probe.fc((torch.from_numpy(x).float() - probe.mean) / probe.scale))[:, 0].numpy()
+            p = probe_scores(x, sel, truth, c)
             said = rule & (p >= 0.5)
             accs = {n: float((said[g == n] == truth[g == n]).mean()) for n in groups}
             per = {c_: round(float((said[(g == "val") & (d["cls"] == c_)] == truth[(g == "val") & (d["cls"] == c_)]).mean()), 3)
