@@ -82,12 +82,12 @@ def dump(model, records, group: str, batch: int = 8, flips: int = 1, mask_model=
         with torch.no_grad():
             images = _images(chunk, size)
             enc = model.encode_images(images)
-            masker = mask_model or model
+            masker = model if mask_model is None else mask_model
             menc = enc if mask_model is None else masker.encode_images(images)
             prob = torch.sigmoid(masker.segment_encoded(menc, [phrases[c] for c in classes])[0]).float()
             if flips == 2:  # the mean with the mirrored view's masks, mirrored back (segment's flips=2)
-                mirrored = model.encode_images(images.flip(-1))
-                prob = (prob + torch.sigmoid(model.segment_encoded(mirrored, [phrases[c] for c in classes])[0])
+                mirrored = masker.encode_images(images.flip(-1))
+                prob = (prob + torch.sigmoid(masker.segment_encoded(mirrored, [phrases[c] for c in classes])[0])
                         .float().flip(-1)) / 2
             glob = SceneHead.pooled(enc.feats)
             pooled = {"inside": masked_mean(enc.feats[-2].float(), prob),
@@ -412,16 +412,21 @@ def probe_scores(x: np.ndarray, sel: np.ndarray, truth: np.ndarray, c: float) ->
         return torch.sigmoid(probe.fc((torch.from_numpy(x).float() - probe.mean) / probe.scale))[:, 0].numpy()
 
 
-def fit_colour(d) -> None:
-    """The shipped feature set against it plus colour (alone and per class), as the shipped check is fitted."""
+def shipped_features(d) -> tuple[list, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(classes, class one-hot, the mask rule's "yes", truth, group, the shipped check's features) of a dump."""
     from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
 
     classes = sorted(set(d["cls"]))
     onehot = (d["cls"][:, None] == np.asarray(classes)[None]).astype(np.float32)
     rule = (d["share"] >= MIN_PRESENT_SHARE) & (d["share"] * 65536 >= MIN_PRESENT_PIXELS)
-    truth, g = d["truth"], d["group"]
     shape = np.stack([d["largest"], d["meanp"], np.log(d["share"] + 1e-4)], 1)
-    base = np.concatenate([d["inside"], d["inside1"], d["scene2"], onehot, shape], 1)
+    x = np.concatenate([d["inside"], d["inside1"], d["scene2"], onehot, shape], 1)
+    return classes, onehot, rule, d["truth"], d["group"], x
+
+
+def fit_colour(d) -> None:
+    """The shipped feature set against it plus colour (alone and per class), as the shipped check is fitted."""
+    classes, onehot, rule, truth, g, base = shipped_features(d)
     colour = d["colour"]
     per_class = (onehot[:, :, None] * colour[:, None, :]).reshape(len(colour), -1)
     variants = {"shipped features": base, "+ colour": np.concatenate([base, colour], 1),
@@ -444,9 +449,8 @@ def dump_oof(args) -> int:
     import torch
 
     from geopix_tiles.model import GeoPixModel
-    from geopix_tiles.training.records import read_jsonl
-
     from geopix_tiles.training.cross_fit import fold_models, split_folds
+    from geopix_tiles.training.records import read_jsonl
 
     torch.set_num_threads(2)
     model = GeoPixModel.from_pretrained(args.model).eval()
@@ -466,16 +470,9 @@ def dump_oof(args) -> int:
 
 def fit_oof(d, oof) -> int:
     """The shipped check's features fitted on in-sample masks (shipped), out-of-fold masks, or both."""
-    from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
-
     keys = ("group", "cls", "truth", "share", "largest", "meanp", "inside", "inside1", "scene2")
     d = {k: np.concatenate([d[k], oof[k]]) for k in keys}
-    classes = sorted(set(d["cls"]))
-    onehot = (d["cls"][:, None] == np.asarray(classes)[None]).astype(np.float32)
-    rule = (d["share"] >= MIN_PRESENT_SHARE) & (d["share"] * 65536 >= MIN_PRESENT_PIXELS)
-    truth, g = d["truth"], d["group"]
-    shape = np.stack([d["largest"], d["meanp"], np.log(d["share"] + 1e-4)], 1)
-    x = np.concatenate([d["inside"], d["inside1"], d["scene2"], onehot, shape], 1)
+    classes, _, rule, truth, g, x = shipped_features(d)
     groups = ("train", "train_oof", "val", "uc_train", "uc_test")
     print("mask rule:", {n: round(float((rule[g == n] == truth[g == n]).mean()), 3) for n in groups})
 

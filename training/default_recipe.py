@@ -337,13 +337,12 @@ def presence(shared: Path, out: Path, max_val: int = 0, cross_fit: bool = False)
     2026-12-04 trial, not what ships (validation presence 0.881 -> 0.885, UC Merced 0.958 -> 0.951).
     """
     from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.cross_fit import fold_models
     from geopix_tiles.training.presence_check import add_presence_check, scene_check_records
     from geopix_tiles.training.records import read_jsonl
 
     model = GeoPixModel.from_pretrained(SHIP)
     uc = shared / "uc_merced"
-    from geopix_tiles.training.cross_fit import fold_models
-
     train_recs = [r for r in read_jsonl(out / "data" / "train.jsonl") if r.meta.get("classes")]
     found = fold_models(out / "folds") if cross_fit else None
     if cross_fit and found is None:

@@ -33,6 +33,19 @@ __all__ = ["trim_heap", "trim_heap_if_due", "tune_heap"]
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 _done: list[bool] = []
+_libc: list = []  # the C library, loaded once (``find_library`` runs ldconfig); None when it cannot be
+
+
+def _glibc():
+    """The process's C library, or None off Linux, with ``GEOPIX_TILES_HEAP=0`` or when it cannot be loaded."""
+    if not sys.platform.startswith("linux") or os.environ.get("GEOPIX_TILES_HEAP", "1") == "0":
+        return None
+    if not _libc:
+        try:
+            _libc.append(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"))
+        except OSError:
+            _libc.append(None)
+    return _libc[0]
 
 
 def tune_heap(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 128, arenas: int = 2) -> bool:
@@ -40,19 +53,16 @@ def tune_heap(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 128, arenas:
     if _done:
         return _done[0]
     ok = False
-    if sys.platform.startswith("linux") and os.environ.get("GEOPIX_TILES_HEAP", "1") != "0":
+    libc = _glibc()
+    if libc is not None:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             ok = bool(libc.mallopt(M_MMAP_THRESHOLD, int(mmap_threshold_mb) << 20))
             ok = bool(libc.mallopt(M_TRIM_THRESHOLD, int(trim_threshold_mb) << 20)) and ok
             ok = bool(libc.mallopt(M_ARENA_MAX, int(arenas))) and ok
-        except (OSError, AttributeError):  # musl, macOS: no mallopt
+        except AttributeError:  # musl: no mallopt
             ok = False
     _done.append(ok)
     return ok
-
-
-_libc: list = []
 
 
 def trim_heap() -> bool:
@@ -67,19 +77,11 @@ def trim_heap() -> bool:
     with the 2 s trim, 877-933 with the end trim as well; the 20k job 1,042 -> 992 MB; same speed.
     A no-op off glibc or with ``GEOPIX_TILES_HEAP=0``; True when it ran.
     """
-    if not sys.platform.startswith("linux") or os.environ.get("GEOPIX_TILES_HEAP", "1") == "0":
+    trim = getattr(_glibc(), "malloc_trim", None)  # musl: none
+    if trim is None:
         return False
-    if not _libc:
-        try:
-            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _libc.append(lib.malloc_trim)
-        except (OSError, AttributeError):
-            _libc.append(None)
-    if _libc[0] is None:
-        return False
-    _libc[0](0)
+    trim(0)
     return True
-
 
 
 TRIM_EVERY_S = 2.0
