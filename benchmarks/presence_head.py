@@ -4,6 +4,7 @@
     python benchmarks/presence_head.py fit   [--out runs/presence_head.npz]   # needs scikit-learn
     python benchmarks/presence_head.py dump-oof  # the training chips with out-of-fold masks (training/cross_fit.py)
     python benchmarks/presence_head.py fit-oof   # the check fitted on in-sample / out-of-fold masks
+    python benchmarks/presence_head.py dump-haze / fit-haze   # the same with hazed copies of the training chips
     python benchmarks/presence_head.py score [--json benchmarks/results/presence_check.json]
     python benchmarks/presence_head.py render  # -> benchmarks/results/presence_check.png
     python benchmarks/presence_head.py errors  # -> benchmarks/results/presence_errors.{json,png}
@@ -55,7 +56,8 @@ def colour_features(images, prob):
     return torch.cat([inside, chroma, scene, exg], -1)
 
 
-def dump(model, records, group: str, batch: int = 8, flips: int = 1, mask_model=None) -> dict[str, list]:
+def dump(model, records, group: str, batch: int = 8, flips: int = 1, mask_model=None,
+         transform=None) -> dict[str, list]:
     """The study's candidate features of every question (the shipped check uses a subset of them).
 
     ``mask_model``: masks (and so the mask rule's "yes") from another model, features from ``model``'s
@@ -81,6 +83,8 @@ def dump(model, records, group: str, batch: int = 8, flips: int = 1, mask_model=
             continue
         with torch.no_grad():
             images = _images(chunk, size)
+            if transform is not None:
+                images = transform(images, start)
             enc = model.encode_images(images)
             masker = model if mask_model is None else mask_model
             menc = enc if mask_model is None else masker.encode_images(images)
@@ -120,7 +124,8 @@ def dump(model, records, group: str, batch: int = 8, flips: int = 1, mask_model=
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("dump", "dump-oof", "fit", "fit-oof", "score", "render", "errors"))
+    ap.add_argument("step", choices=("dump", "dump-oof", "fit", "fit-oof", "dump-haze", "fit-haze", "score", "render",
+                                       "errors"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "presence_check.json"))
     ap.add_argument("--model", default=str(ROOT / "geopix_tiles" / "data" / "default_model"))
     ap.add_argument("--data", default=str(ROOT / "runs" / "default_v2" / "data"))
@@ -130,7 +135,12 @@ def main() -> int:
     ap.add_argument("--folds", default=str(ROOT / "runs" / "default_v2" / "folds"),
                     help="dump-oof: the fold models of `default_recipe --step folds` (without_A/model, without_B/model)")
     ap.add_argument("--oof", default=str(ROOT / "runs" / "presence_oof.npz"), help="dump-oof / fit-oof: the out-of-fold dump")
+    ap.add_argument("--extra", default=str(ROOT / "runs" / "presence_haze.npz"), help="dump-haze / fit-haze: the hazed dump")
     args = ap.parse_args()
+    if args.step == "dump-haze":
+        return dump_haze(args)
+    if args.step == "fit-haze":
+        return fit_oof(np.load(args.out), np.load(args.extra), "train_haze")
     if args.step == "score":
         return score(args)
     if args.step == "render":
@@ -468,15 +478,47 @@ def dump_oof(args) -> int:
     return 0
 
 
-def fit_oof(d, oof) -> int:
-    """The shipped check's features fitted on in-sample masks (shipped), out-of-fold masks, or both."""
+def dump_haze(args) -> int:
+    """The training chips' questions on hazed copies of the chips (shipped model's masks and features).
+
+    Dubai tile_7's hazy image part 6 is where the check passes wrong "yes" answers (bluish desert
+    as vegetation), and no training chip is hazy: a seeded veil (``training.augment.haze``, amount
+    0.25-0.6) on every training chip gives the check such mistakes to learn from.
+    """
+    import random
+
+    import torch
+
+    from geopix_tiles.model import GeoPixModel
+    from geopix_tiles.training.augment import haze
+    from geopix_tiles.training.records import read_jsonl
+
+    torch.set_num_threads(2)
+    model = GeoPixModel.from_pretrained(args.model).eval()
+    train = [r for r in read_jsonl(Path(args.data) / "train.jsonl") if r.meta.get("classes")]
+
+    def hazed(images, start):
+        out = []
+        for i, x in enumerate(images):
+            rng = random.Random(1_000_003 + start + i)
+            out.append(haze(x, rng.uniform(0.25, 0.6), rng))
+        return torch.stack(out)
+
+    part = dump(model, train, "train_haze", transform=hazed)
+    np.savez(args.extra, **{k: np.asarray(v) for k, v in part.items()})
+    return 0
+
+
+def fit_oof(d, oof, extra_group: str = "train_oof") -> int:
+    """The shipped check's features fitted on in-sample masks (shipped), another set of examples
+    (out-of-fold masks, hazed chips: ``extra_group``), or both."""
     keys = ("group", "cls", "truth", "share", "largest", "meanp", "inside", "inside1", "scene2")
     d = {k: np.concatenate([d[k], oof[k]]) for k in keys}
     classes, _, rule, truth, g, x = shipped_features(d)
-    groups = ("train", "train_oof", "val", "uc_train", "uc_test")
+    groups = ("train", extra_group, "val", "uc_train", "uc_test")
     print("mask rule:", {n: round(float((rule[g == n] == truth[g == n]).mean()), 3) for n in groups})
 
-    for fitted_on in (("train", "uc_train"), ("train_oof", "uc_train"), ("train", "train_oof", "uc_train")):
+    for fitted_on in (("train", "uc_train"), (extra_group, "uc_train"), ("train", extra_group, "uc_train")):
         sel = np.isin(g, fitted_on) & rule
         for c in (0.01, 0.03):
             p = probe_scores(x, sel, truth, c)
@@ -486,7 +528,8 @@ def fit_oof(d, oof) -> int:
                    for c_ in classes}
             print(f"{'+'.join(fitted_on):28s} C={c:<5} " + " ".join(f"{n}={v:.3f}" for n, v in accs.items())
                   + f"  val per class {per}", flush=True)
-    _fit_oof_nonlinear(x, rule, truth, g, d["cls"], classes, groups)
+    if extra_group == "train_oof":
+        _fit_oof_nonlinear(x, rule, truth, g, d["cls"], classes, groups)
     return 0
 
 
