@@ -154,3 +154,27 @@ def test_chat_reply_polygons_are_gdal_polygons_in_the_scene_crs():
                                                                           transform=transform) if v == 1])
         assert geom.equals(ref)
         assert geom.area == pytest.approx(m.sum() * 0.36)
+
+
+def test_strip_labels_by_foreground_boxes_equal_whole_strip_labels():
+    """Labelling box by box in place gives the objects of one ndimage.label over the strip:
+    same pixel partition, labels 1..n unique across boxes (the later boxes renumbered)."""
+    from geopix_tiles.outputs.vectorize import _TRACE_BLOCK, _foreground_boxes, _label_boxes
+
+    rng = np.random.default_rng(3)
+    w = 5 * _TRACE_BLOCK
+    for blank in ([1, 3], [2], []):  # all-background column blocks -> 3, 2 and 1 boxes
+        fg = rng.random((40, w)) < 0.45
+        for b in blank:
+            fg[:, b * _TRACE_BLOCK:(b + 1) * _TRACE_BLOCK] = False
+        fg[:5] = False  # rows outside every box
+        boxes = _foreground_boxes(fg)
+        assert len(boxes) == len(blank) + 1
+        labels, n = _label_boxes(fg, boxes)
+        ref, m = ndimage.label(fg)
+        assert n == m and labels.dtype == np.int32
+        assert ((labels > 0) == fg).all()
+        assert sorted(np.unique(labels[fg]).tolist()) == list(range(1, n + 1))
+        # the same partition: each reference object is exactly one label and vice versa
+        pairs = np.unique(np.stack([labels[fg], ref[fg]]), axis=1)
+        assert pairs.shape[1] == n

@@ -159,12 +159,13 @@ def _label_boxes(foreground: np.ndarray, boxes: list) -> tuple[np.ndarray, int]:
     labels = np.zeros(foreground.shape, dtype=np.int32)
     total = 0
     for (r0, r1), (c0, c1) in boxes:
-        part = np.empty((r1 - r0, c1 - c0), dtype=np.int32)
+        # labelled in place (ndimage writes through the view; the box's frame stays zero): no
+        # copy, and no renumbering pass for the first box, which on most strips is the only one
+        part = labels[r0:r1, c0:c1]
         n = ndimage.label(foreground[r0:r1, c0:c1], output=part)
-        if n:
-            part[part > 0] += total
-            labels[r0:r1, c0:c1] = part
-            total += n
+        if n and total:
+            np.add(part, np.int32(total), out=part, where=foreground[r0:r1, c0:c1])
+        total += n
     return labels, total
 
 
