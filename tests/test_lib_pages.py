@@ -95,3 +95,50 @@ def test_gpu_library_data_is_parked_and_restored_before_exit():
     assert r["parked_kb"] >= 1024, r
     assert r["zeroed"] == r["size"], r  # dropped: every byte reads as zero during the run
     assert lines[-1] == "restored True", lines
+
+
+WARM_PROBE = r"""
+import json, mmap, sys, tempfile, torch
+import torch.nn.functional as F
+from geopix_tiles.core.lib_pages import _mappings, release_library_pages
+
+def file_kb(pred):
+    return sum(m.rss for m in _mappings() if m.path.startswith("/") and "w" not in m.perms and pred(m.path))
+
+g = torch.Generator().manual_seed(0)
+x, w = torch.randn(2, 3, 64, 64, generator=g), torch.randn(8, 3, 3, 3, generator=g)
+before_out = F.conv2d(x, w)
+# a read-only data file mapping (a checkpoint, a raster): never dropped
+data = tempfile.NamedTemporaryFile(suffix=".bin")
+data.write(b"\x07" * (4 << 20)); data.flush()
+view = mmap.mmap(data.fileno(), 0, prot=mmap.PROT_READ)
+view.read(4 << 20)  # fault it in
+libs_before, data_before = file_kb(lambda p: ".so" in p), file_kb(lambda p: p == data.name)
+released = release_library_pages()
+libs_after, data_after = file_kb(lambda p: ".so" in p), file_kb(lambda p: p == data.name)
+after_out = F.conv2d(x, w)
+libs_refaulted = file_kb(lambda p: ".so" in p)
+print(json.dumps({"released": released, "libs_before": libs_before, "libs_after": libs_after,
+                  "libs_refaulted": libs_refaulted, "data_before": data_before, "data_after": data_after,
+                  "same": torch.equal(before_out, after_out)}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps and madvise are Linux's")
+def test_warm_run_gives_back_library_start_up_pages_only():
+    """The libraries' import-time pages leave RSS; a computation after it gives the same result
+    (its code faults back in, less than was there); a mapped data file keeps its pages."""
+    import os
+
+    out = subprocess.run([sys.executable, "-c", WARM_PROBE], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, GEOPIX_TILES_LIB_PAGES="1"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["same"], r
+    assert r["released"] >= 50 * 1024, r  # kB: torch alone leaves > 100 MB of library pages resident
+    assert r["libs_after"] <= r["libs_before"] - r["released"] * 0.9, r
+    assert r["libs_refaulted"] < r["libs_before"] - 50 * 1024, r  # the conv's code comes back, not the rest
+    assert r["data_after"] == r["data_before"] >= 4 * 1024 - 4, r
+    off = subprocess.run([sys.executable, "-c", WARM_PROBE], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, GEOPIX_TILES_LIB_PAGES="0"))
+    assert json.loads(off.stdout.strip().splitlines()[-1])["released"] == 0

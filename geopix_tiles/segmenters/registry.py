@@ -93,10 +93,12 @@ def _loaded(name: "str | Path", device: str) -> tuple["GeoPixModel", dict]:
             _MODELS.clear()
             # the inference build: native tower and LLM (no timm / transformers model import), folded
             _MODELS[key] = (GeoPixModel.from_pretrained(name, device=dev, native=True).fuse_for_inference(), {})
-            if dev == "cpu":  # chat / describe too: CUDA libraries' pages a CPU run never executes
-                from ..core.lib_pages import release_gpu_library_pages  # noqa: PLC0415
+            if dev == "cpu":  # chat / describe too: CUDA libraries' pages a CPU run never executes,
+                # and the import-time pages of the rest (the first model call faults back what it runs)
+                from ..core.lib_pages import release_gpu_library_pages, release_library_pages  # noqa: PLC0415
 
                 release_gpu_library_pages()
+                release_library_pages()
         return _MODELS[key]
 
 
