@@ -1,4 +1,5 @@
-"""Give back the resident pages of GPU libraries that a CPU run never executes.
+"""Give back the resident library pages a run does not execute: GPU libraries in a CPU run, and
+every library's start-up code once the run is warm (:func:`release_library_pages`).
 
 A CUDA build of torch (the one the package index serves, and CI's) maps about twenty CUDA
 libraries at ``import torch``. Their loader and static initialisers leave 100-140 MB of those
