@@ -89,9 +89,29 @@ def _libc():
     return libc
 
 
+def _enabled() -> bool:
+    return sys.platform.startswith("linux") and os.environ.get("GEOPIX_TILES_LIB_PAGES", "1") != "0"
+
+
+def _drop_clean(path_pattern: re.Pattern, libc=None, maps: list[_Mapping] | None = None) -> int:
+    """``MADV_DONTNEED`` on every read-only mapping whose path matches and that holds no private
+    page; the resident kB dropped (0 when ``/proc`` or the C library cannot be read)."""
+    try:
+        libc = libc or _libc()
+        maps = _mappings() if maps is None else maps
+    except (OSError, AttributeError, ValueError):
+        return 0
+    released = 0
+    for m in maps:
+        if (m.rss and "w" not in m.perms and not m.private and m.start % _PAGE == 0 and path_pattern.search(m.path)
+                and libc.madvise(m.start, m.end - m.start, MADV_DONTNEED) == 0):
+            released += m.rss
+    return released
+
+
 def release_gpu_library_pages() -> int:
     """Drop this process's resident pages of clean GPU-library mappings, once; the kB released (0 after)."""
-    if _done or not sys.platform.startswith("linux") or os.environ.get("GEOPIX_TILES_LIB_PAGES", "1") == "0":
+    if _done or not _enabled():
         return 0
     _done.append(1)
     try:
@@ -99,11 +119,7 @@ def release_gpu_library_pages() -> int:
         maps = _mappings()
     except (OSError, AttributeError, ValueError):
         return 0
-    released = 0
-    for start, end, rss_kb in _clean_gpu_mappings(maps):
-        if rss_kb and start % _PAGE == 0 and libc.madvise(start, end - start, MADV_DONTNEED) == 0:
-            released += rss_kb
-    return released + park_gpu_library_data(libc, maps)
+    return _drop_clean(GPU_LIBRARIES, libc, maps) + park_gpu_library_data(libc, maps)
 
 
 def release_library_pages() -> int:
@@ -117,22 +133,11 @@ def release_library_pages() -> int:
     on the default model (``benchmarks/results/learned_cli.md``): file-backed resident pages
     264 -> 130 MB after further batches, at the same speed. The same rule as for the GPU
     libraries: read-only mappings of ``.so`` files with no private page only, so nothing this
-    process wrote is touched; data files (checkpoints, rasters) are never dropped. A no-op off Linux or with ``GEOPIX_TILES_LIB_PAGES=0``. The caller decides how often (the
-    engine: after its first strip, and after its first checkpoint, which opens the vector output).
+    process wrote is touched; data files (checkpoints, rasters) are never dropped. The caller
+    decides how often (the engine: after its first strip, and after its first checkpoint,
+    which opens the vector output). A no-op off Linux or with ``GEOPIX_TILES_LIB_PAGES=0``.
     """
-    if not sys.platform.startswith("linux") or os.environ.get("GEOPIX_TILES_LIB_PAGES", "1") == "0":
-        return 0
-    try:
-        libc = _libc()
-        maps = _mappings()
-    except (OSError, AttributeError, ValueError):
-        return 0
-    released = 0
-    for m in maps:
-        if (m.rss and "w" not in m.perms and not m.private and m.start % _PAGE == 0
-                and SHARED_LIBRARY.search(m.path) and libc.madvise(m.start, m.end - m.start, MADV_DONTNEED) == 0):
-            released += m.rss
-    return released
+    return _drop_clean(SHARED_LIBRARY) if _enabled() else 0
 
 
 def _gpu_library_bss(maps: list[_Mapping] | None = None) -> list[tuple[int, int, int]]:
