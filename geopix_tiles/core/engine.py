@@ -270,7 +270,6 @@ class StreamingRun:
                       if vectors is not None else None)
         self.vectorizers = self._vectorizers(self.panels[0])
         self.start_panel = 0
-        self._released: set[str] = set()  # stages whose library pages went back (_release_start_up_pages)
         self.start_row = 0  # first grid row to compute (in start_panel)
         self.write_floor = 0  # raster rows of start_panel below this are already on disk
 
@@ -402,7 +401,7 @@ class StreamingRun:
                     panel, y0, probs, valid = payload
                     if owner:
                         trim_heap_if_due()  # between checkpoints too (core/heap.py)
-                        self._release_start_up_pages("strip")
+                        release_library_pages("strip")  # the model has run: start-up pages go back (core/lib_pages.py)
                     if kind == "raster":
                         self.raster.write(y0, probs, valid, self.panels[panel].x0)
                         continue
@@ -437,14 +436,6 @@ class StreamingRun:
             if tracers is not None:
                 tracers.close()
 
-    def _release_start_up_pages(self, stage: str) -> None:
-        """Give back the libraries' start-up pages (:func:`release_library_pages`) once per stage:
-        after the first strip (the model has run) and after the first checkpoint (the vector
-        output has been opened), so a run's peak, which comes after its start, does not hold them."""
-        if stage not in self._released:
-            self._released.add(stage)
-            release_library_pages()
-
     def _checkpoint(self, panel: int, done_row: int) -> None:
         data = {"panel": panel, "done_row": done_row, "tiles_done": self._ck_tiles[(panel, done_row)][0],
                 "tiles_skipped": self._ck_tiles[(panel, done_row)][1], "parts": 0, "features": 0}
@@ -458,7 +449,7 @@ class StreamingRun:
             data.update(parts=self.vectors.n_parts, features=self.vectors.n_features)
         self.journal.save(data, self.fingerprint)
         trim_heap()  # the buffers just flushed: give their free pages back (core/heap.py)
-        self._release_start_up_pages("checkpoint")
+        release_library_pages("checkpoint")  # the vector output is open now: its start-up pages go back too
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> RunStats:

@@ -44,6 +44,7 @@ SHARED_LIBRARY = re.compile(r"\.so(\.[0-9][0-9.]*)?$")
 MADV_DONTNEED = 4
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _done: list[int] = []  # the libraries are all mapped by ``import torch``: one release per process does it
+_stages_done: set[str] = set()  # stages of release_library_pages that have run in this process
 #: parked data: (the temporary file, [(start, length, offset in the file)]), restored at exit
 _parked: list = []
 _park_tried: list[int] = []
@@ -77,10 +78,14 @@ def _mappings() -> list[_Mapping]:
     return out
 
 
+def _clean(m: _Mapping, path_pattern: re.Pattern) -> bool:
+    """A read-only mapping of a matching file with no private page: its resident pages are the file's own."""
+    return "w" not in m.perms and not m.private and bool(path_pattern.search(m.path))
+
+
 def _clean_gpu_mappings(maps: list[_Mapping] | None = None) -> list[tuple[int, int, int]]:
     """(start, end, resident kB) of read-only GPU-library mappings with no private page."""
-    return [(m.start, m.end, m.rss) for m in (_mappings() if maps is None else maps)
-            if "w" not in m.perms and not m.private and GPU_LIBRARIES.search(m.path)]
+    return [(m.start, m.end, m.rss) for m in (_mappings() if maps is None else maps) if _clean(m, GPU_LIBRARIES)]
 
 
 def _libc():
@@ -103,8 +108,7 @@ def _drop_clean(path_pattern: re.Pattern, libc=None, maps: list[_Mapping] | None
         return 0
     released = 0
     for m in maps:
-        if (m.rss and "w" not in m.perms and not m.private and m.start % _PAGE == 0 and path_pattern.search(m.path)
-                and libc.madvise(m.start, m.end - m.start, MADV_DONTNEED) == 0):
+        if m.rss and m.start % _PAGE == 0 and _clean(m, path_pattern) and libc.madvise(m.start, m.end - m.start, MADV_DONTNEED) == 0:
             released += m.rss
     return released
 
@@ -122,8 +126,8 @@ def release_gpu_library_pages() -> int:
     return _drop_clean(GPU_LIBRARIES, libc, maps) + park_gpu_library_data(libc, maps)
 
 
-def release_library_pages() -> int:
-    """Drop this process's resident pages of every clean shared-library mapping (once a run is warm); kB released.
+def release_library_pages(stage: str) -> int:
+    """Drop this process's resident pages of every clean shared-library mapping, once per ``stage``; kB released.
 
     Importing torch, GDAL (twice: rasterio's and pyogrio's builds), numpy and the rest runs
     their loaders, initialisers and registration code, which leaves ~260 MB of library pages
@@ -133,11 +137,17 @@ def release_library_pages() -> int:
     on the default model (``benchmarks/results/learned_cli.md``): file-backed resident pages
     264 -> 130 MB after further batches, at the same speed. The same rule as for the GPU
     libraries: read-only mappings of ``.so`` files with no private page only, so nothing this
-    process wrote is touched; data files (checkpoints, rasters) are never dropped. The caller
-    decides how often (the engine: after its first strip, and after its first checkpoint,
-    which opens the vector output). A no-op off Linux or with ``GEOPIX_TILES_LIB_PAGES=0``.
+    process wrote is touched; data files (checkpoints, rasters) are never dropped. Start-up code
+    runs once per process, so each ``stage`` (``"model"`` after a model load, ``"strip"`` after an
+    engine's first strip, ``"checkpoint"`` after its first checkpoint, which opens the vector
+    output) releases only the first time: later runs in the same process (a batch of scenes)
+    neither re-read ``/proc/self/smaps`` nor fault their working set back in (0 after). A no-op
+    off Linux or with ``GEOPIX_TILES_LIB_PAGES=0``.
     """
-    return _drop_clean(SHARED_LIBRARY) if _enabled() else 0
+    if stage in _stages_done or not _enabled():
+        return 0
+    _stages_done.add(stage)
+    return _drop_clean(SHARED_LIBRARY)
 
 
 def _gpu_library_bss(maps: list[_Mapping] | None = None) -> list[tuple[int, int, int]]:

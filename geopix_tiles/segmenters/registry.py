@@ -98,7 +98,7 @@ def _loaded(name: "str | Path", device: str) -> tuple["GeoPixModel", dict]:
                 from ..core.lib_pages import release_gpu_library_pages, release_library_pages  # noqa: PLC0415
 
                 release_gpu_library_pages()
-                release_library_pages()
+                release_library_pages("model")
         return _MODELS[key]
 
 
