@@ -167,3 +167,92 @@ def test_per_class_adds_one_single_class_question_per_class():
     first = templates("category_seg")[0]
     assert all(s.template == first and s.answer == "Sure, [SEG]." for s in extra)
     assert make_samples([rec], tasks=["caption"], per_record=1, per_class=True)[0].task == "caption"
+
+
+def _naip_chip(size: int = 128) -> "torch.Tensor":
+    """A real NAIP chip (the shipped sample) scaled to [0, 1]."""
+    from pathlib import Path
+
+    import rasterio
+
+    path = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
+    with rasterio.open(path) as src:
+        arr = src.read([1, 2, 3], window=Window(0, 0, size, size)).astype(np.float32) / 255.0
+    return torch.from_numpy(arr)
+
+
+def test_synthetic_cloud_brightens_what_its_mask_covers_and_is_not_labelled_where_unseen():
+    from geopix_tiles.training.augment import synthetic_cloud, with_cloud
+
+    chip = _naip_chip()
+    shares = []
+    for seed in range(8):
+        alpha = synthetic_cloud(128, 128, random.Random(seed))
+        assert alpha.shape == (128, 128) and 0.0 <= float(alpha.min()) and float(alpha.max()) <= 1.0
+        out, mask = with_cloud(chip, random.Random(seed))
+        assert out.shape == chip.shape and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+        m = mask.bool()
+        shares.append(float(m.float().mean()))
+        if m.any():
+            # under the mask the (dark green) ground turned bright and grey: brighter by a lot
+            gain = float((out - chip).mean(0)[m].mean())
+            assert gain > 0.2, (seed, gain)
+        if (~m).any():  # outside it the chip is far less changed
+            assert float((out - chip).abs().mean(0)[~m].mean()) < float((out - chip).abs().mean(0)[m].mean())
+        # deterministic per draw
+        again, mask2 = with_cloud(chip, random.Random(seed))
+        assert torch.equal(out, again) and torch.equal(mask, mask2)
+    assert min(shares) < 0.3 < max(shares)  # from a few blobs to most of the chip
+    # over light-grey ground as bright as the cloud, most of it cannot be seen, and what cannot be
+    # seen is not labelled (else bright ground itself would be taught as cloud)
+    pale = torch.full((3, 128, 128), 0.75)
+    opaque = sum(float((synthetic_cloud(128, 128, random.Random(s)) >= 0.5).sum()) for s in range(8))
+    labelled = sum(float(with_cloud(pale, random.Random(s))[1].sum()) for s in range(8))
+    assert labelled < 0.25 * opaque, (labelled, opaque)
+
+
+def test_cloud_free_chips_are_asked_for_clouds_and_get_synthetic_ones():
+    from geopix_tiles.training import rle
+    from geopix_tiles.training.dataset import InstructDataset, mark_cloud_free
+    from geopix_tiles.training.instruct import make_samples
+    from geopix_tiles.training.records import ImageRecord, Instance
+
+    chip = _naip_chip().numpy()
+    water = np.zeros((128, 128), np.uint8)
+    water[:, :64] = 1
+    naip = ImageRecord(image_path=None, image=chip, instances=[Instance.from_mask("water", water)],
+                       meta={"classes": ["vegetation", "water"], "source": "naip_weak/2019"})
+    s2 = ImageRecord(image_path=None, image=chip, instances=[Instance.from_mask("cloud", water)],
+                     meta={"classes": ["cloud"], "source": "s2_cloud/aeey"})
+    partial = ImageRecord(image_path=None, image=chip, instances=[Instance.from_mask("building", water)],
+                          meta={"source": "naip_weak/roofs"})  # not labelled exhaustively: says nothing
+    records = [naip, s2, partial]
+    assert mark_cloud_free(records, ["naip_weak", "dubai_aerial"]) == 1
+    assert naip.meta["classes"] == ["cloud", "vegetation", "water"] and naip.meta["cloud_free"]
+    assert "cloud_free" not in s2.meta and "cloud_free" not in partial.meta
+
+    chips = [naip] * 80
+    samples = make_samples(chips, tasks=["category_seg"], per_record=1, max_targets=3, negatives=1.0, seed=3)
+    asked = [i for i, s in enumerate(samples) if "cloud" in s.target_categories]
+    assert len(asked) >= 20  # "clouds" is now asked of the cloud-free chip (answer: none)
+    assert all(rle.decode(samples[i].target_masks[samples[i].target_categories.index("cloud")]).sum() == 0
+               for i in asked)
+    plain = InstructDataset(chips, samples, 128)
+    clouded = InstructDataset(chips, samples, 128, clouds=1.0)
+    got = 0
+    for i in asked:
+        k = samples[i].target_categories.index("cloud")
+        a, b = plain[i], clouded[i]
+        assert float(a["gt_masks"][k].sum()) == 0
+        cloud = b["gt_masks"][k].bool()
+        if cloud.any():
+            got += 1
+            assert not torch.equal(a["image"], b["image"])
+            for j, c in enumerate(samples[i].target_categories):
+                if j != k:  # ground under the cloud is not seen: no other class there
+                    assert float(b["gt_masks"][j][cloud].sum()) == 0
+        else:  # the cloud fell where it cannot be seen: neither a label nor a changed answer
+            assert float(b["gt_masks"][k].sum()) == 0
+    assert got >= len(asked) // 2
+    others = [i for i in range(len(samples)) if i not in asked][:10]
+    assert all(torch.equal(plain[i]["image"], clouded[i]["image"]) for i in others)  # only where clouds are asked

@@ -10,6 +10,11 @@
   blend towards a bright, bluish-white veil (path radiance, thin cloud, an over-exposed
   orthophoto). Without it a washed-out desert tile (Dubai tile_7 part 006: RGB mean 196/209/222,
   contrast a third of the training tiles') was painted as vegetation over most of its area.
+* **Synthetic clouds** (:func:`synthetic_cloud`): every real cloud pixel we may train on is one
+  Sentinel-2 chip, so "cloud" meant "bright 10 m texture" and the model painted clouds over
+  bright NAIP fields and tank roofs. Fractal clouds laid over cloud-free aerial chips of every
+  sensor (with their mask as the label) and the same chips asked for clouds without one teach
+  what a cloud is (a bright, soft-edged veil over any ground), not which sensor it comes from.
 
 Geometry changes positions, so it is only applied to samples whose text says nothing about
 position (category segmentation); photometric changes apply to every sample. Every draw is
@@ -23,7 +28,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_sample", "haze", "mirror_tile"]
+__all__ = ["augment_sample", "haze", "mirror_tile", "synthetic_cloud", "with_cloud"]
 
 
 def mirror_tile(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -63,6 +68,42 @@ def haze(x: torch.Tensor, amount: float, rng: random.Random) -> torch.Tensor:
     rgb = [r, min(1.0, r + rng.uniform(0.0, 0.08)), min(1.0, r + rng.uniform(0.02, 0.15))]
     veil = torch.tensor((rgb + [r] * x.shape[0])[: x.shape[0]], dtype=x.dtype).view(-1, 1, 1)
     return x * (1.0 - amount) + veil * amount
+
+
+def synthetic_cloud(h: int, w: int, rng: random.Random) -> torch.Tensor:
+    """Opacity ``[H, W]`` in [0, 1] of a random fractal cloud field (a few blobs to near-overcast).
+
+    Octaves of smoothly upsampled noise (amplitude halving per octave) give the soft,
+    self-similar edges of cumulus and stratus; a random cover level and edge sharpness turn
+    the field into opacity, so thin veils and opaque cores both occur.
+    """
+    g = torch.Generator().manual_seed(rng.getrandbits(31))
+    field = torch.zeros(1, 1, h, w)
+    amp, cells = 1.0, rng.choice((2, 3, 4))
+    while cells <= max(h, w) // 4:
+        noise = torch.rand(1, 1, cells + 1, cells + 1, generator=g)
+        field += amp * F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=True)
+        amp, cells = amp * 0.5, cells * 2
+    field = field[0, 0]
+    field = (field - field.mean()) / field.std().clamp_min(1e-6)
+    cover = rng.uniform(0.1, 0.7)  # share of the chip the cloud covers
+    level = torch.quantile(field.flatten()[:: max(1, field.numel() // 4096)], 1.0 - cover)
+    return torch.sigmoid((field - level) * rng.uniform(2.0, 6.0)).clamp(0.0, 1.0) * rng.uniform(0.85, 1.0)
+
+
+def with_cloud(image: torch.Tensor, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` under a synthetic cloud and its mask: opacity >= 0.5 where the cloud visibly changes the ground."""
+    alpha = synthetic_cloud(image.shape[-2], image.shape[-1], rng)
+    white = rng.uniform(0.8, 1.0)
+    tone = torch.tensor([white * rng.uniform(0.95, 1.0), white * rng.uniform(0.97, 1.0), white][: image.shape[0]]
+                        + [white] * max(0, image.shape[0] - 3), dtype=image.dtype).view(-1, 1, 1)
+    shade = 1.0 - 0.25 * alpha  # the cloud's own darker base, so it is not a flat white sheet
+    out = (image * (1.0 - alpha) + tone * shade * alpha).clamp(0.0, 1.0)
+    # a cloud over white sand or roofs hardly changes the pixels: what cannot be seen is not
+    # labelled cloud (else bright ground itself would be taught as cloud)
+    change = F.avg_pool2d((out - image).abs().mean(0)[None, None], 15, stride=1, padding=7, count_include_pad=False)
+    seen = change[0, 0] >= 0.08  # judged over a neighbourhood, as an eye does: blobs, not speckle
+    return out, ((alpha >= 0.5) & seen).to(image.dtype)
 
 
 def _photometric(image: torch.Tensor, rng: random.Random, haze_p: float) -> torch.Tensor:

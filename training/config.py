@@ -32,6 +32,8 @@ Example (every key optional except a data entry)::
       negatives: 0.25                   # chance a category prompt also asks for an absent (annotated) class
       augment: false                    # zoom / flips / turns / colour (training/augment.py)
       haze: 0.0                         # with augment: chance of a hazed image (0 = off)
+      clouds: 0.0                       # chance of a synthetic cloud where clouds are asked of a cloud-free chip
+      cloud_free: []                    # source prefixes known to be cloud-free (e.g. [dubai_aerial, naip_weak])
     stages:                             # GeoPix two-stage schedule; what trains is configurable
       - {name: text, steps: 100, lr: 2.0e-4, train: [projector, region, llm],
          tasks: [region_class, region_caption, caption, vqa]}
@@ -129,6 +131,14 @@ class DataSpec:
     #: with ``augment``: chance of a hazed image (a bright bluish veil: path radiance, thin cloud,
     #: over-exposure); 0 = off, as in the shipped recipe (MODEL_CARD, "Tried")
     haze: float = 0.0
+    #: chance that a category sample asking for clouds on a chip of a ``cloud_free`` source gets a
+    #: synthetic cloud laid over it, its mask as the answer (``training.augment.with_cloud``); with
+    #: it on, those chips also count as labelled for clouds, so "no clouds" is asked of them too.
+    #: 0 = off
+    clouds: float = 0.0
+    #: sources (prefixes of a chip's ``source``) whose images are known to hold no cloud: aerial
+    #: and NAIP acquisitions are flown cloud-free
+    cloud_free: list[str] = field(default_factory=list)
     #: one single-class category sample per class of every image, besides the random draws
     per_class: bool = False
     #: independent draws of the questions per stage (templates, targets, synonyms); 0 = enough draws
@@ -178,7 +188,7 @@ class TrainConfig:
             raise InputError("data.val_fraction must be in [0, 1)")
         if not isinstance(self.data.sample_draws, int) or self.data.sample_draws < 0:
             raise InputError(f"data.sample_draws is a count (0 = automatic); got {self.data.sample_draws!r}")
-        for key in ("negatives", "paraphrases", "unrelated", "haze"):
+        for key in ("negatives", "paraphrases", "unrelated", "haze", "clouds"):
             v = getattr(self.data, key)
             if not 0 <= v <= 1:
                 raise InputError(f"data.{key} is a probability; got {v}, use a value in [0, 1]")

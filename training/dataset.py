@@ -8,6 +8,7 @@ accum=2``: the property that makes DDP gradients equal single-process ones.
 """
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from geopix_tiles.errors import InputError
 
 from . import rle
-from .augment import augment_sample
+from .augment import augment_sample, with_cloud
 from .instruct import IMAGE, SEG, InstructSample, expand_seg
 from .records import ImageRecord
 
@@ -50,7 +51,7 @@ class InstructDataset:
 
     def __init__(self, records: Sequence[ImageRecord], samples: Sequence[InstructSample], size: int,
                  channels: int = 3, cache: int = 64, class_names: Sequence[str] = (), augment: bool = False,
-                 seed: int = 0, haze: float = 0.0) -> None:
+                 seed: int = 0, haze: float = 0.0, clouds: float = 0.0) -> None:
         self.records = list(records)
         self.samples = list(samples)
         self.size = int(size)
@@ -60,6 +61,7 @@ class InstructDataset:
         self.class_ids = {c: i for i, c in enumerate(class_names)}
         self.augment = augment
         self.haze = haze
+        self.clouds = clouds
         self.seed = seed
 
     def __len__(self) -> int:
@@ -93,10 +95,28 @@ class InstructDataset:
             m = F.interpolate(m[None], size=(self.size, self.size), mode="nearest")[0]
         return m
 
+    def _cloud_over(self, image: torch.Tensor, masks: torch.Tensor, k: int, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """With chance ``clouds``: a synthetic cloud over a cloud-free chip, answer ``k`` its mask.
+
+        Ground under the opaque part is not seen, so the other targets lose it there, as a
+        labeller would have drawn them. Its own seed: the geometric and colour draws of
+        :func:`augment_sample` stay those of a run without clouds.
+        """
+        rng = random.Random((self.seed + 1) * 7_000_003 + i)
+        if rng.random() >= self.clouds:
+            return image, masks
+        image, cloud = with_cloud(image, rng)
+        masks = masks * (1.0 - cloud)
+        masks[k] = cloud
+        return image, masks
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = self.samples[i]
         q = s.question.replace(IMAGE, "").strip()
         image, masks = self.image(s.record), self._masks(s.target_masks)
+        if self.clouds and s.task == "category_seg" and "cloud" in s.target_categories \
+                and self.records[s.record].meta.get("cloud_free"):
+            image, masks = self._cloud_over(image, masks, s.target_categories.index("cloud"), i)
         if self.augment:
             image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze)
         return {
@@ -109,6 +129,22 @@ class InstructDataset:
             "class_labels": torch.tensor([self.class_ids.get(c, -1) for c in s.target_categories], dtype=torch.long),
             "sample": s,
         }
+
+
+def mark_cloud_free(records: Sequence[ImageRecord], sources: Sequence[str]) -> int:
+    """Count chips of the cloud-free ``sources`` as labelled for clouds (none there); returns how many.
+
+    Only chips labelled exhaustively for something: a chip with partial labels says nothing
+    about what else it holds.
+    """
+    n = 0
+    for rec in records:
+        classes = rec.meta.get("classes")
+        if classes and str(rec.meta.get("source", "")).startswith(tuple(sources)):
+            rec.meta["classes"] = sorted(set(classes) | {"cloud"})
+            rec.meta["cloud_free"] = True
+            n += 1
+    return n
 
 
 def collate(items: Sequence[dict[str, Any]], processor: Any) -> dict[str, Any]:

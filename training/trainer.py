@@ -37,7 +37,7 @@ import torch
 from geopix_tiles.errors import InputError
 
 from .config import TrainConfig
-from .dataset import InstructDataset, collate, micro_indices, step_indices
+from .dataset import InstructDataset, collate, mark_cloud_free, micro_indices, step_indices
 from .distributed import DistInfo, barrier, dist_info, init_distributed
 from .instruct import make_samples
 from .loading import load_records
@@ -83,6 +83,8 @@ class Trainer:
         barrier(self.info)
         self._seed_all(cfg.seed)
         self.train_records, self.val_records = load_records(cfg, self.info)
+        if cfg.data.clouds > 0:
+            mark_cloud_free(self.train_records, cfg.data.cloud_free)
         self.class_names = sorted({i.category for r in self.train_records for i in r.instances})
         self.model = build_model(cfg, self.class_names)
         self.lora = use_lora(cfg, self.model)
@@ -150,7 +152,7 @@ class Trainer:
             self._datasets[stage_idx] = InstructDataset(self.train_records, samples, self.size,
                                                         class_names=self.memory_classes,
                                                         augment=self.cfg.data.augment,
-                                                        haze=self.cfg.data.haze,
+                                                        haze=self.cfg.data.haze, clouds=self.cfg.data.clouds,
                                                         seed=self.cfg.seed + 7919 * stage_idx)
         return self._datasets[stage_idx]
 
