@@ -228,8 +228,13 @@ def test_cloud_free_chips_are_asked_for_clouds_and_get_synthetic_ones():
                           meta={"source": "naip_weak/roofs"})  # not labelled exhaustively: says nothing
     records = [naip, s2, partial]
     assert mark_cloud_free(records, ["naip_weak", "dubai_aerial"]) == 1
-    assert naip.meta["classes"] == ["cloud", "vegetation", "water"] and naip.meta["cloud_free"]
-    assert "cloud_free" not in s2.meta and "cloud_free" not in partial.meta
+    assert naip.meta["classes"] == ["cloud", "vegetation", "water"] and naip.meta["synthetic_clouds"]
+    assert "synthetic_clouds" not in s2.meta and "synthetic_clouds" not in partial.meta
+    # clouds_over: orthophoto chips are asked for clouds (answer none) but never get a blob over them
+    ortho = ImageRecord(image_path=None, image=chip, instances=[], meta={"classes": ["building"],
+                                                                          "source": "dubai_aerial/tile_1"})
+    assert mark_cloud_free([ortho], ["naip_weak", "dubai_aerial"], clouds_over=["naip_weak"]) == 1
+    assert ortho.meta["classes"] == ["building", "cloud"] and ortho.meta["synthetic_clouds"] is False
 
     chips = [naip] * 80
     samples = make_samples(chips, tasks=["category_seg"], per_record=1, max_targets=3, negatives=1.0, seed=3)

@@ -97,7 +97,7 @@ def with_cloud(image: torch.Tensor, rng: random.Random) -> tuple[torch.Tensor, t
     white = rng.uniform(0.8, 1.0)
     tone = torch.tensor([white * rng.uniform(0.95, 1.0), white * rng.uniform(0.97, 1.0), white][: image.shape[0]]
                         + [white] * max(0, image.shape[0] - 3), dtype=image.dtype).view(-1, 1, 1)
-    shade = 1.0 - 0.25 * alpha  # the cloud's own darker base, so it is not a flat white sheet
+    shade = 1.0 - 0.15 * alpha  # the cloud's own darker base, so it is not a flat white sheet
     out = (image * (1.0 - alpha) + tone * shade * alpha).clamp(0.0, 1.0)
     # a cloud over white sand or roofs hardly changes the pixels: what cannot be seen is not
     # labelled cloud (else bright ground itself would be taught as cloud)

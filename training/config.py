@@ -34,6 +34,7 @@ Example (every key optional except a data entry)::
       haze: 0.0                         # with augment: chance of a hazed image (0 = off)
       clouds: 0.0                       # chance of a synthetic cloud where clouds are asked of a cloud-free chip
       cloud_free: []                    # source prefixes known to be cloud-free (e.g. [dubai_aerial, naip_weak])
+      clouds_over: []                   # of those, the ones a synthetic cloud may cover (empty: all)
     stages:                             # GeoPix two-stage schedule; what trains is configurable
       - {name: text, steps: 100, lr: 2.0e-4, train: [projector, region, llm],
          tasks: [region_class, region_caption, caption, vqa]}
@@ -139,6 +140,10 @@ class DataSpec:
     #: sources (prefixes of a chip's ``source``) whose images are known to hold no cloud: aerial
     #: and NAIP acquisitions are flown cloud-free
     cloud_free: list[str] = field(default_factory=list)
+    #: the ``cloud_free`` sources whose chips may get a synthetic cloud (empty: all of them). A cloud
+    #: is kilometres wide: over a 256 px chip of a 0.3 m orthophoto it is a uniform veil, never the
+    #: blobs that fit a chip of a few metres per pixel, so blobs are only laid over coarse chips
+    clouds_over: list[str] = field(default_factory=list)
     #: one single-class category sample per class of every image, besides the random draws
     per_class: bool = False
     #: independent draws of the questions per stage (templates, targets, synonyms); 0 = enough draws

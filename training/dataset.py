@@ -115,7 +115,7 @@ class InstructDataset:
         q = s.question.replace(IMAGE, "").strip()
         image, masks = self.image(s.record), self._masks(s.target_masks)
         if self.clouds and s.task == "category_seg" and "cloud" in s.target_categories \
-                and self.records[s.record].meta.get("cloud_free"):
+                and self.records[s.record].meta.get("synthetic_clouds"):
             image, masks = self._cloud_over(image, masks, s.target_categories.index("cloud"), i)
         if self.augment:
             image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze)
@@ -131,18 +131,19 @@ class InstructDataset:
         }
 
 
-def mark_cloud_free(records: Sequence[ImageRecord], sources: Sequence[str]) -> int:
+def mark_cloud_free(records: Sequence[ImageRecord], sources: Sequence[str], clouds_over: Sequence[str] = ()) -> int:
     """Count chips of the cloud-free ``sources`` as labelled for clouds (none there); returns how many.
 
     Only chips labelled exhaustively for something: a chip with partial labels says nothing
-    about what else it holds.
+    about what else it holds. Those of ``clouds_over`` (all, when empty) may get a synthetic
+    cloud (``InstructDataset(clouds=...)``); the others are only asked and answer "none".
     """
     n = 0
     for rec in records:
-        classes = rec.meta.get("classes")
-        if classes and str(rec.meta.get("source", "")).startswith(tuple(sources)):
+        classes, source = rec.meta.get("classes"), str(rec.meta.get("source", ""))
+        if classes and source.startswith(tuple(sources)):
             rec.meta["classes"] = sorted(set(classes) | {"cloud"})
-            rec.meta["cloud_free"] = True
+            rec.meta["synthetic_clouds"] = not clouds_over or source.startswith(tuple(clouds_over))
             n += 1
     return n
 

@@ -84,7 +84,7 @@ class Trainer:
         self._seed_all(cfg.seed)
         self.train_records, self.val_records = load_records(cfg, self.info)
         if cfg.data.clouds > 0:
-            mark_cloud_free(self.train_records, cfg.data.cloud_free)
+            mark_cloud_free(self.train_records, cfg.data.cloud_free, cfg.data.clouds_over)
         self.class_names = sorted({i.category for r in self.train_records for i in r.instances})
         self.model = build_model(cfg, self.class_names)
         self.lora = use_lora(cfg, self.model)
