@@ -208,6 +208,12 @@ def test_yaml_config_is_validated(tmp_path):
     (tmp_path / "haze.yaml").write_text("data: {train: d.jsonl, augment: true, haze: 2}\n")
     with pytest.raises(InputError, match=r"data.haze is a probability"):
         load_config(tmp_path / "haze.yaml")
+    (tmp_path / "clouds.yaml").write_text("data: {train: d.jsonl, clouds: 0.5}\n")  # over which chips?
+    with pytest.raises(InputError, match=r"data.cloud_free"):
+        load_config(tmp_path / "clouds.yaml")
+    (tmp_path / "clouds_ok.yaml").write_text("data: {train: d.jsonl, clouds: 0.5, cloud_free: [naip_weak]}\n"
+                                             "stages: [{name: masks, steps: 5}]\n")
+    assert load_config(tmp_path / "clouds_ok.yaml").data.cloud_free == ["naip_weak"]
 
 
 def test_lora_adapters_train_only_adapters_and_merge_on_export(tmp_path):
@@ -242,3 +248,39 @@ def test_a_bare_cuda_device_gets_the_ranks_index():
     assert training_device("cuda:1", 3) == torch.device("cuda", 1)
     assert training_device("cpu", 3) == torch.device("cpu")
     assert training_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_anchor_keeps_other_classes_on_the_old_models_masks(tmp_path):
+    """data.anchor: targets of anchored classes become the old model's probabilities; free ones keep labels."""
+    import torch
+
+    from geopix_tiles.training.dataset import collate
+    from geopix_tiles.training.trainer import Trainer, anchor_targets
+
+    data = _dataset(tmp_path, n=2)
+    old = Trainer(_cfg(tmp_path / "old", data, [StageConfig("masks", 3, ALL, ["category_seg"], 1e-3)]))
+    old_dir = old.run()["model_dir"]
+    cfg = _cfg(tmp_path / "new", data, [StageConfig("masks", 2, ALL, ["category_seg"], 1e-3)])
+    cfg.data.anchor, cfg.data.anchor_free = str(old_dir), ["water"]
+    tr = Trainer(cfg)
+    assert tr.anchor is not None and not any(p.requires_grad for p in tr.anchor.parameters())
+    ds = tr.dataset(0)
+    idx = [i for i, s in enumerate(ds.samples) if {"building", "water"} <= set(s.target_categories)][:1] \
+        or list(range(2))
+    items = [ds[i] for i in idx]
+    batch = collate(items, tr.model.processor)
+    labels = [m.clone() for m in batch["gt_masks"]]
+    with torch.no_grad():
+        expect = tr.anchor(**collate(items, tr.model.processor)).mask_logits
+    n = anchor_targets(tr.anchor, batch, items, cfg.data.anchor_free)
+    assert n >= 1
+    for b, item in enumerate(items):
+        for j, c in enumerate(item["sample"].target_categories):
+            got = batch["gt_masks"][b][j]
+            if c == "water":  # free: still the human label (0/1)
+                assert torch.equal(got, labels[b][j])
+            elif c == "building":  # anchored: the old model's own probabilities, not the label
+                assert torch.allclose(got, torch.sigmoid(expect[b][j]), atol=1e-6)
+                assert not torch.equal(got, labels[b][j])
+                assert 0.0 < float(got.min()) and float(got.max()) < 1.0
+    assert tr.run()["steps"] == 2  # trains with the anchor in the loop

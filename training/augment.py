@@ -12,9 +12,11 @@
   contrast a third of the training tiles') was painted as vegetation over most of its area.
 * **Synthetic clouds** (:func:`synthetic_cloud`): every real cloud pixel we may train on is one
   Sentinel-2 chip, so "cloud" meant "bright 10 m texture" and the model painted clouds over
-  bright NAIP fields and tank roofs. Fractal clouds laid over cloud-free aerial chips of every
-  sensor (with their mask as the label) and the same chips asked for clouds without one teach
-  what a cloud is (a bright, soft-edged veil over any ground), not which sensor it comes from.
+  bright NAIP fields and tank roofs. Fractal clouds laid over cloud-free chips of coarse
+  sources (``data.clouds_over``: a blob over a 0.3 m chip is the wrong scale), with their
+  visible part as the label, and the same chips asked for clouds without one, teach what a
+  cloud is (a bright, soft-edged veil over any ground), not which sensor it comes from. Off in
+  the shipped recipe: the trials fixed clouds and moved other classes (MODEL_CARD, v8/v9).
 
 Geometry changes positions, so it is only applied to samples whose text says nothing about
 position (category segmentation); photometric changes apply to every sample. Every draw is

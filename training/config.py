@@ -35,6 +35,8 @@ Example (every key optional except a data entry)::
       clouds: 0.0                       # chance of a synthetic cloud where clouds are asked of a cloud-free chip
       cloud_free: []                    # source prefixes known to be cloud-free (e.g. [dubai_aerial, naip_weak])
       clouds_over: []                   # of those, the ones a synthetic cloud may cover (empty: all)
+      anchor: null                      # a checkpoint whose masks are the targets of classes outside anchor_free
+      anchor_free: []                   # classes that learn from their labels while the others stay anchored
     stages:                             # GeoPix two-stage schedule; what trains is configurable
       - {name: text, steps: 100, lr: 2.0e-4, train: [projector, region, llm],
          tasks: [region_class, region_caption, caption, vqa]}
@@ -144,6 +146,11 @@ class DataSpec:
     #: is kilometres wide: over a 256 px chip of a 0.3 m orthophoto it is a uniform veil, never the
     #: blobs that fit a chip of a few metres per pixel, so blobs are only laid over coarse chips
     clouds_over: list[str] = field(default_factory=list)
+    #: a checkpoint whose masks become the targets of every class outside ``anchor_free`` (its
+    #: probabilities, on the same augmented image): what a fine-tune is not meant to change stays
+    #: where that model had it, while ``anchor_free`` classes learn from their labels. ``None``: off
+    anchor: str | None = None
+    anchor_free: list[str] = field(default_factory=list)
     #: one single-class category sample per class of every image, besides the random draws
     per_class: bool = False
     #: independent draws of the questions per stage (templates, targets, synonyms); 0 = enough draws
@@ -197,6 +204,9 @@ class TrainConfig:
             v = getattr(self.data, key)
             if not 0 <= v <= 1:
                 raise InputError(f"data.{key} is a probability; got {v}, use a value in [0, 1]")
+        if self.data.clouds > 0 and not self.data.cloud_free:
+            raise InputError("data.clouds lays synthetic clouds over chips of data.cloud_free sources, but that "
+                             "list is empty; name the sources known to be cloud-free (e.g. [naip_weak])")
         if self.model.preset not in PRESETS and not self.model.checkpoint:
             raise InputError(f"model.preset '{self.model.preset}' is unknown; use {', '.join(PRESETS)}, "
                              "or set model.checkpoint")
@@ -284,6 +294,7 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> None:
     cfg.output_dir = res(cfg.output_dir) or cfg.output_dir
     cfg.data.train = res(cfg.data.train)
     cfg.data.val = res(cfg.data.val)
+    cfg.data.anchor = res(cfg.data.anchor)
     cfg.model.checkpoint = res(cfg.model.checkpoint)
     cfg.model.llm_path = res(cfg.model.llm_path)
     cfg.model.vision_weights = res(cfg.model.vision_weights)

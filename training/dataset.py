@@ -95,7 +95,8 @@ class InstructDataset:
             m = F.interpolate(m[None], size=(self.size, self.size), mode="nearest")[0]
         return m
 
-    def _cloud_over(self, image: torch.Tensor, masks: torch.Tensor, k: int, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cloud_over(self, image: torch.Tensor, masks: torch.Tensor, k: int,
+                    i: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """With chance ``clouds``: a synthetic cloud over a cloud-free chip, answer ``k`` its mask.
 
         Ground under the opaque part is not seen, so the other targets lose it there, as a
@@ -104,19 +105,20 @@ class InstructDataset:
         """
         rng = random.Random((self.seed + 1) * 7_000_003 + i)
         if rng.random() >= self.clouds:
-            return image, masks
+            return image, masks, False
         image, cloud = with_cloud(image, rng)
         masks = masks * (1.0 - cloud)
         masks[k] = cloud
-        return image, masks
+        return image, masks, True
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = self.samples[i]
         q = s.question.replace(IMAGE, "").strip()
         image, masks = self.image(s.record), self._masks(s.target_masks)
+        clouded = False
         if self.clouds and s.task == "category_seg" and "cloud" in s.target_categories \
                 and self.records[s.record].meta.get("synthetic_clouds"):
-            image, masks = self._cloud_over(image, masks, s.target_categories.index("cloud"), i)
+            image, masks, clouded = self._cloud_over(image, masks, s.target_categories.index("cloud"), i)
         if self.augment:
             image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze)
         return {
@@ -128,6 +130,7 @@ class InstructDataset:
             "region_masks": self._masks(s.region_masks),
             "class_labels": torch.tensor([self.class_ids.get(c, -1) for c in s.target_categories], dtype=torch.long),
             "sample": s,
+            "clouded": clouded,
         }
 
 

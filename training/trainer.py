@@ -29,7 +29,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -95,6 +95,11 @@ class Trainer:
         self.memory_classes = list(names)[: self.model.config.memory_classes]
         self.size = int(self.model.config.tile_size)
         self._datasets: dict[int, InstructDataset] = {}
+        self.anchor = None
+        if cfg.data.anchor:  # frozen: its masks are the targets of the classes a fine-tune must keep
+            from geopix_tiles.model import GeoPixModel
+
+            self.anchor = GeoPixModel.from_pretrained(cfg.data.anchor).to(self.device).eval().requires_grad_(False)
         self.stage_index = -1
         self.optimizer: torch.optim.Optimizer | None = None
         self.ddp: Any = None
@@ -214,6 +219,8 @@ class Trainer:
             batch = collate(items, self.model.processor)
             sync = self.ddp is None or k == accum - 1
             ctx = contextlib.nullcontext() if sync else self.ddp.no_sync()
+            if self.anchor is not None:
+                anchor_targets(self.anchor, batch, items, self.cfg.data.anchor_free)
             with ctx:
                 out = self._forward(batch)
                 loss = out.loss / accum
@@ -393,6 +400,30 @@ def _progress(it: range, total: int, start: int, enabled: bool) -> Any:
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return it
     return tqdm(it, total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequence[dict[str, Any]],
+                   free: Sequence[str]) -> int:
+    """Replace the targets of anchored classes in ``batch`` by ``anchor``'s probabilities; returns how many.
+
+    A category target of one of the anchor's classes that is not in ``free`` takes the anchor's
+    mask for the same (augmented) image and words, so the fine-tune is pulled back to the old
+    model's answer wherever it is not meant to change. Chips under a synthetic cloud keep their
+    labels (the anchor never saw such clouds; its masks under them are guesses).
+    """
+    with torch.no_grad():
+        out = anchor(**batch)
+    known = set(getattr(anchor.config, "extra", {}).get("memory_class_names") or ())
+    n = 0
+    for b, (item, logits) in enumerate(zip(items, out.mask_logits)):
+        s = item["sample"]
+        if s.task != "category_seg" or item.get("clouded"):
+            continue
+        for j, c in enumerate(s.target_categories):
+            if c in known and c not in free:
+                batch["gt_masks"][b][j] = torch.sigmoid(logits[j].float()).to(batch["gt_masks"][b].dtype)
+                n += 1
+    return n
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
