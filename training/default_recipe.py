@@ -33,7 +33,10 @@ fits the check on their out-of-fold masks.
 :mod:`training.scene_negatives`): the 2026-12-03 trial, not shipped (see MODEL_CARD.md, run history). ``--variant v4`` adds the
 v2 teacher's masks on the same chips as positives (:mod:`training.pseudo_labels`); ``--variant v5``
 is v4 without cloud negatives (``never_negative``); ``--variant v7`` continues the shipped v2 weights
-for 4,000 more steps of the same recipe (a 2026-12-04 trial, not shipped).
+for 4,000 more steps of the same recipe (a 2026-12-04 trial, not shipped). ``--variant v8`` / ``v9``
+continue v2 with synthetic clouds over cloud-free chips (:func:`training.augment.with_cloud`; v9 over
+the 5 m NAIP chips only) and ``v12`` does so with every other class anchored to v2's own masks
+(``data.anchor``): 2026-12-06 trials, not shipped (MODEL_CARD.md, run history).
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
@@ -395,10 +398,10 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v11"], default="v2",
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12"], default="v2",
                     help="v2: the shipped recipe; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
-                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v11: v9 with the other classes anchored to v2")
+                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets)")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"

@@ -406,10 +406,11 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
                    free: Sequence[str]) -> int:
     """Replace the targets of anchored classes in ``batch`` by ``anchor``'s probabilities; returns how many.
 
-    A category target of one of the anchor's classes that is not in ``free`` takes the anchor's
-    mask for the same (augmented) image and words, so the fine-tune is pulled back to the old
-    model's answer wherever it is not meant to change. Chips under a synthetic cloud keep their
-    labels (the anchor never saw such clouds; its masks under them are guesses).
+    A mask target (category or referring) of one of the anchor's classes that is not in
+    ``free`` takes the anchor's mask for the same (augmented) image and words, so the fine-tune
+    is pulled back to the old model's answer wherever it is not meant to change. Chips under a
+    synthetic cloud keep their labels (the anchor never saw such clouds; its masks under them
+    are guesses).
     """
     with torch.no_grad():
         out = anchor(**batch)
@@ -417,7 +418,7 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
     n = 0
     for b, (item, logits) in enumerate(zip(items, out.mask_logits)):
         s = item["sample"]
-        if s.task != "category_seg" or item.get("clouded"):
+        if item.get("clouded"):
             continue
         for j, c in enumerate(s.target_categories):
             if c in known and c not in free:
