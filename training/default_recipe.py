@@ -398,10 +398,10 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12"], default="v2",
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13"], default="v2",
                     help="v2: the shipped recipe; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
-                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets)")
+                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
