@@ -35,8 +35,9 @@ v2 teacher's masks on the same chips as positives (:mod:`training.pseudo_labels`
 is v4 without cloud negatives (``never_negative``); ``--variant v7`` continues the shipped v2 weights
 for 4,000 more steps of the same recipe (a 2026-12-04 trial, not shipped). ``--variant v8`` / ``v9``
 continue v2 with synthetic clouds over cloud-free chips (:func:`training.augment.with_cloud`; v9 over
-the 5 m NAIP chips only) and ``v12`` does so with every other class anchored to v2's own masks
-(``data.anchor``): 2026-12-06 trials, not shipped (MODEL_CARD.md, run history).
+the 5 m NAIP chips only) and ``v12`` / ``v13`` do so with every other class anchored to v2's own
+masks (``data.anchor``; v13 with blobs over every cloud-free source): 2026-12-06 trials, not
+shipped (MODEL_CARD.md, run history).
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
