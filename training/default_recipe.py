@@ -63,6 +63,9 @@ SPLIT = ROOT / "training" / "splits" / f"{VARIANT}.json"
 CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
 SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
+#: trial variants that continue the shipped weights on v2's exported chips (their configs read
+#: ``runs/default_v2/data``), and so use v2's split file rather than a copy of it
+ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14"}
 PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
 
 
@@ -406,7 +409,8 @@ def main() -> int:
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
-    SPLIT = ROOT / "training" / "splits" / f"{VARIANT}.json"
+    # continuations of the shipped weights train on v2's exported chips, so they hold its split
+    SPLIT = ROOT / "training" / "splits" / f"default_{'v2' if args.variant in ON_V2_CHIPS else args.variant}.json"
     CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
     shared = Path(args.shared)
     if not shared.is_dir():
