@@ -66,6 +66,12 @@ TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 #: trial variants that continue the shipped weights on v2's exported chips (their configs read
 #: ``runs/default_v2/data``), and so use v2's split file rather than a copy of it
 ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14"}
+#: the commit whose ``geopix_tiles/data/default_model`` is default_v2 (shipped 2026-12-03, last
+#: touched by 895d7b9); continuations start from, and are anchored to, that checkpoint, which
+#: :func:`v2_base` extracts from git into ``runs/default_v2/model`` so they stay reproducible
+#: once a continuation has replaced the shipped model
+V2_COMMIT = "f996127"
+V2_BASE = ROOT / "runs" / "default_v2" / "model"
 PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
 
 
@@ -74,6 +80,37 @@ def _overlaps(win, box) -> bool:
     (y, ye), (x, xe) = win.toranges()
     y0, x0, y1, x1 = box
     return y < y1 and ye > y0 and x < x1 and xe > x0
+
+
+def data_dir(out: Path) -> Path:
+    """The exported chips a variant trains and is scored on: v2's for the continuations of v2."""
+    if VARIANT.removeprefix("default_") in ON_V2_CHIPS:
+        return ROOT / "runs" / "default_v2" / "data"
+    return out / "data"
+
+
+def v2_base() -> Path:
+    """Why from git: the continuation variants are defined relative to v2's exact weights, and the
+    shipped copy is overwritten when one of them ships; the repository's history keeps v2."""
+    import subprocess
+    import tarfile
+    import tempfile
+
+    if (V2_BASE / "model.safetensors").exists():
+        return V2_BASE
+    V2_BASE.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=V2_BASE.parent) as tmp:
+        tar = Path(tmp) / "v2.tar"
+        try:
+            subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(tar), V2_COMMIT,
+                            "geopix_tiles/data/default_model"], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise SystemExit(f"default_recipe: cannot read default_v2 from git commit {V2_COMMIT} ({e}); "
+                             f"run from a git clone of the repository, or put v2's checkpoint in {V2_BASE}")
+        with tarfile.open(tar) as t:
+            t.extractall(tmp, filter="data")
+        (Path(tmp) / "geopix_tiles" / "data" / "default_model").rename(V2_BASE)
+    return V2_BASE
 
 
 def export(shared: Path, out: Path, seed: int) -> dict:
@@ -122,7 +159,7 @@ def export(shared: Path, out: Path, seed: int) -> dict:
             for r in records_from_scene(scene, wins):
                 r.meta["split"] = "train"
                 train.append(r)
-    data = out / "data"
+    data = data_dir(out)
     negatives = scene_negatives(shared, split)
     export_jsonl(train + negatives, data / "train.jsonl", data / "chips_train")
     export_jsonl(val, data / "val.jsonl", data / "chips_val")
@@ -220,7 +257,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         from geopix_tiles.training.trainer import build_model
 
         ck = sorted((Path(cfg.output_dir) / "checkpoints").glob("step-*"))[-1]
-        names = sorted({i.category for r in read_jsonl(out / "data" / "train.jsonl") for i in r.instances})
+        names = sorted({i.category for r in read_jsonl(data_dir(out) / "train.jsonl") for i in r.instances})
         model = build_model(cfg, names)
         model.load_state_dict(load_file(str(ck / "model.safetensors")), strict=False)
         model.eval()
@@ -236,7 +273,7 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     # learned them at ~1 m (Dubai) and finds half as much at 0.45 m; vegetation is better native
     # there (benchmarks/resolution.py, xBD Joplin)
     model.config.extra["working_resolution_m"] = [0.7, 0.9, ["building", "road"]]
-    val = read_jsonl(out / "data" / "val.jsonl")
+    val = read_jsonl(data_dir(out) / "val.jsonl")
     rng = random.Random(0)
     subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))
     recs = [val[i] for i in subset]
@@ -265,8 +302,8 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         "config": cfg.to_dict(),
         "split_file": str(SPLIT.relative_to(ROOT)),
         "split": json.loads(SPLIT.read_text()),
-        "export_counts": json.loads((out / "data" / "export_counts.json").read_text())
-        if (out / "data" / "export_counts.json").exists() else None,
+        "export_counts": json.loads((data_dir(out) / "export_counts.json").read_text())
+        if (data_dir(out) / "export_counts.json").exists() else None,
         "data_manifest": manifest(shared),
         "train": result,
         "validation_metrics": metrics,
@@ -333,7 +370,7 @@ def folds(cfg, out: Path, which) -> dict:
     """The two fold models whose out-of-fold masks the presence check is fitted on (:mod:`training.cross_fit`)."""
     from geopix_tiles.training.cross_fit import train_fold_models
 
-    return train_fold_models(cfg, out / "data" / "train.jsonl", out / "data" / "val.jsonl", out / "folds",
+    return train_fold_models(cfg, data_dir(out) / "train.jsonl", data_dir(out) / "val.jsonl", out / "folds",
                              FOLD_STEPS, only=which)
 
 
@@ -350,7 +387,7 @@ def presence(shared: Path, out: Path, max_val: int = 0, cross_fit: bool = False)
 
     model = GeoPixModel.from_pretrained(SHIP)
     uc = shared / "uc_merced"
-    train_recs = [r for r in read_jsonl(out / "data" / "train.jsonl") if r.meta.get("classes")]
+    train_recs = [r for r in read_jsonl(data_dir(out) / "train.jsonl") if r.meta.get("classes")]
     found = fold_models(out / "folds") if cross_fit else None
     if cross_fit and found is None:
         raise SystemExit(f"--cross-fit needs the fold models in {out / 'folds'}; run --step folds first")
@@ -371,7 +408,7 @@ def _score_dialogue(model, out: Path, uc: Path, max_val: int) -> dict:
     from geopix_tiles.training.dialogue_eval import evaluate_dialogue
     from geopix_tiles.training.records import read_jsonl
 
-    val = read_jsonl(out / "data" / "val.jsonl")
+    val = read_jsonl(data_dir(out) / "val.jsonl")
     rng = random.Random(0)
     subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))
     t0 = time.time()
@@ -420,10 +457,15 @@ def main() -> int:
 
     cfg = load_config(CONFIG)
     out = Path(cfg.output_dir)
-    if args.step in ("all", "export") and not (out / "data" / "train.jsonl").exists():
-        counts = export(shared, out, cfg.seed)
-        (out / "data" / "export_counts.json").write_text(json.dumps(counts))
+    if args.step in ("all", "export") and not (data_dir(out) / "train.jsonl").exists():
+        # the continuations of v2 need v2's chips: v2's split (SPLIT) and v2's seed
+        seed = load_config(ROOT / "training" / "configs" / "default_v2.yaml").seed \
+            if args.variant in ON_V2_CHIPS else cfg.seed
+        counts = export(shared, out, seed)
+        (data_dir(out) / "export_counts.json").write_text(json.dumps(counts))
     if args.step in ("all", "train"):
+        if args.variant in ON_V2_CHIPS:
+            print(f"v2 base: {v2_base()}", flush=True)
         train(resume=not args.no_resume)
     if args.step in ("all", "ship"):
         ship(shared, out, args.max_val)

@@ -1,0 +1,49 @@
+"""The default recipe's continuation variants start from, and are anchored to, default_v2's exact
+weights, which the shipped checkpoint no longer holds once a continuation ships: git keeps them."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> bytes:
+    return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True).stdout
+
+
+def test_v2_base_extracts_the_recorded_v2_checkpoint(tmp_path, monkeypatch):
+    from geopix_tiles.training import default_recipe as recipe
+
+    try:
+        blob = _git("show", f"{recipe.V2_COMMIT}:geopix_tiles/data/default_model/model.safetensors")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git clone with the full history (v2 lives in commit V2_COMMIT)")
+    monkeypatch.setattr(recipe, "V2_BASE", tmp_path / "runs" / "default_v2" / "model")
+    got = recipe.v2_base()
+    assert got == tmp_path / "runs" / "default_v2" / "model"
+    names = sorted(p.name for p in got.iterdir())
+    assert "model.safetensors" in names and "config.json" in names
+    assert hashlib.sha256((got / "model.safetensors").read_bytes()).hexdigest() == hashlib.sha256(blob).hexdigest()
+    # v2 is what the record says: the training record inside the extracted checkpoint names it
+    assert '"geopix-tiles default_v2"' in (got / "training_record.json").read_text()
+    assert not [p for p in got.parent.iterdir() if p.name != "model"], "temporary files left beside the base"
+    # a second call reuses the extracted copy instead of touching git again
+    monkeypatch.setattr(recipe, "V2_COMMIT", "0" * 40)
+    assert recipe.v2_base() == got
+
+
+def test_continuations_read_v2s_chips_and_every_config_points_at_the_base():
+    from geopix_tiles.training import default_recipe as recipe
+    from geopix_tiles.training.config import load_config
+
+    for v in sorted(recipe.ON_V2_CHIPS):
+        cfg = load_config(ROOT / "training" / "configs" / f"default_{v}.yaml")
+        base = (ROOT / "runs" / "default_v2" / "model").resolve()
+        assert Path(cfg.model.checkpoint).resolve() == base, v
+        if cfg.data.anchor:
+            assert Path(cfg.data.anchor).resolve() == base, v
+        assert Path(cfg.data.train).resolve() == (ROOT / "runs" / "default_v2" / "data" / "train.jsonl").resolve(), v
