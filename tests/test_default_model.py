@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,12 @@ def test_checkpoint_files_and_size():
     total = sum(p.stat().st_size for p in SHIPPED.iterdir() if p.is_file())
     assert total <= 30 * 1024 * 1024, f"default checkpoint is {total / 2**20:.1f} MB (limit 30 MB)"
     rec = json.loads((SHIPPED / "training_record.json").read_text())
-    assert rec["seed"] == 0 and rec["data_manifest"] and rec["validation_metrics"]["per_class_iou"]
+    assert rec["data_manifest"] and rec["validation_metrics"]["per_class_iou"]
+    # the record reproduces the model: its seed and config file are the recipe's, the config's start
+    # checkpoint is the v2 base the recipe extracts from git
+    cfg_file = REPO / rec["config_file"]
+    assert cfg_file.is_file() and rec["name"] == f"geopix-tiles {cfg_file.stem}"
+    assert rec["seed"] == rec["config"]["seed"] == int(re.search(r"^seed: (\d+)", cfg_file.read_text(), re.M).group(1))
     assert "xbd_joplin" not in {f["path"].split("/")[0] for f in rec["data_manifest"]}
 
 

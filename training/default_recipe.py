@@ -1,8 +1,14 @@
 """Retrain the shipped default GeoPix checkpoint (``geopix_tiles/data/default_model/``).
 
-One command, from the repository root, with ``../shared/data`` present::
+The shipped model is ``default_v14``: the ``default_v2`` base (ImageNet tower + MiniLM, 4,000 steps
+on the exported chips, ~50 min) continued for 600 gentle steps that teach clouds from synthetic
+cloud blobs while every other class is anchored to v2's own masks (~6 min). One command, from the
+repository root, with ``../shared/data`` present, reproduces it::
 
-    python -m geopix_tiles.training.default_recipe            # export -> train (resumes) -> evaluate -> ship
+    python -m geopix_tiles.training.default_recipe            # v14: export -> train -> ship -> dialogue -> presence
+
+It starts from v2's recorded weights, which :func:`v2_base` takes from git (``V2_COMMIT``) into
+``runs/default_v2/model``; ``--variant v2`` rebuilds that base from scratch (deterministic on CPU).
 
 Steps (each can be run alone with ``--step``):
 
@@ -36,8 +42,8 @@ is v4 without cloud negatives (``never_negative``); ``--variant v7`` continues t
 for 4,000 more steps of the same recipe (a 2026-12-04 trial, not shipped). ``--variant v8`` / ``v9``
 continue v2 with synthetic clouds over cloud-free chips (:func:`training.augment.with_cloud`; v9 over
 the 5 m NAIP chips only) and ``v12`` / ``v13`` do so with every other class anchored to v2's own
-masks (``data.anchor``; v13 with blobs over every cloud-free source; ``v14`` = v12 trained gently,
-the candidate to ship): 2026-12-06 trials, not shipped (MODEL_CARD.md, run history).
+masks (``data.anchor``; v13 with blobs over every cloud-free source): 2026-12-06 trials, not
+shipped; ``v14`` = v12 trained gently is the one shipped (MODEL_CARD.md, run history).
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
@@ -58,8 +64,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-VARIANT = "default_v2"  # what ships; main() switches all three names for --variant
-SPLIT = ROOT / "training" / "splits" / f"{VARIANT}.json"
+VARIANT = "default_v14"  # what ships; main() switches all three names for --variant
+SPLIT = ROOT / "training" / "splits" / "default_v2.json"  # v14 continues v2 on its chips
 CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
 SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
@@ -439,10 +445,10 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14"], default="v2",
-                    help="v2: the shipped recipe; v3: + UC Merced scene-label negatives (a recorded trial); "
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14"], default="v14",
+                    help="v14 (default): the shipped model, v2 + a cloud continuation; v2: its base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
-                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), the candidate")
+                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
