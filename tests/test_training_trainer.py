@@ -283,4 +283,17 @@ def test_anchor_keeps_other_classes_on_the_old_models_masks(tmp_path):
                 assert torch.allclose(got, torch.sigmoid(expect[b][j]), atol=1e-6)
                 assert not torch.equal(got, labels[b][j])
                 assert 0.0 < float(got.min()) and float(got.max()) < 1.0
+    # a class a scene label rules out (labelled absent) keeps its empty target on the listed sources only
+    ds.records[ds.samples[idx[0]].record].meta["classes"] = ["building", "water", "road"]
+    assert ds[idx[0]]["absent"] == ("road",)
+    for keeps, anchored in ((["scene_labels"], False), (["another_source"], True)):
+        fresh = [ds[i] for i in idx]  # the first call overwrote the items' own target tensors
+        batch2 = collate(fresh, tr.model.processor)
+        labels2 = [m.clone() for m in batch2["gt_masks"]]
+        marked = [dict(it, source="scene_labels", absent=("building",)) for it in fresh]
+        anchor_targets(tr.anchor, batch2, marked, cfg.data.anchor_free, keeps)
+        for b, item in enumerate(items):
+            for j, c in enumerate(item["sample"].target_categories):
+                if c == "building":
+                    assert torch.equal(batch2["gt_masks"][b][j], labels2[b][j]) is not anchored
     assert tr.run()["steps"] == 2  # trains with the anchor in the loop

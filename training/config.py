@@ -37,6 +37,7 @@ Example (every key optional except a data entry)::
       clouds_over: []                   # of those, the ones a synthetic cloud may cover (empty: all)
       anchor: null                      # a checkpoint whose masks are the targets of classes outside anchor_free
       anchor_free: []                   # classes that learn from their labels while the others stay anchored
+      anchor_keeps_absent: []           # sources whose labelled absences ("none here") beat the anchor
     stages:                             # GeoPix two-stage schedule; what trains is configurable
       - {name: text, steps: 100, lr: 2.0e-4, train: [projector, region, llm],
          tasks: [region_class, region_caption, caption, vqa]}
@@ -151,6 +152,10 @@ class DataSpec:
     #: where that model had it, while ``anchor_free`` classes learn from their labels. ``None``: off
     anchor: str | None = None
     anchor_free: list[str] = field(default_factory=list)
+    #: sources (``meta["source"]``) whose labelled absences - classes in ``meta["classes"]`` with no
+    #: instance - keep their empty target under the anchor: what a scene label rules out is known,
+    #: so the old model's guess there is the error being corrected, not something to keep
+    anchor_keeps_absent: list[str] = field(default_factory=list)
     #: one single-class category sample per class of every image, besides the random draws
     per_class: bool = False
     #: independent draws of the questions per stage (templates, targets, synonyms); 0 = enough draws

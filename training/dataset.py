@@ -131,7 +131,15 @@ class InstructDataset:
             "class_labels": torch.tensor([self.class_ids.get(c, -1) for c in s.target_categories], dtype=torch.long),
             "sample": s,
             "clouded": clouded,
+            "source": self.records[s.record].meta.get("source"),
+            "absent": self._absent(s.record),
         }
+
+    def _absent(self, r: int) -> tuple[str, ...]:
+        """Classes the record is labelled for that it has no instance of (known to be absent)."""
+        rec = self.records[r]
+        have = {i.category for i in rec.instances}
+        return tuple(c for c in rec.meta.get("classes") or () if c not in have)
 
 
 def mark_cloud_free(records: Sequence[ImageRecord], sources: Sequence[str], clouds_over: Sequence[str] = ()) -> int:

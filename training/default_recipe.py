@@ -43,7 +43,9 @@ for 4,000 more steps of the same recipe (a 2026-12-04 trial, not shipped). ``--v
 continue v2 with synthetic clouds over cloud-free chips (:func:`training.augment.with_cloud`; v9 over
 the 5 m NAIP chips only) and ``v12`` / ``v13`` do so with every other class anchored to v2's own
 masks (``data.anchor``; v13 with blobs over every cloud-free source): 2026-12-06 trials, not
-shipped; ``v14`` = v12 trained gently is the one shipped (MODEL_CARD.md, run history).
+shipped; ``v14`` = v12 trained gently is the one shipped (MODEL_CARD.md, run history). ``v15``
+adds v6's UC Merced chips to v14 (a trial): the classes their scene rules out keep empty targets
+under the anchor (``data.anchor_keeps_absent``), the others follow v2's masks.
 
 GPU: the same command uses CUDA when it is available (the trainer picks ``cuda`` and bf16
 autocast); on several GPUs launch the train step under ``torchrun --nproc_per_node N
@@ -72,6 +74,8 @@ TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 #: trial variants that continue the shipped weights on v2's exported chips (their configs read
 #: ``runs/default_v2/data``), and so use v2's split file rather than a copy of it
 ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14"}
+#: continuations of v2 that add chips of their own (their own export, with the split file named here)
+OWN_CHIPS_FROM_V2 = {"v15": "default_v6"}
 #: the commit whose ``geopix_tiles/data/default_model`` is default_v2 (shipped 2026-12-03, last
 #: touched by 895d7b9); continuations start from, and are anchored to, that checkpoint, which
 #: :func:`v2_base` extracts from git into ``runs/default_v2/model`` so they stay reproducible
@@ -445,15 +449,18 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14"], default="v14",
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15"], default="v14",
                     help="v14 (default): the shipped model, v2 + a cloud continuation; v2: its base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
-                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped")
+                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped; v15: v14 + UC Merced chips whose scene rules classes out (empty targets that beat the anchor) beside v2's masks for the rest")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
     # continuations of the shipped weights train on v2's exported chips, so they hold its split
     SPLIT = ROOT / "training" / "splits" / f"default_{'v2' if args.variant in ON_V2_CHIPS else args.variant}.json"
+    if args.variant in OWN_CHIPS_FROM_V2:
+        SPLIT = ROOT / "training" / "splits" / f"{OWN_CHIPS_FROM_V2[args.variant]}.json"
+    from_v2 = args.variant in ON_V2_CHIPS or args.variant in OWN_CHIPS_FROM_V2
     CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
     shared = Path(args.shared)
     if not shared.is_dir():
@@ -466,11 +473,11 @@ def main() -> int:
     if args.step in ("all", "export") and not (data_dir(out) / "train.jsonl").exists():
         # the continuations of v2 need v2's chips: v2's split (SPLIT) and v2's seed
         seed = load_config(ROOT / "training" / "configs" / "default_v2.yaml").seed \
-            if args.variant in ON_V2_CHIPS else cfg.seed
+            if from_v2 else cfg.seed
         counts = export(shared, out, seed)
         (data_dir(out) / "export_counts.json").write_text(json.dumps(counts))
     if args.step in ("all", "train"):
-        if args.variant in ON_V2_CHIPS:
+        if from_v2:
             print(f"v2 base: {v2_base()}", flush=True)
         train(resume=not args.no_resume)
     if args.step in ("all", "ship"):

@@ -220,7 +220,7 @@ class Trainer:
             sync = self.ddp is None or k == accum - 1
             ctx = contextlib.nullcontext() if sync else self.ddp.no_sync()
             if self.anchor is not None:
-                anchor_targets(self.anchor, batch, items, self.cfg.data.anchor_free)
+                anchor_targets(self.anchor, batch, items, self.cfg.data.anchor_free, self.cfg.data.anchor_keeps_absent)
             with ctx:
                 out = self._forward(batch)
                 loss = out.loss / accum
@@ -403,14 +403,15 @@ def _progress(it: range, total: int, start: int, enabled: bool) -> Any:
 
 
 def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequence[dict[str, Any]],
-                   free: Sequence[str]) -> int:
+                   free: Sequence[str], keeps_absent: Sequence[str] = ()) -> int:
     """Replace the targets of anchored classes in ``batch`` by ``anchor``'s probabilities; returns how many.
 
     A mask target (category or referring) of one of the anchor's classes that is not in
     ``free`` takes the anchor's mask for the same (augmented) image and words, so the fine-tune
     is pulled back to the old model's answer wherever it is not meant to change. Chips under a
     synthetic cloud keep their labels (the anchor never saw such clouds; its masks under them
-    are guesses).
+    are guesses). On chips of a ``keeps_absent`` source a class labelled absent keeps its
+    empty target (a scene label that rules it out is the correction the fine-tune is for).
     """
     with torch.no_grad():
         out = anchor(**batch)
@@ -421,6 +422,8 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
         if item.get("clouded"):
             continue
         for j, c in enumerate(s.target_categories):
+            if item.get("source") in keeps_absent and c in item.get("absent", ()):
+                continue
             if c in known and c not in free:
                 batch["gt_masks"][b][j] = torch.sigmoid(logits[j].float()).to(batch["gt_masks"][b].dtype)
                 n += 1
