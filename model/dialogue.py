@@ -345,6 +345,25 @@ class View:
             self.cache.update(zip(todo, computed))
         return [self.cache[p] for p in phrases]
 
+    def clouds(self) -> np.ndarray:
+        """Pixels under a cloud (the cloud mask; all False for a model without the class).
+
+        Why replies use it: a cloud hides the ground, so a reply about water, buildings or any
+        other class does not count pixels under one (the model alone paints the ground classes
+        under clouds it was never shown them beneath: 77 % "water" on a Sentinel-2 chip that is
+        all cloud). It is the mask "Is there any cloud?" answers with, so a cloud the presence
+        check vetoes hides nothing.
+        """
+        cached = getattr(self, "_clouds", None)
+        if cached is None:
+            phrase = dict(class_phrases(self.model)).get("cloud")
+            if phrase is None or self.doubted(phrase, "cloud"):
+                cached = np.zeros(self.size, bool)
+            else:
+                cached = self.logits([phrase])[0] > 0
+            self._clouds = cached
+        return cached
+
     def doubted(self, phrase: str, name: str | None) -> bool:
         """True when the model's presence check vetoes the "yes" that ``phrase``'s mask says for class ``name``.
 
@@ -424,11 +443,18 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     doubt = view.doubted(phrase, target.name)
     if doubt and task != "segment":
         mask = np.zeros_like(mask)
+    # the ground under a cloud is hidden: words never count it (a segment request keeps segment's
+    # pixels and says how many of them lie under clouds)
+    hidden = np.zeros_like(mask) if target.name == "cloud" else mask & view.clouds()
+    if task != "segment":
+        mask = mask & ~hidden
     if question.relation is not None and question.relation.kind == "class":
         rel = question.relation
         other = view.logits([rel.phrase])[0] > 0
         if view.doubted(rel.phrase, rel.name):
             other = np.zeros_like(other)
+        if rel.name != "cloud":
+            other = other & ~view.clouds()
         mask, rel_words = _near(mask, other, pixel_area_m2), f" next to the {question.relation.phrase}"
     elif question.relation_to_previous and previous is not None and previous.mask is not None:
         prev = previous.target.phrase if previous.target is not None else "them"
@@ -450,6 +476,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
         if doubt:
             text += f" What first looked like {phrase} does not on a closer look."
+        elif A.present(int(hidden.sum()), float(hidden.mean())):
+            text += f" Clouds cover {A.share_phrase(float(view.clouds().mean()))} of it, and the ground under them is hidden."
         return out(text, [phrase], [mask], [logit])
     n = _count_phrase(f.count, phrase, question.target.name in _MASS)
     if f.count == 0:  # present, but every part is below the counting size
@@ -473,6 +501,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         text = f"Here is the mask of the {what}: {n} covering {size}{comma_at}."
         if doubt:
             text += f" Careful: on a closer look these pixels do not look like {phrase} to me."
+        if hidden.any() and A.present(int(hidden.sum()), float(hidden.mean())):
+            text += (f" {A.share_phrase(float(hidden.sum()) / max(float(mask.sum()), 1.0))} of these pixels"
+                     " lie under clouds, where the ground is hidden.")
     return out(text, [phrase], [mask], [logit])
 
 
@@ -572,6 +603,10 @@ def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out)
     best = stack.argmax(0)
     fg = stack.max(0) > 0
     parts = [(best == k) & fg & (not view.doubted(d, name)) for k, (name, d) in enumerate(classes)]
+    # a cloud hides the ground: its pixels are cloud whatever else the ground classes say there
+    # (the reply's own cloud mask: empty when the presence check vetoes the clouds)
+    cloud = view.clouds()
+    parts = [cloud if name == "cloud" else part & ~cloud for part, (name, _) in zip(parts, classes)]
     text, named = caption_from_masks(model, parts, scene, pixel_area_m2, view.valid)
     if view.valid is not None:
         text += f" The scene has no data for {A.share_phrase(1.0 - float(view.valid.mean()))} of the view; shares are of the rest."

@@ -98,6 +98,32 @@ def test_reply_numbers_are_the_numbers_of_the_reply_masks(model, chips):
     assert n.task == "count" and n.facts[0].count >= 1
 
 
+def test_clouds_hide_the_ground_in_replies(model, chips):
+    """On the held-out Sentinel-2 chip (all cloud in its human label) no ground class is counted
+    under the clouds; a segment request keeps the mask head's pixels and says they are hidden."""
+    rec = next(r for r in chips if r.meta.get("source") == "s2_cloud")
+    view = _view(model, rec)
+    cloud = _labels(rec)["cloud"]
+    assert cloud.mean() > 0.9
+    assert model.chat(view, "Is there any cloud?").text.startswith("Yes")
+    under = view.clouds()
+    assert (under & cloud).sum() / (under | cloud).sum() > 0.9  # the reply's cloud mask is the real cloud
+    raw_water = view.logits([model.config.concepts["water"][0]])[0] > 0
+    assert raw_water.mean() > 0.25  # what the mask head alone paints there (77 % on 2026-12-06)
+    r = model.chat(view, "How much of the image is water?")
+    assert r.facts[0].pixels == 0 and "0 %" in r.text and "hidden" in r.text, r.text
+    assert not (r.masks[0].numpy() & under).any()
+    cap = model.chat(view, "Describe this image.")
+    assert cap.prompts == [model.config.concepts["cloud"][0]], cap.text  # clouds only: the ground is not seen
+    seg = model.chat(view, "Please segment the water.")
+    assert np.array_equal(seg.masks[0].numpy(), raw_water) and "under clouds" in seg.text, seg.text
+    # on a cloud-free chip nothing is hidden and replies are those of the masks alone
+    dubai = _view(model, chips[0])
+    assert not dubai.clouds().any()
+    b = model.chat(dubai, "How much of the image is buildings?")
+    assert np.array_equal(b.masks[0].numpy(), dubai.logits([model.config.concepts["building"][0]])[0] > 0)
+
+
 def test_segment_request_matches_segment_on_the_same_window(model, tmp_path):
     """"Please segment the water" in a conversation = the engine's segment raster on that window."""
     import rasterio
