@@ -71,10 +71,16 @@ def mask_facts(mask: np.ndarray, pixel_area_m2: float | None = None, valid: np.n
     """Facts of ``mask``; with ``valid`` (pixels the scene has data for) its share is of those pixels."""
     mask = np.asarray(mask, dtype=bool)
     pixels = int(mask.sum())
-    share = pixels / max(1, mask.size if valid is None else int(np.count_nonzero(valid)))
+    share = share_of(mask, valid)
     _, count = _components(mask, min_object_pixels(pixel_area_m2))
     area = pixels * pixel_area_m2 if pixel_area_m2 else None
     return MaskFacts(pixels, share, area, count, location_phrase(mask))
+
+
+def share_of(mask: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """The share of the view ``mask`` covers; with ``valid``, of the pixels the scene has data for."""
+    mask = np.asarray(mask, dtype=bool)
+    return int(mask.sum()) / max(1, mask.size if valid is None else int(np.count_nonzero(valid)))
 
 
 def location_phrase(mask: np.ndarray) -> str:

@@ -330,6 +330,7 @@ class View:
             raise ValueError(f"valid mask of shape {self.valid.shape} does not match the view {self.size}")
         self.cache: dict[str, np.ndarray] = {}
         self.checks: dict[str, bool] = {}
+        self._clouds: np.ndarray | None = None
 
     def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
         with torch.no_grad():
@@ -354,15 +355,17 @@ class View:
         all cloud). It is the mask "Is there any cloud?" answers with, so a cloud the presence
         check vetoes hides nothing.
         """
-        cached = getattr(self, "_clouds", None)
-        if cached is None:
+        if self._clouds is None:
             phrase = dict(class_phrases(self.model)).get("cloud")
             if phrase is None or self.doubted(phrase, "cloud"):
-                cached = np.zeros(self.size, bool)
+                self._clouds = np.zeros(self.size, bool)
             else:
-                cached = self.logits([phrase])[0] > 0
-            self._clouds = cached
-        return cached
+                self._clouds = self.logits([phrase])[0] > 0
+        return self._clouds
+
+    def seen(self, mask: np.ndarray, name: str | None) -> np.ndarray:
+        """``mask`` of class ``name`` without the pixels a cloud hides (a cloud hides nothing of itself)."""
+        return mask if name == "cloud" else mask & ~self.clouds()
 
     def doubted(self, phrase: str, name: str | None) -> bool:
         """True when the model's presence check vetoes the "yes" that ``phrase``'s mask says for class ``name``.
@@ -445,16 +448,16 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         mask = np.zeros_like(mask)
     # the ground under a cloud is hidden: words never count it (a segment request keeps segment's
     # pixels and says how many of them lie under clouds)
-    hidden = np.zeros_like(mask) if target.name == "cloud" else mask & view.clouds()
+    seen = view.seen(mask, target.name)
+    hidden = mask & ~seen
     if task != "segment":
-        mask = mask & ~hidden
+        mask = seen
     if question.relation is not None and question.relation.kind == "class":
         rel = question.relation
         other = view.logits([rel.phrase])[0] > 0
         if view.doubted(rel.phrase, rel.name):
             other = np.zeros_like(other)
-        if rel.name != "cloud":
-            other = other & ~view.clouds()
+        other = view.seen(other, rel.name)
         mask, rel_words = _near(mask, other, pixel_area_m2), f" next to the {question.relation.phrase}"
     elif question.relation_to_previous and previous is not None and previous.mask is not None:
         prev = previous.target.phrase if previous.target is not None else "them"
@@ -476,8 +479,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
         if doubt:
             text += f" What first looked like {phrase} does not on a closer look."
-        elif A.present(int(hidden.sum()), float(hidden.mean())):
-            text += f" Clouds cover {A.share_phrase(float(view.clouds().mean()))} of it, and the ground under them is hidden."
+        elif A.present(int(hidden.sum()), A.share_of(hidden, view.valid)):
+            text += (f" Clouds cover {A.share_phrase(A.share_of(view.clouds(), view.valid))} of it, and the ground"
+                     " under them is hidden.")
         return out(text, [phrase], [mask], [logit])
     n = _count_phrase(f.count, phrase, question.target.name in _MASS)
     if f.count == 0:  # present, but every part is below the counting size
@@ -501,8 +505,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         text = f"Here is the mask of the {what}: {n} covering {size}{comma_at}."
         if doubt:
             text += f" Careful: on a closer look these pixels do not look like {phrase} to me."
-        if hidden.any() and A.present(int(hidden.sum()), float(hidden.mean())):
-            text += (f" {A.share_phrase(float(hidden.sum()) / max(float(mask.sum()), 1.0))} of these pixels"
+        under = mask & ~view.seen(mask, target.name)  # of the mask returned (after a place narrowed it)
+        if A.present(int(under.sum()), A.share_of(under, view.valid)):
+            text += (f" {A.share_phrase(float(under.sum()) / float(mask.sum()))} of these pixels"
                      " lie under clouds, where the ground is hidden.")
     return out(text, [phrase], [mask], [logit])
 
@@ -605,8 +610,7 @@ def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out)
     parts = [(best == k) & fg & (not view.doubted(d, name)) for k, (name, d) in enumerate(classes)]
     # a cloud hides the ground: its pixels are cloud whatever else the ground classes say there
     # (the reply's own cloud mask: empty when the presence check vetoes the clouds)
-    cloud = view.clouds()
-    parts = [cloud if name == "cloud" else part & ~cloud for part, (name, _) in zip(parts, classes)]
+    parts = [view.clouds() if name == "cloud" else view.seen(part, name) for part, (name, _) in zip(parts, classes)]
     text, named = caption_from_masks(model, parts, scene, pixel_area_m2, view.valid)
     if view.valid is not None:
         text += f" The scene has no data for {A.share_phrase(1.0 - float(view.valid.mean()))} of the view; shares are of the rest."

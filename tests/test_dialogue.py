@@ -117,6 +117,9 @@ def test_clouds_hide_the_ground_in_replies(model, chips):
     assert cap.prompts == [model.config.concepts["cloud"][0]], cap.text  # clouds only: the ground is not seen
     seg = model.chat(view, "Please segment the water.")
     assert np.array_equal(seg.masks[0].numpy(), raw_water) and "under clouds" in seg.text, seg.text
+    # the hidden share is of the mask returned, also after a place narrowed it (all of it is under clouds)
+    ne = model.chat(view, "Please segment the water in the north-east.")
+    assert ne.facts[0].pixels and "100 % of these pixels lie under clouds" in ne.text, ne.text
     # on a cloud-free chip nothing is hidden and replies are those of the masks alone
     dubai = _view(model, chips[0])
     assert not dubai.clouds().any()

@@ -15,8 +15,9 @@
   bright NAIP fields and tank roofs. Fractal clouds laid over cloud-free chips of coarse
   sources (``data.clouds_over``: a blob over a 0.3 m chip is the wrong scale), with their
   visible part as the label, and the same chips asked for clouds without one, teach what a
-  cloud is (a bright, soft-edged veil over any ground), not which sensor it comes from. Off in
-  the shipped recipe: the trials fixed clouds and moved other classes (MODEL_CARD, v8/v9).
+  cloud is (a bright, soft-edged veil over any ground), not which sensor it comes from. The
+  shipped default_v14 learnt clouds this way, with every other class anchored to v2's masks
+  (``data.anchor``): unanchored, the trials fixed clouds and moved other classes (MODEL_CARD, v8/v9).
 
 Geometry changes positions, so it is only applied to samples whose text says nothing about
 position (category segmentation); photometric changes apply to every sample. Every draw is
