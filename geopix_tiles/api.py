@@ -99,6 +99,7 @@ def segment(
     resolution: float | str | None = "auto",
     flips: int = 1,
     presence_check: bool = True,
+    mask_clouds: bool = False,
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -134,6 +135,9 @@ def segment(
     CPU, 64 on a GPU). ``presence_check=False``
     keeps every pixel a learned model paints: by default a model with a presence check (the
     default model) drops a class from a tile whose pixels under the mask do not look like it.
+    ``mask_clouds=True`` reports what is seen: each prompt's probability times one minus the
+    model's cloud probability on the same tile (:mod:`geopix_tiles.segmenters.cloud_masked`), so
+    ground classes are not painted under clouds; needs a model with a cloud class.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -160,6 +164,7 @@ def segment(
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
     from .segmenters.checked import with_presence_check  # noqa: PLC0415
+    from .segmenters.cloud_masked import with_cloud_mask  # noqa: PLC0415
     from .segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
     from .segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
 
@@ -174,6 +179,8 @@ def segment(
     seg, overlap, read_at = shown_segmenter(seg, resolution, info.transform, info.crs, info.shape, overlap)
     if read_at is not None and not any(seg.shown(prompts)):
         read_at = None  # no prompt is of a class shown coarser (the same tiles, at the scene's resolution)
+    # outermost: the cloud prompt is seen at the resolution and in the views the other prompts are
+    seg = with_cloud_mask(seg, bool(mask_clouds))
     seg.check_prompts(prompts)
     info = prepare_scene(info, roles_for(seg, prompts), bands, band_roles)  # statistics later, if the model scales
     chosen = info.band_indexes
@@ -213,6 +220,7 @@ def segment(
             **({"resolution": read_at} if read_at is not None else {}),
             **({"flips": flips} if flips != 1 else {}),  # journals of runs without flips stay resumable
             **({"presence_check": False} if not presence_check else {}),
+            **({"mask_clouds": True} if mask_clouds else {}),
         }
         resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
         data = journal.load(fingerprint) if resuming else None

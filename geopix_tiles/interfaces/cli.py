@@ -63,6 +63,9 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-presence-check", dest="presence_check", action="store_false",
                    help="keep every pixel the learned model paints (by default the default model drops a class "
                         "from a tile whose pixels under the mask its presence check does not take for the class)")
+    p.add_argument("--mask-clouds", action="store_true",
+                   help="report what is seen: every prompt's probability times one minus the model's cloud "
+                        "probability, so ground classes are not painted under clouds (a model with a cloud class)")
     p.add_argument("--skip-bad-tiles", action="store_true",
                    help="turn blocks that fail to decode into nodata (listed in the summary) instead of stopping")
     p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -100,7 +103,7 @@ def _run_segment(args: argparse.Namespace) -> int:
         cog=args.cog, resume=args.resume, overwrite=args.overwrite, allow_no_georef=args.allow_no_georef,
         checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=None,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
-        flips=args.flips, presence_check=args.presence_check,
+        flips=args.flips, presence_check=args.presence_check, mask_clouds=args.mask_clouds,
     )
     _summary(stats, args)
     if html is not None:
@@ -126,7 +129,7 @@ def _run_many(args: argparse.Namespace, scenes) -> int:
         threshold=args.threshold, min_area=args.min_area, simplify=args.simplify, cog=args.cog,
         allow_no_georef=args.allow_no_georef, checkpoint_seconds=args.checkpoint_seconds,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
-        flips=args.flips, presence_check=args.presence_check,
+        flips=args.flips, presence_check=args.presence_check, mask_clouds=args.mask_clouds,
     )
     for stats in all_stats:
         _summary(stats, args)
@@ -153,6 +156,8 @@ def _summary(stats, args: argparse.Namespace) -> None:
               "resolution; outputs on the scene's grid); --resolution native shows it the scene's own")
     if stats.extra.get("flips", 1) > 1:
         print(f"probabilities are the mean of {stats.extra['flips']} mirrored views of each tile (--flips)")
+    if getattr(args, "mask_clouds", False):
+        print("pixels under clouds are taken out of every other prompt (--mask-clouds)")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,8 @@ from ..errors import InputError
 
 
 def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size,
-                factor: float = 1.0, classes=None, flips: int = 1, presence_check: bool = True):
+                factor: float = 1.0, classes=None, flips: int = 1, presence_check: bool = True,
+                mask_clouds: bool = False):
     from ..core.blocks import compute_block  # noqa: PLC0415
     from ..segmenters.registry import load_segmenter  # noqa: PLC0415
 
@@ -36,6 +37,9 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
         from ..segmenters.resampled import ResampledSegmenter  # noqa: PLC0415
 
         seg = ResampledSegmenter(seg, factor, classes)
+    from ..segmenters.cloud_masked import with_cloud_mask  # noqa: PLC0415
+
+    seg = with_cloud_mask(seg, mask_clouds)
     if batch_size is None:
         from ..segmenters.protocol import default_batch_size  # noqa: PLC0415
 
@@ -50,13 +54,13 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
                       tile: int | None = None, overlap: int | None = None, batch_size: int | None = None,
                       device: str = "auto", chunks: int | tuple[int, int] | None = None,
                       resolution: float | str | None = "auto", flips: int = 1,
-                      presence_check: bool = True) -> xr.DataArray:
+                      presence_check: bool = True, mask_clouds: bool = False) -> xr.DataArray:
     """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring.
 
     ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
     (``auto``: the model's working resolution, on scenes finer than it); the result stays on the
-    array's grid. ``flips`` (1, 2 or 4), ``presence_check`` and ``batch_size`` (default 8 on a CPU,
-    64 on a GPU) as in :func:`geopix_tiles.segment`.
+    array's grid. ``flips`` (1, 2 or 4), ``presence_check``, ``mask_clouds`` and ``batch_size`` (default 8
+    on a CPU, 64 on a GPU) as in :func:`geopix_tiles.segment`.
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
@@ -86,6 +90,9 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     seg.check_prompts(prompts)
     # as in segment: the model sees each tile coarser, the result stays on this grid
     seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap)
+    from ..segmenters.cloud_masked import with_cloud_mask  # noqa: PLC0415
+
+    with_cloud_mask(seg, mask_clouds).check_prompts(prompts)  # a model without clouds fails here, not in a task
     factor, classes = getattr(seg, "factor", 1.0), getattr(seg, "classes", None)  # rebuilt in each dask task
     chosen = prepare_scene(scene, roles_for(seg, prompts), bands, band_roles).band_indexes
     sel = arr.isel(band=[b - 1 for b in chosen])
@@ -113,7 +120,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
             _, src = source_window(grid, block)
             (ya, yb), (xa, xb) = src.toranges()
             value = task(data[:, ya:yb, xa:xb], (ya, xa), grid, block, key, device, prompts, scaling, stats, nodata,
-                         batch_size, factor, classes, flips, presence_check)
+                         batch_size, factor, classes, flips, presence_check, mask_clouds)
             row.append(da.from_delayed(value, shape=(len(prompts), h, w), dtype=np.float32))
             x0 += w
         rows.append(row)
@@ -125,7 +132,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
         coords["spatial_ref"] = arr.coords["spatial_ref"]
     out = xr.DataArray(result, dims=("prompt", "y", "x"), coords=coords, name="probability",
                        attrs={"long_name": tuple(prompts), "model": str(key), "tile": tile, "overlap": overlap,
-                              "flips": flips})
+                              "flips": flips, "mask_clouds": int(bool(mask_clouds))})
     if scene.crs is not None:
         out = out.rio.write_crs(scene.crs)
     out = out.rio.write_transform(scene.transform)

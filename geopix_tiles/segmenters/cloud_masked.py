@@ -1,0 +1,87 @@
+"""``mask_clouds=True``: what a cloud hides is not reported as the ground class under it.
+
+A mask head trained on cloud-free ground paints ground classes under clouds it was never shown
+them beneath (on the held-out Sentinel-2 chip, 93 % cloud, the default model calls 77 % of it
+water). Optical remote sensing handles this with a cloud mask: pixels under a cloud are not
+observations of the ground. Here each prompt's probability becomes the probability that its
+class is *seen*: ``p(class) * (1 - p(cloud))``, the model's own cloud probability on the same
+tile (one more prompt per call unless a prompt already asks for clouds, whose band is then left
+as it is). The product is smooth, so tiles still blend without seams, and a cloud-free tile
+keeps its probabilities but for the model's cloud noise (``p(cloud)`` there is ~0). Replies in
+words do the same with their cloud mask (``View.seen``); this is the option for rasters and
+GeoPackages. Off by default: the masks of a cloud-free scene should not pay for one more prompt.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .protocol import SegmenterWrapper
+
+__all__ = ["CloudMaskedSegmenter", "cloud_phrase", "with_cloud_mask"]
+
+CLOUD = "cloud"
+
+
+def cloud_phrase(segmenter: Any) -> str | None:
+    """The phrase ``segmenter``'s model segments clouds with (None: a model without the class)."""
+    model = getattr(segmenter, "model", None)
+    config = getattr(model, "config", None)
+    concepts = getattr(config, "concepts", None) or {}
+    if CLOUD not in concepts:
+        return None
+    return (concepts[CLOUD] or [CLOUD])[0]
+
+
+def with_cloud_mask(segmenter: Any, enabled: bool) -> Any:
+    """``segmenter`` itself, or (``enabled``) wrapped so that no prompt reports pixels under clouds."""
+    if not enabled:
+        return segmenter
+    phrase = cloud_phrase(segmenter)
+    if phrase is None:
+        raise InputError("--mask-clouds needs a model that segments clouds (e.g. --model default); "
+                         "this model has no cloud class, so run without --mask-clouds")
+    return CloudMaskedSegmenter(segmenter, phrase)
+
+
+class CloudMaskedSegmenter(SegmenterWrapper):
+    """The inner segmenter's probabilities times ``1 - p(cloud)`` for every prompt that is not a cloud prompt."""
+
+    def __init__(self, inner: Any, phrase: str) -> None:
+        super().__init__(inner)
+        self.phrase = phrase
+        self._clouds: dict[tuple[str, ...], list[bool]] = {}
+
+    def __repr__(self) -> str:  # the resume journal fingerprints models by repr
+        return f"CloudMaskedSegmenter({self.inner!r}, phrase={self.phrase!r})"
+
+    def cloud_prompts(self, prompts: Sequence[str]) -> list[bool]:
+        """Which prompts ask for clouds themselves (they are not masked; the first one is the mask)."""
+        key = tuple(prompts)
+        if key not in self._clouds:
+            from .resampled import prompt_classes  # noqa: PLC0415
+
+            self._clouds[key] = [c == CLOUD for c in prompt_classes(self.inner, key)]
+        return self._clouds[key]
+
+    def check_prompts(self, prompts: Sequence[str]) -> None:
+        self.inner.check_prompts(list(prompts))
+        if not any(self.cloud_prompts(prompts)) and self.phrase not in prompts:
+            self.inner.check_prompts([*prompts, self.phrase])
+
+    def predict(self, tiles: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+        prompts = list(prompts)
+        is_cloud = self.cloud_prompts(prompts)
+        if any(is_cloud):
+            probs = np.array(self.inner.predict(tiles, prompts), dtype=np.float32)
+            cloud = probs[:, is_cloud.index(True)].copy()
+        else:
+            both = np.asarray(self.inner.predict(tiles, [*prompts, self.phrase]), dtype=np.float32)
+            probs, cloud = both[:, :-1].copy(), both[:, -1]
+        seen = np.float32(1.0) - np.clip(cloud, 0.0, 1.0)
+        for k, c in enumerate(is_cloud):
+            if not c:
+                probs[:, k] *= seen
+        return probs

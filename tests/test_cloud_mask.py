@@ -1,0 +1,97 @@
+"""``mask_clouds``: ground classes are not reported under clouds, through segment, the CLI and the accessor."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from geopix_tiles import segment
+from geopix_tiles.errors import InputError
+from geopix_tiles.interfaces.cli import main
+from conftest import RGBN, water_scene, write_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL = ROOT / "tests" / "data" / "default_val"
+S2 = VAL / "val_02_s2_cloud_256_0.tif"  # held-out Sentinel-2 chip (B04/B03/B02), 256 px: one model tile
+NAIP = ROOT / "geopix_tiles" / "data" / "naip_sample.tif"
+ROLES = "red=1,green=2,blue=3"  # the chips carry no band descriptions
+
+
+def _cloud_label() -> np.ndarray:
+    from geopix_tiles.training import rle  # noqa: PLC0415
+
+    rec = next(json.loads(line) for line in open(VAL / "val.jsonl") if S2.name in line)
+    out = np.zeros((256, 256), bool)
+    for inst in rec["instances"]:
+        if inst["category"] == "cloud":
+            out |= rle.decode(inst["mask"]).astype(bool)
+    return out
+
+
+def _raster(tmp_path: Path, name: str, prompts: list[str], **kw) -> np.ndarray:
+    out = tmp_path / f"{name}.tif"
+    segment(S2, prompts, model="default", raster_out=out, device="cpu", vectorize=False, collect=False,
+            band_roles=ROLES, **kw)
+    with rasterio.open(out) as r, rasterio.open(S2) as src:
+        assert r.crs == src.crs and r.transform == src.transform
+        return r.read().astype(np.float64)
+
+
+def test_ground_classes_are_taken_out_from_under_real_clouds(tmp_path):
+    """On the held-out Sentinel-2 chip (93 % cloud in its human label) the mask head alone paints water and
+    vegetation over most of it; with ``mask_clouds`` each band is that band times (1 - the cloud band)."""
+    cloud = _cloud_label()
+    assert cloud.mean() > 0.9
+    prompts = ["water", "vegetation", "clouds"]
+    plain = _raster(tmp_path, "plain", prompts)
+    seen = _raster(tmp_path, "seen", prompts, mask_clouds=True)
+    assert np.array_equal(plain[2], seen[2])  # the cloud prompt itself is left as it is
+    predicted = plain[:2] * (1.0 - plain[2] / 255.0)  # one tile: no blending between the two
+    assert np.abs(seen[:2] - predicted).max() <= 1.5  # both rounded to 1/255
+    for k in (0, 1):
+        assert (plain[k][cloud] >= 128).mean() > 0.25  # what the mask head paints under the clouds
+        assert (seen[k][cloud] >= 128).mean() < 0.05
+    # without a cloud prompt the wrapper asks the model for clouds itself: the same water band
+    alone = _raster(tmp_path, "alone", ["water"], mask_clouds=True)
+    assert np.abs(alone[0] - seen[0]).max() <= 1
+
+
+def test_a_cloud_free_scene_keeps_its_masks(tmp_path):
+    rasters = {}
+    for mc in (False, True):
+        out = tmp_path / f"n{int(mc)}.tif"
+        segment(NAIP, ["water", "vegetation"], model="default", raster_out=out, device="cpu", vectorize=False,
+                collect=False, mask_clouds=mc)
+        with rasterio.open(out) as r:
+            rasters[mc] = r.read() >= 128
+    for k in (0, 1):
+        a, b = rasters[False][k], rasters[True][k]
+        assert a.mean() > 0.05
+        assert (a & b).sum() / max(1, (a | b).sum()) > 0.97
+
+
+def test_the_accessor_masks_clouds_as_segment_does(tmp_path):
+    import rioxarray
+
+    seen = _raster(tmp_path, "seen", ["water"], mask_clouds=True)
+    da = rioxarray.open_rasterio(S2, chunks={"x": 256, "y": 256})
+    probs = da.geopix.segment(["water"], model="default", band_roles=ROLES, mask_clouds=True)
+    assert probs.attrs["mask_clouds"] == 1
+    assert np.abs(np.round(probs.values[0] * 255) - seen[0]).max() <= 1
+
+
+def test_a_model_without_clouds_is_refused_before_anything_is_written(tmp_path, capfd):
+    scene = write_scene(tmp_path / "s.tif", water_scene(64, 64, []), descriptions=RGBN)
+    with pytest.raises(InputError, match="needs a model that segments clouds"):
+        segment(scene, ["water"], out=tmp_path / "o.gpkg", mask_clouds=True)
+    assert main(["segment", str(scene), "-p", "water", "-o", str(tmp_path / "b.gpkg"), "--mask-clouds"]) != 0
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--mask-clouds needs a model that segments clouds" in err[0], err
+    assert not any(tmp_path.glob("o.*")) and not (tmp_path / "b.gpkg").exists()
+    out = tmp_path / "c.gpkg"
+    assert main(["segment", str(S2), "-p", "water", "-o", str(out), "--model", "default", "--band-roles", ROLES,
+                 "--mask-clouds", "-q"]) == 0
+    assert "pixels under clouds are taken out" in capfd.readouterr().out and out.exists()
