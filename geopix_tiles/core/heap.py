@@ -19,6 +19,13 @@ own heap's peak). Applied when a learned model is set up on the CPU (``GeoPixSeg
 the spectral engine keeps glibc's defaults, which measured flattest for it (20k/5k peak
 1.08x, against 1.13x with this policy and 1.21x with the old 1 MB pin). A no-op off glibc;
 ``GEOPIX_TILES_HEAP=0`` leaves glibc's defaults.
+
+Under the same policy the periodic trim (:func:`trim_heap_if_due`) waits until the heaps hold
+more than 256 MB of free memory: a trim gives back the pages of the model's last temporaries
+too, which its next call faults straight back in, so trimming every 2 s whatever the heap
+held cost a 5k job ~700,000 page faults (~3 s of system CPU) against ~300,000 gated, at the
+same peak RSS (20k: 9.6 M -> 5.0 M faults, 40 -> 25 s system CPU, 836 -> 825 MB;
+``benchmarks/results/learned_cli.md``, 2026-12-06).
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ __all__ = ["trim_heap", "trim_heap_if_due", "tune_heap"]
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 _done: list[bool] = []
+#: the periodic trim waits for this much free memory in the heaps (MB; 0: trims whenever due)
+_trim_free_mb = [0.0]
 _libc: list = []  # the C library, loaded once (``find_library`` runs ldconfig); None when it cannot be
 
 
@@ -48,8 +57,13 @@ def _glibc():
     return _libc[0]
 
 
-def tune_heap(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 128, arenas: int = 2) -> bool:
-    """Apply the policy once per process (first call wins); True when glibc accepted it."""
+def tune_heap(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 128, arenas: int = 2,
+              trim_free_mb: float = 256.0) -> bool:
+    """Apply the policy once per process (first call wins); True when glibc accepted it.
+
+    ``trim_free_mb`` gates the periodic trim (``GEOPIX_TILES_TRIM_FREE_MB`` overrides it; 0 trims
+    whenever due, as a process without the policy does).
+    """
     if _done:
         return _done[0]
     ok = False
@@ -61,6 +75,8 @@ def tune_heap(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 128, arenas:
             ok = bool(libc.mallopt(M_ARENA_MAX, int(arenas))) and ok
         except AttributeError:  # musl: no mallopt
             ok = False
+    if ok:
+        _trim_free_mb[0] = float(os.environ.get("GEOPIX_TILES_TRIM_FREE_MB", trim_free_mb))
     _done.append(ok)
     return ok
 
@@ -84,6 +100,23 @@ def trim_heap() -> bool:
     return True
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_free_mb() -> float | None:
+    """Free memory inside glibc's heaps, all arenas (MB); None where ``mallinfo2`` is missing (glibc < 2.33).
+
+    Pages a trim gave back still count: they are free chunks of the heap, not resident ones.
+    """
+    fn = getattr(_glibc(), "mallinfo2", None)
+    if fn is None:
+        return None
+    fn.restype = _MallInfo2
+    return fn().fordblks / 2**20
+
+
 TRIM_EVERY_S = 2.0
 _last_trim = [0.0]
 _trim_lock = threading.Lock()
@@ -95,7 +128,9 @@ def trim_heap_if_due(every_s: float | None = None) -> bool:
     ``every_s`` defaults to ``GEOPIX_TILES_TRIM_S`` (2 s when unset; 0 turns the periodic trim off).
     The engine's writer calls it after each strip: between checkpoints a learned job's heap
     refills its free gaps with pages it no longer uses, and a trim every 2 s kept the 5k job's
-    peak ~50 MB lower than a trim at the checkpoints alone, at the same speed.
+    peak ~50 MB lower than a trim at the checkpoints alone, at the same speed. Under the learned
+    model's policy a due trim is skipped while the heaps hold less than ``trim_free_mb`` free
+    (:func:`tune_heap`): those pages are the model's next temporaries.
     """
     if every_s is None:
         every_s = float(os.environ.get("GEOPIX_TILES_TRIM_S", TRIM_EVERY_S))
@@ -106,4 +141,8 @@ def trim_heap_if_due(every_s: float | None = None) -> bool:
         if now - _last_trim[0] < every_s:
             return False
         _last_trim[0] = now
+    if _trim_free_mb[0] > 0:
+        free = heap_free_mb()
+        if free is not None and free < _trim_free_mb[0]:
+            return False
     return trim_heap()
