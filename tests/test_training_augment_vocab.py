@@ -261,3 +261,55 @@ def test_cloud_free_chips_are_asked_for_clouds_and_get_synthetic_ones():
     assert got >= len(asked) // 2
     others = [i for i in range(len(samples)) if i not in asked][:10]
     assert all(torch.equal(plain[i]["image"], clouded[i]["image"]) for i in others)  # only where clouds are asked
+
+
+def test_coarse_sources_are_shown_zoomed_out_and_nothing_else_changes():
+    """``data.coarse``: about ``coarse_p`` of a listed source's category samples are zoomed out by a factor in
+    ``coarse_zoom`` (the chip's 64 px square label shrinks to 64 * zoom px and is mirrored around),
+    another source's samples are drawn exactly as without it."""
+    from geopix_tiles.training.augment import augment_sample
+    from geopix_tiles.training.dataset import InstructDataset
+    from geopix_tiles.training.instruct import make_samples
+    from geopix_tiles.training.records import ImageRecord, Instance
+
+    chip = _naip_chip().numpy()
+    water = np.zeros((128, 128), np.uint8)
+    water[32:96, 32:96] = 1
+    naip = ImageRecord(image_path=None, image=chip, instances=[Instance.from_mask("water", water)],
+                       meta={"classes": ["water"], "source": "naip_weak/2019"})
+    dubai = ImageRecord(image_path=None, image=chip, instances=[Instance.from_mask("water", water)],
+                        meta={"classes": ["water"], "source": "dubai_aerial/tile_1"})
+    chips = [naip] * 40 + [dubai] * 40
+    samples = make_samples(chips, tasks=["category_seg"], per_record=1, max_targets=1, negatives=0.0, seed=3)
+    plain = InstructDataset(chips, samples, 128, augment=True, seed=5)
+    coarse = InstructDataset(chips, samples, 128, augment=True, seed=5, coarse=["naip_weak"],
+                             coarse_zoom=[0.1, 0.25], coarse_p=0.5)
+    zoomed = 0
+    for i, s in enumerate(samples):
+        a, b = plain[i], coarse[i]
+        if s.record >= 40:  # Dubai: not listed
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["gt_masks"], b["gt_masks"])
+            continue
+        z = coarse._coarse_zoom(s, i)
+        if z is None:
+            assert torch.equal(a["image"], b["image"])
+            continue
+        zoomed += 1
+        assert 0.1 <= z <= 0.25
+        # the label's square: ~64 * z px on a side, repeated by the mirror fill: its share of the tile stays
+        # ~1/4, but the tile now holds several copies (connected runs along the first row are short)
+        from scipy import ndimage
+
+        m = b["gt_masks"][0].numpy() > 0.5
+        assert abs(float(m.mean()) - 0.25) < 0.12
+        assert ndimage.label(m)[1] >= 4  # several copies of the shrunk square
+        assert torch.equal(b["image"], augment_sample(*_as_tensors(chips[s.record], s), True, 5, i, zoom=z)[0])
+    assert 5 <= zoomed <= 35
+
+
+def _as_tensors(rec, s):
+    from geopix_tiles.training import rle
+
+    image = torch.from_numpy(np.ascontiguousarray(rec.image, dtype=np.float32))
+    masks = torch.from_numpy(np.stack([rle.decode(r) for r in s.target_masks]).astype(np.float32))
+    return image, masks

@@ -131,17 +131,21 @@ def _photometric(image: torch.Tensor, rng: random.Random, haze_p: float) -> torc
 
 
 def augment_sample(image: torch.Tensor, masks: torch.Tensor, geometric: bool, seed: int,
-                   index: int, haze_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                   index: int, haze_p: float = 0.0, zoom: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented ``image [C, H, W]`` in [0, 1] and target ``masks [T, H, W]`` for sample ``index``.
 
     ``haze_p`` is the chance of a hazed image (``data.haze``); off by default, so the shipped
-    recipe draws the same augmentations it was trained with.
+    recipe draws the same augmentations it was trained with. ``zoom`` (geometric samples only)
+    replaces the random zoom (``data.coarse``); the other draws are unchanged.
     """
     rng = random.Random(seed * 1_000_003 + index)
     if geometric:
         if rng.random() < 0.6:
             z = math.exp(rng.uniform(math.log(0.3), math.log(3.0)))
-            image, masks = _zoom(image, masks, z, rng)
+            if zoom is None:
+                image, masks = _zoom(image, masks, z, rng)
+        if zoom is not None:
+            image, masks = _zoom(image, masks, zoom, rng)
         k = rng.randint(0, 3)
         if k:
             image, masks = torch.rot90(image, k, (1, 2)), torch.rot90(masks, k, (1, 2))

@@ -38,6 +38,9 @@ Example (every key optional except a data entry)::
       anchor: null                      # a checkpoint whose masks are the targets of classes outside anchor_free
       anchor_free: []                   # classes that learn from their labels while the others stay anchored
       anchor_keeps_absent: []           # sources whose labelled absences ("none here") beat the anchor
+      coarse: []                        # sources also shown much coarser (a 5 m chip as 10-60 m imagery)
+      coarse_zoom: [0.08, 0.5]          # their zoom range (< 1: coarser) and chance per category sample
+      coarse_p: 0.5
     stages:                             # GeoPix two-stage schedule; what trains is configurable
       - {name: text, steps: 100, lr: 2.0e-4, train: [projector, region, llm],
          tasks: [region_class, region_caption, caption, vqa]}
@@ -156,6 +159,13 @@ class DataSpec:
     #: instance - keep their empty target under the anchor: what a scene label rules out is known,
     #: so the old model's guess there is the error being corrected, not something to keep
     anchor_keeps_absent: list[str] = field(default_factory=list)
+    #: sources (prefixes of ``meta["source"]``) whose category samples are, with chance ``coarse_p``,
+    #: shown zoomed out by a factor drawn log-uniformly from ``coarse_zoom`` instead of the usual
+    #: 0.3-3x: Sentinel-2 (10 m) and Landsat (30 m) scenes are 2-6x coarser than the 5 m NAIP
+    #: chips, where the usual draw rarely goes (off when empty)
+    coarse: list[str] = field(default_factory=list)
+    coarse_zoom: list[float] = field(default_factory=lambda: [0.08, 0.5])
+    coarse_p: float = 0.5
     #: one single-class category sample per class of every image, besides the random draws
     per_class: bool = False
     #: independent draws of the questions per stage (templates, targets, synonyms); 0 = enough draws

@@ -8,6 +8,7 @@ accum=2``: the property that makes DDP gradients equal single-process ones.
 """
 from __future__ import annotations
 
+import math
 import random
 from collections import OrderedDict
 from functools import lru_cache
@@ -51,7 +52,8 @@ class InstructDataset:
 
     def __init__(self, records: Sequence[ImageRecord], samples: Sequence[InstructSample], size: int,
                  channels: int = 3, cache: int = 64, class_names: Sequence[str] = (), augment: bool = False,
-                 seed: int = 0, haze: float = 0.0, clouds: float = 0.0) -> None:
+                 seed: int = 0, haze: float = 0.0, clouds: float = 0.0, coarse: Sequence[str] = (),
+                 coarse_zoom: Sequence[float] = (0.08, 0.5), coarse_p: float = 0.5) -> None:
         self.records = list(records)
         self.samples = list(samples)
         self.size = int(size)
@@ -62,6 +64,9 @@ class InstructDataset:
         self.augment = augment
         self.haze = haze
         self.clouds = clouds
+        self.coarse = tuple(coarse)
+        self.coarse_zoom = (float(coarse_zoom[0]), float(coarse_zoom[1]))
+        self.coarse_p = float(coarse_p)
         self.seed = seed
 
     def __len__(self) -> int:
@@ -120,7 +125,8 @@ class InstructDataset:
                 and self.records[s.record].meta.get("synthetic_clouds"):
             image, masks, clouded = self._cloud_over(image, masks, s.target_categories.index("cloud"), i)
         if self.augment:
-            image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze)
+            image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze,
+                                          zoom=self._coarse_zoom(s, i))
         return {
             "image": image,
             "question": q,
@@ -134,6 +140,20 @@ class InstructDataset:
             "source": self.records[s.record].meta.get("source"),
             "absent": self._absent(s.record),
         }
+
+    def _coarse_zoom(self, s: InstructSample, i: int) -> float | None:
+        """The zoom a ``coarse`` source's category sample is shown at instead of the usual draw (None: usual).
+
+        Its own seed, so every other draw is that of a run without ``coarse``.
+        """
+        source = str(self.records[s.record].meta.get("source", ""))
+        if not self.coarse or s.task != "category_seg" or not source.startswith(self.coarse):
+            return None
+        rng = random.Random((self.seed + 3) * 9_000_011 + i)
+        if rng.random() >= self.coarse_p:
+            return None
+        lo, hi = self.coarse_zoom
+        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
 
     def _absent(self, r: int) -> tuple[str, ...]:
         """Classes the record is labelled for that it has no instance of (known to be absent)."""

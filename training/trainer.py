@@ -158,6 +158,9 @@ class Trainer:
                                                         class_names=self.memory_classes,
                                                         augment=self.cfg.data.augment,
                                                         haze=self.cfg.data.haze, clouds=self.cfg.data.clouds,
+                                                        coarse=self.cfg.data.coarse,
+                                                        coarse_zoom=self.cfg.data.coarse_zoom,
+                                                        coarse_p=self.cfg.data.coarse_p,
                                                         seed=self.cfg.seed + 7919 * stage_idx)
         return self._datasets[stage_idx]
 
