@@ -166,13 +166,15 @@ def segment(
     from .segmenters.checked import with_presence_check  # noqa: PLC0415
     from .segmenters.cloud_masked import with_cloud_mask  # noqa: PLC0415
     from .segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
-    from .segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
+    from .segmenters.resampled import resolve_resolution, shown_segmenter, shows_finer  # noqa: PLC0415
 
     flips = check_flips(flips)
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     resolve_resolution(resolution, info.transform, info.crs)  # a bad resolution fails before the model loads
-    seg = with_presence_check(load_segmenter(model, device=device), presence_check)
-    seg = with_flips(seg, flips)  # each view is then shown at read_at
+    base = load_segmenter(model, device=device)
+    # the tile check was fitted on the model's own resolutions: on a coarse scene shown finer it vetoes real water
+    checked = presence_check and not shows_finer(resolution, info.transform, info.crs, base, info.shape)
+    seg = with_flips(with_presence_check(base, checked), flips)  # each view is then shown at read_at
     if batch_size is None:
         batch_size = default_batch_size(seg)
     # the model sees each tile at read_at; the run stays on the scene's grid

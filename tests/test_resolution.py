@@ -2,6 +2,8 @@
 describe and the accessor; every output stays on the scene's grid."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyogrio
 import pytest
@@ -243,3 +245,47 @@ def test_only_prompts_of_the_declared_classes_are_shown_coarser():
 
     assert load_answer_model("default", "cpu").prompt_classes(["rooftops", "streets", "trees", "wind turbines"]) == \
         ["building", "road", "vegetation", None]
+
+
+def _coarse_naip(tmp_path, factor: int):
+    """The shipped NAIP sample (5 m, the held-out 2020 date) averaged down ``factor`` times, and NDWI > 0.2 on it."""
+    from rasterio.enums import Resampling
+
+    src_path = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
+    with rasterio.open(src_path) as src:
+        h, w = src.height // factor, src.width // factor
+        data = src.read(out_shape=(src.count, h, w), resampling=Resampling.average)
+        profile = src.profile
+        profile.update(width=w, height=h, transform=src.transform * Affine.scale(src.width / w, src.height / h))
+        descriptions = src.descriptions
+    out = tmp_path / f"naip_{factor}x.tif"
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+    g, n = data[1].astype(float), data[3].astype(float)
+    return out, (g - n) / (g + n + 1e-6) > 0.2
+
+
+def test_auto_shows_coarse_scenes_finer_and_finds_their_water(tmp_path):
+    """Averaged down to 15 and 30 m (Sentinel-2 / Landsat pixel sizes), the held-out NAIP date loses its water
+    when the default model sees it natively; ``auto`` shows it at 5 m (every prompt, no tile check) and finds it."""
+    from geopix_tiles.segmenters.registry import load_answer_model
+
+    default = load_answer_model("default", "cpu")
+    utm = rasterio.crs.CRS.from_string(UTM)
+    for metres, expected in ((5.5, None), (10, 5.0), (30, 5.0), (60, 5.0), (61, None), (300, None)):
+        assert resolve_resolution("auto", Affine(metres, 0, 0, 0, -metres, 0), utm, default, (500, 500)) == expected
+    for factor, floor in ((3, 0.45), (6, 0.25)):
+        scene, ndwi = _coarse_naip(tmp_path, factor)
+        water = {}
+        for mode, kw in (("native", {"resolution": "native"}), ("auto", {}), ("auto, no check", {"presence_check": False})):
+            out = tmp_path / f"{factor}_{mode}.tif"
+            _, stats = segment(scene, ["water", "vegetation"], model="default", raster_out=out, device="cpu",
+                               vectorize=False, collect=False, return_stats=True, **kw)
+            with rasterio.open(out) as r, rasterio.open(scene) as s:
+                assert r.shape == s.shape and r.transform == s.transform and r.crs == s.crs
+                water[mode] = r.read(1) >= 128
+            assert stats.extra["read_at_m"] == (None if mode == "native" else 5.0)
+        iou = {m: (w & ndwi).sum() / max(1, (w | ndwi).sum()) for m, w in water.items()}
+        assert iou["auto"] >= floor and iou["auto"] >= iou["native"] + 0.15, (factor, iou)
+        assert np.array_equal(water["auto"], water["auto, no check"])  # the tile check is off on such views

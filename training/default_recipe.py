@@ -283,6 +283,9 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     # learned them at ~1 m (Dubai) and finds half as much at 0.45 m; vegetation is better native
     # there (benchmarks/resolution.py, xBD Joplin)
     model.config.extra["working_resolution_m"] = [0.7, 0.9, ["building", "road"]]
+    # scenes of 6-60 m (Sentinel-2, Landsat) are shown at 5 m: water and vegetation were learned from 5 m NAIP
+    # chips, and at 30 m the model found no water (segmenters/resampled.py)
+    model.config.extra["coarsest_resolution_m"] = [6.0, 5.0, 12.0]
     val = read_jsonl(data_dir(out) / "val.jsonl")
     rng = random.Random(0)
     subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))

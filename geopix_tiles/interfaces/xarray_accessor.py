@@ -82,11 +82,14 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     key = model_key(model)
     from ..segmenters.checked import with_presence_check  # noqa: PLC0415
     from ..segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
-    from ..segmenters.resampled import resolve_resolution, shown_segmenter  # noqa: PLC0415
+    from ..segmenters.resampled import resolve_resolution, shown_segmenter, shows_finer  # noqa: PLC0415
 
     resolve_resolution(resolution, scene.transform, scene.crs)  # a bad resolution fails before the model loads
     flips = check_flips(flips)
-    seg = with_flips(with_presence_check(load_segmenter(key, device=device), presence_check), flips)
+    base = load_segmenter(key, device=device)
+    # as in segment: no tile check on a coarse scene shown finer
+    presence_check = presence_check and not shows_finer(resolution, scene.transform, scene.crs, base, scene.shape)
+    seg = with_flips(with_presence_check(base, presence_check), flips)
     seg.check_prompts(prompts)
     # as in segment: the model sees each tile coarser, the result stays on this grid
     seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap)

@@ -15,6 +15,19 @@ of metres per pixel, ``"native"`` or ``"auto"``: a checkpoint may declare
 building and road prompts on scenes finer than 0.7 m are seen at 0.9 m; vegetation, water, bare
 land and clouds, which it paints better at the scene's own resolution there, are not), never
 coarser than keeps the scene's shorter side one model tile.
+
+The other side: ``config.extra["coarsest_resolution_m"] = [coarser_than, read_at, max_upsample]``
+(the default model: ``[6, 5, 12]``). Scenes coarser than ``coarser_than`` are shown at ``read_at``,
+for every prompt, when that is at most ``max_upsample`` times finer (the default model: scenes of
+6-60 m, Sentinel-2 and Landsat; a 300 m scene stays native, where its Landsat-7 sample's clouds
+came out worse shown at 37.5 m: IoU 0.20 -> 0.13 against a weak label). The
+default model learned water and vegetation from 5 m NAIP chips and zoom augmentation that rarely
+goes coarser than 15 m; on the held-out NAIP 2020 date averaged down to Sentinel-2 and Landsat
+pixel sizes it found water with IoU 0.64 at 10 m, 0.39 at 15 m and **0.00 at 30 m** against
+NDWI, and 0.69 / 0.56 / 0.36 shown at 5 m (vegetation 0.70 / 0.62 / 0.53 -> 0.76 / 0.70 / 0.61;
+``benchmarks/results/resolution.md``). It costs tiles: a 30 m scene shown at 5 m is 36 times as
+many. The tile presence check is off on such views (:func:`shows_finer`): fitted on the model's
+own resolutions, it vetoed most of the real water on them.
 """
 from __future__ import annotations
 
@@ -27,8 +40,9 @@ from ..errors import InputError
 from ..io.ground import pixel_size_m
 from .protocol import SegmenterWrapper
 
-__all__ = ["ResampledSegmenter", "check_resolution", "model_factor", "prompt_classes", "resize_tiles",
-           "resolve_resolution", "shown_classes", "shown_segmenter", "working_resolution"]
+__all__ = ["ResampledSegmenter", "check_resolution", "coarsest_resolution", "model_factor", "prompt_classes",
+           "resize_tiles", "resolve_resolution", "shown_classes", "shown_segmenter", "shows_finer",
+           "working_resolution"]
 
 
 def check_resolution(resolution: Any) -> None:
@@ -60,6 +74,15 @@ def working_resolution(model: Any) -> tuple[float, float, tuple[str, ...] | None
     return float(value[0]), float(value[1]), classes
 
 
+def coarsest_resolution(model: Any) -> tuple[float, float, float] | None:
+    """``(coarser_than, read_at, max_upsample)`` that a model (or its segmenter) declares, else None."""
+    config = getattr(getattr(model, "model", model), "config", None)
+    value = (getattr(config, "extra", None) or {}).get("coarsest_resolution_m") if config is not None else None
+    if not value:
+        return None
+    return float(value[0]), float(value[1]), float(value[2]) if len(value) > 2 else 12.0
+
+
 def shown_classes(resolution: Any, model: Any) -> tuple[str, ...] | None:
     """Classes whose prompts a resolution applies to: the model's own list for ``auto``, else every prompt."""
     if _keyword(resolution) != "auto":
@@ -85,9 +108,13 @@ def resolve_resolution(resolution: Any, transform, crs, model: Any = None,
     if word == "native":
         return None
     if word == "auto":
-        working = working_resolution(model)
-        native = pixel_size_m(transform, crs) if working else None
-        if working is None or native is None:
+        working, coarse = working_resolution(model), coarsest_resolution(model)
+        native = pixel_size_m(transform, crs) if (working or coarse) else None
+        if native is None:
+            return None
+        if coarse is not None and coarse[0] < native <= coarse[1] * coarse[2]:
+            return coarse[1]  # a coarse scene, shown finer (every prompt)
+        if working is None:
             return None
         finer_than, read_at, _ = working
         if native >= finer_than:
@@ -124,6 +151,11 @@ def model_factor(resolution: Any, transform, crs, model: Any = None, shape: tupl
     return _factor(resolve_resolution(resolution, transform, crs, model, shape), transform, crs)
 
 
+def shows_finer(resolution: Any, transform, crs, model: Any = None, shape: tuple[int, int] | None = None) -> bool:
+    """Whether the model is shown the scene finer than it is (upsampled): no tile presence check then."""
+    return model_factor(resolution, transform, crs, model, shape) < 1.0
+
+
 def shown_segmenter(segmenter: Any, resolution: Any, transform, crs, shape: tuple[int, int],
                     overlap: int | None) -> tuple[Any, int | None, float | None]:
     """``(segmenter, overlap, read_at)`` for a run at ``resolution`` (``segment`` and the accessor).
@@ -140,7 +172,8 @@ def shown_segmenter(segmenter: Any, resolution: Any, transform, crs, shape: tupl
 
         tile = int(getattr(segmenter, "tile_size", 512) or 512)
         overlap = int(round(min(default_overlap(segmenter), tile // 4) * factor))
-    return ResampledSegmenter(segmenter, factor, shown_classes(resolution, segmenter)), overlap, read_at
+    classes = None if factor < 1.0 else shown_classes(resolution, segmenter)  # a coarse scene: every prompt
+    return ResampledSegmenter(segmenter, factor, classes), overlap, read_at
 
 
 def resize_tiles(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
