@@ -330,6 +330,9 @@ class View:
             raise ValueError(f"valid mask of shape {self.valid.shape} does not match the view {self.size}")
         self.cache: dict[str, np.ndarray] = {}
         self.checks: dict[str, bool] = {}
+        #: False on a view shown finer than its scene (a coarse scene upsampled, as ``segment`` shows it): the
+        #: presence check was fitted on the model's own resolutions and vetoes real water there
+        self.presence_checked = True
         self._clouds: np.ndarray | None = None
 
     def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
@@ -373,7 +376,7 @@ class View:
         Only a mask the reply rule calls present is checked (the check can only veto a yes);
         the verdict is kept for the next turns like the logits.
         """
-        check = getattr(self.model, "presence_check", None)
+        check = getattr(self.model, "presence_check", None) if self.presence_checked else None
         if check is None or name is None or name not in check.classes:
             return False
         key = f"{phrase}\x00{name}"

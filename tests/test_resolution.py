@@ -289,3 +289,20 @@ def test_auto_shows_coarse_scenes_finer_and_finds_their_water(tmp_path):
         iou = {m: (w & ndwi).sum() / max(1, (w | ndwi).sum()) for m, w in water.items()}
         assert iou["auto"] >= floor and iou["auto"] >= iou["native"] + 0.15, (factor, iou)
         assert np.array_equal(water["auto"], water["auto, no check"])  # the tile check is off on such views
+
+
+def test_a_conversation_on_a_coarse_scene_sees_what_segment_sees(tmp_path):
+    """On the NAIP sample averaged to 15 m a segment request returns segment's water (shown at 5 m, no tile
+    check) and the presence reply, which no longer vetoes it there, says yes."""
+    scene, ndwi = _coarse_naip(tmp_path, 3)
+    segment(scene, ["water"], model="default", raster_out=tmp_path / "w.tif", device="cpu", vectorize=False,
+            collect=False)
+    with rasterio.open(tmp_path / "w.tif") as r:
+        engine = r.read(1) >= 128
+    chat = geopix_tiles.chat(scene, "default", device="cpu")
+    reply = chat.ask("Please segment the water.")
+    mask = reply.arrays[0]
+    assert mask.shape == engine.shape and reply.transform == rasterio.open(scene).transform
+    iou = (mask & engine).sum() / max(1, (mask | engine).sum())
+    assert engine.mean() > 0.05 and iou >= 0.9, iou
+    assert chat.ask("Is there any water?").text.startswith("Yes")

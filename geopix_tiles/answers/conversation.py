@@ -205,7 +205,9 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
                     if not idx:
                         continue
                     asked = [phrases[k] for k in idx]
-                    checked = model.prompt_classes(asked) if getattr(model, "presence_check", None) is not None else None
+                    # as segment's tiles (veto_tiles), but not on a view shown finer than its scene (segment's rule)
+                    checked = model.prompt_classes(asked) if getattr(model, "presence_check", None) is not None \
+                        and factor >= 1.0 else None
                     for i, enc in enumerate(encoded(small)):
                         # tiles of the window: a place in a phrase names part of the window, not of each tile
                         probs = torch.sigmoid(model.segment_encoded(enc, asked, place_prior=False)[0].float())
@@ -222,7 +224,9 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             prob = np.clip(acc.result()[0], 1e-7, 1 - 1e-7)
             return list(np.log(prob / (1 - prob)).astype(np.float32))
 
-    return TiledView(model, scene_enc, (rows, cols), valid)
+    view = TiledView(model, scene_enc, (rows, cols), valid)
+    view.presence_checked = factor >= 1.0
+    return view
 
 
 def _model_factor(pixels: Any, resolution: Any, model: Any) -> float:
@@ -265,7 +269,8 @@ class Conversation:
             factor = _model_factor(pixels, resolution, self.model)
             scale = min(1.0, max_size / max(rows, cols))
             out_h, out_w = max(1, int(round(rows * scale))), max(1, int(round(cols * scale)))
-            shown = max(1.0, factor * scale)  # a window read coarser than max_size needs less shrinking
+            # a window read coarser than max_size needs less shrinking; a coarse scene is shown finer (< 1), as segment does
+            shown = factor * scale if factor < 1.0 else max(1.0, factor * scale)
             shown = 1.0 if abs(shown - 1.0) < 0.02 else shown
             model_tile = int(self.model.config.tile_size)
             tile, ov = int(round(model_tile * shown)), int(round(min(overlap, model_tile // 4) * shown))
@@ -293,7 +298,7 @@ class Conversation:
         self.bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
         self.pixel_area_m2 = pixel_area_m2(self.transform, self.crs, (top + bottom) / 2)
         self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid, shown,
-                                shown_classes(resolution, self.model))
+                                None if shown < 1.0 else shown_classes(resolution, self.model))
         self.turns: list[Any] = []
         self.replies: list[Reply] = []
 
