@@ -46,8 +46,9 @@ def test_ground_classes_are_taken_out_from_under_real_clouds(tmp_path):
     cloud = _cloud_label()
     assert cloud.mean() > 0.9
     prompts = ["water", "vegetation", "clouds"]
-    plain = _raster(tmp_path, "plain", prompts)
-    seen = _raster(tmp_path, "seen", prompts, mask_clouds=True)
+    # natively the 10 m chip is one model tile, so no blending stands between the bands and their product
+    plain = _raster(tmp_path, "plain", prompts, resolution="native")
+    seen = _raster(tmp_path, "seen", prompts, mask_clouds=True, resolution="native")
     assert np.array_equal(plain[2], seen[2])  # the cloud prompt itself is left as it is
     predicted = plain[:2] * (1.0 - plain[2] / 255.0)  # one tile: no blending between the two
     assert np.abs(seen[:2] - predicted).max() <= 1.5  # both rounded to 1/255
@@ -55,8 +56,11 @@ def test_ground_classes_are_taken_out_from_under_real_clouds(tmp_path):
         assert (plain[k][cloud] >= 128).mean() > 0.25  # what the mask head paints under the clouds
         assert (seen[k][cloud] >= 128).mean() < 0.05
     # without a cloud prompt the wrapper asks the model for clouds itself: the same water band
-    alone = _raster(tmp_path, "alone", ["water"], mask_clouds=True)
+    alone = _raster(tmp_path, "alone", ["water"], mask_clouds=True, resolution="native")
     assert np.abs(alone[0] - seen[0]).max() <= 1
+    # by default (auto) the chip is shown at 5 m over several tiles; the ground is still taken out
+    auto = _raster(tmp_path, "auto", ["water", "vegetation"], mask_clouds=True)
+    assert all((auto[k][cloud] >= 128).mean() < 0.05 for k in (0, 1))
 
 
 def test_a_cloud_free_scene_keeps_its_masks(tmp_path):
