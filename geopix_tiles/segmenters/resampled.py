@@ -25,7 +25,7 @@ default model learned water and vegetation from 5 m NAIP chips and zoom augmenta
 goes coarser than 15 m; on the held-out NAIP 2020 date averaged down to Sentinel-2 and Landsat
 pixel sizes it found water with IoU 0.64 at 10 m, 0.39 at 15 m and **0.00 at 30 m** against
 NDWI, and 0.69 / 0.56 / 0.36 shown at 5 m (vegetation 0.70 / 0.62 / 0.53 -> 0.76 / 0.70 / 0.61;
-``benchmarks/results/resolution.md``). It costs tiles: a 30 m scene shown at 5 m is 36 times as
+``benchmarks/results/coarse_resolution.md``). It costs tiles: a 30 m scene shown at 5 m is 36 times as
 many. The tile presence check is off on such views (:func:`shows_finer`): fitted on the model's
 own resolutions, it vetoed most of the real water on them.
 """
