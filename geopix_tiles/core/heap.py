@@ -76,7 +76,14 @@ def tune_heap(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 128, arenas:
         except AttributeError:  # musl: no mallopt
             ok = False
     if ok:
-        _trim_free_mb[0] = float(os.environ.get("GEOPIX_TILES_TRIM_FREE_MB", trim_free_mb))
+        value = os.environ.get("GEOPIX_TILES_TRIM_FREE_MB", "").strip()
+        try:
+            _trim_free_mb[0] = float(value) if value else float(trim_free_mb)
+        except ValueError:
+            from ..errors import InputError  # noqa: PLC0415
+
+            raise InputError(f"GEOPIX_TILES_TRIM_FREE_MB={value!r} is not a number of megabytes; set it to e.g. "
+                             "256 (0 trims whenever due), or unset it") from None
     _done.append(ok)
     return ok
 
