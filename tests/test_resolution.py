@@ -248,22 +248,16 @@ def test_only_prompts_of_the_declared_classes_are_shown_coarser():
 
 
 def _coarse_naip(tmp_path, factor: int):
-    """The shipped NAIP sample (5 m, the held-out 2020 date) averaged down ``factor`` times, and NDWI > 0.2 on it."""
-    from rasterio.enums import Resampling
+    """The shipped NAIP sample (5 m, the held-out 2020 date) averaged down ``factor`` times, and NDWI > 0.2 on it:
+    the scenes of ``benchmarks/coarse_resolution.py``, made by its own function."""
+    import importlib.util
 
-    src_path = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
-    with rasterio.open(src_path) as src:
-        h, w = src.height // factor, src.width // factor
-        data = src.read(out_shape=(src.count, h, w), resampling=Resampling.average)
-        profile = src.profile
-        profile.update(width=w, height=h, transform=src.transform * Affine.scale(src.width / w, src.height / h))
-        descriptions = src.descriptions
-    out = tmp_path / f"naip_{factor}x.tif"
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(data)
-        dst.descriptions = descriptions
-    g, n = data[1].astype(float), data[3].astype(float)
-    return out, (g - n) / (g + n + 1e-6) > 0.2
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "coarse_resolution.py"
+    spec = importlib.util.spec_from_file_location("coarse_resolution", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    scene, water, _, _ = bench.averaged(tmp_path, factor)
+    return scene, water
 
 
 def test_auto_shows_coarse_scenes_finer_and_finds_their_water(tmp_path):

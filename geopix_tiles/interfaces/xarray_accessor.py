@@ -90,7 +90,6 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     # as in segment: no tile check on a coarse scene shown finer
     presence_check = presence_check and not shows_finer(resolution, scene.transform, scene.crs, base, scene.shape)
     seg = with_flips(with_presence_check(base, presence_check), flips)
-    seg.check_prompts(prompts)
     # as in segment: the model sees each tile coarser, the result stays on this grid
     seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap)
     from ..segmenters.cloud_masked import with_cloud_mask  # noqa: PLC0415

@@ -26,13 +26,16 @@ CLOUD = "cloud"
 
 
 def cloud_phrase(segmenter: Any) -> str | None:
-    """The phrase ``segmenter``'s model segments clouds with (None: a model without the class)."""
+    """The phrase ``segmenter``'s model segments clouds with (None: a model without the class).
+
+    The same phrase a reply's cloud mask is asked with (``model.dialogue.class_phrases``).
+    """
     model = getattr(segmenter, "model", None)
-    config = getattr(model, "config", None)
-    concepts = getattr(config, "concepts", None) or {}
-    if CLOUD not in concepts:
-        return None
-    return (concepts[CLOUD] or [CLOUD])[0]
+    if getattr(getattr(model, "config", None), "concepts", None) is None:
+        return None  # not a GeoPix model (the spectral segmenter)
+    from ..model.dialogue import class_phrases  # noqa: PLC0415
+
+    return dict(class_phrases(model)).get(CLOUD)
 
 
 def with_cloud_mask(segmenter: Any, enabled: bool) -> Any:
