@@ -42,7 +42,8 @@ def _raster(tmp_path: Path, name: str, prompts: list[str], **kw) -> np.ndarray:
 
 def test_ground_classes_are_taken_out_from_under_real_clouds(tmp_path):
     """On the held-out Sentinel-2 chip (93 % cloud in its human label) the mask head alone paints water and
-    vegetation over most of it; with ``mask_clouds`` each band is that band times (1 - the cloud band)."""
+    vegetation over most of it; with ``mask_clouds`` each band is that band times the share of ground the cloud
+    band leaves seen (1 up to p(cloud) 0.25, 0 from 0.75, linear between)."""
     cloud = _cloud_label()
     assert cloud.mean() > 0.9
     prompts = ["water", "vegetation", "clouds"]
@@ -50,8 +51,9 @@ def test_ground_classes_are_taken_out_from_under_real_clouds(tmp_path):
     plain = _raster(tmp_path, "plain", prompts, resolution="native")
     seen = _raster(tmp_path, "seen", prompts, mask_clouds=True, resolution="native")
     assert np.array_equal(plain[2], seen[2])  # the cloud prompt itself is left as it is
-    predicted = plain[:2] * (1.0 - plain[2] / 255.0)  # one tile: no blending between the two
-    assert np.abs(seen[:2] - predicted).max() <= 1.5  # both rounded to 1/255
+    shown = np.clip((0.75 - plain[2] / 255.0) / 0.5, 0.0, 1.0)
+    predicted = plain[:2] * shown  # one tile: no blending between the two
+    assert np.abs(seen[:2] - predicted).max() <= 2.5  # both rounded to 1/255, the ramp's slope is 2
     for k in (0, 1):
         assert (plain[k][cloud] >= 128).mean() > 0.25  # what the mask head paints under the clouds
         assert (seen[k][cloud] >= 128).mean() < 0.05
@@ -64,6 +66,7 @@ def test_ground_classes_are_taken_out_from_under_real_clouds(tmp_path):
 
 
 def test_a_cloud_free_scene_keeps_its_masks(tmp_path):
+    """The NAIP sample has no cloud; the diffuse low cloud probability a model spreads over it takes nothing away."""
     rasters = {}
     for mc in (False, True):
         out = tmp_path / f"n{int(mc)}.tif"

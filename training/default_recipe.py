@@ -1,11 +1,13 @@
 """Retrain the shipped default GeoPix checkpoint (``geopix_tiles/data/default_model/``).
 
-The shipped model is ``default_v14``: the ``default_v2`` base (ImageNet tower + MiniLM, 4,000 steps
-on the exported chips, ~50 min) continued for 600 gentle steps that teach clouds from synthetic
-cloud blobs while every other class is anchored to v2's own masks (~6 min). One command, from the
-repository root, with ``../shared/data`` present, reproduces it::
+The shipped model is ``default_v18``: the ``default_v2`` base (ImageNet tower + MiniLM, 4,000 steps
+on the exported chips, ~50 min), continued for 600 gentle steps that teach clouds from synthetic
+cloud blobs while every other class is anchored to v2's own masks (``default_v14``, ~6 min), then
+for 1,500 steps in which 80 % of the 5 m NAIP samples are shown zoomed out 2-12x so that water is
+learned at Sentinel-2 / Landsat pixel sizes, every other class anchored to v14's masks (~14 min).
+One command, from the repository root, with ``../shared/data`` present, reproduces it::
 
-    python -m geopix_tiles.training.default_recipe            # v14: export -> train -> ship -> dialogue -> presence
+    python -m geopix_tiles.training.default_recipe            # v18: export -> train (v14, then v18) -> ship -> dialogue -> presence
 
 It starts from v2's recorded weights, which :func:`v2_base` takes from git (``V2_COMMIT``) into
 ``runs/default_v2/model``; ``--variant v2`` rebuilds that base from scratch (deterministic on CPU).
@@ -15,8 +17,9 @@ Steps (each can be run alone with ``--step``):
 1. ``export``  - cut the permissively licensed labelled scenes (``training/catalog.py``) into
    256 px chips with the fixed split of ``training/splits/default_v2.json`` and write
    ``runs/default_v2/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
-2. ``train``   - the project's own trainer on ``training/configs/default_v2.yaml``; resumes
-   from the latest checkpoint in ``runs/default_v2/checkpoints`` when one exists.
+2. ``train``   - the project's own trainer on the variant's config (``training/configs/default_v18.yaml``,
+   after ``default_v14.yaml`` when ``runs/default_v14/model`` is missing); resumes from the latest
+   checkpoint in ``runs/<variant>/checkpoints`` when one exists.
 
 3. ``ship``    - evaluate on the validation split (:func:`training.evaluate.evaluate_model`),
    store the weights as fp16 in ``geopix_tiles/data/default_model/`` and write
@@ -66,16 +69,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-VARIANT = "default_v14"  # what ships; main() switches all three names for --variant
+VARIANT = "default_v18"  # what ships; main() switches all three names for --variant
 SPLIT = ROOT / "training" / "splits" / "default_v2.json"  # v14 continues v2 on its chips
 CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
 SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 #: trial variants that continue the shipped weights on v2's exported chips (their configs read
 #: ``runs/default_v2/data``), and so use v2's split file rather than a copy of it
-ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14"}
+ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18"}
 #: continuations of v2 that add chips of their own (their own export, with the split file named here)
 OWN_CHIPS_FROM_V2 = {"v15": "default_v6"}
+#: variants that continue another variant's trained weights (``runs/default_<that>/model``), which the
+#: train step makes first when it is missing
+CONTINUES = {"v16": "v14", "v17": "v14", "v18": "v14"}
 #: the commit whose ``geopix_tiles/data/default_model`` is default_v2 (shipped 2026-12-03, last
 #: touched by 895d7b9); continuations start from, and are anchored to, that checkpoint, which
 #: :func:`v2_base` extracts from git into ``runs/default_v2/model`` so they stay reproducible
@@ -283,9 +289,10 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     # learned them at ~1 m (Dubai) and finds half as much at 0.45 m; vegetation is better native
     # there (benchmarks/resolution.py, xBD Joplin)
     model.config.extra["working_resolution_m"] = [0.7, 0.9, ["building", "road"]]
-    # scenes of 6-60 m (Sentinel-2, Landsat) are shown at 5 m: water and vegetation were learned from 5 m NAIP
-    # chips, and at 30 m the model found no water (segmenters/resampled.py)
-    model.config.extra["coarsest_resolution_m"] = [6.0, 5.0, 12.0]
+    # scenes of 6-60 m (Sentinel-2, Landsat) are shown finer, at 5 m but at most 2x finer: water and vegetation
+    # were learned from 5 m NAIP chips, and at 30 m the model found no water; upsampled 3x or more, dark rain
+    # forest became water (segmenters/resampled.py)
+    model.config.extra["coarsest_resolution_m"] = [6.0, 5.0, 12.0, 2.0]
     val = read_jsonl(data_dir(out) / "val.jsonl")
     rng = random.Random(0)
     subset = sorted(rng.sample(range(len(val)), min(max_val, len(val)))) if max_val else range(len(val))
@@ -328,10 +335,10 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
                     "device": "cuda" if torch.cuda.is_available() else "cpu"},
         "date": time.strftime("%Y-%m-%d"),
     }
-    for d in (record["config"], ):
+    for d in (record["config"], ):  # paths in the repository's terms, not this machine's
         d["output_dir"] = f"runs/{VARIANT}"
-        d["data"]["train"] = f"runs/{VARIANT}/data/train.jsonl"
-        d["data"]["val"] = f"runs/{VARIANT}/data/val.jsonl"
+        d["data"]["train"] = str((data_dir(out) / "train.jsonl").relative_to(ROOT))
+        d["data"]["val"] = str((data_dir(out) / "val.jsonl").relative_to(ROOT))
     (SHIP / "training_record.json").write_text(json.dumps(record, indent=1))
     # a few held-out validation chips for the offline quality test (one per class where possible)
     if TEST_CHIPS.exists():
@@ -452,10 +459,12 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15"], default="v14",
-                    help="v14 (default): the shipped model, v2 + a cloud continuation; v2: its base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18"],
+                    default="v18",
+                    help="v18 (default): the shipped model, v14 + water learned on coarse (zoomed-out) NAIP pixels; v2: its base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
-                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped; v15: v14 + UC Merced chips whose scene rules classes out (empty targets that beat the anchor) beside v2's masks for the rest")
+                         "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped before v18; v15: v14 + UC Merced chips whose scene rules classes out (empty targets that beat the anchor) beside v2's masks for the rest; "
+                         "v16 / v17: v14 + NAIP chips zoomed out 2-12x with water and vegetation free (v16 600 gentle steps, v17 1,500 stronger ones; trials); v18: v17 with vegetation anchored too")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
@@ -482,6 +491,12 @@ def main() -> int:
     if args.step in ("all", "train"):
         if from_v2:
             print(f"v2 base: {v2_base()}", flush=True)
+        before = CONTINUES.get(args.variant)
+        if before and not (ROOT / "runs" / f"default_{before}" / "model" / "model.safetensors").exists():
+            print(f"{args.variant} continues {before}: training {before} first", flush=True)
+            CONFIG = ROOT / "training" / "configs" / f"default_{before}.yaml"
+            train(resume=not args.no_resume)
+            CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
         train(resume=not args.no_resume)
     if args.step in ("all", "ship"):
         ship(shared, out, args.max_val)

@@ -16,16 +16,18 @@ building and road prompts on scenes finer than 0.7 m are seen at 0.9 m; vegetati
 land and clouds, which it paints better at the scene's own resolution there, are not), never
 coarser than keeps the scene's shorter side one model tile.
 
-The other side: ``config.extra["coarsest_resolution_m"] = [coarser_than, read_at, max_upsample]``
-(the default model: ``[6, 5, 12]``). Scenes coarser than ``coarser_than`` are shown at ``read_at``,
-for every prompt, when that is at most ``max_upsample`` times finer (the default model: scenes of
-6-60 m, Sentinel-2 and Landsat; a 300 m scene stays native, where its Landsat-7 sample's clouds
-came out worse shown at 37.5 m: IoU 0.20 -> 0.13 against a weak label). The
-default model learned water and vegetation from 5 m NAIP chips and zoom augmentation that rarely
-goes coarser than 15 m; on the held-out NAIP 2020 date averaged down to Sentinel-2 and Landsat
-pixel sizes it found water with IoU 0.64 at 10 m, 0.39 at 15 m and **0.00 at 30 m** against
-NDWI, and 0.69 / 0.56 / 0.36 shown at 5 m (vegetation 0.70 / 0.62 / 0.53 -> 0.76 / 0.70 / 0.61;
-``benchmarks/results/coarse_resolution.md``). It costs tiles: a 30 m scene shown at 5 m is 36 times as
+The other side: ``config.extra["coarsest_resolution_m"] = [coarser_than, read_at, max_scene_factor,
+max_upsample]`` (the default model: ``[6, 5, 12, 2]``). Scenes coarser than ``coarser_than`` and at most
+``max_scene_factor`` times ``read_at`` are shown, for every prompt, at ``read_at`` but never more than
+``max_upsample`` times finer than they are: the default model shows 6-10 m scenes (Sentinel-2) at 5 m
+and 10-60 m ones (Landsat) at half their pixel size; a 300 m scene stays native, where its Landsat-7
+sample's clouds came out worse shown at 37.5 m (IoU 0.20 -> 0.13 against a weak label). The default
+model learned water and vegetation from 5 m NAIP chips; on the held-out NAIP 2020 date averaged down
+it found water with IoU 0.62 at 10 m, 0.46 at 15 m and **0.00 at 30 m** against NDWI natively, more
+when shown finer (``benchmarks/results/coarse_resolution.md``). Why the 2x cap: on Landsat over
+Pucallpa (rain forest, ~90 m) shown 3x finer, the model painted a third of the forest as water
+(vegetation IoU 0.90 -> 0.64), while 2x finer was better than native (0.90 -> 0.93;
+``benchmarks/results/landsat_pucallpa.md``). It costs tiles: a scene shown 2x finer is 4 times as
 many. The tile presence check is off on such views (:func:`shows_finer`): fitted on the model's
 own resolutions, it vetoed most of the real water on them.
 """
@@ -74,13 +76,20 @@ def working_resolution(model: Any) -> tuple[float, float, tuple[str, ...] | None
     return float(value[0]), float(value[1]), classes
 
 
-def coarsest_resolution(model: Any) -> tuple[float, float, float] | None:
-    """``(coarser_than, read_at, max_upsample)`` that a model (or its segmenter) declares, else None."""
+def coarsest_resolution(model: Any) -> tuple[float, float, float, float] | None:
+    """``(coarser_than, read_at, max_scene_factor, max_upsample)`` that a model (or its segmenter) declares, else None.
+
+    A scene of ``coarser_than`` to ``read_at * max_scene_factor`` metres is shown at ``read_at``, but
+    never more than ``max_upsample`` times finer than it is: upsampled further, smooth dark rain forest
+    (Landsat over Pucallpa, 3x) turned into water (``benchmarks/landsat_pucallpa.py``). Checkpoints
+    that predate the cap (three numbers) show such scenes at ``read_at`` whatever the factor.
+    """
     config = getattr(getattr(model, "model", model), "config", None)
     value = (getattr(config, "extra", None) or {}).get("coarsest_resolution_m") if config is not None else None
     if not value:
         return None
-    return float(value[0]), float(value[1]), float(value[2]) if len(value) > 2 else 12.0
+    return (float(value[0]), float(value[1]), float(value[2]) if len(value) > 2 else 12.0,
+            float(value[3]) if len(value) > 3 else float("inf"))
 
 
 def shown_classes(resolution: Any, model: Any) -> tuple[str, ...] | None:
@@ -113,7 +122,7 @@ def resolve_resolution(resolution: Any, transform, crs, model: Any = None,
         if native is None:
             return None
         if coarse is not None and coarse[0] < native <= coarse[1] * coarse[2]:
-            return coarse[1]  # a coarse scene, shown finer (every prompt)
+            return max(coarse[1], native / coarse[3])  # a coarse scene, shown finer (every prompt)
         if working is None:
             return None
         finer_than, read_at, _ = working
