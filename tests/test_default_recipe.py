@@ -49,3 +49,15 @@ def test_continuations_read_v2s_chips_and_every_config_points_at_the_base():
         if cfg.data.anchor:
             assert Path(cfg.data.anchor).resolve() == base, v
         assert Path(cfg.data.train).resolve() == (ROOT / "runs" / "default_v2" / "data" / "train.jsonl").resolve(), v
+
+
+def test_the_train_step_trains_what_a_variant_continues_when_its_weights_are_missing(tmp_path, monkeypatch):
+    from geopix_tiles.training import default_recipe as recipe
+
+    monkeypatch.setattr(recipe, "ROOT", tmp_path)
+    assert recipe.training_chain("v18") == ["v14", "v18"]  # a fresh clone: v14's weights are not there
+    assert recipe.training_chain("v14") == ["v14"] and recipe.training_chain("v2") == ["v2"]
+    weights = tmp_path / "runs" / "default_v14" / "model" / "model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"")
+    assert recipe.training_chain("v18") == ["v18"]

@@ -98,6 +98,16 @@ def _overlaps(win, box) -> bool:
     return y < y1 and ye > y0 and x < x1 and xe > x0
 
 
+def training_chain(variant: str) -> list[str]:
+    """The variants the train step trains, in order: ``variant``, after the variants it continues whose
+    trained weights (``runs/default_<v>/model``) are missing (v18 on a fresh clone: v14, then v18)."""
+    chain = [variant]
+    while chain[0] in CONTINUES and not (ROOT / "runs" / f"default_{CONTINUES[chain[0]]}" / "model"
+                                         / "model.safetensors").exists():
+        chain.insert(0, CONTINUES[chain[0]])
+    return chain
+
+
 def data_dir(out: Path) -> Path:
     """The exported chips a variant trains and is scored on: v2's for the continuations of v2."""
     if VARIANT.removeprefix("default_") in ON_V2_CHIPS:
@@ -491,13 +501,12 @@ def main() -> int:
     if args.step in ("all", "train"):
         if from_v2:
             print(f"v2 base: {v2_base()}", flush=True)
-        before = CONTINUES.get(args.variant)
-        if before and not (ROOT / "runs" / f"default_{before}" / "model" / "model.safetensors").exists():
-            print(f"{args.variant} continues {before}: training {before} first", flush=True)
-            CONFIG = ROOT / "training" / "configs" / f"default_{before}.yaml"
+        for v in training_chain(args.variant):
+            if v != args.variant:
+                print(f"{args.variant} continues {v}: training {v} first", flush=True)
+            CONFIG = ROOT / "training" / "configs" / f"default_{v}.yaml"
             train(resume=not args.no_resume)
-            CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
-        train(resume=not args.no_resume)
+        CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
     if args.step in ("all", "ship"):
         ship(shared, out, args.max_val)
     if args.step in ("all", "dialogue"):
