@@ -349,6 +349,8 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         d["output_dir"] = f"runs/{VARIANT}"
         d["data"]["train"] = str((data_dir(out) / "train.jsonl").relative_to(ROOT))
         d["data"]["val"] = str((data_dir(out) / "val.jsonl").relative_to(ROOT))
+        for part, key in (("model", "checkpoint"), ("data", "anchor")):
+            d[part][key] = _repo_path(d[part].get(key))
     (SHIP / "training_record.json").write_text(json.dumps(record, indent=1))
     # a few held-out validation chips for the offline quality test (one per class where possible)
     if TEST_CHIPS.exists():
@@ -375,6 +377,14 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
         chips.append(r)
     write_jsonl(chips, TEST_CHIPS / "val.jsonl")
     return metrics
+
+
+def _repo_path(path: str | None) -> str | None:
+    """``path`` relative to the repository when it lies inside it (records name no machine's folders)."""
+    if not path:
+        return path
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
 
 
 def dialogue(shared: Path, out: Path, max_val: int = 0) -> dict:
