@@ -24,6 +24,8 @@ def main() -> int:
     ap.add_argument("--model", nargs="+", default=["default"])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=None, help="also write the full scores as JSON")
+    ap.add_argument("--through-segment", action="store_true",
+                    help="also score what `segment` writes (its presence check's tile veto on): what users get")
     args = ap.parse_args()
     from geopix_tiles.model import GeoPixModel
     from geopix_tiles.training.prompt_eval import evaluate_scene_labels
@@ -36,9 +38,48 @@ def main() -> int:
         s = scores[name]
         print(f"{name}: false alarms {s['false_alarm_rate_all']:.3f} {s['false_alarm_rate']} | "
               f"detections {s['detection_rate_all']:.3f} {s['detected_share']}", flush=True)
+        if args.through_segment:
+            scores[name + " (segment)"] = s = through_segment(name, recs)
+            print(f"{name} through segment: false alarms {s['false_alarm_rate_all']:.3f} {s['false_alarm_rate']} | "
+                  f"detections {s['detection_rate_all']:.3f} {s['detection_rate']}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(scores, indent=1))
     return 0
+
+
+def through_segment(model: str, recs: list) -> dict:
+    """The same questions answered from ``segment``'s raster (tile check on), chip by chip, with the reply rule."""
+    import tempfile
+    from collections import defaultdict
+
+    import numpy as np
+    import rasterio
+
+    from geopix_tiles import segment
+    from geopix_tiles.model.answer import present
+    from geopix_tiles.training.prompt_eval import plural
+
+    said = {"absent": defaultdict(list), "present": defaultdict(list)}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "o.tif"
+        for r in recs:
+            asked = {"absent": r.meta.get("classes") or [], "present": r.meta.get("present_classes") or []}
+            classes = sorted({c for v in asked.values() for c in v})
+            segment(r.image_path, [plural(c) for c in classes], model=model, raster_out=out, device="cpu",
+                    vectorize=False, collect=False, overwrite=True, allow_no_georef=True)
+            with rasterio.open(out) as o:
+                masks = o.read() >= 128
+            for kind, cs in asked.items():
+                for c in cs:
+                    m = masks[classes.index(c)]
+                    said[kind][c].append(present(int(m.sum()), float(m.mean())))
+
+    def rate(d: dict) -> dict:
+        return {c: float(np.mean(v)) for c, v in sorted(d.items())}
+
+    return {"false_alarm_rate": rate(said["absent"]), "detection_rate": rate(said["present"]),
+            "false_alarm_rate_all": float(np.mean([x for v in said["absent"].values() for x in v])),
+            "detection_rate_all": float(np.mean([x for v in said["present"].values() for x in v]))}
 
 
 if __name__ == "__main__":
