@@ -1,12 +1,14 @@
 """Another sensor's scene labels as a test: false alarms for classes a scene rules out, detections
 of classes it surely shows.
 
-    python benchmarks/scene_labels.py [--model DIR ...] [--out benchmarks/results/scene_labels.json]
+    python benchmarks/scene_labels.py [--model DIR ...] [--through-segment] [--out benchmarks/results/scene_labels.json]
 
 UC Merced (0.3 m US orthophotos) held-out chips 60-79, every other one
 (``training.scene_negatives.HELD_OUT_INDICES``; no model was trained on them), scored with
 :func:`training.prompt_eval.evaluate_scene_labels`. Both halves are printed because either alone
 can be gamed: a model that paints nothing has no false alarms (the ``default_v3`` trial).
+``--through-segment`` also answers from what ``segment`` writes for each chip (the presence check's tile
+veto on), which is what users get; the masks alone are what the model's mask head says.
 """
 from __future__ import annotations
 
