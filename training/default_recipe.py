@@ -70,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 VARIANT = "default_v18"  # what ships; main() switches all three names for --variant
-SPLIT = ROOT / "training" / "splits" / "default_v2.json"  # v14 continues v2 on its chips
+SPLIT = ROOT / "training" / "splits" / "default_v2.json"  # v14 and v18 continue v2 on its chips
 CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
 SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
