@@ -117,7 +117,8 @@ def main() -> int:
 
 def write_table(path: Path, title: str, script: str, load: float, note: str, first: str, extra: list[str],
                 rows: list[tuple]) -> None:
-    """The Markdown result table of a Dubai tile_7 comparison; ``rows``: (setting, IoU per class, s, extra cells)."""
+    """The Markdown result table of a Dubai tile_7 comparison, written above the file's earlier runs;
+    ``rows``: (setting, IoU per class, s, extra cells)."""
     lines = [f"# {title}, default model, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
              "", f"{platform.machine()}, {os.cpu_count()} cores, load {load:.2f} at start; `python benchmarks/{script}`.",
              note, "",
@@ -126,7 +127,8 @@ def write_table(path: Path, title: str, script: str, load: float, note: str, fir
     for setting, iou, seconds, cells in rows:
         lines.append(f"| {setting} | " + " | ".join(f"{iou[c]:.3f}" for c in CLASSES)
                      + f" | **{iou['mean']:.3f}** | {seconds:.0f} | " + " | ".join(cells) + " |")
-    path.write_text("\n".join(lines) + "\n")
+    earlier = path.read_text() if path.exists() else ""  # kept below the new table: the file is a history
+    path.write_text("\n".join(lines) + "\n" + (f"\n## Earlier runs\n\n{earlier}" if earlier else ""))
     print("\n".join(lines))
 
 
