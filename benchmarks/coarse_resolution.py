@@ -2,7 +2,7 @@
 
 The shipped sample (``naip_sample.tif``, NAIP 2020-08-31, 5 m, never trained on) is averaged down by 1, 2, 3, 6
 and 10 (5-50 m per pixel) and segmented for water and vegetation with ``resolution="native"`` and with
-``"auto"`` (the default: the checkpoint's ``coarsest_resolution_m`` shows scenes of 6-60 m at 5 m, with no tile
+``"auto"`` (the default: the checkpoint's ``coarsest_resolution_m`` shows scenes of 6-60 m at 5 m but at most 2x finer, with no tile
 presence check). Scored against weak labels made on the same averaged bands (NDWI > 0.2; NDVI > 0.3 outside it).
 
     python benchmarks/coarse_resolution.py [--factors 1,2,3,6,10] [--model default] [--write benchmarks/results/coarse_resolution.md]
@@ -94,7 +94,7 @@ def main() -> int:
             "# The default model on coarse scenes (`benchmarks/coarse_resolution.py`)\n\n"
             "The shipped NAIP sample (2020-08-31, 5 m, a date never trained on) averaged down to Sentinel-2 and Landsat\n"
             "pixel sizes; water and vegetation against NDWI / NDVI weak labels made on the same averaged bands.\n"
-            "`native`: the model sees the scene's own pixels; `auto` (the default): scenes of 6-60 m are shown at 5 m\n"
+            "`native`: the model sees the scene's own pixels; `auto` (the default): scenes of 6-60 m are shown at 5 m, at most 2x finer\n"
             "(`coarsest_resolution_m`), without the tile presence check.\n\n")
         with open(path, "a") as f:
             f.write(head + text + "\n")

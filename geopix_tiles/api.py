@@ -129,7 +129,7 @@ def segment(
     outputs stay on the scene's grid. ``"auto"`` (the default) does so only for a model that
     declares a working resolution, on scenes finer or coarser than it (the default model: building
     and road prompts on scenes finer than 0.7 m are seen at 0.9 m; scenes of 6-60 m, Sentinel-2 and
-    Landsat, are seen at 5 m, without the tile presence check); ``"native"`` never resamples. ``flips`` (1, 2 or 4) averages the model over
+    Landsat, are seen at 5 m but at most 2x finer, without the tile presence check); ``"native"`` never resamples. ``flips`` (1, 2 or 4) averages the model over
     that many mirrored views of each tile (:mod:`geopix_tiles.segmenters.flipped`): slightly
     better masks on unseen scenes for 2 or 4 times the model's time. ``batch_size`` (tiles per
     model call) defaults to :func:`~geopix_tiles.segmenters.protocol.default_batch_size` (8 on a

@@ -324,6 +324,8 @@ def ship(shared: Path, out: Path, max_val: int) -> dict:
     model.float()
     result = json.loads((Path(cfg.output_dir) / "train_result.json").read_text()) \
         if (Path(cfg.output_dir) / "train_result.json").exists() else {}
+    if result:
+        result["model_dir"] = _repo_path(result.get("model_dir"))
     record = {
         "name": f"geopix-tiles {VARIANT}",
         "command": "python -m geopix_tiles.training.default_recipe",

@@ -57,7 +57,7 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
                    help="ground resolution the model is shown each tile at, in metres per pixel (outputs stay on "
                         "the scene's grid); 'auto' (default): the model's working resolution when the scene is "
                         "finer or coarser (the default model sees building and road prompts on scenes finer than "
-                        "0.7 m at 0.9 m, and scenes of 6-60 m at 5 m); 'native': never resample")
+                        "0.7 m at 0.9 m, and scenes of 6-60 m at 5 m but at most 2x finer); 'native': never resample")
     p.add_argument("--flips", type=int, default=1, metavar="1|2|4",
                    help="average the model over this many mirrored views of each tile (default 1: off); "
                         "slightly better masks on unseen scenes for 2 or 4 times the model's time")
