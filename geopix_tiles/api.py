@@ -99,7 +99,7 @@ def segment(
     resolution: float | str | None = "auto",
     flips: int = 1,
     presence_check: bool = True,
-    mask_clouds: bool = False,
+    mask_clouds: bool | str = "auto",
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -136,9 +136,11 @@ def segment(
     CPU, 64 on a GPU). ``presence_check=False``
     keeps every pixel a learned model paints: by default a model with a presence check (the
     default model) drops a class from a tile whose pixels under the mask do not look like it.
-    ``mask_clouds=True`` reports what is seen: each prompt's probability times one minus the
-    model's cloud probability on the same tile (:mod:`geopix_tiles.segmenters.cloud_masked`), so
-    ground classes are not painted under clouds; needs a model with a cloud class.
+    ``mask_clouds`` reports what is seen: each prompt's probability times the share of ground the
+    model's cloud probability on the same tile leaves visible (:mod:`geopix_tiles.segmenters.cloud_masked`),
+    so ground classes are not painted under clouds. ``"auto"`` (default): on when the model segments
+    clouds (the default model; one more prompt per call), off otherwise; ``True`` needs a model with a
+    cloud class; ``False`` keeps every pixel the other prompts paint.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -165,11 +167,12 @@ def segment(
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
     from .segmenters.checked import with_presence_check  # noqa: PLC0415
-    from .segmenters.cloud_masked import with_cloud_mask  # noqa: PLC0415
+    from .segmenters.cloud_masked import CloudMaskedSegmenter, check_mask_clouds, with_cloud_mask  # noqa: PLC0415
     from .segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
     from .segmenters.resampled import resolve_resolution, shown_segmenter, shows_finer  # noqa: PLC0415
 
     flips = check_flips(flips)
+    mask_clouds = check_mask_clouds(mask_clouds)
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     resolve_resolution(resolution, info.transform, info.crs)  # a bad resolution fails before the model loads
     base = load_segmenter(model, device=device)
@@ -183,7 +186,8 @@ def segment(
     if read_at is not None and not any(seg.shown(prompts)):
         read_at = None  # no prompt is of a class shown coarser (the same tiles, at the scene's resolution)
     # outermost: the cloud prompt is seen at the resolution and in the views the other prompts are
-    seg = with_cloud_mask(seg, bool(mask_clouds))
+    seg = with_cloud_mask(seg, mask_clouds)
+    mask_clouds = isinstance(seg, CloudMaskedSegmenter)  # "auto" resolved: what the run does
     seg.check_prompts(prompts)
     info = prepare_scene(info, roles_for(seg, prompts), bands, band_roles)  # statistics later, if the model scales
     chosen = info.band_indexes
@@ -298,7 +302,8 @@ def segment(
             shutil.rmtree(scratch, ignore_errors=True)
     stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts, read_at_m=read_at,
                        read_at_prompts=[p for p, s in zip(prompts, seg.shown(prompts)) if s] if read_at else [],
-                       out=str(out) if out else None, raster=str(raster_out) if raster_out else None, flips=flips)
+                       out=str(out) if out else None, raster=str(raster_out) if raster_out else None, flips=flips,
+                       mask_clouds=mask_clouds)
     if return_stats:
         return frame, stats
     return frame

@@ -1,4 +1,7 @@
-"""``mask_clouds``: ground classes are not reported under clouds, through segment, the CLI and the accessor."""
+"""``mask_clouds``: ground classes are not reported under clouds, through segment, the CLI and the accessor.
+
+``"auto"`` (the default) turns it on for a model that segments clouds and off for one without the class.
+"""
 from __future__ import annotations
 
 import json
@@ -48,7 +51,7 @@ def test_ground_classes_are_taken_out_from_under_real_clouds(tmp_path):
     assert cloud.mean() > 0.9
     prompts = ["water", "vegetation", "clouds"]
     # natively the 10 m chip is one model tile, so no blending stands between the bands and their product
-    plain = _raster(tmp_path, "plain", prompts, resolution="native")
+    plain = _raster(tmp_path, "plain", prompts, resolution="native", mask_clouds=False)
     seen = _raster(tmp_path, "seen", prompts, mask_clouds=True, resolution="native")
     assert np.array_equal(plain[2], seen[2])  # the cloud prompt itself is left as it is
     shown = np.clip((0.75 - plain[2] / 255.0) / 0.5, 0.0, 1.0)
@@ -101,4 +104,46 @@ def test_a_model_without_clouds_is_refused_before_anything_is_written(tmp_path, 
     out = tmp_path / "c.gpkg"
     assert main(["segment", str(S2), "-p", "water", "-o", str(out), "--model", "default", "--band-roles", ROLES,
                  "--mask-clouds", "-q"]) == 0
-    assert "pixels under clouds are taken out" in capfd.readouterr().out and out.exists()
+    assert "pixels under the model's clouds are taken out" in capfd.readouterr().out and out.exists()
+
+
+def test_auto_is_the_default_and_masks_with_a_cloud_model(tmp_path, capfd):
+    """Nothing asked: the default model's water still leaves the real clouds of the Sentinel-2 chip, exactly as
+    ``mask_clouds=True`` does; ``False`` (and ``--no-mask-clouds``) paints water under them again."""
+    cloud = _cloud_label()
+    default = _raster(tmp_path, "default", ["water"], resolution="native")
+    on = _raster(tmp_path, "on", ["water"], mask_clouds=True, resolution="native")
+    off = _raster(tmp_path, "off", ["water"], mask_clouds=False, resolution="native")
+    assert np.array_equal(default, on)
+    assert (default[0][cloud] >= 128).mean() < 0.05 and (off[0][cloud] >= 128).mean() > 0.25
+    cli = tmp_path / "cli.tif"
+    assert main(["segment", str(S2), "-p", "water", "-o", str(tmp_path / "cli.gpkg"), "--raster", str(cli),
+                 "--model", "default", "--band-roles", ROLES, "--resolution", "native", "--no-mask-clouds", "-q"]) == 0
+    assert "pixels under the model's clouds" not in capfd.readouterr().out
+    with rasterio.open(cli) as r:
+        assert np.abs(r.read().astype(np.float64) - off).max() <= 1
+    da = __import__("rioxarray").open_rasterio(S2, chunks={"x": 256, "y": 256})
+    probs = da.geopix.segment(["water"], model="default", band_roles=ROLES, resolution="native")
+    assert probs.attrs["mask_clouds"] == 1
+    assert np.abs(np.round(probs.values[0] * 255) - default[0]).max() <= 1
+
+
+def test_auto_leaves_a_model_without_clouds_alone(tmp_path, capfd):
+    """The spectral model has no cloud class: ``auto`` runs it as before (no extra prompt, no error)."""
+    scene = write_scene(tmp_path / "s.tif", water_scene(64, 64, [(10, 30, 10, 30)]), descriptions=RGBN)
+    frame, stats = segment(scene, ["water"], raster_out=tmp_path / "a.tif", return_stats=True)
+    assert stats.extra["mask_clouds"] is False
+    _, plain = segment(scene, ["water"], raster_out=tmp_path / "b.tif", mask_clouds=False, return_stats=True)
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert np.array_equal(a.read(), b.read()) and a.read(1).max() > 128
+    probs = __import__("rioxarray").open_rasterio(scene).geopix.segment(["water"])
+    assert probs.attrs["mask_clouds"] == 0
+    assert main(["segment", str(scene), "-p", "water", "-o", str(tmp_path / "c.gpkg"), "-q"]) == 0
+    assert "pixels under the model's clouds" not in capfd.readouterr().out
+
+
+def test_a_bad_mask_clouds_value_is_refused_before_anything_is_written(tmp_path):
+    scene = write_scene(tmp_path / "s.tif", water_scene(64, 64, []), descriptions=RGBN)
+    with pytest.raises(InputError, match="mask_clouds must be True, False or 'auto'"):
+        segment(scene, ["water"], out=tmp_path / "o.gpkg", mask_clouds="yes")
+    assert not any(tmp_path.glob("o.*"))

@@ -64,9 +64,10 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-presence-check", dest="presence_check", action="store_false",
                    help="keep every pixel the learned model paints (by default the default model drops a class "
                         "from a tile whose pixels under the mask its presence check does not take for the class)")
-    p.add_argument("--mask-clouds", action="store_true",
-                   help="report what is seen: every prompt's probability times one minus the model's cloud "
-                        "probability, so ground classes are not painted under clouds (a model with a cloud class)")
+    p.add_argument("--mask-clouds", action=argparse.BooleanOptionalAction, default=None,
+                   help="report what is seen: no prompt paints ground under the model's own clouds (default: on "
+                        "when the model segments clouds, as the default model does, at the cost of one more "
+                        "prompt; --mask-clouds insists, --no-mask-clouds keeps every pixel)")
     p.add_argument("--skip-bad-tiles", action="store_true",
                    help="turn blocks that fail to decode into nodata (listed in the summary) instead of stopping")
     p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -157,8 +158,8 @@ def _summary(stats, args: argparse.Namespace) -> None:
               "resolution; outputs on the scene's grid); --resolution native shows it the scene's own")
     if stats.extra.get("flips", 1) > 1:
         print(f"probabilities are the mean of {stats.extra['flips']} mirrored views of each tile (--flips)")
-    if getattr(args, "mask_clouds", False):
-        print("pixels under clouds are taken out of every other prompt (--mask-clouds)")
+    if stats.extra.get("mask_clouds"):
+        print("pixels under the model's clouds are taken out of every other prompt (--no-mask-clouds keeps them)")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

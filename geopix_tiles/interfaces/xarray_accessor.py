@@ -20,7 +20,7 @@ from ..errors import InputError
 
 def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size,
                 factor: float = 1.0, classes=None, flips: int = 1, presence_check: bool = True,
-                mask_clouds: bool = False):
+                mask_clouds: bool | str = "auto"):
     from ..core.blocks import compute_block  # noqa: PLC0415
     from ..segmenters.registry import load_segmenter  # noqa: PLC0415
 
@@ -54,7 +54,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
                       tile: int | None = None, overlap: int | None = None, batch_size: int | None = None,
                       device: str = "auto", chunks: int | tuple[int, int] | None = None,
                       resolution: float | str | None = "auto", flips: int = 1,
-                      presence_check: bool = True, mask_clouds: bool = False) -> xr.DataArray:
+                      presence_check: bool = True, mask_clouds: bool | str = "auto") -> xr.DataArray:
     """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring.
 
     ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
@@ -92,9 +92,10 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     seg = with_flips(with_presence_check(base, presence_check), flips)
     # as in segment: the model sees each tile coarser, the result stays on this grid
     seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap)
-    from ..segmenters.cloud_masked import with_cloud_mask  # noqa: PLC0415
+    from ..segmenters.cloud_masked import masks_clouds, with_cloud_mask  # noqa: PLC0415
 
     with_cloud_mask(seg, mask_clouds).check_prompts(prompts)  # a model without clouds fails here, not in a task
+    mask_clouds = masks_clouds(seg, mask_clouds)  # "auto" resolved once: each task then does the same
     factor, classes = getattr(seg, "factor", 1.0), getattr(seg, "classes", None)  # rebuilt in each dask task
     chosen = prepare_scene(scene, roles_for(seg, prompts), bands, band_roles).band_indexes
     sel = arr.isel(band=[b - 1 for b in chosen])

@@ -1,4 +1,4 @@
-"""``mask_clouds=True``: what a cloud hides is not reported as the ground class under it.
+"""``mask_clouds``: what a cloud hides is not reported as the ground class under it.
 
 A mask head trained on cloud-free ground paints ground classes under clouds it was never shown
 them beneath (on the held-out Sentinel-2 chip, 93 % cloud, the default model calls 97 % of it
@@ -10,7 +10,13 @@ as it is). :func:`seen_share` is 1 up to ``p(cloud)`` 0.25 and falls linearly to
 so tiles still blend without seams, centred on 0.5, where replies in words draw their cloud mask
 (``View.seen``), and deaf to the diffuse low cloud probability a model spreads over cloud-free
 ground (the default model: 0.17 on average over the NAIP sample, where a plain ``1 - p(cloud)``
-took 6 % of its water and vegetation pixels away). This is the option for rasters and GeoPackages. Off by default: the masks of a cloud-free scene should not pay for one more prompt.
+took 6 % of its water and vegetation pixels away). This is the option for rasters and GeoPackages.
+
+``"auto"`` (the default since 2026-12-06): on whenever the model segments clouds, off for a model
+without the class (the spectral one). A user who asks for water over a scene rarely knows in advance
+that it is cloudy, and the cost on cloud-free scenes was measured as nothing but one more prompt
+(Dubai tile_7, xBD Joplin, the NAIP sample and UC Merced chips: masks within noise, MODEL_CARD.md);
+``True`` insists (and refuses a model without clouds), ``False`` skips the extra prompt.
 """
 from __future__ import annotations
 
@@ -21,7 +27,8 @@ import numpy as np
 from ..errors import InputError
 from .protocol import SegmenterWrapper
 
-__all__ = ["CloudMaskedSegmenter", "cloud_phrase", "seen_share", "with_cloud_mask"]
+__all__ = ["CloudMaskedSegmenter", "check_mask_clouds", "cloud_phrase", "masks_clouds", "seen_share",
+           "with_cloud_mask"]
 
 CLOUD = "cloud"
 #: ``p(cloud)`` up to which the ground counts as fully seen, and from which as hidden
@@ -47,12 +54,32 @@ def cloud_phrase(segmenter: Any) -> str | None:
     return dict(class_phrases(model)).get(CLOUD)
 
 
-def with_cloud_mask(segmenter: Any, enabled: bool) -> Any:
-    """``segmenter`` itself, or (``enabled``) wrapped so that no prompt reports pixels under clouds."""
-    if not enabled:
+def check_mask_clouds(value: Any) -> bool | str:
+    """``value`` as ``True``, ``False`` or ``"auto"`` (``None`` means ``"auto"``); anything else is refused."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return "auto"
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InputError(f"mask_clouds must be True, False or 'auto', not {value!r}")
+
+
+def masks_clouds(segmenter: Any, mask_clouds: Any = "auto") -> bool:
+    """Whether ``mask_clouds`` turns the cloud mask on for ``segmenter`` (``"auto"``: when its model has clouds)."""
+    value = check_mask_clouds(mask_clouds)
+    if value == "auto":
+        return cloud_phrase(segmenter) is not None
+    return value
+
+
+def with_cloud_mask(segmenter: Any, mask_clouds: Any = "auto") -> Any:
+    """``segmenter`` itself, or wrapped so that no prompt reports pixels under clouds (see :func:`masks_clouds`)."""
+    value = check_mask_clouds(mask_clouds)
+    if value is False:
         return segmenter
     phrase = cloud_phrase(segmenter)
     if phrase is None:
+        if value == "auto":
+            return segmenter
         raise InputError("--mask-clouds needs a model that segments clouds (e.g. --model default); "
                          "this model has no cloud class, so run without --mask-clouds")
     return CloudMaskedSegmenter(segmenter, phrase)
