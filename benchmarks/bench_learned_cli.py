@@ -18,6 +18,10 @@ repeat, in alternating order:
              under ``/usr/bin/time -v``: its own tiles/s (engine time), the end-to-end rate
              (tiles / process wall, start-up included), peak RSS.
 
+Since 2026-12-06 the CLI masks clouds by default (``mask_clouds="auto"``: one more prompt for the default
+model); ``model`` and ``model2`` call the segmenter with the same cloud wrapper, so both sides compute the
+same five prompts.
+
 Scenes: ``benchmarks/make_mosaic.py`` (real NAIP imagery tiled to 2048 and 5000 px).
 
     python benchmarks/bench_learned_cli.py [--scenes /tmp/geopix-bench/naip_mosaic_2048.tif,...]
@@ -52,7 +56,10 @@ sys.path.insert(0, "benchmarks")
 from bench_gpu import cut_tiles
 from geopix_tiles.segmenters.registry import load_segmenter
 path, n_tiles, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-seg = load_segmenter("default", device="cpu")  # applies the run's heap policy, as in the CLI
+from geopix_tiles.segmenters.cloud_masked import with_cloud_mask
+# applies the run's heap policy, as in the CLI; the cloud prompt the CLI adds by default (mask_clouds "auto")
+# is the model's work too, so the model's own rate computes it as well
+seg = with_cloud_mask(load_segmenter("default", device="cpu"), "auto")
 tiles = cut_tiles(path, n_tiles)
 batches = [np.stack(tiles[i:i + 8]) for i in range(0, len(tiles), 8)]
 seg.predict(batches[0], prompts)

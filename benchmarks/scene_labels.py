@@ -28,6 +28,8 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="also write the full scores as JSON")
     ap.add_argument("--through-segment", action="store_true",
                     help="also score what `segment` writes (its presence check's tile veto on): what users get")
+    ap.add_argument("--no-mask-clouds", dest="mask_clouds", action="store_false",
+                    help="through segment: run it with mask_clouds=False (the default before 2026-12-06 afternoon)")
     args = ap.parse_args()
     from geopix_tiles.model import GeoPixModel
     from geopix_tiles.training.prompt_eval import evaluate_scene_labels
@@ -41,7 +43,7 @@ def main() -> int:
         print(f"{name}: false alarms {s['false_alarm_rate_all']:.3f} {s['false_alarm_rate']} | "
               f"detections {s['detection_rate_all']:.3f} {s['detected_share']}", flush=True)
         if args.through_segment:
-            scores[name + " (segment)"] = s = through_segment(name, recs)
+            scores[name + " (segment)"] = s = through_segment(name, recs, "auto" if args.mask_clouds else False)
             print(f"{name} through segment: false alarms {s['false_alarm_rate_all']:.3f} {s['false_alarm_rate']} | "
                   f"detections {s['detection_rate_all']:.3f} {s['detection_rate']}", flush=True)
     if args.out:
@@ -49,7 +51,7 @@ def main() -> int:
     return 0
 
 
-def through_segment(model: str, recs: list) -> dict:
+def through_segment(model: str, recs: list, mask_clouds: bool | str = "auto") -> dict:
     """The same questions answered from ``segment``'s raster (tile check on), chip by chip, with the reply rule."""
     import tempfile
     from collections import defaultdict
@@ -68,7 +70,7 @@ def through_segment(model: str, recs: list) -> dict:
             asked = {"absent": r.meta.get("classes") or [], "present": r.meta.get("present_classes") or []}
             classes = sorted({c for v in asked.values() for c in v})
             segment(r.image_path, [plural(c) for c in classes], model=model, raster_out=out, device="cpu",
-                    vectorize=False, collect=False, overwrite=True, allow_no_georef=True)
+                    vectorize=False, collect=False, overwrite=True, allow_no_georef=True, mask_clouds=mask_clouds)
             with rasterio.open(out) as o:
                 masks = o.read() >= 128
             for kind, cs in asked.items():
