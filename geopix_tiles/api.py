@@ -182,9 +182,7 @@ def segment(
     if batch_size is None:
         batch_size = default_batch_size(seg)
     # the model sees each tile at read_at; the run stays on the scene's grid
-    seg, overlap, read_at = shown_segmenter(seg, resolution, info.transform, info.crs, info.shape, overlap)
-    if read_at is not None and not any(seg.shown(prompts)):
-        read_at = None  # no prompt is of a class shown coarser (the same tiles, at the scene's resolution)
+    seg, overlap, read_at = shown_segmenter(seg, resolution, info.transform, info.crs, info.shape, overlap, prompts)
     # outermost: the cloud prompt is seen at the resolution and in the views the other prompts are
     seg = with_cloud_mask(seg, mask_clouds)
     mask_clouds = isinstance(seg, CloudMaskedSegmenter)  # "auto" resolved: what the run does

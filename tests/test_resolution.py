@@ -339,3 +339,29 @@ def test_a_conversation_on_a_coarse_scene_sees_what_segment_sees(tmp_path):
     iou = (mask & engine).sum() / max(1, (mask | engine).sum())
     assert engine.mean() > 0.05 and iou >= 0.9, iou
     assert chat.ask("Is there any water?").text.startswith("Yes")
+
+
+def test_auto_on_a_fine_scene_runs_prompts_it_does_not_resample_exactly_as_native(tmp_path):
+    """The NAIP sample's pixels declared as 0.3 m (finer than the default model's 0.7 m): asked only for
+    vegetation and water, ``auto`` has nothing to show coarser, so the run is the native one bit for bit (same
+    tiles, same overlap; it once handed the model tiles 3x its size and changed 7 % of a forest's pixels);
+    asked for buildings too, the buildings are seen coarser (at 0.9 m, or as coarse as still fills one model
+    tile: 0.375 m on this 320 px scene)."""
+    with rasterio.open(ROOT / "geopix_tiles" / "data" / "naip_sample.tif") as src:
+        data = src.read(window=rasterio.windows.Window(0, 0, 384, 320))
+        profile = src.profile | {"width": 384, "height": 320, "transform": Affine(0.3, 0, 500000, 0, -0.3, 4000000)}
+    scene = tmp_path / "fine.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(data)
+    rasters = {}
+    for res in ("native", "auto"):
+        out = tmp_path / f"{res}.tif"
+        _, stats = segment(scene, ["vegetation", "water"], model="default", raster_out=out, vectorize=False,
+                           collect=None, resolution=res, return_stats=True)
+        assert stats.extra["read_at_m"] is None
+        with rasterio.open(out) as r:
+            rasters[res] = r.read()
+    assert np.array_equal(rasters["native"], rasters["auto"]) and (rasters["auto"][0] >= 128).mean() > 0.05
+    _, stats = segment(scene, ["vegetation", "buildings"], model="default", raster_out=tmp_path / "b.tif",
+                       vectorize=False, collect=None, return_stats=True)
+    assert stats.extra["read_at_m"] == pytest.approx(0.3 * 320 / 256) and stats.extra["read_at_prompts"] == ["buildings"]

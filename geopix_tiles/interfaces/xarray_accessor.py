@@ -91,7 +91,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     presence_check = presence_check and not shows_finer(resolution, scene.transform, scene.crs, base, scene.shape)
     seg = with_flips(with_presence_check(base, presence_check), flips)
     # as in segment: the model sees each tile coarser, the result stays on this grid
-    seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap)
+    seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap, prompts)
     from ..segmenters.cloud_masked import masks_clouds, with_cloud_mask  # noqa: PLC0415
 
     with_cloud_mask(seg, mask_clouds).check_prompts(prompts)  # a model without clouds fails here, not in a task

@@ -166,22 +166,28 @@ def shows_finer(resolution: Any, transform, crs, model: Any = None, shape: tuple
 
 
 def shown_segmenter(segmenter: Any, resolution: Any, transform, crs, shape: tuple[int, int],
-                    overlap: int | None) -> tuple[Any, int | None, float | None]:
+                    overlap: int | None, prompts: Sequence[str] | None = None) -> tuple[Any, int | None, float | None]:
     """``(segmenter, overlap, read_at)`` for a run at ``resolution`` (``segment`` and the accessor).
 
-    Unchanged on the scene's own grid; else a :class:`ResampledSegmenter` and, when the caller
-    gave none, the model's overlap (at most a quarter tile, as conversations use) scaled to it.
+    Unchanged on the scene's own grid, and when none of ``prompts`` is of a class the view is for
+    (``auto`` on a fine scene asked only for vegetation: the run is exactly the native one, same
+    tiles and overlap; a wrapper would have handed the model tiles ``factor`` times its own size);
+    else a :class:`ResampledSegmenter` and, when the caller gave none, the model's overlap (at most a
+    quarter tile, as conversations use) scaled to it.
     """
     read_at = resolve_resolution(resolution, transform, crs, segmenter, shape)
     factor = _factor(read_at, transform, crs)
     if factor == 1.0:
+        return segmenter, overlap, None
+    classes = None if factor < 1.0 else shown_classes(resolution, segmenter)  # a coarse scene: every prompt
+    if prompts is not None and classes is not None and \
+            not any(c in classes for c in prompt_classes(segmenter, list(prompts))):
         return segmenter, overlap, None
     if overlap is None:
         from .protocol import default_overlap  # noqa: PLC0415
 
         tile = int(getattr(segmenter, "tile_size", 512) or 512)
         overlap = int(round(min(default_overlap(segmenter), tile // 4) * factor))
-    classes = None if factor < 1.0 else shown_classes(resolution, segmenter)  # a coarse scene: every prompt
     return ResampledSegmenter(segmenter, factor, classes), overlap, read_at
 
 
