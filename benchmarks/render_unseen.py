@@ -8,7 +8,8 @@ Sentinel-2 true-colour mosaic of the held-out block (10 m), a UC Merced forest a
 dense-residential chip (0.3 m; chip 10, not among the scene negatives' training chips 0, 3, ..., 57),
 UC Merced storage-tank, beach and overpass chips from the held-out indices 60-79 (bright roofs,
 sand and surf, deep shadows: where the model used to paint clouds, vegetation and water), and
-the GeoPix demo image 1. Each picture is the
+the GeoPix demo image 1, and NEON's airborne OSBS_029 plot (0.1 m, Florida pine savanna: a resolution
+finer than anything the model trained on). Each picture is the
 image beside its masks, drawn with ``geopix_tiles.plot.overlay`` from the engine's raster.
 """
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "unseen"))
+    ap.add_argument("--only", nargs="*", help="render only these scenes (names as the PNGs)")
     args = ap.parse_args()
     import matplotlib
 
@@ -82,8 +84,11 @@ def main() -> int:
         "ucm_beach": _jpg_to_tif(SHARED / "uc_merced" / "beach" / "beach62.jpg", work / "ucm_beach.tif"),
         "ucm_overpass": _jpg_to_tif(SHARED / "uc_merced" / "overpass" / "overpass70.jpg", work / "ucm_overpass.tif"),
         "geopix_demo_1": _jpg_to_tif(SHARED / "geopix_demo" / "1.jpg", work / "gp1.tif"),
+        "neon_osbs_01m": SHARED / "neon_trees" / "OSBS_029.tif",
     }
     for name, path in scenes.items():
+        if args.only and name not in args.only:
+            continue
         raster = work / f"{name}_masks.tif"
         opts = {"band_roles": "red=1,green=2,blue=3"} if name == "naip_2020" else {}
         geopix_tiles.segment(str(path), PROMPTS, model=args.model, raster_out=str(raster), overwrite=True,

@@ -407,6 +407,38 @@ def test_cli_dialogue_on_the_demo_scene(tmp_path, capfd):
     assert set(back.loc[back["turn"] == 3, "prompt"]) <= {"vegetation"}
 
 
+def test_ask_and_describe_a_plain_jpeg_chip_with_allow_no_georef(tmp_path, capfd):
+    """A UC Merced chip (plain JPEG, no CRS): refused with a one-line error naming --allow-no-georef, which `ask`
+    and `describe` accept (they used to point at a flag only `segment` had); masks come back in pixel
+    coordinates and replies give shares, not square metres."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from geopix_tiles.answers.conversation import Conversation
+    from geopix_tiles.interfaces.cli import main
+
+    chip = Path(__file__).resolve().parent / "data" / "uc_merced" / "forest63.jpg"
+    out = tmp_path / "a.gpkg"
+    assert main(["ask", str(chip), "Is there any vegetation?", "-o", str(out)]) != 0
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--allow-no-georef" in err[0] and not out.exists()
+    assert main(["ask", str(chip), "Is there any vegetation?", "How much of the image is vegetation?",
+                 "--allow-no-georef", "-o", str(out)]) == 0
+    answers = re.findall(r"^A\d: (.*)$", capfd.readouterr().out, flags=re.M)
+    assert answers[0].startswith("Yes") and "%" in answers[1] and "m²" not in answers[1], answers
+    back = gpd.read_file(out)
+    assert back.crs is None and len(back) >= 1
+    assert back.total_bounds[0] >= 0 and back.total_bounds[2] <= 256 and back.unary_union.area > 0.5 * 256 * 256
+    chat = Conversation(chip, allow_no_georef=True)
+    assert chat.crs is None and chat.ask("Is there any water?").text.startswith("No")
+    regions = gpd.GeoDataFrame(geometry=[box(20, 20, 120, 120)])
+    regions.to_file(tmp_path / "r.gpkg")
+    assert main(["describe", str(chip), str(tmp_path / "r.gpkg"), "-o", str(tmp_path / "d.gpkg"),
+                 "--allow-no-georef"]) == 0
+    described = gpd.read_file(tmp_path / "d.gpkg")
+    assert described.loc[0, "category"] == "vegetation" and "m²" not in described.loc[0, "description"]
+
+
 def test_evaluate_dialogue_scores_on_held_out_chips(capfd):
     """`geopix-tiles evaluate --dialogue`: the answer metrics of issue 12 on the shipped held-out chips."""
     import json

@@ -242,13 +242,14 @@ class Conversation:
     ``"minx,miny,maxx,maxy"`` in the scene CRS; the whole scene by default. ``resolution``
     (metres per pixel, ``auto`` or ``native``) is the ground resolution the model is shown, as in
     ``segment``; replies stay on the window's grid (read coarser only when it is longer than
-    ``max_size`` pixels).
+    ``max_size`` pixels). ``allow_no_georef=True`` accepts a file without CRS or transform (a plain
+    JPEG chip): masks are then in pixel coordinates and replies give shares, not square metres.
     """
 
     def __init__(self, scene: "str | os.PathLike | xr.DataArray", model: Any = "default", *, window: Any = None,
                  device: str = "auto", bands: Any = None, band_roles: Any = None,
                  max_size: int = DEFAULT_MAX_SIZE, overlap: int = DEFAULT_OVERLAP,
-                 resolution: float | str | None = "auto") -> None:
+                 resolution: float | str | None = "auto", allow_no_georef: bool = False) -> None:
         from rasterio.windows import Window  # noqa: PLC0415
 
         from ..segmenters.registry import load_answer_model  # noqa: PLC0415
@@ -259,7 +260,7 @@ class Conversation:
             raise InputError(f"max_size {max_size!r} must be a whole number of pixels >= 32")
         from ..core.tiling import TileGrid  # noqa: PLC0415
 
-        with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
+        with open_pixels(scene, bands, band_roles, allow_no_georef) as pixels:  # checked before the model loads
             win = resolve_window(window, pixels.height, pixels.width, pixels.transform)
             rows, cols = int(win.height), int(win.width)
             row0, col0 = int(win.row_off), int(win.col_off)
@@ -328,11 +329,12 @@ class Conversation:
 
 def ask_scene(scene: "str | os.PathLike | xr.DataArray", question: str, model: Any = "default", *,
               bbox: Any = None, window: Any = None, device: str = "auto", bands: Any = None,
-              band_roles: Any = None, resolution: float | str | None = "auto") -> Reply:
+              band_roles: Any = None, resolution: float | str | None = "auto", allow_no_georef: bool = False) -> Reply:
     """One question about a window of the scene (the whole scene by default): a one-turn conversation."""
     if not isinstance(question, str) or not question.strip():
         raise InputError("the question is empty; ask something such as 'where is the water?'")
     if bbox is not None and window is not None:
         raise InputError("give either bbox or window, not both")
     return Conversation(scene, model, window=window if window is not None else parse_bbox(bbox), device=device,
-                        bands=bands, band_roles=band_roles, resolution=resolution).ask(question)
+                        bands=bands, band_roles=band_roles, resolution=resolution,
+                        allow_no_georef=allow_no_georef).ask(question)

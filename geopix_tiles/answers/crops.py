@@ -95,14 +95,16 @@ class RegionCrop:
     valid: np.ndarray | None = None  # bool [T, T]: pixels the scene has data for (None: all)
 
 
-def check_regions(regions: Any) -> "gpd.GeoDataFrame":
+def check_regions(regions: Any, require_crs: bool = True) -> "gpd.GeoDataFrame":
+    """``regions`` checked; ``require_crs=False`` accepts polygons without a CRS (pixel coordinates of a
+    scene without one, ``--allow-no-georef``)."""
     import geopandas as gpd  # noqa: PLC0415
 
     if not isinstance(regions, gpd.GeoDataFrame):
         raise InputError(f"regions must be a GeoDataFrame, got {type(regions).__name__}")
     if not len(regions):
         raise InputError("the regions are empty; pass at least one polygon")
-    if regions.crs is None:
+    if regions.crs is None and require_crs:
         raise InputError("the regions have no CRS; set it (e.g. gdf.set_crs('EPSG:4326')) so they can be placed "
                          "on the scene")
     return regions

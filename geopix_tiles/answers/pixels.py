@@ -154,11 +154,13 @@ def finish(raw: np.ndarray, valid: np.ndarray | None, low, high) -> np.ndarray:
 
 
 def open_pixels(scene: "str | os.PathLike | xr.DataArray | PixelSource", bands: Any = None,
-                band_roles: Any = None) -> PixelSource:
+                band_roles: Any = None, allow_no_georef: bool = False) -> PixelSource:
+    """``allow_no_georef``: a file without CRS or transform (a plain JPEG or PNG chip) is read in pixel
+    coordinates, as ``segment --allow-no-georef`` does; replies then give no areas in square metres."""
     if isinstance(scene, PixelSource):
         return scene
     if isinstance(scene, (str, os.PathLike)):
-        return FilePixelSource(scene, bands, band_roles)
+        return FilePixelSource(scene, bands, band_roles, allow_no_georef=allow_no_georef)
     import xarray as xr  # noqa: PLC0415
 
     if isinstance(scene, xr.DataArray):

@@ -123,7 +123,7 @@ def describe_batch(model: Any, crops: Sequence[RegionCrop], crs: Any = None) -> 
 def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr.DataArray", model: Any = "default",
                      *, batch_size: int = 8, context: float = DEFAULT_CONTEXT, device: str = "auto",
                      bands: Any = None, band_roles: Any = None,
-                     resolution: float | str | None = "auto") -> "gpd.GeoDataFrame":
+                     resolution: float | str | None = "auto", allow_no_georef: bool = False) -> "gpd.GeoDataFrame":
     """A copy of ``regions`` (same rows, attributes, order and CRS) plus ``category``, ``confidence``, ``description``.
 
     ``category`` is one of the model's classes (the LLM's likelihood of each class name as the
@@ -132,12 +132,14 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
 
     ``resolution`` as in :func:`geopix_tiles.segment`: each crop then covers at least one model
     tile at that ground resolution (``auto``: the model's working resolution on finer scenes).
+    ``allow_no_georef=True`` accepts a scene without CRS or transform; ``regions`` are then in its pixel
+    coordinates (as ``segment --allow-no-georef`` writes them) and descriptions give no square metres.
 
     Polygons that do not overlap the scene (or are empty) get empty values and one warning;
     if none overlaps, :class:`InputError` is raised, since the user most likely passed the
     wrong file or CRS.
     """
-    regions = check_regions(regions)
+    regions = check_regions(regions, require_crs=not allow_no_georef)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch size {batch_size!r} must be a whole number >= 1")
     if not context >= 0:
@@ -146,7 +148,10 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
     confidences: list[float] = [float("nan")] * len(regions)
     descriptions: list[str | None] = [None] * len(regions)
     outside: list[int] = []
-    with open_pixels(scene, bands, band_roles) as pixels:  # the scene is checked before the model loads
+    with open_pixels(scene, bands, band_roles, allow_no_georef) as pixels:  # checked before the model loads
+        if regions.crs is None and pixels.crs is not None:
+            raise InputError("the regions have no CRS but the scene has one; set the regions' CRS "
+                             "(e.g. gdf.set_crs(...)) so they can be placed on the scene")
         from .conversation import _model_factor  # noqa: PLC0415
 
         _model_factor(pixels, resolution, None)  # a bad resolution fails before the model loads

@@ -60,6 +60,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--band-roles", help="band roles, e.g. red=1,green=2,blue=3")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--allow-no-georef", action="store_true",
+                   help="accept a raster without CRS/transform (a plain JPEG/PNG chip): pixel coordinates, no m2")
 
 
 def read_regions(path: str | Path, layer: str | None = None):
@@ -106,7 +108,7 @@ def run_describe(args: argparse.Namespace) -> int:
     frame = read_regions(args.regions, args.layer)
     result = describe_regions(frame, args.scene, args.model, batch_size=args.batch_size, context=args.context,
                               device=args.device, bands=args.bands, band_roles=args.band_roles,
-                              resolution=args.resolution)
+                              resolution=args.resolution, allow_no_georef=args.allow_no_georef)
     write_atomic(result, out, layer=out.stem)
     described = int(result["category"].notna().sum())
     print(f"described {described} of {len(result)} region(s) of {Path(args.regions).name} on "
@@ -165,7 +167,7 @@ def run_ask(args: argparse.Namespace) -> int:
         raise InputError("give either --bbox or --window, not both")
     window = parse_window(args.window) if args.window else parse_bbox(args.bbox)  # fail before loading the model
     chat = Conversation(args.scene, args.model, window=window, device=args.device, bands=args.bands,
-                        band_roles=args.band_roles, resolution=args.resolution)
+                        band_roles=args.band_roles, resolution=args.resolution, allow_no_georef=args.allow_no_georef)
     frames = []
     for i, q in enumerate(questions, start=1):
         reply = chat.ask(q)
