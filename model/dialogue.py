@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import answer as A
-from .location_prior import named_place
+from .location_prior import named_place, place_word_span
 
 if TYPE_CHECKING:  # pragma: no cover
     from .geopix import GeoPixModel, ImageEncoding
@@ -154,16 +154,24 @@ def _relation_at(words: Sequence[str]) -> tuple[int, int] | None:
     return None
 
 
-def _spans(words: Sequence[str], lo: int, hi: int, longest: int = 3) -> list[tuple[int, int]]:
-    """All runs of up to ``longest`` consecutive content words within ``words[lo:hi]``."""
+def _spans(words: Sequence[str], lo: int, hi: int, longest: int = 3,
+           skip: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """All runs of up to ``longest`` consecutive content words within ``words[lo:hi]``.
+
+    ``skip``: word positions ``[a, b)`` that are never part of a span (a named place: "the vehicle on
+    the upper right" asks about the vehicle, and an unknown thing was once named "upper right").
+    """
+    def content(k: int) -> bool:
+        return words[k] not in _STOP and words[k] not in _PRONOUNS and not (skip and skip[0] <= k < skip[1])
+
     out = []
     i = lo
     while i < hi:
-        if words[i] in _STOP or words[i] in _PRONOUNS or words[i].isdigit():
+        if not content(i) or words[i].isdigit():
             i += 1
             continue
         j = i
-        while j < hi and words[j] not in _STOP and words[j] not in _PRONOUNS:
+        while j < hi and content(j):
             j += 1
         for a in range(i, j):
             for b in range(a + 1, min(j, a + longest) + 1):
@@ -256,7 +264,8 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     idx = _concepts(model)
     rel = _relation_at(words)
     head_end = rel[0] if rel else len(words)
-    target = idx.match([" ".join(words[a:b]) for a, b in _spans(words, 0, head_end)])
+    place = place_word_span(words)
+    target = idx.match([" ".join(words[a:b]) for a, b in _spans(words, 0, head_end, skip=place)])
     masked_spans = []
     if target is not None:
         loc = _locate(words, target.phrase, 0, head_end)
@@ -269,7 +278,8 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     relation, to_previous = None, False
     if rel:
         tail = words[rel[1]:]
-        relation = idx.match([" ".join(tail[a:b]) for a, b in _spans(tail, 0, len(tail))])
+        tail_place = place_word_span(tail)
+        relation = idx.match([" ".join(tail[a:b]) for a, b in _spans(tail, 0, len(tail), skip=tail_place)])
         if relation is not None:
             loc = _locate(words, relation.phrase, rel[1], len(words))
             if loc:
@@ -560,6 +570,9 @@ def _scene_presence(model: "GeoPixModel", view: View, target: Target, task: str,
         lead = ""
     if p >= SCENE_SURE:
         yes = f"Yes, this looks like an aerial view of {_a(target.name)} ({p:.0%} sure)."
+    elif best == target.name:  # the likeliest scene, but not likely enough to say yes
+        yes = (f"Perhaps: of the scenes I know this looks most like {_a(target.name)}, but I am only "
+               f"{p:.0%} sure.")
     else:
         yes = (f"No, this does not look like {_a(target.name)} (only {p:.0%}); it looks most like "
                f"{_a(best)} ({pbest:.0%}).")

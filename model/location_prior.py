@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_place", "starting_maps"]
+__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_place", "place_word_span", "starting_maps"]
 
 #: the nine parts of a tile a phrase can name, row by row (the referring templates' words)
 CELLS = ("upper left", "top", "upper right", "left", "center", "right", "lower left", "bottom", "lower right")
@@ -69,6 +69,34 @@ def named_place(text: str) -> tuple[int, str] | None:
     for pattern, index in _REGEX:
         if pattern.search(head):
             return index, ("large" if _LARGE.search(head) else "compact")
+    return None
+
+
+_PREPOSITIONS = ("in", "at", "on", "to", "towards", "near")
+
+
+def place_word_span(words: list[str] | tuple[str, ...]) -> tuple[int, int] | None:
+    """``(start, end)`` of the place's own words ("upper right" in "the vehicle on the upper right") in
+    ``words`` (lower-case, hyphens kept), or None: the words a question names a place with, which are never
+    what it asks about.
+
+    >>> place_word_span("can you segment the vehicle on the upper right".split())
+    (7, 9)
+    >>> place_word_span("is there water in the north-east".split())
+    (5, 6)
+    >>> place_word_span("the right buildings".split()) is None
+    True
+    """
+    words = [str(w).lower() for w in words]
+    for alias, _ in _PATTERNS:
+        toks = alias.split()
+        n = len(toks)
+        for i in range(1, len(words) - n + 1):
+            if words[i:i + n] != toks:
+                continue
+            before = words[i - 1]
+            if before in _PREPOSITIONS or (before == "the" and i >= 2 and words[i - 2] in _PREPOSITIONS):
+                return i, i + n
     return None
 
 

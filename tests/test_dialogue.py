@@ -352,6 +352,29 @@ def test_refusals_and_scene_questions(model):
     assert "tennis court" in model.chat(tennis, "What kind of scene is this?").text
     nothing = model.chat(tennis, "Hello there?")
     assert nothing.text.startswith("I can't tell") and nothing.text.endswith(".")
+    # a place is never the thing asked about (GeoPix's own demo question once got "... recognise upper right")
+    vehicle = model.chat(tennis, "Can you segment the vehicle on the upper right?")
+    assert vehicle.text.startswith("I can't tell") and "vehicle" in vehicle.text and "upper right" not in vehicle.text
+    q = parse_question(model, "Where is the water on the upper right?")
+    assert q.target.name == "water" and q.place == 2
+
+
+def test_a_scene_that_is_likeliest_but_not_likely_enough_is_not_denied(model, monkeypatch):
+    """The scene head's best class, below the 0.5 to say yes: "Perhaps ...", never "No, this does not look like
+    X; it looks most like X" (said on GeoPix's demo image 3)."""
+    from geopix_tiles.model import dialogue
+    from geopix_tiles.training.dialogue_heads import chip_pixels
+
+    classes = list(model.config.scene_classes)
+    probs = np.full(len(classes), 0.56 / (len(classes) - 1), np.float32)
+    probs[classes.index("storage tanks")] = 0.44
+    monkeypatch.setattr(dialogue, "_scene", lambda m, v: ("storage tanks", 0.44, probs))
+    tanks = torch.from_numpy(chip_pixels(UC / "storagetanks63.jpg", 256))
+    text = model.chat(tanks, "Is there a storage tank?").text
+    assert text.startswith("Perhaps") and "44%" in text and "does not look like" not in text, text
+    probs[classes.index("storage tanks")], probs[0] = 0.10, 0.44
+    monkeypatch.setattr(dialogue, "_scene", lambda m, v: (classes[0], 0.44, probs))
+    assert model.chat(tanks, "Is there a storage tank?").text.startswith("No, this does not look like")
 
 
 def test_scene_head_on_held_out_uc_merced_chips(model):
