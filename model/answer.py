@@ -141,7 +141,12 @@ def area_phrase(area_m2: float | None, pixels: int) -> str:
         return f"about {v:,.0f} m²"
     if area_m2 < 1_000_000:
         return f"about {area_m2 / 10_000:.1f} ha"
-    return f"about {area_m2 / 1_000_000:.2f} km²"
+    km2 = area_m2 / 1_000_000
+    if km2 < 10:
+        return f"about {km2:.2f} km²"
+    if km2 < 100:
+        return f"about {km2:.1f} km²"
+    return f"about {_round_sig(km2, 3):,.0f} km²"  # "about 21,500 km²", not "21454.14"
 
 
 def _round_sig(x: float, digits: int = 2) -> float:

@@ -343,6 +343,10 @@ class View:
         #: False on a view shown finer than its scene (a coarse scene upsampled, as ``segment`` shows it): the
         #: presence check was fitted on the model's own resolutions and vetoes real water there
         self.presence_checked = True
+        #: False on a satellite-scale view (``clouds_checked_below_m``): the check was fitted on clouds of one
+        #: Sentinel-2 chip and bright aerial roofs, and vetoed the real cumulus of the 300 m Landsat-7 sample,
+        #: which ``segment`` (whose tile check never vetoes clouds) keeps
+        self.clouds_checked = True
         self._clouds: np.ndarray | None = None
 
     def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
@@ -387,7 +391,7 @@ class View:
         the verdict is kept for the next turns like the logits.
         """
         check = getattr(self.model, "presence_check", None) if self.presence_checked else None
-        if check is None or name is None or name not in check.classes:
+        if check is None or name is None or name not in check.classes or (name == "cloud" and not self.clouds_checked):
             return False
         key = f"{phrase}\x00{name}"
         if key not in self.checks:
@@ -546,8 +550,10 @@ def _a(name: str) -> str:
 
 
 def _min_size(pixel_area_m2: float | None) -> str:
+    """The smallest part a count counts: 4 m², but never under 4 pixels (36 ha on a 300 m scene)."""
     if pixel_area_m2:
-        return f"{A.MIN_OBJECT_M2:g} m²"
+        pixels = A.min_object_pixels(pixel_area_m2)
+        return A.area_phrase(pixels * pixel_area_m2, pixels).removeprefix("about ")
     return f"{A.min_object_pixels(None)} pixels"
 
 

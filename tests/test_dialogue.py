@@ -204,6 +204,34 @@ def test_nodata_collar_is_never_a_class_and_shares_are_of_the_data(model, tmp_pa
     assert not veg.arrays[0][collar].any() and A.share_phrase(veg.facts[0].share) in veg.text
 
 
+LANDSAT7 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rasterio_samples" / "RGB.byte.tif"
+
+
+@pytest.mark.skipif(not LANDSAT7.exists(), reason="needs ../shared/data (rasterio's Landsat-7 sample)")
+def test_real_clouds_of_a_satellite_scene_are_not_vetoed_and_areas_read_well(model):
+    """rasterio's Landsat-7 sample (300 m, cumulus in the north; a white-pixel weak label covers 5.4 % of it):
+    the presence check, fitted on one Sentinel-2 chip and bright aerial roofs, vetoed those clouds, while
+    ``segment`` (whose tile check never vetoes clouds) kept them. On scenes of 5 m pixels or more replies keep
+    them too; an aerial view keeps the check. Areas in km² read as a person writes them, and the smallest
+    counted part is what 4 pixels cover there, not 4 m²."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(LANDSAT7, model)
+    assert chat.view.clouds_checked is False
+    clouds = chat.ask("Are there clouds?")
+    assert clouds.text.startswith("Yes") and 0.02 < clouds.facts[0].share < 0.1, clouds.text
+    assert re.search(r"about [\d,]+ km²", clouds.text) and not re.search(r"\d\.\d\d km²", clouds.text), clouds.text
+    chat.view.clouds_checked, chat.view.checks, chat.view._clouds = True, {}, None
+    assert chat.ask("Are there clouds?").text.startswith("No")  # what the check alone says
+    count = geopix_tiles.chat(LANDSAT7, model).ask("How many buildings are there?").text
+    assert "4 m²" not in count and "ha" in count, count
+    from rasterio.windows import Window
+
+    assert geopix_tiles.chat(DEMO, model, window=Window(0, 0, 256, 256)).view.clouds_checked is False  # NAIP, 5 m
+    assert A.area_phrase(21_454.14e6, 1) == "about 21,500 km²" and A.area_phrase(117.48e6, 1) == "about 117 km²"
+    assert A.area_phrase(42.3e6, 1) == "about 42.3 km²" and A.area_phrase(2.345e6, 1) == "about 2.35 km²"
+
+
 def test_describe_reads_only_the_pixels_with_data(model):
     """A region over the collar is described by its part with data (same class as that part alone); one
     wholly over nodata is left empty with a warning, like a region outside the scene."""
@@ -454,6 +482,7 @@ def test_ask_and_describe_a_plain_jpeg_chip_with_allow_no_georef(tmp_path, capfd
     assert back.total_bounds[0] >= 0 and back.total_bounds[2] <= 256 and back.unary_union.area > 0.5 * 256 * 256
     chat = Conversation(chip, allow_no_georef=True)
     assert chat.crs is None and chat.ask("Is there any water?").text.startswith("No")
+    assert chat.view.clouds_checked  # no pixel size: the presence check still looks twice at clouds
     regions = gpd.GeoDataFrame(geometry=[box(20, 20, 120, 120)])
     regions.to_file(tmp_path / "r.gpkg")
     assert main(["describe", str(chip), str(tmp_path / "r.gpkg"), "-o", str(tmp_path / "d.gpkg"),

@@ -38,6 +38,9 @@ __all__ = ["Reply", "Conversation", "ask_scene", "parse_bbox", "pixel_area_m2", 
 
 #: the longest side (pixels) a conversation reads at native resolution
 DEFAULT_MAX_SIZE = 1024
+#: scenes with pixels of this many metres or more are satellite scenes: their clouds are real often enough
+#: that the presence check (which vetoed the Landsat-7 sample's cumulus) does not second-guess them
+CLOUD_CHECK_BELOW_M = 5.0
 
 
 @dataclass
@@ -289,6 +292,7 @@ class Conversation:
                 tiles, origin, crop = list(grid), (0, 0), Window(0, 0, out_w, out_h)
             self.crs = pixels.crs
             self.transform = crop_transform(pixels.transform, win, (out_h, out_w))
+            native_area = pixel_area_m2(pixels.transform, pixels.crs)  # the scene's own pixel, however it is read
         self.window = win
         rs, cs = crop.toslices()
         self.image = image[:, rs, cs]
@@ -300,6 +304,8 @@ class Conversation:
         self.pixel_area_m2 = pixel_area_m2(self.transform, self.crs, (top + bottom) / 2)
         self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid, shown,
                                 None if shown < 1.0 else shown_classes(resolution, self.model))
+        # clouds on a satellite-scale scene are not second-guessed, as segment never does (model.dialogue.View)
+        self.view.clouds_checked = not (native_area and native_area >= CLOUD_CHECK_BELOW_M ** 2)
         self.turns: list[Any] = []
         self.replies: list[Reply] = []
 
