@@ -67,6 +67,14 @@ def _components(mask: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
     return labels, int(keep.size)
 
 
+def largest_part(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of ``mask`` (the connectivity counts use): "the largest lake"."""
+    labels, n = _components(np.asarray(mask, dtype=bool), 1)
+    if n == 0:
+        return np.zeros(np.shape(mask), dtype=bool)
+    return labels == int(np.bincount(labels.ravel())[1:].argmax()) + 1
+
+
 def mask_facts(mask: np.ndarray, pixel_area_m2: float | None = None, valid: np.ndarray | None = None) -> MaskFacts:
     """Facts of ``mask``; with ``valid`` (pixels the scene has data for) its share is of those pixels."""
     mask = np.asarray(mask, dtype=bool)

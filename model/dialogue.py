@@ -51,7 +51,8 @@ segment segmentation outline highlight mask masks locate located location count 
 percentage cover covered covers covering large big size total describe description caption summarise summarize
 kind type sort class category land-use contain contains containing also about all every each mostly just only
 now then next close near beside around along adjacent bordering by what's where's there's let look looks
-into out up down one ones""".split())
+into out up down one ones largest biggest""".split())
+_LARGEST = re.compile(r"\b(?:largest|biggest)\b")
 # "land" is both a class and an English word: keep it out of the stop list (it is not in it)
 _PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
 _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("beside",), ("around",),
@@ -112,6 +113,7 @@ class Question:
     relation_to_previous: bool = False  # "next to them"
     refers_back: bool = False  # target is a pronoun: the previous turn's target
     place: int | None = None  # "in the north-east": a cell of the 3 x 3 grid (location_prior.CELLS)
+    largest: bool = False  # "the largest lake": only the largest connected part of the mask
 
 
 @dataclass
@@ -299,7 +301,8 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     task = _intent(model, p.masked)
     if task == "follow_up":
         task = previous.task if previous is not None and previous.task not in ("caption", "scene") else "location"
-    return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, p.place)
+    return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, p.place,
+                    bool(_LARGEST.search(text.lower())))
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -447,6 +450,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
             return out(f"This looks like an aerial view of {_a(name)} ({p:.0%} sure).", scene=(name, p))
         return out(f"I can't tell which kind of scene this is; my best guess is {_a(name)}, at only {p:.0%}.",
                    scene=(name, p))
+    if target is None and question.place is not None:  # "What is in the north-east?": a caption of that part
+        return _caption(model, view, pixel_area_m2, out, place=question.place)
     if target is None:
         return out("I can't tell what you are asking about. Ask me about the "
                    f"{_known_list(model)}, or ask me to describe the image.")
@@ -484,9 +489,12 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if question.place is not None:  # "the water in the north-east": only that part of the view
         mask = mask & A.place_region(question.place, mask.shape)
         rel_words += f" {A.place_words(question.place)}"
+    superlative = question.largest and task != "count"  # "how many of the largest lakes" stays a count
+    if superlative:  # "the largest lake": its largest connected part, which is one object
+        mask = A.largest_part(mask)
     logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
-    what = f"{phrase}{rel_words}"
+    what = f"{'largest ' if superlative else ''}{phrase}{rel_words}"
     area = A.area_phrase(f.area_m2, f.pixels)
     share = A.share_phrase(f.share)
     if not f.present:
@@ -500,7 +508,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
             text += (f" Clouds cover {A.share_phrase(A.share_of(view.clouds(), view.valid))} of it, and the ground"
                      " under them is hidden.")
         return out(text, [phrase], [mask], [logit])
-    n = _count_phrase(f.count, phrase, question.target.name in _MASS)
+    n = _count_phrase(f.count, phrase, question.target.name in _MASS) if not superlative else "one connected part"
     if f.count == 0:  # present, but every part is below the counting size
         n = f"only small parts (none of at least {_min_size(pixel_area_m2)})"
     size = f"about {share} of the view ({area})"
@@ -586,7 +594,8 @@ def _scene_presence(model: "GeoPixModel", view: View, target: Target, task: str,
 
 
 def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], scene: tuple[str, float] | None,
-                       pixel_area_m2: float | None = None, valid: np.ndarray | None = None) -> tuple[str, list[int]]:
+                       pixel_area_m2: float | None = None, valid: np.ndarray | None = None,
+                       locate: bool = True) -> tuple[str, list[int]]:
     """The caption of a view whose class masks (in :func:`class_phrases` order) are ``class_masks``.
 
     Returns the text and the indices of the classes it names, largest first. ``evaluate``
@@ -610,6 +619,8 @@ def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], 
     for share, _, name, disp, f in items[:4]:
         extra = f", {f.count} separate objects" if name not in _MASS and f.count > 1 else ""
         parts.append(f"{disp} ({A.share_phrase(share)}{extra})")
+    if not locate:  # a caption of a named part of the view: where its largest class lies is that part
+        return f"{opening} with {A.join_words(parts)}.", [i[1] for i in items[:4]]
     top = items[0]
     where = top[4].location
     if where in ("", "across the whole view"):
@@ -619,7 +630,8 @@ def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], 
     return f"{opening} with {A.join_words(parts)}. {tail}", [i[1] for i in items[:4]]
 
 
-def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out) -> ChatReply:
+def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out, place: int | None = None) -> ChatReply:
+    """The caption of the view, or (``place``) of that part of it, with shares of that part."""
     classes = class_phrases(model)
     logits = view.logits([d for _, d in classes])
     s = _scene(model, view)
@@ -633,7 +645,15 @@ def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out)
     # a cloud hides the ground: its pixels are cloud whatever else the ground classes say there
     # (the reply's own cloud mask: empty when the presence check vetoes the clouds)
     parts = [view.clouds() if name == "cloud" else view.seen(part, name) for part, (name, _) in zip(parts, classes)]
-    text, named = caption_from_masks(model, parts, scene, pixel_area_m2, view.valid)
+    valid = view.valid
+    if place is not None:
+        region = A.place_region(place, view.size)
+        parts = [part & region for part in parts]
+        valid = region if valid is None else valid & region
+    text, named = caption_from_masks(model, parts, scene if place is None else None, pixel_area_m2, valid,
+                                     locate=place is None)
+    if place is not None:
+        text = f"{A.place_words(place).capitalize()} of the view: {text[0].lower()}{text[1:]}"
     if view.valid is not None:
         text += f" The scene has no data for {A.share_phrase(1.0 - float(view.valid.mean()))} of the view; shares are of the rest."
     return out(text, [classes[k][1] for k in named], [parts[k] for k in named],

@@ -506,3 +506,29 @@ def test_evaluate_dialogue_scores_on_held_out_chips(capfd):
     assert d["presence_accuracy_masks_only"] is not None  # the shipped model's presence check is scored against
     assert 0.5 <= d["caption_semantic_similarity"] <= 1.0
     assert d["count_mean_abs_error"] is not None and d["counts"]["presence_questions"] >= 8
+
+
+def test_place_captions_and_the_largest_object(model):
+    """"What is in the north-east?" describes that ninth of the view (shares of it), and "the largest lake" is
+    the largest connected part of the water mask: its area and pixels are that part's, inside the whole mask."""
+    import geopix_tiles
+    from scipy import ndimage
+
+    chat = geopix_tiles.chat(DEMO, model)
+    whole = chat.ask("Please segment the water.").arrays[0]
+    ne = chat.ask("What is in the north-east?")
+    assert ne.text.startswith("In the north-east of the view: an aerial view with"), ne.text
+    region = A.place_region(2, whole.shape)
+    for arr in ne.arrays:
+        assert not (arr & ~region).any()
+    water = [a for a, p in zip(ne.arrays, ne.prompts) if p == "water"]
+    if water:  # its share is of the north-east ninth, not of the view
+        assert A.share_phrase(water[0].sum() / region.sum()) in ne.text
+    big = chat.ask("How big is the largest lake?")
+    (part,) = big.arrays
+    whole = chat.ask("Please segment the lake.").arrays[0]  # the same phrase's mask, every part
+    labels, n = ndimage.label(whole, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    assert n > 1 and part.sum() == sizes.max() and not (part & ~whole).any()
+    assert big.text.startswith("The largest lake covers") and A.share_phrase(part.mean()) in big.text, big.text
+    assert chat.ask("How many lakes are there?").facts[0].count > 1  # a count keeps every part
