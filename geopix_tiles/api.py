@@ -169,7 +169,7 @@ def segment(
     from .segmenters.checked import with_presence_check  # noqa: PLC0415
     from .segmenters.cloud_masked import CloudMaskedSegmenter, check_mask_clouds, with_cloud_mask  # noqa: PLC0415
     from .segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
-    from .segmenters.resampled import resolve_resolution, shown_segmenter, shows_finer  # noqa: PLC0415
+    from .segmenters.resampled import prompt_readings, resolve_resolution, shown_segmenter, shows_finer  # noqa: PLC0415
 
     flips = check_flips(flips)
     mask_clouds = check_mask_clouds(mask_clouds)
@@ -301,7 +301,7 @@ def segment(
     stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts, read_at_m=read_at,
                        read_at_prompts=[p for p, s in zip(prompts, seg.shown(prompts)) if s] if read_at else [],
                        out=str(out) if out else None, raster=str(raster_out) if raster_out else None, flips=flips,
-                       mask_clouds=mask_clouds)
+                       mask_clouds=mask_clouds, prompt_readings=prompt_readings(base, prompts))
     if return_stats:
         return frame, stats
     return frame

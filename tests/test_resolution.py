@@ -365,3 +365,22 @@ def test_auto_on_a_fine_scene_runs_prompts_it_does_not_resample_exactly_as_nativ
     _, stats = segment(scene, ["vegetation", "buildings"], model="default", raster_out=tmp_path / "b.tif",
                        vectorize=False, collect=None, return_stats=True)
     assert stats.extra["read_at_m"] == pytest.approx(0.3 * 320 / 256) and stats.extra["read_at_prompts"] == ["buildings"]
+
+
+def test_the_summary_says_how_free_text_prompts_are_read(tmp_path, capfd):
+    """"cars" is not a phrase the default model knows: it paints the nearest class (roads), and the run says so;
+    "wind turbines" is nearest to what it was taught to leave empty; a bank phrase ("lakes") and the spectral
+    model's index names get no line."""
+    from geopix_tiles.segmenters.registry import load_segmenter
+    from geopix_tiles.segmenters.resampled import prompt_readings
+
+    seg = load_segmenter("default", device="cpu")
+    lines = prompt_readings(seg, ["cars", "wind turbines", "lakes", "water"])
+    assert len(lines) == 2 and "'cars'" in lines[0] and "read as road" in lines[0], lines
+    assert "'wind turbines'" in lines[1] and "little or nothing" in lines[1], lines
+    assert prompt_readings(load_segmenter("spectral"), ["water", "ndvi"]) == []
+    naip = ROOT / "geopix_tiles" / "data" / "naip_sample.tif"
+    assert main(["segment", str(naip), "-p", "cars", "-p", "lakes", "-o", str(tmp_path / "c.gpkg"), "--model",
+                 "default", "-q"]) == 0
+    out = capfd.readouterr().out
+    assert "'cars' is not a phrase the model knows: it is read as road" in out and "'lakes'" not in out

@@ -158,6 +158,8 @@ def _summary(stats, args: argparse.Namespace) -> None:
               "resolution; outputs on the scene's grid); --resolution native shows it the scene's own")
     if stats.extra.get("flips", 1) > 1:
         print(f"probabilities are the mean of {stats.extra['flips']} mirrored views of each tile (--flips)")
+    for line in stats.extra.get("prompt_readings") or []:
+        print(line)
     if stats.extra.get("mask_clouds"):
         print("pixels under the model's clouds are taken out of every other prompt (--no-mask-clouds keeps them)")
 

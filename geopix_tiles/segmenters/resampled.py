@@ -43,6 +43,7 @@ from ..io.ground import pixel_size_m
 from .protocol import SegmenterWrapper
 
 __all__ = ["ResampledSegmenter", "check_resolution", "coarsest_resolution", "model_factor", "prompt_classes",
+           "prompt_readings",
            "resize_tiles", "resolve_resolution", "shown_classes", "shown_segmenter", "shows_finer",
            "working_resolution"]
 
@@ -209,6 +210,32 @@ def prompt_classes(model: Any, prompts: Sequence[str]) -> list[str | None]:
     """The class each prompt means, from the model's text bank (None where the model cannot tell)."""
     fn = getattr(getattr(model, "model", model), "prompt_classes", None)
     return list(fn(list(prompts))) if callable(fn) else [None] * len(prompts)
+
+
+def prompt_readings(model: Any, prompts: Sequence[str]) -> list[str]:
+    """One line for each prompt a learned model reads as something other than itself, for the run's summary.
+
+    Why: free text is matched to the nearest phrase of the model's text bank, so "cars" paints roads (the
+    nearest class; the model has no cars) and "ships" paints nothing (nearest to a concept it was taught to
+    leave empty). A user should see that, not take road polygons for cars. Prompts that are bank phrases
+    ("lakes", "rooftops") need no line; a model without a bank (spectral) gives none.
+    """
+    net = getattr(model, "model", model)
+    config = getattr(net, "config", None)
+    phrases = getattr(config, "text_bank_phrases", None)
+    if not phrases or not callable(getattr(net, "prompt_classes", None)):
+        return []
+    known = {str(x).lower() for x in phrases}
+    lines = []
+    for p, c in zip(prompts, net.prompt_classes(list(prompts))):
+        if c is not None and str(p).strip().lower() in known:
+            continue
+        if c is None:
+            lines.append(f"'{p}' is none of the model's classes: it is nearest to things the model was taught to "
+                         "leave empty, so expect little or nothing")
+        else:
+            lines.append(f"'{p}' is not a phrase the model knows: it is read as {c} (the nearest of its classes)")
+    return lines
 
 
 class ResampledSegmenter(SegmenterWrapper):
