@@ -56,7 +56,9 @@ _LARGEST = re.compile(r"\b(?:largest|biggest)\b")
 # "land" is both a class and an English word: keep it out of the stop list (it is not in it)
 _PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
 _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("beside",), ("around",),
-              ("along",), ("bordering",), ("nearby",), ("by",))
+              ("along",), ("bordering",), ("nearby",), ("by",), ("than",))
+#: "more X than Y" / "less X than Y": a comparison of two classes' shares, not a place next to Y
+_FEWER = {"less", "fewer", "smaller"}
 
 
 # --------------------------------------------------------------------------- heads
@@ -114,6 +116,7 @@ class Question:
     refers_back: bool = False  # target is a pronoun: the previous turn's target
     place: int | None = None  # "in the north-east": a cell of the 3 x 3 grid (location_prior.CELLS)
     largest: bool = False  # "the largest lake": only the largest connected part of the mask
+    comparison: str | None = None  # "more" / "less" for "more X than Y": ``relation`` is Y
 
 
 @dataclass
@@ -301,8 +304,13 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     task = _intent(model, p.masked)
     if task == "follow_up":
         task = previous.task if previous is not None and previous.task not in ("caption", "scene") else "location"
+    words = words_of(text)
+    rel = _relation_at(words)
+    comparison = None
+    if rel is not None and words[rel[0]] == "than":
+        comparison = "less" if any(w in _FEWER for w in words[:rel[0]]) else "more"
     return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, p.place,
-                    bool(_LARGEST.search(text.lower())))
+                    bool(_LARGEST.search(text.lower())), comparison)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -474,6 +482,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     hidden = mask & ~seen
     if task != "segment":
         mask = seen
+    if question.comparison is not None and question.relation is not None and question.relation.kind == "class":
+        return _compare(view, question, mask, pixel_area_m2, out)
     if question.relation is not None and question.relation.kind == "class":
         rel = question.relation
         other = view.logits([rel.phrase])[0] > 0
@@ -538,6 +548,36 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
 
 
 _MASS = {"water", "vegetation", "land", "cloud"}
+
+
+def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: float | None, out) -> ChatReply:
+    """"Is there more vegetation than water?": both classes' seen, checked masks, compared by share."""
+    rel = question.relation
+    other = view.logits([rel.phrase])[0] > 0
+    if view.doubted(rel.phrase, rel.name):
+        other = np.zeros_like(other)
+    other = view.seen(other, rel.name)
+    if question.place is not None:
+        region = A.place_region(question.place, mask.shape)
+        mask, other = mask & region, other & region
+    a, b = A.mask_facts(mask, pixel_area_m2, view.valid), A.mask_facts(other, pixel_area_m2, view.valid)
+    pa, pb = question.target.phrase, rel.phrase
+    more = a.pixels > b.pixels if question.comparison == "more" else a.pixels < b.pixels
+    where = f" {A.place_words(question.place)}" if question.place is not None else ""
+    if a.pixels == b.pixels:
+        lead = "About the same"
+    else:
+        lead = "Yes" if more else "No"
+
+    def size(f) -> str:
+        return f"about {A.share_phrase(f.share)} of the view ({A.area_phrase(f.area_m2, f.pixels)})" if f.pixels \
+            else "none of it"
+
+    text = f"{lead}: {where.strip() + ', ' if where else ''}the {pa} cover{'' if A.is_plural(pa) else 's'} {size(a)}, " \
+           f"the {pb} {size(b)}."
+    text = text[0].upper() + text[1:]
+    lg = [np.where(m, 1.0, -1.0).astype(np.float32) for m in (mask, other)]
+    return out(text, [pa, pb], [mask, other], lg)
 
 
 def _count_phrase(n: int, phrase: str, mass: bool) -> str:

@@ -532,3 +532,19 @@ def test_place_captions_and_the_largest_object(model):
     assert n > 1 and part.sum() == sizes.max() and not (part & ~whole).any()
     assert big.text.startswith("The largest lake covers") and A.share_phrase(part.mean()) in big.text, big.text
     assert chat.ask("How many lakes are there?").facts[0].count > 1  # a count keeps every part
+
+
+def test_comparisons_of_two_classes_follow_their_masks(model):
+    """"Are there more trees than water?": both masks come back, and the yes/no follows their pixel counts
+    (the same masks the single-class questions return); "less ... than" turns it round."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    r = chat.ask("Are there more trees than water?")
+    trees, water = r.arrays
+    assert r.prompts == ["trees", "water"] and trees.sum() != water.sum()
+    assert np.array_equal(water, chat.ask("Please segment the water.").arrays[0])
+    assert r.text.startswith("Yes" if trees.sum() > water.sum() else "No"), r.text
+    assert A.share_phrase(trees.mean()) in r.text and A.share_phrase(water.mean()) in r.text, r.text
+    r2 = chat.ask("Is there less water than trees?")
+    assert r2.text.startswith("Yes" if water.sum() < trees.sum() else "No"), r2.text
