@@ -59,6 +59,9 @@ _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("
               ("along",), ("bordering",), ("nearby",), ("by",), ("than",))
 #: "more X than Y" / "less X than Y": a comparison of two classes' shares, not a place next to Y
 _FEWER = {"less", "fewer", "smaller"}
+#: a message that is only courtesy ("Thanks!", "Hello") is answered as such, not as an unknown thing
+_COURTESY = {"thanks", "thank", "thx", "cheers", "hello", "hi", "hey", "ok", "okay", "great", "cool", "bye",
+             "goodbye", "good", "morning", "nice", "perfect"}
 
 
 # --------------------------------------------------------------------------- heads
@@ -446,6 +449,11 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         facts = [A.mask_facts(a, pixel_area_m2, view.valid) for a in arrays]
         return ChatReply(text, m, lg, task, list(prompts), facts, scene, question)
 
+    words = words_of(question.text)
+    if words and all(w in _COURTESY or w in _STOP for w in words) and any(w in _COURTESY for w in words):
+        return out(f"You're welcome to ask me more: about the {_known_list(model)} in this view, or to describe it."
+                   if any(w in ("thanks", "thank", "thx", "cheers") for w in words) else
+                   f"Hello. Ask me about the {_known_list(model)} in this view, or to describe it.")
     if task == "caption":
         return _caption(model, view, pixel_area_m2, out)
     if task == "scene":

@@ -379,7 +379,10 @@ def test_refusals_and_scene_questions(model):
     assert model.chat(forest, "Is there a tennis court?").text.startswith("No")
     assert "tennis court" in model.chat(tennis, "What kind of scene is this?").text
     nothing = model.chat(tennis, "Hello there?")
-    assert nothing.text.startswith("I can't tell") and nothing.text.endswith(".")
+    assert nothing.text.startswith("Hello.") and nothing.text.endswith(".") and len(nothing.masks) == 0
+    thanks = model.chat(tennis, "Thanks!")
+    assert thanks.text.startswith("You're welcome") and "thanks" not in thanks.text.lower()
+    assert model.chat(tennis, "Is it?").text.startswith("I can't tell")  # nothing asked about: the old refusal
     # a place is never the thing asked about (GeoPix's own demo question once got "... recognise upper right")
     vehicle = model.chat(tennis, "Can you segment the vehicle on the upper right?")
     assert vehicle.text.startswith("I can't tell") and "vehicle" in vehicle.text and "upper right" not in vehicle.text
