@@ -52,6 +52,8 @@ percentage cover covered covers covering large big size total describe descripti
 kind type sort class category land-use contain contains containing also about all every each mostly just only
 now then next close near beside around along adjacent bordering by what's where's there's let look looks
 into out up down one ones largest biggest""".split())
+#: below this similarity to its class's phrases a question's word is only *read as* the class
+READ_AS = 0.75
 _LARGEST = re.compile(r"\b(?:largest|biggest)\b")
 # "land" is both a class and an English word: keep it out of the stop list (it is not in it)
 _PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
@@ -477,6 +479,16 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if target.kind == "scene":
         return _scene_presence(model, view, target, task, out)
     phrase = target.phrase
+    # words for a phrase the model only reads as its nearest class ("residential" -> buildings, "cars" -> roads):
+    # the reply names the class and says how it read the question (the mask is the phrase's, as in segment)
+    said = phrase
+    if target.kind == "class" and target.similarity < READ_AS and target.name is not None:
+        said = dict(class_phrases(model)).get(target.name, phrase)
+        if said != phrase:
+            plain_out = out
+
+            def out(text: str, *args, **kwargs) -> ChatReply:  # noqa: F811 - the same reply, with the reading
+                return plain_out(f"{text} (I read '{phrase}' as {said}.)", *args, **kwargs)
     logit = view.logits([phrase])[0]
     mask = logit > 0
     # a "yes" the presence check doubts: words answer "no" (and return no pixels, so counts and
@@ -512,7 +524,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         mask = A.largest_part(mask)
     logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
-    what = f"{'largest ' if superlative else ''}{phrase}{rel_words}"
+    what = f"{'largest ' if superlative else ''}{said}{rel_words}"
     area = A.area_phrase(f.area_m2, f.pixels)
     share = A.share_phrase(f.share)
     if not f.present:
@@ -521,12 +533,12 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 "area": f"I find no {what} in this view, so it covers 0 % of it.",
                 }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
         if doubt:
-            text += f" What first looked like {phrase} does not on a closer look."
+            text += f" What first looked like {said} does not on a closer look."
         elif A.present(int(hidden.sum()), A.share_of(hidden, view.valid)):
             text += (f" Clouds cover {A.share_phrase(A.share_of(view.clouds(), view.valid))} of it, and the ground"
                      " under them is hidden.")
         return out(text, [phrase], [mask], [logit])
-    n = _count_phrase(f.count, phrase, question.target.name in _MASS) if not superlative else "one connected part"
+    n = _count_phrase(f.count, said, question.target.name in _MASS) if not superlative else "one connected part"
     if f.count == 0:  # present, but every part is below the counting size
         n = f"only small parts (none of at least {_min_size(pixel_area_m2)})"
     size = f"about {share} of the view ({area})"
@@ -534,20 +546,20 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     at = "" if question.place is not None else f" {f.location}"
     comma_at = "" if question.place is not None else f", {f.location}"
     if task == "presence":
-        text = f"Yes, there {_verb(phrase)} {what}{at}: {n}, {size}."
+        text = f"Yes, there {_verb(said)} {what}{at}: {n}, {size}."
     elif task == "count":
         text = (f"I count {n} (each at least {_min_size(pixel_area_m2)}), covering {size}{comma_at}."
                 if f.count else f"I count no {what} of at least {_min_size(pixel_area_m2)}; smaller parts cover "
                                 f"{size}{comma_at}.")
     elif task == "area":
-        text = f"The {what} cover{'' if A.is_plural(phrase) else 's'} {size}{comma_at}."
+        text = f"The {what} cover{'' if A.is_plural(said) else 's'} {size}{comma_at}."
     elif task == "location":
-        text = (f"The {what} {_verb(phrase)} {f.location}: {n} covering {size}." if question.place is None
+        text = (f"The {what} {_verb(said)} {f.location}: {n} covering {size}." if question.place is None
                 else f"{A.place_words(question.place).capitalize()} of the view: {n} covering {size}.")
     else:  # segment
         text = f"Here is the mask of the {what}: {n} covering {size}{comma_at}."
         if doubt:
-            text += f" Careful: on a closer look these pixels do not look like {phrase} to me."
+            text += f" Careful: on a closer look these pixels do not look like {said} to me."
         under = mask & ~view.seen(mask, target.name)  # of the mask returned (after a place narrowed it)
         if A.present(int(under.sum()), A.share_of(under, view.valid)):
             text += (f" {A.share_phrase(float(under.sum()) / float(mask.sum()))} of these pixels"

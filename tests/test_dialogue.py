@@ -386,6 +386,9 @@ def test_refusals_and_scene_questions(model):
     # a place is never the thing asked about (GeoPix's own demo question once got "... recognise upper right")
     vehicle = model.chat(tennis, "Can you segment the vehicle on the upper right?")
     assert vehicle.text.startswith("I can't tell") and "vehicle" in vehicle.text and "upper right" not in vehicle.text
+    cars = model.chat(tennis, "Where are the cars?")  # no cars in the model: read as its nearest class, and said so
+    assert cars.text.endswith("(I read 'cars' as roads.)") and cars.prompts == ["cars"], cars.text
+    assert "(I read" not in model.chat(tennis, "Where are the rooftops?").text  # a close paraphrase needs no note
     q = parse_question(model, "Where is the water on the upper right?")
     assert q.target.name == "water" and q.place == 2
 
