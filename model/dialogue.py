@@ -266,6 +266,7 @@ class _Parts:
     refers_back: bool
     masked: str
     place: int | None = None
+    comparison: str | None = None
 
 
 def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None) -> _Parts:
@@ -299,8 +300,11 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     # the raw text, not the joined words: its punctuation keeps named_place's rule that a
     # ", with ..." clause describes a neighbour ("the water, with roads to the east" is all water)
     named = named_place(text)
+    comparison = None
+    if rel is not None and words[rel[0]] == "than":  # "more X than Y" / "less X than Y"
+        comparison = "less" if any(w in _FEWER for w in words[:rel[0]]) else "more"
     return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans),
-                  named[0] if named else None)
+                  named[0] if named else None, comparison)
 
 
 def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None) -> Question:
@@ -309,13 +313,8 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     task = _intent(model, p.masked)
     if task == "follow_up":
         task = previous.task if previous is not None and previous.task not in ("caption", "scene") else "location"
-    words = words_of(text)
-    rel = _relation_at(words)
-    comparison = None
-    if rel is not None and words[rel[0]] == "than":
-        comparison = "less" if any(w in _FEWER for w in words[:rel[0]]) else "more"
     return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, p.place,
-                    bool(_LARGEST.search(text.lower())), comparison)
+                    bool(_LARGEST.search(text.lower())), p.comparison)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -359,7 +358,7 @@ class View:
         #: False on a view shown finer than its scene (a coarse scene upsampled, as ``segment`` shows it): the
         #: presence check was fitted on the model's own resolutions and vetoes real water there
         self.presence_checked = True
-        #: False on a satellite-scale view (``clouds_checked_below_m``): the check was fitted on clouds of one
+        #: False on a satellite-scale view (``answers.conversation.CLOUD_CHECK_BELOW_M``): the check was fitted on clouds of one
         #: Sentinel-2 chip and bright aerial roofs, and vetoed the real cumulus of the 300 m Landsat-7 sample,
         #: which ``segment`` (whose tile check never vetoes clouds) keeps
         self.clouds_checked = True
@@ -395,6 +394,16 @@ class View:
             else:
                 self._clouds = self.logits([phrase])[0] > 0
         return self._clouds
+
+    def counted(self, target: "Target") -> np.ndarray:
+        """``target``'s mask as a reply counts it: empty when the presence check vetoes it, clouds taken out.
+
+        The mask of a second class in a question ("next to the roads", "more trees than water").
+        """
+        mask = self.logits([target.phrase])[0] > 0
+        if self.doubted(target.phrase, target.name):
+            return np.zeros_like(mask)
+        return self.seen(mask, target.name)
 
     def seen(self, mask: np.ndarray, name: str | None) -> np.ndarray:
         """``mask`` of class ``name`` without the pixels a cloud hides (a cloud hides nothing of itself)."""
@@ -505,12 +514,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if question.comparison is not None and question.relation is not None and question.relation.kind == "class":
         return _compare(view, question, mask, pixel_area_m2, out)
     if question.relation is not None and question.relation.kind == "class":
-        rel = question.relation
-        other = view.logits([rel.phrase])[0] > 0
-        if view.doubted(rel.phrase, rel.name):
-            other = np.zeros_like(other)
-        other = view.seen(other, rel.name)
-        mask, rel_words = _near(mask, other, pixel_area_m2), f" next to the {question.relation.phrase}"
+        mask, rel_words = _near(mask, view.counted(question.relation), pixel_area_m2), \
+            f" next to the {question.relation.phrase}"
     elif question.relation_to_previous and previous is not None and previous.mask is not None:
         prev = previous.target.phrase if previous.target is not None else "them"
         mask, rel_words = _near(mask, previous.mask, pixel_area_m2), f" next to the {prev}"
@@ -573,10 +578,7 @@ _MASS = {"water", "vegetation", "land", "cloud"}
 def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: float | None, out) -> ChatReply:
     """"Is there more vegetation than water?": both classes' seen, checked masks, compared by share."""
     rel = question.relation
-    other = view.logits([rel.phrase])[0] > 0
-    if view.doubted(rel.phrase, rel.name):
-        other = np.zeros_like(other)
-    other = view.seen(other, rel.name)
+    other = view.counted(rel)
     if question.place is not None:
         region = A.place_region(question.place, mask.shape)
         mask, other = mask & region, other & region

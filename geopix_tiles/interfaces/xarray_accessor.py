@@ -92,10 +92,11 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     seg = with_flips(with_presence_check(base, presence_check), flips)
     # as in segment: the model sees each tile coarser, the result stays on this grid
     seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap, prompts)
-    from ..segmenters.cloud_masked import masks_clouds, with_cloud_mask  # noqa: PLC0415
+    from ..segmenters.cloud_masked import CloudMaskedSegmenter, with_cloud_mask  # noqa: PLC0415
 
-    with_cloud_mask(seg, mask_clouds).check_prompts(prompts)  # a model without clouds fails here, not in a task
-    mask_clouds = masks_clouds(seg, mask_clouds)  # "auto" resolved once: each task then does the same
+    masked = with_cloud_mask(seg, mask_clouds)
+    masked.check_prompts(prompts)  # a model without clouds fails here, not in a task
+    mask_clouds = isinstance(masked, CloudMaskedSegmenter)  # "auto" resolved once, as segment does: each task the same
     factor, classes = getattr(seg, "factor", 1.0), getattr(seg, "classes", None)  # rebuilt in each dask task
     chosen = prepare_scene(scene, roles_for(seg, prompts), bands, band_roles).band_indexes
     sel = arr.isel(band=[b - 1 for b in chosen])

@@ -27,8 +27,7 @@ import numpy as np
 from ..errors import InputError
 from .protocol import SegmenterWrapper
 
-__all__ = ["CloudMaskedSegmenter", "check_mask_clouds", "cloud_phrase", "masks_clouds", "seen_share",
-           "with_cloud_mask"]
+__all__ = ["CloudMaskedSegmenter", "check_mask_clouds", "cloud_phrase", "seen_share", "with_cloud_mask"]
 
 CLOUD = "cloud"
 #: ``p(cloud)`` up to which the ground counts as fully seen, and from which as hidden
@@ -63,16 +62,12 @@ def check_mask_clouds(value: Any) -> bool | str:
     raise InputError(f"mask_clouds must be True, False or 'auto', not {value!r}")
 
 
-def masks_clouds(segmenter: Any, mask_clouds: Any = "auto") -> bool:
-    """Whether ``mask_clouds`` turns the cloud mask on for ``segmenter`` (``"auto"``: when its model has clouds)."""
-    value = check_mask_clouds(mask_clouds)
-    if value == "auto":
-        return cloud_phrase(segmenter) is not None
-    return value
-
-
 def with_cloud_mask(segmenter: Any, mask_clouds: Any = "auto") -> Any:
-    """``segmenter`` itself, or wrapped so that no prompt reports pixels under clouds (see :func:`masks_clouds`)."""
+    """``segmenter`` itself, or wrapped so that no prompt reports pixels under clouds.
+
+    ``mask_clouds``: ``"auto"`` wraps it when its model segments clouds, ``True`` insists (and refuses a model
+    without clouds), ``False`` never wraps; whether the result is a :class:`CloudMaskedSegmenter` is what a run does.
+    """
     value = check_mask_clouds(mask_clouds)
     if value is False:
         return segmenter
