@@ -537,6 +537,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 "count": f"I count no {what} in this view.",
                 "area": f"I find no {what} in this view, so it covers 0 % of it.",
                 }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
+        if task == "segment" and f.pixels:  # the request returns segment's pixels: the words say what they are
+            text = (f"I find no {what} in this view: the mask holds only scattered pixels ({area}, {share} of the"
+                    f" view), too few to call {said} present.")
         if doubt:
             text += f" What first looked like {said} does not on a closer look."
         elif A.present(int(hidden.sum()), A.share_of(hidden, view.valid)):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["PresenceCheck", "TILE_CHECK_SKIPS", "largest_part_shares", "mask_shape", "mask_shapes", "masked_mean",
-           "presence_check_off", "veto_tiles"]
+           "presence_check_off", "tile_doubts", "veto_tiles"]
 
 #: classes ``segment`` never drops from a tile: the check's clouds come from one Sentinel-2 chip and
 #: UC Merced negatives, and on the Landsat-7 sample it vetoed real clouds (recall 0.45 -> 0.007)
@@ -177,28 +177,41 @@ class PresenceCheck(nn.Module):
         return self(self.features(feats, probs, classes, needed))
 
 
+def tile_doubts(check: PresenceCheck, feats: Sequence[torch.Tensor], probs: torch.Tensor,
+                classes: Sequence[str | None]) -> torch.Tensor:
+    """bool ``[B, P]``: True where tile ``b``'s mask says "yes" to prompt ``p`` and the check does not take it.
+
+    The verdicts :func:`veto_tiles` acts on; a conversation over a tiled window keeps them so that
+    its words ("what first looked like X does not on a closer look") follow the same tiles as
+    its masks. ``classes`` names each prompt's class (``None``: a prompt the check knows nothing of).
+    """
+    from .answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
+
+    out = torch.zeros(probs.shape[:2], dtype=torch.bool, device=probs.device)
+    idx = [j for j, c in enumerate(classes) if c in check.classes and c not in TILE_CHECK_SKIPS]
+    if not idx:
+        return out
+    sub = probs[:, idx]
+    fg = (sub > 0.5).flatten(2)
+    said_yes = (fg.sum(-1) >= MIN_PRESENT_PIXELS) & (fg.float().mean(-1) >= MIN_PRESENT_SHARE)
+    if bool(said_yes.any()):
+        out[:, idx] = (check.confirm(feats, sub, [classes[j] for j in idx], needed=said_yes) < check.threshold) \
+            & said_yes
+    return out
+
+
 def veto_tiles(check: PresenceCheck, feats: Sequence[torch.Tensor], probs: torch.Tensor,
-               classes: Sequence[str | None]) -> torch.Tensor:
+               classes: Sequence[str | None], doubts: torch.Tensor | None = None) -> torch.Tensor:
     """``probs [B, P, H, W]`` with each class zeroed in the tiles where the check vetoes its "yes".
 
     What a reply does for a view, ``segment`` does for each model tile: a tile whose mask says
     "yes" under the reply rule (:func:`.answer.present`) but whose pixels the check does not
     take for the class loses that class. On Dubai tile_7 (never trained on) water IoU 0.55 ->
     0.63 through ``segment``, the other classes within 0.003 (``benchmarks/results/tile_check.md``).
-    ``classes`` names each prompt's class (``None``: a prompt the check knows nothing of).
+    ``classes`` names each prompt's class (``None``: a prompt the check knows nothing of);
+    ``doubts`` are :func:`tile_doubts`' verdicts when the caller has them already.
     """
-    from .answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
-
-    idx = [j for j, c in enumerate(classes) if c in check.classes and c not in TILE_CHECK_SKIPS]
-    if not idx:
+    doubt = tile_doubts(check, feats, probs, classes) if doubts is None else doubts
+    if not bool(doubt.any()):
         return probs
-    sub = probs[:, idx]
-    fg = (sub > 0.5).flatten(2)
-    said_yes = (fg.sum(-1) >= MIN_PRESENT_PIXELS) & (fg.float().mean(-1) >= MIN_PRESENT_SHARE)
-    if not bool(said_yes.any()):
-        return probs
-    doubt = (check.confirm(feats, sub, [classes[j] for j in idx], needed=said_yes) < check.threshold) & said_yes
-    if bool(doubt.any()):
-        probs = probs.clone()
-        probs[:, idx] = sub.masked_fill(doubt[..., None, None], 0.0)
-    return probs
+    return probs.masked_fill(doubt[..., None, None], 0.0)

@@ -152,6 +152,69 @@ def test_segment_request_matches_segment_on_the_same_window(model, tmp_path):
         assert reply.masks.geometry.area.sum() == pytest.approx(got.sum() * 25.0, rel=1e-6)  # 5 m pixels
 
 
+def test_words_on_a_view_of_many_tiles_follow_segment_s_tiles(model, tmp_path):
+    """The whole NAIP sample (20 tiles): the presence check judges each model tile, as ``segment`` does,
+    not the view shrunk to one tile (which vetoed the farm buildings ``segment`` keeps, so "Are there any
+    buildings?" said no while the segment raster showed 34 of them and a segment request warned about
+    its own pixels)."""
+    import rasterio
+
+    import geopix_tiles
+    from geopix_tiles.api import segment
+
+    raster = tmp_path / "b.tif"
+    segment(DEMO, ["buildings"], model="default", raster_out=raster, device="cpu", vectorize=False, collect=False,
+            mask_clouds=False)
+    with rasterio.open(raster) as src:
+        engine = src.read(1) >= 128
+    assert A.present(int(engine.sum()), float(engine.mean()))
+    chat = geopix_tiles.chat(DEMO, model)
+    yes = chat.ask("Are there any buildings?")
+    assert yes.text.startswith("Yes"), yes.text
+    got = yes.arrays[0]
+    assert (got & engine).sum() / (got | engine).sum() >= 0.9
+    seg = chat.ask("Please segment the buildings.")
+    assert "closer look" not in seg.text and np.array_equal(seg.arrays[0], got)
+    # a class whose every tile "yes" the check took back is still a "no" with the words saying so
+    for reply in (chat.ask(f"Is there any {p}?") for p in ("bare land", "roads", "water")):
+        assert reply.text.startswith(("Yes", "No")), reply.text
+        if reply.text.startswith("No"):
+            assert not reply.arrays.any()
+
+
+def test_intents_of_natural_phrasings_outside_the_templates(model):
+    """Phrasings written without looking at the templates, kept out of them (a dev set, "Show me the
+    water." read as an area question, made the templates grow; this set measured the change: 40/48 -> 43/48)."""
+    asked = {
+        "segment": ["Could you display the lakes?", "Trace the roads for me.", "Label the buildings in this picture.",
+                    "Identify the water.", "Select all the trees.", "Please mark every building.",
+                    "Show where the roads run, as a mask.", "Create a mask for the vegetation.",
+                    "I'd like the water bodies outlined.", "Visualise the buildings.", "Colour the roads.",
+                    "Segment out the fields of crops."],
+        "presence": ["Is there a road in this tile?", "Can I see any water here?", "Are buildings visible in the image?",
+                     "Does this area contain vegetation?", "Is any bare land present?", "Any clouds?", "Are there trees?",
+                     "Is there a river?"],
+        "count": ["How many houses can be seen?", "Please count the buildings.", "What number of ponds are there?",
+                  "How many separate patches of forest are there?", "Could you count the roofs?", "How many lakes?"],
+        "area": ["What area do the buildings cover?", "How much of this tile is water?",
+                 "What's the coverage of vegetation?", "How many square metres of road are there?",
+                 "What portion of the image is bare land?", "How big is the lake?"],
+        "location": ["Where are the trees?", "Where's the road?", "Whereabouts are the buildings?",
+                     "In what part of the scene is the water?", "Where would I find the lake?",
+                     "On which side are the fields?"],
+        "caption": ["Describe what you see.", "What does this picture contain?", "Can you summarise this tile?",
+                    "Write a caption for the image.", "What's going on in this image?",
+                    "Give me an overview of the scene."],
+        "scene": ["What kind of land use is this?", "Which type of scene is this?", "Is this a farm or a city?",
+                  "What sort of area is this tile?"],
+    }
+    wrong = [(q, parse_question(model, q).task) for task, qs in asked.items() for q in qs
+             if parse_question(model, q).task != task]
+    assert len(wrong) <= 6, wrong  # 5 of 48 wrong with the shipped head
+    for q in ("Show me the water.", "Find the roads.", "Point out the buildings."):
+        assert parse_question(model, q).task == "segment", q
+
+
 def _collar_scene(path: Path, nodata) -> tuple[Path, np.ndarray]:
     """The Landsat-7 corner with its nodata collar (zeros outside the tilted footprint), ``nodata`` as given."""
     import rasterio

@@ -45,37 +45,51 @@ UC_MERCED_NAMES = {
 INTENT_TEMPLATES: dict[str, list[str]] = {
     "presence": ["Is there any {t}?", "Are there {t} in this image?", "Do you see any {t}?",
                  "Does this tile contain {t}?", "Is there {t} here?", "Can you find any {t} in the scene?",
-                 "Any {t} in this picture?", "Is any {t} visible?",
+                 "Any {t} in this picture?", "Is any {t} visible?", "Can you see any {t}?", "Do we have {t} here?",
+                 "Is {t} visible here?", "Does it have any {t}?", "Are {t} present in this view?",
                  "Does the image show {t}?", "Are any {t} present?"],
     "count": ["How many {t} are there?", "Count the {t}.", "What is the number of {t}?", "How many {t} can you see?",
               "Give me the count of {t}.", "How many {t} does the scene have?", "Number of {t}?",
-              "Count all {t} in this tile.",
+              "Count all {t} in this tile.", "How many {t}?", "Tell me how many {t} there are.",
+              "What's the number of {t} here?", "Count the {t}, please.",
               "Can you count the {t}?", "How many {t} are in the image?"],
     "area": ["How much of the image is {t}?", "What share of the scene is covered by {t}?",
              "How large is the area of {t}?", "What fraction of the tile is {t}?", "How big is the {t} area?",
              "What percentage of the view is {t}?", "How much area do the {t} cover?", "What is the total {t} area?",
+             "How much {t} is there?", "What is the area of the {t}?", "What percent of the view is {t}?",
+             "How much land do the {t} cover?",
              "How much ground do the {t} take up?", "What proportion of the picture is {t}?"],
     "location": ["Where are the {t}?", "Where is the {t}?", "Where is the {t} located?",
                  "In which part of the image are the {t}?", "Where can I find the {t}?", "Which side has the {t}?",
-                 "Where do you see {t}?", "Where in the scene is the {t}?",
+                 "Where do you see {t}?", "Where in the scene is the {t}?", "Where's the {t}?",
+                 "Which part has the {t}?", "In which direction are the {t}?", "Where can I see {t}?",
                  "Tell me where the {t} are.", "In what part of the tile is the {t}?"],
     "segment": ["Please segment the {t}.", "Segment the {t}.", "Outline the {t}.", "Give me a mask of the {t}.",
                 "Highlight the {t}.", "Show the {t} as a mask.", "Can you segment all {t}?", "Mask the {t}, please.",
+                "Show me the {t}.", "Find the {t}.", "Map the {t}.", "Point out the {t}.", "Mark the {t}.",
+                "Extract the {t}.", "Delineate the {t}.", "Draw the {t}.", "Give me the {t}.", "Detect the {t}.",
+                "Paint the {t}.", "I need a mask of the {t}.", "Can you show me the {t}?",
                 "Draw the outline of the {t}.", "Produce a segmentation of the {t}."],
     "caption": ["Describe this image.", "What is in this scene?", "Give a caption for this tile.",
                 "What does this image show?", "Summarise the scene.", "Describe the scene in a sentence.",
-                "What can you see here?", "Caption this picture.",
+                "What can you see here?", "Caption this picture.", "What do you see?", "Describe the scene.",
+                "Tell me about this image.", "What's in the picture?", "Give me a description.", "What is this?",
                 "Tell me what this image contains.", "What is shown in this aerial view?"],
     "scene": ["What kind of scene is this?", "What type of area is shown?", "Which land-use class is this image?",
               "What sort of place is this?", "Classify this scene.", "What land use does this tile show?",
               "What category of scene is it?", "What kind of place does this image show?",
+              "What kind of area is this?", "What type of landscape is this?", "What land use is this?",
               "Which scene class fits this image?", "What type of land use is this?"],
     "follow_up": ["And the {t}?", "What about the {t}?", "And {t}?", "How about the {t}?", "And what about {t}?",
-                  "Now the {t}.", "Then the {t}?", "The {t} too?",
+                  "Now the {t}.", "Then the {t}?", "The {t} too?", "Same for the {t}?", "Also the {t}?",
+                  "And the {t} as well?", "What about {t} then?",
                   "And also the {t}?", "What of the {t}?"],
 }
 _RELATION_SUFFIXES = ["", "", "", " next to them", " near them", " next to the {r}", " near the {r}",
                       " along the {r}", " around the {r}"]
+#: a place narrows a question without changing its kind ("Please segment the water in the north-east.")
+_PLACE_SUFFIXES = [" in the north-east", " in the south", " on the left", " in the upper right", " in the centre",
+                   " to the west", " in the bottom half"]
 _HELD_OUT = 2
 
 
@@ -111,6 +125,9 @@ def intent_samples(model: Any, split: str = "train", n_targets: int = 12, seed: 
                 q = t.format(t=rng.choice(targets))
                 if "{t}" in t and rng.random() < 0.4:
                     suffix = rng.choice(_RELATION_SUFFIXES).format(r=rng.choice(rels))
+                    q = q[:-1] + suffix + q[-1] if q[-1] in "?." else q + suffix
+                if "{t}" in t and rng.random() < 0.25:
+                    suffix = rng.choice(_PLACE_SUFFIXES)
                     q = q[:-1] + suffix + q[-1] if q[-1] in "?." else q + suffix
                 if rng.random() < 0.2:
                     q = rng.choice(["And ", "So, ", "OK. ", "Now, "]) + q[0].lower() + q[1:]

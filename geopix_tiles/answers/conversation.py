@@ -165,7 +165,8 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
 
     from ..core.blocks import BlockBlend  # noqa: PLC0415
     from ..model.dialogue import View  # noqa: PLC0415
-    from ..model.presence_check import veto_tiles  # noqa: PLC0415
+    from ..model.answer import present  # noqa: PLC0415
+    from ..model.presence_check import TILE_CHECK_SKIPS, tile_doubts, veto_tiles  # noqa: PLC0415
 
     tile = int(model.config.tile_size)
     oy, ox = origin
@@ -215,7 +216,10 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
                         # tiles of the window: a place in a phrase names part of the window, not of each tile
                         probs = torch.sigmoid(model.segment_encoded(enc, asked, place_prior=False)[0].float())
                         if checked is not None:  # as segment's tiles (veto_tiles)
-                            probs = veto_tiles(model.presence_check, enc.feats, probs, checked)
+                            doubts = tile_doubts(model.presence_check, enc.feats, probs, checked)
+                            probs = veto_tiles(model.presence_check, enc.feats, probs, checked, doubts)
+                            for k, d in zip(idx, doubts.any(0).tolist()):
+                                self.tile_vetoed[phrases[k]] = self.tile_vetoed.get(phrases[k], False) or d
                         probs = probs.cpu().numpy()
                         chunk = range(i * batch, min(len(tiles), (i + 1) * batch))
                         if small:  # back to the tiles' own pixels
@@ -227,7 +231,22 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             prob = np.clip(acc.result()[0], 1e-7, 1 - 1e-7)
             return list(np.log(prob / (1 - prob)).astype(np.float32))
 
+        def doubted(self, phrase: str, name: str | None) -> bool:
+            """The tiles' verdict, as ``segment``'s masks have it: what they said yes to, vetoed, and nothing left.
+
+            Why not the whole view's: the check was fitted on model tiles, and on a view of many
+            tiles the view's own encoding (the window shrunk to one tile) no longer resolves small
+            objects: on the NAIP sample it vetoed the farm buildings ``segment`` keeps (and a
+            segment request then warned about its own pixels). Clouds, which ``segment``'s
+            tiles never veto, keep the whole view's check.
+            """
+            if name in TILE_CHECK_SKIPS:
+                return super().doubted(phrase, name)
+            fg = self.logits([phrase])[0] > 0
+            return self.tile_vetoed.get(phrase, False) and not present(int(fg.sum()), float(fg.mean()))
+
     view = TiledView(model, scene_enc, (rows, cols), valid)
+    view.tile_vetoed = {}  # phrase -> some tile's "yes" was vetoed (filled as phrases are computed)
     view.presence_checked = factor >= 1.0
     return view
 
