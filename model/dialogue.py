@@ -54,6 +54,13 @@ now then next close near beside around along adjacent bordering by what's where'
 into out up down one ones largest biggest""".split())
 #: below this similarity to its class's phrases a question's word is only *read as* the class
 READ_AS = 0.75
+#: the pixels (m) the scene head answers about: fitted on UC Merced's 0.3 m chips, its top-1 accuracy on held-out
+#: chips averaged down falls 0.84 (0.3 m) -> 0.76 (0.6) -> 0.47 (1.2) -> 0.19 (2.4) -> 0.10 (4.8 m), and on their
+#: centres stretched finer to 0.65 (0.15 m) -> 0.30 (0.075 m) (``benchmarks/results/scene_pixel_size.md``); on the
+#: 5 m NAIP sample it called fields and lakes "dense residential"
+SCENE_PIXEL_M = (0.15, 1.0)
+#: words that end a scene class's name ("dense residential area") but are stop words on their own
+_SCENE_TAILS = {"area", "areas"}
 _LARGEST = re.compile(r"\b(?:largest|biggest)\b")
 # "land" is both a class and an English word: keep it out of the stop list (it is not in it)
 _PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
@@ -186,6 +193,9 @@ def _spans(words: Sequence[str], lo: int, hi: int, longest: int = 3,
         for a in range(i, j):
             for b in range(a + 1, min(j, a + longest) + 1):
                 out.append((a, b))
+        if j < hi and words[j] in _SCENE_TAILS and not (skip and skip[0] <= j < skip[1]):
+            # "a residential area": the scene classes' names end in "area", a stop word alone
+            out.extend((a, j + 1) for a in range(max(i, j + 1 - longest), j))
         i = j
     return out
 
@@ -362,7 +372,14 @@ class View:
         #: Sentinel-2 chip and bright aerial roofs, and vetoed the real cumulus of the 300 m Landsat-7 sample,
         #: which ``segment`` (whose tile check never vetoes clouds) keeps
         self.clouds_checked = True
+        #: ground size (m) of the pixels the scene head sees; None when unknown (a chip without georeference)
+        self.scene_pixel_m: float | None = None
         self._clouds: np.ndarray | None = None
+
+    def scene_probabilities(self) -> np.ndarray | None:
+        """The scene head's probabilities for the view (None for a model without scene classes)."""
+        probs = self.model.scene_probabilities(encoding=self.encoding)
+        return None if probs is None else probs[0].float().cpu().numpy()
 
     def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
         with torch.no_grad():
@@ -431,12 +448,26 @@ class View:
 
 
 def _scene(model: "GeoPixModel", view: View) -> tuple[str, float, np.ndarray] | None:
-    probs = model.scene_probabilities(encoding=view.encoding)
-    if probs is None:
+    """The likeliest scene class, its probability and all of them; None when the head cannot answer."""
+    if _scene_refusal(model, view) is not None:
         return None
-    p = probs[0].cpu().numpy()
+    p = view.scene_probabilities()
+    if p is None:
+        return None
     k = int(p.argmax())
     return model.config.scene_classes[k], float(p[k]), p
+
+
+def _scene_refusal(model: "GeoPixModel", view: View) -> str | None:
+    """Why the scene head cannot answer about ``view`` (None when it can)."""
+    if getattr(model, "scene_head", None) is None or not model.config.scene_classes:
+        return "this model has no scene classes"
+    if view.scene_pixel_m is not None and not SCENE_PIXEL_M[0] <= view.scene_pixel_m <= SCENE_PIXEL_M[1]:
+        x = view.scene_pixel_m
+        size = f"{x:.0f}" if x >= 10 else f"{x:.1f}" if x >= 0.1 else f"{x:.2f}"
+        return (f"I learned the kinds of scene I know from aerial photos of about 0.3 m per pixel, and this view's "
+                f"pixels are about {size} m, where I am mostly wrong")
+    return None
 
 
 def _verb(phrase: str) -> str:
@@ -470,7 +501,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if task == "scene":
         s = _scene(model, view)
         if s is None:
-            return out("I can't tell which kind of scene this is: this model has no scene classes. "
+            return out(f"I can't tell which kind of scene this is: {_scene_refusal(model, view)}. "
                        f"I can describe it by its {_known_list(model)}.")
         name, p, _ = s
         if p >= SCENE_SURE:
@@ -554,7 +585,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     at = "" if question.place is not None else f" {f.location}"
     comma_at = "" if question.place is not None else f", {f.location}"
     if task == "presence":
-        text = f"Yes, there {_verb(said)} {what}{at}: {n}, {size}."
+        # "Is there a river?": "there is a river", not "there is river" (a mass class asked by a count noun)
+        article = re.search(rf"\b(an?)\s+{re.escape(said)}\b", question.text.lower())
+        thing = f"{article.group(1)} {what}" if article and not A.is_plural(said) and not superlative else what
+        text = f"Yes, there {_verb(said)} {thing}{at}: {n}, {size}."
     elif task == "count":
         text = (f"I count {n} (each at least {_min_size(pixel_area_m2)}), covering {size}{comma_at}."
                 if f.count else f"I count no {what} of at least {_min_size(pixel_area_m2)}; smaller parts cover "
@@ -639,9 +673,20 @@ def _near(mask: np.ndarray, other: np.ndarray, pixel_area_m2: float | None) -> n
 def _scene_presence(model: "GeoPixModel", view: View, target: Target, task: str, out) -> ChatReply:
     s = _scene(model, view)
     if s is None:
-        return out(f"I can't tell: I have not learned to recognise {target.phrase}.")
+        why = _scene_refusal(model, view)
+        if why is None or why.startswith("this model"):
+            return out(f"I can't tell: I have not learned to recognise {target.phrase}.")
+        return out(f"I can't tell whether this is {_a(target.phrase)}: {why}. I can describe it by its "
+                   f"{_known_list(model)}.")
     best, pbest, probs = s
-    p = float(probs[list(model.config.scene_classes).index(target.name)])
+    scenes = list(model.config.scene_classes)
+    # "a residential area" names three classes (dense, medium, sparse): the question is about all of them
+    asked = set(words_of(target.phrase)) - {"a", "an", "the"}
+    group = [c for c in scenes if asked and asked <= set(words_of(c)) | set(words_of(_plural(c)))] or [target.name]
+    p = float(sum(probs[scenes.index(c)] for c in group))
+    if len(group) > 1:
+        target = Target(target.phrase.removeprefix("a ").removeprefix("an "), target.kind, target.phrase, target.similarity)
+        best = target.name if best in group else best
     if task in ("count", "area", "location", "segment"):
         lead = (f"I can't outline or count {_plural(target.name)}: I only know them as a kind of scene, "
                 f"not pixel by pixel.")

@@ -456,6 +456,46 @@ def test_refusals_and_scene_questions(model):
     assert q.target.name == "water" and q.place == 2
 
 
+def test_scene_questions_only_at_the_pixels_the_scene_head_knows(model, tmp_path):
+    """The scene head knows 0.3 m UC Merced chips (top-1 0.84 there, 0.19 at 2.4 m): on the 5 m NAIP sample it
+    called fields and lakes "dense residential" and now says why it can't tell; a window of several 0.3 m tiles
+    gets the mean of its tiles' scene probabilities; "a residential area" asks about all three residential classes."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    import geopix_tiles
+    from geopix_tiles.training.dialogue_heads import chip_pixels
+
+    demo = geopix_tiles.chat(DEMO, model)
+    for q in ("What kind of scene is this?", "Is this a residential area?"):
+        text = demo.ask(q).text
+        assert text.startswith("I can't tell") and "5.0 m" in text, text
+    assert "residential" not in demo.ask("Describe this image.").text
+    river = demo.ask("Is there a river?").text  # a mass class asked by a count noun keeps its article
+    assert river.startswith(("Yes, there is a river ", "No")), river
+    dense, medium = (chip_pixels(UC / n, 256) for n in ("denseresidential63.jpg", "mediumresidential63.jpg"))
+    chips = [dense, medium, medium[:, :, ::-1], dense[:, ::-1]]  # four 0.3 m tiles of housing
+    mosaic = np.block([[chips[0], chips[1]], [chips[2], chips[3]]])
+    path = tmp_path / "dense.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=3, dtype="uint8", crs="EPSG:32611",
+                       transform=from_origin(500000, 4100000, 0.3, 0.3)) as dst:
+        dst.write(np.round(mosaic * 255).astype(np.uint8))
+    chat = geopix_tiles.chat(path, model, overlap=0)
+    assert chat.view.scene_pixel_m == pytest.approx(0.3, rel=1e-3)
+    seen = torch.from_numpy(np.ascontiguousarray(chat.image, dtype=np.float32))  # the window as the model reads it
+    tiles = torch.stack([seen[:, r:r + 256, c:c + 256] for r in (0, 256) for c in (0, 256)])
+    each = model.scene_probabilities(tiles)
+    assert np.allclose(chat.view.scene_probabilities(), each.mean(0).numpy(), atol=1e-4)
+    classes = list(model.config.scene_classes)
+    best = classes[int(chat.view.scene_probabilities().argmax())]
+    assert best.endswith("residential area") and best in chat.ask("What kind of scene is this?").text
+    residential = chat.ask("Is this a residential area?").text  # dense + medium + sparse: the likeliest group
+    assert residential.startswith(("Yes", "Perhaps")) and "a residential area" in residential, residential
+    forest = torch.from_numpy(chip_pixels(UC / "forest61.jpg", 256))
+    assert model.chat(forest, "Is this a residential area?").text.startswith("No")
+    assert parse_question(model, "Is this a residential area?").target.kind == "scene"
+
+
 def test_a_scene_that_is_likeliest_but_not_likely_enough_is_not_denied(model, monkeypatch):
     """The scene head's best class, below the 0.5 to say yes: "Perhaps ...", never "No, this does not look like
     X; it looks most like X" (said on GeoPix's demo image 3)."""

@@ -231,6 +231,28 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             prob = np.clip(acc.result()[0], 1e-7, 1 - 1e-7)
             return list(np.log(prob / (1 - prob)).astype(np.float32))
 
+        def scene_probabilities(self) -> np.ndarray | None:
+            """The mean of the tiles' scene probabilities (at the view's own pixels), not the view shrunk to one tile.
+
+            Why: the scene head knows 0.3 m chips of one tile; shrinking a 1024 px window of 0.3 m to one
+            tile shows it 1.2 m pixels, where it is right half as often (``benchmarks/results/scene_pixel_size.md``).
+            """
+            if max(rows, cols) <= tile or model.scene_head is None:
+                return super().scene_probabilities()
+            if self._scene_probs is None:
+                def starts(n: int) -> list[int]:  # model tiles across n pixels, the last one flush with the end
+                    return sorted({*range(0, max(1, n - tile + 1), tile), max(0, n - tile)})
+
+                win = x[:, r0:r0 + rows, c0:c0 + cols]
+                boxes = [(r, c) for r in starts(rows) for c in starts(cols)]
+                probs = []
+                with torch.no_grad():
+                    for i in range(0, len(boxes), batch):
+                        stack = torch.stack([win[:, r:r + tile, c:c + tile] for r, c in boxes[i:i + batch]])
+                        probs.append(model.scene_probabilities(encoding=model.encode_images(stack)))
+                self._scene_probs = torch.cat(probs).float().mean(0).cpu().numpy()
+            return self._scene_probs
+
         def doubted(self, phrase: str, name: str | None) -> bool:
             """The tiles' verdict, as ``segment``'s masks have it: what they said yes to, vetoed, and nothing left.
 
@@ -247,6 +269,7 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
 
     view = TiledView(model, scene_enc, (rows, cols), valid)
     view.tile_vetoed = {}  # phrase -> some tile's "yes" was vetoed (filled as phrases are computed)
+    view._scene_probs = None
     view.presence_checked = factor >= 1.0
     return view
 
@@ -323,6 +346,8 @@ class Conversation:
         self.pixel_area_m2 = pixel_area_m2(self.transform, self.crs, (top + bottom) / 2)
         self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid, shown,
                                 None if shown < 1.0 else shown_classes(resolution, self.model))
+        # the scene head sees the window's own pixels (tile by tile); unknown without a georeference
+        self.view.scene_pixel_m = math.sqrt(self.pixel_area_m2) if self.pixel_area_m2 else None
         # clouds on a satellite-scale scene are not second-guessed, as segment never does (model.dialogue.View)
         self.view.clouds_checked = not (native_area and native_area >= CLOUD_CHECK_BELOW_M ** 2)
         self.turns: list[Any] = []
