@@ -565,6 +565,15 @@ def test_cli_dialogue_on_the_demo_scene(tmp_path, capfd):
     back = gpd.read_file(out)
     assert back.crs.to_epsg() == 26914 and set(back["turn"]) <= {1, 2, 3}
     assert set(back.loc[back["turn"] == 3, "prompt"]) <= {"vegetation"}
+    # questions after an option are questions too (argparse alone refused them as unrecognised arguments)
+    rc = main(["ask", str(DEMO), "--window", "0,0,256,256", "Is there any water?", "Where is the vegetation?"])
+    assert rc == 0, capfd.readouterr().err
+    assert re.findall(r"^Q\d: (.*)$", capfd.readouterr().out, flags=re.M) == ["Is there any water?",
+                                                                             "Where is the vegetation?"]
+    with pytest.raises(SystemExit) as bad:  # argparse's own exit for a bad command line
+        main(["ask", str(DEMO), "Is there any water?", "--no-such-option"])
+    assert bad.value.code == 2
+    assert "unrecognized arguments: --no-such-option" in capfd.readouterr().err
 
 
 def test_ask_and_describe_a_plain_jpeg_chip_with_allow_no_georef(tmp_path, capfd):

@@ -279,7 +279,13 @@ def _native_stderr_silenced(verbose: bool = False):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras and isinstance(getattr(args, "question", None), list) and not any(e.startswith("-") for e in extras):
+        # `ask scene --allow-no-georef "q1" "q2"`: argparse gives a positional list only the words before
+        # the first option; the questions after it are questions too, in the order given
+        args.question = [*args.question, *extras]
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     verbose = bool(args.verbose or os.environ.get("GEOPIX_VERBOSE"))
     if not verbose:
         _quiet_libraries()
