@@ -169,7 +169,8 @@ def segment(
     from .segmenters.checked import with_presence_check  # noqa: PLC0415
     from .segmenters.cloud_masked import CloudMaskedSegmenter, check_mask_clouds, with_cloud_mask  # noqa: PLC0415
     from .segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
-    from .segmenters.resampled import prompt_readings, resolve_resolution, shown_segmenter, shows_finer  # noqa: PLC0415
+    from .segmenters.resampled import (coarse_readings, prompt_readings, resolve_resolution,  # noqa: PLC0415
+                                       shown_segmenter, shows_finer)
 
     flips = check_flips(flips)
     mask_clouds = check_mask_clouds(mask_clouds)
@@ -298,10 +299,16 @@ def segment(
             lock.release()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    shown_at = [p for p, s in zip(prompts, seg.shown(prompts)) if s] if read_at else []
+    from .io.ground import pixel_size_m  # noqa: PLC0415
+
+    native_m = pixel_size_m(info.transform, info.crs) if info.crs is not None else None
+    seen_m = [read_at if p in shown_at else native_m for p in prompts]
     stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts, read_at_m=read_at,
-                       read_at_prompts=[p for p, s in zip(prompts, seg.shown(prompts)) if s] if read_at else [],
+                       read_at_prompts=shown_at,
                        out=str(out) if out else None, raster=str(raster_out) if raster_out else None, flips=flips,
-                       mask_clouds=mask_clouds, prompt_readings=prompt_readings(base, prompts))
+                       mask_clouds=mask_clouds,
+                       prompt_readings=prompt_readings(base, prompts) + coarse_readings(base, prompts, seen_m))
     if return_stats:
         return frame, stats
     return frame

@@ -374,6 +374,8 @@ class View:
         self.clouds_checked = True
         #: ground size (m) of the pixels the scene head sees; None when unknown (a chip without georeference)
         self.scene_pixel_m: float | None = None
+        #: class -> why its masks are a rough guess here (the model sees it at coarser pixels than it learned it at)
+        self.coarse_notes: dict[str, str] = {}
         self._clouds: np.ndarray | None = None
 
     def scene_probabilities(self) -> np.ndarray | None:
@@ -519,6 +521,12 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if target.kind == "scene":
         return _scene_presence(model, view, target, task, out)
     phrase = target.phrase
+    note = view.coarse_notes.get(target.name or "")
+    if note is not None:  # "Are there buildings?" on a 5 m scene: the reply says how far to trust its mask
+        noted_out = out
+
+        def out(text: str, *args, **kwargs) -> ChatReply:  # noqa: F811 - the same reply, with the caveat
+            return noted_out(f"{text} (Careful: {note}.)", *args, **kwargs)
     # words for a phrase the model only reads as its nearest class ("residential" -> buildings, "cars" -> roads):
     # the reply names the class and says how it read the question (the mask is the phrase's, as in segment)
     said = phrase
@@ -749,6 +757,10 @@ def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out,
     # a caption describes a partition of the view: each pixel goes to its most likely class (if any
     # is > 0.5), so shares add up to at most 100 % and a bright field is not both clouds and vegetation
     stack = np.stack(logits)
+    # a class the model sees coarser than it learned it (buildings on a 5 m scene) is left out of captions
+    for k, (name, _) in enumerate(classes):
+        if name in view.coarse_notes:
+            stack[k] = -np.inf
     best = stack.argmax(0)
     fg = stack.max(0) > 0
     parts = [(best == k) & fg & (not view.doubted(d, name)) for k, (name, d) in enumerate(classes)]

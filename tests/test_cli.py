@@ -128,12 +128,12 @@ def test_demo_runs_on_shipped_sample(tmp_path):
     gdf = pyogrio.read_dataframe(tmp_path / "outputs" / "naip_sample.gpkg")
     # which prompts find something is the model's business (the card documents it); the
     # contract is: polygons for the default prompts only, in the scene's CRS, one band per prompt
-    assert len(gdf) > 0 and set(gdf["prompt"]) <= {"water", "vegetation", "buildings", "roads"}
+    assert len(gdf) > 0 and set(gdf["prompt"]) <= {"water", "vegetation"}
     assert gdf.crs.to_epsg() == 26914
     assert (gdf["area_m2"] >= 100).all()
     with rasterio.open(tmp_path / "outputs" / "naip_sample.tif") as ds, \
             rasterio.open(REPO / "geopix_tiles" / "data" / "naip_sample.tif") as src:
-        assert ds.descriptions == ("water", "vegetation", "buildings", "roads")
+        assert ds.descriptions == ("water", "vegetation")
         assert ds.crs == src.crs and ds.transform == src.transform and ds.shape == src.shape
 
 

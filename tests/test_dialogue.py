@@ -163,14 +163,20 @@ def test_words_on_a_view_of_many_tiles_follow_segment_s_tiles(model, tmp_path):
     from geopix_tiles.api import segment
 
     raster = tmp_path / "b.tif"
-    segment(DEMO, ["buildings"], model="default", raster_out=raster, device="cpu", vectorize=False, collect=False,
-            mask_clouds=False)
+    _, stats = segment(DEMO, ["buildings", "water"], model="default", raster_out=raster, device="cpu",
+                       vectorize=False, collect=False, mask_clouds=False, return_stats=True)
     with rasterio.open(raster) as src:
         engine = src.read(1) >= 128
     assert A.present(int(engine.sum()), float(engine.mean()))
+    # 5 m pixels: buildings were learned from 1.5 m or finer (on this scene they are mostly bright bare patches),
+    # so the run says so for them and not for water
+    coarse = [line for line in stats.extra["prompt_readings"] if "m per pixel or finer" in line]
+    assert len(coarse) == 1 and coarse[0].startswith("'buildings' at 5 m per pixel"), stats.extra["prompt_readings"]
     chat = geopix_tiles.chat(DEMO, model)
     yes = chat.ask("Are there any buildings?")
-    assert yes.text.startswith("Yes"), yes.text
+    assert yes.text.startswith("Yes") and "(Careful: I learned buildings from imagery of 1.5 m" in yes.text, yes.text
+    assert "Careful" not in chat.ask("Is there any water?").text
+    assert "building" not in chat.ask("Describe this image.").text  # a caption leaves a rough guess out
     got = yes.arrays[0]
     assert (got & engine).sum() / (got | engine).sum() >= 0.9
     seg = chat.ask("Please segment the buildings.")
@@ -482,6 +488,7 @@ def test_scene_questions_only_at_the_pixels_the_scene_head_knows(model, tmp_path
         dst.write(np.round(mosaic * 255).astype(np.uint8))
     chat = geopix_tiles.chat(path, model, overlap=0)
     assert chat.view.scene_pixel_m == pytest.approx(0.3, rel=1e-3)
+    assert chat.view.coarse_notes == {}  # 0.3 m (buildings shown at 0.9 m): within what the model learned
     seen = torch.from_numpy(np.ascontiguousarray(chat.image, dtype=np.float32))  # the window as the model reads it
     tiles = torch.stack([seen[:, r:r + 256, c:c + 256] for r in (0, 256) for c in (0, 256)])
     each = model.scene_probabilities(tiles)

@@ -26,7 +26,7 @@ from affine import Affine
 
 from ..errors import InputError
 from ..io.ground import pixel_area_m2
-from ..segmenters.resampled import model_factor, shown_classes
+from ..segmenters.resampled import class_coarsest, model_factor, shown_classes
 from ..segmenters.protocol import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -344,8 +344,16 @@ class Conversation:
         right, bottom = self.transform @ (out_w, out_h)
         self.bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
         self.pixel_area_m2 = pixel_area_m2(self.transform, self.crs, (top + bottom) / 2)
-        self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid, shown,
-                                None if shown < 1.0 else shown_classes(resolution, self.model))
+        classes = None if shown < 1.0 else shown_classes(resolution, self.model)
+        self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid, shown, classes)
+        # classes the model sees at coarser pixels than it learned them at: replies about them say so
+        view_m = math.sqrt(self.pixel_area_m2) if self.pixel_area_m2 else None
+        for name, limit in class_coarsest(self.model).items():
+            seen_m = None if view_m is None else view_m * (shown if classes is None or name in classes else 1.0)
+            if seen_m is not None and seen_m > limit * 1.02:
+                self.view.coarse_notes[name] = (f"I learned {name}s from imagery of {limit:g} m per pixel or finer and "
+                                                f"see this view at {seen_m:.2g} m, so treat my {name}s here as a rough "
+                                                "guess")
         # the scene head sees the window's own pixels (tile by tile); unknown without a georeference
         self.view.scene_pixel_m = math.sqrt(self.pixel_area_m2) if self.pixel_area_m2 else None
         # clouds on a satellite-scale scene are not second-guessed, as segment never does (model.dialogue.View)
