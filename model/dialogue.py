@@ -576,7 +576,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 "count": f"I count no {what} in this view.",
                 "area": f"I find no {what} in this view, so it covers 0 % of it.",
                 }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
-        if task == "segment" and f.pixels:  # the request returns segment's pixels: the words say what they are
+        if task != "segment":  # "no" comes with no pixels: scattered ones below the presence rule are no answer
+            mask, logit = np.zeros_like(mask), np.minimum(logit, -1e-3).astype(np.float32)
+        elif f.pixels:  # the request returns segment's pixels: the words say what they are
             text = (f"I find no {what} in this view: the mask holds only scattered pixels ({area}, {share} of the"
                     f" view), too few to call {said} present.")
         if doubt:
@@ -744,7 +746,7 @@ def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], 
     if where in ("", "across the whole view"):
         tail = f"The {top[3]} {'extend' if A.is_plural(top[3]) else 'extends'} across the whole view."
     else:
-        tail = f"Most of the {top[3]} lies {where}."
+        tail = f"Most of the {top[3]} {'lie' if A.is_plural(top[3]) else 'lies'} {where}."
     return f"{opening} with {A.join_words(parts)}. {tail}", [i[1] for i in items[:4]]
 
 

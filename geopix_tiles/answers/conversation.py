@@ -217,9 +217,13 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
                         probs = torch.sigmoid(model.segment_encoded(enc, asked, place_prior=False)[0].float())
                         if checked is not None:  # as segment's tiles (veto_tiles)
                             doubts = tile_doubts(model.presence_check, enc.feats, probs, checked)
+                            # scene pixels the vetoed tiles said yes to (tiles overlap: later read as a share of
+                            # all tiles' pixels); the shares are of each tile as the model saw it
+                            said = ((probs > 0.5) & doubts[..., None, None]).flatten(2).float().mean(-1)  # [b, P]
+                            areas = torch.tensor([float(t.height * t.width) for t in tiles[i * batch:i * batch + len(said)]])
+                            for k, n in zip(idx, (said * areas[:, None]).sum(0).tolist()):
+                                self.tile_vetoed[phrases[k]] = self.tile_vetoed.get(phrases[k], 0.0) + n
                             probs = veto_tiles(model.presence_check, enc.feats, probs, checked, doubts)
-                            for k, d in zip(idx, doubts.any(0).tolist()):
-                                self.tile_vetoed[phrases[k]] = self.tile_vetoed.get(phrases[k], False) or d
                         probs = probs.cpu().numpy()
                         chunk = range(i * batch, min(len(tiles), (i + 1) * batch))
                         if small:  # back to the tiles' own pixels
@@ -265,10 +269,14 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             if name in TILE_CHECK_SKIPS:
                 return super().doubted(phrase, name)
             fg = self.logits([phrase])[0] > 0
-            return self.tile_vetoed.get(phrase, False) and not present(int(fg.sum()), float(fg.mean()))
+            # what the tiles took back, as a share of the view: "what first looked like X" only when it would
+            # have made the view say yes (a few vetoed pixels in one tile are not worth a sentence)
+            share = self.tile_vetoed.get(phrase, 0.0) / tile_pixels
+            return present(int(round(share * fg.size)), share) and not present(int(fg.sum()), float(fg.mean()))
 
     view = TiledView(model, scene_enc, (rows, cols), valid)
-    view.tile_vetoed = {}  # phrase -> some tile's "yes" was vetoed (filled as phrases are computed)
+    view.tile_vetoed = {}  # phrase -> pixels of vetoed tiles that said yes (filled as phrases are computed)
+    tile_pixels = float(sum(t.height * t.width for t in tiles))
     view._scene_probs = None
     view.presence_checked = factor >= 1.0
     return view
@@ -351,9 +359,9 @@ class Conversation:
         for name, limit in class_coarsest(self.model).items():
             seen_m = None if view_m is None else view_m * (shown if classes is None or name in classes else 1.0)
             if seen_m is not None and seen_m > limit * 1.02:
+                at = f"{seen_m:.0f}" if seen_m >= 10 else f"{seen_m:.1f}"
                 self.view.coarse_notes[name] = (f"I learned {name}s from imagery of {limit:g} m per pixel or finer and "
-                                                f"see this view at {seen_m:.2g} m, so treat my {name}s here as a rough "
-                                                "guess")
+                                                f"see this view at {at} m, so treat my {name}s here as a rough guess")
         # the scene head sees the window's own pixels (tile by tile); unknown without a georeference
         self.view.scene_pixel_m = math.sqrt(self.pixel_area_m2) if self.pixel_area_m2 else None
         # clouds on a satellite-scale scene are not second-guessed, as segment never does (model.dialogue.View)
