@@ -115,13 +115,9 @@ def main() -> int:
     lines.append("")
     for rule in RULES:
         lines.append(f"Wrong with the {rule} rule: " + ("; ".join(errors.get(rule, [])) or "none") + ".")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.write)
-    head = "" if out.exists() else f"# {__doc__.splitlines()[0]}\n\n`benchmarks/chat_presence.py`\n\n"
-    with out.open("a") as f:
-        f.write(head + text + "\n")
-    return 0
+    from report import publish
+
+    return publish("\n".join(lines) + "\n", args.write, f"{__doc__.splitlines()[0]}\n\n`benchmarks/chat_presence.py`")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 
-def publish(text: str, write: str | None) -> int:
-    """Print ``text``; append it to ``write`` (a results ``.md``) when given. Returns the exit status."""
+def publish(text: str, write: str | None, title: str | None = None) -> int:
+    """Print ``text``; append it to ``write`` (a results ``.md``) when given, under ``title`` if the file is new.
+
+    Returns the exit status.
+    """
+    import os
+
     print(text)
     if write:
+        head = f"# {title}\n\n" if title and not os.path.exists(write) else ""
         with open(write, "a") as f:
-            f.write(text + "\n")
+            f.write(head + text + "\n")
     return 0

@@ -21,6 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 FACTORS = (0.25, 0.5, 1, 2, 4, 8, 16)
 
 
@@ -83,13 +84,9 @@ def main() -> int:
              "| top-1 accuracy (21 classes) | " + " | ".join(f"{right[f] / n:.3f}" for f in FACTORS) + " |", "",
              f"{mosaics} windows of 2 x 2 held-out chips of one class (512 px at 0.3 m), top-1: "
              + ", ".join(f"{k} {v / mosaics:.3f}" for k, v in mosaic_right.items()) + "."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.write)
-    head = "" if out.exists() else f"# {__doc__.splitlines()[0]}\n\n`benchmarks/scene_pixel_size.py`\n\n"
-    with out.open("a") as fh:
-        fh.write(head + text + "\n")
-    return 0
+    from report import publish
+
+    return publish("\n".join(lines) + "\n", args.write, f"{__doc__.splitlines()[0]}\n\n`benchmarks/scene_pixel_size.py`")
 
 
 if __name__ == "__main__":
