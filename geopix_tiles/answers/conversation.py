@@ -198,7 +198,14 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             win[None], size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)[0]
         scene_enc = model.encode_images(whole[None])
 
+    tile_pixels = float(sum(t.height * t.width for t in tiles))
+
     class TiledView(View):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.tile_vetoed: dict[str, float] = {}  # phrase -> scene pixels of vetoed tiles that said yes
+            self._scene_probs: np.ndarray | None = None
+
         def _compute(self, phrases: Sequence[str]) -> list[np.ndarray]:
             acc = BlockBlend(grid, block, len(phrases))
             flags = shown.shown(phrases) if shown is not None else [False] * len(phrases)
@@ -220,7 +227,8 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
                             # scene pixels the vetoed tiles said yes to (tiles overlap: later read as a share of
                             # all tiles' pixels); the shares are of each tile as the model saw it
                             said = ((probs > 0.5) & doubts[..., None, None]).flatten(2).float().mean(-1)  # [b, P]
-                            areas = torch.tensor([float(t.height * t.width) for t in tiles[i * batch:i * batch + len(said)]])
+                            areas = torch.tensor([float(t.height * t.width)
+                                                  for t in tiles[i * batch:i * batch + len(said)]])
                             for k, n in zip(idx, (said * areas[:, None]).sum(0).tolist()):
                                 self.tile_vetoed[phrases[k]] = self.tile_vetoed.get(phrases[k], 0.0) + n
                             probs = veto_tiles(model.presence_check, enc.feats, probs, checked, doubts)
@@ -275,9 +283,6 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             return present(int(round(share * fg.size)), share) and not present(int(fg.sum()), float(fg.mean()))
 
     view = TiledView(model, scene_enc, (rows, cols), valid)
-    view.tile_vetoed = {}  # phrase -> pixels of vetoed tiles that said yes (filled as phrases are computed)
-    tile_pixels = float(sum(t.height * t.width for t in tiles))
-    view._scene_probs = None
     view.presence_checked = factor >= 1.0
     return view
 
