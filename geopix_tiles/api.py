@@ -302,7 +302,7 @@ def segment(
     shown_at = [p for p, s in zip(prompts, seg.shown(prompts)) if s] if read_at else []
     from .io.ground import pixel_size_m  # noqa: PLC0415
 
-    native_m = pixel_size_m(info.transform, info.crs) if info.crs is not None else None
+    native_m = pixel_size_m(info.transform, info.crs)
     seen_m = [read_at if p in shown_at else native_m for p in prompts]
     stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts, read_at_m=read_at,
                        read_at_prompts=shown_at,

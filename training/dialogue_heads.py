@@ -106,6 +106,11 @@ def concept_config(scene_names: Sequence[str] = tuple(UC_MERCED_NAMES.values()))
             "intent_tasks": tuple(INTENTS)}
 
 
+def _with_suffix(question: str, suffix: str) -> str:
+    """``suffix`` before the question's closing mark ("Where is the water" + " in the south" + "?")."""
+    return question[:-1] + suffix + question[-1] if question[-1] in "?." else question + suffix
+
+
 def intent_samples(model: Any, split: str = "train", n_targets: int = 12, seed: int = 0) -> list[tuple[str, str]]:
     """``(masked question, intent)`` pairs through the inference masking."""
     from geopix_tiles.model.dialogue import Question, Target, Turn, question_parts
@@ -124,11 +129,9 @@ def intent_samples(model: Any, split: str = "train", n_targets: int = 12, seed: 
             for _ in range(n_targets if "{t}" in t else 3):
                 q = t.format(t=rng.choice(targets))
                 if "{t}" in t and rng.random() < 0.4:
-                    suffix = rng.choice(_RELATION_SUFFIXES).format(r=rng.choice(rels))
-                    q = q[:-1] + suffix + q[-1] if q[-1] in "?." else q + suffix
+                    q = _with_suffix(q, rng.choice(_RELATION_SUFFIXES).format(r=rng.choice(rels)))
                 if "{t}" in t and rng.random() < 0.25:
-                    suffix = rng.choice(_PLACE_SUFFIXES)
-                    q = q[:-1] + suffix + q[-1] if q[-1] in "?." else q + suffix
+                    q = _with_suffix(q, rng.choice(_PLACE_SUFFIXES))
                 if rng.random() < 0.2:
                     q = rng.choice(["And ", "So, ", "OK. ", "Now, "]) + q[0].lower() + q[1:]
                 if rng.random() < 0.2:

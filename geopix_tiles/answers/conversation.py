@@ -26,7 +26,7 @@ from affine import Affine
 
 from ..errors import InputError
 from ..io.ground import pixel_area_m2
-from ..segmenters.resampled import class_coarsest, model_factor, shown_classes
+from ..segmenters.resampled import class_coarsest, coarse_limit, model_factor, shown_classes
 from ..segmenters.protocol import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,6 +164,7 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
     from rasterio.windows import Window  # noqa: PLC0415
 
     from ..core.blocks import BlockBlend  # noqa: PLC0415
+    from ..core.tiling import TileGrid  # noqa: PLC0415
     from ..model.dialogue import View  # noqa: PLC0415
     from ..model.answer import present  # noqa: PLC0415
     from ..model.presence_check import TILE_CHECK_SKIPS, tile_doubts, veto_tiles  # noqa: PLC0415
@@ -252,15 +253,12 @@ def _tiled_view(model: Any, image: np.ndarray, grid: Any, tiles: Sequence[Any], 
             if max(rows, cols) <= tile or model.scene_head is None:
                 return super().scene_probabilities()
             if self._scene_probs is None:
-                def starts(n: int) -> list[int]:  # model tiles across n pixels, the last one flush with the end
-                    return sorted({*range(0, max(1, n - tile + 1), tile), max(0, n - tile)})
-
                 win = x[:, r0:r0 + rows, c0:c0 + cols]
-                boxes = [(r, c) for r in starts(rows) for c in starts(cols)]
+                boxes = list(TileGrid(rows, cols, tile, 0))  # model tiles, the last of each axis flush with its end
                 probs = []
                 with torch.no_grad():
                     for i in range(0, len(boxes), batch):
-                        stack = torch.stack([win[:, r:r + tile, c:c + tile] for r, c in boxes[i:i + batch]])
+                        stack = torch.stack([win[:, t.y:t.y + t.height, t.x:t.x + t.width] for t in boxes[i:i + batch]])
                         probs.append(model.scene_probabilities(encoding=model.encode_images(stack)))
                 self._scene_probs = torch.cat(probs).float().mean(0).cpu().numpy()
             return self._scene_probs
@@ -361,14 +359,15 @@ class Conversation:
         self.view = _tiled_view(self.model, image, grid, tiles, origin, crop, self.valid, shown, classes)
         # classes the model sees at coarser pixels than it learned them at: replies about them say so
         view_m = math.sqrt(self.pixel_area_m2) if self.pixel_area_m2 else None
-        for name, limit in class_coarsest(self.model).items():
+        for name in class_coarsest(self.model):
             seen_m = None if view_m is None else view_m * (shown if classes is None or name in classes else 1.0)
-            if seen_m is not None and seen_m > limit * 1.02:
+            limit = coarse_limit(self.model, name, seen_m)
+            if limit is not None:
                 at = f"{seen_m:.0f}" if seen_m >= 10 else f"{seen_m:.1f}"
                 self.view.coarse_notes[name] = (f"I learned {name}s from imagery of {limit:g} m per pixel or finer and "
                                                 f"see this view at {at} m, so treat my {name}s here as a rough guess")
         # the scene head sees the window's own pixels (tile by tile); unknown without a georeference
-        self.view.scene_pixel_m = math.sqrt(self.pixel_area_m2) if self.pixel_area_m2 else None
+        self.view.scene_pixel_m = view_m
         # clouds on a satellite-scale scene are not second-guessed, as segment never does (model.dialogue.View)
         self.view.clouds_checked = not (native_area and native_area >= CLOUD_CHECK_BELOW_M ** 2)
         self.turns: list[Any] = []

@@ -43,7 +43,7 @@ from ..io.ground import pixel_size_m
 from .protocol import SegmenterWrapper
 
 __all__ = ["ResampledSegmenter", "check_resolution", "coarsest_resolution", "model_factor", "prompt_classes",
-           "prompt_readings", "coarse_readings", "class_coarsest", "coarse_note",
+           "prompt_readings", "coarse_readings", "class_coarsest", "coarse_limit", "coarse_note",
            "resize_tiles", "resolve_resolution", "shown_classes", "shown_segmenter", "shows_finer",
            "working_resolution"]
 
@@ -245,6 +245,12 @@ def class_coarsest(model: Any) -> dict[str, float]:
     return {str(c): float(m) for c, m in (extra.get("class_coarsest_m") or {}).items()}
 
 
+def coarse_limit(model: Any, name: str | None, pixel_m: float | None) -> float | None:
+    """The coarsest pixel (m) class ``name`` was learned at when ``pixel_m`` is coarser than it, else None."""
+    limit = class_coarsest(model).get(str(name)) if name is not None else None
+    return limit if limit is not None and pixel_m is not None and pixel_m > limit * 1.02 else None
+
+
 def coarse_note(name: str, pixel_m: float, limit_m: float) -> str:
     """The words for a class asked of pixels coarser than it was learned at (summary lines and replies)."""
     return (f"the model learned {name}s from imagery of {limit_m:g} m per pixel or finer; coarser, its {name} masks "
@@ -258,13 +264,13 @@ def coarse_readings(model: Any, prompts: Sequence[str], pixel_m: Sequence[float 
     Why: on the 5 m NAIP sample "buildings" painted 34 bright bare patches and one farmstead, and on xBD Joplin
     shown at 2 m 58-68 % of the image (17.7 % labelled): a run still paints what was asked, and says so.
     """
-    limits = class_coarsest(model)
-    if not limits:
+    if not class_coarsest(model):
         return []
     lines = []
     for p, c, m in zip(prompts, prompt_classes(model, prompts), pixel_m):
-        if c in limits and m is not None and m > limits[c] * 1.02:
-            lines.append(f"'{p}' at {m:.2g} m per pixel: {coarse_note(c, m, limits[c])}")
+        limit = coarse_limit(model, c, m)
+        if limit is not None:
+            lines.append(f"'{p}' at {m:.2g} m per pixel: {coarse_note(c, m, limit)}")
     return lines
 
 
