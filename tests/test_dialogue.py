@@ -172,6 +172,9 @@ def test_words_on_a_view_of_many_tiles_follow_segment_s_tiles(model, tmp_path):
     # so the run says so for them and not for water
     coarse = [line for line in stats.extra["prompt_readings"] if "m per pixel or finer" in line]
     assert len(coarse) == 1 and coarse[0].startswith("'buildings' at 5 m per pixel"), stats.extra["prompt_readings"]
+    from geopix_tiles.segmenters.resampled import coarse_readings
+
+    assert coarse_readings(model, ["buildings", "water"], [300.04, 300.04])[0].startswith("'buildings' at 300 m per")
     chat = geopix_tiles.chat(DEMO, model)
     yes = chat.ask("Are there any buildings?")
     assert yes.text.startswith("Yes") and "(Careful: I learned buildings from imagery of 1.5 m" in yes.text, yes.text

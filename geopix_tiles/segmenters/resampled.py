@@ -270,7 +270,8 @@ def coarse_readings(model: Any, prompts: Sequence[str], pixel_m: Sequence[float 
     for p, c, m in zip(prompts, prompt_classes(model, prompts), pixel_m):
         limit = coarse_limit(model, c, m)
         if limit is not None:
-            lines.append(f"'{p}' at {m:.2g} m per pixel: {coarse_note(c, m, limit)}")
+            at = f"{m:,.0f}" if m >= 10 else f"{m:.2g}"  # "300 m", not "3e+02 m"
+            lines.append(f"'{p}' at {at} m per pixel: {coarse_note(c, m, limit)}")
     return lines
 
 
