@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "present", "location_phrase", "area_phrase",
+__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "part_sizes", "sizeable_pixels", "present",
+           "location_phrase", "area_phrase",
            "share_phrase", "is_plural", "near_components", "join_words", "article"]
 
 #: objects smaller than this (m²) are not counted: single speckle pixels are not buildings
@@ -26,6 +27,11 @@ MIN_OBJECT_M2 = 4.0
 #: a class is "present" when it covers at least this share of the view (and MIN_PRESENT_PIXELS)
 MIN_PRESENT_SHARE = 0.0025
 MIN_PRESENT_PIXELS = 16
+#: a part of a cover class (water, vegetation, ...) at least this large is named on its own in a count
+#: ("6 of them are 0.1 ha or larger"): a pond or a wood, where 4 m² specks of water are not lakes
+SIZEABLE_M2 = 1_000.0
+#: the same without a pixel size: a share of the view
+SIZEABLE_SHARE = 0.01
 
 _CELLS = (("north-west", "north", "north-east"), ("west", "centre", "east"), ("south-west", "south", "south-east"))
 
@@ -65,6 +71,23 @@ def _components(mask: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
     sizes = np.bincount(labels.ravel())[1:]
     keep = np.flatnonzero(sizes >= min_pixels) + 1
     return labels, int(keep.size)
+
+
+def part_sizes(mask: np.ndarray, min_pixels: int = 1) -> np.ndarray:
+    """Pixel counts of the connected parts of ``mask`` (the connectivity counts use) of at least
+    ``min_pixels``, largest first."""
+    labels, n = _components(np.asarray(mask, dtype=bool), 1)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    sizes = np.bincount(labels.ravel())[1:]
+    return np.sort(sizes[sizes >= max(1, int(min_pixels))])[::-1]
+
+
+def sizeable_pixels(pixel_area_m2: float | None, view_pixels: int) -> int:
+    """The smallest part of a cover class a count names on its own (:data:`SIZEABLE_M2`)."""
+    if pixel_area_m2:
+        return max(1, int(math.ceil(SIZEABLE_M2 / pixel_area_m2)))
+    return max(1, int(math.ceil(SIZEABLE_SHARE * view_pixels)))
 
 
 def largest_part(mask: np.ndarray) -> np.ndarray:

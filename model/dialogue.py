@@ -587,7 +587,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
             text += (f" Clouds cover {A.share_phrase(A.share_of(view.clouds(), view.valid))} of it, and the ground"
                      " under them is hidden.")
         return out(text, [phrase], [mask], [logit])
-    n = _count_phrase(f.count, said, question.target.name in _MASS) if not superlative else "one connected part"
+    mass = target.name in _MASS
+    # a cover class is counted in patches of its own name: "patches of water", not "patches of lakes"
+    cover = dict(class_phrases(model)).get(target.name or "", said) if mass else said
+    n = _count_phrase(f.count, cover, mass) if not superlative else "one connected part"
     if f.count == 0:  # present, but every part is below the counting size
         n = f"only small parts (none of at least {_min_size(pixel_area_m2)})"
     size = f"about {share} of the view ({area})"
@@ -599,6 +602,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         article = re.search(rf"\b(an?)\s+{re.escape(said)}\b", question.text.lower())
         thing = f"{article.group(1)} {what}" if article and not A.is_plural(said) and not superlative else what
         text = f"Yes, there {_verb(said)} {thing}{at}: {n}, {size}."
+    elif task == "count" and mass and f.count:
+        text = _cover_count(said, cover, n + rel_words, mask, pixel_area_m2, f"{size}{comma_at}")
     elif task == "count":
         text = (f"I count {n} (each at least {_min_size(pixel_area_m2)}), covering {size}{comma_at}."
                 if f.count else f"I count no {what} of at least {_min_size(pixel_area_m2)}; smaller parts cover "
@@ -647,6 +652,33 @@ def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: fl
     text = text[0].upper() + text[1:]
     lg = [np.where(m, 1.0, -1.0).astype(np.float32) for m in (mask, other)]
     return out(text, [pa, pb], [mask, other], lg)
+
+
+def _cover_count(said: str, cover: str, counted: str, mask: np.ndarray, pixel_area_m2: float | None,
+                 covering: str) -> str:
+    """A count of a cover class (water, vegetation, bare land, clouds): its patches, the sizeable ones, the largest.
+
+    The model knows such a class as a cover, not object by object: "How many lakes?" counted every 4 m²
+    speck of water ("88 separate patches of lakes") and "How many trees?" gave the canopy's two patches
+    as two trees. The reply keeps the count of the mask's parts (the number its facts hold) and adds what
+    a reader can use: how many parts are at least :data:`answer.SIZEABLE_M2` and how large the largest is;
+    a plural word for single things of a cover class ("trees", "fields") is told it is not counted one by one.
+    """
+    parts = A.part_sizes(mask, A.min_object_pixels(pixel_area_m2))
+    lead = ""
+    if A.is_plural(said) and said != cover and cover != "water":
+        lead = f"I can't count {said} one by one: I see {cover} as a cover, and {said} that touch form one patch. "
+    text = f"{lead}I count {counted} (each at least {_min_size(pixel_area_m2)}), covering {covering}"
+    if parts.size < 2:
+        return text + "."
+    big = A.sizeable_pixels(pixel_area_m2, mask.size)
+    k = int((parts >= big).sum())
+    big_words = (A.area_phrase(big * pixel_area_m2, big).removeprefix("about ") if pixel_area_m2
+                 else f"{A.share_phrase(A.SIZEABLE_SHARE)} of the view")
+    largest = A.area_phrase(parts[0] * pixel_area_m2 if pixel_area_m2 else None, int(parts[0]))
+    if k == 0:
+        return f"{text}; none of them is as large as {big_words}, the largest {largest}."
+    return f"{text}; {k} of them {'is' if k == 1 else 'are'} {big_words} or larger, the largest {largest}."
 
 
 def _count_phrase(n: int, phrase: str, mass: bool) -> str:

@@ -676,3 +676,32 @@ def test_comparisons_of_two_classes_follow_their_masks(model):
     assert A.share_phrase(trees.mean()) in r.text and A.share_phrase(water.mean()) in r.text, r.text
     r2 = chat.ask("Is there less water than trees?")
     assert r2.text.startswith("Yes" if water.sum() < trees.sum() else "No"), r2.text
+
+
+def test_counts_of_a_cover_class_name_their_patches_the_sizeable_ones_and_the_largest(model):
+    """"How many lakes?" on the 5 m NAIP sample (a prairie of potholes) counted every 100 m² speck of water as
+    "88 separate patches of lakes"; "How many trees?" gave the canopy's patches as trees. A cover class is
+    counted in patches of its own name, with how many are 0.1 ha or larger and the largest's area, each
+    recomputed here from the reply's own mask; a plural word for single things of a cover is told so."""
+    import geopix_tiles
+    from scipy import ndimage
+
+    chat = geopix_tiles.chat(DEMO, model)
+    r = chat.ask("How many lakes are there?")
+    (water,) = r.arrays
+    px_m2 = abs(r.transform.a * r.transform.e)
+    labels, _ = ndimage.label(water, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    sizes = np.sort(sizes[sizes >= A.min_object_pixels(px_m2)])[::-1]
+    assert r.facts[0].count == sizes.size > 20
+    big = int((sizes * px_m2 >= A.SIZEABLE_M2).sum())
+    assert 0 < big < sizes.size
+    assert f"I count {sizes.size} separate patches of water" in r.text, r.text
+    assert f"{big} of them are 1,000 m² or larger, the largest {A.area_phrase(sizes[0] * px_m2, int(sizes[0]))}." \
+        in r.text, r.text
+    assert "lakes" not in r.text.split(";")[0].split("I count")[1], r.text  # not "patches of lakes"
+    t = chat.ask("How many trees are there?")
+    assert t.text.startswith("I can't count trees one by one: I see vegetation as a cover"), t.text
+    assert f"I count {t.facts[0].count} separate patch" in t.text, t.text
+    b = chat.ask("How many buildings are there?")  # a class of objects is counted as objects, as before
+    assert f"I count {b.facts[0].count} buildings" in b.text and "one by one" not in b.text, b.text
