@@ -175,6 +175,8 @@ def test_words_on_a_view_of_many_tiles_follow_segment_s_tiles(model, tmp_path):
     from geopix_tiles.segmenters.resampled import coarse_readings
 
     assert coarse_readings(model, ["buildings", "water"], [300.04, 300.04])[0].startswith("'buildings' at 300 m per")
+    (roads,) = coarse_readings(model, ["roads"], [5.0])  # no road labels: the evidence says it is the buildings'
+    assert "(measured for buildings, whose scale roads share: xBD Joplin" in roads, roads
     chat = geopix_tiles.chat(DEMO, model)
     yes = chat.ask("Are there any buildings?")
     assert yes.text.startswith("Yes") and "(Careful: I learned buildings from imagery of 1.5 m" in yes.text, yes.text
