@@ -73,6 +73,7 @@ def cli_cases(f):
         # prompts
         "empty prompt": (["segment", s, "-p", ""], "empty"),
         "unknown spectral prompt": (["segment", s, "-p", "unicorns"], "known prompts"),
+        "a learned class asked of the spectral default": (["segment", s, "-p", "buildings"], "add --model default"),
         "duplicate prompt": (["segment", s, "-p", "water", "-p", "water"], "twice"),
         # options
         "tile <= 2 x overlap": (["segment", s, "-p", "water", "--tile", "64", "--overlap", "40"], "twice the overlap"),

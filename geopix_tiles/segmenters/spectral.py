@@ -89,7 +89,9 @@ class SpectralSegmenter:
                 raise InputError("a prompt is empty; pass text such as --prompt water")
             if _key(p) not in PROMPTS:
                 known = ", ".join(sorted(PROMPTS))
-                raise InputError(f"the spectral model does not know '{p}'; known prompts: {known}")
+                raise InputError(f"the spectral model (segment's default) does not know '{p}'; known prompts: {known}; "
+                                 "for buildings, roads, clouds or free text use the learned model: add --model default "
+                                 "(model='default' in Python)")
 
     def indices_for(self, prompts: Sequence[str]) -> list[SpectralIndex]:
         self.check_prompts(prompts)
