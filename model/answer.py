@@ -167,6 +167,8 @@ def _at(cell: str) -> str:
 def area_phrase(area_m2: float | None, pixels: int) -> str:
     if area_m2 is None:
         return f"{pixels:,} pixels"
+    if area_m2 < 1:  # a few pixels of 0.3 m: "about 0 m²" read as nothing at all
+        return "less than 1 m²"
     if area_m2 < 10_000:
         v = _round_sig(area_m2)
         return f"about {v:,.0f} m²"

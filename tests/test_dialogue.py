@@ -304,6 +304,7 @@ def test_real_clouds_of_a_satellite_scene_are_not_vetoed_and_areas_read_well(mod
     assert geopix_tiles.chat(DEMO, model, window=Window(0, 0, 256, 256)).view.clouds_checked is False  # NAIP, 5 m
     assert A.area_phrase(21_454.14e6, 1) == "about 21,500 km²" and A.area_phrase(117.48e6, 1) == "about 117 km²"
     assert A.area_phrase(42.3e6, 1) == "about 42.3 km²" and A.area_phrase(2.345e6, 1) == "about 2.35 km²"
+    assert A.area_phrase(0.37, 4) == "less than 1 m²" and A.area_phrase(1.4, 15) == "about 1 m²"  # not "about 0 m²"
 
 
 def test_describe_reads_only_the_pixels_with_data(model):
