@@ -51,7 +51,7 @@ segment segmentation outline highlight mask masks locate located location count 
 percentage cover covered covers covering large big size total describe description caption summarise summarize
 kind type sort class category land-use contain contains containing also about all every each mostly just only
 now then next close near beside around along adjacent bordering by what's where's there's let look looks
-into out up down one ones largest biggest""".split())
+into out up down one ones largest biggest more less fewer bigger larger smaller greater""".split())
 #: below this similarity to its class's phrases a question's word is only *read as* the class
 READ_AS = 0.75
 #: the pixels (m) the scene head answers about: fitted on UC Merced's 0.3 m chips, its top-1 accuracy on held-out
@@ -68,6 +68,8 @@ _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("
               ("along",), ("bordering",), ("nearby",), ("by",), ("than",))
 #: "more X than Y" / "less X than Y": a comparison of two classes' shares, not a place next to Y
 _FEWER = {"less", "fewer", "smaller"}
+#: "Which is bigger, the water or the vegetation?": a comparison asked with "or" and one of these
+_COMPARATIVES = {"more", "bigger", "larger", "greater"} | _FEWER
 #: a message that is only courtesy ("Thanks!", "Hello") is answered as such, not as an unknown thing
 _COURTESY = {"thanks", "thank", "thx", "cheers", "hello", "hi", "hey", "ok", "okay", "great", "cool", "bye",
              "goodbye", "good", "morning", "nice", "perfect"}
@@ -284,6 +286,10 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     words = words_of(text)
     idx = _concepts(model)
     rel = _relation_at(words)
+    which = None  # "Which is bigger, the water or the vegetation?": "or" parts the two things compared
+    if rel is None and "or" in words and any(w in _COMPARATIVES for w in words):
+        i = words.index("or")
+        rel, which = (i, i + 1), ("which-less" if any(w in _FEWER for w in words) else "which")
     head_end = rel[0] if rel else len(words)
     place = place_word_span(words)
     target = idx.match([" ".join(words[a:b]) for a, b in _spans(words, 0, head_end, skip=place)])
@@ -310,7 +316,7 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     # the raw text, not the joined words: its punctuation keeps named_place's rule that a
     # ", with ..." clause describes a neighbour ("the water, with roads to the east" is all water)
     named = named_place(text)
-    comparison = None
+    comparison = which
     if rel is not None and words[rel[0]] == "than":  # "more X than Y" / "less X than Y"
         comparison = "less" if any(w in _FEWER for w in words[:rel[0]]) else "more"
     return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans),
@@ -323,8 +329,12 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     task = _intent(model, p.masked)
     if task == "follow_up":
         task = previous.task if previous is not None and previous.task not in ("caption", "scene") else "location"
-    return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, p.place,
-                    bool(_LARGEST.search(text.lower())), p.comparison)
+    largest, place = bool(_LARGEST.search(text.lower())), p.place
+    if p.refers_back and previous is not None:  # "How big is it?" after "Where is the largest lake?": that lake
+        largest = largest or previous.question.largest
+        place = place if place is not None else previous.question.place
+    return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, place,
+                    largest, p.comparison)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -512,6 +522,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                    scene=(name, p))
     if target is None and question.place is not None:  # "What is in the north-east?": a caption of that part
         return _caption(model, view, pixel_area_m2, out, place=question.place)
+    if target is None and task == "area":  # "What's the total area of the scene?": the view's own size
+        return out(_view_size(view, pixel_area_m2))
     if target is None:
         return out("I can't tell what you are asking about. Ask me about the "
                    f"{_known_list(model)}, or ask me to describe the image.")
@@ -627,6 +639,21 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
 _MASS = {"water", "vegetation", "land", "cloud"}
 
 
+def _view_size(view: View, pixel_area_m2: float | None) -> str:
+    """ "The view covers about 16.9 km²: 934 x 724 pixels of about 5 m." (of the pixels with data, if some lack it)."""
+    h, w = view.size
+    dims = f"{w:,} x {h:,} pixels"
+    if not pixel_area_m2:
+        return f"The view is {dims}; without a georeference I don't know its pixels' size, so not its area."
+    side = pixel_area_m2 ** 0.5
+    side_words = f"{side:,.0f} m" if side >= 10 else f"{side:.2g} m"
+    text = f"The view covers {A.area_phrase(h * w * pixel_area_m2, h * w)}: {dims} of about {side_words}."
+    if view.valid is not None and not view.valid.all():
+        n = int(np.count_nonzero(view.valid))
+        text += f" The scene has data for {A.area_phrase(n * pixel_area_m2, n)} of it."
+    return text
+
+
 def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: float | None, out) -> ChatReply:
     """"Is there more vegetation than water?": both classes' seen, checked masks, compared by share."""
     rel = question.relation
@@ -640,6 +667,10 @@ def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: fl
     where = f" {A.place_words(question.place)}" if question.place is not None else ""
     if a.pixels == b.pixels:
         lead = "About the same"
+    elif question.comparison in ("which", "which-less"):  # "Which is bigger, X or Y?": name it
+        less = question.comparison == "which-less"
+        pick = pa if (a.pixels < b.pixels) == less else pb
+        lead = f"The {pick} cover{'' if A.is_plural(pick) else 's'} {'less' if less else 'more'}"
     else:
         lead = "Yes" if more else "No"
 

@@ -708,3 +708,32 @@ def test_counts_of_a_cover_class_name_their_patches_the_sizeable_ones_and_the_la
     assert f"I count {t.facts[0].count} separate patch" in t.text, t.text
     b = chat.ask("How many buildings are there?")  # a class of objects is counted as objects, as before
     assert f"I count {b.facts[0].count} buildings" in b.text and "one by one" not in b.text, b.text
+
+
+def test_follow_ups_keep_the_thing_asked_about_and_which_comparisons_name_the_larger(model):
+    """"How big is it?" after "Where is the largest lake?" measured all the water (25 % of the view) instead of
+    that lake; "Which is bigger, the water or the vegetation?" answered only the vegetation; "more fields than
+    lakes" was refused as "more fields"; "What's the total area of the scene?" was not understood."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    first = chat.ask("Where is the largest lake?")
+    it = chat.ask("How big is it?")
+    assert np.array_equal(it.arrays[0], first.arrays[0]) and A.share_phrase(first.arrays[0].mean()) in it.text, it.text
+    r = chat.ask("Which is bigger, the water or the vegetation?")
+    water, veg = r.arrays
+    assert r.prompts == ["water", "vegetation"] and water.sum() != veg.sum()
+    assert np.array_equal(water, chat.ask("Please segment the water.").arrays[0])
+    bigger = "vegetation" if veg.sum() > water.sum() else "water"
+    assert r.text.startswith(f"The {bigger} covers more:"), r.text
+    smaller = "water" if bigger == "vegetation" else "vegetation"
+    assert chat.ask("Which covers less, the water or the vegetation?").text.startswith(f"The {smaller} covers less")
+    no = chat.ask("Are there more fields than lakes?")
+    assert "recognise fields." in no.text and "more fields" not in no.text, no.text
+    size = chat.ask("What's the total area of the scene?")
+    import rasterio
+
+    with rasterio.open(DEMO) as src:
+        km2 = src.width * src.height * abs(src.transform.a * src.transform.e) / 1e6
+        assert size.text == f"The view covers about {km2:.1f} km²: {src.width} x {src.height} pixels of about 5 m.", \
+            size.text
