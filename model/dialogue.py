@@ -19,7 +19,7 @@ How a question is answered (the design the README states):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import answer as A
-from .location_prior import named_place, place_word_span
+from .location_prior import named_place, place_named_alone, place_word_span
 
 if TYPE_CHECKING:  # pragma: no cover
     from .geopix import GeoPixModel, ImageEncoding
@@ -51,7 +51,8 @@ segment segmentation outline highlight mask masks locate located location count 
 percentage cover covered covers covering large big size total describe description caption summarise summarize
 kind type sort class category land-use contain contains containing also about all every each mostly just only
 now then next close near beside around along adjacent bordering by what's where's there's let look looks
-into out up down one ones largest biggest more less fewer bigger larger smaller greater""".split())
+into out up down one ones largest biggest more less fewer bigger larger smaller greater image's scene's view's
+picture's tile's photo's""".split())
 #: below this similarity to its class's phrases a question's word is only *read as* the class
 READ_AS = 0.75
 #: the pixels (m) the scene head answers about: fitted on UC Merced's 0.3 m chips, its top-1 accuracy on held-out
@@ -130,7 +131,9 @@ class Question:
     refers_back: bool = False  # target is a pronoun: the previous turn's target
     place: int | None = None  # "in the north-east": a cell of the 3 x 3 grid (location_prior.CELLS)
     largest: bool = False  # "the largest lake": only the largest connected part of the mask
-    comparison: str | None = None  # "more" / "less" for "more X than Y": ``relation`` is Y
+    # "more" / "less" for "more X than Y", "which" / "which-less" for "Which is bigger, X or Y?", "and" / "or"
+    # for "roads and buildings" (each answered): ``relation`` is Y
+    comparison: str | None = None
 
 
 @dataclass
@@ -290,8 +293,21 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     if rel is None and "or" in words and any(w in _COMPARATIVES for w in words):
         i = words.index("or")
         rel, which = (i, i + 1), ("which-less" if any(w in _FEWER for w in words) else "which")
-    head_end = rel[0] if rel else len(words)
     place = place_word_span(words)
+    alone = place_named_alone(words) if place is None else None  # "Describe the north-west."
+    if alone is not None:
+        place = alone[1]
+    if rel is None:  # "Are there roads and buildings?", "Is there water or vegetation?": two things, each answered
+        for conj in ("and", "or"):
+            if conj in words:
+                i = words.index(conj)
+                left = idx.match([" ".join(words[a:b]) for a, b in _spans(words, 0, i, skip=place)])
+                right = idx.match([" ".join(words[a:b]) for a, b in _spans(words, i + 1, len(words), skip=place)])
+                if left is not None and right is not None and left.kind == right.kind == "class" \
+                        and left.name != right.name:
+                    rel, which = (i, i + 1), conj
+                break
+    head_end = rel[0] if rel else len(words)
     target = idx.match([" ".join(words[a:b]) for a, b in _spans(words, 0, head_end, skip=place)])
     masked_spans = []
     if target is not None:
@@ -315,7 +331,7 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
             to_previous = True
     # the raw text, not the joined words: its punctuation keeps named_place's rule that a
     # ", with ..." clause describes a neighbour ("the water, with roads to the east" is all water)
-    named = named_place(text)
+    named = named_place(text) or alone
     comparison = which
     if rel is not None and words[rel[0]] == "than":  # "more X than Y" / "less X than Y"
         comparison = "less" if any(w in _FEWER for w in words[:rel[0]]) else "more"
@@ -508,8 +524,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         return out(f"You're welcome to ask me more: about the {_known_list(model)} in this view, or to describe it."
                    if any(w in ("thanks", "thank", "thx", "cheers") for w in words) else
                    f"Hello. Ask me about the {_known_list(model)} in this view, or to describe it.")
-    if task == "caption":
-        return _caption(model, view, pixel_area_m2, out)
+    if task == "caption":  # "Describe the north-west.": of that part, as "What is in the north-west?"
+        return _caption(model, view, pixel_area_m2, out, place=question.place)
     if task == "scene":
         s = _scene(model, view)
         if s is None:
@@ -532,6 +548,12 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                    f"{_known_list(model)}.")
     if target.kind == "scene":
         return _scene_presence(model, view, target, task, out)
+    if question.comparison in ("and", "or") and question.relation is not None:  # each thing its own reply, joined
+        parts = [reply_to(model, view, replace(question, target=t, relation=None, comparison=None), previous,
+                          pixel_area_m2) for t in (target, question.relation)]
+        return ChatReply(" ".join(r.text for r in parts), torch.cat([r.masks for r in parts]),
+                         torch.cat([r.mask_logits for r in parts]), task, [p for r in parts for p in r.prompts],
+                         [f for r in parts for f in r.facts], None, question)
     phrase = target.phrase
     note = view.coarse_notes.get(target.name or "")
     if note is not None:  # "Are there buildings?" on a 5 m scene: the reply says how far to trust its mask
@@ -617,7 +639,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     elif task == "count" and mass and f.count:
         text = _cover_count(said, cover, n + rel_words, mask, pixel_area_m2, f"{size}{comma_at}")
     elif task == "count":
-        text = (f"I count {n} (each at least {_min_size(pixel_area_m2)}), covering {size}{comma_at}."
+        text = (f"I count {n}{rel_words} (each at least {_min_size(pixel_area_m2)}), covering {size}{comma_at}."
                 if f.count else f"I count no {what} of at least {_min_size(pixel_area_m2)}; smaller parts cover "
                                 f"{size}{comma_at}.")
     elif task == "area":

@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_place", "place_word_span", "starting_maps"]
+__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_place", "place_named_alone", "place_word_span",
+           "starting_maps"]
 
 #: the nine parts of a tile a phrase can name, row by row (the referring templates' words)
 CELLS = ("upper left", "top", "upper right", "left", "center", "right", "lower left", "bottom", "lower right")
@@ -97,6 +98,40 @@ def place_word_span(words: list[str] | tuple[str, ...]) -> tuple[int, int] | Non
             before = words[i - 1]
             if before in _PREPOSITIONS or (before == "the" and i >= 2 and words[i - 2] in _PREPOSITIONS):
                 return i, i + n
+    return None
+
+
+_PLACE_NOUNS = ("part", "corner", "side", "quarter", "half", "edge", "third")
+
+
+def place_named_alone(words: list[str] | tuple[str, ...]) -> tuple[int, tuple[int, int]] | None:
+    """``(index into CELLS, (start, end))`` of a place a question names as its own subject, without a
+    preposition ("describe the north-west", "the northwest corner of the image"), or None.
+
+    :func:`place_word_span` reads only places after "in"/"at"/...; a caption request names the part
+    itself, and its words were then read as an unknown thing ("I have not learned to recognise north-west").
+    The span covers a following "part"/"corner"/... too. Not for referring prompts: there a bare place
+    word may be part of an object's name ("the north road").
+
+    >>> place_named_alone("describe the north-west".split())
+    (0, (2, 3))
+    >>> place_named_alone("describe the northwest corner of the image".split())
+    (0, (2, 4))
+    >>> place_named_alone("describe the north road".split()) is None
+    True
+    """
+    words = [str(w).lower() for w in words]
+    for alias, index in _PATTERNS:
+        toks = alias.split()
+        n = len(toks)
+        for i in range(1, len(words) - n + 1):
+            if words[i:i + n] != toks or words[i - 1] not in ("the", "its", "image's", "scene's", "view's"):
+                continue
+            end = i + n
+            if end < len(words) and words[end] in _PLACE_NOUNS:
+                end += 1
+            if end == len(words) or words[end] in ("of", "please"):
+                return index, (i, end)
     return None
 
 

@@ -737,3 +737,24 @@ def test_follow_ups_keep_the_thing_asked_about_and_which_comparisons_name_the_la
         km2 = src.width * src.height * abs(src.transform.a * src.transform.e) / 1e6
         assert size.text == f"The view covers about {km2:.1f} km²: {src.width} x {src.height} pixels of about 5 m.", \
             size.text
+
+
+def test_two_things_in_one_question_and_a_place_named_alone(model):
+    """"Are there roads and buildings?" answered only the buildings and "Is there water or vegetation?" only the
+    vegetation; now each thing gets its own reply (the same words and mask as asked alone). "Describe the
+    north-west." described the whole view; "How many buildings are next to the road?" dropped "next to the road"."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    both = chat.ask("Are there roads and buildings?")
+    roads, buildings = chat.ask("Are there any roads?"), chat.ask("Are there any buildings?")
+    assert both.prompts == ["roads", "buildings"] and both.text == f"{roads.text} {buildings.text}", both.text
+    assert np.array_equal(both.arrays[1], buildings.arrays[0]) and both.facts == roads.facts + buildings.facts
+    either = chat.ask("Is there water or vegetation?")
+    assert either.prompts == ["water", "vegetation"] and either.text.count("Yes, there is") == 2, either.text
+    nw = chat.ask("Describe the north-west.")
+    assert nw.text == chat.ask("What is in the north-west?").text and nw.text.startswith("In the north-west"), nw.text
+    assert parse_question(model, "Describe the image's north-west corner.").place == 0
+    assert parse_question(model, "Where is the north road?").place is None  # a place word in a name is no place
+    near = chat.ask("How many buildings are next to the water?")
+    assert near.text.startswith(f"I count {near.facts[0].count} buildings next to the water"), near.text
