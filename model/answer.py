@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "part_sizes", "sizeable_pixels", "present",
+__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "part_sizes", "parts_within", "sizeable_pixels", "present",
            "location_phrase", "area_phrase",
            "share_phrase", "is_plural", "near_components", "join_words", "article"]
 
@@ -81,6 +81,18 @@ def part_sizes(mask: np.ndarray, min_pixels: int = 1) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     sizes = np.bincount(labels.ravel())[1:]
     return np.sort(sizes[sizes >= max(1, int(min_pixels))])[::-1]
+
+
+def parts_within(mask: np.ndarray, low_pixels: float = 0, high_pixels: float = math.inf) -> np.ndarray:
+    """The connected parts of ``mask`` of at least ``low_pixels`` and under ``high_pixels`` pixels:
+    "the lakes larger than 10 ha" (counts, areas and locations then follow the parts kept)."""
+    labels, n = _components(np.asarray(mask, dtype=bool), 1)
+    if n == 0:
+        return np.zeros(np.shape(mask), dtype=bool)
+    sizes = np.bincount(labels.ravel())
+    keep = (sizes >= low_pixels) & (sizes < high_pixels)
+    keep[0] = False
+    return keep[labels]
 
 
 def sizeable_pixels(pixel_area_m2: float | None, view_pixels: int) -> int:

@@ -69,6 +69,8 @@ _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("
               ("along",), ("bordering",), ("nearby",), ("by",), ("than",))
 #: "more X than Y" / "less X than Y": a comparison of two classes' shares, not a place next to Y
 _FEWER = {"less", "fewer", "smaller"}
+#: "which part", "what side": a question about where
+_PLACE_NOUNS = {"part", "parts", "side", "sides", "corner", "corners", "half", "quarter", "region", "direction"}
 #: "Which is bigger, the water or the vegetation?": a comparison asked with "or" and one of these
 _COMPARATIVES = {"more", "bigger", "larger", "greater"} | _FEWER
 #: a message that is only courtesy ("Thanks!", "Hello") is answered as such, not as an unknown thing
@@ -131,6 +133,12 @@ class Question:
     refers_back: bool = False  # target is a pronoun: the previous turn's target
     place: int | None = None  # "in the north-east": a cell of the 3 x 3 grid (location_prior.CELLS)
     largest: bool = False  # "the largest lake": only the largest connected part of the mask
+    # "larger than 10 ha" / "smaller than 500 m²": bounds on the size of the parts kept, ``(low, high, unit)``
+    # with ``unit`` "m2" or "px"
+    size_bounds: tuple[float, float, str] | None = None
+    # "Which part has the most vegetation?": the part of the 3 x 3 grid where the class is densest; the cells
+    # compared: "part" all nine, "side" the four sides, "corner" the four corners
+    where_most: str | None = None
     # "more" / "less" for "more X than Y", "which" / "which-less" for "Which is bigger, X or Y?", "and" / "or"
     # for "roads and buildings" (each answered): ``relation`` is Y
     comparison: str | None = None
@@ -284,8 +292,38 @@ class _Parts:
     comparison: str | None = None
 
 
+_UNITS_M2 = {"m2": 1.0, "m²": 1.0, "sq m": 1.0, "square metres": 1.0, "square meters": 1.0, "square metre": 1.0,
+             "square meter": 1.0, "ha": 1e4, "hectare": 1e4, "hectares": 1e4, "km2": 1e6, "km²": 1e6,
+             "square kilometres": 1e6, "square kilometers": 1e6, "acre": 4046.86, "acres": 4046.86,
+             "pixels": -1.0, "pixel": -1.0, "px": -1.0}
+_SIZE = re.compile(r"\b(larger|bigger|greater|more|over|above|at least|exceeding|smaller|less|under|below|at most)"
+                   r"(?: than)?\s+(\d[\d,]*(?:\.\d+)?)\s*(" + "|".join(sorted(map(re.escape, _UNITS_M2), key=len,
+                                                                             reverse=True)) + r")(?![a-z0-9])")
+
+
+def size_bounds(text: str) -> tuple[tuple[float, float, str] | None, str]:
+    """``((low, high, unit), text without those words)`` for "lakes larger than 10 ha", "under 200 m²", "over
+    50 pixels"; ``(None, text)`` when the question sets no size. ``unit`` is "m2" or "px"."""
+    low, high, unit = 0.0, float("inf"), None
+    for m in _SIZE.finditer(text.lower()):
+        value = float(m.group(2).replace(",", ""))
+        factor = _UNITS_M2[m.group(3)]
+        this = "px" if factor < 0 else "m2"
+        if unit is not None and this != unit:  # "over 1 ha and under 200 pixels": keep the first unit's bounds
+            continue
+        unit, value = this, value * abs(factor)
+        if m.group(1) in ("smaller", "less", "under", "below", "at most"):
+            high = min(high, value)
+        else:
+            low = max(low, value)
+    if unit is None:
+        return None, text
+    return (low, high, unit), _SIZE.sub(" ", text.lower())
+
+
 def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None) -> _Parts:
     """Target, relation and the masked text the intent head reads (steps 1-2 of the module docstring)."""
+    text = size_bounds(text)[1]  # "larger than 10 ha" is no relation ("than") and no thing ("ha")
     words = words_of(text)
     idx = _concepts(model)
     rel = _relation_at(words)
@@ -345,12 +383,24 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     task = _intent(model, p.masked)
     if task == "follow_up":
         task = previous.task if previous is not None and previous.task not in ("caption", "scene") else "location"
+    words = words_of(text)
+    if task == "caption" and p.target is not None and p.target.kind in ("class", "scene"):
+        task = "presence"  # "Tell me about the roads.": about the roads (their parts, share, place), not the view
+    where_most = None
+    for a, b in zip(words, words[1:]):
+        if a in ("which", "what") and b in _PLACE_NOUNS:
+            task = "location"  # "Which part of the image has most vegetation?": where, not how many
+            if any(w in ("most", "more", "densest", "mostly") for w in words):
+                where_most = "side" if b.startswith("side") else "corner" if b.startswith("corner") else "part"
     largest, place = bool(_LARGEST.search(text.lower())), p.place
     if p.refers_back and previous is not None:  # "How big is it?" after "Where is the largest lake?": that lake
         largest = largest or previous.question.largest
         place = place if place is not None else previous.question.place
+    bounds = size_bounds(text)[0]
+    if bounds is None and p.refers_back and previous is not None:
+        bounds = previous.question.size_bounds
     return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, place,
-                    largest, p.comparison)
+                    largest, bounds, where_most, p.comparison)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -597,6 +647,18 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if question.place is not None:  # "the water in the north-east": only that part of the view
         mask = mask & A.place_region(question.place, mask.shape)
         rel_words += f" {A.place_words(question.place)}"
+    bounded = False
+    if question.size_bounds is not None:  # "the lakes larger than 10 ha": only the parts of that size
+        bounds = question.size_bounds
+        if bounds[2] == "m2" and not pixel_area_m2:  # a plain chip: areas cannot select parts
+            sizeless_out = out
+
+            def out(text: str, *args, **kwargs) -> ChatReply:  # noqa: F811 - the same reply, with the reason
+                return sizeless_out(f"{text} (I kept parts of every size: without a georeference I don't know "
+                                    "this view's pixel size, so not their areas.)", *args, **kwargs)
+        else:
+            mask, size_words = _within_bounds(mask, bounds, pixel_area_m2)
+            rel_words, bounded = rel_words + size_words, True
     superlative = question.largest and task != "count"  # "how many of the largest lakes" stays a count
     if superlative:  # "the largest lake": its largest connected part, which is one object
         mask = A.largest_part(mask)
@@ -637,13 +699,17 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         thing = f"{article.group(1)} {what}" if article and not A.is_plural(said) and not superlative else what
         text = f"Yes, there {_verb(said)} {thing}{at}: {n}, {size}."
     elif task == "count" and mass and f.count:
-        text = _cover_count(said, cover, n + rel_words, mask, pixel_area_m2, f"{size}{comma_at}")
+        text = _cover_count(said, cover, n + rel_words, mask, pixel_area_m2, f"{size}{comma_at}",
+                            sized=bounded)
     elif task == "count":
-        text = (f"I count {n}{rel_words} (each at least {_min_size(pixel_area_m2)}), covering {size}{comma_at}."
+        each = "" if bounded else f" (each at least {_min_size(pixel_area_m2)})"  # the question set the size
+        text = (f"I count {n}{rel_words}{each}, covering {size}{comma_at}."
                 if f.count else f"I count no {what} of at least {_min_size(pixel_area_m2)}; smaller parts cover "
                                 f"{size}{comma_at}.")
     elif task == "area":
         text = f"The {what} cover{'' if A.is_plural(said) else 's'} {size}{comma_at}."
+    elif task == "location" and question.where_most and question.place is None:
+        return _where_most(view, question, what, said, mask, logit, pixel_area_m2, out)
     elif task == "location":
         text = (f"The {what} {_verb(said)} {f.location}: {n} covering {size}." if question.place is None
                 else f"{A.place_words(question.place).capitalize()} of the view: {n} covering {size}.")
@@ -659,6 +725,49 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
 
 
 _MASS = {"water", "vegetation", "land", "cloud"}
+
+
+def _within_bounds(mask: np.ndarray, bounds: tuple[float, float, str], pixel_area_m2: float | None
+                   ) -> tuple[np.ndarray, str]:
+    """The parts of ``mask`` within a question's size bounds, and the words that say so ("of at least 10 ha")."""
+    low, high, unit = bounds
+    per = 1.0 if unit == "px" else float(pixel_area_m2 or 1.0)
+
+    def words(v: float) -> str:  # the question's own figure: "10 ha", "200 m²", "500 pixels"
+        if unit == "px":
+            return f"{v:,.0f} pixels"
+        if v >= 1e6:
+            return f"{v / 1e6:,.4g} km²"
+        return f"{v / 1e4:,.4g} ha" if v >= 1e4 else f"{v:,.4g} m²"
+
+    # the parts kept are the parts counted: never below the counting size ("over 1 m²" keeps no 4-pixel speck)
+    floor = max(low / per, A.min_object_pixels(pixel_area_m2 if unit == "m2" else None)) if low > 0 else 0.0
+    kept = A.parts_within(mask, floor, high / per)
+    if low > 0 and high < float("inf"):
+        return kept, f" of {words(low)} to {words(high)}"
+    return kept, f" of at least {words(low)}" if low > 0 else f" smaller than {words(high)}"
+
+
+_CELLS_OF = {"part": range(9), "side": (1, 3, 5, 7), "corner": (0, 2, 6, 8)}
+
+
+def _where_most(view: View, question: Question, what: str, said: str, mask: np.ndarray, logit: np.ndarray,
+                pixel_area_m2: float | None, out) -> ChatReply:
+    """ "Which part has the most vegetation?": the cell of the reply grid the mask covers most densely (a side is
+    its third, a corner its ninth, as "in the north" means), with that part's mask and numbers."""
+    regions = [(c, A.place_region(c, mask.shape)) for c in _CELLS_OF[question.where_most or "part"]]
+    dens = [(A.share_of(mask & r, r if view.valid is None else r & view.valid), c, r) for c, r in regions]
+    best, cell, region = max(dens, key=lambda t: t[0])
+    part = mask & region
+    f = A.mask_facts(part, pixel_area_m2, view.valid)
+    where = A.place_words(cell).removeprefix("in ")
+    text = (f"{where[0].upper() + where[1:]} has the most {what}: they cover {A.share_phrase(best)} of that part "
+            f"({A.area_phrase(f.area_m2, f.pixels)}), against {A.share_phrase(A.share_of(mask, view.valid))} of the "
+            f"whole view.")
+    if not A.is_plural(said):
+        text = text.replace(": they cover", ": it covers", 1)
+    return out(text, [question.target.phrase], [part], [np.where(part, logit, np.minimum(logit, -1e-3))
+                                                          .astype(np.float32)])
 
 
 def _view_size(view: View, pixel_area_m2: float | None) -> str:
@@ -708,7 +817,7 @@ def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: fl
 
 
 def _cover_count(said: str, cover: str, counted: str, mask: np.ndarray, pixel_area_m2: float | None,
-                 covering: str) -> str:
+                 covering: str, sized: bool = False) -> str:
     """A count of a cover class (water, vegetation, bare land, clouds): its patches, the sizeable ones, the largest.
 
     The model knows such a class as a cover, not object by object: "How many lakes?" counted every 4 m²
@@ -721,8 +830,9 @@ def _cover_count(said: str, cover: str, counted: str, mask: np.ndarray, pixel_ar
     lead = ""
     if A.is_plural(said) and said != cover and cover != "water":
         lead = f"I can't count {said} one by one: I see {cover} as a cover, and {said} that touch form one patch. "
-    text = f"{lead}I count {counted} (each at least {_min_size(pixel_area_m2)}), covering {covering}"
-    if parts.size < 2:
+    each = "" if sized else f" (each at least {_min_size(pixel_area_m2)})"  # sized: the question set the size
+    text = f"{lead}I count {counted}{each}, covering {covering}"
+    if parts.size < 2 or sized:
         return text + "."
     big = A.sizeable_pixels(pixel_area_m2, mask.size)
     k = int((parts >= big).sum())

@@ -758,3 +758,33 @@ def test_two_things_in_one_question_and_a_place_named_alone(model):
     assert parse_question(model, "Where is the north road?").place is None  # a place word in a name is no place
     near = chat.ask("How many buildings are next to the water?")
     assert near.text.startswith(f"I count {near.facts[0].count} buildings next to the water"), near.text
+
+
+def test_sizes_in_the_question_select_parts_and_which_part_has_the_most(model):
+    """"Count the lakes larger than 10 ha." counted all 88 patches; "Which part of the image has most vegetation?"
+    was answered with a count over the whole view; "Tell me about the roads." with a caption of the whole view."""
+    import geopix_tiles
+    from scipy import ndimage
+
+    chat = geopix_tiles.chat(DEMO, model)
+    water = chat.ask("Please segment the lakes.").arrays[0]  # the phrase's own mask ("water" differs a little)
+    r = chat.ask("Count the lakes larger than 10 ha.")
+    px_m2 = abs(r.transform.a * r.transform.e)
+    labels, n = ndimage.label(water, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel())
+    big = np.flatnonzero(sizes[1:] * px_m2 >= 1e5) + 1
+    assert 0 < big.size < n and np.array_equal(r.arrays[0], np.isin(labels, big))
+    assert r.text.startswith(f"I count {big.size} separate patches of water of at least 10 ha, covering"), r.text
+    small = chat.ask("How much of the view do lakes smaller than 1 ha cover?")
+    assert np.array_equal(small.arrays[0], np.isin(labels, np.flatnonzero((sizes * px_m2 < 1e4) & (sizes > 0))))
+    assert "smaller than 1 ha" in small.text and A.share_phrase(small.arrays[0].mean()) in small.text, small.text
+    veg = chat.ask("Where is the vegetation?").arrays[0]  # words count what is seen (not under clouds)
+    most = chat.ask("Which part of the image has most vegetation?")
+    dens = [veg[A.place_region(c, veg.shape)].mean() for c in range(9)]
+    cell = int(np.argmax(dens))
+    where = A.place_words(cell).removeprefix("in ")
+    assert most.text.startswith(f"{where[0].upper() + where[1:]} has the most vegetation: it covers "
+                                f"{A.share_phrase(dens[cell])} of that part"), most.text
+    assert np.array_equal(most.arrays[0], veg & A.place_region(cell, veg.shape))
+    about = chat.ask("Tell me about the water.")
+    assert about.prompts == ["water"] and about.text.startswith("Yes, there is water"), about.text
