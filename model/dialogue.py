@@ -140,7 +140,7 @@ class Question:
     # compared: "part" all nine, "side" the four sides, "corner" the four corners
     where_most: str | None = None
     # "more" / "less" for "more X than Y", "which" / "which-less" for "Which is bigger, X or Y?", "and" / "or"
-    # for "roads and buildings" (each answered): ``relation`` is Y
+    # for "roads and buildings" (each answered), "distance" for "How far is X from Y?": ``relation`` is Y
     comparison: str | None = None
 
 
@@ -335,6 +335,11 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     alone = place_named_alone(words) if place is None else None  # "Describe the north-west."
     if alone is not None:
         place = alone[1]
+    if ("how" in words and "far" in words) or "distance" in words:  # "How far is the lake from the road?"
+        cut = "from" if "from" in words else "to" if "to" in words else "and" if "between" in words else None
+        if cut is not None:
+            i = words.index(cut)
+            rel, which = (i, i + 1), "distance"
     if rel is None:  # "Are there roads and buildings?", "Is there water or vegetation?": two things, each answered
         for conj in ("and", "or"):
             if conj in words:
@@ -634,9 +639,11 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     hidden = mask & ~seen
     if task != "segment":
         mask = seen
-    if question.comparison is not None and question.relation is not None and question.relation.kind == "class":
+    distance = question.comparison == "distance"
+    if question.comparison is not None and not distance and question.relation is not None \
+            and question.relation.kind == "class":
         return _compare(view, question, mask, pixel_area_m2, out)
-    if question.relation is not None and question.relation.kind == "class":
+    if question.relation is not None and question.relation.kind == "class" and not distance:
         mask, rel_words = _near(mask, view.counted(question.relation), pixel_area_m2), \
             f" next to the {question.relation.phrase}"
     elif question.relation_to_previous and previous is not None and previous.mask is not None:
@@ -663,6 +670,13 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if superlative:  # "the largest lake": its largest connected part, which is one object
         mask = A.largest_part(mask)
     logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
+    if distance and (question.relation is None or question.relation.kind != "class"):
+        other = _a(question.relation.phrase) if question.relation is not None else "that"
+        return out(f"I can't measure how far the {said} lie{'' if A.is_plural(said) else 's'} from {other}: I only "
+                   f"measure distances between things I outline, the {_known_list(model)}.")
+    if distance:
+        return _distance(view, question, mask, logit, f"{'largest ' if superlative else ''}{said}{rel_words}",
+                         pixel_area_m2, out)
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
     what = f"{'largest ' if superlative else ''}{said}{rel_words}"
     area = A.area_phrase(f.area_m2, f.pixels)
@@ -746,6 +760,38 @@ def _within_bounds(mask: np.ndarray, bounds: tuple[float, float, str], pixel_are
     if low > 0 and high < float("inf"):
         return kept, f" of {words(low)} to {words(high)}"
     return kept, f" of at least {words(low)}" if low > 0 else f" smaller than {words(high)}"
+
+
+def _distance(view: View, question: Question, mask: np.ndarray, logit: np.ndarray, what: str,
+              pixel_area_m2: float | None, out) -> ChatReply:
+    """ "How far is the largest lake from the road?": the gap between the nearest pixels of the two masks."""
+    from scipy import ndimage
+
+    rel = question.relation
+    other = view.counted(rel)
+    if question.place is not None:
+        other = other & A.place_region(question.place, other.shape)
+    lg = [logit, np.where(other, 1.0, -1.0).astype(np.float32)]
+    prompts = [question.target.phrase, rel.phrase]
+    for m, name in ((mask, what), (other, rel.phrase)):
+        if not A.present(int(m.sum()), A.share_of(m, view.valid)):
+            return out(f"I find no {name} in this view, so I can't measure how far apart they are.", prompts,
+                       [mask, other], lg)
+    if (mask & other).any():
+        gap = 0.0
+    else:  # the distance from each pixel of ``mask`` to the nearest pixel of ``other``, in pixels
+        gap = float(ndimage.distance_transform_edt(~other)[mask].min())
+    side = pixel_area_m2 ** 0.5 if pixel_area_m2 else None
+    if gap == 0:
+        text = f"The {what} touch{'' if A.is_plural(what) else 'es'} the {rel.phrase}: their masks meet."
+    elif side is None:
+        text = f"About {gap:,.0f} pixels separate the {what} from the nearest {rel.phrase}, at their closest points."
+    else:
+        metres = gap * side
+        words = f"{metres / 1000:,.1f} km" if metres >= 1000 else f"{A._round_sig(metres):,.0f} m"
+        text = (f"About {words} separate the {what} from the nearest {rel.phrase}, at their closest points "
+                f"({gap:,.1f} pixels of {side:.2g} m).")
+    return out(text, prompts, [mask, other], lg)
 
 
 _CELLS_OF = {"part": range(9), "side": (1, 3, 5, 7), "corner": (0, 2, 6, 8)}

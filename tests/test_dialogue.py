@@ -788,3 +788,22 @@ def test_sizes_in_the_question_select_parts_and_which_part_has_the_most(model):
     assert np.array_equal(most.arrays[0], veg & A.place_region(cell, veg.shape))
     about = chat.ask("Tell me about the water.")
     assert about.prompts == ["water"] and about.text.startswith("Yes, there is water"), about.text
+
+
+def test_how_far_one_thing_is_from_another(model):
+    """"How far is the largest lake from the nearest building?" was answered with the lake's area: now the gap
+    between the nearest pixels of the two masks the reply returns, in metres from the transform."""
+    import geopix_tiles
+    from scipy import ndimage
+
+    chat = geopix_tiles.chat(DEMO, model)
+    r = chat.ask("How far is the largest lake from the nearest building?")
+    lake, buildings = r.arrays
+    assert r.prompts == ["lake", "building"] and lake.any() and buildings.any() and not (lake & buildings).any()
+    assert np.array_equal(lake, chat.ask("Where is the largest lake?").arrays[0])
+    gap = ndimage.distance_transform_edt(~buildings)[lake].min()
+    side = abs(r.transform.a)
+    assert r.text.startswith(f"About {A._round_sig(gap * side):,.0f} m separate the largest lake from the nearest "
+                             f"building, at their closest points ({gap:,.1f} pixels of 5 m)."), r.text
+    no = chat.ask("How far is the lake from the tennis court?")
+    assert no.text.startswith("I can't measure how far the lake lies from a tennis court"), no.text
