@@ -560,7 +560,8 @@ def test_describe_sentences_categories_and_confidence(model, chips):
     assert (out["category"] == "building").mean() >= 0.5
     assert ((out["confidence"] > 0) & (out["confidence"] <= 1)).all()
     for d in out["description"]:
-        assert re.fullmatch(r"[A-Z][^;:]* of (about [\d,.]+ (m²|ha|km²)|[\d,]+ pixels)( (next to|surrounded by) [a-z ]+)?\.", d), d
+        assert re.fullmatch(r"[A-Z][^;:]* of (about [\d,.]+ (m²|ha|km²)|less than 1 m²|[\d,]+ pixels)"
+                            r"( (next to|surrounded by) [a-z ]+)?\.", d), d
 
 
 def test_cli_dialogue_on_the_demo_scene(tmp_path, capfd):
