@@ -808,3 +808,21 @@ def test_how_far_one_thing_is_from_another(model):
                              f"building, at their closest points ({gap:,.1f} pixels of 5 m)."), r.text
     no = chat.ask("How far is the lake from the tennis court?")
     assert no.text.startswith("I can't measure how far the lake lies from a tennis court"), no.text
+
+
+def test_elliptic_follow_ups_densest_parts_and_land_cover_questions(model):
+    """"And in the north?" after a count in the south described the north instead of counting there; "Where is it
+    densest?" was refused ("densest" read as a thing); "What's the main land cover?" was answered about bare land."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    chat.ask("How many lakes are there in the south?")
+    north = chat.ask("And in the north?")
+    alone = geopix_tiles.chat(DEMO, model).ask("How many lakes are there in the north?")
+    assert north.task == "count" and north.text == alone.text and np.array_equal(north.arrays[0], alone.arrays[0])
+    chat.ask("Is there any vegetation?")
+    dense = chat.ask("Where is it densest?")
+    assert dense.text == chat.ask("Which part of the image has most vegetation?").text, dense.text
+    cover = chat.ask("What's the main land cover?")
+    assert cover.task == "caption" and cover.text == chat.ask("Describe this image.").text, cover.text
+    assert parse_question(model, "Which land cover classes are present?").target is None
