@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "part_sizes", "parts_within", "sizeable_pixels", "present",
+__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "part_sizes", "parts_within", "sizeable_pixels", "area_in", "present",
            "location_phrase", "area_phrase",
            "share_phrase", "is_plural", "near_components", "join_words", "article"]
 
@@ -192,6 +192,18 @@ def area_phrase(area_m2: float | None, pixels: int) -> str:
     if km2 < 100:
         return f"about {km2:.1f} km²"
     return f"about {_round_sig(km2, 3):,.0f} km²"  # "about 21,500 km²", not "21454.14"
+
+
+#: units a question may ask an area in ("How much water is there in hectares?"): square metres per unit
+AREA_UNITS = {"m²": 1.0, "ha": 1e4, "km²": 1e6, "acres": 4046.8564224, "sq ft": 0.09290304, "sq mi": 2589988.110336}
+
+
+def area_in(area_m2: float, unit: str) -> str:
+    """ "about 422 ha", "about 1,040 acres": an area in the unit a question asked for (two significant figures
+    at least, whole numbers from 100 on)."""
+    v = area_m2 / AREA_UNITS[unit]
+    text = f"{_round_sig(v, 3):,.0f}" if v >= 100 else f"{_round_sig(v, 2):,.3g}" if v > 0 else "0"
+    return f"about {text} {unit}"
 
 
 def _round_sig(x: float, digits: int = 2) -> float:

@@ -140,6 +140,7 @@ class Question:
     # "Which part has the most vegetation?": the part of the 3 x 3 grid where the class is densest; the cells
     # compared: "part" all nine, "side" the four sides, "corner" the four corners
     where_most: str | None = None
+    unit: str | None = None  # "in hectares": a key of ``answer.AREA_UNITS`` the reply's areas are given in
     # "more" / "less" for "more X than Y", "which" / "which-less" for "Which is bigger, X or Y?", "and" / "or"
     # for "roads and buildings" (each answered), "distance" for "How far is X from Y?": ``relation`` is Y
     comparison: str | None = None
@@ -293,6 +294,10 @@ class _Parts:
     comparison: str | None = None
 
 
+#: "How much water is there in hectares?": the unit a reply's areas are given in
+_UNIT_ASKED = [(re.compile(rf"\b(?:in|into|as) (?:square )?(?:{p})\b"), u) for p, u in (
+    ("hectares?|ha", "ha"), ("acres?", "acres"), ("kilomet(?:er|re)s?|km2|km²|sq\.? ?km", "km²"),
+    ("met(?:er|re)s?|m2|m²|sq\.? ?m", "m²"), ("feet|foot|ft|sq\.? ?ft", "sq ft"), ("miles?|sq\.? ?mi", "sq mi"))]
 #: "land cover" / "land use" name the question's subject (the classes), not the class "bare land"
 _LAND_COVER = re.compile(r"\bland[ -]?(?:cover|use)s?\b|\blandcover\b|\blanduse\b", re.IGNORECASE)
 _UNITS_M2 = {"m2": 1.0, "m²": 1.0, "sq m": 1.0, "square metres": 1.0, "square meters": 1.0, "square metre": 1.0,
@@ -417,8 +422,9 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     bounds = size_bounds(text)[0]
     if bounds is None and p.refers_back and previous is not None:
         bounds = previous.question.size_bounds
+    unit = next((u for rx, u in _UNIT_ASKED if rx.search(text.lower())), None)
     return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, place,
-                    largest, bounds, where_most, p.comparison)
+                    largest, bounds, where_most, unit, p.comparison)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -693,6 +699,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
     what = f"{'largest ' if superlative else ''}{said}{rel_words}"
     area = A.area_phrase(f.area_m2, f.pixels)
+    if question.unit is not None and f.area_m2 is not None:  # "in acres": the unit asked for
+        area = A.area_in(f.area_m2, question.unit)
+    elif question.unit is not None:
+        area += " (without a georeference I can't give it in " + question.unit + ")"
     share = A.share_phrase(f.share)
     if not f.present:
         text = {"presence": f"No, I see no {what} in this view.",

@@ -826,3 +826,18 @@ def test_elliptic_follow_ups_densest_parts_and_land_cover_questions(model):
     cover = chat.ask("What's the main land cover?")
     assert cover.task == "caption" and cover.text == chat.ask("Describe this image.").text, cover.text
     assert parse_question(model, "Which land cover classes are present?").target is None
+
+
+def test_areas_in_the_unit_asked_for(model):
+    """"How much water is there in hectares?" / "... in acres?": the same mask's area in that unit."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    r = chat.ask("How much water is there in hectares?")
+    ha = r.facts[0].area_m2 / 1e4
+    assert ha > 100 and f"(about {A._round_sig(ha, 3):,.0f} ha)" in r.text, r.text
+    lake = chat.ask("What is the area of the largest lake in acres?")
+    acres = lake.facts[0].area_m2 / 4046.8564224
+    assert f"(about {A._round_sig(acres, 3):,.0f} acres)" in lake.text, lake.text
+    assert A.area_in(12_345.0, "km²") == "about 0.012 km²" and A.area_in(5e5, "ha") == "about 50 ha"
+    assert parse_question(model, "Is there water in the north?").unit is None
