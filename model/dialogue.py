@@ -52,7 +52,7 @@ percentage cover covered covers covering large big size total describe descripti
 kind type sort class category land-use contain contains containing also about all every each mostly just only
 now then next close near beside around along adjacent bordering by what's where's there's let look looks
 into out up down one ones largest biggest more less fewer bigger larger smaller greater image's scene's view's
-picture's tile's photo's most densest dense concentrated main dominant predominant classes categories types
+picture's tile's photo's most densest concentrated main dominant predominant classes categories types
 kinds sorts things objects features present""".split())
 #: below this similarity to its class's phrases a question's word is only *read as* the class
 READ_AS = 0.75
