@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "part_sizes", "parts_within", "sizeable_pixels", "area_in", "present",
+__all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "part_sizes", "parts_within", "sizeable_pixels", "area_in",
+           "round_sig", "min_size_phrase", "present",
            "location_phrase", "area_phrase",
            "share_phrase", "is_plural", "near_components", "join_words", "article"]
 
@@ -102,6 +103,14 @@ def sizeable_pixels(pixel_area_m2: float | None, view_pixels: int) -> int:
     return max(1, int(math.ceil(SIZEABLE_SHARE * view_pixels)))
 
 
+def min_size_phrase(pixel_area_m2: float | None) -> str:
+    """The smallest part a count counts: 4 m², but never under 4 pixels (36 ha on a 300 m scene)."""
+    if pixel_area_m2:
+        pixels = min_object_pixels(pixel_area_m2)
+        return area_phrase(pixels * pixel_area_m2, pixels).removeprefix("about ")
+    return f"{min_object_pixels(None)} pixels"
+
+
 def largest_part(mask: np.ndarray) -> np.ndarray:
     """The largest connected part of ``mask`` (the connectivity counts use): "the largest lake"."""
     labels, n = _components(np.asarray(mask, dtype=bool), 1)
@@ -182,7 +191,7 @@ def area_phrase(area_m2: float | None, pixels: int) -> str:
     if area_m2 < 1:  # a few pixels of 0.3 m: "about 0 m²" read as nothing at all
         return "less than 1 m²"
     if area_m2 < 10_000:
-        v = _round_sig(area_m2)
+        v = round_sig(area_m2)
         return f"about {v:,.0f} m²"
     if area_m2 < 1_000_000:
         return f"about {area_m2 / 10_000:.1f} ha"
@@ -191,7 +200,7 @@ def area_phrase(area_m2: float | None, pixels: int) -> str:
         return f"about {km2:.2f} km²"
     if km2 < 100:
         return f"about {km2:.1f} km²"
-    return f"about {_round_sig(km2, 3):,.0f} km²"  # "about 21,500 km²", not "21454.14"
+    return f"about {round_sig(km2, 3):,.0f} km²"  # "about 21,500 km²", not "21454.14"
 
 
 #: units a question may ask an area in ("How much water is there in hectares?"): square metres per unit
@@ -202,11 +211,12 @@ def area_in(area_m2: float, unit: str) -> str:
     """ "about 422 ha", "about 1,040 acres": an area in the unit a question asked for (two significant figures
     at least, whole numbers from 100 on)."""
     v = area_m2 / AREA_UNITS[unit]
-    text = f"{_round_sig(v, 3):,.0f}" if v >= 100 else f"{_round_sig(v, 2):,.3g}" if v > 0 else "0"
+    text = f"{round_sig(v, 3):,.0f}" if v >= 100 else f"{round_sig(v, 2):,.3g}" if v > 0 else "0"
     return f"about {text} {unit}"
 
 
-def _round_sig(x: float, digits: int = 2) -> float:
+def round_sig(x: float, digits: int = 2) -> float:
+    """``x`` to ``digits`` significant figures (``round_sig(21_454.14, 3) == 21_500``)."""
     if x <= 0:
         return 0.0
     return round(x, -int(math.floor(math.log10(x))) + digits - 1)

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from . import answer as A
+from . import measured_replies as M
+from . import question_words as Q
 from .location_prior import named_place, place_named_alone, place_word_span
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,8 +72,6 @@ _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("
               ("along",), ("bordering",), ("nearby",), ("by",), ("than",))
 #: "more X than Y" / "less X than Y": a comparison of two classes' shares, not a place next to Y
 _FEWER = {"less", "fewer", "smaller"}
-#: "which part", "what side": a question about where
-_PLACE_NOUNS = {"part", "parts", "side", "sides", "corner", "corners", "half", "quarter", "region", "direction"}
 #: "Which is bigger, the water or the vegetation?": a comparison asked with "or" and one of these
 _COMPARATIVES = {"more", "bigger", "larger", "greater"} | _FEWER
 #: a message that is only courtesy ("Thanks!", "Hello") is answered as such, not as an unknown thing
@@ -294,45 +294,10 @@ class _Parts:
     comparison: str | None = None
 
 
-#: "How much water is there in hectares?": the unit a reply's areas are given in
-_UNIT_ASKED = [(re.compile(rf"\b(?:in|into|as) (?:square )?(?:{p})\b"), u) for p, u in (
-    ("hectares?|ha", "ha"), ("acres?", "acres"), ("kilomet(?:er|re)s?|km2|km²|sq\.? ?km", "km²"),
-    ("met(?:er|re)s?|m2|m²|sq\.? ?m", "m²"), ("feet|foot|ft|sq\.? ?ft", "sq ft"), ("miles?|sq\.? ?mi", "sq mi"))]
-#: "land cover" / "land use" name the question's subject (the classes), not the class "bare land"
-_LAND_COVER = re.compile(r"\bland[ -]?(?:cover|use)s?\b|\blandcover\b|\blanduse\b", re.IGNORECASE)
-_UNITS_M2 = {"m2": 1.0, "m²": 1.0, "sq m": 1.0, "square metres": 1.0, "square meters": 1.0, "square metre": 1.0,
-             "square meter": 1.0, "ha": 1e4, "hectare": 1e4, "hectares": 1e4, "km2": 1e6, "km²": 1e6,
-             "square kilometres": 1e6, "square kilometers": 1e6, "acre": 4046.86, "acres": 4046.86,
-             "pixels": -1.0, "pixel": -1.0, "px": -1.0}
-_SIZE = re.compile(r"\b(larger|bigger|greater|more|over|above|at least|exceeding|smaller|less|under|below|at most)"
-                   r"(?: than)?\s+(\d[\d,]*(?:\.\d+)?)\s*(" + "|".join(sorted(map(re.escape, _UNITS_M2), key=len,
-                                                                             reverse=True)) + r")(?![a-z0-9])")
-
-
-def size_bounds(text: str) -> tuple[tuple[float, float, str] | None, str]:
-    """``((low, high, unit), text without those words)`` for "lakes larger than 10 ha", "under 200 m²", "over
-    50 pixels"; ``(None, text)`` when the question sets no size. ``unit`` is "m2" or "px"."""
-    low, high, unit = 0.0, float("inf"), None
-    for m in _SIZE.finditer(text.lower()):
-        value = float(m.group(2).replace(",", ""))
-        factor = _UNITS_M2[m.group(3)]
-        this = "px" if factor < 0 else "m2"
-        if unit is not None and this != unit:  # "over 1 ha and under 200 pixels": keep the first unit's bounds
-            continue
-        unit, value = this, value * abs(factor)
-        if m.group(1) in ("smaller", "less", "under", "below", "at most"):
-            high = min(high, value)
-        else:
-            low = max(low, value)
-    if unit is None:
-        return None, text
-    return (low, high, unit), _SIZE.sub(" ", text.lower())
-
-
 def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None) -> _Parts:
     """Target, relation and the masked text the intent head reads (steps 1-2 of the module docstring)."""
-    text = size_bounds(text)[1]  # "larger than 10 ha" is no relation ("than") and no thing ("ha")
-    text = _LAND_COVER.sub(" cover ", text)  # "What's the main land cover?" asks about no bare land
+    text = Q.size_bounds(text)[1]  # "larger than 10 ha" is no relation ("than") and no thing ("ha")
+    text = Q.strip_land_cover(text)  # "What's the main land cover?" asks about no bare land
     words = words_of(text)
     idx = _concepts(model)
     rel = _relation_at(words)
@@ -368,9 +333,8 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
             masked_spans.append(loc)
     refers_back = False
     # "And in the north?", "What about the east?": the previous thing, asked again of another place
-    elliptic = bool(words) and (words[0] == "and" or tuple(words[:2]) in (("what", "about"), ("how", "about")))
     if target is None and previous is not None and previous.target is not None \
-            and (any(w in _PRONOUNS for w in words[:head_end]) or elliptic):
+            and (any(w in _PRONOUNS for w in words[:head_end]) or Q.elliptic(words)):
         target, refers_back = previous.target, True
     relation, to_previous = None, False
     if rel:
@@ -400,29 +364,23 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     if task == "follow_up":
         task = previous.task if previous is not None and previous.task not in ("caption", "scene") else "location"
     words = words_of(text)
-    if p.refers_back and previous is not None and previous.task not in ("caption", "scene") \
-            and (words[:1] == ["and"] or tuple(words[:2]) in (("what", "about"), ("how", "about"))):
+    if p.refers_back and previous is not None and previous.task not in ("caption", "scene") and Q.elliptic(words):
         task = previous.task  # "And in the north?" after "How many lakes are there in the south?": a count
-    if p.target is None and _LAND_COVER.search(text) and task not in ("scene",):
+    if p.target is None and Q.asks_land_cover(text) and task != "scene":
         task = "caption"  # "What's the main land cover?": the classes and their shares
     if task == "caption" and p.target is not None and p.target.kind in ("class", "scene"):
         task = "presence"  # "Tell me about the roads.": about the roads (their parts, share, place), not the view
-    where_most = None
-    if "where" in words and any(w in ("densest", "most", "concentrated") for w in words):
-        task, where_most = "location", "part"  # "Where is it densest?", "Where are most of the buildings?"
-    for a, b in zip(words, words[1:]):
-        if a in ("which", "what") and b in _PLACE_NOUNS:
-            task = "location"  # "Which part of the image has most vegetation?": where, not how many
-            if any(w in ("most", "more", "densest", "mostly") for w in words):
-                where_most = "side" if b.startswith("side") else "corner" if b.startswith("corner") else "part"
+    asks_where, where_most = Q.where_most(words)
+    if asks_where:  # "Which part of the image has most vegetation?", "Where is it densest?": where, not how many
+        task = "location"
     largest, place = bool(_LARGEST.search(text.lower())), p.place
     if p.refers_back and previous is not None:  # "How big is it?" after "Where is the largest lake?": that lake
         largest = largest or previous.question.largest
         place = place if place is not None else previous.question.place
-    bounds = size_bounds(text)[0]
+    bounds = Q.size_bounds(text)[0]
     if bounds is None and p.refers_back and previous is not None:
         bounds = previous.question.size_bounds
-    unit = next((u for rx, u in _UNIT_ASKED if rx.search(text.lower())), None)
+    unit = Q.asked_unit(text)
     return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, place,
                     largest, bounds, where_most, unit, p.comparison)
 
@@ -613,7 +571,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if target is None and question.place is not None:  # "What is in the north-east?": a caption of that part
         return _caption(model, view, pixel_area_m2, out, place=question.place)
     if target is None and task == "area":  # "What's the total area of the scene?": the view's own size
-        return out(_view_size(view, pixel_area_m2))
+        return out(M.view_size_text(view, pixel_area_m2))
     if target is None:
         return out("I can't tell what you are asking about. Ask me about the "
                    f"{_known_list(model)}, or ask me to describe the image.")
@@ -683,7 +641,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 return sizeless_out(f"{text} (I kept parts of every size: without a georeference I don't know "
                                     "this view's pixel size, so not their areas.)", *args, **kwargs)
         else:
-            mask, size_words = _within_bounds(mask, bounds, pixel_area_m2)
+            mask, size_words = M.within_bounds(mask, bounds, pixel_area_m2)
             rel_words, bounded = rel_words + size_words, True
     superlative = question.largest and task != "count"  # "how many of the largest lakes" stays a count
     if superlative:  # "the largest lake": its largest connected part, which is one object
@@ -694,7 +652,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         return out(f"I can't measure how far the {said} lie{'' if A.is_plural(said) else 's'} from {other}: I only "
                    f"measure distances between things I outline, the {_known_list(model)}.")
     if distance:
-        return _distance(view, question, mask, logit, f"{'largest ' if superlative else ''}{said}{rel_words}",
+        return M.distance_reply(view, question, mask, logit, f"{'largest ' if superlative else ''}{said}{rel_words}",
                          pixel_area_m2, out)
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
     what = f"{'largest ' if superlative else ''}{said}{rel_words}"
@@ -725,7 +683,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     cover = dict(class_phrases(model)).get(target.name or "", said) if mass else said
     n = _count_phrase(f.count, cover, mass) if not superlative else "one connected part"
     if f.count == 0:  # present, but every part is below the counting size
-        n = f"only small parts (none of at least {_min_size(pixel_area_m2)})"
+        n = f"only small parts (none of at least {A.min_size_phrase(pixel_area_m2)})"
     size = f"about {share} of the view ({area})"
     # where the pixels lie; a question that named the place has it in ``what`` already
     at = "" if question.place is not None else f" {f.location}"
@@ -736,17 +694,17 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         thing = f"{article.group(1)} {what}" if article and not A.is_plural(said) and not superlative else what
         text = f"Yes, there {_verb(said)} {thing}{at}: {n}, {size}."
     elif task == "count" and mass and f.count:
-        text = _cover_count(said, cover, n + rel_words, mask, pixel_area_m2, f"{size}{comma_at}",
+        text = M.cover_count_text(said, cover, n + rel_words, mask, pixel_area_m2, f"{size}{comma_at}",
                             sized=bounded)
     elif task == "count":
-        each = "" if bounded else f" (each at least {_min_size(pixel_area_m2)})"  # the question set the size
+        each = "" if bounded else f" (each at least {A.min_size_phrase(pixel_area_m2)})"  # the question set the size
         text = (f"I count {n}{rel_words}{each}, covering {size}{comma_at}."
-                if f.count else f"I count no {what} of at least {_min_size(pixel_area_m2)}; smaller parts cover "
+                if f.count else f"I count no {what} of at least {A.min_size_phrase(pixel_area_m2)}; smaller parts cover "
                                 f"{size}{comma_at}.")
     elif task == "area":
         text = f"The {what} cover{'' if A.is_plural(said) else 's'} {size}{comma_at}."
     elif task == "location" and question.where_most and question.place is None:
-        return _where_most(view, question, what, said, mask, logit, pixel_area_m2, out)
+        return M.densest_part_reply(view, question, what, said, mask, logit, pixel_area_m2, out)
     elif task == "location":
         text = (f"The {what} {_verb(said)} {f.location}: {n} covering {size}." if question.place is None
                 else f"{A.place_words(question.place).capitalize()} of the view: {n} covering {size}.")
@@ -762,96 +720,6 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
 
 
 _MASS = {"water", "vegetation", "land", "cloud"}
-
-
-def _within_bounds(mask: np.ndarray, bounds: tuple[float, float, str], pixel_area_m2: float | None
-                   ) -> tuple[np.ndarray, str]:
-    """The parts of ``mask`` within a question's size bounds, and the words that say so ("of at least 10 ha")."""
-    low, high, unit = bounds
-    per = 1.0 if unit == "px" else float(pixel_area_m2 or 1.0)
-
-    def words(v: float) -> str:  # the question's own figure: "10 ha", "200 m²", "500 pixels"
-        if unit == "px":
-            return f"{v:,.0f} pixels"
-        if v >= 1e6:
-            return f"{v / 1e6:,.4g} km²"
-        return f"{v / 1e4:,.4g} ha" if v >= 1e4 else f"{v:,.4g} m²"
-
-    # the parts kept are the parts counted: never below the counting size ("over 1 m²" keeps no 4-pixel speck)
-    floor = max(low / per, A.min_object_pixels(pixel_area_m2 if unit == "m2" else None)) if low > 0 else 0.0
-    kept = A.parts_within(mask, floor, high / per)
-    if low > 0 and high < float("inf"):
-        return kept, f" of {words(low)} to {words(high)}"
-    return kept, f" of at least {words(low)}" if low > 0 else f" smaller than {words(high)}"
-
-
-def _distance(view: View, question: Question, mask: np.ndarray, logit: np.ndarray, what: str,
-              pixel_area_m2: float | None, out) -> ChatReply:
-    """ "How far is the largest lake from the road?": the gap between the nearest pixels of the two masks."""
-    from scipy import ndimage
-
-    rel = question.relation
-    other = view.counted(rel)
-    if question.place is not None:
-        other = other & A.place_region(question.place, other.shape)
-    lg = [logit, np.where(other, 1.0, -1.0).astype(np.float32)]
-    prompts = [question.target.phrase, rel.phrase]
-    for m, name in ((mask, what), (other, rel.phrase)):
-        if not A.present(int(m.sum()), A.share_of(m, view.valid)):
-            return out(f"I find no {name} in this view, so I can't measure how far apart they are.", prompts,
-                       [mask, other], lg)
-    if (mask & other).any():
-        gap = 0.0
-    else:  # the distance from each pixel of ``mask`` to the nearest pixel of ``other``, in pixels
-        gap = float(ndimage.distance_transform_edt(~other)[mask].min())
-    side = pixel_area_m2 ** 0.5 if pixel_area_m2 else None
-    if gap == 0:
-        text = f"The {what} touch{'' if A.is_plural(what) else 'es'} the {rel.phrase}: their masks meet."
-    elif side is None:
-        text = f"About {gap:,.0f} pixels separate the {what} from the nearest {rel.phrase}, at their closest points."
-    else:
-        metres = gap * side
-        words = f"{metres / 1000:,.1f} km" if metres >= 1000 else f"{A._round_sig(metres):,.0f} m"
-        text = (f"About {words} separate the {what} from the nearest {rel.phrase}, at their closest points "
-                f"({gap:,.1f} pixels of {side:.2g} m).")
-    return out(text, prompts, [mask, other], lg)
-
-
-_CELLS_OF = {"part": range(9), "side": (1, 3, 5, 7), "corner": (0, 2, 6, 8)}
-
-
-def _where_most(view: View, question: Question, what: str, said: str, mask: np.ndarray, logit: np.ndarray,
-                pixel_area_m2: float | None, out) -> ChatReply:
-    """ "Which part has the most vegetation?": the cell of the reply grid the mask covers most densely (a side is
-    its third, a corner its ninth, as "in the north" means), with that part's mask and numbers."""
-    regions = [(c, A.place_region(c, mask.shape)) for c in _CELLS_OF[question.where_most or "part"]]
-    dens = [(A.share_of(mask & r, r if view.valid is None else r & view.valid), c, r) for c, r in regions]
-    best, cell, region = max(dens, key=lambda t: t[0])
-    part = mask & region
-    f = A.mask_facts(part, pixel_area_m2, view.valid)
-    where = A.place_words(cell).removeprefix("in ")
-    text = (f"{where[0].upper() + where[1:]} has the most {what}: they cover {A.share_phrase(best)} of that part "
-            f"({A.area_phrase(f.area_m2, f.pixels)}), against {A.share_phrase(A.share_of(mask, view.valid))} of the "
-            f"whole view.")
-    if not A.is_plural(said):
-        text = text.replace(": they cover", ": it covers", 1)
-    return out(text, [question.target.phrase], [part], [np.where(part, logit, np.minimum(logit, -1e-3))
-                                                          .astype(np.float32)])
-
-
-def _view_size(view: View, pixel_area_m2: float | None) -> str:
-    """ "The view covers about 16.9 km²: 934 x 724 pixels of about 5 m." (of the pixels with data, if some lack it)."""
-    h, w = view.size
-    dims = f"{w:,} x {h:,} pixels"
-    if not pixel_area_m2:
-        return f"The view is {dims}; without a georeference I don't know its pixels' size, so not its area."
-    side = pixel_area_m2 ** 0.5
-    side_words = f"{side:,.0f} m" if side >= 10 else f"{side:.2g} m"
-    text = f"The view covers {A.area_phrase(h * w * pixel_area_m2, h * w)}: {dims} of about {side_words}."
-    if view.valid is not None and not view.valid.all():
-        n = int(np.count_nonzero(view.valid))
-        text += f" The scene has data for {A.area_phrase(n * pixel_area_m2, n)} of it."
-    return text
 
 
 def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: float | None, out) -> ChatReply:
@@ -885,34 +753,6 @@ def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: fl
     return out(text, [pa, pb], [mask, other], lg)
 
 
-def _cover_count(said: str, cover: str, counted: str, mask: np.ndarray, pixel_area_m2: float | None,
-                 covering: str, sized: bool = False) -> str:
-    """A count of a cover class (water, vegetation, bare land, clouds): its patches, the sizeable ones, the largest.
-
-    The model knows such a class as a cover, not object by object: "How many lakes?" counted every 4 m²
-    speck of water ("88 separate patches of lakes") and "How many trees?" gave the canopy's two patches
-    as two trees. The reply keeps the count of the mask's parts (the number its facts hold) and adds what
-    a reader can use: how many parts are at least :data:`answer.SIZEABLE_M2` and how large the largest is;
-    a plural word for single things of a cover class ("trees", "fields") is told it is not counted one by one.
-    """
-    parts = A.part_sizes(mask, A.min_object_pixels(pixel_area_m2))
-    lead = ""
-    if A.is_plural(said) and said != cover and cover != "water":
-        lead = f"I can't count {said} one by one: I see {cover} as a cover, and {said} that touch form one patch. "
-    each = "" if sized else f" (each at least {_min_size(pixel_area_m2)})"  # sized: the question set the size
-    text = f"{lead}I count {counted}{each}, covering {covering}"
-    if parts.size < 2 or sized:
-        return text + "."
-    big = A.sizeable_pixels(pixel_area_m2, mask.size)
-    k = int((parts >= big).sum())
-    big_words = (A.area_phrase(big * pixel_area_m2, big).removeprefix("about ") if pixel_area_m2
-                 else f"{A.share_phrase(A.SIZEABLE_SHARE)} of the view")
-    largest = A.area_phrase(parts[0] * pixel_area_m2 if pixel_area_m2 else None, int(parts[0]))
-    if k == 0:
-        return f"{text}; none of them is as large as {big_words}, the largest {largest}."
-    return f"{text}; {k} of them {'is' if k == 1 else 'are'} {big_words} or larger, the largest {largest}."
-
-
 def _count_phrase(n: int, phrase: str, mass: bool) -> str:
     """ "4 buildings", "1 building", "3 separate patches of water"."""
     if mass:
@@ -928,14 +768,6 @@ def _count_phrase(n: int, phrase: str, mass: bool) -> str:
 def _a(name: str) -> str:
     """``name`` with its indefinite article ("a harbor", "an airplane", "storage tanks")."""
     return name if A.is_plural(name) else f"{A.article(name)} {name}"
-
-
-def _min_size(pixel_area_m2: float | None) -> str:
-    """The smallest part a count counts: 4 m², but never under 4 pixels (36 ha on a 300 m scene)."""
-    if pixel_area_m2:
-        pixels = A.min_object_pixels(pixel_area_m2)
-        return A.area_phrase(pixels * pixel_area_m2, pixels).removeprefix("about ")
-    return f"{A.min_object_pixels(None)} pixels"
 
 
 def _near(mask: np.ndarray, other: np.ndarray, pixel_area_m2: float | None) -> np.ndarray:

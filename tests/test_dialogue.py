@@ -804,7 +804,7 @@ def test_how_far_one_thing_is_from_another(model):
     assert np.array_equal(lake, chat.ask("Where is the largest lake?").arrays[0])
     gap = ndimage.distance_transform_edt(~buildings)[lake].min()
     side = abs(r.transform.a)
-    assert r.text.startswith(f"About {A._round_sig(gap * side):,.0f} m separate the largest lake from the nearest "
+    assert r.text.startswith(f"About {A.round_sig(gap * side):,.0f} m separate the largest lake from the nearest "
                              f"building, at their closest points ({gap:,.1f} pixels of 5 m)."), r.text
     no = chat.ask("How far is the lake from the tennis court?")
     assert no.text.startswith("I can't measure how far the lake lies from a tennis court"), no.text
@@ -835,9 +835,20 @@ def test_areas_in_the_unit_asked_for(model):
     chat = geopix_tiles.chat(DEMO, model)
     r = chat.ask("How much water is there in hectares?")
     ha = r.facts[0].area_m2 / 1e4
-    assert ha > 100 and f"(about {A._round_sig(ha, 3):,.0f} ha)" in r.text, r.text
+    assert ha > 100 and f"(about {A.round_sig(ha, 3):,.0f} ha)" in r.text, r.text
     lake = chat.ask("What is the area of the largest lake in acres?")
     acres = lake.facts[0].area_m2 / 4046.8564224
-    assert f"(about {A._round_sig(acres, 3):,.0f} acres)" in lake.text, lake.text
+    assert f"(about {A.round_sig(acres, 3):,.0f} acres)" in lake.text, lake.text
     assert A.area_in(12_345.0, "km²") == "about 0.012 km²" and A.area_in(5e5, "ha") == "about 50 ha"
     assert parse_question(model, "Is there water in the north?").unit is None
+
+
+def test_question_word_rules_and_place_examples():
+    """The examples in the docstrings of the word rules are their specification: run them."""
+    import doctest
+
+    from geopix_tiles.model import location_prior, question_words
+
+    for mod in (question_words, location_prior):
+        res = doctest.testmod(mod)
+        assert res.attempted >= 3 and res.failed == 0, (mod.__name__, res)

@@ -1,0 +1,143 @@
+"""Replies that measure the masks: sizes a question sets, distances, the densest part, the view's size, cover counts.
+
+Why apart from :mod:`.dialogue`: the dialogue module parses a question and picks the reply; these
+functions only measure the reply's own masks (scipy and the helpers of :mod:`.answer`), so every
+number they write can be recomputed from the masks they return (the tests do). Each takes the
+dialogue's ``out`` callable, which turns text and masks into a ``ChatReply``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from . import answer as A
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .dialogue import ChatReply, Question, View
+
+__all__ = ["within_bounds", "distance_reply", "densest_part_reply", "view_size_text", "cover_count_text"]
+
+Out = Callable[..., Any]
+
+
+def within_bounds(mask: np.ndarray, bounds: tuple[float, float, str], pixel_area_m2: float | None
+                   ) -> tuple[np.ndarray, str]:
+    """The parts of ``mask`` within a question's size bounds, and the words that say so ("of at least 10 ha")."""
+    low, high, unit = bounds
+    per = 1.0 if unit == "px" else float(pixel_area_m2 or 1.0)
+
+    def words(v: float) -> str:  # the question's own figure: "10 ha", "200 m²", "500 pixels"
+        if unit == "px":
+            return f"{v:,.0f} pixels"
+        if v >= 1e6:
+            return f"{v / 1e6:,.4g} km²"
+        return f"{v / 1e4:,.4g} ha" if v >= 1e4 else f"{v:,.4g} m²"
+
+    # the parts kept are the parts counted: never below the counting size ("over 1 m²" keeps no 4-pixel speck)
+    floor = max(low / per, A.min_object_pixels(pixel_area_m2 if unit == "m2" else None)) if low > 0 else 0.0
+    kept = A.parts_within(mask, floor, high / per)
+    if low > 0 and high < float("inf"):
+        return kept, f" of {words(low)} to {words(high)}"
+    return kept, f" of at least {words(low)}" if low > 0 else f" smaller than {words(high)}"
+
+
+
+def distance_reply(view: "View", question: "Question", mask: np.ndarray, logit: np.ndarray, what: str,
+              pixel_area_m2: float | None, out: Out) -> "ChatReply":
+    """ "How far is the largest lake from the road?": the gap between the nearest pixels of the two masks."""
+    from scipy import ndimage
+
+    rel = question.relation
+    other = view.counted(rel)
+    if question.place is not None:
+        other = other & A.place_region(question.place, other.shape)
+    lg = [logit, np.where(other, 1.0, -1.0).astype(np.float32)]
+    prompts = [question.target.phrase, rel.phrase]
+    for m, name in ((mask, what), (other, rel.phrase)):
+        if not A.present(int(m.sum()), A.share_of(m, view.valid)):
+            return out(f"I find no {name} in this view, so I can't measure how far apart they are.", prompts,
+                       [mask, other], lg)
+    if (mask & other).any():
+        gap = 0.0
+    else:  # the distance from each pixel of ``mask`` to the nearest pixel of ``other``, in pixels
+        gap = float(ndimage.distance_transform_edt(~other)[mask].min())
+    side = pixel_area_m2 ** 0.5 if pixel_area_m2 else None
+    if gap == 0:
+        text = f"The {what} touch{'' if A.is_plural(what) else 'es'} the {rel.phrase}: their masks meet."
+    elif side is None:
+        text = f"About {gap:,.0f} pixels separate the {what} from the nearest {rel.phrase}, at their closest points."
+    else:
+        metres = gap * side
+        words = f"{metres / 1000:,.1f} km" if metres >= 1000 else f"{A.round_sig(metres):,.0f} m"
+        text = (f"About {words} separate the {what} from the nearest {rel.phrase}, at their closest points "
+                f"({gap:,.1f} pixels of {side:.2g} m).")
+    return out(text, prompts, [mask, other], lg)
+
+
+
+_CELLS_OF = {"part": range(9), "side": (1, 3, 5, 7), "corner": (0, 2, 6, 8)}
+
+
+def densest_part_reply(view: "View", question: "Question", what: str, said: str, mask: np.ndarray, logit: np.ndarray,
+                pixel_area_m2: float | None, out: Out) -> "ChatReply":
+    """ "Which part has the most vegetation?": the cell of the reply grid the mask covers most densely (a side is
+    its third, a corner its ninth, as "in the north" means), with that part's mask and numbers."""
+    regions = [(c, A.place_region(c, mask.shape)) for c in _CELLS_OF[question.where_most or "part"]]
+    dens = [(A.share_of(mask & r, r if view.valid is None else r & view.valid), c, r) for c, r in regions]
+    best, cell, region = max(dens, key=lambda t: t[0])
+    part = mask & region
+    f = A.mask_facts(part, pixel_area_m2, view.valid)
+    where = A.place_words(cell).removeprefix("in ")
+    text = (f"{where[0].upper() + where[1:]} has the most {what}: they cover {A.share_phrase(best)} of that part "
+            f"({A.area_phrase(f.area_m2, f.pixels)}), against {A.share_phrase(A.share_of(mask, view.valid))} of the "
+            f"whole view.")
+    if not A.is_plural(said):
+        text = text.replace(": they cover", ": it covers", 1)
+    return out(text, [question.target.phrase], [part], [np.where(part, logit, np.minimum(logit, -1e-3))
+                                                          .astype(np.float32)])
+
+
+
+def view_size_text(view: "View", pixel_area_m2: float | None) -> str:
+    """ "The view covers about 16.9 km²: 934 x 724 pixels of about 5 m." (of the pixels with data, if some lack it)."""
+    h, w = view.size
+    dims = f"{w:,} x {h:,} pixels"
+    if not pixel_area_m2:
+        return f"The view is {dims}; without a georeference I don't know its pixels' size, so not its area."
+    side = pixel_area_m2 ** 0.5
+    side_words = f"{side:,.0f} m" if side >= 10 else f"{side:.2g} m"
+    text = f"The view covers {A.area_phrase(h * w * pixel_area_m2, h * w)}: {dims} of about {side_words}."
+    if view.valid is not None and not view.valid.all():
+        n = int(np.count_nonzero(view.valid))
+        text += f" The scene has data for {A.area_phrase(n * pixel_area_m2, n)} of it."
+    return text
+
+
+
+def cover_count_text(said: str, cover: str, counted: str, mask: np.ndarray, pixel_area_m2: float | None,
+                 covering: str, sized: bool = False) -> str:
+    """A count of a cover class (water, vegetation, bare land, clouds): its patches, the sizeable ones, the largest.
+
+    The model knows such a class as a cover, not object by object: "How many lakes?" counted every 4 m²
+    speck of water ("88 separate patches of lakes") and "How many trees?" gave the canopy's two patches
+    as two trees. The reply keeps the count of the mask's parts (the number its facts hold) and adds what
+    a reader can use: how many parts are at least :data:`answer.SIZEABLE_M2` and how large the largest is;
+    a plural word for single things of a cover class ("trees", "fields") is told it is not counted one by one.
+    """
+    parts = A.part_sizes(mask, A.min_object_pixels(pixel_area_m2))
+    lead = ""
+    if A.is_plural(said) and said != cover and cover != "water":
+        lead = f"I can't count {said} one by one: I see {cover} as a cover, and {said} that touch form one patch. "
+    each = "" if sized else f" (each at least {A.min_size_phrase(pixel_area_m2)})"  # sized: the question set the size
+    text = f"{lead}I count {counted}{each}, covering {covering}"
+    if parts.size < 2 or sized:
+        return text + "."
+    big = A.sizeable_pixels(pixel_area_m2, mask.size)
+    k = int((parts >= big).sum())
+    big_words = (A.area_phrase(big * pixel_area_m2, big).removeprefix("about ") if pixel_area_m2
+                 else f"{A.share_phrase(A.SIZEABLE_SHARE)} of the view")
+    largest = A.area_phrase(parts[0] * pixel_area_m2 if pixel_area_m2 else None, int(parts[0]))
+    if k == 0:
+        return f"{text}; none of them is as large as {big_words}, the largest {largest}."
+    return f"{text}; {k} of them {'is' if k == 1 else 'are'} {big_words} or larger, the largest {largest}."

@@ -1,0 +1,105 @@
+"""Words of a question that are not things: sizes, units, "land cover", follow-up and "where most" cues.
+
+Why a module of rules beside the learned parts: the intent head (MiniLM + a small MLP) reads what a
+question asks, and MiniLM similarity finds the thing it names. Neither can be trusted with the words
+here, found by asking the product what remote-sensing users ask: "larger than 10 ha" made "ha" a thing
+and "than" a comparison, "land cover" became the class bare land, "And in the north?" became a
+caption, "densest" an unknown thing. Each rule takes those words out or turns them into a field of
+the :class:`~.dialogue.Question`, so the rest of the parse sees only the things asked about.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from .answer import AREA_UNITS
+
+__all__ = ["size_bounds", "asked_unit", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
+           "PLACE_NOUNS"]
+
+#: "How much water is there in hectares?": the unit a reply's areas are given in (keys of ``AREA_UNITS``)
+_UNIT_ASKED = [(re.compile(rf"\b(?:in|into|as) (?:square )?(?:{p})\b"), u) for p, u in (
+    ("hectares?|ha", "ha"), ("acres?", "acres"), ("kilomet(?:er|re)s?|km2|km²|sq\.? ?km", "km²"),
+    ("met(?:er|re)s?|m2|m²|sq\.? ?m", "m²"), ("feet|foot|ft|sq\.? ?ft", "sq ft"), ("miles?|sq\.? ?mi", "sq mi"))]
+#: "land cover" / "land use" name the question's subject (the classes), not the class "bare land"
+_LAND_COVER = re.compile(r"\bland[ -]?(?:cover|use)s?\b|\blandcover\b|\blanduse\b", re.IGNORECASE)
+#: the size words of "larger than 10 ha": square metres per unit, -1 for pixels
+_UNITS_M2 = {"m2": 1.0, "m²": 1.0, "sq m": 1.0, "square metres": 1.0, "square meters": 1.0, "square metre": 1.0,
+             "square meter": 1.0, "ha": AREA_UNITS["ha"], "hectare": AREA_UNITS["ha"], "hectares": AREA_UNITS["ha"],
+             "km2": AREA_UNITS["km²"], "km²": AREA_UNITS["km²"], "square kilometres": AREA_UNITS["km²"],
+             "square kilometers": AREA_UNITS["km²"], "acre": AREA_UNITS["acres"], "acres": AREA_UNITS["acres"],
+             "pixels": -1.0, "pixel": -1.0, "px": -1.0}
+_UPPER = ("smaller", "less", "under", "below", "at most")
+_SIZE = re.compile(r"\b(larger|bigger|greater|more|over|above|at least|exceeding|smaller|less|under|below|at most)"
+                   r"(?: than)?\s+(\d[\d,]*(?:\.\d+)?)\s*(" + "|".join(sorted(map(re.escape, _UNITS_M2), key=len,
+                                                                             reverse=True)) + r")(?![a-z0-9])")
+#: "which part", "what side": a question about where
+PLACE_NOUNS = {"part", "parts", "side", "sides", "corner", "corners", "half", "quarter", "region", "direction"}
+
+
+def size_bounds(text: str) -> tuple[tuple[float, float, str] | None, str]:
+    """``((low, high, unit), text without those words)`` for "lakes larger than 10 ha", "under 200 m²", "over
+    50 pixels"; ``(None, text)`` when the question sets no size. ``unit`` is "m2" or "px".
+
+    >>> size_bounds("Count the lakes larger than 10 ha.")[0]
+    (100000.0, inf, 'm2')
+    >>> size_bounds("more than 3 lakes")[0] is None
+    True
+    """
+    low, high, unit = 0.0, float("inf"), None
+    for m in _SIZE.finditer(text.lower()):
+        value = float(m.group(2).replace(",", ""))
+        factor = _UNITS_M2[m.group(3)]
+        this = "px" if factor < 0 else "m2"
+        if unit is not None and this != unit:  # "over 1 ha and under 200 pixels": keep the first unit's bounds
+            continue
+        unit, value = this, value * abs(factor)
+        if m.group(1) in _UPPER:
+            high = min(high, value)
+        else:
+            low = max(low, value)
+    if unit is None:
+        return None, text
+    return (low, high, unit), _SIZE.sub(" ", text.lower())
+
+
+def asked_unit(text: str) -> str | None:
+    """The area unit a question asks for ("in hectares" -> "ha"), or None.
+
+    >>> asked_unit("What is the area of the largest lake in acres?"), asked_unit("Is there water in the north?")
+    ('acres', None)
+    """
+    low = text.lower()
+    return next((u for rx, u in _UNIT_ASKED if rx.search(low)), None)
+
+
+def strip_land_cover(text: str) -> str:
+    """ "What's the main land cover?" -> "What's the main cover?": the subject, not the class bare land."""
+    return _LAND_COVER.sub(" cover ", text)
+
+
+def asks_land_cover(text: str) -> bool:
+    return bool(_LAND_COVER.search(text))
+
+
+def elliptic(words: Sequence[str]) -> bool:
+    """ "And in the north?", "What about the east?": a follow-up that asks the previous question again."""
+    return bool(words) and (words[0] == "and" or tuple(words[:2]) in (("what", "about"), ("how", "about")))
+
+
+def where_most(words: Sequence[str]) -> tuple[bool, str | None]:
+    """``(asks where, cells compared)`` for "Which part has the most vegetation?" (``"part"``: all nine cells,
+    ``"side"``: the four sides, ``"corner"``: the four corners) or "Where is it densest?"; ``(False, None)`` else.
+    ``(True, None)``: a question about where that does not ask for the densest part ("Which part has the buildings?").
+
+    >>> where_most("which side has the most water".split()), where_most("where are the roads".split())
+    ((True, 'side'), (False, None))
+    """
+    if "where" in words and any(w in ("densest", "most", "concentrated") for w in words):
+        return True, "part"
+    for a, b in zip(words, words[1:]):
+        if a in ("which", "what") and b in PLACE_NOUNS:
+            if any(w in ("most", "more", "densest", "mostly") for w in words):
+                return True, "side" if b.startswith("side") else "corner" if b.startswith("corner") else "part"
+            return True, None
+    return False, None
