@@ -578,6 +578,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if target.kind == "unknown":
         return out(f"I can't tell: I have not learned to recognise {target.phrase}. I can find the "
                    f"{_known_list(model)}.")
+    if question.comparison == "distance" and target.kind != "class":  # "How far is the coast from the clouds?"
+        return out(f"I can't measure how far {_a(target.phrase)} lies from anything: I only measure distances between "
+                   f"things I outline, the {_known_list(model)}.")
     if target.kind == "scene":
         return _scene_presence(model, view, target, task, out)
     if question.comparison in ("and", "or") and question.relation is not None:  # each thing its own reply, joined
@@ -596,7 +599,12 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     # words for a phrase the model only reads as its nearest class ("residential" -> buildings, "cars" -> roads):
     # the reply names the class and says how it read the question (the mask is the phrase's, as in segment)
     said = phrase
-    if target.kind == "class" and target.similarity < READ_AS and target.name is not None:
+    if target.kind == "class" and target.name is not None and _describes(phrase) \
+            and phrase not in model.config.concepts.get(target.name, ()):
+        # "Is it cloudy?", "cloud-covered": a word describing the view asks about the class, so the reply names
+        # the class and answers with its mask ("Are there clouds?" gets the same words and pixels)
+        said = phrase = dict(class_phrases(model)).get(target.name, phrase)
+    elif target.kind == "class" and target.similarity < READ_AS and target.name is not None:
         said = dict(class_phrases(model)).get(target.name, phrase)
         if said != phrase:
             plain_out = out
@@ -720,6 +728,11 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
 
 
 _MASS = {"water", "vegetation", "land", "cloud"}
+
+
+def _describes(phrase: str) -> bool:
+    """ "cloudy", "cloud-covered", "forested": one adjective, not a name for things ("lakes", "trees")."""
+    return " " not in phrase and (phrase.endswith(("y", "ed")) or "-" in phrase)
 
 
 def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: float | None, out) -> ChatReply:

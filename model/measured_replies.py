@@ -131,9 +131,10 @@ def cover_count_text(said: str, cover: str, counted: str, mask: np.ndarray, pixe
         lead = f"I can't count {said} one by one: I see {cover} as a cover, and {said} that touch form one patch. "
     each = "" if sized else f" (each at least {A.min_size_phrase(pixel_area_m2)})"  # sized: the question set the size
     text = f"{lead}I count {counted}{each}, covering {covering}"
-    if parts.size < 2 or sized:
-        return text + "."
     big = A.sizeable_pixels(pixel_area_m2, mask.size)
+    if parts.size < 2 or sized or big <= A.min_object_pixels(pixel_area_m2):
+        # one part, a size the question set, or pixels so coarse that every counted part is sizeable: the count says it
+        return text + "."
     k = int((parts >= big).sum())
     big_words = (A.area_phrase(big * pixel_area_m2, big).removeprefix("about ") if pixel_area_m2
                  else f"{A.share_phrase(A.SIZEABLE_SHARE)} of the view")

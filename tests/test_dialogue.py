@@ -852,3 +852,26 @@ def test_question_word_rules_and_place_examples():
     for mod in (question_words, location_prior):
         res = doctest.testmod(mod)
         assert res.attempted >= 3 and res.failed == 0, (mod.__name__, res)
+
+
+def test_a_word_describing_the_view_asks_about_its_class(model):
+    """"Is it cloudy?" answered "Yes, there is cloudy in the north" and "cloud-covered" "The cloud-covered covers";
+    such a word now asks about the class (same words and mask as "Are there clouds?"). A scene class ("the beach")
+    cannot be measured from. At 300 m pixels (rasterio's Landsat-7 sample) every counted part of a cover class is
+    larger than 0.1 ha, and the count said "29 of them are 9.0 ha or larger": no such clause where it says nothing."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    a, b = chat.ask("Is it vegetated?"), chat.ask("Is there any vegetation?")
+    assert a.text == b.text and a.text.startswith("Yes, there is vegetation") and np.array_equal(a.arrays[0], b.arrays[0])
+    assert chat.ask("Is the area forested?").prompts == ["vegetation"]
+    assert chat.ask("How many lakes are there?").prompts == ["lakes"]  # a name for things keeps its own mask
+    far = chat.ask("How far is the beach from the water?")
+    assert far.text.startswith("I can't measure how far a beach lies from anything"), far.text
+    from geopix_tiles.model.measured_replies import cover_count_text
+
+    blobs = np.zeros((40, 40), bool)
+    blobs[2:5, 2:5] = blobs[20:24, 20:30] = blobs[30:39, 5:9] = True  # 9, 40 and 36 pixels
+    coarse = cover_count_text("clouds", "clouds", "3 separate patches of clouds", blobs, 300.0 ** 2, "x")
+    fine = cover_count_text("clouds", "clouds", "3 separate patches of clouds", blobs, 10.0 ** 2, "x")
+    assert "or larger" not in coarse and "; 2 of them are 1,000 m² or larger, the largest about 4,000 m²." in fine, fine
