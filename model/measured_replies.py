@@ -21,8 +21,8 @@ __all__ = ["within_bounds", "distance_reply", "densest_part_reply", "view_size_t
 Out = Callable[..., Any]
 
 
-def within_bounds(mask: np.ndarray, bounds: tuple[float, float, str], pixel_area_m2: float | None
-                   ) -> tuple[np.ndarray, str]:
+def within_bounds(mask: np.ndarray, bounds: tuple[float, float, str],
+                  pixel_area_m2: float | None) -> tuple[np.ndarray, str]:
     """The parts of ``mask`` within a question's size bounds, and the words that say so ("of at least 10 ha")."""
     low, high, unit = bounds
     per = 1.0 if unit == "px" else float(pixel_area_m2 or 1.0)
@@ -42,9 +42,8 @@ def within_bounds(mask: np.ndarray, bounds: tuple[float, float, str], pixel_area
     return kept, f" of at least {words(low)}" if low > 0 else f" smaller than {words(high)}"
 
 
-
 def distance_reply(view: "View", question: "Question", mask: np.ndarray, logit: np.ndarray, what: str,
-              pixel_area_m2: float | None, out: Out) -> "ChatReply":
+                   pixel_area_m2: float | None, out: Out) -> "ChatReply":
     """ "How far is the largest lake from the road?": the gap between the nearest pixels of the two masks."""
     from scipy import ndimage
 
@@ -75,12 +74,11 @@ def distance_reply(view: "View", question: "Question", mask: np.ndarray, logit: 
     return out(text, prompts, [mask, other], lg)
 
 
-
 _CELLS_OF = {"part": range(9), "side": (1, 3, 5, 7), "corner": (0, 2, 6, 8)}
 
 
-def densest_part_reply(view: "View", question: "Question", what: str, said: str, mask: np.ndarray, logit: np.ndarray,
-                pixel_area_m2: float | None, out: Out) -> "ChatReply":
+def densest_part_reply(view: "View", question: "Question", what: str, said: str, mask: np.ndarray,
+                       logit: np.ndarray, pixel_area_m2: float | None, out: Out) -> "ChatReply":
     """ "Which part has the most vegetation?": the cell of the reply grid the mask covers most densely (a side is
     its third, a corner its ninth, as "in the north" means), with that part's mask and numbers."""
     regions = [(c, A.place_region(c, mask.shape)) for c in _CELLS_OF[question.where_most or "part"]]
@@ -98,7 +96,6 @@ def densest_part_reply(view: "View", question: "Question", what: str, said: str,
                                                           .astype(np.float32)])
 
 
-
 def view_size_text(view: "View", pixel_area_m2: float | None) -> str:
     """ "The view covers about 16.9 km²: 934 x 724 pixels of about 5 m." (of the pixels with data, if some lack it)."""
     h, w = view.size
@@ -114,9 +111,8 @@ def view_size_text(view: "View", pixel_area_m2: float | None) -> str:
     return text
 
 
-
 def cover_count_text(said: str, cover: str, counted: str, mask: np.ndarray, pixel_area_m2: float | None,
-                 covering: str, sized: bool = False) -> str:
+                     covering: str, sized: bool = False) -> str:
     """A count of a cover class (water, vegetation, bare land, clouds): its patches, the sizeable ones, the largest.
 
     The model knows such a class as a cover, not object by object: "How many lakes?" counted every 4 m²
@@ -131,14 +127,15 @@ def cover_count_text(said: str, cover: str, counted: str, mask: np.ndarray, pixe
         lead = f"I can't count {said} one by one: I see {cover} as a cover, and {said} that touch form one patch. "
     each = "" if sized else f" (each at least {A.min_size_phrase(pixel_area_m2)})"  # sized: the question set the size
     text = f"{lead}I count {counted}{each}, covering {covering}"
-    big = A.sizeable_pixels(pixel_area_m2, mask.size)
-    if parts.size < 2 or sized or big <= A.min_object_pixels(pixel_area_m2):
-        # one part, a size the question set, or pixels so coarse that every counted part is sizeable: the count says it
+    if parts.size < 2 or sized:  # one part, or a size the question set: the count says it all
         return text + "."
+    largest = A.area_phrase(parts[0] * pixel_area_m2 if pixel_area_m2 else None, int(parts[0]))
+    big = A.sizeable_pixels(pixel_area_m2, mask.size)
+    if big <= A.min_object_pixels(pixel_area_m2):  # pixels so coarse that every counted part is sizeable
+        return f"{text}; the largest {largest}."
     k = int((parts >= big).sum())
     big_words = (A.area_phrase(big * pixel_area_m2, big).removeprefix("about ") if pixel_area_m2
                  else f"{A.share_phrase(A.SIZEABLE_SHARE)} of the view")
-    largest = A.area_phrase(parts[0] * pixel_area_m2 if pixel_area_m2 else None, int(parts[0]))
     if k == 0:
         return f"{text}; none of them is as large as {big_words}, the largest {largest}."
     return f"{text}; {k} of them {'is' if k == 1 else 'are'} {big_words} or larger, the largest {largest}."

@@ -874,4 +874,4 @@ def test_a_word_describing_the_view_asks_about_its_class(model):
     blobs[2:5, 2:5] = blobs[20:24, 20:30] = blobs[30:39, 5:9] = True  # 9, 40 and 36 pixels
     coarse = cover_count_text("clouds", "clouds", "3 separate patches of clouds", blobs, 300.0 ** 2, "x")
     fine = cover_count_text("clouds", "clouds", "3 separate patches of clouds", blobs, 10.0 ** 2, "x")
-    assert "or larger" not in coarse and "; 2 of them are 1,000 m² or larger, the largest about 4,000 m²." in fine, fine
+    assert coarse.endswith("covering x; the largest about 3.60 km².") and "; 2 of them are 1,000 m² or larger, the largest about 4,000 m²." in fine, fine
