@@ -89,16 +89,22 @@ def place_word_span(words: list[str] | tuple[str, ...]) -> tuple[int, int] | Non
     True
     """
     words = [str(w).lower() for w in words]
-    for alias, _ in _PATTERNS:
+    for _, i, end in _place_names(words):
+        before = words[i - 1]
+        if before in _PREPOSITIONS or (before == "the" and i >= 2 and words[i - 2] in _PREPOSITIONS):
+            return i, end
+    return None
+
+
+def _place_names(words: list[str]):
+    """``(index into CELLS, start, end)`` of every place name in ``words`` after the first word, longest names
+    first ("lower left" before "left")."""
+    for alias, index in _PATTERNS:
         toks = alias.split()
         n = len(toks)
         for i in range(1, len(words) - n + 1):
-            if words[i:i + n] != toks:
-                continue
-            before = words[i - 1]
-            if before in _PREPOSITIONS or (before == "the" and i >= 2 and words[i - 2] in _PREPOSITIONS):
-                return i, i + n
-    return None
+            if words[i:i + n] == toks:
+                yield index, i, i + n
 
 
 _PLACE_NOUNS = ("part", "corner", "side", "quarter", "half", "edge", "third")
@@ -121,17 +127,13 @@ def place_named_alone(words: list[str] | tuple[str, ...]) -> tuple[int, tuple[in
     True
     """
     words = [str(w).lower() for w in words]
-    for alias, index in _PATTERNS:
-        toks = alias.split()
-        n = len(toks)
-        for i in range(1, len(words) - n + 1):
-            if words[i:i + n] != toks or words[i - 1] not in ("the", "its", "image's", "scene's", "view's"):
-                continue
-            end = i + n
-            if end < len(words) and words[end] in _PLACE_NOUNS:
-                end += 1
-            if end == len(words) or words[end] in ("of", "please"):
-                return index, (i, end)
+    for index, i, end in _place_names(words):
+        if words[i - 1] not in ("the", "its", "image's", "scene's", "view's"):
+            continue
+        if end < len(words) and words[end] in _PLACE_NOUNS:
+            end += 1
+        if end == len(words) or words[end] in ("of", "please"):
+            return index, (i, end)
     return None
 
 
