@@ -53,8 +53,11 @@ def distance_reply(view: "View", question: "Question", mask: np.ndarray, logit: 
         other = other & A.place_region(question.place, other.shape)
     lg = [logit, np.where(other, 1.0, -1.0).astype(np.float32)]
     prompts = [question.target.phrase, rel.phrase]
-    for m, name in ((mask, what), (other, rel.phrase)):
-        if not A.present(int(m.sum()), A.share_of(m, view.valid)):
+    # the thing measured from may be one part ("the largest lake", under the presence rule's 0.25 % of a large
+    # view): it needs pixels; the thing measured to is a whole class, present by the reply rule
+    for found, name in ((bool(mask.any()), what), (A.present(int(other.sum()), A.share_of(other, view.valid)),
+                                                    rel.phrase)):
+        if not found:
             return out(f"I find no {name} in this view, so I can't measure how far apart they are.", prompts,
                        [mask, other], lg)
     if (mask & other).any():

@@ -806,6 +806,10 @@ def test_how_far_one_thing_is_from_another(model):
     side = abs(r.transform.a)
     assert r.text.startswith(f"About {A.round_sig(gap * side):,.0f} m separate the largest lake from the nearest "
                              f"building, at their closest points ({gap:,.1f} pixels of 5 m)."), r.text
+    # the parts measured from may be fewer pixels than the presence rule's 0.25 % of the view (here ~0.06 %)
+    small = chat.ask("How far are the lakes smaller than 1,000 m² from the nearest building?")
+    assert 0 < small.arrays[0].mean() < A.MIN_PRESENT_SHARE and "separate the lakes smaller than 1,000 m²" in small.text, \
+        small.text
     no = chat.ask("How far is the lake from the tennis court?")
     assert no.text.startswith("I can't measure how far the lake lies from a tennis court"), no.text
 
