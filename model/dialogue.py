@@ -639,6 +639,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if question.place is not None:  # "the water in the north-east": only that part of the view
         mask = mask & A.place_region(question.place, mask.shape)
         rel_words += f" {A.place_words(question.place)}"
+    # whether the class is there is judged on its whole mask (of the place asked about); a part chosen from it
+    # ("the largest lake", "lakes over 10 ha") then only needs pixels: one lake of a 25 km view is under 0.25 %
+    class_present = A.present(int(mask.sum()), A.share_of(mask, view.valid))
     bounded = False
     if question.size_bounds is not None:  # "the lakes larger than 10 ha": only the parts of that size
         bounds = question.size_bounds
@@ -661,7 +664,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                    f"measure distances between things I outline, the {_known_list(model)}.")
     if distance:
         return M.distance_reply(view, question, mask, logit, f"{'largest ' if superlative else ''}{said}{rel_words}",
-                         pixel_area_m2, out)
+                                pixel_area_m2, out)
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
     what = f"{'largest ' if superlative else ''}{said}{rel_words}"
     area = A.area_phrase(f.area_m2, f.pixels)
@@ -670,7 +673,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     elif question.unit is not None:
         area += " (without a georeference I can't give it in " + question.unit + ")"
     share = A.share_phrase(f.share)
-    if not f.present:
+    found = class_present and bool(mask.any()) if (bounded or superlative) else f.present
+    if not found:
         text = {"presence": f"No, I see no {what} in this view.",
                 "count": f"I count no {what} in this view.",
                 "area": f"I find no {what} in this view, so it covers 0 % of it.",

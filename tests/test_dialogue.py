@@ -810,6 +810,8 @@ def test_how_far_one_thing_is_from_another(model):
     small = chat.ask("How far are the lakes smaller than 1,000 m² from the nearest building?")
     assert 0 < small.arrays[0].mean() < A.MIN_PRESENT_SHARE and "separate the lakes smaller than 1,000 m²" in small.text, \
         small.text
+    tiny = chat.ask("Where are the lakes smaller than 1,000 m²?")  # the same parts, answered, not "I find no"
+    assert np.array_equal(tiny.arrays[0], small.arrays[0]) and tiny.text.startswith("The lakes smaller than 1,000 m²")
     no = chat.ask("How far is the lake from the tennis court?")
     assert no.text.startswith("I can't measure how far the lake lies from a tennis court"), no.text
 
