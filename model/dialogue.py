@@ -141,6 +141,8 @@ class Question:
     # compared: "part" all nine, "side" the four sides, "corner" the four corners
     where_most: str | None = None
     unit: str | None = None  # "in hectares": a key of ``answer.AREA_UNITS`` the reply's areas are given in
+    # "more than 10 buildings" / "more than half of the image": ``(op, value, "count" | "share")`` to answer yes or no
+    threshold: tuple[str, float, str] | None = None
     # "more" / "less" for "more X than Y", "which" / "which-less" for "Which is bigger, X or Y?", "and" / "or"
     # for "roads and buildings" (each answered), "distance" for "How far is X from Y?": ``relation`` is Y
     comparison: str | None = None
@@ -297,6 +299,7 @@ class _Parts:
 def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None) -> _Parts:
     """Target, relation and the masked text the intent head reads (steps 1-2 of the module docstring)."""
     text = Q.size_bounds(text)[1]  # "larger than 10 ha" is no relation ("than") and no thing ("ha")
+    text = Q.number_threshold(text)[1]  # nor is "more than 10" in "more than 10 buildings"
     text = Q.strip_land_cover(text)  # "What's the main land cover?" asks about no bare land
     words = words_of(text)
     idx = _concepts(model)
@@ -381,8 +384,9 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     if bounds is None and p.refers_back and previous is not None:
         bounds = previous.question.size_bounds
     unit = Q.asked_unit(text)
+    threshold = Q.number_threshold(Q.size_bounds(text)[1])[0]
     return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, place,
-                    largest, bounds, where_most, unit, p.comparison)
+                    largest, bounds, where_most, unit, threshold, p.comparison)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -674,6 +678,14 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         area += " (without a georeference I can't give it in " + question.unit + ")"
     share = A.share_phrase(f.share)
     found = class_present and bool(mask.any()) if (bounded or superlative) else f.present
+    mass = target.name in _MASS
+    # a cover class is counted in patches of its own name: "patches of water", not "patches of lakes"
+    cover = dict(class_phrases(model)).get(target.name or "", said) if mass else said
+    if question.threshold is not None:  # "Are there more than 10 buildings?", "... more than half of the image?"
+        each = "" if bounded else f" (each at least {A.min_size_phrase(pixel_area_m2)})"
+        counted = f"{_count_phrase(f.count if found else 0, cover, mass)}{rel_words}{each}"
+        return M.threshold_reply(question.threshold, f if found else None, what, said, counted, area,
+                                 [phrase], [mask], [logit], out)
     if not found:
         text = {"presence": f"No, I see no {what} in this view.",
                 "count": f"I count no {what} in this view.",
@@ -690,9 +702,6 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
             text += (f" Clouds cover {A.share_phrase(A.share_of(view.clouds(), view.valid))} of it, and the ground"
                      " under them is hidden.")
         return out(text, [phrase], [mask], [logit])
-    mass = target.name in _MASS
-    # a cover class is counted in patches of its own name: "patches of water", not "patches of lakes"
-    cover = dict(class_phrases(model)).get(target.name or "", said) if mass else said
     n = _count_phrase(f.count, cover, mass) if not superlative else "one connected part"
     if f.count == 0:  # present, but every part is below the counting size
         n = f"only small parts (none of at least {A.min_size_phrase(pixel_area_m2)})"

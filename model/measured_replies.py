@@ -16,7 +16,7 @@ from . import answer as A
 if TYPE_CHECKING:  # pragma: no cover
     from .dialogue import ChatReply, Question, View
 
-__all__ = ["within_bounds", "distance_reply", "densest_part_reply", "view_size_text", "cover_count_text"]
+__all__ = ["threshold_reply", "within_bounds", "distance_reply", "densest_part_reply", "view_size_text", "cover_count_text"]
 
 Out = Callable[..., Any]
 
@@ -142,3 +142,31 @@ def cover_count_text(said: str, cover: str, counted: str, mask: np.ndarray, pixe
     if k == 0:
         return f"{text}; none of them is as large as {big_words}, the largest {largest}."
     return f"{text}; {k} of them {'is' if k == 1 else 'are'} {big_words} or larger, the largest {largest}."
+
+
+def threshold_reply(threshold: tuple[str, float, str], f: "A.MaskFacts | None", what: str, said: str,
+                    counted: str, area: str, prompts: list, masks: list, logits: list, out: Out) -> "ChatReply":
+    """ "Are there more than 10 buildings?" / "Does vegetation cover more than half of the image?": yes or no
+    from the reply's mask (its count, or its share of the view), with the number. ``f`` is None when the thing is
+    not there (count 0, share 0, no pixels returned); ``counted`` is the count in words ("34 buildings ...")."""
+    op, value, kind = threshold
+    have = 0.0 if f is None else float(f.count if kind == "count" else f.share)
+    ok = {">": have > value, ">=": have >= value, "<": have < value, "<=": have <= value}[op]
+    rel = {">": "more than", ">=": "at least", "<": "fewer than" if kind == "count" else "less than",
+           "<=": "at most"}[op]
+    lead = "Yes" if ok else "No"
+    if f is None:
+        return out(f"{lead}: I find no {what} in this view.", prompts, [np.zeros_like(masks[0])], logits)
+    if kind == "count":
+        text = f"{lead}: I count {counted}, {'' if ok else 'not '}{rel} {value:,.0f}."
+    else:
+        limit = next((w for v, w in _FRACTION_WORDS if abs(value - v) < 1e-6), None) or A.share_phrase(value)
+        # near the limit the usual rounding ("about 25 %" for 24.97 %) would contradict the yes or no
+        shown = f"{100 * f.share:.2f} %" if abs(f.share - value) < 0.01 else A.share_phrase(f.share)
+        text = (f"{lead}: the {what} cover{'' if A.is_plural(said) else 's'} about {shown} of the "
+                f"view ({area}), {'' if ok else 'not '}{rel} {limit}.")
+    return out(text, prompts, masks, logits)
+
+
+_FRACTION_WORDS = ((0.5, "half"), (1 / 3, "a third"), (0.25, "a quarter"), (2 / 3, "two thirds"),
+                   (0.75, "three quarters"), (0.1, "a tenth"))

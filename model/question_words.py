@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .answer import AREA_UNITS
 
-__all__ = ["size_bounds", "asked_unit", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
+__all__ = ["size_bounds", "number_threshold", "asked_unit", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
            "PLACE_NOUNS"]
 
 #: "How much water is there in hectares?": the unit a reply's areas are given in (keys of ``AREA_UNITS``)
@@ -35,6 +35,39 @@ _SIZE = re.compile(r"\b(larger|bigger|greater|more|over|above|at least|exceeding
                                                                              reverse=True)) + r")(?![a-z0-9])")
 #: "which part", "what side": a question about where
 PLACE_NOUNS = {"part", "parts", "side", "sides", "corner", "corners", "half", "quarter", "region", "direction"}
+
+
+_OPS = r"(more|fewer|less|over|under|above|below|at least|at most)"
+_FRACTIONS = {"half": 0.5, "a half": 0.5, "one half": 0.5, "a third": 1 / 3, "one third": 1 / 3, "a quarter": 0.25,
+              "one quarter": 0.25, "two thirds": 2 / 3, "three quarters": 0.75, "a tenth": 0.1}
+_SHARE = re.compile(rf"\b{_OPS}(?: than)?\s+(?:(\d+(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)|("
+                    + "|".join(sorted(map(re.escape, _FRACTIONS), key=len, reverse=True)) + r")\b(?:\s+of)?)")
+_COUNT = re.compile(rf"\b{_OPS}(?: than)?\s+(\d[\d,]*)\b(?!\s*(?:%|percent|per cent|[.,]\d))")
+
+
+def number_threshold(text: str) -> tuple[tuple[str, float, str] | None, str]:
+    """``((op, value, kind), text without those words)`` for "more than 10 buildings" (kind "count"), "more than
+    30 % water" / "more than half of the image" (kind "share", value a fraction); ``op`` is ">", ">=", "<" or
+    "<="; ``(None, text)`` when the question sets no such number. Sizes ("larger than 10 ha") are not this.
+
+    >>> number_threshold("Are there more than 10 buildings?")[0], number_threshold("at most a third of it")[0]
+    (('>', 10.0, 'count'), ('<=', 0.3333333333333333, 'share'))
+    >>> number_threshold("Is there more than 30% water?")[0], number_threshold("Is there water?")[0]
+    (('>', 0.3, 'share'), None)
+    """
+    low = text.lower()
+    for rx, kind in ((_SHARE, "share"), (_COUNT, "count")):
+        m = rx.search(low)
+        if m is None:
+            continue
+        op = {"at least": ">=", "at most": "<="}.get(m.group(1),
+                                                    "<" if m.group(1) in ("fewer", "less", "under", "below") else ">")
+        if kind == "share":
+            value = float(m.group(2)) / 100.0 if m.group(2) else _FRACTIONS[m.group(3)]
+        else:
+            value = float(m.group(2).replace(",", ""))
+        return (op, value, kind), low[:m.start()] + " " + low[m.end():]
+    return None, text
 
 
 def size_bounds(text: str) -> tuple[tuple[float, float, str] | None, str]:

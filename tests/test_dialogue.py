@@ -881,3 +881,27 @@ def test_a_word_describing_the_view_asks_about_its_class(model):
     coarse = cover_count_text("clouds", "clouds", "3 separate patches of clouds", blobs, 300.0 ** 2, "x")
     fine = cover_count_text("clouds", "clouds", "3 separate patches of clouds", blobs, 10.0 ** 2, "x")
     assert coarse.endswith("covering x; the largest about 3.60 km².") and "; 2 of them are 1,000 m² or larger, the largest about 4,000 m²." in fine, fine
+
+
+def test_yes_or_no_to_a_number_of_things_or_a_share_of_the_view(model):
+    """"Does vegetation cover more than half of the image?" was answered "Yes, there is vegetation" (it covers
+    47 %); "Are there more than 10 buildings?" / "Is there more than 30% water?" were not understood."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    veg = chat.ask("Does vegetation cover more than half of the image?")
+    share = veg.facts[0].share
+    assert veg.text.startswith(("Yes" if share > 0.5 else "No") + ": the vegetation covers about"), veg.text
+    assert veg.text.rstrip(".").endswith("more than half") and np.array_equal(
+        veg.arrays[0], chat.ask("Where is the vegetation?").arrays[0])
+    water = chat.ask("Is there more than 30% water?")
+    assert water.text.startswith("Yes" if water.facts[0].share > 0.3 else "No"), water.text
+    n = chat.ask("How many lakes are there?").facts[0].count
+    few = chat.ask("Are there fewer than 5 lakes?")
+    assert few.facts[0].count == n and few.text.startswith(("Yes" if n < 5 else "No") + f": I count {n} separate"), \
+        few.text
+    big = chat.ask("Are there more than 3 lakes larger than 10 ha?")
+    k = chat.ask("How many lakes larger than 10 ha are there?").facts[0].count
+    assert big.text.startswith(("Yes" if k > 3 else "No") + f": I count {k} separate patches of water of at least 10 ha")
+    none = chat.ask("Are there more than 3 clouds?")
+    assert none.text == "No: I find no clouds in this view." and not none.arrays.any()
