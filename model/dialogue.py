@@ -385,8 +385,12 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
         bounds = previous.question.size_bounds
     unit = Q.asked_unit(text)
     threshold = Q.number_threshold(Q.size_bounds(text)[1])[0]
-    return Question(text, task, p.target, p.relation, p.relation_to_previous, p.refers_back, place,
-                    largest, bounds, where_most, unit, threshold, p.comparison)
+    relation, comparison = p.relation, p.comparison
+    if p.refers_back and previous is not None and relation is None and previous.question.comparison in ("and", "or"):
+        # "Where are they?" after "Are there roads and buildings?": both things again
+        relation, comparison = previous.question.relation, previous.question.comparison
+    return Question(text, task, p.target, relation, p.relation_to_previous, p.refers_back, place,
+                    largest, bounds, where_most, unit, threshold, comparison)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:

@@ -748,6 +748,8 @@ def test_two_things_in_one_question_and_a_place_named_alone(model):
 
     chat = geopix_tiles.chat(DEMO, model)
     both = chat.ask("Are there roads and buildings?")
+    where = chat.ask("Where are they?")  # both things again
+    assert where.prompts == ["roads", "buildings"] and where.task == "location", where.text
     roads, buildings = chat.ask("Are there any roads?"), chat.ask("Are there any buildings?")
     assert both.prompts == ["roads", "buildings"] and both.text == f"{roads.text} {buildings.text}", both.text
     assert np.array_equal(both.arrays[1], buildings.arrays[0]) and both.facts == roads.facts + buildings.facts
