@@ -644,7 +644,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         mask, rel_words = _near(mask, previous.mask, pixel_area_m2), f" next to the {prev}"
     else:
         rel_words = ""
-    if question.place is not None:  # "the water in the north-east": only that part of the view
+    # "Is the largest lake in the north?" asks where the largest lake is, not for the largest lake of the north
+    where_is_largest = question.largest and question.place is not None and task != "count" \
+        and words_of(question.text)[:1] in (["is"], ["are"])
+    if question.place is not None and not where_is_largest:  # "the water in the north-east": only that part
         mask = mask & A.place_region(question.place, mask.shape)
         rel_words += f" {A.place_words(question.place)}"
     # whether the class is there is judged on its whole mask (of the place asked about); a part chosen from it
@@ -713,7 +716,15 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     # where the pixels lie; a question that named the place has it in ``what`` already
     at = "" if question.place is not None else f" {f.location}"
     comma_at = "" if question.place is not None else f", {f.location}"
-    if task == "presence":
+    if where_is_largest:
+        region = A.place_region(question.place, mask.shape)
+        inside = float((mask & region).sum()) / max(1, int(mask.sum()))
+        yy, xx = np.nonzero(mask)  # yes when its centre (what its location names) or most of it is there
+        yes = inside >= 0.5 or bool(region[int(yy.mean()), int(xx.mean())])
+        asked = A.place_words(question.place)
+        part = "" if f.location == asked else f" ({A.share_phrase(inside) if inside else 'none'} of it {asked})"
+        text = f"{'Yes' if yes else 'No'}, the {what} lies {f.location}{part}: {size}."
+    elif task == "presence":
         # "Is there a river?": "there is a river", not "there is river" (a mass class asked by a count noun)
         article = re.search(rf"\b(an?)\s+{re.escape(said)}\b", question.text.lower())
         thing = f"{article.group(1)} {what}" if article and not A.is_plural(said) and not superlative else what

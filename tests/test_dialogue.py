@@ -907,3 +907,20 @@ def test_yes_or_no_to_a_number_of_things_or_a_share_of_the_view(model):
     assert big.text.startswith(("Yes" if k > 3 else "No") + f": I count {k} separate patches of water of at least 10 ha")
     none = chat.ask("Are there more than 3 clouds?")
     assert none.text == "No: I find no clouds in this view." and not none.arrays.any()
+
+
+def test_is_the_largest_thing_in_a_place(model):
+    """"Is the largest lake in the south?" measured the largest lake *of* the south ("covers 1.7 %"); it asks where
+    the view's largest lake is: yes or no, with where it lies and how much of it is in the place asked about."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    lake = chat.ask("Where is the largest lake?")
+    where = lake.facts[0].location  # "in the north-west" on the demo scene
+    cell = next(c for c in range(9) if A.place_words(c) == where)
+    yes = chat.ask(f"Is the largest lake {where}?")
+    assert yes.text.startswith(f"Yes, the largest lake lies {where}:") and np.array_equal(yes.arrays[0], lake.arrays[0])
+    far = 8 - cell  # the opposite corner
+    no = chat.ask(f"Is the biggest lake {A.place_words(far)}?")
+    inside = (lake.arrays[0] & A.place_region(far, lake.arrays[0].shape)).mean()
+    assert inside == 0 and no.text.startswith(f"No, the largest lake lies {where} (none of it {A.place_words(far)})")
