@@ -924,3 +924,18 @@ def test_is_the_largest_thing_in_a_place(model):
     no = chat.ask(f"Is the biggest lake {A.place_words(far)}?")
     inside = (lake.arrays[0] & A.place_region(far, lake.arrays[0].shape)).mean()
     assert inside == 0 and no.text.startswith(f"No, the largest lake lies {where} (none of it {A.place_words(far)})")
+
+
+def test_describe_says_a_coarse_building_is_a_rough_guess(model):
+    """On the 5 m NAIP sample `segment` and the chat flag buildings as a rough guess (learned from 1.5 m or finer);
+    `describe` wrote "A building of about 2.6 ha" without a word. Now its building and road sentences say so too,
+    and the others (water here) do not."""
+    import geopix_tiles
+    from geopix_tiles.answers.regions import describe_regions
+
+    found = geopix_tiles.segment(DEMO, ["buildings", "water"], model="default", min_area=2000)
+    out = describe_regions(found, DEMO, model, device="cpu")
+    rough = out["description"].str.endswith("(A rough guess: I learned buildings from imagery of 1.5 m per pixel or "
+                                            "finer and see this scene at 5.0 m.)")
+    assert (out["category"] == "building").sum() >= 1 and (out["category"] == "water").sum() >= 10
+    assert (rough == (out["category"] == "building")).all(), out[["category", "description"]]
