@@ -797,13 +797,13 @@ def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: fl
 def _count_phrase(n: int, phrase: str, mass: bool) -> str:
     """ "4 buildings", "1 building", "3 separate patches of water"."""
     if mass:
-        return f"{n} separate patch{'es' if n != 1 else ''} of {phrase}"
+        return f"{n:,} separate patch{'es' if n != 1 else ''} of {phrase}"
     words = phrase.split()
     if n == 1 and A.is_plural(phrase):
         words[-1] = words[-1][:-1]
     elif n != 1 and not A.is_plural(phrase):
         words[-1] = words[-1] + "s"
-    return f"{n} {' '.join(words)}"
+    return f"{n:,} {' '.join(words)}"
 
 
 def _a(name: str) -> str:

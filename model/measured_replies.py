@@ -108,7 +108,7 @@ def view_size_text(view: "View", pixel_area_m2: float | None) -> str:
     side = pixel_area_m2 ** 0.5
     side_words = f"{side:,.0f} m" if side >= 10 else f"{side:.2g} m"
     text = f"The view covers {A.area_phrase(h * w * pixel_area_m2, h * w)}: {dims} of about {side_words}."
-    if view.valid is not None and not view.valid.all():
+    if view.valid is not None and np.count_nonzero(view.valid) < 0.995 * view.valid.size:  # a collar worth naming
         n = int(np.count_nonzero(view.valid))
         text += f" The scene has data for {A.area_phrase(n * pixel_area_m2, n)} of it."
     return text

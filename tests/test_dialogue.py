@@ -939,3 +939,25 @@ def test_describe_says_a_coarse_building_is_a_rough_guess(model):
                                             "finer and see this scene at 5.0 m.)")
     assert (out["category"] == "building").sum() >= 1 and (out["category"] == "water").sum() >= 10
     assert (rough == (out["category"] == "building")).all(), out[["category", "description"]]
+
+
+def test_a_window_read_much_coarser_than_the_scene_says_so(model, capfd):
+    """On the 20k NAIP mosaic (5 m) a whole-scene conversation is read at 98 m to fit 1,024 pixels, and "Is there
+    any water?" was answered "No" (a quarter of it is lakes); replies about things now say the view was read
+    coarser and how to get detail. Here the NAIP sample read at 200 pixels (about 23 m, 4.7x coarser)."""
+    import geopix_tiles
+
+    small = geopix_tiles.chat(DEMO, model, max_size=200)
+    r = small.ask("Is there any water?")
+    assert r.text.endswith("(Careful: I read this window at about 23 m per pixel, 5x coarser than the scene's 5 m, "
+                           "to fit 200 pixels, so lakes, buildings and roads smaller than a few of those pixels "
+                           "vanish; ask about a smaller window (--window / --bbox) or raise --max-size for detail.)"), \
+        r.text
+    assert "Careful: I read this window" not in geopix_tiles.chat(DEMO, model).ask("Is there any water?").text
+    from geopix_tiles.model.dialogue import _count_phrase
+
+    assert _count_phrase(7291, "water", True) == "7,291 separate patches of water"
+    from geopix_tiles.interfaces.cli import main
+
+    assert main(["ask", str(DEMO), "Is there any water?", "--max-size", "200"]) == 0
+    assert capfd.readouterr().out.strip() == r.text

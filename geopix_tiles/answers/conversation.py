@@ -370,6 +370,17 @@ class Conversation:
         self.view.scene_pixel_m = view_m
         # clouds on a satellite-scale scene are not second-guessed, as segment never does (model.dialogue.View)
         self.view.clouds_checked = not (native_area and native_area >= CLOUD_CHECK_BELOW_M ** 2)
+        #: said after every reply about the view when the window was read much coarser than the scene: on the
+        #: 20k NAIP mosaic (5 m) read at 98 m to fit 1,024 pixels "Is there any water?" was answered "No" (a
+        #: quarter of it is lakes, each a few pixels at that size)
+        self.shrunk_note: str | None = None
+        if scale < 0.5:
+            native_m = math.sqrt(native_area) if native_area else None
+            at = f"about {view_m:,.0f} m per pixel" if view_m else f"1/{1 / scale:.0f} of its pixels"
+            coarser = f", {1 / scale:.0f}x coarser than the scene's {native_m:.2g} m," if native_m else ""
+            self.shrunk_note = (f"Careful: I read this window at {at}{coarser} to fit {max_size:,} pixels, so lakes, "
+                                "buildings and roads smaller than a few of those pixels vanish; ask about a smaller "
+                                "window (--window / --bbox) or raise --max-size for detail.")
         self.turns: list[Any] = []
         self.replies: list[Reply] = []
 
@@ -385,6 +396,8 @@ class Conversation:
         union = arrays.any(0) if len(arrays) else None
         self.turns.append(Turn(r.question, r.task, r.question.target if r.question else None, union))
         text = " ".join(str(r.text).split())
+        if self.shrunk_note and (r.task == "caption" or (r.question is not None and r.question.target is not None)):
+            text += f" ({self.shrunk_note})"
         frame = masks_to_polygons(arrays, self.transform, self.crs, q, text, r.prompts, r.facts)
         reply = Reply(q, text, r.task, frame, arrays, list(r.prompts), list(r.facts), self.transform, self.crs,
                       self.bounds, r.scene)
@@ -399,7 +412,8 @@ class Conversation:
 
 def ask_scene(scene: "str | os.PathLike | xr.DataArray", question: str, model: Any = "default", *,
               bbox: Any = None, window: Any = None, device: str = "auto", bands: Any = None,
-              band_roles: Any = None, resolution: float | str | None = "auto", allow_no_georef: bool = False) -> Reply:
+              band_roles: Any = None, resolution: float | str | None = "auto", allow_no_georef: bool = False,
+              max_size: int = DEFAULT_MAX_SIZE) -> Reply:
     """One question about a window of the scene (the whole scene by default): a one-turn conversation."""
     if not isinstance(question, str) or not question.strip():
         raise InputError("the question is empty; ask something such as 'where is the water?'")
@@ -407,4 +421,4 @@ def ask_scene(scene: "str | os.PathLike | xr.DataArray", question: str, model: A
         raise InputError("give either bbox or window, not both")
     return Conversation(scene, model, window=window if window is not None else parse_bbox(bbox), device=device,
                         bands=bands, band_roles=band_roles, resolution=resolution,
-                        allow_no_georef=allow_no_georef).ask(question)
+                        allow_no_georef=allow_no_georef, max_size=max_size).ask(question)

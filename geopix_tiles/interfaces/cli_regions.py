@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
     a.add_argument("--resolution", default="auto", metavar="METRES|auto|native",
                    help="ground resolution the model is shown, as segment --resolution (default auto)")
     a.add_argument("--out", "-o", help="output file (.gpkg, .parquet, .fgb or .geojson) for the replies' masks")
+    a.add_argument("--max-size", type=int, default=1024,
+                   help="longest side (pixels) the window is read at; a larger window is read coarser, and replies "
+                        "say so (default 1024; memory grows with its square)")
     _common(a)
     a.set_defaults(func=run_ask)
 
@@ -167,7 +170,8 @@ def run_ask(args: argparse.Namespace) -> int:
         raise InputError("give either --bbox or --window, not both")
     window = parse_window(args.window) if args.window else parse_bbox(args.bbox)  # fail before loading the model
     chat = Conversation(args.scene, args.model, window=window, device=args.device, bands=args.bands,
-                        band_roles=args.band_roles, resolution=args.resolution, allow_no_georef=args.allow_no_georef)
+                        band_roles=args.band_roles, resolution=args.resolution, allow_no_georef=args.allow_no_georef,
+                        max_size=args.max_size)
     frames = []
     for i, q in enumerate(questions, start=1):
         reply = chat.ask(q)
