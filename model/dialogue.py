@@ -294,12 +294,14 @@ class _Parts:
     masked: str
     place: int | None = None
     comparison: str | None = None
+    size_bounds: tuple[float, float, str] | None = None  # read (and taken out of the text) here, once
+    threshold: tuple[str, float, str] | None = None
 
 
 def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None) -> _Parts:
     """Target, relation and the masked text the intent head reads (steps 1-2 of the module docstring)."""
-    text = Q.size_bounds(text)[1]  # "larger than 10 ha" is no relation ("than") and no thing ("ha")
-    text = Q.number_threshold(text)[1]  # nor is "more than 10" in "more than 10 buildings"
+    bounds, text = Q.size_bounds(text)  # "larger than 10 ha" is no relation ("than") and no thing ("ha")
+    threshold, text = Q.number_threshold(text)  # nor is "more than 10" in "more than 10 buildings"
     text = Q.strip_land_cover(text)  # "What's the main land cover?" asks about no bare land
     words = words_of(text)
     idx = _concepts(model)
@@ -357,7 +359,7 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     if rel is not None and words[rel[0]] == "than":  # "more X than Y" / "less X than Y"
         comparison = "less" if any(w in _FEWER for w in words[:rel[0]]) else "more"
     return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans),
-                  named[0] if named else None, comparison)
+                  named[0] if named else None, comparison, bounds, threshold)
 
 
 def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None) -> Question:
@@ -380,11 +382,11 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     if p.refers_back and previous is not None:  # "How big is it?" after "Where is the largest lake?": that lake
         largest = largest or previous.question.largest
         place = place if place is not None else previous.question.place
-    bounds = Q.size_bounds(text)[0]
+    bounds = p.size_bounds
     if bounds is None and p.refers_back and previous is not None:
         bounds = previous.question.size_bounds
     unit = Q.asked_unit(text)
-    threshold = Q.number_threshold(Q.size_bounds(text)[1])[0]
+    threshold = p.threshold
     relation, comparison = p.relation, p.comparison
     if p.refers_back and previous is not None and relation is None and previous.question.comparison in ("and", "or"):
         # "Where are they?" after "Are there roads and buildings?": both things again

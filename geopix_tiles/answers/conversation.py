@@ -26,7 +26,7 @@ from affine import Affine
 
 from ..errors import InputError
 from ..io.ground import pixel_area_m2
-from ..segmenters.resampled import class_coarsest, coarse_limit, model_factor, shown_classes
+from ..segmenters.resampled import class_coarsest, coarse_caveat, coarse_limit, model_factor, shown_classes
 from ..segmenters.protocol import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -363,9 +363,8 @@ class Conversation:
             seen_m = None if view_m is None else view_m * (shown if classes is None or name in classes else 1.0)
             limit = coarse_limit(self.model, name, seen_m)
             if limit is not None:
-                at = f"{seen_m:.0f}" if seen_m >= 10 else f"{seen_m:.1f}"
-                self.view.coarse_notes[name] = (f"I learned {name}s from imagery of {limit:g} m per pixel or finer and "
-                                                f"see this view at {at} m, so treat my {name}s here as a rough guess")
+                self.view.coarse_notes[name] = (f"{coarse_caveat(name, limit, seen_m, 'view')}, so treat my {name}s "
+                                                "here as a rough guess")
         # the scene head sees the window's own pixels (tile by tile); unknown without a georeference
         self.view.scene_pixel_m = view_m
         # clouds on a satellite-scale scene are not second-guessed, as segment never does (model.dialogue.View)

@@ -159,24 +159,21 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
         tile = model_tile_size(net)
         # the crop covers at least a tile at the working resolution (``resolution`` as in segment)
         # (only when every class is shown coarser: a region's class is read from one crop for all classes)
-        from ..segmenters.resampled import shown_classes  # noqa: PLC0415
+        from ..io.ground import pixel_size_m  # noqa: PLC0415
+        from ..segmenters.resampled import coarse_caveat, coarse_limit, shown_classes  # noqa: PLC0415
 
         factor = _model_factor(pixels, resolution, net) if shown_classes(resolution, net) is None else 1.0
         min_side = int(round(tile * factor))
         batch: list[RegionCrop] = []
-        from ..io.ground import pixel_size_m  # noqa: PLC0415
-        from ..segmenters.resampled import coarse_limit  # noqa: PLC0415
-
-        scene_m = pixel_size_m(pixels.transform, pixels.crs) if pixels.crs is not None else None
+        # a class seen coarser than it was learned at (buildings of a 5 m scene) is flagged as chat replies are
+        scene_m = pixel_size_m(pixels.transform, pixels.crs)
         seen_m = None if scene_m is None else scene_m * factor
 
         def flush() -> None:
             for crop, (cat, conf, desc) in zip(batch, describe_batch(net, batch, pixels.crs)):
                 limit = coarse_limit(net, cat, seen_m)
-                if limit is not None:  # a building of a 5 m scene: as segment's summary and chat replies say
-                    at = f"{seen_m:,.0f}" if seen_m >= 10 else f"{seen_m:.1f}"
-                    desc += (f" (A rough guess: I learned {cat}s from imagery of {limit:g} m per pixel or finer and "
-                             f"see this scene at {at} m.)")
+                if limit is not None:
+                    desc += f" (A rough guess: {coarse_caveat(cat, limit, seen_m, 'scene')}.)"
                 categories[crop.row], confidences[crop.row], descriptions[crop.row] = cat, conf, desc
             batch.clear()
 

@@ -43,7 +43,7 @@ from ..io.ground import pixel_size_m
 from .protocol import SegmenterWrapper
 
 __all__ = ["ResampledSegmenter", "check_resolution", "coarsest_resolution", "model_factor", "prompt_classes",
-           "prompt_readings", "coarse_readings", "class_coarsest", "coarse_limit", "coarse_note",
+           "prompt_readings", "coarse_readings", "class_coarsest", "coarse_limit", "coarse_caveat", "coarse_note",
            "resize_tiles", "resolve_resolution", "shown_classes", "shown_segmenter", "shows_finer",
            "working_resolution"]
 
@@ -249,6 +249,13 @@ def coarse_limit(model: Any, name: str | None, pixel_m: float | None) -> float |
     """The coarsest pixel (m) class ``name`` was learned at when ``pixel_m`` is coarser than it, else None."""
     limit = class_coarsest(model).get(str(name)) if name is not None else None
     return limit if limit is not None and pixel_m is not None and pixel_m > limit * 1.02 else None
+
+
+def coarse_caveat(name: str, limit_m: float, seen_m: float, what: str) -> str:
+    """ "I learned buildings from imagery of 1.5 m per pixel or finer and see this view at 5.0 m": the words of a
+    chat reply's caveat (``what`` "view") and of a ``describe`` sentence's (``what`` "scene")."""
+    at = f"{seen_m:,.0f}" if seen_m >= 10 else f"{seen_m:.1f}"
+    return f"I learned {name}s from imagery of {limit_m:g} m per pixel or finer and see this {what} at {at} m"
 
 
 def coarse_note(name: str, pixel_m: float, limit_m: float) -> str:
