@@ -621,6 +621,11 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
 
             def out(text: str, *args, **kwargs) -> ChatReply:  # noqa: F811 - the same reply, with the reading
                 return plain_out(f"{text} (I read '{phrase}' as {said}.)", *args, **kwargs)
+    if question.comparison == "distance" and (question.relation is None or question.relation.kind != "class"):
+        # nothing to measure to: refused before any mask is computed
+        other = _a(question.relation.phrase) if question.relation is not None else "that"
+        return out(f"I can't measure how far the {said} lie{'' if A.is_plural(said) else 's'} from {other}: I only "
+                   f"measure distances between things I outline, the {_known_list(model)}.")
     logit = view.logits([phrase])[0]
     mask = logit > 0
     # a "yes" the presence check doubts: words answer "no" (and return no pixels, so counts and
@@ -671,10 +676,6 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if superlative:  # "the largest lake": its largest connected part, which is one object
         mask = A.largest_part(mask)
     logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
-    if distance and (question.relation is None or question.relation.kind != "class"):
-        other = _a(question.relation.phrase) if question.relation is not None else "that"
-        return out(f"I can't measure how far the {said} lie{'' if A.is_plural(said) else 's'} from {other}: I only "
-                   f"measure distances between things I outline, the {_known_list(model)}.")
     if distance:
         return M.distance_reply(view, question, mask, logit, f"{'largest ' if superlative else ''}{said}{rel_words}",
                                 pixel_area_m2, out)
