@@ -10,8 +10,8 @@ MODE
            (class 1 where (g - nir) / (g + nir) > 0, strict; 0 where g + nir == 0), so the
            mask can be compared pixel by pixel with raw_run.py / samgeo / geoai.
 
-Everything else is the engine's defaults (tile 512, overlap 64, batch 8, GDAL_CACHEMAX 64
-inside segment()). The whole process is timed from outside (/usr/bin/time -v), imports
+Everything else is the engine's defaults (tile 512, overlap 64, batch 8, segment()'s GDAL block
+cache: 4 MB since 2026-12-06; the runs recorded before it had 64 bytes, see geopix_tiles/io/gdal_cache.py). The whole process is timed from outside (/usr/bin/time -v), imports
 included, like the anchors.
 """
 from __future__ import annotations

@@ -24,6 +24,8 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+from geopix_tiles.io.gdal_cache import block_cache
+
 BLOCK = 512
 
 
@@ -55,7 +57,7 @@ def make_scene(path: Path, size: int, pattern: str = "fields") -> None:
         bigtiff="IF_SAFER",
     )
     tmp = path.with_suffix(".partial.tif")
-    with rasterio.Env(GDAL_CACHEMAX=64):
+    with block_cache(64):
         with rasterio.open(tmp, "w", **profile) as dst:
             for i, name in enumerate(("red", "green", "blue", "nir"), start=1):
                 dst.set_band_description(i, name)
