@@ -70,6 +70,8 @@ _LARGEST = re.compile(r"\b(?:largest|biggest)\b")
 _PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
 _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("beside",), ("around",),
               ("along",), ("bordering",), ("nearby",), ("by",), ("than",))
+#: "covered by X", "taken up by X": the passive names the thing asked about after "by"
+_PASSIVE = {"covered", "occupied", "taken", "filled", "dominated", "up"}
 #: "more X than Y" / "less X than Y": a comparison of two classes' shares, not a place next to Y
 _FEWER = {"less", "fewer", "smaller"}
 #: "Which is bigger, the water or the vegetation?": a comparison asked with "or" and one of these
@@ -306,6 +308,8 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
     words = words_of(text)
     idx = _concepts(model)
     rel = _relation_at(words)
+    if rel is not None and words[rel[0]] == "by" and rel[0] > 0 and words[rel[0] - 1] in _PASSIVE:
+        rel = None  # "What percentage of the east is covered by vegetation?": the thing asked about, not a neighbour
     which = None  # "Which is bigger, the water or the vegetation?": "or" parts the two things compared
     if rel is None and "or" in words and any(w in _COMPARATIVES for w in words):
         i = words.index("or")
@@ -654,8 +658,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     # "Is the largest lake in the north?" asks where the largest lake is, not for the largest lake of the north
     where_is_largest = question.largest and question.place is not None and task != "count" \
         and words_of(question.text)[:1] in (["is"], ["are"])
+    place_area = None
     if question.place is not None and not where_is_largest:  # "the water in the north-east": only that part
-        mask = mask & A.place_region(question.place, mask.shape)
+        place_area = A.place_region(question.place, mask.shape)
+        mask = mask & place_area
         rel_words += f" {A.place_words(question.place)}"
     # whether the class is there is judged on its whole mask (of the place asked about); a part chosen from it
     # ("the largest lake", "lakes over 10 ha") then only needs pixels: one lake of a 25 km view is under 0.25 %
@@ -694,8 +700,12 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if question.threshold is not None:  # "Are there more than 10 buildings?", "... more than half of the image?"
         each = "" if bounded else f" (each at least {A.min_size_phrase(pixel_area_m2)})"
         counted = f"{_count_phrase(f.count if found else 0, cover, mass)}{rel_words}{each}"
+        # "Is more than half of the north vegetation?" asks about the north's share, not the view's
+        part = None if place_area is None else (
+            A.share_of(mask, place_area if view.valid is None else place_area & view.valid),
+            f"the {A.place_words(question.place).removeprefix('in the ')}")
         return M.threshold_reply(question.threshold, f if found else None, what, said, counted, area,
-                                 [phrase], [mask], [logit], out)
+                                 [phrase], [mask], [logit], out, part)
     if not found:
         text = {"presence": f"No, I see no {what} in this view.",
                 "count": f"I count no {what} in this view.",
@@ -716,6 +726,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if f.count == 0:  # present, but every part is below the counting size
         n = f"only small parts (none of at least {A.min_size_phrase(pixel_area_m2)})"
     size = f"about {share} of the view ({area})"
+    if place_area is not None:  # "How much of the north is water?": the share of the part asked about first
+        in_part = A.share_of(mask, place_area if view.valid is None else place_area & view.valid)
+        size = (f"about {A.share_phrase(in_part)} of the {A.place_words(question.place).removeprefix('in the ')} "
+                f"({area}, {share} of the view)")
     # where the pixels lie; a question that named the place has it in ``what`` already
     at = "" if question.place is not None else f" {f.location}"
     comma_at = "" if question.place is not None else f", {f.location}"

@@ -42,7 +42,7 @@ _SYNONYMS = {
 # two-word names first, so that "lower left" is not read as "left"
 _PATTERNS = sorted(((alias, CELLS.index(cell)) for cell in CELLS for alias in (cell, *_SYNONYMS[cell])),
                    key=lambda a: -len(a[0]))
-_REGEX = [(re.compile(rf"\b(?:in|at|on|to(?:wards)?|near) (?:the )?{re.escape(a)}\b"), i) for a, i in _PATTERNS]
+_REGEX = [(re.compile(rf"\b(?:in|at|on|of|to(?:wards)?|near) (?:the )?{re.escape(a)}\b"), i) for a, i in _PATTERNS]
 
 #: Adam moves a weight by about the learning rate per step; the maps are read at this scale so
 #: that training can reshape them by whole logits (a cell is named in ~1 % of a short run's steps)
@@ -73,7 +73,8 @@ def named_place(text: str) -> tuple[int, str] | None:
     return None
 
 
-_PREPOSITIONS = ("in", "at", "on", "to", "towards", "near")
+#: words before a place a question names; "of" for "How much of the north is water?"
+_PREPOSITIONS = ("in", "at", "on", "to", "towards", "near", "of")
 
 
 def place_word_span(words: list[str] | tuple[str, ...]) -> tuple[int, int] | None:
@@ -85,6 +86,8 @@ def place_word_span(words: list[str] | tuple[str, ...]) -> tuple[int, int] | Non
     (7, 9)
     >>> place_word_span("is there water in the north-east".split())
     (5, 6)
+    >>> place_word_span("how much of the north is water".split())
+    (4, 5)
     >>> place_word_span("the right buildings".split()) is None
     True
     """

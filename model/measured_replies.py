@@ -145,12 +145,16 @@ def cover_count_text(said: str, cover: str, counted: str, mask: np.ndarray, pixe
 
 
 def threshold_reply(threshold: tuple[str, float, str], f: "A.MaskFacts | None", what: str, said: str,
-                    counted: str, area: str, prompts: list, masks: list, logits: list, out: Out) -> "ChatReply":
+                    counted: str, area: str, prompts: list, masks: list, logits: list, out: Out,
+                    part: tuple[float, str] | None = None) -> "ChatReply":
     """ "Are there more than 10 buildings?" / "Does vegetation cover more than half of the image?": yes or no
     from the reply's mask (its count, or its share of the view), with the number. ``f`` is None when the thing is
-    not there (count 0, share 0, no pixels returned); ``counted`` is the count in words ("34 buildings ...")."""
+    not there (count 0, share 0, no pixels returned); ``counted`` is the count in words ("34 buildings ...").
+    ``part``: (the mask's share of a part of the view, its name, e.g. "the north") when the question names one:
+    a share threshold is then that part's."""
     op, value, kind = threshold
-    have = 0.0 if f is None else float(f.count if kind == "count" else f.share)
+    share, of = (f.share if f is not None else 0.0, "the view") if part is None else part
+    have = 0.0 if f is None else float(f.count if kind == "count" else share)
     ok = {">": have > value, ">=": have >= value, "<": have < value, "<=": have <= value}[op]
     rel = {">": "more than", ">=": "at least", "<": "fewer than" if kind == "count" else "less than",
            "<=": "at most"}[op]
@@ -162,9 +166,9 @@ def threshold_reply(threshold: tuple[str, float, str], f: "A.MaskFacts | None", 
     else:
         limit = next((w for v, w in _FRACTION_WORDS if abs(value - v) < 1e-6), None) or A.share_phrase(value)
         # near the limit the usual rounding ("about 25 %" for 24.97 %) would contradict the yes or no
-        shown = f"{100 * f.share:.2f} %" if abs(f.share - value) < 0.01 else A.share_phrase(f.share)
-        text = (f"{lead}: the {what} cover{'' if A.is_plural(said) else 's'} about {shown} of the "
-                f"view ({area}), {'' if ok else 'not '}{rel} {limit}.")
+        shown = f"{100 * share:.2f} %" if abs(share - value) < 0.01 else A.share_phrase(share)
+        text = (f"{lead}: the {what} cover{'' if A.is_plural(said) else 's'} about {shown} of "
+                f"{of} ({area}), {'' if ok else 'not '}{rel} {limit}.")
     return out(text, prompts, masks, logits)
 
 

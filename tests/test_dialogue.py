@@ -409,7 +409,8 @@ def test_a_place_in_the_question_narrows_the_masks_to_that_part_of_the_view(tmp_
         assert got.any() and not (got & ~inside).any(), q  # nothing outside the named part
         assert np.array_equal(got, everywhere & inside), q  # and all the water inside it
         assert words in r.text and A.share_phrase(A.mask_facts(got).share) in r.text, r.text
-        assert r.text.count(words.split(" in ")[1]) == 1, r.text  # the place is said once
+        place = words.split(" in ")[1]  # named once as where, once as what the share is of
+        assert r.text.count(place) == 2 and f"% of {place} (" in r.text, r.text
     # a question without a place keeps the whole view
     assert np.array_equal(chat.ask("Where is the water?").arrays[0], everywhere)
 
@@ -907,6 +908,43 @@ def test_yes_or_no_to_a_number_of_things_or_a_share_of_the_view(model):
     assert big.text.startswith(("Yes" if k > 3 else "No") + f": I count {k} separate patches of water of at least 10 ha")
     none = chat.ask("Are there more than 3 clouds?")
     assert none.text == "No: I find no clouds in this view." and not none.arrays.any()
+
+
+def test_a_share_of_a_place_is_that_places_share(model):
+    """"Is more than half of the south-west vegetation?" compared the share of the *whole view* (the south-west's
+    vegetation is under a ninth of the view, so always "No"); it asks about the south-west's own pixels."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    veg = chat.ask("Where is the vegetation?").arrays[0]
+    cell = next(c for c in range(9) if A.place_words(c) == "in the south-west")
+    part = A.place_region(cell, veg.shape)
+    share = (veg & part).sum() / part.sum()  # 63 % on the demo scene: more than half of that ninth
+    reply = chat.ask("Does vegetation cover more than half of the south-west?")
+    assert np.array_equal(reply.arrays[0], veg & part)
+    assert reply.text.startswith(("Yes" if share > 0.5 else "No") + ": the vegetation in the south-west covers about "
+                                 f"{A.share_phrase(share)} of the south-west"), reply.text
+    assert share > 0.5 > (veg & part).mean()  # the old reply (share of the view) said "No"
+
+
+def test_how_much_of_a_place_is_a_thing(model):
+    """"How much of the north is water?" answered for the whole view ("about 25 % of the view"), and "What
+    percentage of the east is covered by vegetation?" with a caption of the east: the place came after "of", the
+    thing after a passive "covered by". Both now give the part's own share first, then the view's."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    for question, name, cell_words in (("How much of the north is water?", "water", "north"),
+                                       ("What percentage of the east is covered by vegetation?", "vegetation", "east")):
+        whole = chat.ask(f"Where is the {name}?").arrays[0]
+        cell = next(c for c in range(9) if A.place_words(c) == f"in the {cell_words}")
+        part = A.place_region(cell, whole.shape)
+        reply = chat.ask(question)
+        assert np.array_equal(reply.arrays[0], whole & part), question
+        in_part, of_view = (whole & part).sum() / part.sum(), (whole & part).mean()
+        assert reply.text.startswith(f"The {name} in the {cell_words} covers about {A.share_phrase(in_part)} of the "
+                                     f"{cell_words} ("), reply.text
+        assert f", {A.share_phrase(of_view)} of the view)" in reply.text, reply.text
 
 
 def test_is_the_largest_thing_in_a_place(model):
