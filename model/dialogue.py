@@ -29,7 +29,7 @@ from torch import nn
 from . import answer as A
 from . import measured_replies as M
 from . import question_words as Q
-from .location_prior import named_place, place_named_alone, place_word_span
+from .location_prior import named_place, place_named_alone, place_word_span, places_named
 
 if TYPE_CHECKING:  # pragma: no cover
     from .geopix import GeoPixModel, ImageEncoding
@@ -148,6 +148,8 @@ class Question:
     # "more" / "less" for "more X than Y", "which" / "which-less" for "Which is bigger, X or Y?", "and" / "or"
     # for "roads and buildings" (each answered), "distance" for "How far is X from Y?": ``relation`` is Y
     comparison: str | None = None
+    # "Is there more water in the north or the south?": the two cells compared (``place`` is then None)
+    places: tuple[int, int] | None = None
 
 
 @dataclass
@@ -298,6 +300,7 @@ class _Parts:
     comparison: str | None = None
     size_bounds: tuple[float, float, str] | None = None  # read (and taken out of the text) here, once
     threshold: tuple[str, float, str] | None = None
+    places: tuple[int, int] | None = None
 
 
 def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None) -> _Parts:
@@ -333,6 +336,10 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
                         and left.name != right.name:
                     rel, which = (i, i + 1), conj
                 break
+    places = _two_places(words)
+    if places is not None:  # "more water in the north or the south?": two places compared, one thing
+        places, place = places
+        rel = which = None
     head_end = rel[0] if rel else len(words)
     target = idx.match([" ".join(words[a:b]) for a, b in _spans(words, 0, head_end, skip=place)])
     masked_spans = []
@@ -358,12 +365,27 @@ def question_parts(model: "GeoPixModel", text: str, previous: Turn | None = None
             to_previous = True
     # the raw text, not the joined words: its punctuation keeps named_place's rule that a
     # ", with ..." clause describes a neighbour ("the water, with roads to the east" is all water)
-    named = named_place(text) or alone
+    named = None if places is not None else named_place(text) or alone
     comparison = which
     if rel is not None and words[rel[0]] == "than":  # "more X than Y" / "less X than Y"
         comparison = "less" if any(w in _FEWER for w in words[:rel[0]]) else "more"
     return _Parts(target, relation, to_previous, refers_back, masked_question(words, masked_spans),
-                  named[0] if named else None, comparison, bounds, threshold)
+                  named[0] if named else None, comparison, bounds, threshold, places)
+
+
+def _two_places(words: Sequence[str]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``((cell a, cell b), (start, end) of the words naming both))`` for "Is there more water in the north or the
+    south?" / "... in the east than in the west?": two different places with "or"/"than" between them, in a
+    question that compares; None otherwise."""
+    if not any(w in _COMPARATIVES or w in ("most", "less", "fewer") for w in words):
+        return None
+    named = places_named(list(words))
+    if len(named) < 2:
+        return None
+    (a, s1, e1), (b, s2, e2) = named[0], named[1]
+    if a == b or not any(w in ("or", "than", "vs", "versus") for w in words[e1:s2]):
+        return None
+    return (a, b), (s1, e2)
 
 
 def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None) -> Question:
@@ -396,7 +418,7 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
         # "Where are they?" after "Are there roads and buildings?": both things again
         relation, comparison = previous.question.relation, previous.question.comparison
     return Question(text, task, p.target, relation, p.relation_to_previous, p.refers_back, place,
-                    largest, bounds, where_most, unit, threshold, comparison)
+                    largest, bounds, where_most, unit, threshold, comparison, p.places)
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -570,6 +592,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         return out(f"You're welcome to ask me more: about the {_known_list(model)} in this view, or to describe it."
                    if any(w in ("thanks", "thank", "thx", "cheers") for w in words) else
                    f"Hello. Ask me about the {_known_list(model)} in this view, or to describe it.")
+    if target is None and Q.asks_most_cover(words):  # "What covers most of the image?", "Which class is dominant?"
+        return _most_cover(model, view, question.place, pixel_area_m2, out)
     if task == "caption":  # "Describe the north-west.": of that part, as "What is in the north-west?"
         return _caption(model, view, pixel_area_m2, out, place=question.place)
     if task == "scene":
@@ -643,6 +667,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     hidden = mask & ~seen
     if task != "segment":
         mask = seen
+    if question.places is not None:  # "Is there more water in the north or the south?"
+        return M.places_reply(view, question.places, mask, logit, phrase, said,
+                              any(w in _FEWER for w in words), pixel_area_m2, out)
     distance = question.comparison == "distance"
     if question.comparison is not None and not distance and question.relation is not None \
             and question.relation.kind == "class":
@@ -902,6 +929,18 @@ def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], 
     else:
         tail = f"Most of the {top[3]} {'lie' if A.is_plural(top[3]) else 'lies'} {where}."
     return f"{opening} with {A.join_words(parts)}. {tail}", [i[1] for i in items[:4]]
+
+
+def _most_cover(model: "GeoPixModel", view: View, place: int | None, pixel_area_m2: float | None, out) -> ChatReply:
+    """Which class covers the most, each measured by its own mask as an area reply measures it (classes the view
+    sees coarser than learned are left out, as captions leave them)."""
+    rows = []
+    for name, phrase in class_phrases(model):
+        if name in view.coarse_notes:
+            continue
+        mask = view.clouds() if name == "cloud" else view.counted(Target(phrase, "class", name, 1.0))
+        rows.append((phrase, mask, view.logits([phrase])[0]))
+    return M.most_cover_reply(rows, view.valid, place, pixel_area_m2, out)
 
 
 def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out, place: int | None = None) -> ChatReply:

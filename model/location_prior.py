@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_place", "place_named_alone", "place_word_span",
+__all__ = ["CELLS", "EXTENTS", "LocationPrior", "named_place", "place_named_alone", "place_word_span", "places_named",
            "starting_maps"]
 
 #: the nine parts of a tile a phrase can name, row by row (the referring templates' words)
@@ -128,6 +128,8 @@ def place_named_alone(words: list[str] | tuple[str, ...]) -> tuple[int, tuple[in
     (0, (2, 4))
     >>> place_named_alone("describe the north road".split()) is None
     True
+    >>> place_named_alone("is the south mostly vegetation".split())
+    (7, (2, 3))
     """
     words = [str(w).lower() for w in words]
     for index, i, end in _place_names(words):
@@ -135,9 +137,24 @@ def place_named_alone(words: list[str] | tuple[str, ...]) -> tuple[int, tuple[in
             continue
         if end < len(words) and words[end] in _PLACE_NOUNS:
             end += 1
-        if end == len(words) or words[end] in ("of", "please"):
+        if end == len(words) or words[end] in ("of", "please", "mostly", "mainly", "largely", "predominantly"):
             return index, (i, end)
     return None
+
+
+def places_named(words: list[str] | tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """``(index into CELLS, start, end)`` of every place name in ``words``, in word order, none inside another
+    ("the north-east" is one place, not also "east"): the two places of "more water in the north or the south?".
+
+    >>> places_named("is there more water in the north or in the south-east".split())
+    [(1, 6, 7), (8, 10, 11)]
+    """
+    words = [str(w).lower() for w in words]
+    taken: list[tuple[int, int, int]] = []
+    for index, i, end in _place_names(words):  # longest names first
+        if all(end <= a or i >= b for _, a, b in taken):
+            taken.append((index, i, end))
+    return sorted(taken, key=lambda t: t[1])
 
 
 def starting_maps(grid: int) -> torch.Tensor:

@@ -16,7 +16,8 @@ from . import answer as A
 if TYPE_CHECKING:  # pragma: no cover
     from .dialogue import ChatReply, Question, View
 
-__all__ = ["threshold_reply", "within_bounds", "distance_reply", "densest_part_reply", "view_size_text", "cover_count_text"]
+__all__ = ["threshold_reply", "within_bounds", "distance_reply", "densest_part_reply", "view_size_text", "cover_count_text",
+           "places_reply", "most_cover_reply"]
 
 Out = Callable[..., Any]
 
@@ -174,3 +175,61 @@ def threshold_reply(threshold: tuple[str, float, str], f: "A.MaskFacts | None", 
 
 _FRACTION_WORDS = ((0.5, "half"), (1 / 3, "a third"), (0.25, "a quarter"), (2 / 3, "two thirds"),
                    (0.75, "three quarters"), (0.1, "a tenth"))
+
+
+def _part_name(cell: int) -> str:
+    """ "the north", "the centre": a cell of the reply grid as a noun."""
+    return A.place_words(cell).removeprefix("in ")
+
+
+def places_reply(view: "View", cells: tuple[int, int], mask: np.ndarray, logit: np.ndarray, phrase: str, said: str,
+                 fewer: bool, pixel_area_m2: float | None, out: Out) -> "ChatReply":
+    """ "Is there more water in the north or the south?": the share of each part its mask covers (a side is its
+    third, a corner its ninth, as "in the north" means), the part with more (``fewer``: less) first, and each
+    part's mask."""
+    rows = []
+    for cell in cells:
+        region = A.place_region(cell, mask.shape)
+        part = mask & region
+        share = A.share_of(part, region if view.valid is None else region & view.valid)
+        f = A.mask_facts(part, pixel_area_m2, view.valid)
+        rows.append((share, cell, part, A.area_phrase(f.area_m2, f.pixels), f.present))
+    lg = [np.where(r[2], logit, np.minimum(logit, -1e-3)).astype(np.float32) for r in rows]
+    verb = "" if A.is_plural(said) else "s"
+    if not any(r[4] for r in rows):
+        text = f"I find no {said} in {_part_name(cells[0])} or in {_part_name(cells[1])}."
+        return out(text, [phrase, phrase], [np.zeros_like(mask)] * 2, [np.minimum(logit, -1e-3)] * 2)
+    a, b = rows
+    if A.share_phrase(a[0]) == A.share_phrase(b[0]):
+        text = (f"About as much: the {said} cover{verb} {A.share_phrase(a[0])} of {_part_name(a[1])} "
+                f"({a[3]}) and of {_part_name(b[1])} ({b[3]}).")
+    else:
+        win, lose = (a, b) if (a[0] > b[0]) != fewer else (b, a)
+        name = _part_name(win[1])
+        text = (f"{name[0].upper() + name[1:]} has {'less' if fewer else 'more'} {said}: {A.share_phrase(win[0])} "
+                f"of it ({win[3]}), against {A.share_phrase(lose[0])} of {_part_name(lose[1])} ({lose[3]}).")
+    return out(text, [phrase, phrase], [a[2], b[2]], lg)
+
+
+def most_cover_reply(rows: list[tuple[str, np.ndarray, np.ndarray]], valid: np.ndarray | None, place: int | None,
+                     pixel_area_m2: float | None, out: Out) -> "ChatReply":
+    """ "What covers most of the image?": the class whose mask (as an area reply measures it) covers the largest
+    share of the view or of ``place``, then the next two. ``rows``: (class phrase, mask, logits) of every class
+    the view is answered for."""
+    region = None if place is None else A.place_region(place, rows[0][1].shape)
+    of = "the view" if place is None else _part_name(place)
+    where = region if valid is None else valid if region is None else region & valid
+    measured = []
+    for phrase, mask, logit in rows:
+        part = mask if region is None else mask & region
+        measured.append((A.share_of(part, where), phrase, part, logit))
+    measured.sort(key=lambda t: -t[0])
+    share, phrase, part, logit = measured[0]
+    if not A.present(int(part.sum()), share):
+        return out(f"I find none of the {A.join_words([m[1] for m in measured])} in {of}.")
+    f = A.mask_facts(part, pixel_area_m2, valid)
+    rest = [f"{m[1]} ({A.share_phrase(m[0])})" for m in measured[1:3] if A.present(int(m[2].sum()), m[0])]
+    then = f"; then {A.join_words(rest)}" if rest else ""
+    text = (f"{phrase[0].upper() + phrase[1:]} cover{'' if A.is_plural(phrase) else 's'} the most of {of}: about "
+            f"{A.share_phrase(share)} ({A.area_phrase(f.area_m2, f.pixels)}){then} (each class measured on its own mask).")
+    return out(text, [phrase], [part], [np.where(part, logit, np.minimum(logit, -1e-3)).astype(np.float32)])

@@ -14,11 +14,11 @@ from typing import Sequence
 
 from .answer import AREA_UNITS
 
-__all__ = ["size_bounds", "number_threshold", "asked_unit", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
+__all__ = ["size_bounds", "number_threshold", "asked_unit", "asks_most_cover", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
            "PLACE_NOUNS"]
 
 #: "How much water is there in hectares?": the unit a reply's areas are given in (keys of ``AREA_UNITS``)
-_UNIT_ASKED = [(re.compile(rf"\b(?:in|into|as) (?:square )?(?:{p})\b"), u) for p, u in (
+_UNIT_ASKED = [(re.compile(rf"\b(?:in|into|as|how many) (?:square )?(?:{p})\b"), u) for p, u in (
     ("hectares?|ha", "ha"), ("acres?", "acres"), ("kilomet(?:er|re)s?|km2|km²|sq\.? ?km", "km²"),
     ("met(?:er|re)s?|m2|m²|sq\.? ?m", "m²"), ("feet|foot|ft|sq\.? ?ft", "sq ft"), ("miles?|sq\.? ?mi", "sq mi"))]
 #: "land cover" / "land use" name the question's subject (the classes), not the class "bare land"
@@ -42,6 +42,9 @@ _FRACTIONS = {"half": 0.5, "a half": 0.5, "one half": 0.5, "a third": 1 / 3, "on
               "one quarter": 0.25, "two thirds": 2 / 3, "three quarters": 0.75, "a tenth": 0.1}
 _SHARE = re.compile(rf"\b{_OPS}(?: than)?\s+(?:(\d+(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)|("
                     + "|".join(sorted(map(re.escape, _FRACTIONS), key=len, reverse=True)) + r")\b(?:\s+of)?)")
+#: a yes-or-no question with "mostly": more than half ("Which part is mostly water?" asks where, not this)
+_MOSTLY = re.compile(r"^(?:is|are|does|do)\b.*?\b(mostly|mainly|largely|predominantly)\b"
+                     r"(?!\s+(?:in|on|at|along|near|to|towards)\b)")  # "mostly in the east" asks where
 _COUNT = re.compile(rf"\b{_OPS}(?: than)?\s+(\d[\d,]*)\b(?!\s*(?:%|percent|per cent|[.,]\d))")
 
 
@@ -54,8 +57,15 @@ def number_threshold(text: str) -> tuple[tuple[str, float, str] | None, str]:
     (('>', 10.0, 'count'), ('<=', 0.3333333333333333, 'share'))
     >>> number_threshold("Is there more than 30% water?")[0], number_threshold("Is there water?")[0]
     (('>', 0.3, 'share'), None)
+    >>> number_threshold("Is the south mostly vegetation?")
+    (('>', 0.5, 'share'), 'Is the south mostly vegetation?')
+    >>> number_threshold("Are the buildings mostly in the east?")[0] is None
+    True
     """
     low = text.lower()
+    mostly = _MOSTLY.search(low)
+    if mostly is not None:  # "Is the south mostly vegetation?": more than half of it
+        return (">", 0.5, "share"), text  # the word stays: it marks "the south" in "Is the south mostly ..." a place
     for rx, kind in ((_SHARE, "share"), (_COUNT, "count")):
         m = rx.search(low)
         if m is None:
@@ -96,11 +106,26 @@ def size_bounds(text: str) -> tuple[tuple[float, float, str] | None, str]:
     return (low, high, unit), _SIZE.sub(" ", text.lower())
 
 
+def asks_most_cover(words: Sequence[str]) -> bool:
+    """ "What covers most of the image?", "Which class is dominant?": which class covers the most, asked without
+    naming one (the caller checks that no thing was named).
+
+    >>> asks_most_cover("which class covers the most area".split()), asks_most_cover("where is most water".split())
+    (True, False)
+    """
+    return (any(w in ("what", "which") for w in words)
+            and any(w in ("most", "dominant", "predominant", "majority", "prevailing", "commonest") for w in words)
+            and any(w in ("cover", "covers", "covered", "class", "classes", "type", "category", "common", "area",
+                          "share", "dominant", "predominant", "prevailing") for w in words))
+
+
 def asked_unit(text: str) -> str | None:
     """The area unit a question asks for ("in hectares" -> "ha"), or None.
 
     >>> asked_unit("What is the area of the largest lake in acres?"), asked_unit("Is there water in the north?")
     ('acres', None)
+    >>> asked_unit("How many hectares of vegetation are there?")
+    'ha'
     """
     low = text.lower()
     return next((u for rx, u in _UNIT_ASKED if rx.search(low)), None)

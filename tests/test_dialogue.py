@@ -999,3 +999,41 @@ def test_a_window_read_much_coarser_than_the_scene_says_so(model, capfd):
 
     assert main(["ask", str(DEMO), "Is there any water?", "--max-size", "200"]) == 0
     assert capfd.readouterr().out.strip() == r.text
+
+
+def test_two_places_compared_the_dominant_class_and_mostly(model):
+    """Found by asking the demo scene: "Is there more water in the north or the south?" counted the north's water
+    only, "What covers most of the image?" gave the view's size, "Which class covers the most area?" refused (a
+    scene question), "Is the south mostly vegetation?" measured the whole view and "How many hectares of ..." gave
+    km². Each number below is recomputed from the reply's own masks."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    water = chat.ask("Where is the water?").arrays[0]
+    cells = {A.place_words(c): c for c in range(9)}
+    two = chat.ask("Is there more water in the north or the south?")
+    north, south = (A.place_region(cells[f"in the {p}"], water.shape) for p in ("north", "south"))
+    assert np.array_equal(two.arrays[0], water & north) and np.array_equal(two.arrays[1], water & south)
+    shares = {p: (water & r).sum() / r.sum() for p, r in (("north", north), ("south", south))}
+    more = max(shares, key=shares.get)
+    less = min(shares, key=shares.get)
+    assert two.text.startswith(f"The {more} has more water: {A.share_phrase(shares[more])} of it"), two.text
+    assert f"against {A.share_phrase(shares[less])} of the {less}" in two.text
+    fewer = chat.ask("Is there less water in the north than in the south?")
+    assert fewer.text.startswith(f"The {less} has less water"), fewer.text
+
+    veg = chat.ask("Where is the vegetation?").arrays[0]
+    most = chat.ask("What covers most of the image?")
+    assert most.text == chat.ask("Which class covers the most area?").text
+    assert most.text.startswith(f"Vegetation covers the most of the view: about {A.share_phrase(veg.mean())}")
+    assert np.array_equal(most.arrays[0], veg)
+    assert f"water ({A.share_phrase(water.mean())})" in most.text and "building" not in most.text  # 5 m: left out
+
+    south_veg = (veg & south).sum() / south.sum()
+    mostly = chat.ask("Is the south mostly vegetation?")
+    assert mostly.text.startswith(("Yes" if south_veg > 0.5 else "No") + ": the vegetation in the south covers about "
+                                  f"{A.share_phrase(south_veg)} of the south"), mostly.text
+    ha = chat.ask("How many hectares of vegetation are there in the north-east?")
+    area_ha = ha.facts[0].area_m2 / 1e4
+    said = re.search(r"\(about ([\d,.]+) ha,", ha.text)
+    assert said and abs(float(said.group(1).replace(",", "")) - area_ha) < 0.01 * area_ha and "km²" not in ha.text
