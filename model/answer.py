@@ -119,6 +119,17 @@ def largest_part(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.bincount(labels.ravel())[1:].argmax()) + 1
 
 
+def smallest_part(mask: np.ndarray, min_pixels: int) -> np.ndarray:
+    """The smallest connected part of ``mask`` that a count would count (``min_pixels`` or more): "the smallest
+    lake" is the least of the lakes a reply counts, not a stray pixel."""
+    labels, n = _components(np.asarray(mask, dtype=bool), 1)
+    sizes = np.bincount(labels.ravel())[1:] if n else np.zeros(0, int)
+    keep = np.flatnonzero(sizes >= min_pixels)
+    if keep.size == 0:
+        return np.zeros(np.shape(mask), dtype=bool)
+    return labels == int(keep[sizes[keep].argmin()]) + 1
+
+
 def mask_facts(mask: np.ndarray, pixel_area_m2: float | None = None, valid: np.ndarray | None = None) -> MaskFacts:
     """Facts of ``mask``; with ``valid`` (pixels the scene has data for) its share is of those pixels."""
     mask = np.asarray(mask, dtype=bool)
@@ -228,7 +239,14 @@ def share_phrase(share: float) -> str:
         return f"{pct:.0f} %"
     if pct >= 1:
         return f"{pct:.1f} %"
+    if 0 < pct < 0.005:  # "about 0.00 % of the view (6 pixels)" read as nothing
+        return "less than 0.01 %"
     return f"{pct:.2f} %"
+
+
+def about(amount: str) -> str:
+    """ "about 25 %", but "less than 0.01 %" as it is."""
+    return amount if amount.startswith("less than") else f"about {amount}"
 
 
 def is_plural(phrase: str) -> bool:

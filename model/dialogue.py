@@ -53,7 +53,7 @@ segment segmentation outline highlight mask masks locate located location count 
 percentage cover covered covers covering large big size total describe description caption summarise summarize
 kind type sort class category land-use contain contains containing also about all every each mostly just only
 now then next close near beside around along adjacent bordering by what's where's there's let look looks
-into out up down one ones largest biggest more less fewer bigger larger smaller greater image's scene's view's
+into out up down one ones largest biggest smallest tiniest more less fewer bigger larger smaller greater image's scene's view's
 picture's tile's photo's most densest concentrated main dominant predominant classes categories types
 kinds sorts things objects features present""".split())
 #: below this similarity to its class's phrases a question's word is only *read as* the class
@@ -66,6 +66,10 @@ SCENE_PIXEL_M = (0.15, 1.0)
 #: words that end a scene class's name ("dense residential area") but are stop words on their own
 _SCENE_TAILS = {"area", "areas"}
 _LARGEST = re.compile(r"\b(?:largest|biggest)\b")
+_SMALLEST = re.compile(r"\b(?:smallest|tiniest)\b")
+#: "Are most of the buildings in the north?", "Are the lakes mostly in the east?": where the bulk of a class lies
+_MOSTLY_IN = re.compile(r"^(?:is|are|does|do)\b.*?(?:\bmost of (?:the |its |their )?\w|\b(?:mostly|mainly|largely|"
+                        r"predominantly) (?:in|on|at|to|towards)\b)")
 # "land" is both a class and an English word: keep it out of the stop list (it is not in it)
 _PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
 _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("beside",), ("around",),
@@ -150,6 +154,8 @@ class Question:
     comparison: str | None = None
     # "Is there more water in the north or the south?": the two cells compared (``place`` is then None)
     places: tuple[int, int] | None = None
+    smallest: bool = False  # "the smallest lake": the smallest part a count would count
+    mostly_in: bool = False  # "Are most of the buildings in the north?": does the bulk of the mask lie in ``place``
 
 
 @dataclass
@@ -405,8 +411,10 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
     if asks_where:  # "Which part of the image has most vegetation?", "Where is it densest?": where, not how many
         task = "location"
     largest, place = bool(_LARGEST.search(text.lower())), p.place
+    smallest = bool(_SMALLEST.search(text.lower())) and not largest
     if p.refers_back and previous is not None:  # "How big is it?" after "Where is the largest lake?": that lake
         largest = largest or previous.question.largest
+        smallest = (smallest or previous.question.smallest) and not largest
         place = place if place is not None else previous.question.place
     bounds = p.size_bounds
     if bounds is None and p.refers_back and previous is not None:
@@ -418,7 +426,8 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
         # "Where are they?" after "Are there roads and buildings?": both things again
         relation, comparison = previous.question.relation, previous.question.comparison
     return Question(text, task, p.target, relation, p.relation_to_previous, p.refers_back, place,
-                    largest, bounds, where_most, unit, threshold, comparison, p.places)
+                    largest, bounds, where_most, unit, threshold, comparison, p.places, smallest,
+                    bool(_MOSTLY_IN.search(text.lower())))
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -683,8 +692,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     else:
         rel_words = ""
     # "Is the largest lake in the north?" asks where the largest lake is, not for the largest lake of the north
-    where_is_largest = question.largest and question.place is not None and task != "count" \
+    where_is_largest = (question.largest or question.smallest) and question.place is not None and task != "count" \
         and words_of(question.text)[:1] in (["is"], ["are"])
+    if question.mostly_in and question.place is not None and not (question.largest or question.smallest):
+        return M.mostly_in_reply(view, question.place, mask, logit, phrase, said, rel_words, pixel_area_m2, out)
     place_area = None
     if question.place is not None and not where_is_largest:  # "the water in the north-east": only that part
         place_area = A.place_region(question.place, mask.shape)
@@ -705,15 +716,16 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         else:
             mask, size_words = M.within_bounds(mask, bounds, pixel_area_m2)
             rel_words, bounded = rel_words + size_words, True
-    superlative = question.largest and task != "count"  # "how many of the largest lakes" stays a count
+    superlative = (question.largest or question.smallest) and task != "count"  # "how many of the largest" counts
     if superlative:  # "the largest lake": its largest connected part, which is one object
-        mask = A.largest_part(mask)
+        mask = (A.smallest_part(mask, A.min_object_pixels(pixel_area_m2)) if question.smallest
+                else A.largest_part(mask))
+    most = ("smallest " if question.smallest else "largest ") if superlative else ""
     logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
     if distance:
-        return M.distance_reply(view, question, mask, logit, f"{'largest ' if superlative else ''}{said}{rel_words}",
-                                pixel_area_m2, out)
+        return M.distance_reply(view, question, mask, logit, f"{most}{said}{rel_words}", pixel_area_m2, out)
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
-    what = f"{'largest ' if superlative else ''}{said}{rel_words}"
+    what = f"{most}{said}{rel_words}"
     area = A.area_phrase(f.area_m2, f.pixels)
     if question.unit is not None and f.area_m2 is not None:  # "in acres": the unit asked for
         area = A.area_in(f.area_m2, question.unit)
@@ -752,10 +764,10 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     n = _count_phrase(f.count, cover, mass) if not superlative else "one connected part"
     if f.count == 0:  # present, but every part is below the counting size
         n = f"only small parts (none of at least {A.min_size_phrase(pixel_area_m2)})"
-    size = f"about {share} of the view ({area})"
+    size = f"{A.about(share)} of the view ({area})"
     if place_area is not None:  # "How much of the north is water?": the share of the part asked about first
         in_part = A.share_of(mask, place_area if view.valid is None else place_area & view.valid)
-        size = (f"about {A.share_phrase(in_part)} of the {A.place_words(question.place).removeprefix('in the ')} "
+        size = (f"{A.about(A.share_phrase(in_part))} of the {A.place_words(question.place).removeprefix('in the ')} "
                 f"({area}, {share} of the view)")
     # where the pixels lie; a question that named the place has it in ``what`` already
     at = "" if question.place is not None else f" {f.location}"
@@ -828,7 +840,7 @@ def _compare(view: View, question: Question, mask: np.ndarray, pixel_area_m2: fl
         lead = "Yes" if more else "No"
 
     def size(f) -> str:
-        return f"about {A.share_phrase(f.share)} of the view ({A.area_phrase(f.area_m2, f.pixels)})" if f.pixels \
+        return f"{A.about(A.share_phrase(f.share))} of the view ({A.area_phrase(f.area_m2, f.pixels)})" if f.pixels \
             else "none of it"
 
     text = f"{lead}: {where.strip() + ', ' if where else ''}the {pa} cover{'' if A.is_plural(pa) else 's'} {size(a)}, " \

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dialogue import ChatReply, Question, View
 
 __all__ = ["threshold_reply", "within_bounds", "distance_reply", "densest_part_reply", "view_size_text", "cover_count_text",
-           "places_reply", "most_cover_reply"]
+           "places_reply", "most_cover_reply", "mostly_in_reply"]
 
 Out = Callable[..., Any]
 
@@ -233,3 +233,20 @@ def most_cover_reply(rows: list[tuple[str, np.ndarray, np.ndarray]], valid: np.n
     text = (f"{phrase[0].upper() + phrase[1:]} cover{'' if A.is_plural(phrase) else 's'} the most of {of}: about "
             f"{A.share_phrase(share)} ({A.area_phrase(f.area_m2, f.pixels)}){then} (each class measured on its own mask).")
     return out(text, [phrase], [part], [np.where(part, logit, np.minimum(logit, -1e-3)).astype(np.float32)])
+
+
+def mostly_in_reply(view: "View", place: int, mask: np.ndarray, logit: np.ndarray, phrase: str, said: str,
+                    rel_words: str, pixel_area_m2: float | None, out: Out) -> "ChatReply":
+    """ "Are most of the buildings in the north?": yes when more than half of the class's mask (its area) lies in
+    that part, with the share and where the most of the rest lies; the mask returned is the whole class's."""
+    what = f"{said}{rel_words}"
+    if not A.present(int(mask.sum()), A.share_of(mask, view.valid)):
+        return out(f"I find no {what} in this view.", [phrase], [np.zeros_like(mask)], [np.minimum(logit, -1e-3)])
+    region = A.place_region(place, mask.shape)
+    inside = float((mask & region).sum()) / float(mask.sum())
+    asked = A.place_words(place)
+    f = A.mask_facts(mask, pixel_area_m2, view.valid)
+    text = (f"{'Yes' if inside > 0.5 else 'No'}: {A.share_phrase(inside)} of the {what} (by area) lie{'' if A.is_plural(said) else 's'} "
+            f"{asked}; all of {'them' if A.is_plural(said) else 'it'} cover{'' if A.is_plural(said) else 's'} "
+            f"{A.share_phrase(f.share)} of the view ({A.area_phrase(f.area_m2, f.pixels)}), {f.location}.")
+    return out(text, [phrase], [mask], [np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)])

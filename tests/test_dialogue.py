@@ -1037,3 +1037,31 @@ def test_two_places_compared_the_dominant_class_and_mostly(model):
     area_ha = ha.facts[0].area_m2 / 1e4
     said = re.search(r"\(about ([\d,.]+) ha,", ha.text)
     assert said and abs(float(said.group(1).replace(",", "")) - area_ha) < 0.01 * area_ha and "km²" not in ha.text
+
+
+def test_the_smallest_thing_and_where_most_of_a_thing_lies(model):
+    """"What is the smallest lake?" answered with all the water (25 %), "Are most of the lakes in the north?" with
+    the north's lakes and no yes or no. The smallest is the least part a count counts; "most of" is judged on the
+    share of the class's area inside the part, both recomputed from the returned masks."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    water = chat.ask("Where is the lake?").arrays[0]  # the same phrase's mask (a phrase has its own)
+    small = chat.ask("Where is the smallest lake?")
+    px = A.min_object_pixels(25.0)
+    assert np.array_equal(small.arrays[0], A.smallest_part(water, px)) and small.arrays[0].sum() >= px
+    assert small.text.startswith("The smallest lake is"), small.text
+    sizes = A.part_sizes(water, px)
+    assert small.arrays[0].sum() == sizes.min() < sizes.max()
+    again = chat.ask("How big is it?")
+    assert np.array_equal(again.arrays[0], small.arrays[0]), again.text  # the follow-up keeps "smallest"
+    cells = {A.place_words(c): c for c in range(9)}
+    for place in ("north", "south"):
+        reply = chat.ask(f"Are most of the lakes in the {place}?")
+        lakes = chat.ask("Where are the lakes?").arrays[0]
+        inside = (lakes & A.place_region(cells[f"in the {place}"], lakes.shape)).sum() / lakes.sum()
+        assert np.array_equal(reply.arrays[0], lakes)
+        assert reply.text.startswith(f"{'Yes' if inside > 0.5 else 'No'}: {A.share_phrase(inside)} of the lakes "
+                                     f"(by area) lie in the {place}"), reply.text
+    assert chat.ask("Are the lakes mostly in the north?").text == chat.ask("Are most of the lakes in the north?").text
+    assert A.share_phrase(3e-5) == "less than 0.01 %" and A.about("less than 0.01 %") == "less than 0.01 %"
