@@ -636,7 +636,12 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         return ChatReply(" ".join(r.text for r in parts), torch.cat([r.masks for r in parts]),
                          torch.cat([r.mask_logits for r in parts]), task, [p for r in parts for p in r.prompts],
                          [f for r in parts for f in r.facts], None, question)
-    phrase = target.phrase
+    phrase = named = target.phrase
+    if target.kind == "class" and not A.is_plural(phrase) \
+            and f"{phrase}s" in model.config.concepts.get(target.name or "", ()):
+        # "the largest cloud" is one of "the clouds": the plural's mask, so that it is the largest part that
+        # "How many clouds?" counts (the two phrases' masks differ: 919 against 886 km² on the Landsat-7 sample)
+        phrase = f"{phrase}s"
     note = view.coarse_notes.get(target.name or "")
     if note is not None:  # "Are there buildings?" on a 5 m scene: the reply says how far to trust its mask
         noted_out = out
@@ -645,7 +650,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
             return noted_out(f"{text} (Careful: {note}.)", *args, **kwargs)
     # words for a phrase the model only reads as its nearest class ("residential" -> buildings, "cars" -> roads):
     # the reply names the class and says how it read the question (the mask is the phrase's, as in segment)
-    said = phrase
+    said = named
     if target.kind == "class" and target.name is not None and _describes(phrase) \
             and phrase not in model.config.concepts.get(target.name, ()):
         # "Is it cloudy?", "cloud-covered": a word describing the view asks about the class, so the reply names
