@@ -192,6 +192,11 @@ def place_words(cell: int) -> str:
     return _at(_CELLS[r][c])
 
 
+def place_noun(cell: int) -> str:
+    """A grid cell as a noun: "the north-east", "the centre" (what a share is "of")."""
+    return place_words(cell).removeprefix("in ")
+
+
 def _at(cell: str) -> str:
     return "in the centre" if cell == "centre" else f"in the {cell}"
 

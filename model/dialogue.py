@@ -741,13 +741,12 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     mass = target.name in _MASS
     # a cover class is counted in patches of its own name: "patches of water", not "patches of lakes"
     cover = dict(class_phrases(model)).get(target.name or "", said) if mass else said
+    # "How much of the north is water?", "Is more than half of the north vegetation?": the share of that part
+    part = None if place_area is None else (
+        A.share_of(mask, place_area if view.valid is None else place_area & view.valid), A.place_noun(question.place))
     if question.threshold is not None:  # "Are there more than 10 buildings?", "... more than half of the image?"
         each = "" if bounded else f" (each at least {A.min_size_phrase(pixel_area_m2)})"
         counted = f"{_count_phrase(f.count if found else 0, cover, mass)}{rel_words}{each}"
-        # "Is more than half of the north vegetation?" asks about the north's share, not the view's
-        part = None if place_area is None else (
-            A.share_of(mask, place_area if view.valid is None else place_area & view.valid),
-            f"the {A.place_words(question.place).removeprefix('in the ')}")
         return M.threshold_reply(question.threshold, f if found else None, what, said, counted, area,
                                  [phrase], [mask], [logit], out, part)
     if not found:
@@ -770,10 +769,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if f.count == 0:  # present, but every part is below the counting size
         n = f"only small parts (none of at least {A.min_size_phrase(pixel_area_m2)})"
     size = f"{A.about(share)} of the view ({area})"
-    if place_area is not None:  # "How much of the north is water?": the share of the part asked about first
-        in_part = A.share_of(mask, place_area if view.valid is None else place_area & view.valid)
-        size = (f"{A.about(A.share_phrase(in_part))} of the {A.place_words(question.place).removeprefix('in the ')} "
-                f"({area}, {share} of the view)")
+    if part is not None:  # the share of the part asked about first
+        size = f"{A.about(A.share_phrase(part[0]))} of {part[1]} ({area}, {share} of the view)"
     # where the pixels lie; a question that named the place has it in ``what`` already
     at = "" if question.place is not None else f" {f.location}"
     comma_at = "" if question.place is not None else f", {f.location}"

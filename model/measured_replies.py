@@ -90,7 +90,7 @@ def densest_part_reply(view: "View", question: "Question", what: str, said: str,
     best, cell, region = max(dens, key=lambda t: t[0])
     part = mask & region
     f = A.mask_facts(part, pixel_area_m2, view.valid)
-    where = A.place_words(cell).removeprefix("in ")
+    where = A.place_noun(cell)
     text = (f"{where[0].upper() + where[1:]} has the most {what}: they cover {A.share_phrase(best)} of that part "
             f"({A.area_phrase(f.area_m2, f.pixels)}), against {A.share_phrase(A.share_of(mask, view.valid))} of the "
             f"whole view.")
@@ -177,11 +177,6 @@ _FRACTION_WORDS = ((0.5, "half"), (1 / 3, "a third"), (0.25, "a quarter"), (2 / 
                    (0.75, "three quarters"), (0.1, "a tenth"))
 
 
-def _part_name(cell: int) -> str:
-    """ "the north", "the centre": a cell of the reply grid as a noun."""
-    return A.place_words(cell).removeprefix("in ")
-
-
 def places_reply(view: "View", cells: tuple[int, int], mask: np.ndarray, logit: np.ndarray, phrase: str, said: str,
                  fewer: bool, pixel_area_m2: float | None, out: Out) -> "ChatReply":
     """ "Is there more water in the north or the south?": the share of each part its mask covers (a side is its
@@ -197,17 +192,17 @@ def places_reply(view: "View", cells: tuple[int, int], mask: np.ndarray, logit: 
     lg = [np.where(r[2], logit, np.minimum(logit, -1e-3)).astype(np.float32) for r in rows]
     verb = "" if A.is_plural(said) else "s"
     if not any(r[4] for r in rows):
-        text = f"I find no {said} in {_part_name(cells[0])} or in {_part_name(cells[1])}."
+        text = f"I find no {said} in {A.place_noun(cells[0])} or in {A.place_noun(cells[1])}."
         return out(text, [phrase, phrase], [np.zeros_like(mask)] * 2, [np.minimum(logit, -1e-3)] * 2)
     a, b = rows
     if A.share_phrase(a[0]) == A.share_phrase(b[0]):
-        text = (f"About as much: the {said} cover{verb} {A.share_phrase(a[0])} of {_part_name(a[1])} "
-                f"({a[3]}) and of {_part_name(b[1])} ({b[3]}).")
+        text = (f"About as much: the {said} cover{verb} {A.share_phrase(a[0])} of {A.place_noun(a[1])} "
+                f"({a[3]}) and of {A.place_noun(b[1])} ({b[3]}).")
     else:
         win, lose = (a, b) if (a[0] > b[0]) != fewer else (b, a)
-        name = _part_name(win[1])
+        name = A.place_noun(win[1])
         text = (f"{name[0].upper() + name[1:]} has {'less' if fewer else 'more'} {said}: {A.share_phrase(win[0])} "
-                f"of it ({win[3]}), against {A.share_phrase(lose[0])} of {_part_name(lose[1])} ({lose[3]}).")
+                f"of it ({win[3]}), against {A.share_phrase(lose[0])} of {A.place_noun(lose[1])} ({lose[3]}).")
     return out(text, [phrase, phrase], [a[2], b[2]], lg)
 
 
@@ -217,7 +212,7 @@ def most_cover_reply(rows: list[tuple[str, np.ndarray, np.ndarray]], valid: np.n
     share of the view or of ``place``, then the next two. ``rows``: (class phrase, mask, logits) of every class
     the view is answered for."""
     region = None if place is None else A.place_region(place, rows[0][1].shape)
-    of = "the view" if place is None else _part_name(place)
+    of = "the view" if place is None else A.place_noun(place)
     where = region if valid is None else valid if region is None else region & valid
     measured = []
     for phrase, mask, logit in rows:
