@@ -53,9 +53,9 @@ segment segmentation outline highlight mask masks locate located location count 
 percentage cover covered covers covering large big size total describe description caption summarise summarize
 kind type sort class category land-use contain contains containing also about all every each mostly just only
 now then next close near beside around along adjacent bordering by what's where's there's let look looks
-into out up down one ones largest biggest smallest tiniest more less fewer bigger larger smaller greater image's scene's view's
-picture's tile's photo's most densest concentrated main dominant predominant classes categories types
-kinds sorts things objects features present""".split())
+into out up down one ones largest biggest smallest tiniest more less fewer bigger larger smaller greater image's
+scene's view's picture's tile's photo's most densest concentrated main dominant predominant classes categories types
+kinds sorts things objects features present list average mean median typical sizes""".split())
 #: below this similarity to its class's phrases a question's word is only *read as* the class
 READ_AS = 0.75
 #: the pixels (m) the scene head answers about: fitted on UC Merced's 0.3 m chips, its top-1 accuracy on held-out
@@ -156,6 +156,7 @@ class Question:
     places: tuple[int, int] | None = None
     smallest: bool = False  # "the smallest lake": the smallest part a count would count
     mostly_in: bool = False  # "Are most of the buildings in the north?": does the bulk of the mask lie in ``place``
+    size_statistic: bool = False  # "What is the average size of the lakes?": mean and median of the parts
 
 
 @dataclass
@@ -405,6 +406,8 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
         task = previous.task  # "And in the north?" after "How many lakes are there in the south?": a count
     if p.target is None and Q.asks_land_cover(text) and task != "scene":
         task = "caption"  # "What's the main land cover?": the classes and their shares
+    if p.target is None and Q.asks_classes_present(words):
+        task = "caption"  # "Which classes are present?": the caption lists them with their shares
     if task == "caption" and p.target is not None and p.target.kind in ("class", "scene"):
         task = "presence"  # "Tell me about the roads.": about the roads (their parts, share, place), not the view
     asks_where, where_most = Q.where_most(words)
@@ -427,7 +430,7 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
         relation, comparison = previous.question.relation, previous.question.comparison
     return Question(text, task, p.target, relation, p.relation_to_previous, p.refers_back, place,
                     largest, bounds, where_most, unit, threshold, comparison, p.places, smallest,
-                    bool(_MOSTLY_IN.search(text.lower())))
+                    bool(_MOSTLY_IN.search(text.lower())), Q.size_statistic(words))
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:
@@ -741,6 +744,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     mass = target.name in _MASS
     # a cover class is counted in patches of its own name: "patches of water", not "patches of lakes"
     cover = dict(class_phrases(model)).get(target.name or "", said) if mass else said
+    if question.size_statistic and found and not superlative:  # "What is the average size of the lakes?"
+        return M.size_statistics_reply(mask, _count_phrase(f.count, cover, mass) + rel_words, pixel_area_m2,
+                                       [phrase], logit, out)
     # "How much of the north is water?", "Is more than half of the north vegetation?": the share of that part
     part = None if place_area is None else (
         A.share_of(mask, place_area if view.valid is None else place_area & view.valid), A.place_noun(question.place))

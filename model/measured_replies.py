@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dialogue import ChatReply, Question, View
 
 __all__ = ["threshold_reply", "within_bounds", "distance_reply", "densest_part_reply", "view_size_text", "cover_count_text",
-           "places_reply", "most_cover_reply", "mostly_in_reply"]
+           "places_reply", "most_cover_reply", "mostly_in_reply",
+           "size_statistics_reply"]
 
 Out = Callable[..., Any]
 
@@ -245,3 +246,24 @@ def mostly_in_reply(view: "View", place: int, mask: np.ndarray, logit: np.ndarra
             f"{asked}; all of {'them' if A.is_plural(said) else 'it'} cover{'' if A.is_plural(said) else 's'} "
             f"{A.share_phrase(f.share)} of the view ({A.area_phrase(f.area_m2, f.pixels)}), {f.location}.")
     return out(text, [phrase], [mask], [np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)])
+
+
+def size_statistics_reply(mask: np.ndarray, counted: str, pixel_area_m2: float | None, prompts: list,
+                          logit: np.ndarray, out: Out) -> "ChatReply":
+    """ "What is the average size of the lakes?": mean and median of the parts a count counts (``counted`` says
+    them: "62 separate patches of water"), with the largest and the smallest; the mask is those parts."""
+    px = A.min_object_pixels(pixel_area_m2)
+    sizes = A.part_sizes(mask, px)
+    kept = A.parts_within(mask, px)
+    if sizes.size == 0:
+        return out(f"I find only parts smaller than {A.min_size_phrase(pixel_area_m2)}, too small to measure one by "
+                   "one.", prompts, [np.zeros_like(mask)], [np.minimum(logit, -1e-3)])
+
+    def size(pixels: float) -> str:
+        return A.area_phrase(pixels * pixel_area_m2, int(round(pixels))).removeprefix("about ") if pixel_area_m2 \
+            else f"{pixels:,.0f} pixels"
+
+    text = (f"The {counted} (each at least {A.min_size_phrase(pixel_area_m2)}) average about {size(sizes.mean())} "
+            f"(median {size(float(np.median(sizes)))}); the largest {size(sizes.max())}, the smallest "
+            f"{size(sizes.min())}.")
+    return out(text, prompts, [kept], [np.where(kept, logit, np.minimum(logit, -1e-3)).astype(np.float32)])

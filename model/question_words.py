@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .answer import AREA_UNITS
 
-__all__ = ["size_bounds", "number_threshold", "asked_unit", "asks_most_cover", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
+__all__ = ["size_bounds", "number_threshold", "asked_unit", "asks_most_cover", "size_statistic", "asks_classes_present", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
            "PLACE_NOUNS"]
 
 #: "How much water is there in hectares?": the unit a reply's areas are given in (keys of ``AREA_UNITS``)
@@ -117,6 +117,27 @@ def asks_most_cover(words: Sequence[str]) -> bool:
             and any(w in ("most", "dominant", "predominant", "majority", "prevailing", "commonest") for w in words)
             and any(w in ("cover", "covers", "covered", "class", "classes", "type", "category", "common", "area",
                           "share", "dominant", "predominant", "prevailing") for w in words))
+
+
+def size_statistic(words: Sequence[str]) -> bool:
+    """ "What is the average size of the lakes?", "median lake area": a question about the sizes of the parts.
+
+    >>> size_statistic("what is the average size of the lakes".split()), size_statistic("how big is it".split())
+    (True, False)
+    """
+    return (any(w in ("average", "mean", "median", "typical") for w in words)
+            and any(w in ("size", "sizes", "area", "areas", "big", "large") for w in words))
+
+
+def asks_classes_present(words: Sequence[str]) -> bool:
+    """ "List the classes you can see.", "Which classes are present?": the caption's list, not a kind of scene.
+
+    >>> asks_classes_present("which classes are present".split()), asks_classes_present("what kind of scene is this".split())
+    (True, False)
+    """
+    return (any(w in ("classes", "categories", "things", "objects", "features", "types", "kinds") for w in words)
+            and any(w in ("list", "which", "what", "present", "visible", "see", "there", "name") for w in words)
+            and not any(w in ("scene", "place", "area") for w in words))
 
 
 def asked_unit(text: str) -> str | None:

@@ -1065,3 +1065,21 @@ def test_the_smallest_thing_and_where_most_of_a_thing_lies(model):
                                      f"(by area) lie in the {place}"), reply.text
     assert chat.ask("Are the lakes mostly in the north?").text == chat.ask("Are most of the lakes in the north?").text
     assert A.share_phrase(3e-5) == "less than 0.01 %" and A.about("less than 0.01 %") == "less than 0.01 %"
+
+
+def test_average_size_of_things_and_the_classes_present(model):
+    """"What is the average size of the lakes?" gave the share of all water, "List the classes you can see." a scene
+    refusal ("list" read as a thing). The sizes are of the parts a count counts, recomputed from the reply's mask."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(DEMO, model)
+    n = chat.ask("How many lakes are there?").facts[0].count
+    avg = chat.ask("What is the average size of the lakes?")
+    sizes = A.part_sizes(avg.arrays[0], A.min_object_pixels(25.0))
+    assert len(sizes) == n == A.mask_facts(avg.arrays[0], 25.0).count
+    mean_m2, median_m2 = sizes.mean() * 25.0, np.median(sizes) * 25.0
+    assert avg.text.startswith(f"The {n} separate patches of water (each at least 100 m²) average about "
+                               f"{A.area_phrase(mean_m2, 0).removeprefix('about ')} (median "
+                               f"{A.area_phrase(median_m2, 0).removeprefix('about ')})"), avg.text
+    listed = chat.ask("List the classes you can see.")
+    assert listed.text == chat.ask("Describe this image.").text
