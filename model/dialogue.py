@@ -67,9 +67,6 @@ SCENE_PIXEL_M = (0.15, 1.0)
 _SCENE_TAILS = {"area", "areas"}
 _LARGEST = re.compile(r"\b(?:largest|biggest)\b")
 _SMALLEST = re.compile(r"\b(?:smallest|tiniest)\b")
-#: "Are most of the buildings in the north?", "Are the lakes mostly in the east?": where the bulk of a class lies
-_MOSTLY_IN = re.compile(r"^(?:is|are|does|do)\b.*?(?:\bmost of (?:the |its |their )?\w|\b(?:mostly|mainly|largely|"
-                        r"predominantly) (?:in|on|at|to|towards)\b)")
 # "land" is both a class and an English word: keep it out of the stop list (it is not in it)
 _PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
 _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("beside",), ("around",),
@@ -430,7 +427,7 @@ def parse_question(model: "GeoPixModel", text: str, previous: Turn | None = None
         relation, comparison = previous.question.relation, previous.question.comparison
     return Question(text, task, p.target, relation, p.relation_to_previous, p.refers_back, place,
                     largest, bounds, where_most, unit, threshold, comparison, p.places, smallest,
-                    bool(_MOSTLY_IN.search(text.lower())), Q.size_statistic(words))
+                    Q.mostly_in(text), Q.size_statistic(words))
 
 
 def _intent(model: "GeoPixModel", masked: str) -> str:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .answer import AREA_UNITS
 
-__all__ = ["size_bounds", "number_threshold", "asked_unit", "asks_most_cover", "size_statistic", "asks_classes_present", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
+__all__ = ["size_bounds", "number_threshold", "asked_unit", "asks_most_cover", "mostly_in", "size_statistic", "asks_classes_present", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
            "PLACE_NOUNS"]
 
 #: "How much water is there in hectares?": the unit a reply's areas are given in (keys of ``AREA_UNITS``)
@@ -42,9 +42,15 @@ _FRACTIONS = {"half": 0.5, "a half": 0.5, "one half": 0.5, "a third": 1 / 3, "on
               "one quarter": 0.25, "two thirds": 2 / 3, "three quarters": 0.75, "a tenth": 0.1}
 _SHARE = re.compile(rf"\b{_OPS}(?: than)?\s+(?:(\d+(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)|("
                     + "|".join(sorted(map(re.escape, _FRACTIONS), key=len, reverse=True)) + r")\b(?:\s+of)?)")
-#: a yes-or-no question with "mostly": more than half ("Which part is mostly water?" asks where, not this)
-_MOSTLY = re.compile(r"^(?:is|are|does|do)\b.*?\b(mostly|mainly|largely|predominantly)\b"
-                     r"(?!\s+(?:in|on|at|along|near|to|towards)\b)")  # "mostly in the east" asks where
+#: what "most of the ..." can be most of when it asks for a share: the view, or a part of it
+_VIEW_OR_PART = (r"(?:image|view|scene|picture|photo|tile|area|north|south|east|west|cent(?:re|er)|middle|top|bottom|"
+                 r"left|right|upper|lower)")
+#: a yes-or-no question with "mostly" / "most of the image": more than half ("Which part is mostly water?" asks
+#: where, not this; "mostly in the east" and "most of the lakes" ask where a thing lies, :func:`mostly_in`)
+_MOSTLY = re.compile(r"^(?:is|are|does|do)\b.*?\b(?:(mostly|mainly|largely|predominantly)\b"
+                     r"(?!\s+(?:in|on|at|along|near|to|towards)\b)|most of (?:the |this )?" + _VIEW_OR_PART + r")")
+_MOSTLY_IN = re.compile(r"^(?:is|are|does|do)\b.*?(?:\bmost of (?!(?:the |this )?" + _VIEW_OR_PART + r")\w|"
+                        r"\b(?:mostly|mainly|largely|predominantly) (?:in|on|at|to|towards)\b)")
 _COUNT = re.compile(rf"\b{_OPS}(?: than)?\s+(\d[\d,]*)\b(?!\s*(?:%|percent|per cent|[.,]\d))")
 
 
@@ -61,10 +67,12 @@ def number_threshold(text: str) -> tuple[tuple[str, float, str] | None, str]:
     (('>', 0.5, 'share'), 'Is the south mostly vegetation?')
     >>> number_threshold("Are the buildings mostly in the east?")[0] is None
     True
+    >>> number_threshold("Is most of the north water?")[0], number_threshold("Is most of the water in the north?")[0]
+    (('>', 0.5, 'share'), None)
     """
     low = text.lower()
     mostly = _MOSTLY.search(low)
-    if mostly is not None:  # "Is the south mostly vegetation?": more than half of it
+    if mostly is not None:  # "Is the south mostly vegetation?", "Is most of the image water?": more than half
         return (">", 0.5, "share"), text  # the word stays: it marks "the south" in "Is the south mostly ..." a place
     for rx, kind in ((_SHARE, "share"), (_COUNT, "count")):
         m = rx.search(low)
@@ -117,6 +125,16 @@ def asks_most_cover(words: Sequence[str]) -> bool:
             and any(w in ("most", "dominant", "predominant", "majority", "prevailing", "commonest") for w in words)
             and any(w in ("cover", "covers", "covered", "class", "classes", "type", "category", "common", "area",
                           "share", "dominant", "predominant", "prevailing") for w in words))
+
+
+def mostly_in(text: str) -> bool:
+    """ "Are most of the buildings in the north?", "Are the lakes mostly in the east?": where the bulk of a thing
+    lies (not "Is most of the north water?", a share of the north).
+
+    >>> mostly_in("Are most of the buildings in the north?"), mostly_in("Is most of the north water?")
+    (True, False)
+    """
+    return bool(_MOSTLY_IN.search(text.lower()))
 
 
 def size_statistic(words: Sequence[str]) -> bool:

@@ -1033,6 +1033,10 @@ def test_two_places_compared_the_dominant_class_and_mostly(model):
     mostly = chat.ask("Is the south mostly vegetation?")
     assert mostly.text.startswith(("Yes" if south_veg > 0.5 else "No") + ": the vegetation in the south covers about "
                                   f"{A.share_phrase(south_veg)} of the south"), mostly.text
+    north_water = (water & north).sum() / north.sum()  # "most of the north": a share of the north, not of the water
+    most_north = chat.ask("Is most of the north water?")
+    assert most_north.text.startswith(("Yes" if north_water > 0.5 else "No") + ": the water in the north covers "
+                                      f"about {A.share_phrase(north_water)} of the north"), most_north.text
     ha = chat.ask("How many hectares of vegetation are there in the north-east?")
     area_ha = ha.facts[0].area_m2 / 1e4
     said = re.search(r"\(about ([\d,.]+) ha,", ha.text)
