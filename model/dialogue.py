@@ -70,7 +70,10 @@ _SMALLEST = re.compile(r"\b(?:smallest|tiniest)\b")
 # "land" is both a class and an English word: keep it out of the stop list (it is not in it)
 _PRONOUNS = {"them", "it", "they", "those", "these", "that", "its", "their", "ones", "one"}
 _RELATIONS = (("next", "to"), ("close", "to"), ("adjacent", "to"), ("near",), ("beside",), ("around",),
-              ("along",), ("bordering",), ("nearby",), ("by",), ("than",))
+              ("along",), ("bordering",), ("nearby",), ("by",), ("than",), ("under",), ("beneath",),
+              ("underneath",), ("behind",))
+#: "Is there water under the clouds?": the ground a cloud hides is not seen, whatever the question
+_HIDDEN_BY = {"under", "beneath", "underneath", "behind"}
 #: "covered by X", "taken up by X": the passive names the thing asked about after "by"
 _PASSIVE = {"covered", "occupied", "taken", "filled", "dominated", "up"}
 #: "more X than Y" / "less X than Y": a comparison of two classes' shares, not a place next to Y
@@ -615,6 +618,22 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
             return out(f"This looks like an aerial view of {_a(name)} ({p:.0%} sure).", scene=(name, p))
         return out(f"I can't tell which kind of scene this is; my best guess is {_a(name)}, at only {p:.0%}.",
                    scene=(name, p))
+    if question.relation is not None and question.relation.name == "cloud" and any(w in _HIDDEN_BY for w in words) \
+            and (target is None or (target.kind == "class" and target.name != "cloud")):
+        # "Is there water under the clouds?": no one sees through a cloud; the thing where the ground is seen
+        clouds = view.clouds()
+        share = A.share_of(clouds, view.valid)
+        if not A.present(int(clouds.sum()), share):
+            hidden = "I see no clouds in this view, so nothing is hidden under them."
+        else:
+            hidden = (f"I can't see under clouds: they cover {A.share_phrase(share)} of this view and the ground "
+                      "under them is hidden.")
+        if target is None:
+            return out(hidden, ["clouds"], [clouds], [np.where(clouds, 1.0, -1.0).astype(np.float32)])
+        r = reply_to(model, view, replace(question, relation=None, comparison=None), previous, pixel_area_m2)
+        if not A.present(int(clouds.sum()), share):
+            return replace(r, text=f"{hidden} {r.text}")
+        return replace(r, text=f"{hidden} Where the ground is seen: {r.text[0].lower()}{r.text[1:]}")
     if target is None and question.place is not None:  # "What is in the north-east?": a caption of that part
         return _caption(model, view, pixel_area_m2, out, place=question.place)
     if target is None and task == "area":  # "What's the total area of the scene?": the view's own size

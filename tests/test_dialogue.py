@@ -1087,3 +1087,22 @@ def test_average_size_of_things_and_the_classes_present(model):
                                f"{A.area_phrase(median_m2, 0).removeprefix('about ')})"), avg.text
     listed = chat.ask("List the classes you can see.")
     assert listed.text == chat.ask("Describe this image.").text
+
+
+@pytest.mark.skipif(not LANDSAT7.exists(), reason="needs ../shared/data (rasterio's Landsat-7 sample)")
+def test_nothing_is_seen_under_clouds(model):
+    """"Is there water under the clouds?" on the Landsat-7 sample answered about the clouds ("Yes, there are
+    clouds"); no one sees through a cloud: the reply says how much they hide, then answers where the ground is seen
+    (the same words and mask as the question without "under the clouds")."""
+    import geopix_tiles
+
+    chat = geopix_tiles.chat(LANDSAT7, model)
+    clouds = chat.ask("Where are the clouds?").arrays[0]
+    share = A.share_of(clouds, chat.valid)
+    under = chat.ask("Is there water under the clouds?")
+    plain = chat.ask("Is there any water?")
+    assert under.text == (f"I can't see under clouds: they cover {A.share_phrase(share)} of this view and the ground "
+                          f"under them is hidden. Where the ground is seen: {plain.text[0].lower()}{plain.text[1:]}")
+    assert np.array_equal(under.arrays[0], plain.arrays[0]) and not (under.arrays[0] & clouds).any()
+    beneath = chat.ask("What is beneath the clouds?")
+    assert beneath.text.startswith("I can't see under clouds") and np.array_equal(beneath.arrays[0], clouds)
