@@ -226,15 +226,16 @@ def most_cover_reply(rows: list[tuple[str, np.ndarray, np.ndarray]], valid: np.n
     f = A.mask_facts(part, pixel_area_m2, valid)
     rest = [f"{m[1]} ({A.share_phrase(m[0])})" for m in measured[1:3] if A.present(int(m[2].sum()), m[0])]
     then = f"; then {A.join_words(rest)}" if rest else ""
-    text = (f"{phrase[0].upper() + phrase[1:]} cover{'' if A.is_plural(phrase) else 's'} the most of {of}: about "
-            f"{A.share_phrase(share)} ({A.area_phrase(f.area_m2, f.pixels)}){then} (each class measured on its own mask).")
+    text = (f"{phrase[0].upper() + phrase[1:]} cover{'' if A.is_plural(phrase) else 's'} more of {of} than any other "
+            f"class: about {A.share_phrase(share)} ({A.area_phrase(f.area_m2, f.pixels)}){then} (each class measured "
+            "on its own mask).")
     return out(text, [phrase], [part], [np.where(part, logit, np.minimum(logit, -1e-3)).astype(np.float32)])
 
 
 def mostly_in_reply(view: "View", place: int, mask: np.ndarray, logit: np.ndarray, phrase: str, said: str,
                     rel_words: str, pixel_area_m2: float | None, out: Out) -> "ChatReply":
     """ "Are most of the buildings in the north?": yes when more than half of the class's mask (its area) lies in
-    that part, with the share and where the most of the rest lies; the mask returned is the whole class's."""
+    that part, with that share and where the whole mask lies; the mask returned is the whole class's."""
     what = f"{said}{rel_words}"
     if not A.present(int(mask.sum()), A.share_of(mask, view.valid)):
         return out(f"I find no {what} in this view.", [phrase], [np.zeros_like(mask)], [np.minimum(logit, -1e-3)])
@@ -242,8 +243,9 @@ def mostly_in_reply(view: "View", place: int, mask: np.ndarray, logit: np.ndarra
     inside = float((mask & region).sum()) / float(mask.sum())
     asked = A.place_words(place)
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
-    text = (f"{'Yes' if inside > 0.5 else 'No'}: {A.share_phrase(inside)} of the {what} (by area) lie{'' if A.is_plural(said) else 's'} "
-            f"{asked}; all of {'them' if A.is_plural(said) else 'it'} cover{'' if A.is_plural(said) else 's'} "
+    plural = A.is_plural(said)
+    text = (f"{'Yes' if inside > 0.5 else 'No'}: {A.share_phrase(inside)} of the {what} (by area) "
+            f"lie{'' if plural else 's'} {asked}; all of {'them' if plural else 'it'} cover{'' if plural else 's'} "
             f"{A.share_phrase(f.share)} of the view ({A.area_phrase(f.area_m2, f.pixels)}), {f.location}.")
     return out(text, [phrase], [mask], [np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)])
 

@@ -14,8 +14,8 @@ from typing import Sequence
 
 from .answer import AREA_UNITS
 
-__all__ = ["size_bounds", "number_threshold", "asked_unit", "asks_most_cover", "mostly_in", "size_statistic", "asks_classes_present", "strip_land_cover", "asks_land_cover", "elliptic", "where_most",
-           "PLACE_NOUNS"]
+__all__ = ["size_bounds", "number_threshold", "asked_unit", "asks_most_cover", "mostly_in", "size_statistic",
+           "asks_classes_present", "strip_land_cover", "asks_land_cover", "elliptic", "where_most", "PLACE_NOUNS"]
 
 #: "How much water is there in hectares?": the unit a reply's areas are given in (keys of ``AREA_UNITS``)
 _UNIT_ASKED = [(re.compile(rf"\b(?:in|into|as|how many) (?:square )?(?:{p})\b"), u) for p, u in (
@@ -150,8 +150,10 @@ def size_statistic(words: Sequence[str]) -> bool:
 def asks_classes_present(words: Sequence[str]) -> bool:
     """ "List the classes you can see.", "Which classes are present?": the caption's list, not a kind of scene.
 
-    >>> asks_classes_present("which classes are present".split()), asks_classes_present("what kind of scene is this".split())
-    (True, False)
+    >>> asks_classes_present("which classes are present".split())
+    True
+    >>> asks_classes_present("what kind of scene is this".split())
+    False
     """
     return (any(w in ("classes", "categories", "things", "objects", "features", "types", "kinds") for w in words)
             and any(w in ("list", "which", "what", "present", "visible", "see", "there", "name") for w in words)
