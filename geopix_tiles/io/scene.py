@@ -473,8 +473,7 @@ class SceneReader:
         # decode the blocks of one read on all cores (GDAL >= 3.6): reads are serialised with writes
         # multi-threaded decoding prefetches remote ranges in worker threads whose HTTP errors can
         # come back as blank blocks instead of an error: remote scenes decode in the calling thread
-        self._src = rasterio.open(scene.path) if is_remote_scene(scene) else rasterio.open(scene.path,
-                                                                                         NUM_THREADS="ALL_CPUS")
+        self._src = self._open()
         # where the validity mask comes from, looked up once (see _valid, _alpha_band)
         idx = list(scene.band_indexes) if scene.band_indexes else []
         dtype = np.dtype(scene.dtype)
@@ -508,6 +507,7 @@ class SceneReader:
                     raise ReadError(changed)
         except RasterioError as exc:
             if self.skip_bad:
+                self._reopen()  # GDAL keeps a block that failed to decode in its cache: read again, it "succeeds"
                 return self._read_blockwise(y0, y1, out, valid_out, x0, x1)
             from .remote import remote_error  # noqa: PLC0415
 
@@ -533,9 +533,18 @@ class SceneReader:
                 if k + 1 == attempts:
                     raise
                 time.sleep(self.REMOTE_BACKOFF * 2 ** k)
-                with GDAL_IO_LOCK:
-                    self._src.close()
-                    self._src = rasterio.open(self.scene.path)
+                self._reopen()
+
+    def _reopen(self) -> None:
+        """A fresh handle: none of the old one's cached blocks (a remote read that failed, or a block that failed
+        to decode, which GDAL's block cache would otherwise hand back as if read) are seen again."""
+        with GDAL_IO_LOCK:
+            self._src.close()
+            self._src = self._open()
+
+    def _open(self) -> "rasterio.io.DatasetReader":
+        remote = is_remote_scene(self.scene)
+        return rasterio.open(self.scene.path) if remote else rasterio.open(self.scene.path, NUM_THREADS="ALL_CPUS")
 
     def _read_window(self, w: Window, out: np.ndarray, valid_out: np.ndarray | None) -> None:
         idx = list(self.scene.band_indexes)
@@ -569,6 +578,7 @@ class SceneReader:
                 try:
                     self._read_window(w, out[:, rows, cols], valid_out[rows, cols])
                 except RasterioError:
+                    self._reopen()  # the next strip that touches this block must fail on it again
                     out[:, rows, cols] = 0
                     valid_out[rows, cols] = False
                     block = Window(c, r, min(c + bw, self.scene.width) - c, min(r + bh, self.scene.height) - r)
