@@ -265,7 +265,8 @@ def segment(
                 journal=journal if primary is not None else None, fingerprint=fingerprint,
                 checkpoint_seconds=checkpoint_seconds, skip_bad_tiles=skip_bad_tiles, panel_width=panel_width,
                 split_objects=split_objects,
-                remote=remote.for_scene(info, grid, seg, prompts, batch_size, skip_bad_tiles) if remote is not None else None,
+                remote=remote.for_scene(info, grid, seg, prompts, batch_size, skip_bad_tiles, gdal_cache_mb)
+                if remote is not None else None,
             )
             if data is not None:
                 run.restore(data)

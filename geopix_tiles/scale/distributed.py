@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from ..core.engine import Batch, row_batches
+from ..io.gdal_cache import block_cache
 from ..io.scene import RowBuffer, Scene, SceneReader
 from ..core.tiling import TileGrid
 
@@ -37,6 +38,7 @@ class RowJob:
     prompts: tuple[str, ...]
     batch_size: int
     skip_bad: bool
+    gdal_cache_mb: float = 4.0  # GDAL's block cache in each worker, as ``segment``'s in the main process
 
 
 def _reader(job: RowJob) -> SceneReader:
@@ -63,7 +65,8 @@ def predict_row(job: RowJob, row: int, panel: tuple[int, int, int, tuple[int, ..
     y = grid.row_starts[row]
     rows = RowBuffer(reader, grid.tile_height, grid.tile_height, xa, xb)
     before = len(reader.bad_windows)
-    rows.ensure(y, y + grid.tile_height)
+    with block_cache(job.gdal_cache_mb):  # GDAL's default (5 % of RAM per worker) fills up over a scene's rows
+        rows.ensure(y, y + grid.tile_height)
     out = []
     for b in row_batches(rows.data, rows.valid, (rows.y0, xa), grid, row, job.batch_size, job.scaling,
                          scene.low, scene.high, cols, index):
@@ -125,9 +128,9 @@ class DaskRunner:
         self.in_flight = in_flight or max(2, 2 * n)
 
     def for_scene(self, scene: Scene, grid: TileGrid, segmenter, prompts: Sequence[str], batch_size: int,
-                  skip_bad: bool) -> _SceneRows:
+                  skip_bad: bool, gdal_cache_mb: float = 4.0) -> _SceneRows:
         job = RowJob(scene, grid.tile, grid.overlap, getattr(segmenter, "scaling", "reflectance"), self.model,
-                     self.device, tuple(prompts), batch_size, skip_bad)
+                     self.device, tuple(prompts), batch_size, skip_bad, gdal_cache_mb)
         return _SceneRows(self.client, job, grid, self.in_flight)
 
 
