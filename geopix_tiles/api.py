@@ -115,7 +115,8 @@ def segment(
     writes files then never imports geopandas); ``return_stats=True`` returns ``(frame, RunStats)``.
     ``gdal_cache_mb`` bounds GDAL's block cache for the run (its default, 5 % of RAM, is
     often more than the whole engine needs; the engine reads and writes whole rows of blocks,
-    so 4 MB runs as fast as 64 MB, which cost 30-65 MB more peak RSS on the 5k mosaic). ``skip_bad_tiles`` turns blocks that fail to
+    so 4 MB runs as fast as 64 MB, which cost 30-65 MB more peak RSS on the 5k mosaic); dask
+    workers read under the same bound. ``skip_bad_tiles`` turns blocks that fail to
     decode into nodata (listed in the stats) instead of stopping the run. ``remote`` is a
     distributed row source (see :mod:`geopix_tiles.scale.distributed`). ``panel_width`` bounds the
     columns processed at once (memory flat in scene width; ``None`` = whole rows; ``"auto"``: 4096 px,
