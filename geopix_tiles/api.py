@@ -25,7 +25,7 @@ from .core.journal import RunJournal, RunLock
 from .segmenters.registry import load_segmenter, model_id
 from .outputs.commit import RunOutputs
 from .outputs.raster_sink import RasterSink
-from .io.gdal_cache import block_cache
+from .io.gdal_cache import DEFAULT_BLOCK_CACHE_MB, block_cache
 from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_scene
 from .segmenters.protocol import Segmenter, default_batch_size, default_overlap, roles_for
 from .core.tiling import TileGrid
@@ -92,7 +92,7 @@ def segment(
     layer: str | None = None,
     return_stats: bool = False,
     collect: bool | None = True,
-    gdal_cache_mb: float = 4,
+    gdal_cache_mb: float = DEFAULT_BLOCK_CACHE_MB,
     skip_bad_tiles: bool = False,
     remote=None,
     panel_width: int | str | None = "auto",
@@ -113,10 +113,9 @@ def segment(
     ``collect=False`` skips loading the polygons back (batch runs on huge scenes) and
     returns an empty frame, ``collect=None`` returns ``None`` instead (a process that only
     writes files then never imports geopandas); ``return_stats=True`` returns ``(frame, RunStats)``.
-    ``gdal_cache_mb`` bounds GDAL's block cache for the run (its default, 5 % of RAM, is
-    often more than the whole engine needs; the engine reads and writes whole rows of blocks,
-    so 4 MB runs as fast as 64 MB, which cost 30-65 MB more peak RSS on the 5k mosaic); dask
-    workers read under the same bound. ``skip_bad_tiles`` turns blocks that fail to
+    ``gdal_cache_mb`` bounds GDAL's block cache for the run, dask workers' reads included (4 MB,
+    :data:`~geopix_tiles.io.gdal_cache.DEFAULT_BLOCK_CACHE_MB`; GDAL's own default, 5 % of RAM, is
+    often more than the whole engine needs). ``skip_bad_tiles`` turns blocks that fail to
     decode into nodata (listed in the stats) instead of stopping the run. ``remote`` is a
     distributed row source (see :mod:`geopix_tiles.scale.distributed`). ``panel_width`` bounds the
     columns processed at once (memory flat in scene width; ``None`` = whole rows; ``"auto"``: 4096 px,

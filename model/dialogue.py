@@ -384,7 +384,7 @@ def _two_places(words: Sequence[str]) -> tuple[tuple[int, int], tuple[int, int]]
     """``((cell a, cell b), (start, end) of the words naming both))`` for "Is there more water in the north or the
     south?" / "... in the east than in the west?": two different places with "or"/"than" between them, in a
     question that compares; None otherwise."""
-    if not any(w in _COMPARATIVES or w in ("most", "less", "fewer") for w in words):
+    if not any(w in _COMPARATIVES or w == "most" for w in words):
         return None
     named = places_named(list(words))
     if len(named) < 2:
@@ -970,12 +970,12 @@ def caption_from_masks(model: "GeoPixModel", class_masks: Sequence[np.ndarray], 
 def _most_cover(model: "GeoPixModel", view: View, place: int | None, pixel_area_m2: float | None, out) -> ChatReply:
     """Which class covers the most, each measured by its own mask as an area reply measures it (classes the view
     sees coarser than learned are left out, as captions leave them)."""
+    classes = [(name, phrase) for name, phrase in class_phrases(model) if name not in view.coarse_notes]
+    logits = view.logits([phrase for _, phrase in classes])  # one pass over the tiles for all of them
     rows = []
-    for name, phrase in class_phrases(model):
-        if name in view.coarse_notes:
-            continue
+    for (name, phrase), logit in zip(classes, logits):
         mask = view.clouds() if name == "cloud" else view.counted(Target(phrase, "class", name, 1.0))
-        rows.append((phrase, mask, view.logits([phrase])[0]))
+        rows.append((phrase, mask, logit))
     return M.most_cover_reply(rows, view.valid, place, pixel_area_m2, out)
 
 

@@ -14,7 +14,11 @@ import numpy as np
 import rasterio
 from rasterio.enums import Interleaving
 
-__all__ = ["block_cache", "block_row_mb"]
+__all__ = ["DEFAULT_BLOCK_CACHE_MB", "block_cache", "block_row_mb"]
+
+#: ``segment``'s bound (its main process and its dask workers): the engine reads and writes whole rows of blocks,
+#: so 4 MB ran as fast as 64 MB on the 5k mosaic, and 64 MB cost 30-65 MB more peak RSS
+DEFAULT_BLOCK_CACHE_MB = 4.0
 
 
 def block_cache(mb: float) -> rasterio.Env:
@@ -23,10 +27,9 @@ def block_cache(mb: float) -> rasterio.Env:
     The bound is process-wide while the context is open (GDAL has one cache) and the previous
     value comes back on exit.
     """
-    if not mb or mb <= 0:
+    if mb is None or mb <= 0:
         raise ValueError(f"a GDAL block cache of {mb!r} MB cannot hold a block; give a positive size such as 64")
     return rasterio.Env(GDAL_CACHEMAX=max(1, int(mb * (1 << 20))))
-
 
 
 def block_row_mb(src: "rasterio.io.DatasetReader", window: "rasterio.windows.Window", bands: int) -> float:

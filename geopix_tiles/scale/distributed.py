@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from ..core.engine import Batch, row_batches
-from ..io.gdal_cache import block_cache
+from ..io.gdal_cache import DEFAULT_BLOCK_CACHE_MB, block_cache
 from ..io.scene import RowBuffer, Scene, SceneReader
 from ..core.tiling import TileGrid
 
@@ -38,7 +38,7 @@ class RowJob:
     prompts: tuple[str, ...]
     batch_size: int
     skip_bad: bool
-    gdal_cache_mb: float = 4.0  # GDAL's block cache in each worker, as ``segment``'s in the main process
+    gdal_cache_mb: float = DEFAULT_BLOCK_CACHE_MB  # GDAL's block cache in each worker, as in the main process
 
 
 def _reader(job: RowJob) -> SceneReader:
@@ -128,7 +128,7 @@ class DaskRunner:
         self.in_flight = in_flight or max(2, 2 * n)
 
     def for_scene(self, scene: Scene, grid: TileGrid, segmenter, prompts: Sequence[str], batch_size: int,
-                  skip_bad: bool, gdal_cache_mb: float = 4.0) -> _SceneRows:
+                  skip_bad: bool, gdal_cache_mb: float = DEFAULT_BLOCK_CACHE_MB) -> _SceneRows:
         job = RowJob(scene, grid.tile, grid.overlap, getattr(segmenter, "scaling", "reflectance"), self.model,
                      self.device, tuple(prompts), batch_size, skip_bad, gdal_cache_mb)
         return _SceneRows(self.client, job, grid, self.in_flight)
