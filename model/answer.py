@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["MaskFacts", "mask_facts", "min_object_pixels", "part_sizes", "parts_within", "sizeable_pixels", "area_in",
-           "round_sig", "min_size_phrase", "present",
+           "round_sig", "min_size_phrase", "masked_logits", "present",
            "location_phrase", "area_phrase",
            "share_phrase", "is_plural", "near_components", "join_words", "article"]
 
@@ -247,6 +247,12 @@ def share_phrase(share: float) -> str:
     if 0 < pct < 0.005:  # "about 0.00 % of the view (6 pixels)" read as nothing
         return "less than 0.01 %"
     return f"{pct:.2f} %"
+
+
+def masked_logits(mask: np.ndarray, logit: np.ndarray) -> np.ndarray:
+    """The logits a reply returns with ``mask``: its pixels keep theirs, every other pixel is pushed below 0, so
+    that ``logits > 0`` is the mask the words measured."""
+    return np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
 
 
 def about(amount: str) -> str:

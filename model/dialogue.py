@@ -745,7 +745,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         mask = (A.smallest_part(mask, A.min_object_pixels(pixel_area_m2)) if question.smallest
                 else A.largest_part(mask))
     most = ("smallest " if question.smallest else "largest ") if superlative else ""
-    logit = np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)
+    logit = A.masked_logits(mask, logit)
     if distance:
         return M.distance_reply(view, question, mask, logit, f"{most}{said}{rel_words}", pixel_area_m2, out)
     f = A.mask_facts(mask, pixel_area_m2, view.valid)
@@ -777,7 +777,8 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
                 "area": f"I find no {what} in this view, so it covers 0 % of it.",
                 }.get(task, f"I find no {what} in this view, so there is nothing to outline.")
         if task != "segment":  # "no" comes with no pixels: scattered ones below the presence rule are no answer
-            mask, logit = np.zeros_like(mask), np.minimum(logit, -1e-3).astype(np.float32)
+            mask = np.zeros_like(mask)
+            logit = A.masked_logits(mask, logit)
         elif f.pixels:  # the request returns segment's pixels: the words say what they are
             text = (f"I find no {what} in this view: the mask holds only scattered pixels ({area}, {share} of the"
                     f" view), too few to call {said} present.")
@@ -1010,5 +1011,5 @@ def _caption(model: "GeoPixModel", view: View, pixel_area_m2: float | None, out,
     if view.valid is not None:
         text += f" The scene has no data for {A.share_phrase(1.0 - float(view.valid.mean()))} of the view; shares are of the rest."
     return out(text, [classes[k][1] for k in named], [parts[k] for k in named],
-               [np.where(parts[k], logits[k], np.minimum(logits[k], -1e-3)).astype(np.float32) for k in named],
+               [A.masked_logits(parts[k], logits[k]) for k in named],
                scene)

@@ -97,8 +97,7 @@ def densest_part_reply(view: "View", question: "Question", what: str, said: str,
             f"whole view.")
     if not A.is_plural(said):
         text = text.replace(": they cover", ": it covers", 1)
-    return out(text, [question.target.phrase], [part], [np.where(part, logit, np.minimum(logit, -1e-3))
-                                                          .astype(np.float32)])
+    return out(text, [question.target.phrase], [part], [A.masked_logits(part, logit)])
 
 
 def view_size_text(view: "View", pixel_area_m2: float | None) -> str:
@@ -190,11 +189,12 @@ def places_reply(view: "View", cells: tuple[int, int], mask: np.ndarray, logit: 
         share = A.share_of(part, region if view.valid is None else region & view.valid)
         f = A.mask_facts(part, pixel_area_m2, view.valid)
         rows.append((share, cell, part, A.area_phrase(f.area_m2, f.pixels), f.present))
-    lg = [np.where(r[2], logit, np.minimum(logit, -1e-3)).astype(np.float32) for r in rows]
+    lg = [A.masked_logits(r[2], logit) for r in rows]
     verb = "" if A.is_plural(said) else "s"
     if not any(r[4] for r in rows):
         text = f"I find no {said} in {A.place_noun(cells[0])} or in {A.place_noun(cells[1])}."
-        return out(text, [phrase, phrase], [np.zeros_like(mask)] * 2, [np.minimum(logit, -1e-3)] * 2)
+        none = np.zeros_like(mask)
+        return out(text, [phrase, phrase], [none] * 2, [A.masked_logits(none, logit)] * 2)
     a, b = rows
     if A.share_phrase(a[0]) == A.share_phrase(b[0]):
         text = (f"About as much: the {said} cover{verb} {A.share_phrase(a[0])} of {A.place_noun(a[1])} "
@@ -229,7 +229,7 @@ def most_cover_reply(rows: list[tuple[str, np.ndarray, np.ndarray]], valid: np.n
     text = (f"{phrase[0].upper() + phrase[1:]} cover{'' if A.is_plural(phrase) else 's'} more of {of} than any other "
             f"class: about {A.share_phrase(share)} ({A.area_phrase(f.area_m2, f.pixels)}){then} (each class measured "
             "on its own mask).")
-    return out(text, [phrase], [part], [np.where(part, logit, np.minimum(logit, -1e-3)).astype(np.float32)])
+    return out(text, [phrase], [part], [A.masked_logits(part, logit)])
 
 
 def mostly_in_reply(view: "View", place: int, mask: np.ndarray, logit: np.ndarray, phrase: str, said: str,
@@ -238,7 +238,8 @@ def mostly_in_reply(view: "View", place: int, mask: np.ndarray, logit: np.ndarra
     that part, with that share and where the whole mask lies; the mask returned is the whole class's."""
     what = f"{said}{rel_words}"
     if not A.present(int(mask.sum()), A.share_of(mask, view.valid)):
-        return out(f"I find no {what} in this view.", [phrase], [np.zeros_like(mask)], [np.minimum(logit, -1e-3)])
+        none = np.zeros_like(mask)
+        return out(f"I find no {what} in this view.", [phrase], [none], [A.masked_logits(none, logit)])
     region = A.place_region(place, mask.shape)
     inside = float((mask & region).sum()) / float(mask.sum())
     asked = A.place_words(place)
@@ -247,7 +248,7 @@ def mostly_in_reply(view: "View", place: int, mask: np.ndarray, logit: np.ndarra
     text = (f"{'Yes' if inside > 0.5 else 'No'}: {A.share_phrase(inside)} of the {what} (by area) "
             f"lie{'' if plural else 's'} {asked}; all of {'them' if plural else 'it'} cover{'' if plural else 's'} "
             f"{A.share_phrase(f.share)} of the view ({A.area_phrase(f.area_m2, f.pixels)}), {f.location}.")
-    return out(text, [phrase], [mask], [np.where(mask, logit, np.minimum(logit, -1e-3)).astype(np.float32)])
+    return out(text, [phrase], [mask], [A.masked_logits(mask, logit)])
 
 
 def size_statistics_reply(mask: np.ndarray, counted: str, pixel_area_m2: float | None, prompts: list,
@@ -259,7 +260,7 @@ def size_statistics_reply(mask: np.ndarray, counted: str, pixel_area_m2: float |
     kept = A.parts_within(mask, px)
     if sizes.size == 0:
         return out(f"I find only parts smaller than {A.min_size_phrase(pixel_area_m2)}, too small to measure one by "
-                   "one.", prompts, [np.zeros_like(mask)], [np.minimum(logit, -1e-3)])
+                   "one.", prompts, [kept], [A.masked_logits(kept, logit)])
 
     def size(pixels: float) -> str:
         return A.area_phrase(pixels * pixel_area_m2, int(round(pixels))).removeprefix("about ") if pixel_area_m2 \
@@ -268,4 +269,4 @@ def size_statistics_reply(mask: np.ndarray, counted: str, pixel_area_m2: float |
     text = (f"The {counted} (each at least {A.min_size_phrase(pixel_area_m2)}) average about {size(sizes.mean())} "
             f"(median {size(float(np.median(sizes)))}); the largest {size(sizes.max())}, the smallest "
             f"{size(sizes.min())}.")
-    return out(text, prompts, [kept], [np.where(kept, logit, np.minimum(logit, -1e-3)).astype(np.float32)])
+    return out(text, prompts, [kept], [A.masked_logits(kept, logit)])
