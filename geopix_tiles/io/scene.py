@@ -287,9 +287,19 @@ def statistics_windows(height: int, width: int, max_windows: int = 64) -> list[W
     return [Window(int(x), int(y), size, size) for y in sorted(set(ys)) for x in sorted(set(xs))]
 
 
+#: the stretch's dark end is at most this share of its bright end (non-negative bands): a scene that is
+#: really pale and flat (white desert, salt flats, snow) keeps looking pale instead of being blown up to
+#: full contrast, which turned the grain of a white Dubai desert into "vegetation" on a fifth of it. It
+#: never acts on the training scenes (their 2 % / 98 % ratios are below 0.5 but one band of one image
+#: at 0.53) and so needs no retraining; a veil of haze strong enough to push the ratio above it is
+#: stretched less than before (MODEL_CARD.md, "Pale scenes").
+MAX_LOW_SHARE = 0.5
+
+
 def percentile_stats(samples: Sequence[np.ndarray], bands: int, low_pct: float = 2.0,
                      high_pct: float = 98.0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band ``(low, high)`` percentiles of valid ``[C, N]`` samples (0/1 when there are none).
+    """Per-band ``(low, high)`` percentiles of valid ``[C, N]`` samples (0/1 when there are none),
+    the low one at most :data:`MAX_LOW_SHARE` of the high one.
 
     Same numbers as ``np.percentile(..., method="linear")``, but band by band in the samples'
     own dtype, and for 8/16-bit integers from a histogram: a scene's 12 M sampled values no
@@ -300,6 +310,7 @@ def percentile_stats(samples: Sequence[np.ndarray], bands: int, low_pct: float =
         for b in range(bands):
             values = np.concatenate([a[b] for a in samples])
             low[b], high[b] = _percentiles(values, (low_pct, high_pct))
+    low = np.where((low > 0) & (high > 0), np.minimum(low, MAX_LOW_SHARE * high), low)
     high = np.where(high > low, high, low + 1.0)
     return low.astype(np.float32), high.astype(np.float32)
 
