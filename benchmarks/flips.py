@@ -35,7 +35,9 @@ SHARED = ROOT.parent / "shared" / "data"
 CLASSES = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "water": "water", "land": "bare land"}
 
 
-def dubai(flips: int, work: Path, **options) -> tuple[dict, float]:
+def dubai(flips: int, work: Path, images: str = "*", pixels=None, **options) -> tuple[dict, float]:
+    """``images``: a glob of tile_7's image names (``image_part_00[1-5]``); ``pixels``: an optional
+    ``[3, H, W] uint8 -> uint8`` change made to each image before it is segmented (e.g. a veil of haze)."""
     import rasterio
     from PIL import Image
     from rasterio.errors import NotGeoreferencedWarning
@@ -47,9 +49,11 @@ def dubai(flips: int, work: Path, **options) -> tuple[dict, float]:
     inter = dict.fromkeys(CLASSES, 0)
     union = dict.fromkeys(CLASSES, 0)
     t0 = time.time()
-    for img in sorted(glob.glob(str(SHARED / "dubai_aerial" / "tile_7" / "images" / "*.jpg"))):
+    for img in sorted(glob.glob(str(SHARED / "dubai_aerial" / "tile_7" / "images" / f"{images}.jpg"))):
         label = np.asarray(Image.open(img.replace("images", "masks").replace(".jpg", ".png")).convert("RGB")).astype(int)
         rgb = np.asarray(Image.open(img).convert("RGB")).transpose(2, 0, 1)
+        if pixels is not None:
+            rgb = pixels(rgb)
         path = work / "dubai.tif"
         with rasterio.open(path, "w", driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=3,
                            dtype="uint8") as dst:
