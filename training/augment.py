@@ -8,8 +8,9 @@
 * **Photometric**: brightness, contrast, per-band gain (another sensor's colour balance),
   gamma, grey (panchromatic) input with the grey value in all three bands, and **haze**: a
   blend towards a bright, bluish-white veil (path radiance, thin cloud, an over-exposed
-  orthophoto). Without it a washed-out desert tile (Dubai tile_7 part 006: RGB mean 196/209/222,
-  contrast a third of the training tiles') was painted as vegetation over most of its area.
+  orthophoto), off in the shipped recipes (``data.haze``: its 2026-12-02 trial did not stop the
+  model painting vegetation on the washed-out desert of Dubai tile_7 part 006; what did is the
+  scene stretch keeping pale scenes pale, ``geopix_tiles.io.scene.MAX_LOW_SHARE``).
 * **Synthetic clouds** (:func:`synthetic_cloud`): every real cloud pixel we may train on is one
   Sentinel-2 chip, so "cloud" meant "bright 10 m texture" and the model painted clouds over
   bright NAIP fields and tank roofs. Fractal clouds laid over cloud-free chips of coarse
