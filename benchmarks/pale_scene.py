@@ -1,9 +1,9 @@
-"""Pale, flat scenes: the scene stretch with and without its cap (``geopix_tiles.io.scene.MAX_LOW_SHARE``).
+"""Pale, flat scenes: ``segment``'s scene stretch with and without its cap (``stretch="auto"`` / ``"full"``).
 
 The learned models see each scene through its own 2-98 % stretch. On a pale, flat scene (Dubai tile_7
 image 6, a white desert: 2 % at 0.66-0.70 of 98 %) that stretch amplifies the sand's grain ~3x, and the
 default model painted a fifth of it as vegetation. Since 2026-12-06 the stretch's dark end is at most half
-its bright end. This script measures the trade, through the product's own ``segment``:
+its bright end (``stretch="auto"``, ``geopix_tiles.io.scene.MAX_LOW_SHARE``); ``"full"`` is the plain stretch. This script measures the trade, through the product's own ``segment``:
 
 * Dubai tile_7 (held out; human labels), its 9 images as they are: only image 6 is capped;
 * the same tile's images 1-5 under a synthetic veil of haze (``0.4 x + 144``: 2 % at ~0.6 of 98 %), where
@@ -28,9 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from flips import SHARED, dubai, joplin, write_table  # noqa: E402
 
-PLAIN = 1.0  # MAX_LOW_SHARE that never acts: the plain 2-98 % stretch of before
-
-
 def veil(rgb: np.ndarray) -> np.ndarray:
     return np.round(rgb.astype(np.float32) * 0.4 + 0.6 * 240).astype(np.uint8)
 
@@ -44,7 +41,7 @@ def render(out: Path, work: Path) -> None:
     from PIL import Image
 
     from geopix_tiles import segment
-    from geopix_tiles.io import scene
+    from geopix_tiles.io.scene import MAX_LOW_SHARE
     from geopix_tiles.plot import overlay
 
     rgb = np.asarray(Image.open(SHARED / "dubai_aerial/tile_7/images/image_part_006.jpg").convert("RGB"))
@@ -55,15 +52,10 @@ def render(out: Path, work: Path) -> None:
     prompts = ["water", "vegetation", "roads", "buildings"]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.6))
     overlay(str(path), None, ax=axes[0], legend=False, title="Dubai tile_7 image 6 (held out)")
-    shipped = scene.MAX_LOW_SHARE
-    for ax, share, name in ((axes[1], PLAIN, "plain 2-98 % stretch (before)"),
-                            (axes[2], shipped, f"dark end <= {shipped:g} x bright end (now)")):
-        scene.MAX_LOW_SHARE = share
-        try:
-            segment(path, prompts, model="default", raster_out=work / "m.tif", device="cpu", vectorize=False,
-                    collect=False, overwrite=True, allow_no_georef=True)
-        finally:
-            scene.MAX_LOW_SHARE = shipped
+    for ax, stretch, name in ((axes[1], "full", "plain 2-98 % stretch (before; stretch='full')"),
+                              (axes[2], "auto", f"dark end <= {MAX_LOW_SHARE:g} x bright end (now; 'auto')")):
+        segment(path, prompts, model="default", raster_out=work / "m.tif", device="cpu", vectorize=False,
+                collect=False, overwrite=True, allow_no_georef=True, stretch=stretch)
         overlay(str(path), str(work / "m.tif"), ax=ax, title=name)
     fig.tight_layout()
     fig.savefig(out, dpi=60)
@@ -78,22 +70,15 @@ def main() -> int:
         raise SystemExit(f"needs {SHARED} (the shared data)")
     import torch
 
-    from geopix_tiles.io import scene
-
     torch.set_num_threads(2)
     load = os.getloadavg()[0]
-    shipped = scene.MAX_LOW_SHARE
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        for share in (PLAIN, shipped):
-            scene.MAX_LOW_SHARE = share
-            try:
-                as_is, s1 = dubai(1, Path(d))
-                hazed, s2 = dubai(1, Path(d), images="image_part_00[1-5]", pixels=veil)
-                building, s3 = joplin(1, Path(d))
-            finally:
-                scene.MAX_LOW_SHARE = shipped
-            label = "plain (before)" if share == PLAIN else f"cap {share:g} (shipped)"
+        for stretch in ("full", "auto"):
+            as_is, s1 = dubai(1, Path(d), stretch=stretch)
+            hazed, _ = dubai(1, Path(d), images="image_part_00[1-5]", pixels=veil, stretch=stretch)
+            building, _ = joplin(1, Path(d), stretch=stretch)
+            label = "full (before)" if stretch == "full" else "auto (shipped)"
             rows.append((label, as_is, s1, [f"{hazed['mean']:.3f}", f"{hazed['vegetation']:.3f}",
                                             f"{hazed['water']:.3f}", f"**{building:.3f}**"]))
             print(label, {k: round(v, 3) for k, v in as_is.items()}, {k: round(v, 3) for k, v in hazed.items()},

@@ -26,7 +26,7 @@ from .segmenters.registry import load_segmenter, model_id
 from .outputs.commit import RunOutputs
 from .outputs.raster_sink import RasterSink
 from .io.gdal_cache import DEFAULT_BLOCK_CACHE_MB, block_cache
-from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_scene
+from .io.scene import STRETCHES, compute_statistics, is_remote_scene, open_scene, prepare_scene
 from .segmenters.protocol import Segmenter, default_batch_size, default_overlap, roles_for
 from .core.tiling import TileGrid
 from .outputs.vector_sink import PolygonSchema, VectorSink
@@ -101,6 +101,7 @@ def segment(
     flips: int = 1,
     presence_check: bool = True,
     mask_clouds: bool | str = "auto",
+    stretch: str = "auto",
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -142,7 +143,11 @@ def segment(
     model's cloud probability on the same tile leaves visible (:mod:`geopix_tiles.segmenters.cloud_masked`),
     so ground classes are not painted under clouds. ``"auto"`` (default): on when the model segments
     clouds (the default model; one more prompt per call), off otherwise; ``True`` needs a model with a
-    cloud class; ``False`` keeps every pixel the other prompts paint.
+    cloud class; ``False`` keeps every pixel the other prompts paint. ``stretch`` (models that take
+    the scene's 2-98 % stretch, as the default model does): ``"auto"`` (default) keeps a pale, flat
+    scene pale (the stretch's dark end at most half its bright end: a white desert is not blown up
+    into texture), ``"full"`` stretches every scene to the full range, which undoes a strong veil of
+    haze (``geopix_tiles.io.scene.MAX_LOW_SHARE``; the trade is in ``benchmarks/results/pale_scene.md``).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -152,6 +157,8 @@ def segment(
             raise InputError("a prompt is empty; pass text such as --prompt water")
     if len(set(prompts)) != len(prompts):
         raise InputError("the same prompt is given twice; pass each --prompt once")
+    if stretch not in STRETCHES:
+        raise InputError(f"--stretch '{stretch}' is not one of {', '.join(STRETCHES)}; use auto (default) or full")
     out = Path(out) if out is not None else None
     raster_out = Path(raster_out) if raster_out is not None else None
     threshold = _check_number("--threshold", threshold, 0.0, 1.0)
@@ -229,6 +236,7 @@ def segment(
             **({"flips": flips} if flips != 1 else {}),  # journals of runs without flips stay resumable
             **({"presence_check": False} if not presence_check else {}),
             **({"mask_clouds": True} if mask_clouds else {}),
+            **({"stretch": stretch} if stretch != "auto" else {}),  # journals of earlier runs stay resumable
         }
         resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
         data = journal.load(fingerprint) if resuming else None
@@ -237,7 +245,7 @@ def segment(
             if raster_tmp is not None and raster_tmp.exists():
                 raster_tmp.unlink()
         if getattr(seg, "scaling", "reflectance") == "unit":
-            info = compute_statistics(info)
+            info = compute_statistics(info, max_low_share=STRETCHES[stretch])
 
         raster = RasterSink(raster_out, raster_tmp, info, prompts, threshold, cog) if raster_out is not None else None
         if raster is not None and panel_width:

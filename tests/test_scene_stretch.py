@@ -14,6 +14,8 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 
+from geopix_tiles import segment
+from geopix_tiles.errors import InputError
 from geopix_tiles.io.scene import MAX_LOW_SHARE, compute_statistics, open_scene, percentile_stats, select_bands
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -68,8 +70,6 @@ def test_held_out_white_desert_is_not_painted_as_vegetation(tmp_path):
     buildings, vegetation on 0.06 % in a corner): with the full 2-98 % stretch the default model painted vegetation on
     21 % of it (its sand grain blown up 3x); pale, it paints next to none, and its land is land."""
     pytest.importorskip("torch")
-    from geopix_tiles import segment
-
     image = SHARED / "dubai_aerial" / "tile_7" / "images" / "image_part_006.jpg"
     labels = np.asarray(Image.open(str(image).replace("images", "masks").replace(".jpg", ".png")).convert("RGB"))
     segment(image, ["vegetation", "land"], model="default", out=tmp_path / "o.gpkg", raster_out=tmp_path / "o.tif",
@@ -81,3 +81,63 @@ def test_held_out_white_desert_is_not_painted_as_vegetation(tmp_path):
     assert veg.mean() < 0.03, veg.mean()
     truth = (labels == DUBAI_COLOURS["land"]).all(-1)
     assert (land & truth).sum() / (land | truth).sum() > 0.85
+
+
+class InputProbe:
+    """A model that takes the scene stretch (``scaling = "unit"``) and records the darkest value it was shown."""
+
+    band_roles = None
+    tile_size = 64
+    scaling = "unit"
+
+    def __init__(self) -> None:
+        self.darkest = 1.0
+
+    def check_prompts(self, prompts):
+        pass
+
+    def predict(self, tiles, prompts):
+        self.darkest = min(self.darkest, float(tiles.min()))
+        return np.repeat(tiles[:, :1], len(prompts), axis=1).astype(np.float32)
+
+
+def _pale_scene(path):
+    rng = np.random.default_rng(1)
+    data = rng.integers(170, 235, size=(3, 128, 128), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=128, height=128, count=3, dtype="uint8",
+                       crs="EPSG:32640", transform=from_origin(500000, 2800000, 0.5, 0.5)) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.mark.parametrize("stretch, darkest", [("auto", (0.3, 0.6)), ("full", (0.0, 0.0))])
+def test_segment_shows_the_model_the_stretch_asked_for(tmp_path, stretch, darkest):
+    probe = InputProbe()
+    segment(_pale_scene(tmp_path / "pale.tif"), ["bright"], probe, raster_out=tmp_path / "o.tif", overlap=16,
+            stretch=stretch)
+    assert darkest[0] <= probe.darkest <= darkest[1], probe.darkest
+
+
+def test_an_unknown_stretch_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(InputError, match="--stretch 'plain'.*auto.*full"):
+        segment(_pale_scene(tmp_path / "pale.tif"), ["bright"], InputProbe(), out=tmp_path / "o.gpkg",
+                stretch="plain")
+    assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_cli_stretch_full_reaches_the_default_model(tmp_path):
+    """`geopix-tiles segment --stretch full` on a pale scene: the default model's probabilities differ from
+    the default run's (the same scene shown at full contrast)."""
+    pytest.importorskip("torch")
+    from geopix_tiles.interfaces.cli import main
+
+    scene = _pale_scene(tmp_path / "pale.tif")
+    rasters = {}
+    for stretch in ("auto", "full"):
+        out = tmp_path / f"{stretch}.tif"
+        args = ["segment", str(scene), "-p", "vegetation", "--model", "default", "--out", str(tmp_path / f"{stretch}.gpkg"),
+                "--raster", str(out), "--quiet", "--stretch", stretch]
+        assert main(args) == 0
+        with rasterio.open(out) as src:
+            rasters[stretch] = src.read(1).astype(int)
+    assert np.abs(rasters["auto"] - rasters["full"]).mean() > 1.0

@@ -68,6 +68,10 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
                    help="report what is seen: no prompt paints ground under the model's own clouds (default: on "
                         "when the model segments clouds, as the default model does, at the cost of one more "
                         "prompt; --mask-clouds insists, --no-mask-clouds keeps every pixel)")
+    p.add_argument("--stretch", choices=("auto", "full"), default="auto",
+                   help="how a learned model sees the scene's colours: 'auto' (default) stretches each band's "
+                        "2-98 %% range to full contrast but keeps a pale, flat scene (white desert, snow) pale; "
+                        "'full' stretches every scene fully, which undoes a strong veil of haze")
     p.add_argument("--skip-bad-tiles", action="store_true",
                    help="turn blocks that fail to decode into nodata (listed in the summary) instead of stopping")
     p.add_argument("--checkpoint-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -105,7 +109,7 @@ def _run_segment(args: argparse.Namespace) -> int:
         cog=args.cog, resume=args.resume, overwrite=args.overwrite, allow_no_georef=args.allow_no_georef,
         checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=None,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
-        flips=args.flips, presence_check=args.presence_check, mask_clouds=args.mask_clouds,
+        flips=args.flips, presence_check=args.presence_check, mask_clouds=args.mask_clouds, stretch=args.stretch,
     )
     _summary(stats, args)
     if html is not None:
@@ -131,7 +135,7 @@ def _run_many(args: argparse.Namespace, scenes) -> int:
         threshold=args.threshold, min_area=args.min_area, simplify=args.simplify, cog=args.cog,
         allow_no_georef=args.allow_no_georef, checkpoint_seconds=args.checkpoint_seconds,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
-        flips=args.flips, presence_check=args.presence_check, mask_clouds=args.mask_clouds,
+        flips=args.flips, presence_check=args.presence_check, mask_clouds=args.mask_clouds, stretch=args.stretch,
     )
     for stats in all_stats:
         _summary(stats, args)

@@ -292,14 +292,16 @@ def statistics_windows(height: int, width: int, max_windows: int = 64) -> list[W
 #: full contrast, which turned the grain of a white Dubai desert into "vegetation" on a fifth of it. It
 #: never acts on the training scenes (their 2 % / 98 % ratios are below 0.5 but one band of one image
 #: at 0.53) and so needs no retraining; a veil of haze strong enough to push the ratio above it is
-#: stretched less than before (MODEL_CARD.md, "Pale scenes").
+#: stretched less than before (MODEL_CARD.md): ``segment(..., stretch="full")`` undoes such a veil.
 MAX_LOW_SHARE = 0.5
+#: ``segment``'s ``stretch``: the cap on the dark end each choice applies
+STRETCHES = {"auto": MAX_LOW_SHARE, "full": None}
 
 
 def percentile_stats(samples: Sequence[np.ndarray], bands: int, low_pct: float = 2.0,
-                     high_pct: float = 98.0) -> tuple[np.ndarray, np.ndarray]:
+                     high_pct: float = 98.0, max_low_share: float | None = MAX_LOW_SHARE) -> tuple[np.ndarray, np.ndarray]:
     """Per-band ``(low, high)`` percentiles of valid ``[C, N]`` samples (0/1 when there are none),
-    the low one at most :data:`MAX_LOW_SHARE` of the high one.
+    the low one at most ``max_low_share`` of the high one (``None``: the plain percentiles).
 
     Same numbers as ``np.percentile(..., method="linear")``, but band by band in the samples'
     own dtype, and for 8/16-bit integers from a histogram: a scene's 12 M sampled values no
@@ -310,7 +312,8 @@ def percentile_stats(samples: Sequence[np.ndarray], bands: int, low_pct: float =
         for b in range(bands):
             values = np.concatenate([a[b] for a in samples])
             low[b], high[b] = _percentiles(values, (low_pct, high_pct))
-    low = np.where((low > 0) & (high > 0), np.minimum(low, MAX_LOW_SHARE * high), low)
+    if max_low_share is not None:
+        low = np.where((low > 0) & (high > 0), np.minimum(low, max_low_share * high), low)
     high = np.where(high > low, high, low + 1.0)
     return low.astype(np.float32), high.astype(np.float32)
 
@@ -331,8 +334,9 @@ def _percentiles(values: np.ndarray, pcts: tuple[float, float]) -> tuple[float, 
     return tuple(float(v) for v in np.percentile(values.astype(np.float64), pcts))
 
 
-def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.0, max_windows: int = 64) -> Scene:
-    """Scene-wide per-band percentiles, from overviews or an even sample of windows."""
+def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.0, max_windows: int = 64,
+                       max_low_share: float | None = MAX_LOW_SHARE) -> Scene:
+    """Scene-wide per-band percentiles, from overviews or an even sample of windows (see :func:`percentile_stats`)."""
     if scene.path is None:
         raise ValueError("an in-memory scene has no file to sample; use geopix_tiles.io.arrays.scene_statistics")
     samples = []
@@ -352,7 +356,7 @@ def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.
                 data = src.read(idx, window=w)
                 valid = _valid(src, idx, data, w, scene.has_mask, nodata=nodata)
                 samples.append(data[:, valid] if valid is not None else data.reshape(len(idx), -1))
-    low, high = percentile_stats(samples, len(scene.band_indexes), low_pct, high_pct)
+    low, high = percentile_stats(samples, len(scene.band_indexes), low_pct, high_pct, max_low_share)
     return replace(scene, low=low, high=high)
 
 
