@@ -290,8 +290,8 @@ def statistics_windows(height: int, width: int, max_windows: int = 64) -> list[W
 #: the stretch's dark end is at most this share of its bright end (non-negative bands): a scene that is
 #: really pale and flat (white desert, salt flats, snow) keeps looking pale instead of being blown up to
 #: full contrast, which turned the grain of a white Dubai desert into "vegetation" on a fifth of it. It
-#: never acts on the training scenes (their 2 % / 98 % ratios are below 0.5 but one band of one image
-#: at 0.53) and so needs no retraining; a veil of haze strong enough to push the ratio above it is
+#: barely acts on the training scenes (their 2 % / 98 % ratios are below 0.5 but the blue band of one
+#: Dubai image, 0.53, and of one NAIP date, 0.507) and so needed no retraining; a veil of haze strong enough to push the ratio above it is
 #: stretched less than before (MODEL_CARD.md): ``segment(..., stretch="full")`` undoes such a veil.
 MAX_LOW_SHARE = 0.5
 #: ``segment``'s ``stretch``: the cap on the dark end each choice applies
