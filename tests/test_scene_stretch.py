@@ -141,3 +141,18 @@ def test_cli_stretch_full_reaches_the_default_model(tmp_path):
         with rasterio.open(out) as src:
             rasters[stretch] = src.read(1).astype(int)
     assert np.abs(rasters["auto"] - rasters["full"]).mean() > 1.0
+
+
+@pytest.mark.skipif(not (SHARED / "dubai_aerial").is_dir(), reason="../shared/data is absent")
+def test_asked_about_the_white_desert_the_answer_path_says_no_vegetation():
+    """The replies read the scene under the same stretch as `segment`: asked about tile_7 image 6, the
+    default model said "Yes, there is vegetation spread over the view ... 152 separate patches ..., about
+    8.2 % of the view" under the plain stretch."""
+    pytest.importorskip("torch")
+    import geopix_tiles
+
+    image = SHARED / "dubai_aerial" / "tile_7" / "images" / "image_part_006.jpg"
+    chat = geopix_tiles.chat(image, "default", allow_no_georef=True)
+    reply = chat.ask("Is there any vegetation?")
+    assert reply.text.startswith("No"), reply.text
+    assert chat.ask("Is there any bare land?").text.startswith("Yes")  # 87 % of it is labelled land
