@@ -26,7 +26,7 @@ from .segmenters.registry import load_segmenter, model_id
 from .outputs.commit import RunOutputs
 from .outputs.raster_sink import RasterSink
 from .io.gdal_cache import DEFAULT_BLOCK_CACHE_MB, block_cache
-from .io.scene import STRETCHES, compute_statistics, is_remote_scene, open_scene, prepare_scene
+from .io.scene import compute_statistics, is_remote_scene, open_scene, prepare_scene, stretch_cap
 from .segmenters.protocol import Segmenter, default_batch_size, default_overlap, roles_for
 from .core.tiling import TileGrid
 from .outputs.vector_sink import PolygonSchema, VectorSink
@@ -157,8 +157,7 @@ def segment(
             raise InputError("a prompt is empty; pass text such as --prompt water")
     if len(set(prompts)) != len(prompts):
         raise InputError("the same prompt is given twice; pass each --prompt once")
-    if stretch not in STRETCHES:
-        raise InputError(f"--stretch '{stretch}' is not one of {', '.join(STRETCHES)}; use auto (default) or full")
+    cap = stretch_cap(stretch)
     out = Path(out) if out is not None else None
     raster_out = Path(raster_out) if raster_out is not None else None
     threshold = _check_number("--threshold", threshold, 0.0, 1.0)
@@ -245,7 +244,7 @@ def segment(
             if raster_tmp is not None and raster_tmp.exists():
                 raster_tmp.unlink()
         if getattr(seg, "scaling", "reflectance") == "unit":
-            info = compute_statistics(info, max_low_share=STRETCHES[stretch])
+            info = compute_statistics(info, max_low_share=cap)
 
         raster = RasterSink(raster_out, raster_tmp, info, prompts, threshold, cog) if raster_out is not None else None
         if raster is not None and panel_width:

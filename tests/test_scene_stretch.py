@@ -156,3 +156,24 @@ def test_asked_about_the_white_desert_the_answer_path_says_no_vegetation():
     reply = chat.ask("Is there any vegetation?")
     assert reply.text.startswith("No"), reply.text
     assert chat.ask("Is there any bare land?").text.startswith("Yes")  # 87 % of it is labelled land
+
+
+@pytest.mark.parametrize("stretch, darkest", [("auto", (0.3, 0.6)), ("full", (0.0, 0.0))])
+def test_answer_paths_read_the_scene_under_the_stretch_asked_for(tmp_path, stretch, darkest):
+    """`ask`, `chat` and `describe` read pixels through open_pixels: a file and the same file as a
+    DataArray give the model the same numbers as `segment` would under the same ``stretch``."""
+    import rioxarray
+    from rasterio.windows import Window
+
+    from geopix_tiles.answers.pixels import open_pixels
+
+    path = _pale_scene(tmp_path / "pale.tif")
+    seen = []
+    for scene in (path, rioxarray.open_rasterio(path)):
+        with open_pixels(scene, stretch=stretch) as px:
+            pixels, _ = px.read_masked(Window(0, 0, 128, 128), (128, 128))
+        seen.append(pixels)
+        assert darkest[0] <= float(pixels.min()) <= darkest[1], float(pixels.min())
+    np.testing.assert_allclose(seen[0], seen[1], atol=1e-6)
+    with pytest.raises(InputError, match="--stretch 'none'"):
+        open_pixels(path, stretch="none")

@@ -305,7 +305,7 @@ class Conversation:
     def __init__(self, scene: "str | os.PathLike | xr.DataArray", model: Any = "default", *, window: Any = None,
                  device: str = "auto", bands: Any = None, band_roles: Any = None,
                  max_size: int = DEFAULT_MAX_SIZE, overlap: int = DEFAULT_OVERLAP,
-                 resolution: float | str | None = "auto", allow_no_georef: bool = False) -> None:
+                 resolution: float | str | None = "auto", allow_no_georef: bool = False, stretch: str = "auto") -> None:
         from rasterio.windows import Window  # noqa: PLC0415
 
         from ..segmenters.registry import load_answer_model  # noqa: PLC0415
@@ -316,7 +316,7 @@ class Conversation:
             raise InputError(f"max_size {max_size!r} must be a whole number of pixels >= 32")
         from ..core.tiling import TileGrid  # noqa: PLC0415
 
-        with open_pixels(scene, bands, band_roles, allow_no_georef) as pixels:  # checked before the model loads
+        with open_pixels(scene, bands, band_roles, allow_no_georef, stretch) as pixels:  # checked before the model loads
             win = resolve_window(window, pixels.height, pixels.width, pixels.transform)
             rows, cols = int(win.height), int(win.width)
             row0, col0 = int(win.row_off), int(win.col_off)

@@ -68,12 +68,13 @@ class FilePixelSource(PixelSource):
     """Windowed, decimated reads of a GeoTIFF with the engine's scene-wide statistics."""
 
     def __init__(self, path: str | os.PathLike, bands: Any = None, band_roles: Any = None,
-                 allow_no_georef: bool = False) -> None:
+                 allow_no_georef: bool = False, stretch: str = "auto") -> None:
         import rasterio  # noqa: PLC0415
 
         from ..io.scene import prepare_scene  # noqa: PLC0415
 
-        scene = prepare_scene(path, _rgb_roles(), bands, band_roles, allow_no_georef=allow_no_georef, statistics=True)
+        scene = prepare_scene(path, _rgb_roles(), bands, band_roles, allow_no_georef=allow_no_georef, statistics=True,
+                              stretch=stretch)
         self.scene = scene
         self.height, self.width = scene.height, scene.width
         self.crs, self.transform = scene.crs, scene.transform
@@ -114,7 +115,7 @@ class FilePixelSource(PixelSource):
 class ArrayPixelSource(PixelSource):
     """Crops of a ``(band, y, x)`` DataArray (numpy or dask), scaled with the engine's scene statistics."""
 
-    def __init__(self, obj: "xr.DataArray", bands: Any = None, band_roles: Any = None) -> None:
+    def __init__(self, obj: "xr.DataArray", bands: Any = None, band_roles: Any = None, stretch: str = "auto") -> None:
         import rioxarray  # noqa: F401, PLC0415
 
         from ..io.scene import prepare_scene  # noqa: PLC0415
@@ -129,7 +130,7 @@ class ArrayPixelSource(PixelSource):
         self.nodata = scene.nodata
         self.height, self.width = scene.height, scene.width
         self.crs, self.transform = scene.crs, scene.transform
-        self.low, self.high = scene_statistics(arr, chosen).compute()  # the same numbers as segment's
+        self.low, self.high = scene_statistics(arr, chosen, stretch).compute()  # the same numbers as segment's
 
     def read_masked(self, window: Window, out_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         from scipy.ndimage import zoom  # noqa: PLC0415
@@ -162,15 +163,16 @@ def finish(raw: np.ndarray, valid: np.ndarray | None, low, high) -> np.ndarray:
 
 
 def open_pixels(scene: "str | os.PathLike | xr.DataArray | PixelSource", bands: Any = None,
-                band_roles: Any = None, allow_no_georef: bool = False) -> PixelSource:
+                band_roles: Any = None, allow_no_georef: bool = False, stretch: str = "auto") -> PixelSource:
     """``allow_no_georef``: a file without CRS or transform (a plain JPEG or PNG chip) is read in pixel
-    coordinates, as ``segment --allow-no-georef`` does; replies then give no areas in square metres."""
+    coordinates, as ``segment --allow-no-georef`` does; replies then give no areas in square metres.
+    ``stretch``: as ``segment``'s (``auto``: a pale, flat scene stays pale; ``full``: the plain 2-98 %)."""
     if isinstance(scene, PixelSource):
         return scene
     if isinstance(scene, (str, os.PathLike)):
-        return FilePixelSource(scene, bands, band_roles, allow_no_georef=allow_no_georef)
+        return FilePixelSource(scene, bands, band_roles, allow_no_georef=allow_no_georef, stretch=stretch)
     import xarray as xr  # noqa: PLC0415
 
     if isinstance(scene, xr.DataArray):
-        return ArrayPixelSource(scene, bands, band_roles)
+        return ArrayPixelSource(scene, bands, band_roles, stretch)
     raise InputError(f"scene of type {type(scene).__name__} is not supported; pass a GeoTIFF path or a DataArray")

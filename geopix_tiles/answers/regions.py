@@ -123,7 +123,8 @@ def describe_batch(model: Any, crops: Sequence[RegionCrop], crs: Any = None) -> 
 def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr.DataArray", model: Any = "default",
                      *, batch_size: int = 8, context: float = DEFAULT_CONTEXT, device: str = "auto",
                      bands: Any = None, band_roles: Any = None,
-                     resolution: float | str | None = "auto", allow_no_georef: bool = False) -> "gpd.GeoDataFrame":
+                     resolution: float | str | None = "auto", allow_no_georef: bool = False,
+                     stretch: str = "auto") -> "gpd.GeoDataFrame":
     """A copy of ``regions`` (same rows, attributes, order and CRS) plus ``category``, ``confidence``, ``description``.
 
     ``category`` is one of the model's classes (the LLM's likelihood of each class name as the
@@ -148,7 +149,7 @@ def describe_regions(regions: "gpd.GeoDataFrame", scene: "str | os.PathLike | xr
     confidences: list[float] = [float("nan")] * len(regions)
     descriptions: list[str | None] = [None] * len(regions)
     outside: list[int] = []
-    with open_pixels(scene, bands, band_roles, allow_no_georef) as pixels:  # checked before the model loads
+    with open_pixels(scene, bands, band_roles, allow_no_georef, stretch) as pixels:  # checked before the model loads
         if regions.crs is None and pixels.crs is not None:
             raise InputError("the regions have no CRS but the scene has one; set the regions' CRS "
                              "(e.g. gdf.set_crs(...)) so they can be placed on the scene")

@@ -65,6 +65,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--allow-no-georef", action="store_true",
                    help="accept a raster without CRS/transform (a plain JPEG/PNG chip): pixel coordinates, no m2")
+    p.add_argument("--stretch", choices=("auto", "full"), default="auto",
+                   help="as segment's: 'auto' (default) keeps a pale, flat scene pale; 'full' stretches every scene "
+                        "fully (undoes a strong veil of haze)")
 
 
 def read_regions(path: str | Path, layer: str | None = None):
@@ -111,7 +114,7 @@ def run_describe(args: argparse.Namespace) -> int:
     frame = read_regions(args.regions, args.layer)
     result = describe_regions(frame, args.scene, args.model, batch_size=args.batch_size, context=args.context,
                               device=args.device, bands=args.bands, band_roles=args.band_roles,
-                              resolution=args.resolution, allow_no_georef=args.allow_no_georef)
+                              resolution=args.resolution, allow_no_georef=args.allow_no_georef, stretch=args.stretch)
     write_atomic(result, out, layer=out.stem)
     described = int(result["category"].notna().sum())
     print(f"described {described} of {len(result)} region(s) of {Path(args.regions).name} on "
@@ -171,7 +174,7 @@ def run_ask(args: argparse.Namespace) -> int:
     window = parse_window(args.window) if args.window else parse_bbox(args.bbox)  # fail before loading the model
     chat = Conversation(args.scene, args.model, window=window, device=args.device, bands=args.bands,
                         band_roles=args.band_roles, resolution=args.resolution, allow_no_georef=args.allow_no_georef,
-                        max_size=args.max_size)
+                        max_size=args.max_size, stretch=args.stretch)
     frames = []
     for i, q in enumerate(questions, start=1):
         reply = chat.ask(q)

@@ -54,7 +54,8 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
                       tile: int | None = None, overlap: int | None = None, batch_size: int | None = None,
                       device: str = "auto", chunks: int | tuple[int, int] | None = None,
                       resolution: float | str | None = "auto", flips: int = 1,
-                      presence_check: bool = True, mask_clouds: bool | str = "auto") -> xr.DataArray:
+                      presence_check: bool = True, mask_clouds: bool | str = "auto",
+                      stretch: str = "auto") -> xr.DataArray:
     """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring.
 
     ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
@@ -112,7 +113,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
         ychunks, xchunks = data.chunks[1], data.chunks[2]
     scaling = getattr(seg, "scaling", "reflectance")
     nodata = scene.nodata
-    stats = scene_statistics(arr, chosen) if scaling == "unit" else None
+    stats = scene_statistics(arr, chosen, stretch) if scaling == "unit" else None
     task = dask.delayed(_block_task, pure=True)
     rows = []
     y0 = 0

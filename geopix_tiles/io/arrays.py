@@ -109,14 +109,14 @@ def _file_source(arr: xr.DataArray) -> str | None:
     return source
 
 
-def _file_stats(source: str, bands: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _file_stats(source: str, bands: tuple[int, ...], cap: float | None) -> tuple[np.ndarray, np.ndarray]:
     from .scene import compute_statistics, open_scene, select_bands  # noqa: PLC0415
 
-    scene = compute_statistics(select_bands(open_scene(source, allow_no_georef=True), bands))
+    scene = compute_statistics(select_bands(open_scene(source, allow_no_georef=True), bands), max_low_share=cap)
     return scene.low, scene.high
 
 
-def _array_stats(pieces: Sequence[np.ndarray], nodata) -> tuple[np.ndarray, np.ndarray]:
+def _array_stats(pieces: Sequence[np.ndarray], nodata, cap: float | None) -> tuple[np.ndarray, np.ndarray]:
     from .scene import percentile_stats  # noqa: PLC0415
 
     samples = []
@@ -124,10 +124,10 @@ def _array_stats(pieces: Sequence[np.ndarray], nodata) -> tuple[np.ndarray, np.n
         piece = np.asarray(piece)
         valid = valid_mask(piece, nodata)
         samples.append(piece[:, valid] if valid is not None else piece.reshape(piece.shape[0], -1))
-    return percentile_stats(samples, pieces[0].shape[0] if len(pieces) else 0)
+    return percentile_stats(samples, pieces[0].shape[0] if len(pieces) else 0, max_low_share=cap)
 
 
-def scene_statistics(arr: xr.DataArray, chosen: Sequence[int]):
+def scene_statistics(arr: xr.DataArray, chosen: Sequence[int], stretch: str = "auto"):
     """Delayed ``(low, high)`` of the bands ``chosen`` (1-based in ``arr``): the one statistics path.
 
     A file-backed array gets exactly the CLI's statistics; any other array is sampled on the
@@ -135,13 +135,14 @@ def scene_statistics(arr: xr.DataArray, chosen: Sequence[int]):
     """
     import dask  # noqa: PLC0415
 
-    from .scene import statistics_windows  # noqa: PLC0415
+    from .scene import statistics_windows, stretch_cap  # noqa: PLC0415
 
+    cap = stretch_cap(stretch)
     source = _file_source(arr)
     if source is not None:
         bands = tuple(int(arr["band"].values[b - 1]) for b in chosen)
-        return dask.delayed(_file_stats, pure=True)(source, bands)
+        return dask.delayed(_file_stats, pure=True)(source, bands, cap)
     sel = arr.isel(band=[b - 1 for b in chosen]).data
     pieces = [sel[:, w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width]
               for w in statistics_windows(arr.sizes["y"], arr.sizes["x"])]
-    return dask.delayed(_array_stats, pure=True)(pieces, arr.rio.nodata)
+    return dask.delayed(_array_stats, pure=True)(pieces, arr.rio.nodata, cap)

@@ -292,10 +292,17 @@ def statistics_windows(height: int, width: int, max_windows: int = 64) -> list[W
 #: full contrast, which turned the grain of a white Dubai desert into "vegetation" on a fifth of it. It
 #: barely acts on the training scenes (their 2 % / 98 % ratios are below 0.5 but the blue band of one
 #: Dubai image, 0.53, and of one NAIP date, 0.507) and so needed no retraining; a veil of haze strong enough to push the ratio above it is
-#: stretched less than before (MODEL_CARD.md): ``segment(..., stretch="full")`` undoes such a veil.
+#: stretched less than before (MODEL_CARD.md): ``stretch="full"`` (segment, ask, chat, describe) undoes such a veil.
 MAX_LOW_SHARE = 0.5
-#: ``segment``'s ``stretch``: the cap on the dark end each choice applies
+#: the ``stretch`` of ``segment``, ``ask``, ``chat`` and ``describe``: the cap on the dark end each choice applies
 STRETCHES = {"auto": MAX_LOW_SHARE, "full": None}
+
+
+def stretch_cap(stretch: str) -> float | None:
+    """The ``max_low_share`` of a ``stretch`` name, or a one-line :class:`InputError` naming the choices."""
+    if stretch not in STRETCHES:
+        raise InputError(f"--stretch '{stretch}' is not one of {', '.join(STRETCHES)}; use auto (default) or full")
+    return STRETCHES[stretch]
 
 
 def percentile_stats(samples: Sequence[np.ndarray], bands: int, low_pct: float = 2.0,
@@ -361,16 +368,18 @@ def compute_statistics(scene: Scene, low_pct: float = 2.0, high_pct: float = 98.
 
 
 def prepare_scene(scene: "Scene | str | os.PathLike", roles: Sequence[str] | None, bands: Any = None,
-                  band_roles: Any = None, *, allow_no_georef: bool = False, statistics: bool = False) -> Scene:
+                  band_roles: Any = None, *, allow_no_georef: bool = False, statistics: bool = False,
+                  stretch: str = "auto") -> Scene:
     """A scene ready for a segmenter: opened (unless a Scene is given), bands chosen for ``roles``.
 
     ``bands`` / ``band_roles`` are the user's ``--bands`` / ``--band-roles`` (strings or
-    values); ``statistics=True`` also computes the scene-wide 2-98 % stretch. Every path that
+    values); ``statistics=True`` also computes the scene-wide 2-98 % stretch (``stretch``: see
+    :data:`STRETCHES`). Every path that
     reads a scene for a model (segment, describe, chat, training chips) comes through here.
     """
     sc = scene if isinstance(scene, Scene) else open_scene(scene, allow_no_georef=allow_no_georef)
     sc = select_bands(sc, resolve_bands(sc, roles, parse_bands(bands), parse_band_roles(band_roles)))
-    return compute_statistics(sc) if statistics else sc
+    return compute_statistics(sc, max_low_share=stretch_cap(stretch)) if statistics else sc
 
 
 def _valid(src, idx, data, window, has_mask, out_shape=None, nodata: list | None = None) -> np.ndarray | None:
