@@ -177,3 +177,18 @@ def test_answer_paths_read_the_scene_under_the_stretch_asked_for(tmp_path, stret
     np.testing.assert_allclose(seen[0], seen[1], atol=1e-6)
     with pytest.raises(InputError, match="--stretch 'none'"):
         open_pixels(path, stretch="none")
+
+
+def test_the_xarray_accessor_takes_the_stretch_and_refuses_a_bad_one(tmp_path):
+    import rioxarray
+
+    import geopix_tiles.interfaces.xarray_accessor  # noqa: F401 - registers .geopix
+
+    arr = rioxarray.open_rasterio(_pale_scene(tmp_path / "pale.tif"))
+    probes = {}
+    for stretch in ("auto", "full"):
+        probes[stretch] = InputProbe()
+        arr.geopix.segment(["bright"], probes[stretch], overlap=16, stretch=stretch).compute(scheduler="synchronous")
+    assert probes["full"].darkest == 0.0 and 0.3 <= probes["auto"].darkest <= 0.6
+    with pytest.raises(InputError, match="--stretch 'plain'"):
+        arr.geopix.segment(["bright"], "spectral", stretch="plain")

@@ -60,15 +60,15 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
 
     ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
     (``auto``: the model's working resolution, on scenes finer than it); the result stays on the
-    array's grid. ``flips`` (1, 2 or 4), ``presence_check``, ``mask_clouds`` and ``batch_size`` (default 8
-    on a CPU, 64 on a GPU) as in :func:`geopix_tiles.segment`.
+    array's grid. ``flips`` (1, 2 or 4), ``presence_check``, ``mask_clouds``, ``stretch`` and ``batch_size``
+    (default 8 on a CPU, 64 on a GPU) as in :func:`geopix_tiles.segment`.
     """
     import dask  # noqa: PLC0415
     import dask.array as da  # noqa: PLC0415
     import rioxarray  # noqa: F401, PLC0415 - registers .rio
 
     from ..segmenters.registry import load_segmenter, model_key  # noqa: PLC0415
-    from ..io.scene import prepare_scene  # noqa: PLC0415
+    from ..io.scene import prepare_scene, stretch_cap  # noqa: PLC0415
     from ..segmenters.protocol import default_overlap, roles_for  # noqa: PLC0415
     from ..core.tiling import TileGrid  # noqa: PLC0415
     from rasterio.windows import Window  # noqa: PLC0415
@@ -78,6 +78,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or any(not str(p).strip() for p in prompts):
         raise InputError("a prompt is empty; pass text such as 'water'")
+    stretch_cap(stretch)  # a bad value fails here, whatever the model's scaling
     arr = as_bands(obj)
     scene = scene_of(arr)
     key = model_key(model)
