@@ -12,14 +12,19 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
-from rasterio.transform import from_origin
 
 from geopix_tiles import segment
 from geopix_tiles.errors import InputError
 from geopix_tiles.io.scene import MAX_LOW_SHARE, compute_statistics, open_scene, percentile_stats, select_bands
+from conftest import write_scene
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DUBAI_COLOURS = {"vegetation": (254, 221, 58), "land": (132, 41, 246)}
+
+
+def _pale_scene(path):
+    """A 128 px georeferenced RGB GeoTIFF of pale sand: values 170-234 (2 % / 98 % ~0.73 of each other)."""
+    return write_scene(path, np.random.default_rng(1).integers(170, 235, size=(3, 128, 128), dtype=np.uint8))
 
 
 def _uniform(lo: int, hi: int, n: int = 10_000, dtype=np.uint8) -> np.ndarray:
@@ -53,12 +58,7 @@ def test_16_bit_and_signed_bands():
 
 
 def test_compute_statistics_caps_a_pale_geotiff(tmp_path):
-    rng = np.random.default_rng(0)
-    data = rng.integers(170, 235, size=(3, 300, 300), dtype=np.uint8)
-    path = tmp_path / "pale.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=300, height=300, count=3, dtype="uint8",
-                       crs="EPSG:32640", transform=from_origin(500000, 2800000, 0.5, 0.5)) as dst:
-        dst.write(data)
+    path = _pale_scene(tmp_path / "pale.tif")
     sc = compute_statistics(select_bands(open_scene(path), (1, 2, 3)))
     np.testing.assert_allclose(sc.low, MAX_LOW_SHARE * sc.high, rtol=1e-6)
     assert np.all(sc.high >= 230)
@@ -99,15 +99,6 @@ class InputProbe:
     def predict(self, tiles, prompts):
         self.darkest = min(self.darkest, float(tiles.min()))
         return np.repeat(tiles[:, :1], len(prompts), axis=1).astype(np.float32)
-
-
-def _pale_scene(path):
-    rng = np.random.default_rng(1)
-    data = rng.integers(170, 235, size=(3, 128, 128), dtype=np.uint8)
-    with rasterio.open(path, "w", driver="GTiff", width=128, height=128, count=3, dtype="uint8",
-                       crs="EPSG:32640", transform=from_origin(500000, 2800000, 0.5, 0.5)) as dst:
-        dst.write(data)
-    return path
 
 
 @pytest.mark.parametrize("stretch, darkest", [("auto", (0.3, 0.6)), ("full", (0.0, 0.0))])

@@ -291,8 +291,9 @@ def statistics_windows(height: int, width: int, max_windows: int = 64) -> list[W
 #: really pale and flat (white desert, salt flats, snow) keeps looking pale instead of being blown up to
 #: full contrast, which turned the grain of a white Dubai desert into "vegetation" on a fifth of it. It
 #: barely acts on the training scenes (their 2 % / 98 % ratios are below 0.5 but the blue band of one
-#: Dubai image, 0.53, and of one NAIP date, 0.507) and so needed no retraining; a veil of haze strong enough to push the ratio above it is
-#: stretched less than before (MODEL_CARD.md): ``stretch="full"`` (segment, ask, chat, describe) undoes such a veil.
+#: Dubai image, 0.53, and of one NAIP date, 0.507) and so needed no retraining; a veil of haze strong
+#: enough to push the ratio above it is stretched less than before (MODEL_CARD.md): ``stretch="full"``
+#: (segment, ask, chat, describe) undoes such a veil.
 MAX_LOW_SHARE = 0.5
 #: the ``stretch`` of ``segment``, ``ask``, ``chat`` and ``describe``: the cap on the dark end each choice applies
 STRETCHES = {"auto": MAX_LOW_SHARE, "full": None}
