@@ -35,9 +35,11 @@ SHARED = ROOT.parent / "shared" / "data"
 CLASSES = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "water": "water", "land": "bare land"}
 
 
-def dubai(flips: int, work: Path, images: str = "*", pixels=None, **options) -> tuple[dict, float]:
+def dubai(flips: int, work: Path, images: str = "*", pixels=None, model: str = "default",
+          **options) -> tuple[dict, float]:
     """``images``: a glob of tile_7's image names (``image_part_00[1-5]``); ``pixels``: an optional
-    ``[3, H, W] uint8 -> uint8`` change made to each image before it is segmented (e.g. a veil of haze)."""
+    ``[3, H, W] uint8 -> uint8`` change made to each image before it is segmented (e.g. a veil of haze);
+    ``model``: a checkpoint directory to score instead of the shipped one."""
     import rasterio
     from PIL import Image
     from rasterio.errors import NotGeoreferencedWarning
@@ -58,7 +60,7 @@ def dubai(flips: int, work: Path, images: str = "*", pixels=None, **options) -> 
         with rasterio.open(path, "w", driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=3,
                            dtype="uint8") as dst:
             dst.write(rgb)
-        segment(path, list(CLASSES.values()), model="default", raster_out=work / "dubai_out.tif", device="cpu",
+        segment(path, list(CLASSES.values()), model=model, raster_out=work / "dubai_out.tif", device="cpu",
                 vectorize=False, collect=False, overwrite=True, allow_no_georef=True, flips=flips, **options)
         with rasterio.open(work / "dubai_out.tif") as r:
             painted = r.read() >= 128
@@ -73,7 +75,7 @@ def dubai(flips: int, work: Path, images: str = "*", pixels=None, **options) -> 
     return iou, time.time() - t0
 
 
-def joplin(flips: int, work: Path, **options) -> tuple[float, float]:
+def joplin(flips: int, work: Path, model: str = "default", **options) -> tuple[float, float]:
     import rasterio
 
     from geopix_tiles import segment
@@ -83,7 +85,7 @@ def joplin(flips: int, work: Path, **options) -> tuple[float, float]:
     t0 = time.time()
     for label_file in sorted((XBD / "labels").glob("*.json")):
         path, truth = georeferenced(label_file, work)
-        segment(path, ["buildings"], model="default", raster_out=work / "joplin_out.tif", device="cpu",
+        segment(path, ["buildings"], model=model, raster_out=work / "joplin_out.tif", device="cpu",
                 vectorize=False, collect=False, overwrite=True, flips=flips, **options)
         with rasterio.open(work / "joplin_out.tif") as r:
             mask = r.read(1) >= 128

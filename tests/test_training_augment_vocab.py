@@ -313,3 +313,60 @@ def _as_tensors(rec, s):
     image = torch.from_numpy(np.ascontiguousarray(rec.image, dtype=np.float32))
     masks = torch.from_numpy(np.stack([rle.decode(r) for r in s.target_masks]).astype(np.float32))
     return image, masks
+
+
+def test_degrade_softens_adds_noise_and_keeps_the_scene():
+    """``degrade``: another camera's view of the same ground - in range, same shape, every op reachable,
+    deterministic per draw, and still the same picture (high correlation with the clean chip)."""
+    from geopix_tiles.training.augment import _blur, _jpeg, degrade
+
+    x = _naip_chip()
+    seen = set()
+    for i in range(40):
+        rng = random.Random(i)
+        y = degrade(x, rng)
+        assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+        assert torch.equal(y, degrade(x, random.Random(i)))
+        r = np.corrcoef(x.flatten().numpy(), y.flatten().numpy())[0, 1]
+        assert r > 0.6, f"draw {i} no longer shows the same ground (r={r:.2f})"
+        probe = random.Random(i)
+        seen.update(probe.sample(["blur", "resample", "saturation", "mix", "noise", "jpeg"], probe.randint(1, 3)))
+    assert seen == {"blur", "resample", "saturation", "mix", "noise", "jpeg"}
+    # blur lowers the high-frequency energy; a flat image stays flat; JPEG keeps extra bands as they are
+    def hf(t):
+        return float((t[:, 1:] - t[:, :-1]).abs().mean())
+
+    assert hf(_blur(x, 1.2)) < 0.7 * hf(x)
+    flat = torch.full((3, 32, 32), 0.4)
+    assert torch.allclose(_blur(flat, 1.0), flat, atol=1e-6)
+    four = torch.cat([x, x[:1]], 0)
+    j = _jpeg(four, 40)
+    assert torch.equal(j[3], four[3]) and float((j[:3] - four[:3]).abs().mean()) < 0.05
+
+
+def test_degraded_samples_keep_their_clean_copy_and_other_draws_do_not_move():
+    """``InstructDataset(degrade=p)``: about p of the samples are degraded with the clean image kept for the
+    anchor; masks and every other draw are those of a run without it."""
+    from geopix_tiles.training.dataset import InstructDataset
+    from geopix_tiles.training.instruct import make_samples
+    from geopix_tiles.training.records import ImageRecord, Instance
+
+    chip = _naip_chip().numpy()
+    water = np.zeros((128, 128), np.uint8)
+    water[32:96, 32:96] = 1
+    rec = ImageRecord(image_path=None, image=chip, instances=[Instance.from_mask("water", water)],
+                      meta={"classes": ["water"], "source": "naip_weak/2019"})
+    samples = make_samples([rec] * 40, tasks=["category_seg"], per_record=1, max_targets=1, negatives=0.0, seed=3)
+    plain = InstructDataset([rec] * 40, samples, 128, augment=True, seed=5)
+    worse = InstructDataset([rec] * 40, samples, 128, augment=True, seed=5, degrade=0.5)
+    n = 0
+    for i in range(len(samples)):
+        a, b = plain[i], worse[i]
+        assert a["clean_image"] is None
+        assert torch.equal(a["gt_masks"], b["gt_masks"])
+        if b["clean_image"] is None:
+            assert torch.equal(a["image"], b["image"])
+        else:
+            n += 1
+            assert torch.equal(b["clean_image"], a["image"]) and not torch.equal(b["image"], a["image"])
+    assert 8 <= n <= 32

@@ -296,4 +296,19 @@ def test_anchor_keeps_other_classes_on_the_old_models_masks(tmp_path):
             for j, c in enumerate(item["sample"].target_categories):
                 if c == "building":
                     assert torch.equal(batch2["gt_masks"][b][j], labels2[b][j]) is not anchored
+    # data.degrade: a degraded chip's anchored targets are the anchor's masks on its clean copy
+    fresh = [ds[i] for i in idx]
+    clean = [it["image"].clone() for it in fresh]
+    seen = [dict(it, image=(it["image"] * 0.5).contiguous(), clean_image=c) for it, c in zip(fresh, clean)]
+    batch3 = collate(seen, tr.model.processor)
+    with torch.no_grad():
+        on_clean = tr.anchor(**collate(fresh, tr.model.processor)).mask_logits
+        on_dark = tr.anchor(**collate(seen, tr.model.processor)).mask_logits
+    anchor_targets(tr.anchor, batch3, seen, cfg.data.anchor_free)
+    assert torch.equal(batch3["images"], torch.stack([it["image"] for it in seen]))  # the student's input is untouched
+    for b, item in enumerate(seen):
+        for j, c in enumerate(item["sample"].target_categories):
+            if c == "building":
+                assert torch.allclose(batch3["gt_masks"][b][j], torch.sigmoid(on_clean[b][j]), atol=1e-6)
+                assert not torch.allclose(batch3["gt_masks"][b][j], torch.sigmoid(on_dark[b][j]), atol=1e-4)
     assert tr.run()["steps"] == 2  # trains with the anchor in the loop

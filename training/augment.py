@@ -19,6 +19,11 @@
   cloud is (a bright, soft-edged veil over any ground), not which sensor it comes from. The
   shipped default_v14 learnt clouds this way, with every other class anchored to v2's masks
   (``data.anchor``): unanchored, the trials fixed clouds and moved other classes (MODEL_CARD, v8/v9).
+* **Sensor degradation** (:func:`degrade`): another camera's optics and processing - softer
+  focus, a coarser sensor resampled onto a finer grid, noise, JPEG blocks, other saturation and
+  band mixing. Used for *consistency* (``data.degrade``): the student sees the degraded chip,
+  the anchor model answers on the clean one, so the model learns to give the same masks
+  whatever the camera did to the pixels, not new classes.
 
 Geometry changes positions, so it is only applied to samples whose text says nothing about
 position (category segmentation); photometric changes apply to every sample. Every draw is
@@ -32,7 +37,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_sample", "haze", "mirror_tile", "synthetic_cloud", "with_cloud"]
+__all__ = ["augment_sample", "degrade", "haze", "mirror_tile", "synthetic_cloud", "with_cloud"]
 
 
 def mirror_tile(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -72,6 +77,64 @@ def haze(x: torch.Tensor, amount: float, rng: random.Random) -> torch.Tensor:
     rgb = [r, min(1.0, r + rng.uniform(0.0, 0.08)), min(1.0, r + rng.uniform(0.02, 0.15))]
     veil = torch.tensor((rgb + [r] * x.shape[0])[: x.shape[0]], dtype=x.dtype).view(-1, 1, 1)
     return x * (1.0 - amount) + veil * amount
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    c = x.shape[0]
+    y = F.pad(x[None], (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
+
+
+def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = (x[:3].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    out = torch.from_numpy(np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return torch.cat([out.to(x.dtype), x[3:]], 0)
+
+
+def degrade(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """``image [C, H, W]`` in [0, 1] as another camera might have delivered the same ground.
+
+    One to three of: softer optics (Gaussian blur, sigma 0.5-1.5 px), a coarser sensor resampled
+    onto this grid (area down 1.5-3x, bilinear up), colour saturation 0.5-1.6x, band crosstalk
+    (a near-identity 3 x 3 band mix), sensor noise (sigma 1-3 % of full scale) and JPEG at
+    quality 30-85, applied in that physical order (optics, sampling, colour, noise, storage).
+    """
+    h, w = image.shape[-2:]
+    ops = rng.sample(["blur", "resample", "saturation", "mix", "noise", "jpeg"], rng.randint(1, 3))
+    x = image
+    if "blur" in ops:
+        x = _blur(x, rng.uniform(0.5, 1.5))
+    if "resample" in ops:
+        f = rng.uniform(1.5, 3.0)
+        small = F.interpolate(x[None], size=(max(8, round(h / f)), max(8, round(w / f))), mode="area")
+        x = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0]
+    if "saturation" in ops and x.shape[0] >= 3:
+        grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
+        x = torch.cat([grey + (x[:3] - grey) * rng.uniform(0.5, 1.6), x[3:]], 0)
+    if "mix" in ops and x.shape[0] >= 3:
+        m = torch.eye(3, dtype=x.dtype) + torch.tensor([[rng.uniform(-0.12, 0.12) for _ in range(3)]
+                                                        for _ in range(3)], dtype=x.dtype)
+        m = m / m.sum(1, keepdim=True)  # each band keeps its overall level
+        x = torch.cat([torch.einsum("ij,jhw->ihw", m, x[:3]), x[3:]], 0)
+    if "noise" in ops:
+        gen = torch.Generator().manual_seed(rng.randrange(2**31))
+        x = x + torch.randn(x.shape, generator=gen, dtype=x.dtype) * rng.uniform(0.01, 0.03)
+    x = x.clamp(0.0, 1.0)
+    if "jpeg" in ops and x.shape[0] >= 3:
+        x = _jpeg(x, rng.randint(30, 85))
+    return x.contiguous()
 
 
 def synthetic_cloud(h: int, w: int, rng: random.Random) -> torch.Tensor:

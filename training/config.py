@@ -38,6 +38,7 @@ Example (every key optional except a data entry)::
       anchor: null                      # a checkpoint whose masks are the targets of classes outside anchor_free
       anchor_free: []                   # classes that learn from their labels while the others stay anchored
       anchor_keeps_absent: []           # sources whose labelled absences ("none here") beat the anchor
+      degrade: 0.0                      # chance a sample is shown degraded (blur, resampling, noise, JPEG, colour) while the anchor answers on the clean chip
       coarse: []                        # sources also shown much coarser (a 5 m chip as 10-60 m imagery)
       coarse_zoom: [0.08, 0.5]          # their zoom range (< 1: coarser) and chance per category sample
       coarse_p: 0.5
@@ -159,6 +160,10 @@ class DataSpec:
     #: instance - keep their empty target under the anchor: what a scene label rules out is known,
     #: so the old model's guess there is the error being corrected, not something to keep
     anchor_keeps_absent: list[str] = field(default_factory=list)
+    #: chance a sample is shown through another camera (``training.augment.degrade``: blur, a coarser
+    #: sensor resampled, saturation, band mixing, noise, JPEG) while ``anchor`` answers on the clean
+    #: chip: consistency, so the masks stop depending on what a camera did to the pixels. 0 = off
+    degrade: float = 0.0
     #: sources (prefixes of ``meta["source"]``) whose category samples are, with chance ``coarse_p``,
     #: shown zoomed out by a factor drawn log-uniformly from ``coarse_zoom`` instead of the usual
     #: 0.3-3x: Sentinel-2 (10 m) and Landsat (30 m) scenes are 2-6x coarser than the 5 m NAIP
@@ -215,13 +220,16 @@ class TrainConfig:
             raise InputError("data.val_fraction must be in [0, 1)")
         if not isinstance(self.data.sample_draws, int) or self.data.sample_draws < 0:
             raise InputError(f"data.sample_draws is a count (0 = automatic); got {self.data.sample_draws!r}")
-        for key in ("negatives", "paraphrases", "unrelated", "haze", "clouds"):
+        for key in ("negatives", "paraphrases", "unrelated", "haze", "clouds", "degrade"):
             v = getattr(self.data, key)
             if not 0 <= v <= 1:
                 raise InputError(f"data.{key} is a probability; got {v}, use a value in [0, 1]")
         if self.data.clouds > 0 and not self.data.cloud_free:
             raise InputError("data.clouds lays synthetic clouds over chips of data.cloud_free sources, but that "
                              "list is empty; name the sources known to be cloud-free (e.g. [naip_weak])")
+        if self.data.degrade > 0 and not self.data.anchor:
+            raise InputError("data.degrade needs data.anchor: the anchor model's masks on the clean chip are the "
+                             "degraded chip's targets; set data.anchor to a checkpoint (e.g. the one you start from)")
         if self.model.preset not in PRESETS and not self.model.checkpoint:
             raise InputError(f"model.preset '{self.model.preset}' is unknown; use {', '.join(PRESETS)}, "
                              "or set model.checkpoint")

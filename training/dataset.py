@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from geopix_tiles.errors import InputError
 
 from . import rle
-from .augment import augment_sample, with_cloud
+from .augment import augment_sample, degrade, with_cloud
 from .instruct import IMAGE, SEG, InstructSample, expand_seg
 from .records import ImageRecord
 
@@ -53,7 +53,7 @@ class InstructDataset:
     def __init__(self, records: Sequence[ImageRecord], samples: Sequence[InstructSample], size: int,
                  channels: int = 3, cache: int = 64, class_names: Sequence[str] = (), augment: bool = False,
                  seed: int = 0, haze: float = 0.0, clouds: float = 0.0, coarse: Sequence[str] = (),
-                 coarse_zoom: Sequence[float] = (0.08, 0.5), coarse_p: float = 0.5) -> None:
+                 coarse_zoom: Sequence[float] = (0.08, 0.5), coarse_p: float = 0.5, degrade: float = 0.0) -> None:
         self.records = list(records)
         self.samples = list(samples)
         self.size = int(size)
@@ -67,6 +67,7 @@ class InstructDataset:
         self.coarse = tuple(coarse)
         self.coarse_zoom = (float(coarse_zoom[0]), float(coarse_zoom[1]))
         self.coarse_p = float(coarse_p)
+        self.degrade = float(degrade)
         self.seed = seed
 
     def __len__(self) -> int:
@@ -127,6 +128,11 @@ class InstructDataset:
         if self.augment:
             image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze,
                                           zoom=self._coarse_zoom(s, i))
+        clean = None
+        if self.degrade:
+            rng = random.Random((self.seed + 5) * 11_000_027 + i)  # its own seed: the other draws stay as without it
+            if rng.random() < self.degrade:
+                clean, image = image, degrade(image, rng)
         return {
             "image": image,
             "question": q,
@@ -137,6 +143,7 @@ class InstructDataset:
             "class_labels": torch.tensor([self.class_ids.get(c, -1) for c in s.target_categories], dtype=torch.long),
             "sample": s,
             "clouded": clouded,
+            "clean_image": clean,
             "source": self.records[s.record].meta.get("source"),
             "absent": self._absent(s.record),
         }

@@ -76,7 +76,7 @@ SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 #: trial variants that continue the shipped weights on v2's exported chips (their configs read
 #: ``runs/default_v2/data``), and so use v2's split file rather than a copy of it
-ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18", "v19"}
+ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18", "v19", "v20"}
 #: continuations of v2 that add chips of their own (their own export, with the split file named here)
 OWN_CHIPS_FROM_V2 = {"v15": "default_v6"}
 #: variants that continue another variant's trained weights (``runs/default_<that>/model``), which the
@@ -88,6 +88,9 @@ CONTINUES = {"v16": "v14", "v17": "v14", "v18": "v14", "v19": "v14"}
 #: once a continuation has replaced the shipped model
 V2_COMMIT = "f996127"
 V2_BASE = ROOT / "runs" / "default_v2" / "model"
+#: continuations of a *shipped* checkpoint (fp16, text bank and fitted heads as users get it), taken from
+#: git like v2: variant -> (commit whose ``geopix_tiles/data/default_model`` it is, where it goes)
+FROM_SHIPPED = {"v20": ("7dee1f9", ROOT / "runs" / "default_v18" / "shipped")}
 PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
 
 
@@ -118,25 +121,30 @@ def data_dir(out: Path) -> Path:
 def v2_base() -> Path:
     """Why from git: the continuation variants are defined relative to v2's exact weights, and the
     shipped copy is overwritten when one of them ships; the repository's history keeps v2."""
+    return shipped_from_git(V2_COMMIT, V2_BASE, "default_v2")
+
+
+def shipped_from_git(commit: str, dest: Path, name: str) -> Path:
+    """The checkpoint shipped at ``commit`` (``geopix_tiles/data/default_model``), extracted into ``dest``."""
     import subprocess
     import tarfile
     import tempfile
 
-    if (V2_BASE / "model.safetensors").exists():
-        return V2_BASE
-    V2_BASE.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=V2_BASE.parent) as tmp:
-        tar = Path(tmp) / "v2.tar"
+    if (dest / "model.safetensors").exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        tar = Path(tmp) / "ckpt.tar"
         try:
-            subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(tar), V2_COMMIT,
+            subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(tar), commit,
                             "geopix_tiles/data/default_model"], check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError) as e:
-            raise SystemExit(f"default_recipe: cannot read default_v2 from git commit {V2_COMMIT} ({e}); "
-                             f"run from a git clone of the repository, or put v2's checkpoint in {V2_BASE}")
+            raise SystemExit(f"default_recipe: cannot read {name} from git commit {commit} ({e}); "
+                             f"run from a git clone of the repository, or put its checkpoint in {dest}")
         with tarfile.open(tar) as t:
             t.extractall(tmp, filter="data")
-        (Path(tmp) / "geopix_tiles" / "data" / "default_model").rename(V2_BASE)
-    return V2_BASE
+        (Path(tmp) / "geopix_tiles" / "data" / "default_model").rename(dest)
+    return dest
 
 
 def export(shared: Path, out: Path, seed: int) -> dict:
@@ -485,12 +493,13 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19"],
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20"],
                     default="v18",
                     help="v18 (default): the shipped model, v14 + water learned on coarse (zoomed-out) NAIP pixels; v2: its base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
                          "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped before v18; v15: v14 + UC Merced chips whose scene rules classes out (empty targets that beat the anchor) beside v2's masks for the rest; "
-                         "v16 / v17: v14 + NAIP chips zoomed out 2-12x with water and vegetation free (v16 600 gentle steps, v17 1,500 stronger ones; trials); v18: v17 with vegetation anchored too (shipped); v19: v18 with the tower frozen (a trial)")
+                         "v16 / v17: v14 + NAIP chips zoomed out 2-12x with water and vegetation free (v16 600 gentle steps, v17 1,500 stronger ones; trials); v18: v17 with vegetation anchored too (shipped); v19: v18 with the tower frozen (a trial); "
+                         "v20: the shipped v18 + sensor-degradation consistency (degraded chips, every class anchored to v18 on the clean chip)")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
@@ -517,6 +526,9 @@ def main() -> int:
     if args.step in ("all", "train"):
         if from_v2:
             print(f"v2 base: {v2_base()}", flush=True)
+        if args.variant in FROM_SHIPPED:
+            commit, dest = FROM_SHIPPED[args.variant]
+            print(f"starts from the checkpoint shipped at {commit}: {shipped_from_git(commit, dest, 'it')}", flush=True)
         for v in training_chain(args.variant):
             if v != args.variant:
                 print(f"{args.variant} continues {v}: training {v} first", flush=True)

@@ -161,6 +161,7 @@ class Trainer:
                                                         coarse=self.cfg.data.coarse,
                                                         coarse_zoom=self.cfg.data.coarse_zoom,
                                                         coarse_p=self.cfg.data.coarse_p,
+                                                        degrade=self.cfg.data.degrade,
                                                         seed=self.cfg.seed + 7919 * stage_idx)
         return self._datasets[stage_idx]
 
@@ -415,9 +416,14 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
     synthetic cloud keep their labels (the anchor never saw such clouds; its masks under them
     are guesses). On chips of a ``keeps_absent`` source a class labelled absent keeps its
     empty target (a scene label that rules it out is the correction the fine-tune is for).
+    A degraded chip (``data.degrade``) is answered by the anchor on its clean copy.
     """
+    seen = batch
+    if any(it.get("clean_image") is not None for it in items):
+        clean = [it["image"] if it.get("clean_image") is None else it["clean_image"] for it in items]
+        seen = {**batch, "images": torch.stack(clean).to(batch["images"].device, batch["images"].dtype)}
     with torch.no_grad():
-        out = anchor(**batch)
+        out = anchor(**seen)
     known = set(getattr(anchor.config, "extra", {}).get("memory_class_names") or ())
     n = 0
     for b, (item, logits) in enumerate(zip(items, out.mask_logits)):
