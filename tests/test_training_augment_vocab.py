@@ -370,3 +370,27 @@ def test_degraded_samples_keep_their_clean_copy_and_other_draws_do_not_move():
             n += 1
             assert torch.equal(b["clean_image"], a["image"]) and not torch.equal(b["image"], a["image"])
     assert 8 <= n <= 32
+
+
+def test_degrade_ops_limit_the_draw_and_unknown_ones_are_refused():
+    """``data.degrade_ops``: only the named degradations happen; a typo is an error naming the choices."""
+    from geopix_tiles.errors import InputError
+    from geopix_tiles.training.augment import degrade
+    from geopix_tiles.training.config import TrainConfig
+
+    x = _naip_chip()
+    # saturation alone keeps each pixel's grey value; blur alone keeps the band means
+    for i in range(5):
+        y = degrade(x, random.Random(i), ["saturation"])
+        grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731
+        assert float((grey(y) - grey(x)).abs().max()) < 0.02
+    with pytest.raises(ValueError, match="choose from blur"):
+        degrade(x, random.Random(0), ["sharpen"])
+    cfg = TrainConfig()
+    cfg.data.train = "x.jsonl"
+    cfg.data.degrade, cfg.data.anchor, cfg.data.degrade_ops = 0.5, "ckpt", ["blurr"]
+    with pytest.raises(InputError, match="data.degrade_ops"):
+        cfg.validate()
+    cfg.data.anchor, cfg.data.degrade_ops = None, []
+    with pytest.raises(InputError, match="data.degrade needs data.anchor"):
+        cfg.validate()

@@ -37,7 +37,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment_sample", "degrade", "haze", "mirror_tile", "synthetic_cloud", "with_cloud"]
+__all__ = ["DEGRADATIONS", "augment_sample", "degrade", "haze", "mirror_tile", "synthetic_cloud", "with_cloud"]
 
 
 def mirror_tile(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -103,16 +103,24 @@ def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.cat([out.to(x.dtype), x[3:]], 0)
 
 
-def degrade(image: torch.Tensor, rng: random.Random) -> torch.Tensor:
+#: what :func:`degrade` may do, in the order it does it
+DEGRADATIONS = ("blur", "resample", "saturation", "mix", "noise", "jpeg")
+
+
+def degrade(image: torch.Tensor, rng: random.Random, ops: tuple[str, ...] | list[str] = DEGRADATIONS) -> torch.Tensor:
     """``image [C, H, W]`` in [0, 1] as another camera might have delivered the same ground.
 
     One to three of: softer optics (Gaussian blur, sigma 0.5-1.5 px), a coarser sensor resampled
     onto this grid (area down 1.5-3x, bilinear up), colour saturation 0.5-1.6x, band crosstalk
     (a near-identity 3 x 3 band mix), sensor noise (sigma 1-3 % of full scale) and JPEG at
     quality 30-85, applied in that physical order (optics, sampling, colour, noise, storage).
+    ``ops`` limits the draw to some of them (:data:`DEGRADATIONS`).
     """
     h, w = image.shape[-2:]
-    ops = rng.sample(["blur", "resample", "saturation", "mix", "noise", "jpeg"], rng.randint(1, 3))
+    bad = [o for o in ops if o not in DEGRADATIONS]
+    if bad or not ops:
+        raise ValueError(f"unknown degradations {bad or ops}; choose from {', '.join(DEGRADATIONS)}")
+    ops = rng.sample(list(ops), rng.randint(1, min(3, len(ops))))
     x = image
     if "blur" in ops:
         x = _blur(x, rng.uniform(0.5, 1.5))

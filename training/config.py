@@ -39,6 +39,7 @@ Example (every key optional except a data entry)::
       anchor_free: []                   # classes that learn from their labels while the others stay anchored
       anchor_keeps_absent: []           # sources whose labelled absences ("none here") beat the anchor
       degrade: 0.0                      # chance a sample is shown degraded (blur, resampling, noise, JPEG, colour) while the anchor answers on the clean chip
+      degrade_ops: []                   # which of those (empty: all of training.augment.DEGRADATIONS)
       coarse: []                        # sources also shown much coarser (a 5 m chip as 10-60 m imagery)
       coarse_zoom: [0.08, 0.5]          # their zoom range (< 1: coarser) and chance per category sample
       coarse_p: 0.5
@@ -164,6 +165,8 @@ class DataSpec:
     #: sensor resampled, saturation, band mixing, noise, JPEG) while ``anchor`` answers on the clean
     #: chip: consistency, so the masks stop depending on what a camera did to the pixels. 0 = off
     degrade: float = 0.0
+    #: the degradations ``degrade`` draws from (empty: all of ``training.augment.DEGRADATIONS``)
+    degrade_ops: list[str] = field(default_factory=list)
     #: sources (prefixes of ``meta["source"]``) whose category samples are, with chance ``coarse_p``,
     #: shown zoomed out by a factor drawn log-uniformly from ``coarse_zoom`` instead of the usual
     #: 0.3-3x: Sentinel-2 (10 m) and Landsat (30 m) scenes are 2-6x coarser than the 5 m NAIP
@@ -230,6 +233,11 @@ class TrainConfig:
         if self.data.degrade > 0 and not self.data.anchor:
             raise InputError("data.degrade needs data.anchor: the anchor model's masks on the clean chip are the "
                              "degraded chip's targets; set data.anchor to a checkpoint (e.g. the one you start from)")
+        from .augment import DEGRADATIONS
+
+        bad = [o for o in self.data.degrade_ops if o not in DEGRADATIONS]
+        if bad:
+            raise InputError(f"data.degrade_ops names unknown degradations {bad}; choose from {', '.join(DEGRADATIONS)}")
         if self.model.preset not in PRESETS and not self.model.checkpoint:
             raise InputError(f"model.preset '{self.model.preset}' is unknown; use {', '.join(PRESETS)}, "
                              "or set model.checkpoint")

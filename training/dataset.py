@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from geopix_tiles.errors import InputError
 
 from . import rle
-from .augment import augment_sample, degrade, with_cloud
+from .augment import DEGRADATIONS, augment_sample, degrade, with_cloud
 from .instruct import IMAGE, SEG, InstructSample, expand_seg
 from .records import ImageRecord
 
@@ -53,7 +53,8 @@ class InstructDataset:
     def __init__(self, records: Sequence[ImageRecord], samples: Sequence[InstructSample], size: int,
                  channels: int = 3, cache: int = 64, class_names: Sequence[str] = (), augment: bool = False,
                  seed: int = 0, haze: float = 0.0, clouds: float = 0.0, coarse: Sequence[str] = (),
-                 coarse_zoom: Sequence[float] = (0.08, 0.5), coarse_p: float = 0.5, degrade: float = 0.0) -> None:
+                 coarse_zoom: Sequence[float] = (0.08, 0.5), coarse_p: float = 0.5, degrade: float = 0.0,
+                 degrade_ops: Sequence[str] = ()) -> None:
         self.records = list(records)
         self.samples = list(samples)
         self.size = int(size)
@@ -68,6 +69,7 @@ class InstructDataset:
         self.coarse_zoom = (float(coarse_zoom[0]), float(coarse_zoom[1]))
         self.coarse_p = float(coarse_p)
         self.degrade = float(degrade)
+        self.degrade_ops = tuple(degrade_ops) or DEGRADATIONS
         self.seed = seed
 
     def __len__(self) -> int:
@@ -132,7 +134,7 @@ class InstructDataset:
         if self.degrade:
             rng = random.Random((self.seed + 5) * 11_000_027 + i)  # its own seed: the other draws stay as without it
             if rng.random() < self.degrade:
-                clean, image = image, degrade(image, rng)
+                clean, image = image, degrade(image, rng, self.degrade_ops)
         return {
             "image": image,
             "question": q,

@@ -76,7 +76,7 @@ SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 #: trial variants that continue the shipped weights on v2's exported chips (their configs read
 #: ``runs/default_v2/data``), and so use v2's split file rather than a copy of it
-ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18", "v19", "v20"}
+ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18", "v19", "v20", "v21", "v22"}
 #: continuations of v2 that add chips of their own (their own export, with the split file named here)
 OWN_CHIPS_FROM_V2 = {"v15": "default_v6"}
 #: variants that continue another variant's trained weights (``runs/default_<that>/model``), which the
@@ -90,7 +90,7 @@ V2_COMMIT = "f996127"
 V2_BASE = ROOT / "runs" / "default_v2" / "model"
 #: continuations of a *shipped* checkpoint (fp16, text bank and fitted heads as users get it), taken from
 #: git like v2: variant -> (commit whose ``geopix_tiles/data/default_model`` it is, where it goes)
-FROM_SHIPPED = {"v20": ("7dee1f9", ROOT / "runs" / "default_v18" / "shipped")}
+FROM_SHIPPED = {v: ("7dee1f9", ROOT / "runs" / "default_v18" / "shipped") for v in ("v20", "v21", "v22")}
 PROMPTS = ["buildings", "roads", "water", "vegetation", "land", "clouds"]
 
 
@@ -493,13 +493,14 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20"],
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22"],
                     default="v18",
                     help="v18 (default): the shipped model, v14 + water learned on coarse (zoomed-out) NAIP pixels; v2: its base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
                          "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped before v18; v15: v14 + UC Merced chips whose scene rules classes out (empty targets that beat the anchor) beside v2's masks for the rest; "
                          "v16 / v17: v14 + NAIP chips zoomed out 2-12x with water and vegetation free (v16 600 gentle steps, v17 1,500 stronger ones; trials); v18: v17 with vegetation anchored too (shipped); v19: v18 with the tower frozen (a trial); "
-                         "v20: the shipped v18 + sensor-degradation consistency (degraded chips, every class anchored to v18 on the clean chip)")
+                         "v20: the shipped v18 + sensor-degradation consistency (degraded chips, every class anchored to v18 on the clean chip); "
+                         "v21: v20 with water learning from its labels; v22: v20 with blur and resampling only")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"

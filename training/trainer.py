@@ -162,6 +162,7 @@ class Trainer:
                                                         coarse_zoom=self.cfg.data.coarse_zoom,
                                                         coarse_p=self.cfg.data.coarse_p,
                                                         degrade=self.cfg.data.degrade,
+                                                        degrade_ops=self.cfg.data.degrade_ops,
                                                         seed=self.cfg.seed + 7919 * stage_idx)
         return self._datasets[stage_idx]
 
