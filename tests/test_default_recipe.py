@@ -43,8 +43,10 @@ def test_continuations_read_v2s_chips_and_every_config_points_at_the_base():
     assert recipe.VARIANT == "default_v18" and "v18" in recipe.CONTINUES
     for v in sorted(recipe.ON_V2_CHIPS):
         cfg = load_config(ROOT / "training" / "configs" / f"default_{v}.yaml")
-        # v2's direct continuations start from v2; the later ones from the variant they continue
-        base = (ROOT / "runs" / f"default_{recipe.CONTINUES.get(v, 'v2')}" / "model").resolve()
+        # v2's direct continuations start from v2; the later ones from the variant they continue, or from a
+        # checkpoint as shipped (taken from git)
+        base = (recipe.FROM_SHIPPED[v][1] if v in recipe.FROM_SHIPPED
+                else ROOT / "runs" / f"default_{recipe.CONTINUES.get(v, 'v2')}" / "model").resolve()
         assert Path(cfg.model.checkpoint).resolve() == base, v
         if cfg.data.anchor:
             assert Path(cfg.data.anchor).resolve() == base, v
