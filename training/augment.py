@@ -23,7 +23,9 @@
   focus, a coarser sensor resampled onto a finer grid, noise, JPEG blocks, other saturation and
   band mixing. Used for *consistency* (``data.degrade``): the student sees the degraded chip,
   the anchor model answers on the clean one, so the model learns to give the same masks
-  whatever the camera did to the pixels, not new classes.
+  whatever the camera did to the pixels, not new classes. The shipped default_v22 draws blur
+  and resampling only (``data.degrade_ops``): with colour, noise and JPEG too (the v20 trial)
+  Dubai water dropped and UC Merced roofs became clouds more often (MODEL_CARD, run history).
 
 Geometry changes positions, so it is only applied to samples whose text says nothing about
 position (category segmentation); photometric changes apply to every sample. Every draw is
