@@ -251,8 +251,9 @@ def test_nodata_collar_is_never_a_class_and_shares_are_of_the_data(model, tmp_pa
     plain, collar = _collar_scene(tmp_path / "no_nodata.tif", None)
     assert 0.2 < collar.mean() < 0.4
     # without a nodata flag the collar is data, and the model calls those zeros water: the case to guard
+    # (default_v18 on 0.9+ of the collar, default_v22 on about half of it)
     blind = geopix_tiles.chat(plain, model).ask("Please segment the water.").arrays[0]
-    assert blind[collar].mean() > 0.9, blind[collar].mean()
+    assert blind[collar].mean() > 0.3, blind[collar].mean()
 
     chat = geopix_tiles.chat(COLLAR, model)
     assert np.array_equal(chat.valid, ~collar)

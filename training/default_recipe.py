@@ -413,7 +413,9 @@ def dialogue(shared: Path, out: Path, max_val: int = 0) -> dict:
 
     model = GeoPixModel.from_pretrained(SHIP)
     uc = shared / "uc_merced"
-    heads = add_dialogue_heads(model, uc)
+    # a continuation of a shipped checkpoint keeps its intent head: it reads only the question, and the
+    # shipped one is what the natural-phrasing tests were checked against
+    heads = add_dialogue_heads(model, uc, keep_intent=VARIANT.removeprefix("default_") in FROM_SHIPPED)
     print(json.dumps({k: v for k, v in heads.items() if k != "scene_per_class"}, indent=1), flush=True)
     scores = _score_dialogue(model, out, uc, max_val)
     record = json.loads((SHIP / "training_record.json").read_text())

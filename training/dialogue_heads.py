@@ -242,14 +242,22 @@ def train_scene_head(model: Any, uc_merced: str | Path, epochs: int = 300, seed:
             "scene_feature_s": round(time.time() - t0, 1)}
 
 
-def add_dialogue_heads(model: Any, uc_merced: str | Path) -> dict[str, Any]:
-    """Set the dialogue config fields on ``model`` and train both heads (in place)."""
+def add_dialogue_heads(model: Any, uc_merced: str | Path, keep_intent: bool = False) -> dict[str, Any]:
+    """Set the dialogue config fields on ``model`` and train both heads (in place).
+
+    ``keep_intent``: keep the model's own intent head. It reads only the question's MiniLM embedding,
+    never the image, so a model whose vision weights moved gives it nothing new to learn, and a refit
+    of its 400 epochs flips borderline phrasings by numerical noise alone.
+    """
     for k, v in concept_config().items():
         setattr(model.config, k, v)
     if hasattr(model, "_concept_index"):
         del model._concept_index
     model.eval()
-    result = train_intent_head(model)
+    if keep_intent and getattr(model, "intent_head", None) is not None:
+        result: dict[str, Any] = {"intent_head": "kept from the checkpoint (it reads only the question)"}
+    else:
+        result = train_intent_head(model)
     result.update(train_scene_head(model, uc_merced))
     return result
 
