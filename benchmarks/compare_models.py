@@ -66,7 +66,7 @@ def score(model: str, work: Path, **options) -> dict:
     out["naip"] = {f"{5 * f} m": naip(model, work, f, **options) for f in (1, 3, 6)}
     out["landsat_cloud_iou"] = landsat(model, **options)["cloud_iou_vs_weak"]
     recs = scene_negative_records(SHARED / "uc_merced", HELD_OUT_INDICES)
-    ucm = through_segment(model, recs, **({"mask_clouds": "auto"}))
+    ucm = through_segment(model, recs, **options)
     out["ucm_false_alarms"], out["ucm_detections"] = ucm["false_alarm_rate_all"], ucm["detection_rate_all"]
     out["ucm_false_alarm_rate"] = ucm["false_alarm_rate"]
     out["s"] = time.time() - t0

@@ -51,8 +51,9 @@ def main() -> int:
     return 0
 
 
-def through_segment(model: str, recs: list, mask_clouds: bool | str = "auto") -> dict:
-    """The same questions answered from ``segment``'s raster (tile check on), chip by chip, with the reply rule."""
+def through_segment(model: str, recs: list, mask_clouds: bool | str = "auto", **options) -> dict:
+    """The same questions answered from ``segment``'s raster (tile check on unless ``options`` say
+    ``presence_check=False``), chip by chip, with the reply rule; ``options`` go to ``segment``."""
     import tempfile
     from collections import defaultdict
 
@@ -70,7 +71,8 @@ def through_segment(model: str, recs: list, mask_clouds: bool | str = "auto") ->
             asked = {"absent": r.meta.get("classes") or [], "present": r.meta.get("present_classes") or []}
             classes = sorted({c for v in asked.values() for c in v})
             segment(r.image_path, [plural(c) for c in classes], model=model, raster_out=out, device="cpu",
-                    vectorize=False, collect=False, overwrite=True, allow_no_georef=True, mask_clouds=mask_clouds)
+                    vectorize=False, collect=False, overwrite=True, allow_no_georef=True, mask_clouds=mask_clouds,
+                    **options)
             with rasterio.open(out) as o:
                 masks = o.read() >= 128
             for kind, cs in asked.items():

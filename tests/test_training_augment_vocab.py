@@ -318,7 +318,7 @@ def _as_tensors(rec, s):
 def test_degrade_softens_adds_noise_and_keeps_the_scene():
     """``degrade``: another camera's view of the same ground - in range, same shape, every op reachable,
     deterministic per draw, and still the same picture (high correlation with the clean chip)."""
-    from geopix_tiles.training.augment import _blur, _jpeg, degrade
+    from geopix_tiles.training.augment import DEGRADATIONS, _blur, _jpeg, degrade
 
     x = _naip_chip()
     seen = set()
@@ -330,7 +330,7 @@ def test_degrade_softens_adds_noise_and_keeps_the_scene():
         r = np.corrcoef(x.flatten().numpy(), y.flatten().numpy())[0, 1]
         assert r > 0.6, f"draw {i} no longer shows the same ground (r={r:.2f})"
         probe = random.Random(i)
-        seen.update(probe.sample(["blur", "resample", "saturation", "mix", "noise", "jpeg"], probe.randint(1, 3)))
+        seen.update(probe.sample(list(DEGRADATIONS), probe.randint(1, 3)))
     assert seen == {"blur", "resample", "saturation", "mix", "noise", "jpeg"}
     # blur lowers the high-frequency energy; a flat image stays flat; JPEG keeps extra bands as they are
     def hf(t):
@@ -379,7 +379,7 @@ def test_degrade_ops_limit_the_draw_and_unknown_ones_are_refused():
     from geopix_tiles.training.config import TrainConfig
 
     x = _naip_chip()
-    # saturation alone keeps each pixel's grey value; blur alone keeps the band means
+    # saturation alone keeps each pixel's grey value
     for i in range(5):
         y = degrade(x, random.Random(i), ["saturation"])
         grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731

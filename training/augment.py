@@ -81,6 +81,11 @@ def haze(x: torch.Tensor, amount: float, rng: random.Random) -> torch.Tensor:
     return x * (1.0 - amount) + veil * amount
 
 
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """``[H, W]`` grey value of the first three bands (ITU-R 601 weights), as a panchromatic band sees them."""
+    return 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
+
+
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     r = max(1, int(math.ceil(2.5 * sigma)))
     t = torch.arange(-r, r + 1, dtype=x.dtype)
@@ -131,7 +136,7 @@ def degrade(image: torch.Tensor, rng: random.Random, ops: tuple[str, ...] | list
         small = F.interpolate(x[None], size=(max(8, round(h / f)), max(8, round(w / f))), mode="area")
         x = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0]
     if "saturation" in ops and x.shape[0] >= 3:
-        grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
+        grey = _luma(x)[None]
         x = torch.cat([grey + (x[:3] - grey) * rng.uniform(0.5, 1.6), x[3:]], 0)
     if "mix" in ops and x.shape[0] >= 3:
         m = torch.eye(3, dtype=x.dtype) + torch.tensor([[rng.uniform(-0.12, 0.12) for _ in range(3)]
@@ -199,7 +204,7 @@ def _photometric(image: torch.Tensor, rng: random.Random, haze_p: float) -> torc
     if rng.random() < 0.3:
         x = x ** rng.uniform(0.7, 1.4)
     if rng.random() < 0.15:
-        grey = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]) if x.shape[0] >= 3 else x.mean(0)
+        grey = _luma(x) if x.shape[0] >= 3 else x.mean(0)
         x = grey.expand_as(x).clone()
     return x
 
