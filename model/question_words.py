@@ -19,8 +19,8 @@ __all__ = ["size_bounds", "number_threshold", "asked_unit", "asks_most_cover", "
 
 #: "How much water is there in hectares?": the unit a reply's areas are given in (keys of ``AREA_UNITS``)
 _UNIT_ASKED = [(re.compile(rf"\b(?:in|into|as|how many) (?:square )?(?:{p})\b"), u) for p, u in (
-    ("hectares?|ha", "ha"), ("acres?", "acres"), ("kilomet(?:er|re)s?|km2|km²|sq\.? ?km", "km²"),
-    ("met(?:er|re)s?|m2|m²|sq\.? ?m", "m²"), ("feet|foot|ft|sq\.? ?ft", "sq ft"), ("miles?|sq\.? ?mi", "sq mi"))]
+    ("hectares?|ha", "ha"), ("acres?", "acres"), (r"kilomet(?:er|re)s?|km2|km²|sq\.? ?km", "km²"),
+    (r"met(?:er|re)s?|m2|m²|sq\.? ?m", "m²"), (r"feet|foot|ft|sq\.? ?ft", "sq ft"), (r"miles?|sq\.? ?mi", "sq mi"))]
 #: "land cover" / "land use" name the question's subject (the classes), not the class "bare land"
 _LAND_COVER = re.compile(r"\bland[ -]?(?:cover|use)s?\b|\blandcover\b|\blanduse\b", re.IGNORECASE)
 #: the size words of "larger than 10 ha": square metres per unit, -1 for pixels

@@ -144,6 +144,37 @@ def test_default_model_accessor_equals_cli_on_a_real_scene_with_misaligned_chunk
     np.testing.assert_array_equal(low, ref.low) and np.testing.assert_array_equal(high, ref.high)
 
 
+def _native_threads() -> int:
+    """OS threads of this process that Python does not know of (OpenMP teams, GDAL's, ...)."""
+    import os
+    import threading
+
+    python = {t.native_id for t in threading.enumerate()}
+    return sum(int(t) not in python for t in os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc")
+def test_accessor_compute_leaves_no_thread_teams_in_dask_s_pool_threads():
+    """Dask's worker threads live as long as the process; a torch op run in one keeps an OpenMP team
+    there for good. Two such teams on two cores made the notebook's next training step 2.5x slower
+    (``benchmarks/results/pool_threads.md``), so the model computes on one thread in a pool thread."""
+    torch = pytest.importorskip("torch")
+    import dask
+
+    if torch.get_num_threads() < 2:
+        pytest.skip("one compute thread: no teams to leave")
+    scene = Path(geopix_tiles.__file__).parent / "data" / "naip_sample.tif"
+    arr = rioxarray.open_rasterio(scene, chunks={"x": 333, "y": 250})
+    with dask.config.set(scheduler="synchronous"):  # in this thread: the model, GDAL and the main team start
+        ref = arr.geopix.segment(["water"], model="default", device="cpu").values
+    before = _native_threads()
+    with dask.config.set(scheduler="threads", num_workers=2):
+        got = arr.geopix.segment(["water"], model="default", device="cpu").values
+    assert _native_threads() == before
+    # one compute thread gives the same pixels as the main thread's two (float rounding aside)
+    assert np.abs(got - ref).max() < 2e-3 and (got > 0.5).mean() > 0.01
+
+
 @pytest.mark.parametrize("first", ["geopix_tiles", "xarray", "find_spec"])
 def test_accessors_register_whichever_is_imported_first(first):
     """`import geopix_tiles` no longer imports xarray/pandas (0.6 s of a CLI run), yet DataArray.geopix,

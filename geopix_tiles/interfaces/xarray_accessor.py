@@ -44,8 +44,11 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
         from ..segmenters.protocol import default_batch_size  # noqa: PLC0415
 
         batch_size = default_batch_size(seg)
-    probs, _ = compute_block(window, valid, origin, grid, block, seg, prompts, scaling=scaling, low=low, high=high,
-                             batch_size=batch_size)
+    from ..segmenters.protocol import pool_thread  # noqa: PLC0415
+
+    with pool_thread(seg):
+        probs, _ = compute_block(window, valid, origin, grid, block, seg, prompts, scaling=scaling, low=low, high=high,
+                                 batch_size=batch_size)
     return probs
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -140,3 +141,22 @@ def predictor_thread(segmenter: Segmenter, count: int) -> contextlib.AbstractCon
     """
     fn = getattr(segmenter, "predictor_thread", None)
     return fn(count) if callable(fn) else contextlib.nullcontext()
+
+
+def pool_thread(segmenter: Segmenter) -> contextlib.AbstractContextManager:
+    """Context manager around model calls made in a thread of someone else's pool (dask's workers).
+
+    A thread that runs a parallel torch operator keeps an OpenMP team for the rest of its life,
+    and dask's worker threads live as long as the process. After one accessor ``compute`` on two
+    cores the process held two teams more than cores, libgomp stopped spinning between parallel
+    regions for every team, and the notebook's next small-operator torch work in the main thread
+    (a training step, a chat) ran 2.5x slower; during the compute the two tasks ran four compute
+    threads on two cores (``benchmarks/results/pool_threads.md``). The scheduler already runs a
+    task per core, so each task's model computes on one thread there and no team is ever made.
+    In the main thread (dask's synchronous scheduler, a plain call) nothing changes.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return contextlib.nullcontext()
+    from ..core.cores import usable_cores  # noqa: PLC0415
+
+    return predictor_thread(segmenter, max(2, usable_cores()))
