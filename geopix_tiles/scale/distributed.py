@@ -67,15 +67,15 @@ def predict_row(job: RowJob, row: int, panel: tuple[int, int, int, tuple[int, ..
     before = len(reader.bad_windows)
     with block_cache(job.gdal_cache_mb):  # GDAL's default (5 % of RAM per worker) fills up over a scene's rows
         rows.ensure(y, y + grid.tile_height)
-    out = []
-    for b in row_batches(rows.data, rows.valid, (rows.y0, xa), grid, row, job.batch_size, job.scaling,
-                         scene.low, scene.high, cols, index):
-        probs = None
-        if b.tiles:
-            from ..core.tile_ops import predict  # noqa: PLC0415
+    from ..core.tile_ops import predict  # noqa: PLC0415
+    from ..segmenters.protocol import pool_thread  # noqa: PLC0415
 
-            probs = predict(seg, b.pixels, list(job.prompts))
-        out.append(([t.col for t in b.tiles], probs, b.valid, b.skipped, b.row_end))
+    out = []
+    with pool_thread(seg):  # a worker's threads are a pool; in-process workers share the caller's cores
+        for b in row_batches(rows.data, rows.valid, (rows.y0, xa), grid, row, job.batch_size, job.scaling,
+                             scene.low, scene.high, cols, index):
+            probs = predict(seg, b.pixels, list(job.prompts)) if b.tiles else None
+            out.append(([t.col for t in b.tiles], probs, b.valid, b.skipped, b.row_end))
     return {"row": row, "panel": index, "batches": out, "bad": reader.bad_windows[before:]}
 
 

@@ -144,7 +144,7 @@ def predictor_thread(segmenter: Segmenter, count: int) -> contextlib.AbstractCon
 
 
 def pool_thread(segmenter: Segmenter) -> contextlib.AbstractContextManager:
-    """Context manager around model calls made in a thread of someone else's pool (dask's workers).
+    """Context manager around model calls made in a thread of someone else's pool (dask and dask.distributed workers).
 
     A thread that runs a parallel torch operator keeps an OpenMP team for the rest of its life,
     and dask's worker threads live as long as the process. After one accessor ``compute`` on two
