@@ -156,7 +156,7 @@ def _native_threads() -> int:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc")
 def test_accessor_compute_leaves_no_thread_teams_in_dask_s_pool_threads():
     """Dask's worker threads live as long as the process; a torch op run in one keeps an OpenMP team
-    there for good. Two such teams on two cores made the notebook's next training step 2.5x slower
+    there for good. Two such teams on two cores made the notebook's next training step 2.6x slower
     (``benchmarks/results/pool_threads.md``), so the model computes on one thread in a pool thread."""
     torch = pytest.importorskip("torch")
     import dask

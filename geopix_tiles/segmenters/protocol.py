@@ -150,10 +150,12 @@ def pool_thread(segmenter: Segmenter) -> contextlib.AbstractContextManager:
     and dask's worker threads live as long as the process. After one accessor ``compute`` on two
     cores the process held two teams more than cores, libgomp stopped spinning between parallel
     regions for every team, and the notebook's next small-operator torch work in the main thread
-    (a training step, a chat) ran 2.5x slower; during the compute the two tasks ran four compute
+    (a training step, a chat) ran 2.6x slower; during the compute the two tasks ran four compute
     threads on two cores (``benchmarks/results/pool_threads.md``). The scheduler already runs a
-    task per core, so each task's model computes on one thread there and no team is ever made.
-    In the main thread (dask's synchronous scheduler, a plain call) nothing changes.
+    task per core, so the process's compute threads are shared as among that many concurrent
+    callers (the segmenter's own ``predictor_thread``): one per task, so no team is ever made,
+    unless ``OMP_NUM_THREADS`` asks for more threads than there are cores. In the main thread
+    (dask's synchronous scheduler, a plain call) nothing changes.
     """
     if threading.current_thread() is threading.main_thread():
         return contextlib.nullcontext()
