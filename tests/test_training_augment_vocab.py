@@ -394,3 +394,85 @@ def test_degrade_ops_limit_the_draw_and_unknown_ones_are_refused():
     cfg.data.anchor, cfg.data.degrade_ops = None, []
     with pytest.raises(InputError, match="data.degrade needs data.anchor"):
         cfg.validate()
+
+
+def _dubai_buildings():
+    """The repository's held-out Dubai tile_7 chip (real pixels, human building masks) as training would see it."""
+    from pathlib import Path
+
+    from geopix_tiles.training.dataset import InstructDataset
+    from geopix_tiles.training.records import read_jsonl
+
+    recs = [r for r in read_jsonl(Path(__file__).resolve().parent / "data" / "default_val" / "val.jsonl")
+            if str(r.meta.get("source", "")).startswith("dubai")]
+    ds = InstructDataset(recs, [], 256)
+    roofs = ds._masks([i.mask_rle for i in recs[0].instances if i.category == "building"])
+    return recs, ds.image(0), roofs
+
+
+def test_recolor_objects_repaints_each_roof_dark_or_pale_keeps_its_texture_and_leaves_the_ground():
+    """``recolor_objects``: outside a one-pixel rim of the roofs nothing moves; each roof gets its own
+    brightness (some dark, some pale across draws) with its texture (grey pattern) kept; seeded."""
+    import torch.nn.functional as F
+
+    from geopix_tiles.training.augment import recolor_objects
+
+    _, chip, roofs = _dubai_buildings()
+    assert roofs.shape[0] >= 3
+    rim = F.max_pool2d(roofs.amax(0)[None, None], 3, stride=1, padding=1)[0, 0] > 0
+    grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731
+    means = []
+    for seed in range(8):
+        out = recolor_objects(chip, list(roofs), random.Random(seed), share=1.0)
+        assert torch.equal(out, recolor_objects(chip, list(roofs), random.Random(seed), share=1.0))
+        assert torch.equal(out[:, ~rim], chip[:, ~rim])
+        for m in roofs:
+            inside = F.avg_pool2d(m[None, None], 3, stride=1, padding=1)[0, 0] >= 1.0  # away from the soft edge
+            if int(inside.sum()) < 30:
+                continue
+            a, b = grey(chip)[inside], grey(out)[inside]
+            means.append(float(b.mean()))
+            if float(a.std()) > 0.02 and float(b.max()) < 0.99:  # texture: the grey pattern survives the repaint
+                assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.8
+    assert min(means) < 0.3 and max(means) > 0.5
+    assert torch.equal(recolor_objects(chip, list(roofs), random.Random(0), share=0.0), chip)
+
+
+def test_recolored_samples_keep_the_original_for_the_anchor_and_need_one():
+    """``InstructDataset(recolor=p)``: chips with buildings are repainted about p of the time with the original
+    (same zoom, turn and colour draws) kept for the anchor; chips without buildings never; the config
+    refuses ``data.recolor`` without ``data.anchor``."""
+    from geopix_tiles.errors import InputError
+    from geopix_tiles.training.config import TrainConfig
+    from geopix_tiles.training.dataset import InstructDataset
+    from geopix_tiles.training.instruct import make_samples
+    from geopix_tiles.training.records import ImageRecord, Instance
+
+    recs, _, _ = _dubai_buildings()
+    water = np.zeros((128, 128), np.uint8)
+    water[32:96, 32:96] = 1
+    bare = ImageRecord(image_path=None, image=_naip_chip().numpy(), instances=[Instance.from_mask("water", water)],
+                       meta={"classes": ["water"], "source": "naip_weak/2019"})
+    records = [recs[0]] * 30 + [bare] * 10
+    samples = make_samples(records, tasks=["category_seg"], per_record=1, max_targets=2, negatives=0.0, seed=3)
+    plain = InstructDataset(records, samples, 256, augment=True, seed=5)
+    painted = InstructDataset(records, samples, 256, augment=True, seed=5, recolor=0.5)
+    n = 0
+    for i, s in enumerate(samples):
+        a, b = plain[i], painted[i]
+        assert torch.equal(a["gt_masks"], b["gt_masks"])
+        if b["clean_image"] is None:
+            assert torch.equal(a["image"], b["image"])
+            continue
+        assert s.record < 30, "a chip without buildings was repainted"
+        n += 1
+        assert torch.equal(b["clean_image"], a["image"])
+        # the roofs, not the scene (the contrast draw stretches about the chip's mean, which the roofs move a little)
+        changed = (b["image"] - a["image"]).abs().amax(0) > 0.05
+        assert 0.01 < float(changed.float().mean()) < 0.9  # (40 % of this chip is roofs; a zoom-in may show more)
+    assert 8 <= n <= 24
+    cfg = TrainConfig()
+    cfg.data.train = "x.jsonl"
+    cfg.data.recolor = 0.5
+    with pytest.raises(InputError, match="data.recolor needs data.anchor"):
+        cfg.validate()

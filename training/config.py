@@ -40,6 +40,8 @@ Example (every key optional except a data entry)::
       anchor_keeps_absent: []           # sources whose labelled absences ("none here") beat the anchor
       degrade: 0.0                      # chance a sample is shown degraded (blur, resampling, noise, JPEG, colour) while the anchor answers on the clean chip
       degrade_ops: []                   # which of those (empty: all of training.augment.DEGRADATIONS)
+      recolor: 0.0                      # chance a chip's recolor_classes objects are repainted (dark, tinted roofs) while the anchor answers on the original
+      recolor_classes: [building]       # the classes whose objects recolor repaints
       coarse: []                        # sources also shown much coarser (a 5 m chip as 10-60 m imagery)
       coarse_zoom: [0.08, 0.5]          # their zoom range (< 1: coarser) and chance per category sample
       coarse_p: 0.5
@@ -167,6 +169,11 @@ class DataSpec:
     degrade: float = 0.0
     #: the degradations ``degrade`` draws from (empty: all of ``training.augment.DEGRADATIONS``)
     degrade_ops: list[str] = field(default_factory=list)
+    #: chance a chip holding objects of ``recolor_classes`` gets them repainted - each its own
+    #: brightness (dark to pale) and tint, texture kept (``training.augment.recolor_objects``) - while
+    #: ``anchor`` answers on the original chip: our roofs are all pale, the world's are not. 0 = off
+    recolor: float = 0.0
+    recolor_classes: list[str] = field(default_factory=lambda: ["building"])
     #: sources (prefixes of ``meta["source"]``) whose category samples are, with chance ``coarse_p``,
     #: shown zoomed out by a factor drawn log-uniformly from ``coarse_zoom`` instead of the usual
     #: 0.3-3x: Sentinel-2 (10 m) and Landsat (30 m) scenes are 2-6x coarser than the 5 m NAIP
@@ -223,7 +230,7 @@ class TrainConfig:
             raise InputError("data.val_fraction must be in [0, 1)")
         if not isinstance(self.data.sample_draws, int) or self.data.sample_draws < 0:
             raise InputError(f"data.sample_draws is a count (0 = automatic); got {self.data.sample_draws!r}")
-        for key in ("negatives", "paraphrases", "unrelated", "haze", "clouds", "degrade"):
+        for key in ("negatives", "paraphrases", "unrelated", "haze", "clouds", "degrade", "recolor"):
             v = getattr(self.data, key)
             if not 0 <= v <= 1:
                 raise InputError(f"data.{key} is a probability; got {v}, use a value in [0, 1]")
@@ -233,6 +240,9 @@ class TrainConfig:
         if self.data.degrade > 0 and not self.data.anchor:
             raise InputError("data.degrade needs data.anchor: the anchor model's masks on the clean chip are the "
                              "degraded chip's targets; set data.anchor to a checkpoint (e.g. the one you start from)")
+        if self.data.recolor > 0 and not self.data.anchor:
+            raise InputError("data.recolor needs data.anchor: the anchor model's masks on the original chip are the "
+                             "repainted chip's targets; set data.anchor to a checkpoint (e.g. the one you start from)")
         from .augment import DEGRADATIONS
 
         bad = [o for o in self.data.degrade_ops if o not in DEGRADATIONS]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from geopix_tiles.errors import InputError
 
 from . import rle
-from .augment import DEGRADATIONS, augment_sample, degrade, with_cloud
+from .augment import DEGRADATIONS, augment_sample, degrade, recolor_objects, with_cloud
 from .instruct import IMAGE, SEG, InstructSample, expand_seg
 from .records import ImageRecord
 
@@ -54,7 +54,8 @@ class InstructDataset:
                  channels: int = 3, cache: int = 64, class_names: Sequence[str] = (), augment: bool = False,
                  seed: int = 0, haze: float = 0.0, clouds: float = 0.0, coarse: Sequence[str] = (),
                  coarse_zoom: Sequence[float] = (0.08, 0.5), coarse_p: float = 0.5, degrade: float = 0.0,
-                 degrade_ops: Sequence[str] = ()) -> None:
+                 degrade_ops: Sequence[str] = (), recolor: float = 0.0,
+                 recolor_classes: Sequence[str] = ("building",)) -> None:
         self.records = list(records)
         self.samples = list(samples)
         self.size = int(size)
@@ -70,6 +71,8 @@ class InstructDataset:
         self.coarse_p = float(coarse_p)
         self.degrade = float(degrade)
         self.degrade_ops = tuple(degrade_ops) or DEGRADATIONS
+        self.recolor = float(recolor)
+        self.recolor_classes = tuple(recolor_classes)
         self.seed = seed
 
     def __len__(self) -> int:
@@ -127,14 +130,19 @@ class InstructDataset:
         if self.clouds and s.task == "category_seg" and "cloud" in s.target_categories \
                 and self.records[s.record].meta.get("synthetic_clouds"):
             image, masks, clouded = self._cloud_over(image, masks, s.target_categories.index("cloud"), i)
+        painted = None if clouded else self._recolored(s.record, image, i)
         if self.augment:
-            image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze,
-                                          zoom=self._coarse_zoom(s, i))
+            zoom = self._coarse_zoom(s, i)
+            if painted is not None:  # the same draws (none depends on the pixels): the two stay aligned
+                painted, _ = augment_sample(painted, masks, s.task == "category_seg", self.seed, i, self.haze, zoom=zoom)
+            image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze, zoom=zoom)
         clean = None
+        if painted is not None:
+            clean, image = image, painted
         if self.degrade:
             rng = random.Random((self.seed + 5) * 11_000_027 + i)  # its own seed: the other draws stay as without it
             if rng.random() < self.degrade:
-                clean, image = image, degrade(image, rng, self.degrade_ops)
+                clean, image = image if clean is None else clean, degrade(image, rng, self.degrade_ops)
         return {
             "image": image,
             "question": q,
@@ -149,6 +157,20 @@ class InstructDataset:
             "source": self.records[s.record].meta.get("source"),
             "absent": self._absent(s.record),
         }
+
+    def _recolored(self, r: int, image: torch.Tensor, i: int) -> torch.Tensor | None:
+        """With chance ``recolor``: the chip with its ``recolor_classes`` objects repainted (None: not drawn).
+
+        Its own seed, so every other draw is that of a run without it. The anchor answers on the
+        original chip (``clean_image``), which is what makes the repainted roof a roof.
+        """
+        if not self.recolor:
+            return None
+        objects = [inst.mask_rle for inst in self.records[r].instances if inst.category in self.recolor_classes]
+        rng = random.Random((self.seed + 9) * 13_000_027 + i)
+        if not objects or rng.random() >= self.recolor:
+            return None
+        return recolor_objects(image, list(self._masks(objects)), rng)
 
     def _coarse_zoom(self, s: InstructSample, i: int) -> float | None:
         """The zoom a ``coarse`` source's category sample is shown at instead of the usual draw (None: usual).

@@ -163,6 +163,8 @@ class Trainer:
                                                         coarse_p=self.cfg.data.coarse_p,
                                                         degrade=self.cfg.data.degrade,
                                                         degrade_ops=self.cfg.data.degrade_ops,
+                                                        recolor=self.cfg.data.recolor,
+                                                        recolor_classes=self.cfg.data.recolor_classes,
                                                         seed=self.cfg.seed + 7919 * stage_idx)
         return self._datasets[stage_idx]
 
