@@ -63,3 +63,7 @@ def test_the_train_step_trains_what_a_variant_continues_when_its_weights_are_mis
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"")
     assert recipe.training_chain("v18") == ["v18"]
+    # the roof-colour continuations of v22 train v22 first (from v18 as shipped, taken from git), and keep the
+    # shipped intent head like every continuation of a shipped checkpoint
+    assert recipe.training_chain("v24") == ["v22", "v24"] and recipe.training_chain("v25") == ["v22", "v25"]
+    assert recipe.continues_shipped("v24") and recipe.continues_shipped("v22") and not recipe.continues_shipped("v18")

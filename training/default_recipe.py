@@ -82,12 +82,12 @@ SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 #: trial variants that continue the shipped weights on v2's exported chips (their configs read
 #: ``runs/default_v2/data``), and so use v2's split file rather than a copy of it
-ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18", "v19", "v20", "v21", "v22"}
+ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v24", "v25"}
 #: continuations of v2 that add chips of their own (their own export, with the split file named here)
 OWN_CHIPS_FROM_V2 = {"v15": "default_v6"}
 #: variants that continue another variant's trained weights (``runs/default_<that>/model``), which the
 #: train step makes first when it is missing
-CONTINUES = {"v16": "v14", "v17": "v14", "v18": "v14", "v19": "v14"}
+CONTINUES = {"v16": "v14", "v17": "v14", "v18": "v14", "v19": "v14", "v24": "v22", "v25": "v22"}
 #: the commit whose ``geopix_tiles/data/default_model`` is default_v2 (shipped 2026-12-03, last
 #: touched by 895d7b9); continuations start from, and are anchored to, that checkpoint, which
 #: :func:`v2_base` extracts from git into ``runs/default_v2/model`` so they stay reproducible
@@ -115,6 +115,13 @@ def training_chain(variant: str) -> list[str]:
                                          / "model.safetensors").exists():
         chain.insert(0, CONTINUES[chain[0]])
     return chain
+
+
+def continues_shipped(variant: str) -> bool:
+    """Whether ``variant``'s chain of continuations starts from a checkpoint as shipped (``FROM_SHIPPED``)."""
+    while variant in CONTINUES:
+        variant = CONTINUES[variant]
+    return variant in FROM_SHIPPED
 
 
 def data_dir(out: Path) -> Path:
@@ -415,7 +422,7 @@ def dialogue(shared: Path, out: Path, max_val: int = 0) -> dict:
     uc = shared / "uc_merced"
     # a continuation of a shipped checkpoint keeps its intent head: it reads only the question, and the
     # shipped one is what the natural-phrasing tests were checked against
-    heads = add_dialogue_heads(model, uc, keep_intent=VARIANT.removeprefix("default_") in FROM_SHIPPED)
+    heads = add_dialogue_heads(model, uc, keep_intent=continues_shipped(VARIANT.removeprefix("default_")))
     print(json.dumps({k: v for k, v in heads.items() if k != "scene_per_class"}, indent=1), flush=True)
     scores = _score_dialogue(model, out, uc, max_val)
     record = json.loads((SHIP / "training_record.json").read_text())
@@ -501,14 +508,16 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22"],
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v24", "v25"],
                     default="v22",
                     help="v22 (default): the shipped model, v18 as shipped + blur / resampling consistency; v18: v14 + water learned on coarse (zoomed-out) NAIP pixels (shipped before v22); v2: the base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
                          "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped before v18; v15: v14 + UC Merced chips whose scene rules classes out (empty targets that beat the anchor) beside v2's masks for the rest; "
                          "v16 / v17: v14 + NAIP chips zoomed out 2-12x with water and vegetation free (v16 600 gentle steps, v17 1,500 stronger ones; trials); v18: v17 with vegetation anchored too (shipped until v22); v19: v18 with the tower frozen (a trial); "
                          "v20: the shipped v18 + sensor-degradation consistency (degraded chips, every class anchored to v18 on the clean chip); "
-                         "v21: v20 with water learning from its labels; v22: v20 with blur and resampling only (shipped)")
+                         "v21: v20 with water learning from its labels; v22: v20 with blur and resampling only (shipped); "
+                         "v24: v22 + roof colour consistency (buildings repainted, every class anchored to v22 on the original chip); "
+                         "v25: v24 with buildings learning from their labels")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
@@ -535,12 +544,13 @@ def main() -> int:
     if args.step in ("all", "train"):
         if from_v2:
             print(f"v2 base: {v2_base()}", flush=True)
-        if args.variant in FROM_SHIPPED:
-            commit, dest = FROM_SHIPPED[args.variant]
-            print(f"starts from the checkpoint shipped at {commit}: {shipped_from_git(commit, dest, 'it')}", flush=True)
         for v in training_chain(args.variant):
             if v != args.variant:
                 print(f"{args.variant} continues {v}: training {v} first", flush=True)
+            if v in FROM_SHIPPED:
+                commit, dest = FROM_SHIPPED[v]
+                print(f"{v} starts from the checkpoint shipped at {commit}: {shipped_from_git(commit, dest, 'it')}",
+                      flush=True)
             CONFIG = ROOT / "training" / "configs" / f"default_{v}.yaml"
             train(resume=not args.no_resume)
         CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
