@@ -40,7 +40,7 @@ def test_continuations_read_v2s_chips_and_every_config_points_at_the_base():
     from geopix_tiles.training import default_recipe as recipe
     from geopix_tiles.training.config import load_config
 
-    assert recipe.VARIANT == "default_v22" and "v18" in recipe.CONTINUES and "v22" in recipe.FROM_SHIPPED
+    assert recipe.VARIANT == "default_v24" and "v22" in recipe.CONTINUES.values() and "v18" in recipe.CONTINUES and "v22" in recipe.FROM_SHIPPED
     for v in sorted(recipe.ON_V2_CHIPS):
         cfg = load_config(ROOT / "training" / "configs" / f"default_{v}.yaml")
         # v2's direct continuations start from v2; the later ones from the variant they continue, or from a

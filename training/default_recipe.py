@@ -1,6 +1,9 @@
 """Retrain the shipped default GeoPix checkpoint (``geopix_tiles/data/default_model/``).
 
-The shipped model is ``default_v22``: ``default_v18`` as it shipped (commit ``7dee1f9``), continued for
+The shipped model is ``default_v24``: ``default_v22`` continued for 1,000 steps in which the buildings of
+60 % of the chips that hold them are repainted (dark to pale, five roof tints, texture kept) while every
+class is anchored to v22's own masks on the original chip (roof colour consistency, ~13 min).
+``default_v22`` is ``default_v18`` as it shipped (commit ``7dee1f9``), continued for
 1,000 steps in which 60 % of the chips are shown blurred or resampled from a coarser grid while every
 class is anchored to v18's own masks on the clean chip (sensor-degradation consistency, ~11 min).
 v18 itself is the ``default_v2`` base (ImageNet tower + MiniLM, 4,000 steps on the exported chips,
@@ -8,11 +11,12 @@ v18 itself is the ``default_v2`` base (ImageNet tower + MiniLM, 4,000 steps on t
 other class is anchored to v2's own masks (``default_v14``, ~6 min), then for 1,500 steps in which 80 %
 of the 5 m NAIP samples are shown zoomed out 2-12x so that water is learned at Sentinel-2 / Landsat
 pixel sizes, every other class anchored to v14's masks (~14 min). One command, from the repository
-root, with ``../shared/data`` present, reproduces v22::
+root, with ``../shared/data`` present, reproduces v24::
 
-    python -m geopix_tiles.training.default_recipe            # v22: export -> train -> ship -> dialogue -> presence
+    python -m geopix_tiles.training.default_recipe            # v24: export -> train -> ship -> dialogue -> presence
 
-It starts from v18's shipped checkpoint, which :func:`shipped_from_git` takes from git (``FROM_SHIPPED``)
+Its train step trains v22 first when ``runs/default_v22/model`` is missing (``CONTINUES``); v22 starts from
+v18's shipped checkpoint, which :func:`shipped_from_git` takes from git (``FROM_SHIPPED``)
 into ``runs/default_v18/shipped``; ``--variant v18`` retrains v18 from v2's recorded weights (taken from
 git the same way, ``V2_COMMIT``, into ``runs/default_v2/model``), and ``--variant v2`` rebuilds that base
 from scratch (deterministic on CPU).
@@ -22,8 +26,8 @@ Steps (each can be run alone with ``--step``):
 1. ``export``  - cut the permissively licensed labelled scenes (``training/catalog.py``) into
    256 px chips with the fixed split of ``training/splits/default_v2.json`` and write
    ``runs/default_v2/data/{train,val}.jsonl`` (:func:`training.windows.export_jsonl`).
-2. ``train``   - the project's own trainer on the variant's config (``training/configs/default_v22.yaml``
-   from v18's shipped checkpoint; for ``--variant v18``, ``default_v18.yaml`` after ``default_v14.yaml``
+2. ``train``   - the project's own trainer on the variant's config (``training/configs/default_v24.yaml``
+   after ``default_v22.yaml`` from v18's shipped checkpoint; for ``--variant v18``, ``default_v18.yaml`` after ``default_v14.yaml``
    when ``runs/default_v14/model`` is missing); resumes from the latest checkpoint in
    ``runs/<variant>/checkpoints`` when one exists.
 
@@ -75,7 +79,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-VARIANT = "default_v22"  # what ships; main() switches all three names for --variant
+VARIANT = "default_v24"  # what ships; main() switches all three names for --variant
 SPLIT = ROOT / "training" / "splits" / "default_v2.json"  # v14 and v18 continue v2 on its chips
 CONFIG = ROOT / "training" / "configs" / f"{VARIANT}.yaml"
 SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
@@ -509,14 +513,14 @@ def main() -> int:
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
     ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v24", "v25"],
-                    default="v22",
-                    help="v22 (default): the shipped model, v18 as shipped + blur / resampling consistency; v18: v14 + water learned on coarse (zoomed-out) NAIP pixels (shipped before v22); v2: the base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
+                    default="v24",
+                    help="v24 (default): the shipped model, v22 + roof colour consistency; v22: v18 as shipped + blur / resampling consistency (shipped before v24); v18: v14 + water learned on coarse (zoomed-out) NAIP pixels (shipped before v22); v2: the base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
                          "v6: v4 without the teacher's bare-land masks; v7: v2 trained 4,000 steps longer; v8: v2 + 1,500 steps with synthetic clouds; v9: v8 with clouds over the 5 m NAIP chips only; v12: v9 with the other classes anchored to v2 (category and referring targets); v13: v12 with blobs over every cloud-free source; v14: v12 trained gently (600 steps at 2e-4), shipped before v18; v15: v14 + UC Merced chips whose scene rules classes out (empty targets that beat the anchor) beside v2's masks for the rest; "
                          "v16 / v17: v14 + NAIP chips zoomed out 2-12x with water and vegetation free (v16 600 gentle steps, v17 1,500 stronger ones; trials); v18: v17 with vegetation anchored too (shipped until v22); v19: v18 with the tower frozen (a trial); "
                          "v20: the shipped v18 + sensor-degradation consistency (degraded chips, every class anchored to v18 on the clean chip); "
-                         "v21: v20 with water learning from its labels; v22: v20 with blur and resampling only (shipped); "
-                         "v24: v22 + roof colour consistency (buildings repainted, every class anchored to v22 on the original chip); "
+                         "v21: v20 with water learning from its labels; v22: v20 with blur and resampling only (shipped until v24); "
+                         "v24: v22 + roof colour consistency (buildings repainted, every class anchored to v22 on the original chip; shipped); "
                          "v25: v24 with buildings learning from their labels")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
