@@ -298,8 +298,9 @@ def test_real_clouds_of_a_satellite_scene_are_not_vetoed_and_areas_read_well(mod
     assert re.search(r"about [\d,]+ km²", clouds.text) and not re.search(r"\d\.\d\d km²", clouds.text), clouds.text
     chat.view.clouds_checked, chat.view.checks, chat.view._clouds = True, {}, None
     assert chat.ask("Are there clouds?").text.startswith("No")  # what the check alone says
-    count = geopix_tiles.chat(LANDSAT7, model).ask("How many buildings are there?").text
-    assert "4 m²" not in count and "ha" in count, count
+    # (clouds: default_v24 rightly counts no buildings at 300 m, so buildings no longer show the smallest part)
+    count = geopix_tiles.chat(LANDSAT7, model).ask("How many clouds are there?").text
+    assert "4 m²" not in count and re.search(r"each at least [\d.]+ ha", count), count
     from rasterio.windows import Window
 
     assert geopix_tiles.chat(DEMO, model, window=Window(0, 0, 256, 256)).view.clouds_checked is False  # NAIP, 5 m
@@ -1012,16 +1013,25 @@ def test_two_places_compared_the_dominant_class_and_mostly(model):
     chat = geopix_tiles.chat(DEMO, model)
     water = chat.ask("Where is the water?").arrays[0]
     cells = {A.place_words(c): c for c in range(9)}
-    two = chat.ask("Is there more water in the north or the south?")
+    differ = 0
+    for one, other in (("north", "south"), ("east", "west")):
+        two = chat.ask(f"Is there more water in the {one} or the {other}?")
+        a, b = (A.place_region(cells[f"in the {p}"], water.shape) for p in (one, other))
+        assert np.array_equal(two.arrays[0], water & a) and np.array_equal(two.arrays[1], water & b)
+        shares = {p: (water & r).sum() / r.sum() for p, r in ((one, a), (other, b))}
+        fewer = chat.ask(f"Is there less water in the {one} than in the {other}?")
+        if A.share_phrase(shares[one]) == A.share_phrase(shares[other]):  # the same in the words a reply uses
+            for r in (two, fewer):
+                assert r.text.startswith(f"About as much: the water covers {A.share_phrase(shares[one])} of the {one}"), r.text
+            continue
+        differ += 1
+        more = max(shares, key=shares.get)
+        less = min(shares, key=shares.get)
+        assert two.text.startswith(f"The {more} has more water: {A.share_phrase(shares[more])} of it"), two.text
+        assert f"against {A.share_phrase(shares[less])} of the {less}" in two.text
+        assert fewer.text.startswith(f"The {less} has less water"), fewer.text
+    assert differ, "neither pair differed: the comparison's main branch went untested"
     north, south = (A.place_region(cells[f"in the {p}"], water.shape) for p in ("north", "south"))
-    assert np.array_equal(two.arrays[0], water & north) and np.array_equal(two.arrays[1], water & south)
-    shares = {p: (water & r).sum() / r.sum() for p, r in (("north", north), ("south", south))}
-    more = max(shares, key=shares.get)
-    less = min(shares, key=shares.get)
-    assert two.text.startswith(f"The {more} has more water: {A.share_phrase(shares[more])} of it"), two.text
-    assert f"against {A.share_phrase(shares[less])} of the {less}" in two.text
-    fewer = chat.ask("Is there less water in the north than in the south?")
-    assert fewer.text.startswith(f"The {less} has less water"), fewer.text
 
     veg = chat.ask("Where is the vegetation?").arrays[0]
     most = chat.ask("What covers most of the image?")
