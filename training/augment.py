@@ -23,8 +23,8 @@
   focus, a coarser sensor resampled onto a finer grid, noise, JPEG blocks, other saturation and
   band mixing. Used for *consistency* (``data.degrade``): the student sees the degraded chip,
   the anchor model answers on the clean one, so the model learns to give the same masks
-  whatever the camera did to the pixels, not new classes. The shipped default_v22 draws blur
-  and resampling only (``data.degrade_ops``): with colour, noise and JPEG too (the v20 trial)
+  whatever the camera did to the pixels, not new classes. default_v22 (the shipped v24's base) drew
+  blur and resampling only (``data.degrade_ops``): with colour, noise and JPEG too (the v20 trial)
   Dubai water dropped and UC Merced roofs became clouds more often (MODEL_CARD, run history).
 * **Object colour** (:func:`recolor_objects`): every building we may train on has the pale roofs of
   Dubai, Dar es Salaam or Puerto Rico, and the model learnt "bright" as part of "building". On xBD
@@ -32,7 +32,8 @@
   recall 0.51 -> 0.84 and making them 0.6x as bright dropped it to 0.38: dark shingle roofs, the
   commonest roofs in much of the world, were missed for their colour. Repainting the objects of a class
   (each its own brightness and tint, texture kept) while the anchor answers on the original chip
-  (``data.recolor``) teaches that a roof is a roof whatever its colour.
+  (``data.recolor``) teaches that a roof is a roof whatever its colour: the shipped default_v24
+  (Joplin buildings 0.296 -> 0.311, darker-roof recall 0.38 -> 0.50; MODEL_CARD).
 
 Geometry changes positions, so it is only applied to samples whose text says nothing about
 position (category segmentation); photometric changes apply to every sample. Every draw is
@@ -168,9 +169,9 @@ def recolor_objects(image: torch.Tensor, objects: list[torch.Tensor], rng: rando
                     share: float = 0.8) -> torch.Tensor:
     """``image [C, H, W]`` in [0, 1] with each of ``objects`` (``[H, W]`` masks) repainted, with chance ``share``.
 
-    An object keeps its texture (the deviation of each pixel from the object's mean grey) and gets a
-    new brightness (mean grey 0.12-0.75, log-uniform: dark roofs as often as pale ones), a tint from
-    :data:`ROOF_TINTS` and 0-0.8 of its own colour back. A one-pixel soft edge blends it into the
+    An object keeps its texture (every pixel's grey scaled by one factor, so ridges, shadows and
+    skylights stay where they were) and gets a new mean grey of 0.12-0.75 (log-uniform: dark roofs as
+    often as pale ones), a tint from :data:`ROOF_TINTS` and 0-0.8 of its own colour back. A one-pixel soft edge blends it into the
     ground, so no hard seam tells the model where the label was.
     """
     if image.shape[0] < 3 or not objects:
