@@ -51,34 +51,13 @@ CHANGES = {"as is": None, "roofs 1.6x brighter": _bright, "roofs beige": _beige,
 
 
 def score(model: str, work: Path) -> dict[str, dict[str, float]]:
-    import rasterio
+    from flips import joplin_counts
 
-    from geopix_tiles import segment
-    from resolution import XBD, georeferenced
-
-    scenes = [georeferenced(p, work) for p in sorted((XBD / "labels").glob("*.json"))]
     out = {}
     for name, change in CHANGES.items():
-        inter = union = truth_px = painted = total = 0
-        for path, truth in scenes:
-            with rasterio.open(path) as src:
-                img, profile = src.read().astype(np.float32), src.profile
-            if change is not None:
-                img = change(img, truth)
-            shown = work / "roofs.tif"
-            with rasterio.open(shown, "w", **profile) as dst:
-                dst.write(np.clip(img, 0, 255).astype(np.uint8))
-            segment(shown, ["buildings"], model=model, raster_out=work / "roofs_out.tif", device="cpu",
-                    vectorize=False, collect=False, overwrite=True)
-            with rasterio.open(work / "roofs_out.tif") as r:
-                mask = r.read(1) >= 128
-            inter += int((mask & truth).sum())
-            union += int((mask | truth).sum())
-            truth_px += int(truth.sum())
-            painted += int(mask.sum())
-            total += mask.size
-        out[name] = {"iou": inter / max(1, union), "recall": inter / max(1, truth_px), "painted": painted / total,
-                     "labelled": truth_px / total}
+        c = joplin_counts(1, work, model=model, pixels=change)
+        out[name] = {"iou": c["inter"] / max(1, c["union"]), "recall": c["inter"] / max(1, c["labelled"]),
+                     "painted": c["painted"] / c["total"], "labelled": c["labelled"] / c["total"]}
         print(model, name, {k: round(v, 3) for k, v in out[name].items()}, flush=True)
     return out
 

@@ -237,12 +237,10 @@ class TrainConfig:
         if self.data.clouds > 0 and not self.data.cloud_free:
             raise InputError("data.clouds lays synthetic clouds over chips of data.cloud_free sources, but that "
                              "list is empty; name the sources known to be cloud-free (e.g. [naip_weak])")
-        if self.data.degrade > 0 and not self.data.anchor:
-            raise InputError("data.degrade needs data.anchor: the anchor model's masks on the clean chip are the "
-                             "degraded chip's targets; set data.anchor to a checkpoint (e.g. the one you start from)")
-        if self.data.recolor > 0 and not self.data.anchor:
-            raise InputError("data.recolor needs data.anchor: the anchor model's masks on the original chip are the "
-                             "repainted chip's targets; set data.anchor to a checkpoint (e.g. the one you start from)")
+        for key, chip, changed in (("degrade", "clean", "degraded"), ("recolor", "original", "repainted")):
+            if getattr(self.data, key) > 0 and not self.data.anchor:
+                raise InputError(f"data.{key} needs data.anchor: the anchor model's masks on the {chip} chip are the "
+                                 f"{changed} chip's targets; set data.anchor to a checkpoint (e.g. the one you start from)")
         from .augment import DEGRADATIONS
 
         bad = [o for o in self.data.degrade_ops if o not in DEGRADATIONS]

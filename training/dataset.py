@@ -136,13 +136,15 @@ class InstructDataset:
             if painted is not None:  # the same draws (none depends on the pixels): the two stay aligned
                 painted, _ = augment_sample(painted, masks, s.task == "category_seg", self.seed, i, self.haze, zoom=zoom)
             image, masks = augment_sample(image, masks, s.task == "category_seg", self.seed, i, self.haze, zoom=zoom)
-        clean = None
+        clean = None  # what the anchor answers on: the chip before repainting and degrading
         if painted is not None:
             clean, image = image, painted
         if self.degrade:
             rng = random.Random((self.seed + 5) * 11_000_027 + i)  # its own seed: the other draws stay as without it
             if rng.random() < self.degrade:
-                clean, image = image if clean is None else clean, degrade(image, rng, self.degrade_ops)
+                if clean is None:
+                    clean = image
+                image = degrade(image, rng, self.degrade_ops)
         return {
             "image": image,
             "question": q,
