@@ -61,8 +61,10 @@ def score(model: str, work: Path, **options) -> dict:
 
     t0 = time.time()
     out: dict = {}
-    out["dubai"], _ = dubai(1, work, model=model, **options)
-    out["joplin_building"], _ = joplin(1, work, model=model, **options)
+    views = options.get("flips", 1)
+    rest = {k: v for k, v in options.items() if k != "flips"}
+    out["dubai"], _ = dubai(views, work, model=model, **rest)
+    out["joplin_building"], _ = joplin(views, work, model=model, **rest)
     out["naip"] = {f"{5 * f} m": naip(model, work, f, **options) for f in (1, 3, 6)}
     out["landsat_cloud_iou"] = landsat(model, **options)["cloud_iou_vs_weak"]
     recs = scene_negative_records(SHARED / "uc_merced", HELD_OUT_INDICES)
@@ -77,6 +79,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
     ap.add_argument("--no-presence-check", dest="presence_check", action="store_false")
+    ap.add_argument("--flips", type=int, default=1, choices=[1, 2, 4],
+                    help="mirrored views averaged by segment (the ceiling a flip-distilled model is measured against)")
     ap.add_argument("--write", default=None, help="append the table to this Markdown file")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -88,6 +92,8 @@ def main() -> int:
     torch.set_num_threads(2)
     load = os.getloadavg()[0]
     options = {} if args.presence_check else {"presence_check": False}
+    if args.flips > 1:
+        options["flips"] = args.flips
     scores = {}
     with tempfile.TemporaryDirectory() as d:
         for m in args.models:
@@ -97,7 +103,8 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(scores, indent=1))
     classes = ["building", "road", "vegetation", "water", "land"]
     lines = [f"### {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC - {platform.machine()}, {os.cpu_count()} cores, "
-             f"load {load:.2f} at start; presence check {'on' if args.presence_check else 'off'}", "",
+             f"load {load:.2f} at start; presence check {'on' if args.presence_check else 'off'}"
+             + (f"; {args.flips} mirrored views averaged" if args.flips > 1 else ""), "",
              "| model | Dubai tile_7 " + " / ".join(classes) + " | mean | Joplin buildings | NAIP 2020 water 5 / 15 / 30 m "
              "| vegetation 5 / 15 / 30 m | Landsat-7 clouds | UC Merced false alarms / detections |",
              "|---|---|---|---|---|---|---|---|"]

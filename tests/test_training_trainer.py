@@ -311,4 +311,26 @@ def test_anchor_keeps_other_classes_on_the_old_models_masks(tmp_path):
             if c == "building":
                 assert torch.allclose(batch3["gt_masks"][b][j], torch.sigmoid(on_clean[b][j]), atol=1e-6)
                 assert not torch.allclose(batch3["gt_masks"][b][j], torch.sigmoid(on_dark[b][j]), atol=1e-4)
+    # data.anchor_flips: the anchor's probabilities averaged over mirrored views, each mapped back
+    fresh = [ds[i] for i in idx]
+    batch4 = collate(fresh, tr.model.processor)
+    views = []
+    with torch.no_grad():
+        for axes in ((), (-1,), (-2,), (-2, -1)):
+            mirrored = [dict(it, image=it["image"].flip(axes) if axes else it["image"]) for it in fresh]
+            logits = tr.anchor(**collate(mirrored, tr.model.processor)).mask_logits
+            views.append([torch.sigmoid(lg).flip(axes) if axes else torch.sigmoid(lg) for lg in logits])
+    anchor_targets(tr.anchor, batch4, fresh, cfg.data.anchor_free, flips=4)
+    for b, item in enumerate(fresh):
+        for j, c in enumerate(item["sample"].target_categories):
+            if c == "building":
+                mean = sum(v[b][j] for v in views) / 4
+                assert torch.allclose(batch4["gt_masks"][b][j], mean, atol=1e-5)
+                assert not torch.allclose(mean, views[0][b][j], atol=1e-4)  # the views do differ
+    from geopix_tiles.errors import InputError
+
+    for bad in ({"anchor": str(old_dir), "anchor_flips": 3}, {"anchor_flips": 4}):
+        with pytest.raises(InputError, match="anchor_flips"):
+            TrainConfig(output_dir=str(tmp_path / "bad"), data=DataSpec(train=str(data), **bad),
+                        stages=[StageConfig("masks", 1, ALL, ["category_seg"], 1e-3)]).validate()
     assert tr.run()["steps"] == 2  # trains with the anchor in the loop

@@ -38,6 +38,7 @@ Example (every key optional except a data entry)::
       anchor: null                      # a checkpoint whose masks are the targets of classes outside anchor_free
       anchor_free: []                   # classes that learn from their labels while the others stay anchored
       anchor_keeps_absent: []           # sources whose labelled absences ("none here") beat the anchor
+      anchor_flips: 1                   # the anchor's masks averaged over 1, 2 or 4 mirrored views (test-time flips, distilled)
       degrade: 0.0                      # chance a sample is shown degraded (blur, resampling, noise, JPEG, colour) while the anchor answers on the clean chip
       degrade_ops: []                   # which of those (empty: all of training.augment.DEGRADATIONS)
       recolor: 0.0                      # chance a chip's recolor_classes objects are repainted (dark, tinted roofs) while the anchor answers on the original
@@ -163,6 +164,11 @@ class DataSpec:
     #: instance - keep their empty target under the anchor: what a scene label rules out is known,
     #: so the old model's guess there is the error being corrected, not something to keep
     anchor_keeps_absent: list[str] = field(default_factory=list)
+    #: the anchor answers as ``segment(flips=N)`` does: its probabilities averaged over N mirrored
+    #: views (1, 2 or 4). Averaged views are better masks off our training domain (xBD Joplin
+    #: 0.302 -> 0.322 with 4, ``benchmarks/results/flips.md``) at N times the model's cost;
+    #: anchoring to them teaches one view to give what N views agree on
+    anchor_flips: int = 1
     #: chance a sample is shown through another camera (``training.augment.degrade``: blur, a coarser
     #: sensor resampled, saturation, band mixing, noise, JPEG) while ``anchor`` answers on the clean
     #: chip: consistency, so the masks stop depending on what a camera did to the pixels. 0 = off
@@ -241,6 +247,11 @@ class TrainConfig:
             if getattr(self.data, key) > 0 and not self.data.anchor:
                 raise InputError(f"data.{key} needs data.anchor: the anchor model's masks on the {chip} chip are the "
                                  f"{changed} chip's targets; set data.anchor to a checkpoint (e.g. the one you start from)")
+        if self.data.anchor_flips not in (1, 2, 4) or isinstance(self.data.anchor_flips, bool):
+            raise InputError(f"data.anchor_flips is the anchor's mirrored views: 1, 2 or 4; got {self.data.anchor_flips!r}")
+        if self.data.anchor_flips > 1 and not self.data.anchor:
+            raise InputError("data.anchor_flips averages the anchor model's views, but data.anchor is not set; "
+                             "set data.anchor to a checkpoint or anchor_flips to 1")
         from .augment import DEGRADATIONS
 
         bad = [o for o in self.data.degrade_ops if o not in DEGRADATIONS]

@@ -227,7 +227,8 @@ class Trainer:
             sync = self.ddp is None or k == accum - 1
             ctx = contextlib.nullcontext() if sync else self.ddp.no_sync()
             if self.anchor is not None:
-                anchor_targets(self.anchor, batch, items, self.cfg.data.anchor_free, self.cfg.data.anchor_keeps_absent)
+                anchor_targets(self.anchor, batch, items, self.cfg.data.anchor_free, self.cfg.data.anchor_keeps_absent,
+                               self.cfg.data.anchor_flips)
             with ctx:
                 out = self._forward(batch)
                 loss = out.loss / accum
@@ -410,7 +411,7 @@ def _progress(it: range, total: int, start: int, enabled: bool) -> Any:
 
 
 def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequence[dict[str, Any]],
-                   free: Sequence[str], keeps_absent: Sequence[str] = ()) -> int:
+                   free: Sequence[str], keeps_absent: Sequence[str] = (), flips: int = 1) -> int:
     """Replace the targets of anchored classes in ``batch`` by ``anchor``'s probabilities; returns how many.
 
     A mask target (category or referring) of one of the anchor's classes that is not in
@@ -419,17 +420,31 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
     synthetic cloud keep their labels (the anchor never saw such clouds; its masks under them
     are guesses). On chips of a ``keeps_absent`` source a class labelled absent keeps its
     empty target (a scene label that rules it out is the correction the fine-tune is for).
-    A degraded chip (``data.degrade``) is answered by the anchor on its clean copy.
+    A degraded chip (``data.degrade``) is answered by the anchor on its clean copy. With
+    ``flips`` > 1 the anchor answers as ``segment(flips=N)``: its probabilities averaged over the
+    mirrored views of :data:`~geopix_tiles.segmenters.flipped.FLIPS` (regions mirrored with the image).
     """
-    seen = batch
+    from geopix_tiles.segmenters.flipped import FLIPS
+
+    seen = {k: v for k, v in batch.items() if k not in ("labels", "gt_masks", "class_labels")}
     if any(it.get("clean_image") is not None for it in items):
         clean = [it["image"] if it.get("clean_image") is None else it["clean_image"] for it in items]
-        seen = {**batch, "images": torch.stack(clean).to(batch["images"].device, batch["images"].dtype)}
+        seen["images"] = torch.stack(clean).to(batch["images"].device, batch["images"].dtype)
+    probs: list[torch.Tensor] | None = None
     with torch.no_grad():
-        out = anchor(**seen)
+        for axes in FLIPS[flips]:
+            view = dict(seen)
+            if axes:
+                view["images"] = seen["images"].flip(axes)
+                if seen.get("region_masks") is not None:
+                    view["region_masks"] = [torch.as_tensor(m).flip(axes) for m in seen["region_masks"]]
+            out = anchor(**view)
+            p = [torch.sigmoid(lg.float()).flip(axes) if axes else torch.sigmoid(lg.float()) for lg in out.mask_logits]
+            probs = p if probs is None else [a + q for a, q in zip(probs, p)]
+    assert probs is not None
     known = set(getattr(anchor.config, "extra", {}).get("memory_class_names") or ())
     n = 0
-    for b, (item, logits) in enumerate(zip(items, out.mask_logits)):
+    for b, (item, prob) in enumerate(zip(items, probs)):
         s = item["sample"]
         if item.get("clouded"):
             continue
@@ -437,7 +452,7 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
             if item.get("source") in keeps_absent and c in item.get("absent", ()):
                 continue
             if c in known and c not in free:
-                batch["gt_masks"][b][j] = torch.sigmoid(logits[j].float()).to(batch["gt_masks"][b].dtype)
+                batch["gt_masks"][b][j] = (prob[j] / len(FLIPS[flips])).to(batch["gt_masks"][b].dtype)
                 n += 1
     return n
 
