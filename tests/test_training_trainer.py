@@ -327,6 +327,13 @@ def test_anchor_keeps_other_classes_on_the_old_models_masks(tmp_path):
                 mean = sum(v[b][j] for v in views) / 4
                 assert torch.allclose(batch4["gt_masks"][b][j], mean, atol=1e-5)
                 assert not torch.allclose(mean, views[0][b][j], atol=1e-4)  # the views do differ
+    fresh = [ds[i] for i in idx]  # anchor_flips_classes: the classes not named keep the single view
+    batch5 = collate(fresh, tr.model.processor)
+    anchor_targets(tr.anchor, batch5, fresh, cfg.data.anchor_free, flips=4, flips_classes=["road"])
+    for b, item in enumerate(fresh):
+        for j, c in enumerate(item["sample"].target_categories):
+            if c == "building":
+                assert torch.allclose(batch5["gt_masks"][b][j], views[0][b][j], atol=1e-5)
     from geopix_tiles.errors import InputError
 
     for bad in ({"anchor": str(old_dir), "anchor_flips": 3}, {"anchor_flips": 4}):

@@ -39,6 +39,7 @@ Example (every key optional except a data entry)::
       anchor_free: []                   # classes that learn from their labels while the others stay anchored
       anchor_keeps_absent: []           # sources whose labelled absences ("none here") beat the anchor
       anchor_flips: 1                   # the anchor's masks averaged over 1, 2 or 4 mirrored views (test-time flips, distilled)
+      anchor_flips_classes: []          # the classes whose anchor masks are so averaged (empty: all)
       degrade: 0.0                      # chance a sample is shown degraded (blur, resampling, noise, JPEG, colour) while the anchor answers on the clean chip
       degrade_ops: []                   # which of those (empty: all of training.augment.DEGRADATIONS)
       recolor: 0.0                      # chance a chip's recolor_classes objects are repainted (dark, tinted roofs) while the anchor answers on the original
@@ -169,6 +170,9 @@ class DataSpec:
     #: 0.302 -> 0.322 with 4, ``benchmarks/results/flips.md``) at N times the model's cost;
     #: anchoring to them teaches one view to give what N views agree on
     anchor_flips: int = 1
+    #: the classes whose anchored targets take the averaged views (empty: every anchored class);
+    #: the others keep the anchor's single view
+    anchor_flips_classes: list[str] = field(default_factory=list)
     #: chance a sample is shown through another camera (``training.augment.degrade``: blur, a coarser
     #: sensor resampled, saturation, band mixing, noise, JPEG) while ``anchor`` answers on the clean
     #: chip: consistency, so the masks stop depending on what a camera did to the pixels. 0 = off

@@ -228,7 +228,7 @@ class Trainer:
             ctx = contextlib.nullcontext() if sync else self.ddp.no_sync()
             if self.anchor is not None:
                 anchor_targets(self.anchor, batch, items, self.cfg.data.anchor_free, self.cfg.data.anchor_keeps_absent,
-                               self.cfg.data.anchor_flips)
+                               self.cfg.data.anchor_flips, self.cfg.data.anchor_flips_classes)
             with ctx:
                 out = self._forward(batch)
                 loss = out.loss / accum
@@ -411,7 +411,8 @@ def _progress(it: range, total: int, start: int, enabled: bool) -> Any:
 
 
 def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequence[dict[str, Any]],
-                   free: Sequence[str], keeps_absent: Sequence[str] = (), flips: int = 1) -> int:
+                   free: Sequence[str], keeps_absent: Sequence[str] = (), flips: int = 1,
+                   flips_classes: Sequence[str] = ()) -> int:
     """Replace the targets of anchored classes in ``batch`` by ``anchor``'s probabilities; returns how many.
 
     A mask target (category or referring) of one of the anchor's classes that is not in
@@ -422,7 +423,8 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
     empty target (a scene label that rules it out is the correction the fine-tune is for).
     A degraded chip (``data.degrade``) is answered by the anchor on its clean copy. With
     ``flips`` > 1 the anchor answers as ``segment(flips=N)``: its probabilities averaged over the
-    mirrored views of :data:`~geopix_tiles.segmenters.flipped.FLIPS` (regions mirrored with the image).
+    mirrored views of :data:`~geopix_tiles.segmenters.flipped.FLIPS` (regions mirrored with the image);
+    ``flips_classes``, when given, limits that to those classes (the rest keep the single view).
     """
     from geopix_tiles.segmenters.flipped import FLIPS
 
@@ -431,6 +433,7 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
         clean = [it["image"] if it.get("clean_image") is None else it["clean_image"] for it in items]
         seen["images"] = torch.stack(clean).to(batch["images"].device, batch["images"].dtype)
     probs: list[torch.Tensor] | None = None
+    single: list[torch.Tensor] = []
     with torch.no_grad():
         for axes in FLIPS[flips]:
             view = dict(seen)
@@ -440,6 +443,7 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
                     view["region_masks"] = [torch.as_tensor(m).flip(axes) for m in seen["region_masks"]]
             out = anchor(**view)
             p = [torch.sigmoid(lg.float()).flip(axes) if axes else torch.sigmoid(lg.float()) for lg in out.mask_logits]
+            single = single or p
             probs = p if probs is None else [a + q for a, q in zip(probs, p)]
     assert probs is not None
     known = set(getattr(anchor.config, "extra", {}).get("memory_class_names") or ())
@@ -452,7 +456,9 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
             if item.get("source") in keeps_absent and c in item.get("absent", ()):
                 continue
             if c in known and c not in free:
-                batch["gt_masks"][b][j] = (prob[j] / len(FLIPS[flips])).to(batch["gt_masks"][b].dtype)
+                averaged = not flips_classes or c in flips_classes
+                target = prob[j] / len(FLIPS[flips]) if averaged else single[b][j]
+                batch["gt_masks"][b][j] = target.to(batch["gt_masks"][b].dtype)
                 n += 1
     return n
 
