@@ -109,6 +109,22 @@ def test_segment_shows_the_model_the_stretch_asked_for(tmp_path, stretch, darkes
     assert darkest[0] <= probe.darkest <= darkest[1], probe.darkest
 
 
+def test_the_cli_offers_exactly_the_stretches_the_reader_knows():
+    """The CLI lists ``--stretch`` choices itself (importing the reader at parse time costs the cold start)."""
+    import argparse
+
+    from geopix_tiles.interfaces.cli import build_parser
+    from geopix_tiles.io.scene import STRETCHES
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    seen = {name: [a for a in p._actions if "--stretch" in a.option_strings] for name, p in sub.choices.items()}
+    offered = {name: acts[0] for name, acts in seen.items() if acts}
+    assert "segment" in offered, "segment lost its --stretch option"
+    for name, act in offered.items():
+        assert tuple(act.choices) == tuple(STRETCHES), name
+        assert act.default == "auto", name
+
+
 def test_an_unknown_stretch_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(InputError, match="--stretch 'plain'.*auto.*full"):
         segment(_pale_scene(tmp_path / "pale.tif"), ["bright"], InputProbe(), out=tmp_path / "o.gpkg",
