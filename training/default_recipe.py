@@ -86,13 +86,13 @@ SHIP = ROOT / "geopix_tiles" / "data" / "default_model"
 TEST_CHIPS = ROOT / "tests" / "data" / "default_val"
 #: trial variants that continue the shipped weights on v2's exported chips (their configs read
 #: ``runs/default_v2/data``), and so use v2's split file rather than a copy of it
-ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v24", "v25", "v27", "v28", "v29", "v30"}
+ON_V2_CHIPS = {"v7", "v8", "v9", "v12", "v13", "v14", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v24", "v25", "v27", "v28", "v29", "v30", "v31"}
 #: continuations of v2 that add chips of their own (their own export, with the split file named here)
 OWN_CHIPS_FROM_V2 = {"v15": "default_v6"}
 #: variants that continue another variant's trained weights (``runs/default_<that>/model``), which the
 #: train step makes first when it is missing
 CONTINUES = {"v16": "v14", "v17": "v14", "v18": "v14", "v19": "v14", "v24": "v22", "v25": "v22",
-             **{v: "v24" for v in ("v27", "v28", "v29", "v30")}}
+             **{v: "v24" for v in ("v27", "v28", "v29", "v30", "v31")}}
 #: the commit whose ``geopix_tiles/data/default_model`` is default_v2 (shipped 2026-12-03, last
 #: touched by 895d7b9); continuations start from, and are anchored to, that checkpoint, which
 #: :func:`v2_base` extracts from git into ``runs/default_v2/model`` so they stay reproducible
@@ -513,7 +513,7 @@ def main() -> int:
                     help="presence: fit the check on the fold models' out-of-fold masks (needs --step folds first)")
     ap.add_argument("--max-val", type=int, default=0, help="score only N validation chips (0 = all)")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v24", "v25", "v27", "v28", "v29", "v30"],
+    ap.add_argument("--variant", choices=["v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v24", "v25", "v27", "v28", "v29", "v30", "v31"],
                     default="v24",
                     help="v24 (default): the shipped model, v22 + roof colour consistency; v22: v18 as shipped + blur / resampling consistency (shipped before v24); v18: v14 + water learned on coarse (zoomed-out) NAIP pixels (shipped before v22); v2: the base from scratch; v3: + UC Merced scene-label negatives (a recorded trial); "
                          "v4: v3 + the v2 teacher's masks on the same chips; v5: v4 without cloud negatives; "
@@ -524,7 +524,7 @@ def main() -> int:
                          "v24: v22 + roof colour consistency (buildings repainted, every class anchored to v22 on the original chip; shipped); "
                          "v25: v24 with buildings learning from their labels; "
                          "v27 / v28: v24 + 1,000 steps anchored to v24's masks averaged over four mirrored views (seeds 7 / 11); "
-                         "v29 / v30: the same for buildings and roads only")
+                         "v29 / v30: the same for buildings and roads only; v31: v27 with one view (the control)")
     args = ap.parse_args()
     global VARIANT, SPLIT, CONFIG
     VARIANT = f"default_{args.variant}"
