@@ -52,7 +52,7 @@ def naip(model: str, work: Path, factor: int, **options) -> dict[str, float]:
             "vegetation": float((m[1] & veg).sum() / max(1, (m[1] | veg).sum()))}
 
 
-def score(model: str, work: Path, **options) -> dict:
+def score(model: str, work: Path, flips: int = 1, **options) -> dict:
     from flips import dubai, joplin
     from landsat_clouds import score as landsat
     from scene_labels import through_segment
@@ -61,14 +61,13 @@ def score(model: str, work: Path, **options) -> dict:
 
     t0 = time.time()
     out: dict = {}
-    views = options.get("flips", 1)
-    rest = {k: v for k, v in options.items() if k != "flips"}
-    out["dubai"], _ = dubai(views, work, model=model, **rest)
-    out["joplin_building"], _ = joplin(views, work, model=model, **rest)
-    out["naip"] = {f"{5 * f} m": naip(model, work, f, **options) for f in (1, 3, 6)}
-    out["landsat_cloud_iou"] = landsat(model, **options)["cloud_iou_vs_weak"]
+    out["dubai"], _ = dubai(flips, work, model=model, **options)
+    out["joplin_building"], _ = joplin(flips, work, model=model, **options)
+    seg = {**options, "flips": flips}  # the other scorers hand their options to segment as they are
+    out["naip"] = {f"{5 * f} m": naip(model, work, f, **seg) for f in (1, 3, 6)}
+    out["landsat_cloud_iou"] = landsat(model, **seg)["cloud_iou_vs_weak"]
     recs = scene_negative_records(SHARED / "uc_merced", HELD_OUT_INDICES)
-    ucm = through_segment(model, recs, **options)
+    ucm = through_segment(model, recs, **seg)
     out["ucm_false_alarms"], out["ucm_detections"] = ucm["false_alarm_rate_all"], ucm["detection_rate_all"]
     out["ucm_false_alarm_rate"] = ucm["false_alarm_rate"]
     out["s"] = time.time() - t0
@@ -92,12 +91,10 @@ def main() -> int:
     torch.set_num_threads(2)
     load = os.getloadavg()[0]
     options = {} if args.presence_check else {"presence_check": False}
-    if args.flips > 1:
-        options["flips"] = args.flips
     scores = {}
     with tempfile.TemporaryDirectory() as d:
         for m in args.models:
-            scores[m] = s = score(m, Path(d), **options)
+            scores[m] = s = score(m, Path(d), args.flips, **options)
             print(m, json.dumps(s), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(scores, indent=1))

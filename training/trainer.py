@@ -432,8 +432,7 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
     if any(it.get("clean_image") is not None for it in items):
         clean = [it["image"] if it.get("clean_image") is None else it["clean_image"] for it in items]
         seen["images"] = torch.stack(clean).to(batch["images"].device, batch["images"].dtype)
-    probs: list[torch.Tensor] | None = None
-    single: list[torch.Tensor] = []
+    views: list[list[torch.Tensor]] = []  # per view (the first is the chip as it is): per sample [T, H, W]
     with torch.no_grad():
         for axes in FLIPS[flips]:
             view = dict(seen)
@@ -442,13 +441,13 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
                 if seen.get("region_masks") is not None:
                     view["region_masks"] = [torch.as_tensor(m).flip(axes) for m in seen["region_masks"]]
             out = anchor(**view)
-            p = [torch.sigmoid(lg.float()).flip(axes) if axes else torch.sigmoid(lg.float()) for lg in out.mask_logits]
-            single = single or p
-            probs = p if probs is None else [a + q for a, q in zip(probs, p)]
-    assert probs is not None
+            views.append([torch.sigmoid(lg.float()).flip(axes) if axes else torch.sigmoid(lg.float())
+                          for lg in out.mask_logits])
+    single = views[0]
+    mean = [sum(v[b] for v in views) / len(views) for b in range(len(single))]
     known = set(getattr(anchor.config, "extra", {}).get("memory_class_names") or ())
     n = 0
-    for b, (item, prob) in enumerate(zip(items, probs)):
+    for b, item in enumerate(items):
         s = item["sample"]
         if item.get("clouded"):
             continue
@@ -456,8 +455,7 @@ def anchor_targets(anchor: torch.nn.Module, batch: dict[str, Any], items: Sequen
             if item.get("source") in keeps_absent and c in item.get("absent", ()):
                 continue
             if c in known and c not in free:
-                averaged = not flips_classes or c in flips_classes
-                target = prob[j] / len(FLIPS[flips]) if averaged else single[b][j]
+                target = mean[b][j] if not flips_classes or c in flips_classes else single[b][j]
                 batch["gt_masks"][b][j] = target.to(batch["gt_masks"][b].dtype)
                 n += 1
     return n
