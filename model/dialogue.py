@@ -550,7 +550,8 @@ class View:
             doubt = False
             if A.present(int(fg.sum()), float(fg.mean())):
                 prob = torch.sigmoid(torch.from_numpy(logit).float())[None, None].to(self.model.device)
-                doubt = float(check.confirm(self.encoding.feats, prob, [name])[0, 0]) < check.threshold
+                p = check.confirm(self.encoding.feats, prob, [name])[0, 0]
+                doubt = bool(check.vetoes(p, torch.tensor(float(fg.mean()))))
             self.checks[key] = doubt
         return self.checks[key]
 

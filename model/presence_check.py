@@ -23,12 +23,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PresenceCheck", "TILE_CHECK_SKIPS", "largest_part_shares", "mask_shape", "mask_shapes", "masked_mean",
-           "presence_check_off", "tile_doubts", "veto_tiles"]
+__all__ = ["MAX_VETO_SHARE", "PresenceCheck", "SURE_NO", "TILE_CHECK_SKIPS", "largest_part_shares", "mask_shape",
+           "mask_shapes", "masked_mean", "presence_check_off", "tile_doubts", "veto_tiles"]
 
 #: classes ``segment`` never drops from a tile: the check's clouds come from one Sentinel-2 chip and
 #: UC Merced negatives, and on the Landsat-7 sample it vetoed real clouds (recall 0.45 -> 0.007)
 TILE_CHECK_SKIPS = ("cloud",)
+
+#: a mask over more than this share of its tile is cut from the tile only when the check is sure
+#: (probability below :data:`SURE_NO`). The check learnt its "no" mostly from stray patches (dark
+#: turf, road shadows, bluish sand: on Dubai tile_7 no vetoed tile's mask covered more than 0.37 of
+#: it); a mask over most of a tile is the surface the tile shows, and cutting it leaves a tile-shaped
+#: hole. On the Landsat-7 sample the check doubted four tiles of open sea (shares 0.63-0.90, check
+#: 0.12-0.38); on UC Merced fields painted whole as buildings it is sure (0.00-0.07)
+#: (``benchmarks/results/tile_check.md``)
+MAX_VETO_SHARE = 0.5
+SURE_NO = 0.1
 
 #: tower stages pooled inside the mask (stride 16 and 32)
 STAGES = (-2, -1)
@@ -165,6 +175,14 @@ class PresenceCheck(nn.Module):
         return torch.cat(inside + [scene[:, None].expand(-1, k, -1), onehot[None].expand(b, -1, -1).to(dev),
                                    shape.to(dev)], -1)
 
+    def vetoes(self, p: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+        """bool: the check's probabilities ``p`` veto masks covering ``share`` of their view or tile.
+
+        The bar is :attr:`threshold`, and :data:`SURE_NO` for a mask over more than
+        :data:`MAX_VETO_SHARE` of it (cutting it would cut the surface the view shows).
+        """
+        return p < torch.where(share > MAX_VETO_SHARE, SURE_NO, self.threshold)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probability that each mask's class is really there, from :meth:`features`."""
         x = (x.to(self.fc.weight.dtype) - self.mean) / self.scale
@@ -181,6 +199,8 @@ def tile_doubts(check: PresenceCheck, feats: Sequence[torch.Tensor], probs: torc
                 classes: Sequence[str | None]) -> torch.Tensor:
     """bool ``[B, P]``: True where tile ``b``'s mask says "yes" to prompt ``p`` and the check does not take it.
 
+    A mask over more than :data:`MAX_VETO_SHARE` of its tile is doubted only below :data:`SURE_NO`.
+
     The verdicts :func:`veto_tiles` acts on; a conversation over a tiled window keeps them so that
     its words ("what first looked like X does not on a closer look") follow the same tiles as
     its masks. ``classes`` names each prompt's class (``None``: a prompt the check knows nothing of).
@@ -193,10 +213,11 @@ def tile_doubts(check: PresenceCheck, feats: Sequence[torch.Tensor], probs: torc
         return out
     sub = probs[:, idx]
     fg = (sub > 0.5).flatten(2)
-    said_yes = (fg.sum(-1) >= MIN_PRESENT_PIXELS) & (fg.float().mean(-1) >= MIN_PRESENT_SHARE)
+    share = fg.float().mean(-1)
+    said_yes = (fg.sum(-1) >= MIN_PRESENT_PIXELS) & (share >= MIN_PRESENT_SHARE)
     if bool(said_yes.any()):
-        out[:, idx] = (check.confirm(feats, sub, [classes[j] for j in idx], needed=said_yes) < check.threshold) \
-            & said_yes
+        p = check.confirm(feats, sub, [classes[j] for j in idx], needed=said_yes)
+        out[:, idx] = check.vetoes(p, share) & said_yes
     return out
 
 

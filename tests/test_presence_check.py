@@ -261,3 +261,43 @@ def test_segment_with_the_check_only_removes_pixels(tmp_path):
         on, off = a.read().astype(int), b.read().astype(int)
     assert (on <= off + 1).all()
     assert (on[0] >= 128).mean() > 0.05  # the sample's lakes stay water
+
+
+def test_a_mask_over_most_of_its_view_is_vetoed_only_when_the_check_is_sure():
+    """The bar is the check's threshold for a patch, SURE_NO for a mask covering most of its tile or view."""
+    from geopix_tiles.model.presence_check import MAX_VETO_SHARE, SURE_NO
+
+    check = PresenceCheck([4, 8, 6, 10], ["a"])
+    assert SURE_NO < check.threshold
+    p = torch.tensor([0.3, 0.3, 0.3, SURE_NO / 2, 0.6, 0.6])
+    share = torch.tensor([0.2, MAX_VETO_SHARE, 0.8, 0.8, 0.1, 0.9])
+    assert check.vetoes(p, share).tolist() == [True, True, False, True, False, False]
+
+
+def test_the_tile_check_cuts_no_tile_out_of_the_sea_but_still_fields_painted_as_buildings(tmp_path):
+    """Two failures of one rule, on real scenes. The Landsat-7 corner (tests/data, 300 m): the check doubted
+    tiles of open sea (p 0.1-0.4), and cutting them left tile-shaped holes (on 0.44 of the valid pixels
+    painted as water vs 0.54 unchecked); a mask over most of its tile is cut only when the check is sure.
+    UC Merced fields that the mask head paints whole as buildings: the check is sure, and they are cut."""
+    import rasterio
+
+    from geopix_tiles import segment
+    from geopix_tiles.segmenters.registry import load_segmenter
+
+    shares = {}
+    for check in (True, False):
+        out = tmp_path / f"{check}.tif"
+        segment(DATA / "landsat_collar" / "landsat7_collar.tif", ["water"], model="default", raster_out=out,
+                vectorize=False, collect=False, device="cpu", presence_check=check)
+        with rasterio.open(out) as o:
+            shares[check] = float((o.read(1)[o.read_masks(1) > 0] >= 128).mean())
+    assert shares[False] > 0.45, shares  # the sea (and the collar's edge) is painted
+    assert abs(shares[True] - shares[False]) < 0.01, shares
+
+    seg = load_segmenter("default", device="cpu")
+    tiles = np.stack([_chip(n).numpy() for n in ("agricultural63.jpg", "agricultural71.jpg")])
+    on, off = seg.predict(tiles, ["buildings"]), seg.predict(tiles, ["buildings"], check=False)
+    painted = (off[:, 0] > 0.5).mean((1, 2))
+    assert (painted > 0.5).any(), painted  # the mask head's failure the check is there for
+    for i in np.flatnonzero(painted > 0.5):
+        assert not on[i, 0].any()
