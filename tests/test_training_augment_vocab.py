@@ -438,6 +438,45 @@ def test_recolor_objects_repaints_each_roof_dark_or_pale_keeps_its_texture_and_l
     assert torch.equal(recolor_objects(chip, list(roofs), random.Random(0), share=0.0), chip)
 
 
+def test_recolor_objects_gives_water_the_colours_of_rivers_and_keeps_its_ripples():
+    """``category="water"``: a real NAIP lake becomes brown, olive, turquoise or grey water
+    of another level (the ripples kept as differences: scaling near-black pixels would amplify noise);
+    the ground outside a one-pixel rim is untouched; a class without colours is refused."""
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    from geopix_tiles.training.augment import RECOLOR_PALETTES, recolor_objects
+    from geopix_tiles.training.dataset import InstructDataset
+    from geopix_tiles.training.records import read_jsonl
+
+    recs = [r for r in read_jsonl(Path(__file__).resolve().parent / "data" / "default_val" / "val.jsonl")
+            if str(r.meta.get("source", "")).startswith("naip_weak")]
+    ds = InstructDataset(recs, [], 256)
+    chip, lakes = ds.image(0), ds._masks([i.mask_rle for i in recs[0].instances if i.category == "water"])
+    grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731
+    water = lakes.amax(0) > 0
+    inside = F.avg_pool2d(water[None, None].float(), 3, stride=1, padding=1)[0, 0] >= 1.0
+    rim = F.max_pool2d(water[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+    lo, hi = RECOLOR_PALETTES["water"][1]
+    levels, browns = [], 0
+    for seed in range(12):
+        out = recolor_objects(chip, list(lakes), random.Random(seed), share=1.0, category="water")
+        assert torch.equal(out[:, ~rim], chip[:, ~rim])
+        level = float(grey(out)[inside].mean())
+        levels.append(level)
+        assert 0.8 * lo < level < 1.25 * hi
+        r, b = float(out[0][inside].mean()), float(out[2][inside].mean())
+        browns += r > 1.15 * b
+        ripple = grey(out)[inside] - level  # the same pattern, up to the tint's gain
+        assert float(torch.corrcoef(torch.stack([grey(chip)[inside], ripple]))[0, 1]) > 0.8
+        if float(out[:, inside].amax()) < 0.99:  # and as strong as it was (a ratio would scale it with the level)
+            assert 0.7 < float(ripple.std() / grey(chip)[inside].std()) < 1.4
+    assert min(levels) < 0.15 and max(levels) > 0.3 and browns >= 1, (levels, browns)
+    with pytest.raises(ValueError, match="no colours to repaint 'road'"):
+        recolor_objects(chip, list(lakes), random.Random(0), share=1.0, category="road")
+
+
 def test_recolored_samples_keep_the_original_for_the_anchor_and_need_one():
     """``InstructDataset(recolor=p)``: chips with buildings are repainted about p of the time with the original
     (same zoom, turn and colour draws) kept for the anchor; chips without buildings never; the config
@@ -475,4 +514,8 @@ def test_recolored_samples_keep_the_original_for_the_anchor_and_need_one():
     cfg.data.train = "x.jsonl"
     cfg.data.recolor = 0.5
     with pytest.raises(InputError, match="data.recolor needs data.anchor"):
+        cfg.validate()
+    cfg.data.anchor = "runs/x/model"
+    cfg.data.recolor_classes = ["water", "road"]
+    with pytest.raises(InputError, match=r"data.recolor_classes names classes without repaint colours \['road'\]"):
         cfg.validate()

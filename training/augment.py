@@ -164,18 +164,33 @@ def degrade(image: torch.Tensor, rng: random.Random, ops: tuple[str, ...] | list
 #: roof tints (RGB gains on the grey value): neutral, warm brown, terracotta, slate blue-grey, moss grey
 ROOF_TINTS = ((1.0, 1.0, 1.0), (1.12, 1.0, 0.86), (1.3, 0.92, 0.74), (0.93, 0.99, 1.1), (0.96, 1.04, 0.94))
 
+#: water colours (RGB gains on the grey value): neutral, sediment brown (a river in flood: the Ucayali on
+#: Landsat is ~(1.07, 1.0, 0.85) at grey 0.2), olive green (algae), turquoise shallows, deep blue. Our
+#: water is the blue-black sea and lakes of Dubai and NAIP, and brown river water went unseen
+#: (``benchmarks/results/landsat_pucallpa.md``)
+WATER_TINTS = ((1.0, 1.0, 1.0), (1.2, 1.04, 0.8), (0.94, 1.12, 0.82), (0.78, 1.08, 1.12), (0.85, 0.95, 1.2))
+
+#: class -> (tints, range of the new mean grey, texture kept as a ratio to the mean or as differences
+#: from it) :func:`recolor_objects` draws from. Water is near black on our chips (grey ~0.02): scaling
+#: it would only amplify sensor noise, so its ripples are kept as they are and the level moves
+RECOLOR_PALETTES = {"building": (ROOF_TINTS, (0.12, 0.75), "ratio"), "water": (WATER_TINTS, (0.08, 0.5), "difference")}
+
 
 def recolor_objects(image: torch.Tensor, objects: list[torch.Tensor], rng: random.Random,
-                    share: float = 0.8) -> torch.Tensor:
+                    share: float = 0.8, category: str = "building") -> torch.Tensor:
     """``image [C, H, W]`` in [0, 1] with each of ``objects`` (``[H, W]`` masks) repainted, with chance ``share``.
 
     An object keeps its texture (every pixel's grey scaled by one factor, so ridges, shadows and
-    skylights stay where they were) and gets a new mean grey of 0.12-0.75 (log-uniform: dark roofs as
-    often as pale ones), a tint from :data:`ROOF_TINTS` and 0-0.8 of its own colour back. A one-pixel soft edge blends it into the
+    skylights stay where they were; water: shifted by one offset) and gets a new mean grey drawn log-uniformly from its
+    ``category``'s range in :data:`RECOLOR_PALETTES` (roofs 0.12-0.75: dark roofs as often as pale
+    ones), one of its tints and 0-0.8 of its own colour back. A one-pixel soft edge blends it into the
     ground, so no hard seam tells the model where the label was.
     """
     if image.shape[0] < 3 or not objects:
         return image
+    if category not in RECOLOR_PALETTES:
+        raise ValueError(f"no colours to repaint {category!r} with; known: {sorted(RECOLOR_PALETTES)}")
+    tints, (lo, hi), texture = RECOLOR_PALETTES[category]
     out = image.clone()
     rgb = out[:3]
     grey = _luma(rgb)
@@ -187,11 +202,11 @@ def recolor_objects(image: torch.Tensor, objects: list[torch.Tensor], rng: rando
         if n < 4:
             continue
         mean = float((grey * m).sum()) / n
-        target = math.exp(rng.uniform(math.log(0.12), math.log(0.75)))
-        tint = torch.tensor(rng.choice(ROOF_TINTS), dtype=image.dtype).view(3, 1, 1)
+        target = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        tint = torch.tensor(rng.choice(tints), dtype=image.dtype).view(3, 1, 1)
         keep = rng.uniform(0.0, 0.8)
-        scale = target / max(mean, 0.03)
-        new_grey = (grey * scale)[None]
+        scale = target / max(mean, 0.03) if texture == "ratio" else 1.0
+        new_grey = (grey * scale if texture == "ratio" else grey + (target - mean))[None]
         painted = new_grey * tint + keep * (rgb - grey[None]) * min(scale, 1.5)
         alpha = F.avg_pool2d(m[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
         rgb.copy_(rgb * (1 - alpha) + painted.clamp(0, 1) * alpha)

@@ -43,7 +43,7 @@ Example (every key optional except a data entry)::
       degrade: 0.0                      # chance a sample is shown degraded (blur, resampling, noise, JPEG, colour) while the anchor answers on the clean chip
       degrade_ops: []                   # which of those (empty: all of training.augment.DEGRADATIONS)
       recolor: 0.0                      # chance a chip's recolor_classes objects are repainted (dark, tinted roofs) while the anchor answers on the original
-      recolor_classes: [building]       # the classes whose objects recolor repaints
+      recolor_classes: [building]       # the classes whose objects recolor repaints (building, water)
       coarse: []                        # sources also shown much coarser (a 5 m chip as 10-60 m imagery)
       coarse_zoom: [0.08, 0.5]          # their zoom range (< 1: coarser) and chance per category sample
       coarse_p: 0.5
@@ -256,11 +256,15 @@ class TrainConfig:
         if self.data.anchor_flips > 1 and not self.data.anchor:
             raise InputError("data.anchor_flips averages the anchor model's views, but data.anchor is not set; "
                              "set data.anchor to a checkpoint or anchor_flips to 1")
-        from .augment import DEGRADATIONS
+        from .augment import DEGRADATIONS, RECOLOR_PALETTES
 
         bad = [o for o in self.data.degrade_ops if o not in DEGRADATIONS]
         if bad:
             raise InputError(f"data.degrade_ops names unknown degradations {bad}; choose from {', '.join(DEGRADATIONS)}")
+        bad = [c for c in self.data.recolor_classes if c not in RECOLOR_PALETTES]
+        if bad:
+            raise InputError(f"data.recolor_classes names classes without repaint colours {bad}; "
+                             f"choose from {', '.join(RECOLOR_PALETTES)}")
         if self.model.preset not in PRESETS and not self.model.checkpoint:
             raise InputError(f"model.preset '{self.model.preset}' is unknown; use {', '.join(PRESETS)}, "
                              "or set model.checkpoint")

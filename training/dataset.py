@@ -168,11 +168,15 @@ class InstructDataset:
         """
         if not self.recolor:
             return None
-        objects = [inst.mask_rle for inst in self.records[r].instances if inst.category in self.recolor_classes]
+        objects = {c: [inst.mask_rle for inst in self.records[r].instances if inst.category == c]
+                   for c in self.recolor_classes}
         rng = random.Random((self.seed + 9) * 13_000_027 + i)
-        if not objects or rng.random() >= self.recolor:
+        if not any(objects.values()) or rng.random() >= self.recolor:
             return None
-        return recolor_objects(image, list(self._masks(objects)), rng)
+        for c, rles in objects.items():  # each class in its own colours (training.augment.RECOLOR_PALETTES)
+            if rles:
+                image = recolor_objects(image, list(self._masks(rles)), rng, category=c)
+        return image
 
     def _coarse_zoom(self, s: InstructSample, i: int) -> float | None:
         """The zoom a ``coarse`` source's category sample is shown at instead of the usual draw (None: usual).
