@@ -30,8 +30,8 @@ __all__ = ["MAX_VETO_SHARE", "PresenceCheck", "SURE_NO", "TILE_CHECK_SKIPS", "la
 #: UC Merced negatives, and on the Landsat-7 sample it vetoed real clouds (recall 0.45 -> 0.007)
 TILE_CHECK_SKIPS = ("cloud",)
 
-#: a mask over more than this share of its tile is cut from the tile only when the check is sure
-#: (probability below :data:`SURE_NO`). The check learnt its "no" mostly from stray patches (dark
+#: a mask over more than this share of its tile (``segment``) or view (a reply) is vetoed only when the
+#: check is sure (probability below :data:`SURE_NO`). The check learnt its "no" mostly from stray patches (dark
 #: turf, road shadows, bluish sand: on Dubai tile_7 no vetoed tile's mask covered more than 0.37 of
 #: it); a mask over most of a tile is the surface the tile shows, and cutting it leaves a tile-shaped
 #: hole. On the Landsat-7 sample the check doubted four tiles of open sea (shares 0.63-0.90, check
