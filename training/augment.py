@@ -171,7 +171,7 @@ ROOF_TINTS = ((1.0, 1.0, 1.0), (1.12, 1.0, 0.86), (1.3, 0.92, 0.74), (0.93, 0.99
 WATER_TINTS = ((1.0, 1.0, 1.0), (1.2, 1.04, 0.8), (0.94, 1.12, 0.82), (0.78, 1.08, 1.12), (0.85, 0.95, 1.2))
 
 #: class -> (tints, range of the new mean grey, texture kept as a ratio to the mean or as differences
-#: from it) :func:`recolor_objects` draws from. Water is near black on our chips (grey ~0.02): scaling
+#: from it) :func:`recolor_objects` draws from. Much of our water is near black (Dubai's sea): scaling
 #: it would only amplify sensor noise, so its ripples are kept as they are and the level moves
 RECOLOR_PALETTES = {"building": (ROOF_TINTS, (0.12, 0.75), "ratio"), "water": (WATER_TINTS, (0.08, 0.5), "difference")}
 
