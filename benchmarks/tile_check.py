@@ -37,8 +37,6 @@ def verdicts() -> int:
     from flips import dubai
     from landsat_clouds import score
 
-    from geopix_tiles.model.answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
-
     log: list[tuple] = []
     scene = ["?"]
     shipped = pc.tile_doubts
@@ -48,9 +46,7 @@ def verdicts() -> int:
         for j, c in enumerate(classes):
             if c not in check.classes or c in pc.TILE_CHECK_SKIPS:
                 continue
-            fg = (probs[:, j] > 0.5).flatten(1)
-            share = fg.float().mean(1)
-            said = (fg.sum(1) >= MIN_PRESENT_PIXELS) & (share >= MIN_PRESENT_SHARE)
+            share, said = (t[:, 0] for t in pc.tile_yes(probs[:, j:j + 1]))
             if bool(said.any()):
                 p = check.confirm(feats, probs[:, j:j + 1], [c])[:, 0]
                 for b in said.nonzero()[:, 0].tolist():

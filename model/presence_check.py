@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["MAX_VETO_SHARE", "PresenceCheck", "SURE_NO", "TILE_CHECK_SKIPS", "largest_part_shares", "mask_shape",
-           "mask_shapes", "masked_mean", "presence_check_off", "tile_doubts", "veto_tiles"]
+           "mask_shapes", "masked_mean", "presence_check_off", "tile_doubts", "tile_yes", "veto_tiles"]
 
 #: classes ``segment`` never drops from a tile: the check's clouds come from one Sentinel-2 chip and
 #: UC Merced negatives, and on the Landsat-7 sample it vetoed real clouds (recall 0.45 -> 0.007)
@@ -195,6 +195,18 @@ class PresenceCheck(nn.Module):
         return self(self.features(feats, probs, classes, needed))
 
 
+def tile_yes(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probs [B, K, H, W]`` -> ``[B, K]`` each mask's share of its tile, and whether it says "yes".
+
+    The reply rule of :func:`.answer.present`, on tensors: the tiles the check is asked about.
+    """
+    from .answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
+
+    fg = (probs > 0.5).flatten(2)
+    share = fg.float().mean(-1)
+    return share, (fg.sum(-1) >= MIN_PRESENT_PIXELS) & (share >= MIN_PRESENT_SHARE)
+
+
 def tile_doubts(check: PresenceCheck, feats: Sequence[torch.Tensor], probs: torch.Tensor,
                 classes: Sequence[str | None]) -> torch.Tensor:
     """bool ``[B, P]``: True where tile ``b``'s mask says "yes" to prompt ``p`` and the check does not take it.
@@ -205,16 +217,12 @@ def tile_doubts(check: PresenceCheck, feats: Sequence[torch.Tensor], probs: torc
     its words ("what first looked like X does not on a closer look") follow the same tiles as
     its masks. ``classes`` names each prompt's class (``None``: a prompt the check knows nothing of).
     """
-    from .answer import MIN_PRESENT_PIXELS, MIN_PRESENT_SHARE
-
     out = torch.zeros(probs.shape[:2], dtype=torch.bool, device=probs.device)
     idx = [j for j, c in enumerate(classes) if c in check.classes and c not in TILE_CHECK_SKIPS]
     if not idx:
         return out
     sub = probs[:, idx]
-    fg = (sub > 0.5).flatten(2)
-    share = fg.float().mean(-1)
-    said_yes = (fg.sum(-1) >= MIN_PRESENT_PIXELS) & (share >= MIN_PRESENT_SHARE)
+    share, said_yes = tile_yes(sub)
     if bool(said_yes.any()):
         p = check.confirm(feats, sub, [classes[j] for j in idx], needed=said_yes)
         out[:, idx] = check.vetoes(p, share) & said_yes
