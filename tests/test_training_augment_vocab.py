@@ -477,6 +477,43 @@ def test_recolor_objects_gives_water_the_colours_of_rivers_and_keeps_its_ripples
         recolor_objects(chip, list(lakes), random.Random(0), share=1.0, category="road")
 
 
+def test_recolor_objects_gives_vegetation_other_greens_never_sand_and_keeps_its_canopy_texture():
+    """``category="vegetation"``: the real NAIP vegetation becomes dark conifer to yellow-green (green stays
+    the strongest band: no tint makes it look like sand or soil), its canopy texture kept as a ratio,
+    the ground outside a one-pixel rim untouched."""
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    from geopix_tiles.training.augment import RECOLOR_PALETTES, recolor_objects
+    from geopix_tiles.training.dataset import InstructDataset
+    from geopix_tiles.training.records import read_jsonl
+
+    recs = [r for r in read_jsonl(Path(__file__).resolve().parent / "data" / "default_val" / "val.jsonl")
+            if str(r.meta.get("source", "")).startswith("naip_weak")]
+    ds = InstructDataset(recs, [], 256)
+    chip = ds.image(0)
+    plants = ds._masks([i.mask_rle for i in recs[0].instances if i.category == "vegetation"])
+    assert len(plants) >= 1
+    grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731
+    veg = plants.amax(0) > 0
+    inside = F.avg_pool2d(veg[None, None].float(), 3, stride=1, padding=1)[0, 0] >= 1.0
+    rim = F.max_pool2d(veg[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+    lo, hi = RECOLOR_PALETTES["vegetation"][1]
+    levels = []
+    for seed in range(12):
+        out = recolor_objects(chip, list(plants), random.Random(seed), share=1.0, category="vegetation")
+        assert torch.equal(out[:, ~rim], chip[:, ~rim])
+        level = float(grey(out)[inside].mean())
+        levels.append(level)
+        assert 0.8 * lo < level < 1.25 * hi
+        r, g, b = (float(out[c][inside].mean()) for c in range(3))
+        assert g > r and g > b, (seed, r, g, b)  # still green
+        # the canopy's light and shadow where they were
+        assert float(torch.corrcoef(torch.stack([grey(chip)[inside], grey(out)[inside]]))[0, 1]) > 0.8
+    assert min(levels) < 0.15 and max(levels) > 0.25, levels
+
+
 def test_recolored_samples_keep_the_original_for_the_anchor_and_need_one():
     """``InstructDataset(recolor=p)``: chips with buildings are repainted about p of the time with the original
     (same zoom, turn and colour draws) kept for the anchor; chips without buildings never; the config

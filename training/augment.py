@@ -170,10 +170,17 @@ ROOF_TINTS = ((1.0, 1.0, 1.0), (1.12, 1.0, 0.86), (1.3, 0.92, 0.74), (0.93, 0.99
 #: (``benchmarks/results/landsat_pucallpa.md``)
 WATER_TINTS = ((1.0, 1.0, 1.0), (1.2, 1.04, 0.8), (0.94, 1.12, 0.82), (0.78, 1.08, 1.12), (0.85, 0.95, 1.2))
 
+#: vegetation colours (RGB gains on the grey value): dark conifer, olive, yellow-green grass, blue-green, a
+#: faded green. Our vegetation is Dubai's watered palms and lawns and the NAIP forest of one summer place; the
+#: dark conifers of the GeoPix demo image were doubted by the presence check (p 0.004-0.05) and UC Merced's
+#: forest and golf-course chips lose vegetation tiles to it. No brown or tan: that is what sand looks like
+VEGETATION_TINTS = ((0.85, 1.12, 0.9), (1.06, 1.12, 0.72), (1.12, 1.16, 0.6), (0.8, 1.1, 1.02), (0.96, 1.05, 0.95))
+
 #: class -> (tints, range of the new mean grey, texture kept as a ratio to the mean or as differences
 #: from it) :func:`recolor_objects` draws from. Much of our water is near black (Dubai's sea): scaling
 #: it would only amplify sensor noise, so its ripples are kept as they are and the level moves
-RECOLOR_PALETTES = {"building": (ROOF_TINTS, (0.12, 0.75), "ratio"), "water": (WATER_TINTS, (0.08, 0.5), "difference")}
+RECOLOR_PALETTES = {"building": (ROOF_TINTS, (0.12, 0.75), "ratio"), "water": (WATER_TINTS, (0.08, 0.5), "difference"),
+                    "vegetation": (VEGETATION_TINTS, (0.08, 0.45), "ratio")}
 
 
 def recolor_objects(image: torch.Tensor, objects: list[torch.Tensor], rng: random.Random,
