@@ -217,7 +217,11 @@ def _picture(path: Path, rgb: np.ndarray, masks: dict[str, np.ndarray]) -> None:
         ax.set_title(f"{name}\nvegetation {m.mean():.1%}", fontsize=7)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=68)
+    plt.close(fig)
+    from PIL import Image
+
+    Image.open(path).convert("RGB").quantize(colors=256).save(path, optimize=True)  # a record, kept small in git
     print("wrote", path)
 
 
