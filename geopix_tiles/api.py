@@ -187,7 +187,8 @@ def segment(
     base = load_segmenter(model, device=device)
     # the tile check was fitted on the model's own resolutions: on a coarse scene shown finer it vetoes real water
     checked = presence_check and not shows_finer(resolution, info.transform, info.crs, base, info.shape)
-    seg = with_flips(with_presence_check(base, checked), flips)  # each view is then shown at read_at
+    tallied = with_presence_check(base, checked)  # on: it counts the tiles it cuts each prompt from
+    seg = with_flips(tallied, flips)  # each view is then shown at read_at
     if batch_size is None:
         batch_size = default_batch_size(seg)
     # the model sees each tile at read_at; the run stays on the scene's grid
@@ -319,6 +320,9 @@ def segment(
                        out=str(out) if out else None, raster=str(raster_out) if raster_out else None, flips=flips,
                        mask_clouds=mask_clouds,
                        prompt_readings=prompt_readings(base, prompts) + coarse_readings(base, prompts, seen_m))
+    cuts = getattr(tallied, "cuts", None) if remote is None else None  # dask workers judge their own tiles
+    if cuts is not None:
+        stats.extra["tile_cuts"] = {p: tuple(cuts[p]) for p in prompts if p in cuts}
     if return_stats:
         return frame, stats
     return frame

@@ -133,10 +133,13 @@ class GeoPixSegmenter:
         share = max(1, torch.get_num_threads() // count) if count > 1 else None
         return _torch_threads(share)
 
-    def predict(self, tiles: np.ndarray, prompts: Sequence[str], check: bool | None = None) -> np.ndarray:
+    def predict(self, tiles: np.ndarray, prompts: Sequence[str], check: bool | None = None,
+                doubts_out: list | None = None) -> np.ndarray:
         """float32 ``[B, 3, H, W]`` in [0, 1] -> float32 probabilities ``[B, P, H, W]``.
 
-        ``check`` (default :attr:`tile_check`): apply the presence check tile by tile.
+        ``check`` (default :attr:`tile_check`): apply the presence check tile by tile. ``doubts_out``: a
+        list the call appends its verdicts to (bool ``[B, P]``, True where a prompt was cut from a tile), so
+        a run can say what the check cut (:class:`geopix_tiles.segmenters.checked.TalliedCheck`).
         """
         self.check_prompts(prompts)
         tiles = np.asarray(tiles)
@@ -147,12 +150,16 @@ class GeoPixSegmenter:
                 torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             probs, feats = self._segment(x, tuple(prompts))
             if (self.tile_check if check is None else check) and getattr(self.model, "presence_check", None) is not None:
-                from .presence_check import veto_tiles
+                from .presence_check import tile_doubts, veto_tiles
 
                 key = tuple(prompts)
                 if key not in self._prompt_classes:
                     self._prompt_classes[key] = self.model.prompt_classes(list(prompts))
-                probs = veto_tiles(self.model.presence_check, feats, probs, self._prompt_classes[key])
+                classes = self._prompt_classes[key]
+                doubts = tile_doubts(self.model.presence_check, feats, probs, classes)
+                probs = veto_tiles(self.model.presence_check, feats, probs, classes, doubts)
+                if doubts_out is not None:
+                    doubts_out.append(doubts.cpu().numpy())
             # inside the lock, and a copy: the next replay overwrites a recorded call's outputs
             return probs.to("cpu", copy=self.cuda_graphs).numpy().astype(np.float32, copy=False)
 

@@ -244,23 +244,39 @@ def test_segment_drops_a_class_from_tiles_the_check_vetoes_but_never_clouds():
                 np.testing.assert_array_equal(vetoed[i, j], off[i, j])
 
 
-def test_segment_with_the_check_only_removes_pixels(tmp_path):
+def test_segment_with_the_check_only_removes_pixels_and_says_what_it_cut(tmp_path, capsys):
     """The shipped NAIP sample through segment, the check on (default) and off (the CLI flag): the same grid,
-    and the checked probabilities never above the unchecked ones (a veto zeroes tiles, blending mixes them)."""
+    and the checked probabilities never above the unchecked ones (a veto zeroes tiles, blending mixes them).
+    The run counts the tiles the check cut each prompt from: every tile judged once, a prompt's raster differs from the unchecked one exactly when some tile lost it; the summary says so,
+    and a run without the check says nothing of it."""
+    import argparse
+
     import rasterio
 
-    from geopix_tiles.interfaces.cli import main
+    from geopix_tiles import segment
+    from geopix_tiles.interfaces.cli import _summary, main
 
     naip = Path(__file__).resolve().parents[1] / "geopix_tiles" / "data" / "naip_sample.tif"
-    assert main(["segment", str(naip), "-p", "water", "-p", "buildings", "-o", str(tmp_path / "a.gpkg"),
-                 "--raster", str(tmp_path / "on.tif"), "--model", "default", "-q"]) == 0
+    _, stats = segment(naip, ["water", "buildings"], model="default", out=tmp_path / "a.gpkg",
+                       raster_out=tmp_path / "on.tif", progress=False, return_stats=True)
     assert main(["segment", str(naip), "-p", "water", "-p", "buildings", "-o", str(tmp_path / "b.gpkg"),
                  "--raster", str(tmp_path / "off.tif"), "--model", "default", "--no-presence-check", "-q"]) == 0
+    assert "presence check cut" not in capsys.readouterr().out
     with rasterio.open(tmp_path / "on.tif") as a, rasterio.open(tmp_path / "off.tif") as b:
         assert a.transform == b.transform and a.crs == b.crs
         on, off = a.read().astype(int), b.read().astype(int)
     assert (on <= off + 1).all()
     assert (on[0] >= 128).mean() > 0.05  # the sample's lakes stay water
+    cuts = stats.extra["tile_cuts"]
+    judged = stats.tiles_total - stats.tiles_skipped
+    assert set(cuts) == {"water", "buildings"} and all(n == judged for _, n in cuts.values()), cuts
+    for band, prompt in enumerate(("water", "buildings")):
+        assert (cuts[prompt][0] > 0) == bool((on[band] < off[band] - 1).any()), (prompt, cuts)
+    assert cuts["buildings"][0] > 0  # bright fields painted as buildings at 5 m: something to say
+    _summary(stats, argparse.Namespace(prompt=["water", "buildings"]))
+    said = capsys.readouterr().out.strip().splitlines()[-1]
+    assert said.startswith("the presence check cut ") and f"'buildings' from {cuts['buildings'][0]} of {judged}" in said
+    assert ("'water'" in said) == (cuts["water"][0] > 0), said
 
 
 def test_a_mask_over_most_of_its_view_is_vetoed_only_when_the_check_is_sure():

@@ -166,6 +166,12 @@ def _summary(stats, args: argparse.Namespace) -> None:
         print(line)
     if stats.extra.get("mask_clouds"):
         print("pixels under the model's clouds are taken out of every other prompt (--no-mask-clouds keeps them)")
+    cut = {p: c for p, c in (stats.extra.get("tile_cuts") or {}).items() if c[0]}
+    if cut:
+        listed = ", ".join(f"{p!r} from {n} of {total}" for p, (n, total) in cut.items())
+        print(f"the presence check cut {listed} model tiles, where the pixels under the mask did not look like the "
+              "class (tiles are judged one by one, so an object can stop at a tile edge); --no-presence-check keeps "
+              "every pixel the model paints")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
