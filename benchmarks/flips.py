@@ -35,44 +35,68 @@ SHARED = ROOT.parent / "shared" / "data"
 CLASSES = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "water": "water", "land": "bare land"}
 
 
+def dubai_images(images: str = "*"):
+    """``(image path, RGB [3, H, W] uint8, label [H, W, 3])`` of tile_7's whole images matching ``images``."""
+    from PIL import Image
+
+    for img in sorted(glob.glob(str(SHARED / "dubai_aerial" / "tile_7" / "images" / f"{images}.jpg"))):
+        label = np.asarray(Image.open(img.replace("images", "masks").replace(".jpg", ".png")).convert("RGB")).astype(int)
+        yield img, np.asarray(Image.open(img).convert("RGB")).transpose(2, 0, 1), label
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    """``[3, H, W]`` uint8 as a GeoTIFF without georeference (segment it with ``allow_no_georef``)."""
+    import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=3,
+                       dtype="uint8") as dst:
+        dst.write(rgb)
+
+
+def add_dubai_counts(inter: dict, union: dict, painted: np.ndarray, label: np.ndarray) -> None:
+    """Adds one image's pixels painted (``[5, H, W]`` bool, ``CLASSES`` order) against its label, per class;
+    unlabelled and black label pixels are ignored."""
+    from geopix_tiles.training.catalog import DUBAI_COLOURS
+
+    ignore = np.all(label == DUBAI_COLOURS["unlabeled"], -1) | np.all(label == 0, -1)
+    for k, c in enumerate(CLASSES):
+        truth = np.all(label == DUBAI_COLOURS[c], -1)
+        mask = painted[k] & ~ignore
+        inter[c] += int((mask & truth).sum())
+        union[c] += int((mask | truth).sum())
+
+
+def dubai_iou(inter: dict, union: dict) -> dict:
+    """IoU per class, sum I / sum U over the images, and their mean."""
+    iou = {c: inter[c] / max(1, union[c]) for c in CLASSES}
+    iou["mean"] = float(np.mean(list(iou.values())))
+    return iou
+
+
 def dubai(flips: int, work: Path, images: str = "*", pixels=None, model: str = "default",
           **options) -> tuple[dict, float]:
     """``images``: a glob of tile_7's image names (``image_part_00[1-5]``); ``pixels``: an optional
     ``[3, H, W] uint8 -> uint8`` change made to each image before it is segmented (e.g. a veil of haze);
     ``model``: a checkpoint directory to score instead of the shipped one."""
     import rasterio
-    from PIL import Image
     from rasterio.errors import NotGeoreferencedWarning
 
     from geopix_tiles import segment
-    from geopix_tiles.training.catalog import DUBAI_COLOURS
 
     warnings.simplefilter("ignore", NotGeoreferencedWarning)
     inter = dict.fromkeys(CLASSES, 0)
     union = dict.fromkeys(CLASSES, 0)
     t0 = time.time()
-    for img in sorted(glob.glob(str(SHARED / "dubai_aerial" / "tile_7" / "images" / f"{images}.jpg"))):
-        label = np.asarray(Image.open(img.replace("images", "masks").replace(".jpg", ".png")).convert("RGB")).astype(int)
-        rgb = np.asarray(Image.open(img).convert("RGB")).transpose(2, 0, 1)
+    for _, rgb, label in dubai_images(images):
         if pixels is not None:
             rgb = pixels(rgb)
         path = work / "dubai.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=3,
-                           dtype="uint8") as dst:
-            dst.write(rgb)
+        write_rgb(path, rgb)
         segment(path, list(CLASSES.values()), model=model, raster_out=work / "dubai_out.tif", device="cpu",
                 vectorize=False, collect=False, overwrite=True, allow_no_georef=True, flips=flips, **options)
         with rasterio.open(work / "dubai_out.tif") as r:
-            painted = r.read() >= 128
-        ignore = np.all(label == DUBAI_COLOURS["unlabeled"], -1) | np.all(label == 0, -1)
-        for k, c in enumerate(CLASSES):
-            truth = np.all(label == DUBAI_COLOURS[c], -1)
-            mask = painted[k] & ~ignore
-            inter[c] += int((mask & truth).sum())
-            union[c] += int((mask | truth).sum())
-    iou = {c: inter[c] / max(1, union[c]) for c in CLASSES}
-    iou["mean"] = float(np.mean(list(iou.values())))
-    return iou, time.time() - t0
+            add_dubai_counts(inter, union, r.read() >= 128, label)
+    return dubai_iou(inter, union), time.time() - t0
 
 
 def joplin(flips: int, work: Path, model: str = "default", **options) -> tuple[float, float]:

@@ -21,7 +21,6 @@ probabilities. The shipped rule's row must reproduce ``compare_models.py``'s Dub
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 import tempfile
@@ -141,19 +140,11 @@ def run(recorder: Recorder, path: Path, prompts: list[str], work: Path) -> dict[
     return out
 
 
-def write_rgb(path: Path, rgb: np.ndarray) -> None:
-    import rasterio
-
-    with rasterio.open(path, "w", driver="GTiff", width=rgb.shape[2], height=rgb.shape[1], count=3, dtype="uint8") as d:
-        d.write(rgb)
-
-
 def main() -> int:
     from PIL import Image
     from rasterio.errors import NotGeoreferencedWarning
 
-    from flips import CLASSES, SHARED
-    from geopix_tiles.training.catalog import DUBAI_COLOURS
+    from flips import CLASSES, SHARED, add_dubai_counts, dubai_images, dubai_iou, write_rgb
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", help="a Markdown file to append the table to")
@@ -172,27 +163,21 @@ def main() -> int:
     cuts = dict.fromkeys(RULES, 0)
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
-        for img in sorted(glob.glob(str(SHARED / "dubai_aerial" / "tile_7" / "images" / "*.jpg"))):
-            label = np.asarray(Image.open(img.replace("images", "masks").replace(".jpg", ".png")).convert("RGB")).astype(int)
-            write_rgb(work / "dubai.tif", np.asarray(Image.open(img).convert("RGB")).transpose(2, 0, 1))
-            ignore = np.all(label == DUBAI_COLOURS["unlabeled"], -1) | np.all(label == 0, -1)
+        for img, rgb, label in dubai_images():
+            write_rgb(work / "dubai.tif", rgb)
             for name, (painted, n) in run(recorder, work / "dubai.tif", list(CLASSES.values()), work).items():
                 cuts[name] += n
-                for k, c in enumerate(CLASSES):
-                    truth = np.all(label == DUBAI_COLOURS[c], -1)
-                    mask = painted[k] & ~ignore
-                    inter[name][c] += int((mask & truth).sum())
-                    union[name][c] += int((mask | truth).sum())
+                add_dubai_counts(inter[name], union[name], painted, label)
             print(Path(img).name, flush=True)
         demo = np.asarray(Image.open(SHARED / "geopix_demo" / "1.jpg").convert("RGB")).transpose(2, 0, 1)
         write_rgb(work / "demo.tif", demo)
         demo_masks = run(recorder, work / "demo.tif", ["vegetation"], work)
-    lines = [f"| tile veto | vetoes standing (Dubai tile_7, all prompts) | " + " | ".join(CLASSES) + " | mean | "
+    lines = ["| tile veto | vetoes standing (Dubai tile_7, all prompts) | " + " | ".join(CLASSES) + " | mean | "
              "GeoPix demo 1: vegetation share |", "|---|---|" + "---|" * (len(CLASSES) + 2)]
     for name in RULES:
-        iou = {c: inter[name][c] / max(1, union[name][c]) for c in CLASSES}
+        iou = dubai_iou(inter[name], union[name])
         lines.append(f"| {name} | {cuts[name]} | " + " | ".join(f"{iou[c]:.3f}" for c in CLASSES)
-                     + f" | **{np.mean(list(iou.values())):.3f}** | {demo_masks[name][0][0].mean():.3f} |")
+                     + f" | **{iou['mean']:.3f}** | {demo_masks[name][0][0].mean():.3f} |")
     print(f"x86_64, {os.cpu_count()} cores, load {load:.2f} at start; `python benchmarks/tile_check_neighbours.py`")
     print("\n".join(lines))
     if args.write:
