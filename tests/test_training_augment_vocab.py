@@ -382,8 +382,7 @@ def test_degrade_ops_limit_the_draw_and_unknown_ones_are_refused():
     # saturation alone keeps each pixel's grey value
     for i in range(5):
         y = degrade(x, random.Random(i), ["saturation"])
-        grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731
-        assert float((grey(y) - grey(x)).abs().max()) < 0.02
+        assert float((_grey(y) - _grey(x)).abs().max()) < 0.02
     with pytest.raises(ValueError, match="choose from blur"):
         degrade(x, random.Random(0), ["sharpen"])
     cfg = TrainConfig()
@@ -420,7 +419,6 @@ def test_recolor_objects_repaints_each_roof_dark_or_pale_keeps_its_texture_and_l
     _, chip, roofs = _dubai_buildings()
     assert roofs.shape[0] >= 3
     rim = F.max_pool2d(roofs.amax(0)[None, None], 3, stride=1, padding=1)[0, 0] > 0
-    grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731
     means = []
     for seed in range(8):
         out = recolor_objects(chip, list(roofs), random.Random(seed), share=1.0)
@@ -430,7 +428,7 @@ def test_recolor_objects_repaints_each_roof_dark_or_pale_keeps_its_texture_and_l
             inside = F.avg_pool2d(m[None, None], 3, stride=1, padding=1)[0, 0] >= 1.0  # away from the soft edge
             if int(inside.sum()) < 30:
                 continue
-            a, b = grey(chip)[inside], grey(out)[inside]
+            a, b = _grey(chip)[inside], _grey(out)[inside]
             means.append(float(b.mean()))
             if float(a.std()) > 0.02 and float(b.max()) < 0.99:  # texture: the grey pattern survives the repaint
                 assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.8
@@ -438,40 +436,53 @@ def test_recolor_objects_repaints_each_roof_dark_or_pale_keeps_its_texture_and_l
     assert torch.equal(recolor_objects(chip, list(roofs), random.Random(0), share=0.0), chip)
 
 
-def test_recolor_objects_gives_water_the_colours_of_rivers_and_keeps_its_ripples():
-    """``category="water"``: a real NAIP lake becomes brown, olive, turquoise or grey water
-    of another level (the ripples kept as differences: scaling near-black pixels would amplify noise);
-    the ground outside a one-pixel rim is untouched; a class without colours is refused."""
+def _naip_objects(category: str):
+    """A held-out NAIP chip (weak labels), its ``category`` objects, the pixels inside them away from the soft
+    one-pixel edge, and the objects with that rim (outside it nothing may move)."""
     from pathlib import Path
 
     import torch.nn.functional as F
 
-    from geopix_tiles.training.augment import RECOLOR_PALETTES, recolor_objects
     from geopix_tiles.training.dataset import InstructDataset
     from geopix_tiles.training.records import read_jsonl
 
     recs = [r for r in read_jsonl(Path(__file__).resolve().parent / "data" / "default_val" / "val.jsonl")
             if str(r.meta.get("source", "")).startswith("naip_weak")]
     ds = InstructDataset(recs, [], 256)
-    chip, lakes = ds.image(0), ds._masks([i.mask_rle for i in recs[0].instances if i.category == "water"])
-    grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731
-    water = lakes.amax(0) > 0
-    inside = F.avg_pool2d(water[None, None].float(), 3, stride=1, padding=1)[0, 0] >= 1.0
-    rim = F.max_pool2d(water[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+    objects = ds._masks([i.mask_rle for i in recs[0].instances if i.category == category])
+    cover = (objects.amax(0) > 0)[None, None].float()
+    inside = F.avg_pool2d(cover, 3, stride=1, padding=1)[0, 0] >= 1.0
+    rim = F.max_pool2d(cover, 3, stride=1, padding=1)[0, 0] > 0
+    return ds.image(0), objects, inside, rim
+
+
+def _grey(t: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma, written out here rather than taken from ``training.augment`` so the tests do not check
+    the augmentations with their own arithmetic."""
+    return 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]
+
+
+def test_recolor_objects_gives_water_the_colours_of_rivers_and_keeps_its_ripples():
+    """``category="water"``: a real NAIP lake becomes brown, olive, turquoise or grey water
+    of another level (the ripples kept as differences: scaling near-black pixels would amplify noise);
+    the ground outside a one-pixel rim is untouched; a class without colours is refused."""
+    from geopix_tiles.training.augment import RECOLOR_PALETTES, recolor_objects
+
+    chip, lakes, inside, rim = _naip_objects("water")
     lo, hi = RECOLOR_PALETTES["water"][1]
     levels, browns = [], 0
     for seed in range(12):
         out = recolor_objects(chip, list(lakes), random.Random(seed), share=1.0, category="water")
         assert torch.equal(out[:, ~rim], chip[:, ~rim])
-        level = float(grey(out)[inside].mean())
+        level = float(_grey(out)[inside].mean())
         levels.append(level)
         assert 0.8 * lo < level < 1.25 * hi
         r, b = float(out[0][inside].mean()), float(out[2][inside].mean())
         browns += r > 1.15 * b
-        ripple = grey(out)[inside] - level  # the same pattern, up to the tint's gain
-        assert float(torch.corrcoef(torch.stack([grey(chip)[inside], ripple]))[0, 1]) > 0.8
+        ripple = _grey(out)[inside] - level  # the same pattern, up to the tint's gain
+        assert float(torch.corrcoef(torch.stack([_grey(chip)[inside], ripple]))[0, 1]) > 0.8
         if float(out[:, inside].amax()) < 0.99:  # and as strong as it was (a ratio would scale it with the level)
-            assert 0.7 < float(ripple.std() / grey(chip)[inside].std()) < 1.4
+            assert 0.7 < float(ripple.std() / _grey(chip)[inside].std()) < 1.4
     assert min(levels) < 0.15 and max(levels) > 0.3 and browns >= 1, (levels, browns)
     with pytest.raises(ValueError, match="no colours to repaint 'road'"):
         recolor_objects(chip, list(lakes), random.Random(0), share=1.0, category="road")
@@ -481,36 +492,22 @@ def test_recolor_objects_gives_vegetation_other_greens_never_sand_and_keeps_its_
     """``category="vegetation"``: the real NAIP vegetation becomes dark conifer to yellow-green (green stays
     the strongest band: no tint makes it look like sand or soil), its canopy texture kept as a ratio,
     the ground outside a one-pixel rim untouched."""
-    from pathlib import Path
-
-    import torch.nn.functional as F
-
     from geopix_tiles.training.augment import RECOLOR_PALETTES, recolor_objects
-    from geopix_tiles.training.dataset import InstructDataset
-    from geopix_tiles.training.records import read_jsonl
 
-    recs = [r for r in read_jsonl(Path(__file__).resolve().parent / "data" / "default_val" / "val.jsonl")
-            if str(r.meta.get("source", "")).startswith("naip_weak")]
-    ds = InstructDataset(recs, [], 256)
-    chip = ds.image(0)
-    plants = ds._masks([i.mask_rle for i in recs[0].instances if i.category == "vegetation"])
+    chip, plants, inside, rim = _naip_objects("vegetation")
     assert len(plants) >= 1
-    grey = lambda t: 0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]  # noqa: E731
-    veg = plants.amax(0) > 0
-    inside = F.avg_pool2d(veg[None, None].float(), 3, stride=1, padding=1)[0, 0] >= 1.0
-    rim = F.max_pool2d(veg[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
     lo, hi = RECOLOR_PALETTES["vegetation"][1]
     levels = []
     for seed in range(12):
         out = recolor_objects(chip, list(plants), random.Random(seed), share=1.0, category="vegetation")
         assert torch.equal(out[:, ~rim], chip[:, ~rim])
-        level = float(grey(out)[inside].mean())
+        level = float(_grey(out)[inside].mean())
         levels.append(level)
         assert 0.8 * lo < level < 1.25 * hi
         r, g, b = (float(out[c][inside].mean()) for c in range(3))
         assert g > r and g > b, (seed, r, g, b)  # still green
         # the canopy's light and shadow where they were
-        assert float(torch.corrcoef(torch.stack([grey(chip)[inside], grey(out)[inside]]))[0, 1]) > 0.8
+        assert float(torch.corrcoef(torch.stack([_grey(chip)[inside], _grey(out)[inside]]))[0, 1]) > 0.8
     assert min(levels) < 0.15 and max(levels) > 0.25, levels
 
 

@@ -45,10 +45,11 @@ class TalliedCheck(SegmenterWrapper):
     def predict(self, tiles: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
         verdicts: list = []
         probs = self.inner.predict(tiles, prompts, doubts_out=verdicts)
+        cut = verdicts[0].sum(0) if verdicts else np.zeros(len(prompts), dtype=int)  # none when there is no check
         with self._lock:
-            for j, prompt in enumerate(prompts):
+            for prompt, n in zip(prompts, cut.tolist()):
                 tally = self.cuts.setdefault(prompt, [0, 0])
-                tally[0] += int(verdicts[0][:, j].sum()) if verdicts else 0
+                tally[0] += int(n)
                 tally[1] += len(tiles)
         return probs
 
