@@ -5,7 +5,7 @@
     python benchmarks/presence_head.py dump-oof  # the training chips with out-of-fold masks (training/cross_fit.py)
     python benchmarks/presence_head.py fit-oof   # the check fitted on in-sample / out-of-fold masks
     python benchmarks/presence_head.py dump-haze / fit-haze   # the same with hazed copies of the training chips
-    python benchmarks/presence_head.py score [--json benchmarks/results/presence_check.json]
+    python benchmarks/presence_head.py score [--model DIR] [--json benchmarks/results/presence_check.json]
     python benchmarks/presence_head.py render  # -> benchmarks/results/presence_check.png
     python benchmarks/presence_head.py errors  # -> benchmarks/results/presence_errors.{json,png}
 
@@ -212,9 +212,9 @@ def score(args) -> int:
 
     warnings.simplefilter("ignore", NotGeoreferencedWarning)
     torch.set_num_threads(2)
-    model = load_answer_model("default", "cpu")
+    model = load_answer_model(args.model, "cpu")  # the shipped folder by default; a trial's checked folder
     if model.presence_check is None:
-        raise SystemExit("the shipped model has no presence check")
+        raise SystemExit(f"{args.model} has no presence check")
     phrases = dict(class_phrases(model))
     t0 = time.time()
     rows = []  # (group, class, truth, yes with check, yes from masks alone)

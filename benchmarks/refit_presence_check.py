@@ -27,6 +27,8 @@ def main() -> int:
     ap.add_argument("out")
     ap.add_argument("--data", default=str(ROOT / "runs" / "default_v2" / "data"))
     ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--folds", help="fit on the out-of-fold masks of these fold models (default_recipe --step folds)")
+    ap.add_argument("--own-too", action="store_true", help="with --folds: the model's own masks of the same chips as well")
     args = ap.parse_args()
     import torch
 
@@ -39,7 +41,16 @@ def main() -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     model = GeoPixModel.from_pretrained(args.model)
     train = [r for r in read_jsonl(Path(args.data) / "train.jsonl") if r.meta.get("classes")]
-    stats = add_presence_check(model, train, scene_check_records(Path(args.shared) / "uc_merced"))
+    maskers = None
+    if args.folds:
+        from geopix_tiles.training.cross_fit import fold_models
+
+        found = fold_models(Path(args.folds))
+        if found is None:
+            raise SystemExit(f"no fold models in {args.folds}; run default_recipe --variant v2 --step folds first")
+        maskers = {f: GeoPixModel.from_pretrained(p).eval() for f, p in found.items()}
+    stats = add_presence_check(model, train, scene_check_records(Path(args.shared) / "uc_merced"),
+                               fold_models=maskers, own_masks_too=args.own_too)
     print(json.dumps(stats, indent=1), flush=True)
     out = Path(args.out)
     if out.exists():

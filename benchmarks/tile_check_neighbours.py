@@ -58,6 +58,7 @@ class Recorder:
 
         def row_batches(*a, **k):
             for b in rows(*a, **k):
+                b.pixels, b.scale = b.model_pixels(), None  # the array predict will be handed (reader batches are raw)
                 self._batches[id(b.pixels)] = (b.pixels, b.tiles)
                 yield b
 

@@ -92,3 +92,33 @@ def test_check_examples_take_the_fold_models_masks_and_the_shipped_features():
     assert torch.allclose(oof[0], torch.stack(want_x), atol=1e-4) and oof[1].tolist() == want_y
     assert len(own[1]) != len(oof[1]) or not torch.allclose(own[0], oof[0])  # the masks did change
     assert np.isfinite(oof[0].numpy()).all()
+
+
+def test_the_check_fitted_on_both_kinds_of_masks_sees_each_chip_twice():
+    """``own_masks_too``: every chip's questions under the model's own masks *and* under its fold model's, so the
+    examples per class are exactly the sum of the two kinds' (real held-out chips, a tiny model as both folds' masker)."""
+    from collections import Counter
+
+    from geopix_tiles.model import GeoPixConfig, GeoPixModel
+    from geopix_tiles.model.presence_check import PresenceCheck
+    from geopix_tiles.segmenters.registry import load_answer_model
+    from geopix_tiles.training.presence_check import add_presence_check, check_examples
+
+    model = load_answer_model("default", "cpu")
+    shipped = model.presence_check
+    recs = [r for r in read_jsonl(VAL) if r.meta.get("classes")]
+    torch.manual_seed(0)
+    cfg = GeoPixConfig.tiny(tile_size=256)
+    cfg.extra["memory_class_names"] = model.class_names()
+    masker = GeoPixModel(cfg).eval()
+    check = PresenceCheck(model.vision.channels, model.class_names())
+    own = Counter(check_examples(model, check, recs)[2])
+    oof = Counter(check_examples(model, check, recs, mask_model=masker)[2])  # every chip is in some fold
+    try:
+        both = add_presence_check(model, recs, [], fold_models={f: masker for f in FOLDS}, own_masks_too=True)
+        alone = add_presence_check(model, recs, [], fold_models={f: masker for f in FOLDS})
+    finally:
+        model.presence_check = shipped  # the cached shipped model is shared with other tests
+    assert both["masks"] == "the model's own and out-of-fold" and alone["masks"].startswith("out-of-fold")
+    assert both["examples_per_class"] == dict(own + oof) and alone["examples_per_class"] == dict(oof)
+    assert own != oof  # the tiny masker's "yes" answers are not the shipped model's

@@ -394,3 +394,30 @@ def test_split_objects_cuts_polygons_at_the_grid_and_keeps_every_pixel(tmp_path)
         x1, y0 = ~transform * (g.bounds[2], g.bounds[3])
         assert x1 <= 256 + 1e-6 or x0 >= 256 - 1e-6, (x0, x1)
         assert round(y1) - round(y0) <= 256 + 64, (y0, y1)  # a block plus at most the strip that starts it
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+@pytest.mark.parametrize("scaling", ["unit", "reflectance"])
+def test_reader_batches_wait_in_the_source_dtype_and_reach_the_model_bit_identical(dtype, scaling):
+    """The reader's batches keep a narrow source dtype while they queue (a quarter of the bytes for uint8) and
+    become exactly the float32 tiles the other paths (dask, accessor) cut, nodata zeroed, when the model takes them."""
+    from geopix_tiles.core.engine import row_batches
+    from geopix_tiles.core.tiling import TileGrid
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 250 if dtype == "uint8" else 4000, (4, 300, 520)).astype(dtype)
+    valid = np.ones((300, 520), bool)
+    valid[:40, :100] = False  # a nodata corner inside the first tile
+    low, high = np.array([10.0, 20, 5, 30]), np.array([200.0, 240, 230, 210])
+    grid = TileGrid(300, 520, 128, 16)
+    for row in range(grid.n_rows):
+        raw = list(row_batches(data, valid, (0, 0), grid, row, 3, scaling, low, high, raw=True))
+        cut = list(row_batches(data, valid, (0, 0), grid, row, 3, scaling, low, high))
+        assert [b.tiles for b in raw] == [b.tiles for b in cut] and raw
+        for r, c in zip(raw, cut):
+            assert r.pixels.dtype == (np.dtype(dtype) if dtype != "float32" else np.float32)
+            assert (r.scale is None) == (dtype == "float32") and c.scale is None
+            got = r.model_pixels()
+            assert got.dtype == np.float32 and np.array_equal(got, c.pixels)
+            if row == 0 and r is raw[0]:  # its first tile is the scene's top-left corner
+                assert not got[0, :, :40, :100].any() and got[0, :, 40:, 100:].any()

@@ -137,13 +137,14 @@ def fit_check(check: Any, x: torch.Tensor, y: torch.Tensor, c: float = 0.03, ste
 
 def add_presence_check(model: Any, records: Sequence[ImageRecord], scene_records: Sequence[ImageRecord],
                        c: float = 0.03, threshold: float = 0.5,
-                       fold_models: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       fold_models: Mapping[str, Any] | None = None, own_masks_too: bool = False) -> dict[str, Any]:
     """Fit a presence check on ``records`` (labelled chips) and ``scene_records`` and attach it to ``model``.
 
     ``fold_models`` (fold name -> the model trained without that fold, :mod:`.cross_fit`): each
     labelled chip's masks come from the model that did not train on it (out-of-fold), so the
     check learns from the mistakes the mask head makes on unseen scenes. UC Merced chips were
-    never trained on: the shipped model's own masks.
+    never trained on: the shipped model's own masks. ``own_masks_too``: the labelled chips' examples
+    under the model's own masks as well (both kinds of mistakes; the 2026-12-04 design study's "both").
     """
     from geopix_tiles.model.presence_check import PresenceCheck
 
@@ -157,6 +158,8 @@ def add_presence_check(model: Any, records: Sequence[ImageRecord], scene_records
 
         folds = split_folds(records)
         groups = [(folds[f], m) for f, m in fold_models.items()] + [(scene_records, None)]
+        if own_masks_too:
+            groups.insert(0, (records, None))
     xs, ys, names = [], [], []
     for group, masker in groups:
         if group:
@@ -166,7 +169,8 @@ def add_presence_check(model: Any, records: Sequence[ImageRecord], scene_records
     model.presence_check = check
     model.config.extra["presence_check"] = {"classes": classes, "threshold": threshold}
     stats.update({"C": c, "threshold": threshold, "feature_s": round(time.time() - t0, 1),
-                  "masks": "out-of-fold (training.cross_fit)" if fold_models else "the model's own",
+                  "masks": ("the model's own and out-of-fold" if own_masks_too else "out-of-fold (training.cross_fit)")
+                  if fold_models else "the model's own",
                   "examples_per_class": {k: int(v) for k, v in zip(*np.unique(names, return_counts=True))}})
     return stats
 

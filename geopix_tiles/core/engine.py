@@ -41,7 +41,7 @@ from .journal import RunJournal
 from ..outputs.raster_sink import RasterSink
 from ..io.scene import RowBuffer, Scene, SceneReader
 from ..segmenters.protocol import Segmenter, predictor_count, predictor_thread
-from .tile_ops import blend_weights, cut_tiles, predict, tile_is_empty
+from .tile_ops import blend_weights, cut_tiles, finish_tiles, predict, tile_is_empty
 from .tiling import Panel, Tile, TileGrid
 from ..outputs.vector_sink import VectorSink
 from ..outputs.seam_store import SeamStore
@@ -72,6 +72,12 @@ class Batch:
     skipped: int = 0
     row_end: bool = False
     panel: int = 0
+    #: (scaling, low, high) while ``pixels`` are still the source's narrower dtype (``row_batches(raw=True)``)
+    scale: tuple | None = None
+
+    def model_pixels(self) -> np.ndarray:
+        """The batch's tiles as the segmenter takes them (scaled float32, zero where invalid)."""
+        return self.pixels if self.scale is None else finish_tiles(self.pixels, self.valid, *self.scale)
 
 
 @dataclass
@@ -210,11 +216,14 @@ def _get(q: queue.Queue, stop: threading.Event, worker: _Worker):
 
 
 def row_batches(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int], grid: TileGrid, row: int,
-                batch_size: int, scaling: str, low=None, high=None, cols: Sequence[int] | None = None, panel: int = 0):
+                batch_size: int, scaling: str, low=None, high=None, cols: Sequence[int] | None = None, panel: int = 0,
+                raw: bool = False):
     """Batches of grid row ``row`` cut from a window of rows (all-nodata tiles skipped).
 
     The batch composition depends only on the grid, so every path (local reader, dask
-    workers) feeds the model identical batches and gets identical probabilities.
+    workers) feeds the model identical batches and gets identical probabilities. ``raw``: tiles
+    stay in the source's dtype until :meth:`Batch.model_pixels` (the engine's reader: its batches
+    wait in queues).
     """
     tiles = grid.row_tiles(row) if cols is None else [grid.tile_at(row, c) for c in cols]
     pending: list[Tile] = []
@@ -226,8 +235,9 @@ def row_batches(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, i
             pending.append(t)
         last = i == len(tiles) - 1
         if len(pending) == batch_size or (last and (pending or skipped)):
-            pixels, vstack = cut_tiles(data, valid, origin, pending, scaling, low, high)
-            yield Batch(row, pending, pixels, vstack, skipped, last, panel)
+            pixels, vstack = cut_tiles(data, valid, origin, pending, scaling, low, high, raw=raw)
+            scale = (scaling, low, high) if pixels.dtype != np.float32 else None
+            yield Batch(row, pending, pixels, vstack, skipped, last, panel, scale)
             pending, skipped = [], 0
 
 
@@ -316,7 +326,7 @@ class StreamingRun:
                     y = grid.row_starts[r]
                     rows.ensure(y, y + th)
                     for batch in row_batches(rows.data, rows.valid, (rows.y0, panel.xa), grid, r, self._call_batch,
-                                             scaling, scene.low, scene.high, panel.cols, panel.index):
+                                             scaling, scene.low, scene.high, panel.cols, panel.index, raw=True):
                         if not _put(out, batch, stop):
                             return
                 del rows
@@ -343,7 +353,8 @@ class StreamingRun:
                         return
                 try:
                     if item.tiles:
-                        item.pixels = predict(self.segmenter, item.pixels, self.prompts)
+                        item.pixels = predict(self.segmenter, item.model_pixels(), self.prompts)
+                        item.scale = None
                 except BaseException as exc:
                     slot.error = exc
                     raise

@@ -31,23 +31,38 @@ def scale_tiles(raw: np.ndarray, scaling: str, low: np.ndarray | None = None, hi
 
 
 def cut_tiles(data: np.ndarray, valid: np.ndarray | None, origin: tuple[int, int], tiles: Sequence[Tile],
-              scaling: str, low=None, high=None) -> tuple[np.ndarray, np.ndarray | None]:
+              scaling: str, low=None, high=None, raw: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Stack ``tiles`` out of a window ``data [C, h, w]`` whose top-left pixel is ``origin``.
 
     Returns scaled float32 ``[B, C, th, tw]`` (zero where invalid) and the validity ``[B, th, tw]``.
+    ``raw``: a source narrower than float32 stays in its own dtype, unscaled (:func:`finish_tiles` makes the
+    same float32 later): a queue of batches waiting on a slow writer then holds 1-2 bytes a pixel, not 4.
     """
     oy, ox = origin
     if not tiles:
         return np.zeros((0, data.shape[0], 0, 0), np.float32), None
-    pixels = np.empty((len(tiles), data.shape[0], tiles[0].height, tiles[0].width), dtype=np.float32)
+    dtype = data.dtype if raw and data.dtype.itemsize < 4 else np.float32
+    pixels = np.empty((len(tiles), data.shape[0], tiles[0].height, tiles[0].width), dtype=dtype)
     for i, t in enumerate(tiles):  # cut and cast in one pass
         np.copyto(pixels[i], data[:, t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width], casting="unsafe")
-    pixels = scale_tiles(pixels, scaling, low, high)
     vstack = None
     if valid is not None:
         vstack = np.stack([valid[t.y - oy:t.y - oy + t.height, t.x - ox:t.x - ox + t.width] for t in tiles])
+    if dtype != np.float32:
+        return pixels, vstack
+    return finish_tiles(pixels, vstack, scaling, low, high), vstack
+
+
+def finish_tiles(pixels: np.ndarray, vstack: np.ndarray | None, scaling: str, low=None, high=None) -> np.ndarray:
+    """Tiles cut by :func:`cut_tiles` (``raw`` or not) as the segmenter takes them: scaled float32, zero where invalid.
+
+    The same operations in the same order whether a batch was scaled when it was cut or later, so
+    the pixels are bit-identical either way.
+    """
+    pixels = scale_tiles(pixels, scaling, low, high)
+    if vstack is not None:
         pixels *= vstack[:, None]
-    return pixels, vstack
+    return pixels
 
 
 def tile_is_empty(valid: np.ndarray | None, origin: tuple[int, int], tile: Tile) -> bool:
