@@ -78,6 +78,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
     ap.add_argument("--no-presence-check", dest="presence_check", action="store_false")
+    ap.add_argument("--no-cut-canopy", dest="cut_canopy", action="store_false",
+                    help="buildings and water keep the pixels the model sees as vegetation (segment(cut_canopy=False))")
     ap.add_argument("--flips", type=int, default=1, choices=[1, 2, 4],
                     help="mirrored views averaged by segment (the ceiling a flip-distilled model is measured against)")
     ap.add_argument("--write", default=None, help="append the table to this Markdown file")
@@ -90,7 +92,7 @@ def main() -> int:
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
     load = os.getloadavg()[0]
-    options = {} if args.presence_check else {"presence_check": False}
+    options = ({} if args.presence_check else {"presence_check": False}) | ({} if args.cut_canopy else {"cut_canopy": False})
     scores = {}
     with tempfile.TemporaryDirectory() as d:
         for m in args.models:
@@ -101,6 +103,7 @@ def main() -> int:
     classes = ["building", "road", "vegetation", "water", "land"]
     lines = [f"### {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC - {platform.machine()}, {os.cpu_count()} cores, "
              f"load {load:.2f} at start; presence check {'on' if args.presence_check else 'off'}"
+             + ("" if args.cut_canopy else "; canopy cut off")
              + (f"; {args.flips} mirrored views averaged" if args.flips > 1 else ""), "",
              "| model | Dubai tile_7 " + " / ".join(classes) + " | mean | Joplin buildings | NAIP 2020 water 5 / 15 / 30 m "
              "| vegetation 5 / 15 / 30 m | Landsat-7 clouds | UC Merced false alarms / detections |",

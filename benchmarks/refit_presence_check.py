@@ -43,12 +43,9 @@ def main() -> int:
     train = [r for r in read_jsonl(Path(args.data) / "train.jsonl") if r.meta.get("classes")]
     maskers = None
     if args.folds:
-        from geopix_tiles.training.cross_fit import fold_models
+        from geopix_tiles.training.cross_fit import load_fold_models
 
-        found = fold_models(Path(args.folds))
-        if found is None:
-            raise SystemExit(f"no fold models in {args.folds}; run default_recipe --variant v2 --step folds first")
-        maskers = {f: GeoPixModel.from_pretrained(p).eval() for f, p in found.items()}
+        maskers = load_fold_models(Path(args.folds), "run default_recipe --variant v2 --step folds first")
     stats = add_presence_check(model, train, scene_check_records(Path(args.shared) / "uc_merced"),
                                fold_models=maskers, own_masks_too=args.own_too)
     print(json.dumps(stats, indent=1), flush=True)

@@ -102,6 +102,7 @@ def segment(
     presence_check: bool = True,
     mask_clouds: bool | str = "auto",
     stretch: str = "auto",
+    cut_canopy: bool | str = "auto",
 ) -> "gpd.GeoDataFrame":
     """Segment ``scene`` for each prompt; return the polygons as a GeoDataFrame.
 
@@ -148,6 +149,13 @@ def segment(
     scene pale (the stretch's dark end at most half its bright end: a white desert is not blown up
     into texture), ``"full"`` stretches every scene to the full range, which undoes a strong veil of
     haze (``geopix_tiles.io.scene.MAX_LOW_SHARE``; the trade is in ``benchmarks/results/pale_scene.md``).
+    ``cut_canopy`` reports what is seen under tree and grass cover: building and water probabilities
+    times the share of the pixel the model's vegetation probability on the same tile leaves visible
+    (:mod:`geopix_tiles.segmenters.canopy`), so a crown over a yard is not painted as a building.
+    ``"auto"`` (default): on when the model segments vegetation (the default model; one more prompt per
+    call unless vegetation is asked for) and the scene's pixels are 6 m or finer (crowns are objects
+    there, shares of mixed pixels in coarser ones), off otherwise; ``True`` needs such a model;
+    ``False`` keeps every building and water pixel.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -174,6 +182,7 @@ def segment(
     _check_destination(out, tuple(FORMATS), "--out", overwrite, resume)
     _check_destination(raster_out, (".tif", ".tiff"), "--raster", overwrite, resume)
 
+    from .segmenters.canopy import CanopySegmenter, check_cut_canopy, with_canopy_cut  # noqa: PLC0415
     from .segmenters.checked import with_presence_check  # noqa: PLC0415
     from .segmenters.cloud_masked import CloudMaskedSegmenter, check_mask_clouds, with_cloud_mask  # noqa: PLC0415
     from .segmenters.flipped import check_flips, with_flips  # noqa: PLC0415
@@ -182,6 +191,7 @@ def segment(
 
     flips = check_flips(flips)
     mask_clouds = check_mask_clouds(mask_clouds)
+    cut_canopy = check_cut_canopy(cut_canopy)
     info = open_scene(scene, allow_no_georef=allow_no_georef)
     resolve_resolution(resolution, info.transform, info.crs)  # a bad resolution fails before the model loads
     base = load_segmenter(model, device=device)
@@ -193,7 +203,13 @@ def segment(
         batch_size = default_batch_size(seg)
     # the model sees each tile at read_at; the run stays on the scene's grid
     seg, overlap, read_at = shown_segmenter(seg, resolution, info.transform, info.crs, info.shape, overlap, prompts)
-    # outermost: the cloud prompt is seen at the resolution and in the views the other prompts are
+    # outermost: the vegetation and cloud prompts are seen at the resolution and in the views the other prompts are
+    from .io.ground import pixel_size_m  # noqa: PLC0415
+
+    seg = with_canopy_cut(seg, cut_canopy, pixel_size_m(info.transform, info.crs))
+    # "auto" resolved: what the run does, as the prompts it cuts (none: off, or no building or water prompt)
+    canopy_cut = [p for p, h in zip(prompts, seg.hidden_prompts(prompts)) if h] if isinstance(seg, CanopySegmenter) else []
+    cut_canopy = isinstance(seg, CanopySegmenter)
     seg = with_cloud_mask(seg, mask_clouds)
     mask_clouds = isinstance(seg, CloudMaskedSegmenter)  # "auto" resolved: what the run does
     seg.check_prompts(prompts)
@@ -236,6 +252,7 @@ def segment(
             **({"flips": flips} if flips != 1 else {}),  # journals of runs without flips stay resumable
             **({"presence_check": False} if not presence_check else {}),
             **({"mask_clouds": True} if mask_clouds else {}),
+            **({"cut_canopy": True} if cut_canopy else {}),
             **({"stretch": stretch} if stretch != "auto" else {}),  # journals of earlier runs stay resumable
         }
         resuming = bool(resume and journal.exists() and (raster_tmp is None or raster_tmp.exists()))
@@ -311,14 +328,12 @@ def segment(
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     shown_at = [p for p, s in zip(prompts, seg.shown(prompts)) if s] if read_at else []
-    from .io.ground import pixel_size_m  # noqa: PLC0415
-
     native_m = pixel_size_m(info.transform, info.crs)
     seen_m = [read_at if p in shown_at else native_m for p in prompts]
     stats.extra.update(scene=str(scene), height=info.height, width=info.width, prompts=prompts, read_at_m=read_at,
                        read_at_prompts=shown_at,
                        out=str(out) if out else None, raster=str(raster_out) if raster_out else None, flips=flips,
-                       mask_clouds=mask_clouds,
+                       mask_clouds=mask_clouds, cut_canopy=canopy_cut,
                        prompt_readings=prompt_readings(base, prompts) + coarse_readings(base, prompts, seen_m))
     cuts = getattr(tallied, "cuts", None) if remote is None else None  # dask workers judge their own tiles
     if cuts is not None:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from geopix_tiles.segmenters.canopy import HIDDEN_BY_CANOPY
+
 from . import answer as A
 from . import measured_replies as M
 from . import question_words as Q
@@ -478,11 +480,15 @@ class View:
         #: Sentinel-2 chip and bright aerial roofs, and vetoed the real cumulus of the 300 m Landsat-7 sample,
         #: which ``segment`` (whose tile check never vetoes clouds) keeps
         self.clouds_checked = True
+        #: False on a view of pixels coarser than ``segmenters.canopy.CANOPY_MAX_PIXEL_M``, where vegetation is a share
+        #: of mixed pixels rather than crowns over things (``answers.conversation`` sets it, as ``segment`` decides)
+        self.canopy_cut = True
         #: ground size (m) of the pixels the scene head sees; None when unknown (a chip without georeference)
         self.scene_pixel_m: float | None = None
         #: class -> why its masks are a rough guess here (the model sees it at coarser pixels than it learned it at)
         self.coarse_notes: dict[str, str] = {}
         self._clouds: np.ndarray | None = None
+        self._canopy: np.ndarray | None = None
 
     def scene_probabilities(self) -> np.ndarray | None:
         """The scene head's probabilities for the view (None for a model without scene classes)."""
@@ -520,8 +526,29 @@ class View:
                 self._clouds = self.logits([phrase])[0] > 0
         return self._clouds
 
+    def canopy(self) -> np.ndarray:
+        """Pixels under tree and grass cover: the vegetation mask as replies count it, clouds out (all False for
+        a model without the class, when the presence check vetoes it, or on a view of coarse pixels).
+
+        Why replies use it: seen from above a crown over a roof or a pond is vegetation, and ``segment`` takes
+        those pixels out of buildings and water (:mod:`geopix_tiles.segmenters.canopy`), so counts and areas in
+        words agree with the masks a segment run draws. Vegetation painted under a cloud is no crown anyone
+        saw: it hides nothing (a segment request keeps the pixels under clouds and says how many they are).
+        """
+        if self._canopy is None:
+            phrase = dict(class_phrases(self.model)).get("vegetation")
+            if not self.canopy_cut or phrase is None or self.doubted(phrase, "vegetation"):
+                self._canopy = np.zeros(self.size, bool)
+            else:
+                self._canopy = self.cloud_free(self.logits([phrase])[0] > 0, "vegetation")
+        return self._canopy
+
+    def uncovered(self, mask: np.ndarray, name: str | None) -> np.ndarray:
+        """``mask`` of class ``name`` without the pixels tree cover hides (buildings and water only)."""
+        return mask & ~self.canopy() if name in HIDDEN_BY_CANOPY else mask
+
     def counted(self, target: "Target") -> np.ndarray:
-        """``target``'s mask as a reply counts it: empty when the presence check vetoes it, clouds taken out.
+        """``target``'s mask as a reply counts it: empty when the presence check vetoes it, clouds and canopy taken out.
 
         The mask of a second class in a question ("next to the roads", "more trees than water").
         """
@@ -531,6 +558,11 @@ class View:
         return self.seen(mask, target.name)
 
     def seen(self, mask: np.ndarray, name: str | None) -> np.ndarray:
+        """``mask`` of class ``name`` without what hides it from above: clouds (a cloud hides nothing of
+        itself) and tree cover (:meth:`uncovered`)."""
+        return self.uncovered(self.cloud_free(mask, name), name)
+
+    def cloud_free(self, mask: np.ndarray, name: str | None) -> np.ndarray:
         """``mask`` of class ``name`` without the pixels a cloud hides (a cloud hides nothing of itself)."""
         return mask if name == "cloud" else mask & ~self.clouds()
 
@@ -696,7 +728,9 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     if doubt and task != "segment":
         mask = np.zeros_like(mask)
     # the ground under a cloud is hidden: words never count it (a segment request keeps segment's
-    # pixels and says how many of them lie under clouds)
+    # pixels and says how many of them lie under clouds); what tree cover hides is cut from every
+    # reply's mask, as segment cuts it
+    mask = view.uncovered(mask, target.name)
     seen = view.seen(mask, target.name)
     hidden = mask & ~seen
     if task != "segment":
@@ -830,7 +864,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
         text = f"Here is the mask of the {what}: {n} covering {size}{comma_at}."
         if doubt:
             text += f" Careful: on a closer look these pixels do not look like {said} to me."
-        under = mask & ~view.seen(mask, target.name)  # of the mask returned (after a place narrowed it)
+        under = mask & ~view.cloud_free(mask, target.name)  # of the mask returned (after a place narrowed it)
         if A.present(int(under.sum()), A.share_of(under, view.valid)):
             text += (f" {A.share_phrase(float(under.sum()) / float(mask.sum()))} of these pixels"
                      " lie under clouds, where the ground is hidden.")

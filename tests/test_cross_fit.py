@@ -122,3 +122,17 @@ def test_the_check_fitted_on_both_kinds_of_masks_sees_each_chip_twice():
     assert both["masks"] == "the model's own and out-of-fold" and alone["masks"].startswith("out-of-fold")
     assert both["examples_per_class"] == dict(own + oof) and alone["examples_per_class"] == dict(oof)
     assert own != oof  # the tiny masker's "yes" answers are not the shipped model's
+
+
+def test_own_masks_too_without_fold_models_is_refused_not_a_silent_plain_fit():
+    from geopix_tiles.training.presence_check import add_presence_check
+
+    with pytest.raises(ValueError, match="pass fold_models too"):
+        add_presence_check(object(), [], [], own_masks_too=True)
+
+
+def test_load_fold_models_names_the_missing_folder_and_how_to_make_it(tmp_path):
+    from geopix_tiles.training.cross_fit import load_fold_models
+
+    with pytest.raises(SystemExit, match=f"no fold models in {tmp_path}; run --step folds"):
+        load_fold_models(tmp_path, "run --step folds")

@@ -109,3 +109,13 @@ def fold_models(out: Path) -> dict[str, Path] | None:
     """The fold models of an earlier :func:`train_fold_models` run in ``out``, or ``None``."""
     found = {f: out / f"without_{f}" / "model" for f in FOLDS}
     return found if all((p / "config.json").exists() for p in found.values()) else None
+
+
+def load_fold_models(out: Path, hint: str) -> dict[str, Any]:
+    """The fold models of ``out`` loaded for masking (eval mode); ``hint`` says how to make them if absent."""
+    from geopix_tiles.model import GeoPixModel
+
+    found = fold_models(out)
+    if found is None:
+        raise SystemExit(f"no fold models in {out}; {hint}")
+    return {f: GeoPixModel.from_pretrained(p).eval() for f, p in found.items()}

@@ -455,17 +455,14 @@ def presence(shared: Path, out: Path, max_val: int = 0, cross_fit: bool = False)
     2026-12-04 trial, not what ships (validation presence 0.881 -> 0.885, UC Merced 0.958 -> 0.951).
     """
     from geopix_tiles.model import GeoPixModel
-    from geopix_tiles.training.cross_fit import fold_models
+    from geopix_tiles.training.cross_fit import load_fold_models
     from geopix_tiles.training.presence_check import add_presence_check, scene_check_records
     from geopix_tiles.training.records import read_jsonl
 
     model = GeoPixModel.from_pretrained(SHIP)
     uc = shared / "uc_merced"
     train_recs = [r for r in read_jsonl(data_dir(out) / "train.jsonl") if r.meta.get("classes")]
-    found = fold_models(out / "folds") if cross_fit else None
-    if cross_fit and found is None:
-        raise SystemExit(f"--cross-fit needs the fold models in {out / 'folds'}; run --step folds first")
-    maskers = {f: GeoPixModel.from_pretrained(p).eval() for f, p in found.items()} if found else None
+    maskers = load_fold_models(out / "folds", "--cross-fit needs them: run --step folds first") if cross_fit else None
     stats = add_presence_check(model, train_recs, scene_check_records(uc), fold_models=maskers)
     print(json.dumps(stats, indent=1), flush=True)
     scores = _score_dialogue(model, out, uc, max_val)

@@ -27,6 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from geopix_tiles.segmenters.canopy import HIDDEN_BY_CANOPY
+
 from . import rle
 from .records import ImageRecord
 
@@ -101,6 +103,8 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
             short.append(not is_sentence(r_seg.text))
             n_replies += 2
             ref = (model.segment(img[None], [p])[0, 0] > 0).cpu().numpy()
+            if c in HIDDEN_BY_CANOPY:  # segment reports what is seen: no building or pond under a crown
+                ref &= ~view.canopy()
             got = r_seg.masks[0].cpu().numpy() if len(r_seg.masks) else np.zeros_like(ref)
             seg_vs_segment.append(_iou(got, ref) if (got.any() or ref.any()) else 1.0)
             seg_vs_label.append(_iou(got, gt))

@@ -148,6 +148,8 @@ def add_presence_check(model: Any, records: Sequence[ImageRecord], scene_records
     """
     from geopix_tiles.model.presence_check import PresenceCheck
 
+    if own_masks_too and not fold_models:
+        raise ValueError("own_masks_too adds the model's own masks beside out-of-fold ones; pass fold_models too")
     model.eval()
     classes = model.class_names()
     check = PresenceCheck(model.vision.channels, classes, threshold).to(model.device)

@@ -27,6 +27,7 @@ from affine import Affine
 from ..errors import InputError
 from ..io.ground import pixel_area_m2
 from ..segmenters.resampled import class_coarsest, coarse_caveat, coarse_limit, model_factor, shown_classes
+from ..segmenters.canopy import CANOPY_MAX_PIXEL_M
 from ..segmenters.protocol import DEFAULT_OVERLAP
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -369,6 +370,8 @@ class Conversation:
         self.view.scene_pixel_m = view_m
         # clouds on a satellite-scale scene are not second-guessed, as segment never does (model.dialogue.View)
         self.view.clouds_checked = not (native_area and native_area >= CLOUD_CHECK_BELOW_M ** 2)
+        # tree cover hides roofs and ponds where crowns are objects, not shares of mixed pixels (as segment decides)
+        self.view.canopy_cut = view_m is None or view_m <= CANOPY_MAX_PIXEL_M
         #: said after every reply about the view when the window was read much coarser than the scene: on the
         #: 20k NAIP mosaic (5 m) read at 98 m to fit 1,024 pixels "Is there any water?" was answered "No" (a
         #: quarter of it is lakes, each a few pixels at that size)

@@ -68,6 +68,10 @@ def _add_segment(sub: argparse._SubParsersAction) -> None:
                    help="report what is seen: no prompt paints ground under the model's own clouds (default: on "
                         "when the model segments clouds, as the default model does, at the cost of one more "
                         "prompt; --mask-clouds insists, --no-mask-clouds keeps every pixel)")
+    p.add_argument("--cut-canopy", action=argparse.BooleanOptionalAction, default=None,
+                   help="report what is seen under trees: buildings and water do not paint pixels the model sees "
+                        "as vegetation (default: on when the model segments vegetation and the scene's pixels are "
+                        "6 m or finer; --cut-canopy insists, --no-cut-canopy keeps every building and water pixel)")
     p.add_argument("--stretch", choices=("auto", "full"), default="auto",
                    help="how a learned model sees the scene's colours: 'auto' (default) stretches each band's "
                         "2-98 %% range to full contrast but keeps a pale, flat scene (white desert, snow) pale; "
@@ -110,6 +114,7 @@ def _run_segment(args: argparse.Namespace) -> int:
         checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet, return_stats=True, collect=None,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
         flips=args.flips, presence_check=args.presence_check, mask_clouds=args.mask_clouds, stretch=args.stretch,
+        cut_canopy=args.cut_canopy,
     )
     _summary(stats, args)
     if html is not None:
@@ -136,6 +141,7 @@ def _run_many(args: argparse.Namespace, scenes) -> int:
         allow_no_georef=args.allow_no_georef, checkpoint_seconds=args.checkpoint_seconds,
         skip_bad_tiles=args.skip_bad_tiles, split_objects=args.split_objects, resolution=args.resolution,
         flips=args.flips, presence_check=args.presence_check, mask_clouds=args.mask_clouds, stretch=args.stretch,
+        cut_canopy=args.cut_canopy,
     )
     for stats in all_stats:
         _summary(stats, args)
@@ -166,6 +172,9 @@ def _summary(stats, args: argparse.Namespace) -> None:
         print(line)
     if stats.extra.get("mask_clouds"):
         print("pixels under the model's clouds are taken out of every other prompt (--no-mask-clouds keeps them)")
+    if stats.extra.get("cut_canopy"):
+        listed = ", ".join(repr(p) for p in stats.extra["cut_canopy"])
+        print(f"pixels the model sees as vegetation are taken out of {listed} (--no-cut-canopy keeps them)")
     cut = {p: c for p, c in (stats.extra.get("tile_cuts") or {}).items() if c[0]}
     if cut:
         listed = ", ".join(f"{p!r} from {n} of {total}" for p, (n, total) in cut.items())

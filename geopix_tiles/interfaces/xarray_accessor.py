@@ -20,7 +20,7 @@ from ..errors import InputError
 
 def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts, scaling, stats, nodata, batch_size,
                 factor: float = 1.0, classes=None, flips: int = 1, presence_check: bool = True,
-                mask_clouds: bool | str = "auto"):
+                mask_clouds: bool | str = "auto", cut_canopy: bool = False):
     from ..core.blocks import compute_block  # noqa: PLC0415
     from ..segmenters.registry import load_segmenter  # noqa: PLC0415
 
@@ -37,9 +37,10 @@ def _block_task(window: np.ndarray, origin, grid, block, model, device, prompts,
         from ..segmenters.resampled import ResampledSegmenter  # noqa: PLC0415
 
         seg = ResampledSegmenter(seg, factor, classes)
+    from ..segmenters.canopy import with_canopy_cut  # noqa: PLC0415
     from ..segmenters.cloud_masked import with_cloud_mask  # noqa: PLC0415
 
-    seg = with_cloud_mask(seg, mask_clouds)
+    seg = with_cloud_mask(with_canopy_cut(seg, cut_canopy), mask_clouds)
     if batch_size is None:
         from ..segmenters.protocol import default_batch_size  # noqa: PLC0415
 
@@ -58,12 +59,12 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
                       device: str = "auto", chunks: int | tuple[int, int] | None = None,
                       resolution: float | str | None = "auto", flips: int = 1,
                       presence_check: bool = True, mask_clouds: bool | str = "auto",
-                      stretch: str = "auto") -> xr.DataArray:
+                      stretch: str = "auto", cut_canopy: bool | str = "auto") -> xr.DataArray:
     """Lazy per-prompt probabilities ``(prompt, y, x)``; see the module docstring.
 
     ``resolution`` as in :func:`geopix_tiles.segment`: the ground resolution the model is shown
     (``auto``: the model's working resolution, on scenes finer than it); the result stays on the
-    array's grid. ``flips`` (1, 2 or 4), ``presence_check``, ``mask_clouds``, ``stretch`` and ``batch_size``
+    array's grid. ``flips`` (1, 2 or 4), ``presence_check``, ``mask_clouds``, ``cut_canopy``, ``stretch`` and ``batch_size``
     (default 8 on a CPU, 64 on a GPU) as in :func:`geopix_tiles.segment`.
     """
     import dask  # noqa: PLC0415
@@ -97,9 +98,13 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
     seg = with_flips(with_presence_check(base, presence_check), flips)
     # as in segment: the model sees each tile coarser, the result stays on this grid
     seg, overlap, _ = shown_segmenter(seg, resolution, scene.transform, scene.crs, scene.shape, overlap, prompts)
+    from ..io.ground import pixel_size_m  # noqa: PLC0415
+    from ..segmenters.canopy import CanopySegmenter, with_canopy_cut  # noqa: PLC0415
     from ..segmenters.cloud_masked import CloudMaskedSegmenter, with_cloud_mask  # noqa: PLC0415
 
-    masked = with_cloud_mask(seg, mask_clouds)
+    cut = with_canopy_cut(seg, cut_canopy, pixel_size_m(scene.transform, scene.crs))
+    cut_canopy = isinstance(cut, CanopySegmenter)  # "auto" resolved once, as segment does
+    masked = with_cloud_mask(cut, mask_clouds)
     masked.check_prompts(prompts)  # a model without clouds fails here, not in a task
     mask_clouds = isinstance(masked, CloudMaskedSegmenter)  # "auto" resolved once, as segment does: each task the same
     factor, classes = getattr(seg, "factor", 1.0), getattr(seg, "classes", None)  # rebuilt in each dask task
@@ -129,7 +134,7 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
             _, src = source_window(grid, block)
             (ya, yb), (xa, xb) = src.toranges()
             value = task(data[:, ya:yb, xa:xb], (ya, xa), grid, block, key, device, prompts, scaling, stats, nodata,
-                         batch_size, factor, classes, flips, presence_check, mask_clouds)
+                         batch_size, factor, classes, flips, presence_check, mask_clouds, cut_canopy)
             row.append(da.from_delayed(value, shape=(len(prompts), h, w), dtype=np.float32))
             x0 += w
         rows.append(row)
@@ -141,7 +146,8 @@ def segment_dataarray(obj: xr.DataArray, prompts: str | Sequence[str], model="sp
         coords["spatial_ref"] = arr.coords["spatial_ref"]
     out = xr.DataArray(result, dims=("prompt", "y", "x"), coords=coords, name="probability",
                        attrs={"long_name": tuple(prompts), "model": str(key), "tile": tile, "overlap": overlap,
-                              "flips": flips, "mask_clouds": int(bool(mask_clouds))})
+                              "flips": flips, "mask_clouds": int(bool(mask_clouds)),
+                              "cut_canopy": int(bool(cut_canopy))})
     if scene.crs is not None:
         out = out.rio.write_crs(scene.crs)
     out = out.rio.write_transform(scene.transform)

@@ -284,10 +284,10 @@ class StripVectorizer:
                 new[id_of[k]] = OpenObject([poly], totals[k - 1], counts[k - 1])
         if nlab and self.left_open:
             for k, rows in _rows_by_label(strip.left, y0).items():
-                new[int(ids[k])].left.append(rows)
+                new[id_of[k]].left.append(rows)
         if nlab and self.right_open:
             for k, rows in _rows_by_label(strip.right, y0).items():
-                new[int(ids[k])].right.append(rows)
+                new[id_of[k]].right.append(rows)
         uf = _UnionFind()
         if nlab:
             first = ids[strip.top]
