@@ -55,6 +55,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write")
     ap.add_argument("--render")
+    ap.add_argument("--render-only", action="store_true", help="only draw --render (no scoring)")
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs {SHARED} (the shared data)")
@@ -66,6 +67,10 @@ def main() -> int:
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
     load = os.getloadavg()[0]
+    if args.render_only:
+        with tempfile.TemporaryDirectory() as d:
+            render(Path(args.render), Path(d))
+        return 0
     t0 = time.time()
     rows = {}
     with tempfile.TemporaryDirectory() as d:
@@ -124,13 +129,16 @@ def render(out: Path, work: Path) -> None:
         if label is not None:
             row[0].contour(label, levels=[0.5], colors="yellow", linewidths=0.6)
         row[0].set_title("image" + (" (labelled buildings: yellow)" if label is not None else ""))
+        removed = masks[False][0] & ~masks[True][0]
         for ax, cut in zip(row[1:], (False, True)):
             over = rgb.astype(float) / 255
             b, v = masks[cut]
             over[v & ~b] = 0.5 * over[v & ~b] + 0.5 * np.array([0.2, 0.8, 0.2])
             over[b] = 0.4 * over[b] + 0.6 * np.array([1.0, 0.2, 0.6])
+            if cut:
+                over[removed] = 0.3 * over[removed] + 0.7 * np.array([0.0, 0.9, 1.0])
             ax.imshow(over)
-            ax.set_title(f"buildings (pink), vegetation (green): cut_canopy={cut}")
+            ax.set_title("cut on: what the cut took, cyan" if cut else "buildings pink, vegetation green, cut off")
         for ax in row:
             ax.axis("off")
     fig.tight_layout()
