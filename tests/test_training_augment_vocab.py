@@ -553,3 +553,29 @@ def test_recolored_samples_keep_the_original_for_the_anchor_and_need_one():
     cfg.data.recolor_classes = ["water", "road"]
     with pytest.raises(InputError, match=r"data.recolor_classes names classes without repaint colours \['road'\]"):
         cfg.validate()
+
+
+def test_exhaustive_targets_keep_a_one_roof_source_out_of_whole_class_questions():
+    """A record that labels one roof of many (no ``meta["classes"]``, as the Puerto Rico source) gives no
+    category, count, presence or caption sample with ``exhaustive_targets`` (each would teach its other houses as
+    "not a building"), but still referring and region samples; a record labelled exhaustively is unchanged."""
+    from geopix_tiles.training.instruct import make_samples
+    from geopix_tiles.training.records import ImageRecord, Instance
+
+    roof = np.zeros((32, 32), np.uint8)
+    roof[4:10, 4:10] = 1
+    one_roof = ImageRecord(image_path=None, image=np.zeros((3, 32, 32), np.float32),
+                           instances=[Instance.from_mask("building", roof)], meta={"source": "puerto_rico"})
+    full = ImageRecord(image_path=None, image=np.zeros((3, 32, 32), np.float32),
+                       instances=[Instance.from_mask("building", roof)], meta={"classes": ["building", "water"]})
+    tasks = ["category_seg", "referring_seg", "region_class", "caption", "vqa"]
+    kinds = {}
+    for exhaustive in (False, True):
+        samples = make_samples([one_roof] * 20 + [full] * 20, tasks=tasks, per_record=5, seed=3, negatives=0.5,
+                               per_class=True, exhaustive_targets=exhaustive)
+        kinds[exhaustive] = {(s.record < 20, s.task) for s in samples}
+    whole_class = {"category_seg", "caption", "vqa"}
+    assert {t for first, t in kinds[False] if first} & whole_class  # the old samples: the one roof as "the buildings"
+    assert not {t for first, t in kinds[True] if first} & whole_class
+    assert {t for first, t in kinds[True] if first} >= {"referring_seg", "region_class"}
+    assert {t for first, t in kinds[True] if not first} == {t for first, t in kinds[False] if not first}

@@ -193,6 +193,10 @@ class DataSpec:
     coarse_p: float = 0.5
     #: one single-class category sample per class of every image, besides the random draws
     per_class: bool = False
+    #: whole-class questions (category masks, counts, presence, captions) only for the classes a chip labels
+    #: exhaustively: a one-roof-of-many source then never teaches its other houses as "not a building"
+    #: (``instruct.make_samples``; off in the shipped recipe, which trained with it off)
+    exhaustive_targets: bool = False
     #: independent draws of the questions per stage (templates, targets, synonyms); 0 = enough draws
     #: that a stage sees each question about once. One draw is plenty for thousands of chips; for a
     #: handful it means the same dozen sentences for every step, which the model learns by heart

@@ -310,7 +310,7 @@ def _count_words(n: int) -> str:
 def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, split: Split = "train",
                  seed: int = 0, per_record: int = 2, max_targets: int = 3, vocabulary: Sequence[str] | None = None,
                  negatives: float = 0.0, paraphrases: float = 0.0, unrelated: float = 0.0,
-                 per_class: bool = False) -> list[InstructSample]:
+                 per_class: bool = False, exhaustive_targets: bool = False) -> list[InstructSample]:
     """Instruction samples for every record; deterministic for a seed.
 
     ``vocabulary`` is the class list used for presence questions with a "no" answer (the
@@ -331,6 +331,11 @@ def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, s
     ``per_class`` adds, when ``category_seg`` is among the tasks, one single-class category
     sample for every class of every record (the question :meth:`GeoPixModel.segment` asks):
     with a handful of chips the random draws above may never ask for a class on its own.
+
+    ``exhaustive_targets``: questions about a whole class (category masks, counts, presence, captions) only
+    for the classes a record labels exhaustively (``meta["classes"]``). A source that labels one roof of
+    many (Puerto Rico) otherwise teaches every other house on its chips as "not a building"; its
+    instances still serve referring and region samples, whose target is the instance itself.
     """
     for name, value in (("negatives", negatives), ("paraphrases", paraphrases), ("unrelated", unrelated)):
         if not 0.0 <= value <= 1.0:
@@ -344,15 +349,18 @@ def make_samples(records: Sequence[ImageRecord], tasks: Sequence[str] = TASKS, s
     for ri, rec in enumerate(records):
         describe_record(rec)
         by_cat: dict[str, list[Instance]] = {}
+        whole = set(rec.meta.get("classes") or ()) if exhaustive_targets else None
         for inst in rec.instances:
-            by_cat.setdefault(inst.category, []).append(inst)
+            if whole is None or inst.category in whole:
+                by_cat.setdefault(inst.category, []).append(inst)
         options = list(tasks)
         rng.shuffle(options)
         made = 0
         for task in options:
             if made >= per_record:
                 break
-            s = _make_one(task, ri, rec, by_cat, vocab, split, rng, max_targets, negatives, paraphrases, unrelated)
+            s = _make_one(task, ri, rec, by_cat, vocab, split, rng, max_targets, negatives, paraphrases, unrelated,
+                          whole)
             if s is not None:
                 s.check()
                 out.append(s)
@@ -374,7 +382,9 @@ def _absent_classes(rec: ImageRecord, by_cat: dict[str, list[Instance]]) -> list
 
 def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Instance]], vocab: list[str],
               split: Split, rng: random.Random, max_targets: int, negatives: float = 0.0, paraphrases: float = 0.0,
-              unrelated: float = 0.0) -> InstructSample | None:
+              unrelated: float = 0.0, whole: set[str] | None = None) -> InstructSample | None:
+    """One sample of ``task``; ``whole`` (with ``exhaustive_targets``): the classes the record labels exhaustively,
+    the only ones a caption or a presence question may speak of (None: any)."""
     pick = rng.choice
     if task == "category_seg" and (paraphrases > 0 or unrelated > 0):
         return _open_vocab_category(ri, rec, by_cat, split, rng, max_targets, negatives, paraphrases, unrelated)
@@ -432,6 +442,8 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
         return InstructSample(task, f"{IMAGE}\n{q}", a, ri, region_masks=[i.mask_rle for i in chosen],
                               region_categories=[i.category for i in chosen], region_texts=parts, template=t)
     if task == "caption":
+        if whole is not None and not whole:
+            return None  # "no labelled objects" would be false of a chip that labels one roof of many
         t = pick(templates("caption", split))
         return InstructSample(task, f"{IMAGE}\n{t}", _caption(rec, by_cat), ri, template=t)
     if task == "vqa":
@@ -443,7 +455,8 @@ def _make_one(task: str, ri: int, rec: ImageRecord, by_cat: dict[str, list[Insta
             n = len(by_cat[c])
             a = f"There {'is' if n == 1 else 'are'} {_count_words(n)} {c if n == 1 else plural(c)}."
             return InstructSample(task, f"{IMAGE}\n{t.format(cat=c, cat_pl=plural(c))}", a, ri, template=t)
-        c = pick(vocab) if vocab else None
+        asked = vocab if whole is None else sorted(whole)
+        c = pick(asked) if asked else None
         if c is None:
             return None
         t = pick(templates("vqa_presence", split))

@@ -146,7 +146,8 @@ class Trainer:
                                     seed=self.cfg.seed + 7919 * stage_idx + 104729 * k,
                                     per_record=d.samples_per_image, max_targets=d.max_targets,
                                     vocabulary=self.class_names, negatives=d.negatives, paraphrases=d.paraphrases,
-                                    unrelated=d.unrelated, per_class=d.per_class)
+                                    unrelated=d.unrelated, per_class=d.per_class,
+                                    exhaustive_targets=d.exhaustive_targets)
 
             samples = draw(0)
             draws = d.sample_draws or min(_MAX_AUTO_DRAWS, -(-st.steps * self.cfg.batch_size // max(len(samples), 1)))
