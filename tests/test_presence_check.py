@@ -141,19 +141,29 @@ def test_a_vetoed_yes_says_no_and_returns_no_pixels(shipped):
     """Forced veto vs forced pass on one real chip: words, masks and facts move together."""
     from geopix_tiles.model import answer as A
 
+    from geopix_tiles.model.dialogue import View
+
     x = _chip("mediumresidential63.jpg")  # buildings 41 % of the caption with the check passed
+
+    def uncut() -> View:
+        # the forced verdict is every class's, vegetation's too, so the canopy cut (tests/test_canopy.py) would
+        # differ between the two runs: a segment request here is judged on the building mask alone
+        view = View(shipped, shipped.encode_images(x[None]))
+        view.canopy_cut = False
+        return view
+
     bias = shipped.presence_check.fc.bias.detach().clone()
     try:
         with torch.no_grad():
             shipped.presence_check.fc.bias.fill_(1e4)
         yes = shipped.chat(x, "Are there any buildings?")
-        seg_yes = shipped.chat(x, "Please segment the buildings.")
+        seg_yes = shipped.chat(uncut(), "Please segment the buildings.")
         cap_yes = shipped.chat(x, "Describe this image.")
         with torch.no_grad():
             shipped.presence_check.fc.bias.fill_(-1e4)
         no = shipped.chat(x, "Are there any buildings?")
         count = shipped.chat(x, "How many buildings are there?")
-        seg_no = shipped.chat(x, "Please segment the buildings.")
+        seg_no = shipped.chat(uncut(), "Please segment the buildings.")
         cap_no = shipped.chat(x, "Describe this image.")
     finally:
         with torch.no_grad():
