@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError
-from .occlusion import OccludedSegmenter, check_auto_flag, class_phrase
+from .occlusion import OccludedSegmenter, check_auto_flag, cover_phrase
 
 __all__ = ["CANOPY", "CANOPY_MAX_PIXEL_M", "HIDDEN_BY_CANOPY", "CanopySegmenter", "check_cut_canopy", "with_canopy_cut"]
 
@@ -49,13 +48,8 @@ def with_canopy_cut(segmenter: Any, cut_canopy: Any = "auto", pixel_m: float | N
     value = check_cut_canopy(cut_canopy)
     if value is False or (value == "auto" and pixel_m is not None and pixel_m > CANOPY_MAX_PIXEL_M):
         return segmenter
-    phrase = class_phrase(segmenter, CANOPY)
-    if phrase is None:
-        if value == "auto":
-            return segmenter
-        raise InputError("--cut-canopy needs a model that segments vegetation (e.g. --model default); "
-                         "this model has no vegetation class, so run without --cut-canopy")
-    return CanopySegmenter(segmenter, phrase)
+    phrase = cover_phrase(segmenter, CANOPY, value, "--cut-canopy", "vegetation")
+    return segmenter if phrase is None else CanopySegmenter(segmenter, phrase)
 
 
 class CanopySegmenter(OccludedSegmenter):

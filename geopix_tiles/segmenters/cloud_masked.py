@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InputError
-from .occlusion import CLEAR_BELOW, HIDDEN_ABOVE, OccludedSegmenter, check_auto_flag, class_phrase, seen_share
+from .occlusion import (CLEAR_BELOW, HIDDEN_ABOVE, OccludedSegmenter, check_auto_flag, class_phrase, cover_phrase,
+                        seen_share)
 
 __all__ = ["CLEAR_BELOW", "HIDDEN_ABOVE", "CloudMaskedSegmenter", "check_mask_clouds", "cloud_phrase", "seen_share",
            "with_cloud_mask"]
@@ -49,13 +49,8 @@ def with_cloud_mask(segmenter: Any, mask_clouds: Any = "auto") -> Any:
     value = check_mask_clouds(mask_clouds)
     if value is False:
         return segmenter
-    phrase = cloud_phrase(segmenter)
-    if phrase is None:
-        if value == "auto":
-            return segmenter
-        raise InputError("--mask-clouds needs a model that segments clouds (e.g. --model default); "
-                         "this model has no cloud class, so run without --mask-clouds")
-    return CloudMaskedSegmenter(segmenter, phrase)
+    phrase = cover_phrase(segmenter, CLOUD, value, "--mask-clouds", "clouds")
+    return segmenter if phrase is None else CloudMaskedSegmenter(segmenter, phrase)
 
 
 class CloudMaskedSegmenter(OccludedSegmenter):

@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import InputError
 from .protocol import SegmenterWrapper
 
-__all__ = ["CLEAR_BELOW", "HIDDEN_ABOVE", "OccludedSegmenter", "check_auto_flag", "class_phrase", "seen_share"]
+__all__ = ["CLEAR_BELOW", "HIDDEN_ABOVE", "OccludedSegmenter", "check_auto_flag", "class_phrase", "cover_phrase",
+           "seen_share"]
 
 #: the cover's probability up to which the pixel counts as fully seen, and from which as hidden
 CLEAR_BELOW, HIDDEN_ABOVE = 0.25, 0.75
@@ -45,6 +46,19 @@ def class_phrase(segmenter: Any, name: str) -> str | None:
     from ..model.dialogue import class_phrases  # noqa: PLC0415
 
     return dict(class_phrases(model)).get(name)
+
+
+def cover_phrase(segmenter: Any, cover: str, value: bool | str, flag: str, what: str) -> str | None:
+    """The phrase to ask for class ``cover`` with, or None when the resolved ``value`` does not wrap ``segmenter``.
+
+    ``"auto"`` on a model without the class does not wrap; ``True`` there is refused with one line that names
+    the option (``flag``) and what the model lacks (``what``, e.g. "clouds").
+    """
+    phrase = class_phrase(segmenter, cover)
+    if phrase is None and value is True:
+        raise InputError(f"{flag} needs a model that segments {what} (e.g. --model default); "
+                         f"this model has no {cover} class, so run without {flag}")
+    return phrase
 
 
 def check_auto_flag(option: str, value: Any) -> bool | str:
