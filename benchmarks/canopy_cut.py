@@ -32,23 +32,11 @@ HOUSES = ROOT / "tests" / "data" / "uc_merced" / "mediumresidential63.jpg"
 
 def joplin(work: Path, cut: bool) -> dict[str, float]:
     """Building IoU, precision and recall over the four xBD Joplin images (``buildings`` alone, as a user asks)."""
-    import rasterio
+    from flips import joplin_counts
 
-    from geopix_tiles import segment
-    from resolution import XBD, georeferenced
-
-    inter = union = painted = labelled = 0
-    for label_file in sorted((XBD / "labels").glob("*.json")):
-        path, truth = georeferenced(label_file, work)
-        segment(path, ["buildings"], model="default", raster_out=work / "j.tif", device="cpu", vectorize=False,
-                collect=False, overwrite=True, cut_canopy=cut)
-        with rasterio.open(work / "j.tif") as r:
-            mask = r.read(1) >= 128
-        inter += int((mask & truth).sum())
-        union += int((mask | truth).sum())
-        painted += int(mask.sum())
-        labelled += int(truth.sum())
-    return {"iou": inter / union, "precision": inter / max(1, painted), "recall": inter / labelled}
+    c = joplin_counts(1, work, cut_canopy=cut)
+    return {"iou": c["inter"] / c["union"], "precision": c["inter"] / max(1, c["painted"]),
+            "recall": c["inter"] / c["labelled"]}
 
 
 def main() -> int:
@@ -63,6 +51,7 @@ def main() -> int:
 
     from compare_models import naip
     from flips import dubai
+    from report import publish
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
@@ -91,12 +80,7 @@ def main() -> int:
         lines.append(f"| {'on' if cut else 'off'} | {j['iou']:.3f} / {j['precision']:.3f} / {j['recall']:.3f} | "
                      f"{du['building']:.3f} / {du['water']:.3f} / {du['mean']:.3f} | "
                      + " / ".join(f"{v:.3f}" for v in r["naip"].values()) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write(text + "\n")
-    return 0
+    return publish("\n".join(lines) + "\n", args.write)
 
 
 def render(out: Path, work: Path) -> None:

@@ -114,12 +114,9 @@ def main() -> int:
                      f"**{s['joplin_building']:.3f}** | " + " / ".join(f"{v['water']:.3f}" for v in nv.values()) + " | "
                      + " / ".join(f"{v['vegetation']:.3f}" for v in nv.values())
                      + f" | {s['landsat_cloud_iou']:.3f} | {s['ucm_false_alarms']:.3f} / {s['ucm_detections']:.3f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with open(args.write, "a") as f:
-            f.write(text + "\n")
-    return 0
+    from report import publish
+
+    return publish("\n".join(lines) + "\n", args.write)
 
 
 if __name__ == "__main__":

@@ -731,7 +731,7 @@ def reply_to(model: "GeoPixModel", view: View, question: Question, previous: Tur
     # pixels and says how many of them lie under clouds); what tree cover hides is cut from every
     # reply's mask, as segment cuts it
     mask = view.uncovered(mask, target.name)
-    seen = view.seen(mask, target.name)
+    seen = view.cloud_free(mask, target.name)  # = view.seen(...): the canopy is already out
     hidden = mask & ~seen
     if task != "segment":
         mask = seen

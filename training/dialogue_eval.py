@@ -27,8 +27,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from geopix_tiles.segmenters.canopy import HIDDEN_BY_CANOPY
-
 from . import rle
 from .records import ImageRecord
 
@@ -102,9 +100,8 @@ def evaluate_dialogue(model: Any, records: Sequence[ImageRecord], uc_merced: str
             r_seg = model.chat(view, f"Please segment the {p}.")
             short.append(not is_sentence(r_seg.text))
             n_replies += 2
-            ref = (model.segment(img[None], [p])[0, 0] > 0).cpu().numpy()
-            if c in HIDDEN_BY_CANOPY:  # segment reports what is seen: no building or pond under a crown
-                ref &= ~view.canopy()
+            # segment reports what is seen: no building or pond under a crown (View.uncovered, as replies cut it)
+            ref = view.uncovered((model.segment(img[None], [p])[0, 0] > 0).cpu().numpy(), c)
             got = r_seg.masks[0].cpu().numpy() if len(r_seg.masks) else np.zeros_like(ref)
             seg_vs_segment.append(_iou(got, ref) if (got.any() or ref.any()) else 1.0)
             seg_vs_label.append(_iou(got, gt))
